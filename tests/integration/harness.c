@@ -1,0 +1,913 @@
+/* harness.c — broker process management, rabbitmq-c helpers and a raw AMQP codec for tests.
+ * Owns the forked warrend (one per test process) and its temp data dir. Does not own any
+ * rabbitmq-c connection it hands out (the test destroys it).
+ * Invariant: s_current points at the started broker until harness_broker_stop(), so that
+ * harness_fail() and the watchdog can always kill it. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem, nftw, prctl */
+#endif
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <amqp_framing.h>
+#include <amqp_tcp_socket.h>
+
+static harness_broker_t *s_current; /* borrowed: the test's broker, lives for the whole test */
+static unsigned s_watchdog_seconds;
+
+/* ---- assertions and logging -------------------------------------------------------------- */
+
+static void kill_current_now(void)
+{
+    if (s_current && s_current->pid > 0) {
+        kill(s_current->pid, SIGKILL);
+        waitpid(s_current->pid, NULL, 0);
+        s_current->pid = 0;
+    }
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void remove_data_dir(harness_broker_t *b)
+{
+    if (b->data_dir[0]) {
+        nftw(b->data_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        b->data_dir[0] = '\0';
+    }
+}
+
+void harness_fail(const char *file, int line, const char *expr, const char *fmt, ...)
+{
+    fflush(stdout);
+    fprintf(stderr, "%s:%d: CHECK failed: %s", file, line, expr);
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs(" (", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputs(")", stderr);
+        va_end(ap);
+    }
+    fputc('\n', stderr);
+    if (s_current && s_current->pid > 0 && !harness_broker_alive(s_current))
+        fprintf(stderr, "note: warrend (pid %d) is no longer running\n", (int)s_current->pid);
+    kill_current_now();
+    if (s_current)
+        remove_data_dir(s_current);
+    exit(1);
+}
+
+void harness_log(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+}
+
+int64_t harness_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] = "watchdog: test did not finish in time, killing it\n";
+    ssize_t rc = write(2, msg, sizeof msg - 1);
+    (void)rc;
+    if (s_current && s_current->pid > 0)
+        kill(s_current->pid, SIGKILL);
+    _exit(2);
+}
+
+void harness_watchdog(unsigned seconds)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    s_watchdog_seconds = seconds;
+    alarm(seconds);
+}
+
+static const char *method_name(amqp_method_number_t id)
+{
+    const char *n = amqp_method_name(id);
+    return n ? n : "?";
+}
+
+const char *harness_reply_str(amqp_rpc_reply_t r, char *buf, size_t n)
+{
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        snprintf(buf, n, "ok");
+        break;
+    case AMQP_RESPONSE_NONE:
+        snprintf(buf, n, "no reply (missing RPC reply type)");
+        break;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        snprintf(buf, n, "library error: %s", amqp_error_string2(r.library_error));
+        break;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            const amqp_connection_close_t *c = r.reply.decoded;
+            snprintf(buf, n, "server connection.close %u %.*s (class %u method %u)",
+                     c->reply_code, (int)c->reply_text.len, (const char *)c->reply_text.bytes,
+                     c->class_id, c->method_id);
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            const amqp_channel_close_t *c = r.reply.decoded;
+            snprintf(buf, n, "server channel.close %u %.*s (class %u method %u)", c->reply_code,
+                     (int)c->reply_text.len, (const char *)c->reply_text.bytes, c->class_id,
+                     c->method_id);
+        } else {
+            snprintf(buf, n, "unexpected server method %s (0x%08x)", method_name(r.reply.id),
+                     r.reply.id);
+        }
+        break;
+    default:
+        snprintf(buf, n, "reply_type %d", (int)r.reply_type);
+    }
+    return buf;
+}
+
+/* ---- broker process ------------------------------------------------------------------------ */
+
+int harness_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECKF(fd >= 0, "socket: %s", strerror(errno));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECKF(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "bind: %s", strerror(errno));
+    socklen_t len = sizeof sa;
+    CHECKF(getsockname(fd, (struct sockaddr *)&sa, &len) == 0, "getsockname: %s",
+           strerror(errno));
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+bool harness_external(const harness_broker_t *b)
+{
+    return b->pid == 0;
+}
+
+bool harness_broker_alive(const harness_broker_t *b)
+{
+    if (b->pid <= 0)
+        return true;
+    return waitpid(b->pid, NULL, WNOHANG) == 0;
+}
+
+static int try_tcp_connect(const char *host, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        close(fd);
+        return -EINVAL;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+/* One attempt: 0 when warrend listens; -EADDRINUSE-ish (-EAGAIN) when it died early, so the
+ * caller may retry on another port (someone may have taken ours between probe and bind). */
+static int spawn_once(harness_broker_t *b, const char *exe)
+{
+    b->port = harness_free_port();
+    char port[16];
+    snprintf(port, sizeof port, "%d", b->port);
+
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    CHECKF(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        /* Die with the test: a meson timeout kills the test, never leaves a broker behind. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        execl(exe, exe, "--port", port, "--bind", "127.0.0.1", "--data-dir", b->data_dir,
+              "--log-level", "warn", (char *)NULL);
+        fprintf(stderr, "harness: exec %s: %s\n", exe, strerror(errno));
+        _exit(127);
+    }
+    b->pid = pid;
+
+    int64_t deadline = harness_now_ms() + 10000;
+    while (harness_now_ms() < deadline) {
+        int status;
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) {
+            b->pid = 0;
+            if (WIFEXITED(status))
+                fprintf(stderr, "harness: warrend exited with status %d before listening\n",
+                        WEXITSTATUS(status));
+            else
+                fprintf(stderr, "harness: warrend killed by signal %d before listening\n",
+                        WTERMSIG(status));
+            return -EAGAIN;
+        }
+        int fd = try_tcp_connect(b->host, b->port);
+        if (fd >= 0) {
+            close(fd);
+            return 0;
+        }
+        usleep(20000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    b->pid = 0;
+    return -ETIMEDOUT;
+}
+
+void harness_broker_start(harness_broker_t *b)
+{
+    memset(b, 0, sizeof *b);
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    const char *host = getenv("WARREN_TEST_HOST");
+    const char *port = getenv("WARREN_TEST_PORT");
+    if (host && *host && port && *port) {
+        snprintf(b->host, sizeof b->host, "%s", host);
+        b->port = atoi(port);
+        harness_log("using external broker %s:%d", b->host, b->port);
+        return;
+    }
+
+    const char *exe = getenv("WARREND");
+    if (!exe || !*exe || access(exe, X_OK) != 0) {
+        fprintf(stderr, "SKIP: no broker to test: WARREND is %s%s and WARREN_TEST_HOST/PORT "
+                        "are not set\n",
+                exe && *exe ? exe : "unset", exe && *exe ? " (not executable)" : "");
+        exit(77);
+    }
+    snprintf(b->host, sizeof b->host, "127.0.0.1");
+
+    const char *tmp = getenv("TMPDIR");
+    snprintf(b->data_dir, sizeof b->data_dir, "%s/warren-it-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    CHECKF(mkdtemp(b->data_dir) != NULL, "mkdtemp %s: %s", b->data_dir, strerror(errno));
+    s_current = b;
+
+    int rc = -EAGAIN;
+    for (int attempt = 0; attempt < 3 && rc == -EAGAIN; attempt++)
+        rc = spawn_once(b, exe);
+    CHECKF(rc == 0, "warrend did not start listening (%s)",
+           rc == -ETIMEDOUT ? "timed out after 10 s" : "it exited, see stderr");
+    harness_log("started %s on 127.0.0.1:%d (pid %d, data %s)", exe, b->port, (int)b->pid,
+                b->data_dir);
+}
+
+int harness_broker_stop(harness_broker_t *b)
+{
+    int ret = 0;
+    if (b->pid > 0) {
+        int status;
+        pid_t w = waitpid(b->pid, &status, WNOHANG);
+        if (w == b->pid) {
+            fprintf(stderr, "harness: warrend died during the test (%s %d)\n",
+                    WIFEXITED(status) ? "exit status" : "signal",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+            ret = -1;
+        } else {
+            kill(b->pid, SIGTERM);
+            int64_t deadline = harness_now_ms() + 5000;
+            for (;;) {
+                w = waitpid(b->pid, &status, WNOHANG);
+                if (w == b->pid)
+                    break;
+                if (harness_now_ms() > deadline) {
+                    fprintf(stderr, "harness: warrend ignored SIGTERM for 5 s, SIGKILL\n");
+                    kill(b->pid, SIGKILL);
+                    waitpid(b->pid, &status, 0);
+                    ret = -1;
+                    break;
+                }
+                usleep(10000);
+            }
+            if (ret == 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 0) &&
+                !(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM)) {
+                fprintf(stderr, "harness: warrend exited badly on SIGTERM (%s %d)\n",
+                        WIFEXITED(status) ? "exit status" : "signal",
+                        WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+                ret = -1;
+            }
+        }
+        b->pid = 0;
+    }
+    remove_data_dir(b);
+    if (s_current == b)
+        s_current = NULL;
+    return ret;
+}
+
+/* ---- rabbitmq-c helpers ------------------------------------------------------------------- */
+
+amqp_rpc_reply_t harness_try_login(const harness_broker_t *b, const char *user, const char *pass,
+                                   int channel_max, int frame_max, int heartbeat,
+                                   amqp_connection_state_t *ret_conn)
+{
+    amqp_rpc_reply_t r;
+    memset(&r, 0, sizeof r);
+    amqp_connection_state_t conn = amqp_new_connection();
+    CHECK(conn != NULL);
+    amqp_socket_t *sock = amqp_tcp_socket_new(conn);
+    CHECK(sock != NULL);
+    struct timeval tv = {.tv_sec = 10};
+    int st = amqp_socket_open_noblock(sock, b->host, b->port, &tv);
+    if (st < 0) {
+        r.reply_type = AMQP_RESPONSE_LIBRARY_EXCEPTION;
+        r.library_error = st;
+        *ret_conn = conn;
+        return r;
+    }
+    *ret_conn = conn;
+    return amqp_login(conn, "/", channel_max, frame_max, heartbeat, AMQP_SASL_METHOD_PLAIN, user,
+                      pass);
+}
+
+amqp_connection_state_t harness_connect(const harness_broker_t *b, int channel_max, int frame_max,
+                                        int heartbeat)
+{
+    amqp_connection_state_t conn;
+    amqp_rpc_reply_t r =
+        harness_try_login(b, "guest", "guest", channel_max, frame_max, heartbeat, &conn);
+    CHECK_REPLY(r);
+    return conn;
+}
+
+void harness_disconnect(amqp_connection_state_t conn)
+{
+    CHECK_REPLY(amqp_connection_close(conn, AMQP_REPLY_SUCCESS));
+    CHECK_AMQP(amqp_destroy_connection(conn));
+}
+
+void harness_channel_open(amqp_connection_state_t conn, amqp_channel_t ch)
+{
+    amqp_channel_open(conn, ch);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
+void harness_check_alive(const harness_broker_t *b)
+{
+    CHECKF(harness_broker_alive(b), "warrend is no longer running");
+    amqp_connection_state_t conn = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
+    harness_channel_open(conn, 1);
+    amqp_queue_declare_ok_t *ok =
+        amqp_queue_declare(conn, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    CHECK(ok != NULL);
+    amqp_bytes_t q = amqp_bytes_malloc_dup(ok->queue);
+    CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, q, 0, 0, NULL,
+                                  amqp_cstring_bytes("still alive")));
+    amqp_rpc_reply_t r = amqp_basic_get(conn, 1, q, 1);
+    CHECK_REPLY(r);
+    CHECKF(r.reply.id == AMQP_BASIC_GET_OK_METHOD, "got %s", method_name(r.reply.id));
+    amqp_message_t msg;
+    CHECK_REPLY(amqp_read_message(conn, 1, &msg, 0));
+    CHECK(msg.body.len == 11 && memcmp(msg.body.bytes, "still alive", 11) == 0);
+    amqp_destroy_message(&msg);
+    amqp_bytes_free(q);
+    CHECK_REPLY(amqp_channel_close(conn, 1, AMQP_REPLY_SUCCESS));
+    harness_disconnect(conn);
+}
+
+const amqp_field_value_t *harness_table_get(const amqp_table_t *t, const char *key)
+{
+    size_t kl = strlen(key);
+    for (int i = 0; i < t->num_entries; i++) {
+        const amqp_table_entry_t *e = &t->entries[i];
+        if (e->key.len == kl && memcmp(e->key.bytes, key, kl) == 0)
+            return &e->value;
+    }
+    return NULL;
+}
+
+/* ---- raw sockets ---------------------------------------------------------------------------- */
+
+int raw_connect(const harness_broker_t *b)
+{
+    int fd = try_tcp_connect(b->host, b->port);
+    CHECKF(fd >= 0, "connect %s:%d: %s", b->host, b->port, strerror(-fd));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+int raw_send(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+ssize_t raw_recv(int fd, void *buf, size_t len, int timeout_ms)
+{
+    uint8_t *p = buf;
+    size_t got = 0;
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    while (got < len) {
+        int64_t left = deadline - harness_now_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, (int)left);
+        if (pr < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (pr == 0)
+            return -ETIMEDOUT;
+        ssize_t n = recv(fd, p + got, len - got, 0);
+        if (n == 0)
+            return (ssize_t)got;
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            if (errno == ECONNRESET)
+                return (ssize_t)got;
+            return -errno;
+        }
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+int raw_wait_closed(int fd, int timeout_ms, size_t *ret_discarded)
+{
+    size_t total = 0;
+    uint8_t buf[4096];
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = deadline - harness_now_ms();
+        if (left <= 0)
+            break;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, (int)left);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            break;
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            if (ret_discarded)
+                *ret_discarded = total;
+            return 0;
+        }
+        if (n > 0)
+            total += (size_t)n;
+    }
+    if (ret_discarded)
+        *ret_discarded = total;
+    return -ETIMEDOUT;
+}
+
+void raw_frame_free(raw_frame_t *f)
+{
+    free(f->payload);
+    f->payload = NULL;
+}
+
+int raw_read_frame(int fd, raw_frame_t *f, int timeout_ms)
+{
+    memset(f, 0, sizeof *f);
+    uint8_t hdr[7];
+    ssize_t n = raw_recv(fd, hdr, 7, timeout_ms);
+    if (n < 0)
+        return (int)n;
+    if (n < 7)
+        return -EPIPE;
+    f->type = hdr[0];
+    f->channel = (uint16_t)(hdr[1] << 8 | hdr[2]);
+    f->size = (uint32_t)hdr[3] << 24 | (uint32_t)hdr[4] << 16 | (uint32_t)hdr[5] << 8 | hdr[6];
+    if (f->size > 16u << 20)
+        return -E2BIG;
+    f->payload = malloc(f->size + 1u);
+    CHECK(f->payload != NULL);
+    n = raw_recv(fd, f->payload, f->size + 1u, timeout_ms);
+    if (n < 0) {
+        raw_frame_free(f);
+        return (int)n;
+    }
+    if ((size_t)n < f->size + 1u) {
+        raw_frame_free(f);
+        return -EPIPE;
+    }
+    if (f->payload[f->size] != 0xCE) {
+        raw_frame_free(f);
+        return -EPROTO;
+    }
+    if (f->type == RAW_FRAME_METHOD && f->size >= 4) {
+        f->class_id = (uint16_t)(f->payload[0] << 8 | f->payload[1]);
+        f->method_id = (uint16_t)(f->payload[2] << 8 | f->payload[3]);
+    }
+    return 0;
+}
+
+int raw_read_method(int fd, raw_frame_t *f, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = deadline - harness_now_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        int rc = raw_read_frame(fd, f, (int)left);
+        if (rc < 0)
+            return rc;
+        if (f->type != RAW_FRAME_HEARTBEAT)
+            return 0;
+        raw_frame_free(f);
+    }
+}
+
+void wb_free(wbuf_t *w)
+{
+    free(w->p);
+    memset(w, 0, sizeof *w);
+}
+
+void wb_bytes(wbuf_t *w, const void *src, size_t n)
+{
+    if (w->len + n > w->cap) {
+        size_t cap = w->cap ? w->cap : 256;
+        while (cap < w->len + n)
+            cap *= 2;
+        w->p = realloc(w->p, cap);
+        CHECK(w->p != NULL);
+        w->cap = cap;
+    }
+    if (n)
+        memcpy(w->p + w->len, src, n);
+    w->len += n;
+}
+
+void wb_u8(wbuf_t *w, uint8_t v)
+{
+    wb_bytes(w, &v, 1);
+}
+
+void wb_u16(wbuf_t *w, uint16_t v)
+{
+    uint8_t b[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+    wb_bytes(w, b, 2);
+}
+
+void wb_u32(wbuf_t *w, uint32_t v)
+{
+    uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    wb_bytes(w, b, 4);
+}
+
+void wb_u64(wbuf_t *w, uint64_t v)
+{
+    wb_u32(w, (uint32_t)(v >> 32));
+    wb_u32(w, (uint32_t)v);
+}
+
+void wb_shortstr(wbuf_t *w, const char *s)
+{
+    size_t n = strlen(s);
+    CHECK(n < 256);
+    wb_u8(w, (uint8_t)n);
+    wb_bytes(w, s, n);
+}
+
+void wb_longstr(wbuf_t *w, const void *s, size_t n)
+{
+    wb_u32(w, (uint32_t)n);
+    wb_bytes(w, s, n);
+}
+
+size_t wb_frame_begin(wbuf_t *w, uint8_t type, uint16_t channel)
+{
+    wb_u8(w, type);
+    wb_u16(w, channel);
+    size_t mark = w->len;
+    wb_u32(w, 0);
+    return mark;
+}
+
+void wb_frame_end(wbuf_t *w, size_t mark)
+{
+    uint32_t size = (uint32_t)(w->len - mark - 4);
+    w->p[mark] = (uint8_t)(size >> 24);
+    w->p[mark + 1] = (uint8_t)(size >> 16);
+    w->p[mark + 2] = (uint8_t)(size >> 8);
+    w->p[mark + 3] = (uint8_t)size;
+    wb_u8(w, 0xCE);
+}
+
+void wb_method(wbuf_t *w, uint16_t channel, uint16_t class_id, uint16_t method_id,
+               const void *args, size_t args_len)
+{
+    size_t m = wb_frame_begin(w, RAW_FRAME_METHOD, channel);
+    wb_u16(w, class_id);
+    wb_u16(w, method_id);
+    wb_bytes(w, args, args_len);
+    wb_frame_end(w, m);
+}
+
+static bool rb_need(rbuf_t *r, size_t n)
+{
+    if (r->err || r->len - r->off < n) {
+        r->err = true;
+        return false;
+    }
+    return true;
+}
+
+uint8_t rb_u8(rbuf_t *r)
+{
+    if (!rb_need(r, 1))
+        return 0;
+    return r->p[r->off++];
+}
+
+uint16_t rb_u16(rbuf_t *r)
+{
+    if (!rb_need(r, 2))
+        return 0;
+    uint16_t v = (uint16_t)(r->p[r->off] << 8 | r->p[r->off + 1]);
+    r->off += 2;
+    return v;
+}
+
+uint32_t rb_u32(rbuf_t *r)
+{
+    if (!rb_need(r, 4))
+        return 0;
+    const uint8_t *p = r->p + r->off;
+    r->off += 4;
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+uint64_t rb_u64(rbuf_t *r)
+{
+    uint64_t hi = rb_u32(r);
+    return hi << 32 | rb_u32(r);
+}
+
+void rb_shortstr(rbuf_t *r, char *out, size_t cap)
+{
+    uint8_t n = rb_u8(r);
+    if (!rb_need(r, n)) {
+        if (cap)
+            out[0] = '\0';
+        return;
+    }
+    size_t c = n < cap - 1 ? n : cap - 1;
+    memcpy(out, r->p + r->off, c);
+    out[c] = '\0';
+    r->off += n;
+}
+
+const uint8_t *rb_longstr(rbuf_t *r, uint32_t *ret_len)
+{
+    uint32_t n = rb_u32(r);
+    if (!rb_need(r, n)) {
+        *ret_len = 0;
+        return NULL;
+    }
+    const uint8_t *p = r->p + r->off;
+    r->off += n;
+    *ret_len = n;
+    return p;
+}
+
+static int send_wbuf(int fd, wbuf_t *w)
+{
+    int rc = raw_send(fd, w->p, w->len);
+    wb_free(w);
+    return rc;
+}
+
+static bool contains_word(const uint8_t *s, uint32_t len, const char *word)
+{
+    size_t wl = strlen(word);
+    for (uint32_t i = 0; i + wl <= len; i++) {
+        if (memcmp(s + i, word, wl) == 0 && (i == 0 || s[i - 1] == ' ') &&
+            (i + wl == len || s[i + wl] == ' '))
+            return true;
+    }
+    return false;
+}
+
+int raw_start(int fd)
+{
+    int rc = raw_send(fd, "AMQP\x00\x00\x09\x01", 8);
+    if (rc < 0)
+        return rc;
+    raw_frame_t f;
+    rc = raw_read_method(fd, &f, 10000);
+    if (rc < 0)
+        return rc;
+    rbuf_t r = {.p = f.payload, .len = f.size};
+    rb_u32(&r);
+    uint8_t major = rb_u8(&r), minor = rb_u8(&r);
+    uint32_t n;
+    rb_longstr(&r, &n); /* server-properties */
+    const uint8_t *mech = rb_longstr(&r, &n);
+    bool ok = f.channel == 0 && f.class_id == 10 && f.method_id == 10 && major == 0 &&
+              minor == 9 && !r.err && contains_word(mech, n, "PLAIN") &&
+              contains_word(mech, n, "AMQPLAIN");
+    if (!ok)
+        fprintf(stderr, "raw_start: unexpected connection.start (class %u method %u, %u-%u)\n",
+                f.class_id, f.method_id, major, minor);
+    raw_frame_free(&f);
+    return ok ? 0 : -EPROTO;
+}
+
+int raw_send_start_ok(int fd, const char *mechanism, const void *response, size_t response_len,
+                      bool auth_failure_close)
+{
+    wbuf_t props = {0}, args = {0}, frame = {0};
+    wbuf_t caps = {0};
+    if (auth_failure_close) {
+        wb_shortstr(&caps, "authentication_failure_close");
+        wb_u8(&caps, 't');
+        wb_u8(&caps, 1);
+    }
+    wb_shortstr(&props, "product");
+    wb_u8(&props, 'S');
+    wb_longstr(&props, "warren-raw-test", 15);
+    wb_shortstr(&props, "capabilities");
+    wb_u8(&props, 'F');
+    wb_longstr(&props, caps.p, caps.len);
+
+    wb_longstr(&args, props.p, props.len); /* client-properties */
+    wb_shortstr(&args, mechanism);
+    wb_longstr(&args, response, response_len);
+    wb_shortstr(&args, "en_US");
+    wb_method(&frame, 0, 10, 11, args.p, args.len);
+    wb_free(&caps);
+    wb_free(&props);
+    wb_free(&args);
+    return send_wbuf(fd, &frame);
+}
+
+int raw_read_tune(int fd, raw_tune_t *ret, int timeout_ms)
+{
+    raw_frame_t f;
+    int rc = raw_read_method(fd, &f, timeout_ms);
+    if (rc < 0)
+        return rc;
+    rc = 0;
+    if (f.channel != 0 || f.class_id != 10 || f.method_id != 30) {
+        rc = -EPROTO;
+    } else {
+        rbuf_t r = {.p = f.payload, .len = f.size, .off = 4};
+        ret->channel_max = rb_u16(&r);
+        ret->frame_max = rb_u32(&r);
+        ret->heartbeat = rb_u16(&r);
+        if (r.err)
+            rc = -EPROTO;
+    }
+    raw_frame_free(&f);
+    return rc;
+}
+
+int raw_send_tune_ok(int fd, uint16_t channel_max, uint32_t frame_max, uint16_t heartbeat)
+{
+    wbuf_t args = {0}, frame = {0};
+    wb_u16(&args, channel_max);
+    wb_u32(&args, frame_max);
+    wb_u16(&args, heartbeat);
+    wb_method(&frame, 0, 10, 31, args.p, args.len);
+    wb_free(&args);
+    return send_wbuf(fd, &frame);
+}
+
+int raw_open_vhost(int fd, const char *vhost)
+{
+    wbuf_t args = {0}, frame = {0};
+    wb_shortstr(&args, vhost);
+    wb_shortstr(&args, ""); /* reserved-1 (capabilities) */
+    wb_u8(&args, 0);        /* reserved-2 (insist) */
+    wb_method(&frame, 0, 10, 40, args.p, args.len);
+    wb_free(&args);
+    int rc = send_wbuf(fd, &frame);
+    if (rc < 0)
+        return rc;
+    raw_frame_t f;
+    rc = raw_read_method(fd, &f, 10000);
+    if (rc < 0)
+        return rc;
+    rc = (f.channel == 0 && f.class_id == 10 && f.method_id == 41) ? 0 : -EPROTO;
+    raw_frame_free(&f);
+    return rc;
+}
+
+void raw_handshake(int fd, uint32_t frame_max, uint16_t heartbeat, raw_tune_t *ret_tune)
+{
+    raw_tune_t tune;
+    int rc = raw_start(fd);
+    CHECKF(rc == 0, "raw_start: %s", strerror(-rc));
+    CHECK(raw_send_start_ok(fd, "PLAIN", "\0guest\0guest", 12, true) == 0);
+    rc = raw_read_tune(fd, &tune, 10000);
+    CHECKF(rc == 0, "raw_read_tune: %s", strerror(-rc));
+    CHECK(raw_send_tune_ok(fd, tune.channel_max, frame_max, heartbeat) == 0);
+    rc = raw_open_vhost(fd, "/");
+    CHECKF(rc == 0, "raw_open_vhost: %s", strerror(-rc));
+    if (ret_tune)
+        *ret_tune = tune;
+}
+
+void raw_channel_open(int fd, uint16_t ch)
+{
+    wbuf_t frame = {0};
+    wb_method(&frame, ch, 20, 10, "", 1); /* reserved-1: empty shortstr */
+    CHECK(send_wbuf(fd, &frame) == 0);
+    raw_frame_t f;
+    int rc = raw_read_method(fd, &f, 10000);
+    CHECKF(rc == 0, "channel.open-ok: %s", strerror(-rc));
+    CHECKF(f.channel == ch && f.class_id == 20 && f.method_id == 11,
+           "expected channel.open-ok on %u, got %u.%u on %u", ch, f.class_id, f.method_id,
+           f.channel);
+    raw_frame_free(&f);
+}
+
+int raw_expect_close(int fd, bool want_channel, raw_close_t *ret, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = deadline - harness_now_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        raw_frame_t f;
+        int rc = raw_read_method(fd, &f, (int)left);
+        if (rc < 0)
+            return rc;
+        bool is_close = want_channel ? (f.class_id == 20 && f.method_id == 40)
+                                     : (f.channel == 0 && f.class_id == 10 && f.method_id == 50);
+        if (f.type == RAW_FRAME_METHOD && is_close) {
+            rbuf_t r = {.p = f.payload, .len = f.size, .off = 4};
+            memset(ret, 0, sizeof *ret);
+            ret->channel = f.channel;
+            ret->reply_code = rb_u16(&r);
+            rb_shortstr(&r, ret->reply_text, sizeof ret->reply_text);
+            ret->class_id = rb_u16(&r);
+            ret->method_id = rb_u16(&r);
+            bool bad = r.err;
+            raw_frame_free(&f);
+            return bad ? -EPROTO : 0;
+        }
+        harness_log("raw_expect_close: skipping frame type %u channel %u (%u.%u)", f.type,
+                    f.channel, f.class_id, f.method_id);
+        raw_frame_free(&f);
+    }
+}
+
+void raw_finish_close(int fd)
+{
+    wbuf_t frame = {0};
+    wb_method(&frame, 0, 10, 51, NULL, 0);
+    /* The server may already have closed its end: a failed send is not an error here. */
+    (void)send_wbuf(fd, &frame);
+    int rc = raw_wait_closed(fd, 5000, NULL);
+    CHECKF(rc == 0, "server did not close the socket within 5 s of close-ok");
+}

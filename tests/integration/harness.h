@@ -1,0 +1,254 @@
+/* harness.h — test-side helpers for the integration tests: start (or borrow) a broker, open
+ * rabbitmq-c connections, speak raw AMQP over a plain socket, assert and time out.
+ * Owns the broker process it forks and its temp data dir; owns nothing of the broker's state.
+ * Deliberately independent of protocol/: the raw codec here is written from the spec so that
+ * a codec bug cannot hide itself by being on both ends.
+ * Invariant: a broker started here is always killed on the way out (pass, CHECK failure,
+ * watchdog, or test process death via PR_SET_PDEATHSIG). */
+#ifndef WARREN_TESTS_HARNESS_H
+#define WARREN_TESTS_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <amqp.h>
+
+/* ---- assertions --------------------------------------------------------------------------- */
+
+/* Print "file:line: CHECK failed: expr [detail]", stop the broker, exit 1. */
+_Noreturn void harness_fail(const char *file, int line, const char *expr, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#define CHECK(expr)                                                                               \
+    do {                                                                                          \
+        if (!(expr))                                                                              \
+            harness_fail(__FILE__, __LINE__, #expr, NULL);                                        \
+    } while (0)
+
+/* CHECK with a printf-style explanation appended. */
+#define CHECKF(expr, ...)                                                                         \
+    do {                                                                                          \
+        if (!(expr))                                                                              \
+            harness_fail(__FILE__, __LINE__, #expr, __VA_ARGS__);                                 \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                                            \
+    do {                                                                                          \
+        long long check_a_ = (long long)(a), check_b_ = (long long)(b);                           \
+        if (check_a_ != check_b_)                                                                 \
+            harness_fail(__FILE__, __LINE__, #a " == " #b, "%lld != %lld", check_a_, check_b_);  \
+    } while (0)
+
+#define CHECK_STREQ(a, b)                                                                         \
+    do {                                                                                          \
+        const char *check_a_ = (a), *check_b_ = (b);                                              \
+        if (strcmp(check_a_, check_b_) != 0)                                                      \
+            harness_fail(__FILE__, __LINE__, #a " == " #b, "\"%s\" != \"%s\"", check_a_,          \
+                         check_b_);                                                               \
+    } while (0)
+
+/* A rabbitmq-c status code (0 or negative amqp_status_enum). */
+#define CHECK_AMQP(status)                                                                        \
+    do {                                                                                          \
+        int check_s_ = (status);                                                                  \
+        if (check_s_ < 0)                                                                         \
+            harness_fail(__FILE__, __LINE__, #status, "%s", amqp_error_string2(check_s_));        \
+    } while (0)
+
+/* An amqp_rpc_reply_t that must be AMQP_RESPONSE_NORMAL. */
+#define CHECK_REPLY(reply)                                                                        \
+    do {                                                                                          \
+        amqp_rpc_reply_t check_r_ = (reply);                                                      \
+        if (check_r_.reply_type != AMQP_RESPONSE_NORMAL) {                                        \
+            char check_buf_[512];                                                                 \
+            harness_fail(__FILE__, __LINE__, #reply, "%s",                                        \
+                         harness_reply_str(check_r_, check_buf_, sizeof check_buf_));             \
+        }                                                                                         \
+    } while (0)
+
+/* Describe a reply: "ok", "library error: ...", "server channel.close 404 NOT_FOUND - ...". */
+const char *harness_reply_str(amqp_rpc_reply_t r, char *buf, size_t n);
+
+/* Arm an alarm(): when it fires, print which test hung, kill the broker, exit 2. */
+void harness_watchdog(unsigned seconds);
+
+/* Print a progress line to stdout (visible in meson's test log). */
+void harness_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+int64_t harness_now_ms(void);
+
+/* ---- the broker under test ---------------------------------------------------------------- */
+
+typedef struct harness_broker {
+    char host[64];
+    int port;
+    pid_t pid;           /* 0 when the broker is external (WARREN_TEST_HOST/PORT) */
+    char data_dir[4096]; /* owned: removed by harness_broker_stop(); empty when external */
+} harness_broker_t;
+
+/* Start $WARREND on a free port with a fresh data dir and wait (<= 10 s) until it accepts
+ * connections; or, when WARREN_TEST_HOST and WARREN_TEST_PORT are set, start nothing and use
+ * that broker. Exits 77 (meson "skip") when neither is available. Failures end the test. */
+void harness_broker_start(harness_broker_t *b);
+
+/* True when the broker is someone else's (RabbitMQ on 5682, say). */
+bool harness_external(const harness_broker_t *b);
+
+/* SIGTERM, wait up to 5 s, then SIGKILL; remove the data dir. Returns 0 when warrend was still
+ * running and exited cleanly (status 0 or killed by our SIGTERM), -1 otherwise (it crashed
+ * during the test, or ignored SIGTERM): the message says which. No-op (0) when external. */
+int harness_broker_stop(harness_broker_t *b);
+
+/* Is our broker process still alive? (Always true for an external broker.) */
+bool harness_broker_alive(const harness_broker_t *b);
+
+/* A TCP port that was free a moment ago (bind 127.0.0.1:0, read it, close). */
+int harness_free_port(void);
+
+/* ---- rabbitmq-c connections ---------------------------------------------------------------- */
+
+/* Open a socket and log in as guest/guest on vhost "/"; the test fails if that does not work. */
+amqp_connection_state_t harness_connect(const harness_broker_t *b, int channel_max, int frame_max,
+                                        int heartbeat);
+
+/* Like harness_connect() but with any credentials, returning the login reply instead of
+ * failing. *ret_conn is set either way (NULL when the TCP connect itself failed); the caller
+ * destroys it with amqp_destroy_connection(). */
+amqp_rpc_reply_t harness_try_login(const harness_broker_t *b, const char *user, const char *pass,
+                                   int channel_max, int frame_max, int heartbeat,
+                                   amqp_connection_state_t *ret_conn);
+
+/* connection.close (must get close-ok) and destroy. */
+void harness_disconnect(amqp_connection_state_t conn);
+
+/* channel.open that must succeed. */
+void harness_channel_open(amqp_connection_state_t conn, amqp_channel_t ch);
+
+/* A new connection can declare a queue, publish to it and get the message back. Used after
+ * every error case to prove that the broker (and other connections) survived. */
+void harness_check_alive(const harness_broker_t *b);
+
+/* Look a key up in a table; NULL when absent. */
+const amqp_field_value_t *harness_table_get(const amqp_table_t *t, const char *key);
+
+/* ---- raw sockets ---------------------------------------------------------------------------- */
+
+/* Connect a plain blocking TCP socket to the broker; fails the test on error. */
+int raw_connect(const harness_broker_t *b);
+
+/* Write all of buf. 0 or -errno. */
+int raw_send(int fd, const void *buf, size_t len);
+
+/* Read exactly len bytes within timeout_ms (total). Returns len, or the count read before EOF
+ * (0 <= n < len), or -ETIMEDOUT / -errno (ECONNRESET counts as EOF: returns the count). */
+ssize_t raw_recv(int fd, void *buf, size_t len, int timeout_ms);
+
+/* Discard input until the peer closes (EOF or reset): 0; -ETIMEDOUT if it has not closed in
+ * timeout_ms. *ret_discarded (may be NULL) gets the number of bytes thrown away. */
+int raw_wait_closed(int fd, int timeout_ms, size_t *ret_discarded);
+
+enum { RAW_FRAME_METHOD = 1, RAW_FRAME_HEADER = 2, RAW_FRAME_BODY = 3, RAW_FRAME_HEARTBEAT = 8 };
+
+typedef struct raw_frame {
+    uint8_t type;
+    uint16_t channel;
+    uint32_t size;
+    uint8_t *payload; /* owned: malloc'ed, freed by raw_frame_free() */
+    uint16_t class_id, method_id; /* for method frames */
+} raw_frame_t;
+
+void raw_frame_free(raw_frame_t *f);
+
+/* Read one frame. 0, -EPIPE on EOF, -ETIMEDOUT, -EPROTO on a bad frame-end octet, -E2BIG
+ * when the peer announces a frame over 16 MiB. */
+int raw_read_frame(int fd, raw_frame_t *f, int timeout_ms);
+
+/* Read frames until a method frame (heartbeats skipped). Same returns as raw_read_frame(). */
+int raw_read_method(int fd, raw_frame_t *f, int timeout_ms);
+
+/* A growable byte buffer for building frames by hand (big-endian, as AMQP wants). */
+typedef struct wbuf {
+    uint8_t *p; /* owned */
+    size_t len, cap;
+} wbuf_t;
+
+void wb_free(wbuf_t *w);
+void wb_bytes(wbuf_t *w, const void *src, size_t n);
+void wb_u8(wbuf_t *w, uint8_t v);
+void wb_u16(wbuf_t *w, uint16_t v);
+void wb_u32(wbuf_t *w, uint32_t v);
+void wb_u64(wbuf_t *w, uint64_t v);
+void wb_shortstr(wbuf_t *w, const char *s);
+void wb_longstr(wbuf_t *w, const void *s, size_t n);
+/* Start a frame; returns a mark for wb_frame_end(), which patches the size and adds 0xCE. */
+size_t wb_frame_begin(wbuf_t *w, uint8_t type, uint16_t channel);
+void wb_frame_end(wbuf_t *w, size_t mark);
+/* A whole method frame: class, method, then the already-encoded arguments. */
+void wb_method(wbuf_t *w, uint16_t channel, uint16_t class_id, uint16_t method_id,
+               const void *args, size_t args_len);
+
+/* A cursor for parsing what the server sent. Reads past the end set .err and return zeros. */
+typedef struct rbuf {
+    const uint8_t *p; /* borrowed */
+    size_t len, off;
+    bool err;
+} rbuf_t;
+
+uint8_t rb_u8(rbuf_t *r);
+uint16_t rb_u16(rbuf_t *r);
+uint32_t rb_u32(rbuf_t *r);
+uint64_t rb_u64(rbuf_t *r);
+/* Copies a shortstr NUL-terminated into out (truncated to cap-1). */
+void rb_shortstr(rbuf_t *r, char *out, size_t cap);
+/* Returns a pointer into the buffer and sets *ret_len (a longstr or a table's bytes). */
+const uint8_t *rb_longstr(rbuf_t *r, uint32_t *ret_len);
+
+typedef struct raw_tune {
+    uint16_t channel_max;
+    uint32_t frame_max;
+    uint16_t heartbeat;
+} raw_tune_t;
+
+typedef struct raw_close {
+    uint16_t reply_code;
+    char reply_text[512];
+    uint16_t class_id, method_id;
+    uint16_t channel; /* frame channel: 0 for connection.close */
+} raw_close_t;
+
+/* Send the protocol header and read connection.start (checked to be 0-9 with PLAIN and
+ * AMQPLAIN offered). 0 or a negative raw_read_frame() code. */
+int raw_start(int fd);
+
+/* Send connection.start-ok. With auth_failure_close the client properties announce the
+ * authentication_failure_close capability (as rabbitmq-c and pika do). */
+int raw_send_start_ok(int fd, const char *mechanism, const void *response, size_t response_len,
+                      bool auth_failure_close);
+
+/* Read connection.tune into *ret. 0 or -EPROTO if something else came. */
+int raw_read_tune(int fd, raw_tune_t *ret, int timeout_ms);
+
+int raw_send_tune_ok(int fd, uint16_t channel_max, uint32_t frame_max, uint16_t heartbeat);
+
+/* Send connection.open for vhost and read open-ok. 0 or -EPROTO. */
+int raw_open_vhost(int fd, const char *vhost);
+
+/* The whole handshake as guest/guest with PLAIN; answers tune with (channel_max 0 -> server's,
+ * frame_max, heartbeat). Fails the test on any error. Returns the server's tune in *ret_tune
+ * (may be NULL). */
+void raw_handshake(int fd, uint32_t frame_max, uint16_t heartbeat, raw_tune_t *ret_tune);
+
+/* Send channel.open on ch and read open-ok; fails the test on error. */
+void raw_channel_open(int fd, uint16_t ch);
+
+/* Read until a connection.close (or channel.close when want_channel) arrives. 0 when it did;
+ * -EPIPE when the peer closed the socket first; -ETIMEDOUT. Other frames are skipped. */
+int raw_expect_close(int fd, bool want_channel, raw_close_t *ret, int timeout_ms);
+
+/* After a connection.close from the server: send close-ok and expect the socket to close. */
+void raw_finish_close(int fd);
+
+#endif
