@@ -1,0 +1,67 @@
+/* channel.h — one AMQP channel: method handling for channel, queue, basic (and later
+ * exchange/confirm/tx), content assembly of publishes, and the unacked delivery ring. */
+#ifndef WARREN_CHANNEL_H
+#define WARREN_CHANNEL_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "broker/exchange.h"
+#include "broker/list.h"
+#include "protocol/codec.h"
+
+struct conn;
+struct msg;
+struct queue;
+struct consumer;
+
+enum channel_state { CH_OPEN, CH_CLOSING /* channel.close sent, waiting for close-ok */ };
+enum content_state { CT_IDLE, CT_HEADER, CT_BODY };
+
+/* One delivery awaiting ack; deliveries are numbered by tag, consecutively. */
+struct delivery {
+    struct msg *m;          /* ref */
+    struct queue *q;        /* ref */
+    struct consumer *c;     /* ref, NULL for basic.get */
+    bool live;              /* false once acked, or for no-ack deliveries */
+};
+
+struct channel {
+    struct conn *conn; /* borrowed: owns us */
+    uint16_t id;
+    enum channel_state state;
+    bool active; /* channel.flow */
+
+    /* Publish being assembled. */
+    enum content_state ct;
+    bool mandatory;
+    uint8_t pub_exchange_len, pub_rk_len;
+    char pub_exchange[256], pub_rk[256];
+    struct msg *building; /* ref */
+
+    /* Unacked ring: tag of ring[head] is first_tag. */
+    struct delivery *ring; /* owned */
+    uint32_t cap, head, count, live;
+    uint64_t first_tag, next_tag;
+
+    struct list consumers;  /* of consumer.chlink */
+    uint32_t prefetch;      /* basic.qos global=false: for consumers created afterwards */
+    uint32_t global_prefetch;
+    char last_queue[256];   /* name of the last declared queue ("" for none) */
+    struct route route;     /* scratch for routing */
+};
+
+struct channel *channel_new(struct conn *c, uint16_t id);
+/* Tears the channel down: cancels its consumers, requeues unacked messages. Accepts NULL. */
+void channel_free(struct channel *ch);
+/* Handles one method frame. Returns 0 or an error for conn_fail(). */
+int channel_handle_method(struct channel *ch, const struct amqp_method *m);
+int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t len);
+int channel_handle_body(struct channel *ch, const uint8_t *payload, uint32_t len);
+/* True when the channel may take one more delivery for consumer c now. */
+bool channel_can_deliver(const struct channel *ch, const struct consumer *c);
+/* Sends basic.deliver for m from q to consumer c, recording it unless no-ack. */
+void channel_deliver(struct channel *ch, struct consumer *c, struct queue *q, struct msg *m,
+                     bool redelivered);
+/* Tells the client its consumer was cancelled by the broker (queue deleted). */
+void channel_consumer_cancelled(struct channel *ch, struct consumer *c);
+
+#endif

@@ -1,0 +1,783 @@
+/* conn.c — owns a connection's socket, buffers, negotiation and heartbeats, and the
+ * mapping of errors to AMQP closes (conn_fail). Does not own channels' logic (channel.c)
+ * nor queues. Invariants: frames are parsed in place from `in` and nothing keeps a pointer
+ * into it past the frame's handling; output leaves in one uv_write per loop turn; a
+ * connection is freed only from the close callback of its last uv handle. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "config.h"
+#include "broker/auth.h"
+#include "broker/channel.h"
+#include "broker/conn.h"
+#include "broker/errors.h"
+#include "broker/log.h"
+#include "broker/msg.h"
+#include "broker/queue.h"
+#include "broker/server.h"
+#include "broker/vhost.h"
+#include "protocol/frame.h"
+#include "protocol/table.h"
+
+#define BODY_COPY_MAX 2048 /* body frames smaller than this are copied, larger referenced */
+
+static void close_socket(struct conn *c);
+static void channels_teardown(struct conn *c);
+static void on_close_timeout(uv_timer_t *t);
+
+/* ---- output ---------------------------------------------------------------------- */
+
+static struct outbuf *fill_buf(struct conn *c)
+{
+    return &c->out[c->fill];
+}
+
+static void want_flush(struct conn *c)
+{
+    if (c->state != CONN_CLOSED)
+        server_want_flush(c->srv, c);
+}
+
+size_t conn_output_pending(const struct conn *c)
+{
+    return c->out[0].bytes + c->out[1].bytes;
+}
+
+void conn_send_method(struct conn *c, uint16_t ch, const struct amqp_method *m)
+{
+    long size = amqp_method_size(m);
+    if (size < 0) {
+        log_error("connection %llu: cannot encode %s (%s); this is a bug, please report it",
+                  (unsigned long long)c->id, amqp_method_name(m->id), amqp_strerror((int)size));
+        return;
+    }
+    struct outbuf *ob = fill_buf(c);
+    uint8_t *p = outbuf_reserve(ob, (size_t)size + AMQP_FRAME_OVERHEAD);
+    if (!p)
+        return;
+    amqp_frame_header_write(p, AMQP_FRAME_METHOD, ch, (uint32_t)size);
+    amqp_method_encode(m, p + AMQP_FRAME_HEADER_SIZE);
+    p[AMQP_FRAME_HEADER_SIZE + size] = AMQP_FRAME_END;
+    outbuf_commit(ob, (size_t)size + AMQP_FRAME_OVERHEAD);
+    want_flush(c);
+}
+
+void conn_send_content(struct conn *c, uint16_t ch, const struct amqp_method *m, struct msg *msg)
+{
+    conn_send_method(c, ch, m);
+    struct outbuf *ob = fill_buf(c);
+    amqp_bytes_t hdr = msg_header(msg);
+    uint8_t *p = outbuf_reserve(ob, hdr.len + AMQP_FRAME_OVERHEAD);
+    if (!p)
+        return;
+    amqp_frame_header_write(p, AMQP_FRAME_HEADER, ch, hdr.len);
+    memcpy(p + AMQP_FRAME_HEADER_SIZE, hdr.ptr, hdr.len);
+    p[AMQP_FRAME_HEADER_SIZE + hdr.len] = AMQP_FRAME_END;
+    outbuf_commit(ob, hdr.len + AMQP_FRAME_OVERHEAD);
+
+    size_t chunk_max = c->frame_max - AMQP_FRAME_OVERHEAD;
+    static const uint8_t frame_end = AMQP_FRAME_END;
+    for (uint64_t off = 0; off < msg->body_size;) {
+        size_t n = msg->body_size - off < chunk_max ? (size_t)(msg->body_size - off) : chunk_max;
+        if (n < BODY_COPY_MAX) {
+            p = outbuf_reserve(ob, n + AMQP_FRAME_OVERHEAD);
+            if (!p)
+                return;
+            amqp_frame_header_write(p, AMQP_FRAME_BODY, ch, (uint32_t)n);
+            memcpy(p + AMQP_FRAME_HEADER_SIZE, msg->body + off, n);
+            p[AMQP_FRAME_HEADER_SIZE + n] = AMQP_FRAME_END;
+            outbuf_commit(ob, n + AMQP_FRAME_OVERHEAD);
+        } else {
+            p = outbuf_reserve(ob, AMQP_FRAME_HEADER_SIZE);
+            if (!p)
+                return;
+            amqp_frame_header_write(p, AMQP_FRAME_BODY, ch, (uint32_t)n);
+            outbuf_commit(ob, AMQP_FRAME_HEADER_SIZE);
+            outbuf_append_ref(ob, msg, msg->body + off, n);
+            outbuf_append(ob, &frame_end, 1);
+        }
+        off += n;
+    }
+    want_flush(c);
+}
+
+static void send_heartbeat(struct conn *c)
+{
+    uint8_t f[AMQP_FRAME_OVERHEAD];
+    amqp_frame_header_write(f, AMQP_FRAME_HEARTBEAT, 0, 0);
+    f[AMQP_FRAME_HEADER_SIZE] = AMQP_FRAME_END;
+    outbuf_append(fill_buf(c), f, sizeof f);
+    want_flush(c);
+}
+
+static void kick_consumer_queues(struct conn *c)
+{
+    for (uint32_t i = 0; i < c->nchannels_alloc; i++) {
+        struct channel *ch = c->channels[i];
+        if (!ch)
+            continue;
+        struct list *pos, *tmp;
+        list_foreach_safe(pos, tmp, &ch->consumers)
+            queue_kick(list_entry(pos, struct consumer, chlink)->q);
+    }
+}
+
+static void on_write_done(uv_write_t *req, int status)
+{
+    struct conn *c = req->data;
+    c->writing = false;
+    outbuf_reset(&c->out[!c->fill]);
+    if (c->state == CONN_CLOSED)
+        return;
+    if (status < 0) {
+        log_info("connection %llu (%s): write failed: %s; closing", (unsigned long long)c->id,
+                 c->peer, uv_strerror(status));
+        close_socket(c);
+        return;
+    }
+    if (c->throttled && conn_output_pending(c) < CONN_OUTPUT_HIGH / 2) {
+        c->throttled = false;
+        kick_consumer_queues(c);
+    }
+    conn_flush(c);
+}
+
+void conn_flush(struct conn *c)
+{
+    if (c->writing || c->state == CONN_CLOSED)
+        return;
+    struct outbuf *ob = fill_buf(c);
+    if (ob->oom) {
+        log_error("connection %llu (%s): out of memory for output; closing it",
+                  (unsigned long long)c->id, c->peer);
+        close_socket(c);
+        return;
+    }
+    if (ob->bytes == 0) {
+        if (c->close_after_flush)
+            close_socket(c);
+        return;
+    }
+    c->fill ^= 1;
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, ob->iov, ob->niov, on_write_done);
+    if (rc < 0) {
+        log_info("connection %llu (%s): write failed: %s; closing", (unsigned long long)c->id,
+                 c->peer, uv_strerror(rc));
+        outbuf_reset(ob);
+        close_socket(c);
+        return;
+    }
+    c->writing = true;
+    c->last_send_ms = uv_now(c->srv->loop);
+}
+
+/* ---- errors ---------------------------------------------------------------------- */
+
+int conn_err(struct conn *c, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err_text, sizeof c->err_text, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static void send_close(struct conn *c, uint16_t ch, int rc, uint32_t method)
+{
+    const struct werr_info *e = err_info(rc);
+    char text[256];
+    int n = snprintf(text, sizeof text, "%s - %s", e->text, c->err_text[0] ? c->err_text : err_str(rc));
+    if (n < 0 || (size_t)n >= sizeof text)
+        n = sizeof text - 1;
+    struct amqp_method m = {.id = ch ? AMQP_CHANNEL_CLOSE : AMQP_CONNECTION_CLOSE};
+    /* channel.close and connection.close share one field layout. */
+    m.u.connection_close.reply_code = e->reply_code;
+    m.u.connection_close.reply_text = (amqp_bytes_t){(const uint8_t *)text, (uint32_t)n};
+    m.u.connection_close.class_id = (uint16_t)(method >> 16);
+    m.u.connection_close.method_id = (uint16_t)method;
+    conn_send_method(c, ch, &m);
+}
+
+void conn_fail(struct conn *c, uint16_t ch, int rc, uint32_t method)
+{
+    if (c->state >= CONN_CLOSING)
+        return;
+    const struct werr_info *e = err_info(rc);
+    if (!err_is_werr(rc)) {
+        log_error("connection %llu (%s): internal error: %s", (unsigned long long)c->id,
+                  c->peer, err_str(rc));
+        c->err_text[0] = 0;
+    }
+    if (e->scope == CHANNEL && ch != 0 && ch < c->nchannels_alloc && c->channels[ch]) {
+        struct channel *chan = c->channels[ch];
+        log_debug("connection %llu: channel %u error %u: %s", (unsigned long long)c->id, ch,
+                  e->reply_code, c->err_text);
+        send_close(c, ch, rc, method);
+        channel_free(chan);
+        /* Keep a closing placeholder so frames until close-ok are dropped. */
+        chan = channel_new(c, ch);
+        if (chan)
+            chan->state = CH_CLOSING;
+        c->channels[ch] = chan;
+        c->err_text[0] = 0;
+        return;
+    }
+    log_warn("connection %llu (%s): closing with %u %s - %s", (unsigned long long)c->id, c->peer,
+             e->reply_code, e->text, c->err_text);
+    channels_teardown(c);
+    send_close(c, 0, rc, method);
+    c->err_text[0] = 0;
+    c->state = CONN_CLOSING;
+    /* Wait for close-ok, but not forever: reuse the timer as a close timeout. */
+    uv_timer_stop(&c->timer);
+    uv_timer_start(&c->timer, on_close_timeout, 3000, 0);
+}
+
+/* ---- lifetime -------------------------------------------------------------------- */
+
+static void on_close_timeout(uv_timer_t *t)
+{
+    close_socket(t->data);
+}
+
+static void channels_teardown(struct conn *c)
+{
+    for (uint32_t i = 0; i < c->nchannels_alloc; i++) {
+        channel_free(c->channels[i]);
+        c->channels[i] = NULL;
+    }
+    /* Exclusive queues die with their owner. */
+    struct vhost *vh = c->vhost;
+    if (!vh)
+        return;
+    void *v;
+    for (uint32_t it = 0; hmap_next(&vh->queues, &it, &v);) {
+        struct queue *q = v;
+        if (q->exclusive && q->owner == c)
+            queue_delete(q);
+    }
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (--c->handles_open > 0)
+        return;
+    outbuf_free(&c->out[0]);
+    outbuf_free(&c->out[1]);
+    free(c->channels);
+    free(c->in);
+    free(c);
+}
+
+static void close_socket(struct conn *c)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    c->state = CONN_CLOSED;
+    channels_teardown(c);
+    list_remove(&c->link);
+    list_remove(&c->flush_link);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+void conn_shutdown(struct conn *c)
+{
+    if (c->state == CONN_OPEN) {
+        conn_fail(c, 0, conn_err(c, -WERR_CONNECTION_FORCED, "broker forced connection closure with reason 'shutdown'"), 0);
+        c->close_after_flush = true;
+        want_flush(c);
+    } else {
+        close_socket(c);
+    }
+}
+
+/* ---- handshake ------------------------------------------------------------------- */
+
+static void send_start(struct conn *c)
+{
+    struct amqp_wbuf w = {0};
+    size_t top = amqp_tw_begin(&w);
+    amqp_tw_key(&w, "capabilities");
+    size_t caps = amqp_tw_table(&w);
+    static const char *const cap_names[] = {
+        "publisher_confirms", "exchange_exchange_bindings", "basic.nack",
+        "consumer_cancel_notify", "connection.blocked", "consumer_priorities",
+        "authentication_failure_close", "per_consumer_qos", "direct_reply_to"};
+    for (size_t i = 0; i < sizeof cap_names / sizeof cap_names[0]; i++) {
+        amqp_tw_key(&w, cap_names[i]);
+        amqp_tw_bool(&w, true);
+    }
+    amqp_tw_end(&w, caps);
+    amqp_tw_key(&w, "cluster_name");
+    amqp_tw_str(&w, "warren@localhost");
+    amqp_tw_key(&w, "copyright");
+    amqp_tw_str(&w, "Copyright (c) the Warren authors");
+    amqp_tw_key(&w, "information");
+    amqp_tw_str(&w, "Warren, an AMQP 0-9-1 broker compatible with RabbitMQ 3.x clients");
+    amqp_tw_key(&w, "platform");
+    amqp_tw_str(&w, "Linux (C17, libuv)");
+    amqp_tw_key(&w, "product");
+    amqp_tw_str(&w, "Warren");
+    amqp_tw_key(&w, "version");
+    amqp_tw_str(&w, WARREN_VERSION);
+    amqp_tw_end(&w, top);
+    if (w.failed) {
+        close_socket(c);
+        return;
+    }
+    struct amqp_method m = {.id = AMQP_CONNECTION_START};
+    m.u.connection_start.version_major = 0;
+    m.u.connection_start.version_minor = 9;
+    m.u.connection_start.server_properties = amqp_tw_body(&w, top);
+    m.u.connection_start.mechanisms = AMQP_BYTES_LIT(AUTH_MECHANISMS);
+    m.u.connection_start.locales = AMQP_BYTES_LIT("en_US");
+    conn_send_method(c, 0, &m);
+    amqp_wbuf_free(&w);
+    c->state = CONN_START;
+}
+
+static void read_client_capabilities(struct conn *c, amqp_bytes_t client_props)
+{
+    struct amqp_field caps, v;
+    if (amqp_table_get(client_props, "capabilities", &caps) != 1 || caps.type != 'F')
+        return;
+    if (amqp_table_get(caps.v.bytes, "consumer_cancel_notify", &v) == 1 && v.type == 't')
+        c->cap_consumer_cancel_notify = v.v.b;
+    if (amqp_table_get(caps.v.bytes, "authentication_failure_close", &v) == 1 && v.type == 't')
+        c->cap_auth_failure_close = v.v.b;
+}
+
+static int on_start_ok(struct conn *c, const struct amqp_connection_start_ok *so)
+{
+    read_client_capabilities(c, so->client_properties);
+    const char *why = "";
+    int rc = auth_login(so->mechanism, so->response, c->loopback, c->user, sizeof c->user, &why);
+    if (rc == -WERR_COMMAND_INVALID)
+        return conn_err(c, rc, "unknown authentication mechanism '%.*s'", (int)so->mechanism.len,
+                        (const char *)so->mechanism.ptr);
+    if (rc < 0) {
+        log_warn("connection %llu (%s): login refused (%.*s): %s", (unsigned long long)c->id,
+                 c->peer, (int)so->mechanism.len, (const char *)so->mechanism.ptr, why);
+        return conn_err(c, rc,
+                        "Login was refused using authentication mechanism %.*s. For details see "
+                        "the broker logfile.",
+                        (int)so->mechanism.len, (const char *)so->mechanism.ptr);
+    }
+    struct amqp_method m = {.id = AMQP_CONNECTION_TUNE};
+    m.u.connection_tune.channel_max = c->srv->cfg.channel_max;
+    m.u.connection_tune.frame_max = c->srv->cfg.frame_max;
+    m.u.connection_tune.heartbeat = c->srv->cfg.heartbeat;
+    conn_send_method(c, 0, &m);
+    c->state = CONN_TUNE;
+    return 0;
+}
+
+static int on_tune_ok(struct conn *c, const struct amqp_connection_tune_ok *t)
+{
+    const struct config *cfg = &c->srv->cfg;
+    if (t->frame_max != 0 && t->frame_max < AMQP_FRAME_MIN_SIZE)
+        return conn_err(c, -WERR_NOT_ALLOWED, "frame_max=%u < %u min size", t->frame_max,
+                        AMQP_FRAME_MIN_SIZE);
+    if (t->frame_max > cfg->frame_max)
+        return conn_err(c, -WERR_NOT_ALLOWED, "frame_max=%u > %u max size", t->frame_max,
+                        cfg->frame_max);
+    if (t->channel_max > cfg->channel_max)
+        return conn_err(c, -WERR_NOT_ALLOWED, "channel_max=%u > %u max size", t->channel_max,
+                        cfg->channel_max);
+    c->frame_max = t->frame_max ? t->frame_max : cfg->frame_max;
+    c->channel_max = t->channel_max ? t->channel_max : cfg->channel_max;
+    c->heartbeat = t->heartbeat;
+    c->state = CONN_OPENING;
+    return 0;
+}
+
+static void on_timer(uv_timer_t *t);
+
+static int on_open(struct conn *c, const struct amqp_connection_open *o)
+{
+    struct vhost *vh = hmap_get(&c->srv->vhosts, o->virtual_host.ptr, o->virtual_host.len);
+    if (!vh)
+        return conn_err(c, -WERR_NOT_ALLOWED, "vhost %.*s not found", (int)o->virtual_host.len,
+                        (const char *)o->virtual_host.ptr);
+    c->channels = calloc((size_t)c->channel_max + 1, sizeof *c->channels);
+    if (!c->channels)
+        return -ENOMEM;
+    c->nchannels_alloc = (uint32_t)c->channel_max + 1;
+    c->vhost = vh;
+    c->state = CONN_OPEN;
+    struct amqp_method m = {.id = AMQP_CONNECTION_OPEN_OK};
+    conn_send_method(c, 0, &m);
+    uv_timer_stop(&c->timer);
+    if (c->heartbeat) {
+        uint64_t every = c->heartbeat * 1000ull / 2;
+        uv_timer_start(&c->timer, on_timer, every, every);
+    }
+    log_info("connection %llu (%s): user '%s' opened vhost '%s'", (unsigned long long)c->id,
+             c->peer, c->user, vh->name);
+    return 0;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    uint64_t now = uv_now(c->srv->loop);
+    if (c->state < CONN_OPEN) {
+        log_warn("connection %llu (%s): closing: handshake not completed within %u ms",
+                 (unsigned long long)c->id, c->peer, c->srv->cfg.handshake_timeout_ms);
+        close_socket(c);
+        return;
+    }
+    if (!c->heartbeat)
+        return;
+    uint64_t hb_ms = c->heartbeat * 1000ull;
+    if (now - c->last_recv_ms > 2 * hb_ms) {
+        log_warn("connection %llu (%s): missed heartbeats from client, timeout: %us; closing",
+                 (unsigned long long)c->id, c->peer, c->heartbeat);
+        close_socket(c);
+        return;
+    }
+    if (now - c->last_send_ms >= hb_ms / 2)
+        send_heartbeat(c);
+}
+
+/* ---- frame dispatch --------------------------------------------------------------- */
+
+static int decode_error(struct conn *c, int status, const struct amqp_frame *f)
+{
+    if (status == AMQP_E_METHOD)
+        return conn_err(c, -WERR_COMMAND_INVALID, "unknown method (class %u, method %u)",
+                        f->size >= 2 ? rd16(f->payload) : 0,
+                        f->size >= 4 ? rd16(f->payload + 2) : 0);
+    return conn_err(c, -WERR_SYNTAX_ERROR, "malformed frame on channel %u: %s", f->channel,
+                    amqp_strerror(status));
+}
+
+static int handle_connection_method(struct conn *c, const struct amqp_method *m)
+{
+    switch (m->id) {
+    case AMQP_CONNECTION_CLOSE: {
+        channels_teardown(c);
+        struct amqp_method ok = {.id = AMQP_CONNECTION_CLOSE_OK};
+        conn_send_method(c, 0, &ok);
+        c->state = CONN_CLOSING;
+        c->close_after_flush = true;
+        return 0;
+    }
+    case AMQP_CONNECTION_UPDATE_SECRET: {
+        struct amqp_method ok = {.id = AMQP_CONNECTION_UPDATE_SECRET_OK};
+        conn_send_method(c, 0, &ok);
+        return 0;
+    }
+    case AMQP_CONNECTION_BLOCKED:
+    case AMQP_CONNECTION_UNBLOCKED:
+        return 0;
+    default:
+        return conn_err(c, -WERR_COMMAND_INVALID, "%s on channel 0 is not allowed now",
+                        amqp_method_name(m->id));
+    }
+}
+
+static int handle_handshake(struct conn *c, const struct amqp_frame *f)
+{
+    if (f->type == AMQP_FRAME_HEARTBEAT)
+        return 0;
+    if (f->type != AMQP_FRAME_METHOD || f->channel != 0)
+        return conn_err(c, -WERR_UNEXPECTED_FRAME, "frame type %u on channel %u during handshake",
+                        f->type, f->channel);
+    struct amqp_method m;
+    int st = amqp_method_decode(f->payload, f->size, &m);
+    if (st < 0)
+        return decode_error(c, st, f);
+    if (m.id == AMQP_CONNECTION_CLOSE)
+        return handle_connection_method(c, &m);
+    switch (c->state) {
+    case CONN_START:
+        if (m.id == AMQP_CONNECTION_START_OK)
+            return on_start_ok(c, &m.u.connection_start_ok);
+        break;
+    case CONN_TUNE:
+        if (m.id == AMQP_CONNECTION_TUNE_OK)
+            return on_tune_ok(c, &m.u.connection_tune_ok);
+        break;
+    case CONN_OPENING:
+        if (m.id == AMQP_CONNECTION_OPEN)
+            return on_open(c, &m.u.connection_open);
+        break;
+    default:
+        break;
+    }
+    return conn_err(c, -WERR_COMMAND_INVALID, "%s not expected during the handshake",
+                    amqp_method_name(m.id));
+}
+
+/* While connection.close is outstanding only close and close-ok matter. */
+static void handle_closing(struct conn *c, const struct amqp_frame *f)
+{
+    struct amqp_method m;
+    if (f->type != AMQP_FRAME_METHOD || f->channel != 0 ||
+        amqp_method_decode(f->payload, f->size, &m) < 0)
+        return;
+    if (m.id == AMQP_CONNECTION_CLOSE_OK) {
+        close_socket(c);
+    } else if (m.id == AMQP_CONNECTION_CLOSE) {
+        struct amqp_method ok = {.id = AMQP_CONNECTION_CLOSE_OK};
+        conn_send_method(c, 0, &ok);
+        c->close_after_flush = true;
+    }
+}
+
+static int handle_channel_frame(struct conn *c, const struct amqp_frame *f)
+{
+    uint16_t id = f->channel;
+    if (id > c->channel_max)
+        return conn_err(c, -WERR_CHANNEL_ERROR, "channel %u out of range (channel_max %u)", id,
+                        c->channel_max);
+    struct channel *ch = c->channels[id];
+    struct amqp_method m;
+    if (f->type == AMQP_FRAME_METHOD) {
+        int st = amqp_method_decode(f->payload, f->size, &m);
+        if (st < 0)
+            return decode_error(c, st, f);
+    }
+    if (ch && ch->state == CH_CLOSING) {
+        if (f->type != AMQP_FRAME_METHOD)
+            return 0;
+        if (m.id == AMQP_CHANNEL_CLOSE_OK) {
+            channel_free(ch);
+            c->channels[id] = NULL;
+        } else if (m.id == AMQP_CHANNEL_CLOSE) {
+            struct amqp_method ok = {.id = AMQP_CHANNEL_CLOSE_OK};
+            conn_send_method(c, id, &ok);
+        }
+        return 0;
+    }
+    if (!ch) {
+        if (f->type != AMQP_FRAME_METHOD || m.id != AMQP_CHANNEL_OPEN)
+            return conn_err(c, -WERR_CHANNEL_ERROR, "expected 'channel.open'");
+        ch = channel_new(c, id);
+        if (!ch)
+            return -ENOMEM;
+        c->channels[id] = ch;
+        struct amqp_method ok = {.id = AMQP_CHANNEL_OPEN_OK};
+        conn_send_method(c, id, &ok);
+        return 0;
+    }
+    int rc;
+    switch (f->type) {
+    case AMQP_FRAME_METHOD:
+        if (ch->ct != CT_IDLE)
+            return conn_err(c, -WERR_UNEXPECTED_FRAME,
+                            "expected content %s for class 60, got non content %s frame instead",
+                            ch->ct == CT_HEADER ? "header" : "body",
+                            ch->ct == CT_HEADER ? "header" : "body");
+        if (m.id == AMQP_CHANNEL_OPEN)
+            return conn_err(c, -WERR_CHANNEL_ERROR, "second 'channel.open' seen");
+        if (m.id == AMQP_CHANNEL_CLOSE) {
+            channel_free(ch);
+            c->channels[id] = NULL;
+            struct amqp_method ok = {.id = AMQP_CHANNEL_CLOSE_OK};
+            conn_send_method(c, id, &ok);
+            return 0;
+        }
+        if (m.id == AMQP_CHANNEL_CLOSE_OK)
+            return 0;
+        rc = channel_handle_method(ch, &m);
+        if (rc < 0)
+            conn_fail(c, id, rc, m.id);
+        return 0;
+    case AMQP_FRAME_HEADER:
+        rc = channel_handle_header(ch, f->payload, f->size);
+        break;
+    case AMQP_FRAME_BODY:
+        rc = channel_handle_body(ch, f->payload, f->size);
+        break;
+    default:
+        return conn_err(c, -WERR_FRAME_ERROR, "heartbeat frame on channel %u", id);
+    }
+    if (rc < 0)
+        conn_fail(c, id, rc, AMQP_BASIC_PUBLISH);
+    return 0;
+}
+
+/* Handles one frame; returns an error that closes the connection, or 0. */
+static int handle_frame(struct conn *c, const struct amqp_frame *f)
+{
+    if (c->state == CONN_CLOSING) {
+        handle_closing(c, f);
+        return 0;
+    }
+    if (c->state != CONN_OPEN)
+        return handle_handshake(c, f);
+    if (f->type == AMQP_FRAME_HEARTBEAT) {
+        if (f->channel != 0)
+            return conn_err(c, -WERR_FRAME_ERROR, "heartbeat frame on channel %u", f->channel);
+        return 0;
+    }
+    if (f->channel == 0) {
+        if (f->type != AMQP_FRAME_METHOD)
+            return conn_err(c, -WERR_UNEXPECTED_FRAME, "content frame on channel 0");
+        struct amqp_method m;
+        int st = amqp_method_decode(f->payload, f->size, &m);
+        if (st < 0)
+            return decode_error(c, st, f);
+        return handle_connection_method(c, &m);
+    }
+    return handle_channel_frame(c, f);
+}
+
+/* ---- reading --------------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct conn *c = h->data;
+    buf->base = (char *)c->in + c->in_len;
+    buf->len = c->in_cap - c->in_len;
+}
+
+static void process_input(struct conn *c)
+{
+    size_t off = 0;
+    if (c->state == CONN_HEADER) {
+        int hc = amqp_protocol_header_check(c->in, c->in_len);
+        if (hc == 0)
+            return;
+        if (hc < 0) {
+            log_info("connection %llu (%s): bad protocol header; replying with ours and closing",
+                     (unsigned long long)c->id, c->peer);
+            outbuf_append(fill_buf(c), amqp_protocol_header, AMQP_PROTOCOL_HEADER_SIZE);
+            c->close_after_flush = true;
+            c->state = CONN_CLOSING;
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            want_flush(c);
+            return;
+        }
+        off = AMQP_PROTOCOL_HEADER_SIZE;
+        send_start(c);
+    }
+    /* Until tune-ok the frame limit is the server's. */
+    uint32_t frame_max = c->state >= CONN_OPENING && c->state != CONN_CLOSING ? c->frame_max
+                                                                                 : c->srv->cfg.frame_max;
+    while (c->state != CONN_CLOSED && !c->close_after_flush) {
+        struct amqp_frame f;
+        long n = amqp_frame_parse(c->in + off, c->in_len - off, frame_max, &f);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            if (c->state == CONN_CLOSING) { /* stop reading garbage after our close */
+                off = c->in_len;
+                break;
+            }
+            conn_fail(c, 0, conn_err(c, -WERR_FRAME_ERROR, "%s", amqp_strerror((int)n)), 0);
+            off = c->in_len;
+            break;
+        }
+        off += (size_t)n;
+        int rc = handle_frame(c, &f);
+        if (rc < 0) {
+            conn_fail(c, 0, rc, f.type == AMQP_FRAME_METHOD && f.size >= 4 ? rd32(f.payload) : 0);
+            off = c->in_len;
+            break;
+        }
+        if (c->state == CONN_OPEN)
+            frame_max = c->frame_max;
+    }
+    if (c->state == CONN_CLOSED)
+        return;
+    if (off == c->in_len)
+        c->in_len = 0;
+    else if (off) {
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    struct conn *c = s->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (c->state != CONN_CLOSING && nread != UV_EOF)
+            log_info("connection %llu (%s): read failed: %s", (unsigned long long)c->id, c->peer,
+                     uv_strerror((int)nread));
+        else if (c->state == CONN_OPEN)
+            log_info("connection %llu (%s): client closed the socket without connection.close",
+                     (unsigned long long)c->id, c->peer);
+        close_socket(c);
+        return;
+    }
+    c->in_len += (size_t)nread;
+    c->last_recv_ms = uv_now(c->srv->loop);
+    process_input(c);
+}
+
+static void describe_peer(struct conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            uv_ip4_name(a, host, sizeof host);
+            port = ntohs(a->sin_port);
+            c->loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, host, sizeof host);
+            port = ntohs(a->sin6_port);
+            static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+            c->loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+                          (memcmp(a->sin6_addr.s6_addr, v4mapped, 12) == 0 &&
+                           a->sin6_addr.s6_addr[12] == 127);
+        }
+    }
+    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+}
+
+void conn_accept(struct server *s, uv_stream_t *listener)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        log_error("cannot accept a connection: out of memory");
+        return;
+    }
+    c->srv = s;
+    c->id = ++s->seq;
+    c->in_cap = (size_t)s->cfg.frame_max + 4096;
+    c->in = malloc(c->in_cap);
+    c->out[0].pool = c->out[1].pool = &s->opool;
+    list_init(&c->flush_link);
+    if (!c->in) {
+        free(c);
+        log_error("cannot accept a connection: out of memory");
+        return;
+    }
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles_open = 2;
+    list_insert_tail(&s->conns, &c->link);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+        close_socket(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    describe_peer(c);
+    c->frame_max = s->cfg.frame_max;
+    c->last_recv_ms = c->last_send_ms = uv_now(s->loop);
+    c->state = CONN_HEADER;
+    uv_timer_start(&c->timer, on_timer, s->cfg.handshake_timeout_ms, 0);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    log_debug("connection %llu: accepted from %s", (unsigned long long)c->id, c->peer);
+}

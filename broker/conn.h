@@ -1,0 +1,86 @@
+/* conn.h — one client connection: its socket, input buffer, output buffers, negotiation
+ * state, heartbeats and channels. Errors from any layer come back here as return codes and
+ * are turned into channel.close / connection.close by conn_fail() and nowhere else. */
+#ifndef WARREN_CONN_H
+#define WARREN_CONN_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+#include "broker/list.h"
+#include "broker/outbuf.h"
+#include "protocol/codec.h"
+
+struct server;
+struct channel;
+struct vhost;
+struct msg;
+
+enum conn_state {
+    CONN_HEADER,  /* waiting for the protocol header */
+    CONN_START,   /* connection.start sent, waiting for start-ok */
+    CONN_TUNE,    /* connection.tune sent, waiting for tune-ok */
+    CONN_OPENING, /* tuned, waiting for connection.open */
+    CONN_OPEN,
+    CONN_CLOSING, /* connection.close sent, waiting for close-ok */
+    CONN_CLOSED,  /* socket closing; nothing more is read or written */
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;   /* handshake timeout, then heartbeats */
+    struct server *srv; /* borrowed: outlives connections */
+    struct list link;   /* in srv->conns */
+    struct list flush_link; /* in srv->flush while output waits for the before-sleep hook */
+    bool writing, close_after_flush, loopback, throttled;
+    int handles_open;   /* uv handles still to close before free */
+    uint64_t id;
+    enum conn_state state;
+    char peer[64];
+    char user[128];
+    struct vhost *vhost; /* borrowed: vhosts live as long as the server */
+
+    /* Negotiated. */
+    uint16_t channel_max;
+    uint32_t frame_max;
+    uint16_t heartbeat;
+    bool cap_consumer_cancel_notify, cap_auth_failure_close;
+
+    /* Input: frames are parsed in place from in[0..in_len). */
+    uint8_t *in; /* owned */
+    size_t in_len, in_cap;
+    uint64_t last_recv_ms, last_send_ms;
+
+    /* Output: out[fill] collects this turn's frames while out[!fill] is being written. */
+    struct outbuf out[2];
+    int fill;
+    uv_write_t wreq;
+
+    struct channel **channels; /* owned array [channel_max + 1] of owned channels */
+    uint32_t nchannels_alloc;
+
+    char err_text[512]; /* detail of the last error, set by conn_err() */
+};
+
+/* Accepts a new connection on the listener. */
+void conn_accept(struct server *s, uv_stream_t *listener);
+/* Begins an orderly close (connection.close 320 CONNECTION_FORCED) for shutdown. */
+void conn_shutdown(struct conn *c);
+
+/* Queues one method frame on channel ch. */
+void conn_send_method(struct conn *c, uint16_t ch, const struct amqp_method *m);
+/* Queues a content method (deliver, get-ok, return) + the message's header and body frames,
+ * split by the connection's frame_max. */
+void conn_send_content(struct conn *c, uint16_t ch, const struct amqp_method *m, struct msg *msg);
+/* Formats the detail text for rc into c->err_text and returns rc. */
+int conn_err(struct conn *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The one place errors become AMQP: a channel error closes channel ch (if ch is not 0),
+ * anything else closes the connection. `method` is the method id that failed (or 0). */
+void conn_fail(struct conn *c, uint16_t ch, int rc, uint32_t method);
+/* Output bytes waiting for the socket: used to stop delivering to slow consumers. */
+size_t conn_output_pending(const struct conn *c);
+/* Writes what this turn queued (called from the server's before-sleep hook). */
+void conn_flush(struct conn *c);
+
+#define CONN_OUTPUT_HIGH (4u << 20) /* stop feeding deliveries above this many queued bytes */
+
+#endif

@@ -1,0 +1,106 @@
+/* main.c — warrend's entry point: flags, logging, the loop. Owns nothing past main(). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+#include "config.h"
+#include "broker/log.h"
+#include "broker/server.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: warrend [options]\n"
+            "  --port N          AMQP port to listen on (default 5672)\n"
+            "  --bind ADDR       address to listen on (default 0.0.0.0)\n"
+            "  --data-dir DIR    where durable state is kept (default ./data)\n"
+            "  --log-level L     error, warn, info or debug (default info)\n"
+            "  --heartbeat S     heartbeat interval proposed to clients, 0 to disable (default 60)\n"
+            "  --frame-max N     largest frame accepted, 4096..1048576 (default 131072)\n"
+            "  --version         print the version and exit\n");
+}
+
+static int parse_uint(const char *flag, const char *s, unsigned long min, unsigned long max,
+                      unsigned long *ret)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || end == s || v < min || v > max) {
+        fprintf(stderr, "warrend: %s must be a number from %lu to %lu, not '%s'\n", flag, min,
+                max, s);
+        return -1;
+    }
+    *ret = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    config_defaults(&cfg);
+    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_VERSION, O_HELP };
+    static const struct option opts[] = {
+        {"port", required_argument, NULL, O_PORT},
+        {"bind", required_argument, NULL, O_BIND},
+        {"data-dir", required_argument, NULL, O_DATA},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"heartbeat", required_argument, NULL, O_HB},
+        {"frame-max", required_argument, NULL, O_FRAME},
+        {"version", no_argument, NULL, O_VERSION},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    unsigned long v;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (opt) {
+        case O_PORT:
+            if (parse_uint("--port", optarg, 0, 65535, &v) < 0)
+                return 2;
+            cfg.port = (int)v;
+            break;
+        case O_BIND: cfg.bind = optarg; break;
+        case O_DATA: cfg.data_dir = optarg; break;
+        case O_LOG: {
+            int l = log_level_parse(optarg);
+            if (l < 0) {
+                fprintf(stderr, "warrend: --log-level must be error, warn, info or debug, not '%s'\n", optarg);
+                return 2;
+            }
+            log_threshold = (enum log_level)l;
+            break;
+        }
+        case O_HB:
+            if (parse_uint("--heartbeat", optarg, 0, 65535, &v) < 0)
+                return 2;
+            cfg.heartbeat = (uint16_t)v;
+            break;
+        case O_FRAME:
+            if (parse_uint("--frame-max", optarg, 4096, 1048576, &v) < 0)
+                return 2;
+            cfg.frame_max = (uint32_t)v;
+            break;
+        case O_VERSION: printf("warrend %s\n", WARREN_VERSION); return 0;
+        case 'h':
+        case O_HELP: usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "warrend: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    uv_loop_t *loop = uv_default_loop();
+    struct server srv;
+    if (server_start(&srv, loop, &cfg) < 0)
+        return 1;
+    uv_run(loop, UV_RUN_DEFAULT);
+    server_free(&srv);
+    uv_loop_close(loop);
+    log_info("warrend stopped");
+    return 0;
+}

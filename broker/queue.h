@@ -1,0 +1,82 @@
+/* queue.h — a queue and its consumers. The ready list is a ring of message references
+ * with O(1) push at either end and pop at the head; consumers are served round-robin. */
+#ifndef WARREN_QUEUE_H
+#define WARREN_QUEUE_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "broker/list.h"
+#include "protocol/wire.h"
+
+struct msg;
+struct channel;
+struct vhost;
+struct conn;
+
+struct qentry {
+    struct msg *m; /* ref */
+    bool redelivered;
+};
+
+struct consumer {
+    struct list qlink;     /* in queue.consumers */
+    struct list chlink;    /* in channel.consumers */
+    struct queue *q;       /* ref: while the consumer is attached */
+    struct channel *ch;    /* borrowed: a consumer never outlives its channel */
+    uint32_t refs;         /* the channel's + one per unacked delivery */
+    uint32_t prefetch;     /* 0 = unlimited */
+    uint32_t unacked;
+    bool no_ack, exclusive, cancelled;
+    uint8_t tag_len;
+    char tag[256];
+};
+
+struct queue {
+    struct vhost *vhost; /* borrowed: vhosts outlive queues */
+    char *name;          /* owned, NUL-terminated */
+    uint8_t name_len;
+    bool durable, exclusive, auto_delete, deleted, had_consumer, kicked;
+    struct conn *owner;  /* borrowed: exclusive queues are deleted when the owner closes */
+    uint8_t *args;       /* owned copy of the declare arguments table */
+    uint32_t args_len;
+    uint32_t refs;       /* the vhost's + unacked deliveries + kick list */
+
+    struct qentry *ring; /* owned, capacity is a power of two */
+    uint32_t cap, head, count;
+    uint64_t ready_bytes;
+
+    struct list consumers; /* of consumer.qlink, in round-robin order */
+    uint32_t consumer_count;
+    bool exclusive_consumer;
+    struct queue *kick_next;
+};
+
+/* Creates a queue (refs = 1, held by the caller who adds it to the vhost). NULL on OOM. */
+struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args);
+void queue_ref(struct queue *q);
+/* Drops a reference; frees the queue (and any messages) at zero. Accepts NULL. */
+void queue_unref(struct queue *q);
+/* Appends m (taking a new reference) at the tail. 0 or -ENOMEM. */
+int queue_push(struct queue *q, struct msg *m, bool redelivered);
+/* Puts m back at the head (requeue). 0 or -ENOMEM. */
+int queue_push_front(struct queue *q, struct msg *m, bool redelivered);
+/* Removes the head into *ret (the reference moves to the caller). false when empty. */
+bool queue_pop(struct queue *q, struct qentry *ret);
+/* Drops every ready message; returns how many. */
+uint32_t queue_purge(struct queue *q);
+/* Deletes q: consumers are cancelled (with basic.cancel where the client asked for it),
+ * ready messages dropped, the queue removed from its vhost. Returns the ready count. */
+uint32_t queue_delete(struct queue *q);
+
+/* Attaches c (already filled in) to q. */
+void queue_add_consumer(struct queue *q, struct consumer *c);
+/* Detaches c; the queue may auto-delete. */
+void queue_remove_consumer(struct queue *q, struct consumer *c);
+/* Delivers ready messages to consumers that can take them; run from the before-sleep hook. */
+void queue_dispatch(struct queue *q);
+/* Asks for a dispatch at the end of this loop turn. */
+void queue_kick(struct queue *q);
+
+struct consumer *consumer_ref(struct consumer *c);
+void consumer_unref(struct consumer *c);
+
+#endif

@@ -1,0 +1,194 @@
+/* server.c — owns the listener, the connection list, the vhosts, storage, and the
+ * before-sleep hook. Invariant: each loop turn ends with queue dispatch, then (later) the
+ * storage batch commit, then one flush per connection with output — in that order, so a
+ * confirm never leaves before the data it confirms is durable. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/rand.h>
+#include "broker/conn.h"
+#include "broker/errors.h"
+#include "broker/log.h"
+#include "broker/queue.h"
+#include "broker/server.h"
+#include "broker/vhost.h"
+#include "storage/env.h"
+
+void config_defaults(struct config *cfg)
+{
+    *cfg = (struct config){
+        .bind = "0.0.0.0",
+        .port = 5672,
+        .data_dir = "./data",
+        .channel_max = 2047,
+        .frame_max = 131072,
+        .heartbeat = 60,
+        .handshake_timeout_ms = 10000,
+        .max_message_size = 128u << 20,
+    };
+}
+
+void server_want_flush(struct server *s, struct conn *c)
+{
+    if (list_empty(&c->flush_link))
+        list_insert_tail(&s->flush, &c->flush_link);
+}
+
+void server_kick_queue(struct server *s, struct queue *q)
+{
+    if (q->kicked)
+        return;
+    q->kicked = true;
+    queue_ref(q);
+    q->kick_next = s->kick_head;
+    s->kick_head = q;
+}
+
+void server_gen_name(struct server *s, const char *prefix, char *buf, size_t size)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint8_t rnd[22];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        /* Fall back to the sequence: names must be unique, not secret. */
+        uint64_t seq = ++s->seq;
+        for (size_t i = 0; i < sizeof rnd; i++)
+            rnd[i] = (uint8_t)(seq >> (8 * (i % 8))) + (uint8_t)i;
+    }
+    char tail[sizeof rnd + 1];
+    for (size_t i = 0; i < sizeof rnd; i++)
+        tail[i] = alphabet[rnd[i] & 63];
+    tail[sizeof rnd] = 0;
+    snprintf(buf, size, "%s%s", prefix, tail);
+}
+
+/* Runs once per loop turn, before libuv blocks for I/O. */
+static void on_before_sleep(uv_prepare_t *h)
+{
+    struct server *s = h->data;
+    /* Dispatch may kick more queues (e.g. auto-delete); loop until quiet. */
+    while (s->kick_head) {
+        struct queue *q = s->kick_head;
+        s->kick_head = q->kick_next;
+        q->kicked = false;
+        if (!q->deleted)
+            queue_dispatch(q);
+        queue_unref(q);
+    }
+    /* Storage batch commit goes here (durability issue). Then flush. */
+    while (!list_empty(&s->flush)) {
+        struct conn *c = list_entry(s->flush.next, struct conn, flush_link);
+        list_remove(&c->flush_link);
+        conn_flush(c);
+    }
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct server *s = listener->data;
+    if (status < 0) {
+        log_warn("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    conn_accept(s, listener);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct server *s = h->data;
+    log_info("received signal %d; shutting down", signum);
+    server_stop(s);
+}
+
+int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
+{
+    memset(s, 0, sizeof *s);
+    s->loop = loop;
+    s->cfg = *cfg;
+    list_init(&s->conns);
+    list_init(&s->flush);
+    int rc = storage_open(cfg->data_dir, &s->store);
+    if (rc < 0) {
+        log_error("cannot open the data directory '%s': %s; check that it is writable and not "
+                  "used by another warrend",
+                  cfg->data_dir, storage_strerror(rc));
+        return rc;
+    }
+    s->default_vhost = vhost_new(s, "/");
+    if (!s->default_vhost || hmap_put(&s->vhosts, s->default_vhost->name, 1, s->default_vhost) < 0) {
+        log_error("out of memory while creating the default vhost");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    struct sockaddr_storage addr;
+    if (uv_ip4_addr(cfg->bind, cfg->port, (struct sockaddr_in *)&addr) != 0 &&
+        uv_ip6_addr(cfg->bind, cfg->port, (struct sockaddr_in6 *)&addr) != 0) {
+        log_error("--bind '%s' is not an IPv4 or IPv6 address", cfg->bind);
+        rc = -EINVAL;
+        goto fail;
+    }
+    uv_tcp_init(loop, &s->listener);
+    s->listener.data = s;
+    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+    if (rc < 0) {
+        log_error("cannot listen on %s:%d: %s; is another broker running on that port?",
+                  cfg->bind, cfg->port, uv_strerror(rc));
+        uv_close((uv_handle_t *)&s->listener, NULL);
+        goto fail;
+    }
+    uv_prepare_init(loop, &s->before_sleep);
+    s->before_sleep.data = s;
+    uv_prepare_start(&s->before_sleep, on_before_sleep);
+    uv_signal_init(loop, &s->sig_int);
+    uv_signal_init(loop, &s->sig_term);
+    s->sig_int.data = s->sig_term.data = s;
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    signal(SIGPIPE, SIG_IGN);
+    log_info("warrend listening on %s:%d, data in %s", cfg->bind, cfg->port, cfg->data_dir);
+    return 0;
+fail:
+    vhost_free(s->default_vhost);
+    hmap_free(&s->vhosts);
+    storage_close(s->store);
+    s->store = NULL;
+    return rc;
+}
+
+void server_stop(struct server *s)
+{
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    uv_close((uv_handle_t *)&s->sig_int, NULL);
+    uv_close((uv_handle_t *)&s->sig_term, NULL);
+    struct list *pos, *tmp;
+    list_foreach_safe(pos, tmp, &s->conns)
+        conn_shutdown(list_entry(pos, struct conn, link));
+    /* Write the closes now: the before-sleep hook goes away with the listener. */
+    while (!list_empty(&s->flush)) {
+        struct conn *c = list_entry(s->flush.next, struct conn, flush_link);
+        list_remove(&c->flush_link);
+        conn_flush(c);
+    }
+    uv_close((uv_handle_t *)&s->before_sleep, NULL);
+}
+
+void server_free(struct server *s)
+{
+    while (s->kick_head) {
+        struct queue *q = s->kick_head;
+        s->kick_head = q->kick_next;
+        queue_unref(q);
+    }
+    void *v;
+    for (uint32_t it = 0; hmap_next(&s->vhosts, &it, &v);)
+        vhost_free(v);
+    hmap_free(&s->vhosts);
+    opool_drain(&s->opool);
+    storage_close(s->store);
+}

@@ -1,0 +1,60 @@
+/* server.h — the broker process state for one libuv loop: listener, connections, vhosts,
+ * and the before-sleep hook that dispatches queues and flushes output once per turn. */
+#ifndef WARREN_SERVER_H
+#define WARREN_SERVER_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+#include "broker/hmap.h"
+#include "broker/list.h"
+#include "broker/outbuf.h"
+
+struct conn;
+struct queue;
+struct vhost;
+struct storage;
+
+struct config {
+    const char *bind;     /* borrowed: argv */
+    int port;
+    const char *data_dir; /* borrowed: argv */
+    uint16_t channel_max;
+    uint32_t frame_max;
+    uint16_t heartbeat;   /* seconds, proposed in connection.tune */
+    uint32_t handshake_timeout_ms;
+    uint64_t max_message_size;
+};
+void config_defaults(struct config *cfg);
+
+struct server {
+    uv_loop_t *loop; /* borrowed: the caller's */
+    struct config cfg;
+    uv_tcp_t listener;
+    uv_prepare_t before_sleep;
+    uv_signal_t sig_int, sig_term;
+    struct opool opool;
+    struct list conns;          /* of conn.link */
+    struct list flush;          /* of conn.flush_link: connections with output to write */
+    struct queue *kick_head;    /* ref: queues to dispatch, linked by queue.kick_next */
+    struct hmap vhosts;         /* name -> struct vhost (owned) */
+    struct vhost *default_vhost;/* borrowed from vhosts */
+    struct storage *store;      /* owned */
+    uint64_t seq;               /* for connection ids and generated names */
+    bool stopping;
+};
+
+/* Opens storage, creates the default vhost, binds and listens. 0 or -errno / -WERR. On
+ * failure everything taken is released and a log line says why. */
+int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg);
+/* Closes the listener and every connection; the loop then runs out of handles. */
+void server_stop(struct server *s);
+/* After uv_run returned: releases what server_start took. */
+void server_free(struct server *s);
+/* Schedules conn's output for the before-sleep flush. */
+void server_want_flush(struct server *s, struct conn *c);
+/* Schedules q for dispatch in the before-sleep hook (deduplicated). */
+void server_kick_queue(struct server *s, struct queue *q);
+/* Fills buf with prefix + 22 random url-safe characters (RabbitMQ's amq.gen-/amq.ctag- style). */
+void server_gen_name(struct server *s, const char *prefix, char *buf, size_t size);
+
+#endif

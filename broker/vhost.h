@@ -1,0 +1,28 @@
+/* vhost.h — a virtual host: the namespace of exchanges and queues. Every lookup goes
+ * through a vhost, even while only "/" exists. */
+#ifndef WARREN_VHOST_H
+#define WARREN_VHOST_H
+#include "broker/hmap.h"
+#include "protocol/wire.h"
+
+struct server;
+struct queue;
+struct exchange;
+
+struct vhost {
+    struct server *srv; /* borrowed: owns us */
+    char *name;         /* owned */
+    struct hmap queues;    /* name -> queue (ref) */
+    struct hmap exchanges; /* name -> exchange (owned) */
+};
+
+struct vhost *vhost_new(struct server *srv, const char *name);
+void vhost_free(struct vhost *vh);
+struct queue *vhost_queue(struct vhost *vh, amqp_bytes_t name);
+/* Adds q under its name; takes over the caller's reference. 0 or -ENOMEM. */
+int vhost_add_queue(struct vhost *vh, struct queue *q);
+/* Removes q from the map and drops the map's reference. */
+void vhost_remove_queue(struct vhost *vh, struct queue *q);
+struct exchange *vhost_exchange(struct vhost *vh, amqp_bytes_t name);
+
+#endif
