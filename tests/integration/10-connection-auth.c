@@ -15,6 +15,7 @@
 #endif
 #include "harness.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
