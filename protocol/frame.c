@@ -34,7 +34,7 @@ long amqp_frame_parse(const uint8_t *buf, size_t len, uint32_t frame_max,
 int amqp_protocol_header_check(const uint8_t *buf, size_t len)
 {
     size_t n = len < AMQP_PROTOCOL_HEADER_SIZE ? len : AMQP_PROTOCOL_HEADER_SIZE;
-    if (memcmp(buf, amqp_protocol_header, n) != 0)
+    if (n && memcmp(buf, amqp_protocol_header, n) != 0) /* buf may be NULL when len is 0 */
         return AMQP_E_HEADER;
     return len >= AMQP_PROTOCOL_HEADER_SIZE ? 1 : 0;
 }
