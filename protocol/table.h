@@ -36,7 +36,7 @@ struct amqp_table_iter {
 static inline void amqp_table_iter_init(struct amqp_table_iter *it, amqp_bytes_t b)
 {
     it->p = b.ptr;
-    it->end = b.ptr + b.len;
+    it->end = b.len ? b.ptr + b.len : b.ptr; /* b.ptr may be NULL: no NULL + 0 (UB) */
 }
 /* Next table entry: 1 with *ret_key and *ret_val set, 0 at the end, < 0 on malformed input. */
 int amqp_table_next(struct amqp_table_iter *it, amqp_bytes_t *ret_key, struct amqp_field *ret_val);
