@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Write the golden frame fixtures (tests/fixtures/) and the fuzz seed corpus (tests/fuzz/corpus/).
+
+This encoder is written from the AMQP 0-9-1 spec and shares no code with protocol/, so the
+unit tests that compare the C codec's output to these bytes catch bugs a symmetric
+encode/decode round trip cannot. Fixtures:
+    frames/*.bin   valid byte streams (some start with the protocol header)
+    broken/*.bin   one corruption class each; the file name is the expected status
+Every fixture is also a seed, alongside small single-frame seeds. Usage (stdlib only):
+    python3 tests/fuzz/make_corpus.py        # rewrites both folders in place
+"""
+import os
+import struct
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(ROOT, 'tests', 'fixtures')
+CORPUS = os.path.join(ROOT, 'tests', 'fuzz', 'corpus')
+
+PROTOCOL_HEADER = b'AMQP\x00\x00\x09\x01'
+METHOD, HEADER, BODY, HEARTBEAT = 1, 2, 3, 8
+
+
+def u8(v): return struct.pack('>B', v)
+def u16(v): return struct.pack('>H', v)
+def u32(v): return struct.pack('>I', v)
+def u64(v): return struct.pack('>Q', v)
+
+
+def shortstr(s):
+    b = s.encode() if isinstance(s, str) else s
+    assert len(b) <= 255
+    return u8(len(b)) + b
+
+
+def longstr(s):
+    b = s.encode() if isinstance(s, str) else s
+    return u32(len(b)) + b
+
+
+def value(t, v):
+    """One field value with its RabbitMQ type letter."""
+    body = {
+        't': lambda: u8(1 if v else 0), 'b': lambda: struct.pack('>b', v),
+        'B': lambda: u8(v), 's': lambda: struct.pack('>h', v), 'u': lambda: u16(v),
+        'I': lambda: struct.pack('>i', v), 'i': lambda: u32(v), 'l': lambda: struct.pack('>q', v),
+        'f': lambda: struct.pack('>f', v), 'd': lambda: struct.pack('>d', v),
+        'D': lambda: u8(v[0]) + u32(v[1]), 'S': lambda: longstr(v), 'x': lambda: longstr(v),
+        'T': lambda: u64(v), 'F': lambda: table(v), 'A': lambda: array(v), 'V': lambda: b'',
+    }[t]()
+    return t.encode() + body
+
+
+def table_body(entries):
+    return b''.join(shortstr(k) + value(t, v) for k, t, v in entries)
+
+
+def table(entries):
+    return longstr(table_body(entries))
+
+
+def array(items):
+    return longstr(b''.join(value(t, v) for t, v in items))
+
+
+def bits(*flags):
+    """Packs consecutive bit fields into one octet, first field in the low bit."""
+    assert len(flags) <= 8
+    return u8(sum(1 << i for i, f in enumerate(flags) if f))
+
+
+def method(class_id, method_id, *fields):
+    return u16(class_id) + u16(method_id) + b''.join(fields)
+
+
+def frame(ftype, channel, payload):
+    return u8(ftype) + u16(channel) + u32(len(payload)) + payload + b'\xce'
+
+
+PROPS = ['content-type:s', 'content-encoding:s', 'headers:F', 'delivery-mode:o', 'priority:o',
+         'correlation-id:s', 'reply-to:s', 'expiration:s', 'message-id:s', 'timestamp:T',
+         'type:s', 'user-id:s', 'app-id:s', 'reserved:s']
+
+
+def content_header(body_size, props, class_id=60, extra_flags=0):
+    flags, out = extra_flags, b''
+    for i, p in enumerate(PROPS):
+        name, kind = p.split(':')
+        if name not in props:
+            continue
+        flags |= 1 << (15 - i)
+        v = props[name]
+        out += {'s': shortstr, 'F': table, 'o': u8, 'T': u64}[kind](v)
+    return u16(class_id) + u16(0) + u64(body_size) + u16(flags) + out
+
+
+# --- the values the unit tests check (keep in sync with tests/unit/test_codec.c) ---------
+
+CLIENT_PROPS = [
+    ('product', 'S', 'warren-tests'),
+    ('version', 'S', '0.1.0'),
+    ('capabilities', 'F', [('publisher_confirms', 't', True),
+                           ('consumer_cancel_notify', 't', True),
+                           ('connection.blocked', 't', False)]),
+]
+SERVER_PROPS = [
+    ('product', 'S', 'Warren'),
+    ('capabilities', 'F', [('exchange_exchange_bindings', 't', True),
+                           ('basic.nack', 't', True),
+                           ('per_consumer_qos', 't', True)]),
+    ('cluster_name', 'S', 'warren@localhost'),
+]
+ALL_TYPES = [
+    ('bool', 't', True), ('i8', 'b', -128), ('u8', 'B', 255), ('i16', 's', -32768),
+    ('u16', 'u', 65535), ('i32', 'I', -2147483648), ('u32', 'i', 4294967295),
+    ('i64', 'l', -9223372036854775808), ('f32', 'f', 1.5), ('f64', 'd', -0.25),
+    ('dec', 'D', (2, 12345)), ('str', 'S', 'caf\u00e9'), ('bin', 'x', b'\x00\xce\xff'),
+    ('ts', 'T', 1700000000), ('void', 'V', None),
+    ('nested', 'F', [('arr', 'A', [('I', 1), ('S', 'two'),
+                                   ('F', [('deep', 'A', [('t', False), ('V', None)])])])]),
+    ('empty-table', 'F', []), ('empty-array', 'A', []),
+]
+ALL_PROPS = {
+    'content-type': 'application/json', 'content-encoding': 'gzip', 'headers': ALL_TYPES,
+    'delivery-mode': 2, 'priority': 9, 'correlation-id': 'corr-1', 'reply-to': 'amq.rabbitmq.reply-to',
+    'expiration': '60000', 'message-id': 'msg-1', 'timestamp': 1700000000, 'type': 'order.created',
+    'user-id': 'guest', 'app-id': 'warren-tests', 'reserved': 'cluster-a',
+}
+
+
+def client_session():
+    """What a client sends: header, handshake, topology, one publish, close."""
+    out = PROTOCOL_HEADER
+    out += frame(METHOD, 0, method(10, 11, table(CLIENT_PROPS), shortstr('PLAIN'),
+                                   longstr(b'\x00guest\x00guest'), shortstr('en_US')))
+    out += frame(METHOD, 0, method(10, 31, u16(2047), u32(131072), u16(60)))
+    out += frame(METHOD, 0, method(10, 40, shortstr('/'), shortstr(''), bits(False)))
+    out += frame(METHOD, 1, method(20, 10, shortstr('')))
+    out += frame(METHOD, 1, method(85, 10, bits(False)))
+    out += frame(METHOD, 1, method(40, 10, u16(0), shortstr('ex.topic'), shortstr('topic'),
+                                   bits(False, True, False, False, False),
+                                   table([('alternate-exchange', 'S', 'ex.ae')])))
+    out += frame(METHOD, 1, method(50, 10, u16(0), shortstr('orders'),
+                                   bits(False, True, False, False, False),
+                                   table([('x-queue-type', 'S', 'classic'),
+                                          ('x-message-ttl', 'I', 60000),
+                                          ('x-max-length', 'l', 1000000)])))
+    out += frame(METHOD, 1, method(50, 20, u16(0), shortstr('orders'), shortstr('ex.topic'),
+                                   shortstr('order.#'), bits(False), table([])))
+    out += frame(METHOD, 1, method(60, 10, u32(0), u16(100), bits(False)))
+    out += frame(METHOD, 1, method(60, 20, u16(0), shortstr('orders'), shortstr('ctag-1'),
+                                   bits(False, False, False, False), table([('x-priority', 'I', 5)])))
+    out += frame(METHOD, 1, method(60, 40, u16(0), shortstr('ex.topic'), shortstr('order.created'),
+                                   bits(True, False)))
+    out += frame(HEADER, 1, content_header(5, {'content-type': 'text/plain', 'delivery-mode': 2}))
+    out += frame(BODY, 1, b'hello')
+    out += frame(HEARTBEAT, 0, b'')
+    out += frame(METHOD, 1, method(60, 80, u64(1), bits(False)))
+    out += frame(METHOD, 1, method(60, 120, u64(7), bits(True, True)))
+    out += frame(METHOD, 1, method(20, 40, u16(200), shortstr('bye'), u16(0), u16(0)))
+    out += frame(METHOD, 0, method(10, 50, u16(200), shortstr('Goodbye'), u16(0), u16(0)))
+    return out
+
+
+def server_session():
+    """What a server sends back."""
+    out = frame(METHOD, 0, method(10, 10, u8(0), u8(9), table(SERVER_PROPS),
+                                  longstr('PLAIN AMQPLAIN'), longstr('en_US')))
+    out += frame(METHOD, 0, method(10, 30, u16(2047), u32(131072), u16(60)))
+    out += frame(METHOD, 0, method(10, 41, shortstr('')))
+    out += frame(METHOD, 1, method(20, 11, longstr('')))
+    out += frame(METHOD, 1, method(50, 11, shortstr('orders'), u32(3), u32(1)))
+    out += frame(METHOD, 1, method(60, 21, shortstr('ctag-1')))
+    out += frame(METHOD, 1, method(60, 60, shortstr('ctag-1'), u64(42), bits(True),
+                                   shortstr('ex.topic'), shortstr('order.created')))
+    out += frame(HEADER, 1, content_header(0, {}))
+    out += frame(METHOD, 1, method(60, 71, u64(43), bits(False), shortstr(''), shortstr('orders'),
+                                   u32(2)))
+    out += frame(HEADER, 1, content_header(3, {'priority': 1}))
+    out += frame(BODY, 1, b'abc')
+    out += frame(METHOD, 1, method(60, 50, u16(312), shortstr('NO_ROUTE'), shortstr('ex.topic'),
+                                   shortstr('nowhere')))
+    out += frame(HEADER, 1, content_header(0, {'message-id': 'm'}))
+    out += frame(METHOD, 0, method(10, 60, shortstr('low on memory')))
+    out += frame(METHOD, 0, method(10, 61))
+    out += frame(METHOD, 0, method(10, 51))
+    return out
+
+
+def publish_all_props():
+    body = b'{"id": 1, "state": "created"}'
+    out = frame(METHOD, 3, method(60, 40, u16(0), shortstr('ex.topic'), shortstr('order.created'),
+                                  bits(True, False)))
+    out += frame(HEADER, 3, content_header(len(body), ALL_PROPS))
+    out += frame(BODY, 3, body[:10])
+    out += frame(BODY, 3, body[10:])
+    return out
+
+
+def nested(depth):
+    """A headers table holding `depth` tables in total (the outer one included)."""
+    entries = [('leaf', 'V', None)]
+    for _ in range(depth - 1):
+        entries = [('n', 'F', entries)]
+    return entries
+
+
+def broken():
+    """name -> bytes; the name is the first status the stream must produce."""
+    tune = method(10, 31, u16(2047), u32(131072), u16(60))
+    good = frame(METHOD, 0, tune)
+    return {
+        'frame-end': good + good[:-1] + b'\x00',
+        'frame-size': good + u8(BODY) + u16(1) + u32(131072),
+        'frame-type': good + frame(4, 1, b'xx'),
+        'short': frame(METHOD, 0, tune[:-1]),
+        'short-table-length': frame(METHOD, 1, method(50, 10, u16(0), shortstr('q'), bits(),
+                                                      u32(100) + b'\x01a')),
+        'method': frame(METHOD, 1, method(60, 255)),
+        'trailing': frame(METHOD, 0, tune + b'\x00'),
+        'field-type': frame(METHOD, 1, method(50, 10, u16(0), shortstr('q'), bits(),
+                                              longstr(shortstr('x-arg') + b'U' + u16(1)))),
+        'depth': frame(HEADER, 1, content_header(0, {'headers': nested(33)})),
+        'flags': frame(HEADER, 1, content_header(0, {'priority': 1}, extra_flags=1)),
+        'class': frame(HEADER, 1, content_header(0, {}, class_id=50)),
+    }
+
+
+def write(folder, name, data):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), 'wb') as f:
+        f.write(data)
+
+
+def main():
+    frames = {
+        'client-session.bin': client_session(),
+        'server-session.bin': server_session(),
+        'publish-all-props.bin': publish_all_props(),
+    }
+    for name, data in frames.items():
+        write(os.path.join(FIXTURES, 'frames'), name, data)
+        write(CORPUS, name, data)
+    for name, data in broken().items():
+        write(os.path.join(FIXTURES, 'broken'), name + '.bin', data)
+        write(CORPUS, 'broken-' + name + '.bin', data)
+    # Small single-frame seeds, so mutations start close to each decoder branch.
+    seeds = {
+        'heartbeat': frame(HEARTBEAT, 0, b''),
+        'protocol-header': PROTOCOL_HEADER,
+        'tune': frame(METHOD, 0, method(10, 30, u16(0), u32(131072), u16(0))),
+        'queue-declare-bits': frame(METHOD, 1, method(50, 10, u16(0), shortstr('q'),
+                                                      bits(True, False, True, False, True), table([]))),
+        'queue-delete': frame(METHOD, 1, method(50, 40, u16(0), shortstr('q'),
+                                                bits(True, True, False))),
+        'exchange-bind': frame(METHOD, 1, method(40, 30, u16(0), shortstr('d'), shortstr('s'),
+                                                 shortstr('k'), bits(False),
+                                                 table([('x-match', 'S', 'all')]))),
+        'update-secret': frame(METHOD, 0, method(10, 70, longstr('token'), shortstr('refresh'))),
+        'header-all-types': frame(HEADER, 1, content_header(1, {'headers': ALL_TYPES})),
+        'header-no-props': frame(HEADER, 1, content_header(0, {})),
+        'header-depth-32': frame(HEADER, 1, content_header(0, {'headers': nested(32)})),
+        'array-of-tables': frame(METHOD, 1, method(60, 20, u16(0), shortstr('q'), shortstr(''),
+                                                   bits(), table([('x-args', 'A', [
+                                                       ('F', [('a', 'b', -1)]),
+                                                       ('A', [('d', 2.5), ('x', b'')]),
+                                                   ])]))),
+    }
+    for name, data in seeds.items():
+        write(CORPUS, name + '.bin', data)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
