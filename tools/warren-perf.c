@@ -1,0 +1,1397 @@
+/* warren-perf.c — a load generator for any AMQP 0-9-1 broker, in the spirit of RabbitMQ's
+ * PerfTest: producers and consumers, each on its own connection and thread, over an exchange
+ * and queues it declares itself (and deletes at the end unless --keep). Reports send, receive
+ * and confirm rates and end-to-end latency from a CLOCK_MONOTONIC stamp at the start of each
+ * body. Owns the options, the topology and the worker threads; rabbitmq-c owns each connection,
+ * perf_wire.c the hot-path writes, perf_hist.c the latency histograms.
+ * Invariant: a worker's counters are written by that worker only (main reads them relaxed); its
+ * histogram is read only after the worker has been joined. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdalign.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__has_include) && __has_include(<rabbitmq-c/amqp.h>)
+#include <rabbitmq-c/amqp.h>
+#include <rabbitmq-c/tcp_socket.h>
+#else
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#endif
+
+#include "perf_hist.h"
+#include "perf_wire.h"
+
+#define CHANNEL 1
+#define HEADER_LEN 12                 /* body prefix: u64 send time (ns), u32 run id */
+#define FLUSH_AT (32u * 1024u)        /* publishers write once this much is buffered */
+#define POLL_NS 100000000ull          /* longest a worker waits before re-checking stop */
+#define STOP_GRACE_S 5                /* how long main waits for workers after stop */
+#define READY_TIMEOUT_S 30            /* how long connecting and consuming may take */
+#define MAX_QUEUES 10000
+#define MAX_CLIENTS 1000
+
+enum ex_type { EX_DIRECT, EX_FANOUT, EX_TOPIC, EX_TYPE_MAX };
+static const char *const ex_type_names[EX_TYPE_MAX] = {"direct", "fanout", "topic"};
+
+struct opts {
+    const char *uri;          /* borrowed: argv */
+    char *uri_copy;           /* owned: amqp_parse_url writes into it; host etc. point here */
+    const char *host, *user, *password, *vhost; /* borrowed: argv, uri_copy or literals */
+    int port;
+    unsigned producers, consumers;
+    size_t size;
+    unsigned seconds;         /* 0 = until interrupted */
+    unsigned rate;            /* per producer, msg/s; 0 = unlimited */
+    bool persistent;          /* delivery-mode 2, durable exchange and queues */
+    unsigned confirm;         /* outstanding-confirm window; 0 = no confirms */
+    bool autoack;
+    unsigned prefetch;        /* basic.qos prefetch-count; 0 = none */
+    unsigned multi_ack;       /* ack with multiple=true every N deliveries; 0/1 = one by one */
+    unsigned queues;
+    enum ex_type ex_type;
+    const char *exchange;     /* borrowed: argv or literal; "" with --no-declare-exchange */
+    const char *queue_prefix; /* borrowed: argv or literal */
+    bool declare_exchange, keep, json, quiet;
+    const char *label;        /* borrowed: argv; echoed in the JSON line */
+};
+
+/* One run: shared, read-mostly state and the coordination between main and the workers. */
+struct run {
+    const struct opts *o;     /* borrowed: main's, outlives the run */
+    char (*qname)[256];       /* owned: queue i's name */
+    char (*pubkey)[256];      /* owned: routing key that reaches queue i */
+    char (*bindkey)[256];     /* owned: binding key of queue i */
+    unsigned queues_declared; /* how many of qname[] exist because of us (main only) */
+    bool exchange_declared;   /* main only */
+    uint32_t run_id;          /* in every body we send, so leftovers are told apart */
+    uint8_t delivery_mode;
+    uint64_t t0;              /* when producers were let go (written before `go`) */
+    atomic_bool stop;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;      /* CLOCK_MONOTONIC; signalled on ready, go, fail */
+    unsigned ready;           /* under lock: workers done with their set-up */
+    bool go;                  /* under lock: producers may publish */
+    bool failed;              /* under lock: error[] holds the first failure */
+    char error[512];
+    atomic_uint blocked;      /* connection.blocked notifications seen */
+};
+
+enum worker_kind { W_PRODUCER, W_CONSUMER };
+
+struct worker {
+    alignas(64) _Atomic uint64_t sent, confirmed, nacked, received; /* written by this worker */
+    struct run *run;          /* borrowed: outlives every worker (joined or abandoned at exit) */
+    enum worker_kind kind;
+    unsigned id;
+    pthread_t tid;
+    bool started, joined;
+    amqp_connection_state_t conn; /* owned */
+    struct wbuf wb;           /* owned */
+    struct hist hist;         /* consumer: delivery latency; producer: confirm latency */
+    /* producer: confirm window, a ring of publish times indexed by tag % confirm, 0 = settled */
+    uint64_t *pending;        /* owned */
+    uint64_t next_tag;        /* delivery tag of the next publish (tags start at 1) */
+    uint64_t low;             /* lowest tag that may be unsettled */
+    uint64_t unflushed;       /* publishes in wb not yet counted in sent */
+    /* read by main after join */
+    uint64_t foreign;         /* deliveries not from this run (or shorter than HEADER_LEN) */
+    uint64_t redelivered;
+    uint64_t bad_confirms;    /* acks/nacks for unknown or already settled tags */
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static struct timeval ns_to_tv(uint64_t ns)
+{
+    return (struct timeval){.tv_sec = (time_t)(ns / 1000000000ull),
+                            .tv_usec = (suseconds_t)(ns % 1000000000ull / 1000)};
+}
+
+static _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("warren-perf: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(2);
+}
+
+static void bump(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static uint64_t get(_Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/* ---- options ------------------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+    fputs(
+        "usage: warren-perf [options]\n"
+        "Load an AMQP 0-9-1 broker with producers and consumers and report rates and latency.\n"
+        "\n"
+        "connection:\n"
+        "  --uri URI               amqp://user:pass@host:port/vhost (default amqp://localhost)\n"
+        "  --host H, --port N, --user U, --password P, --vhost V   override parts of --uri\n"
+        "load:\n"
+        "  -x, --producers N       producers, each its own connection and thread (1)\n"
+        "  -y, --consumers N       consumers, each its own connection and thread (1)\n"
+        "  -s, --size N            body bytes, at least 12 (12)\n"
+        "  -z, --time S            seconds to run, 0 = until Ctrl-C (10)\n"
+        "  -r, --rate N            per-producer limit in msg/s, 0 = unlimited (0)\n"
+        "  -f, --persistent        delivery-mode 2, durable exchange and queues\n"
+        "  -c, --confirm N         publisher confirms with at most N unconfirmed per producer\n"
+        "  -a, --autoack           consume with no-ack (default: manual acks)\n"
+        "  -q, --prefetch N        basic.qos prefetch-count for manual acks, 0 = none (0)\n"
+        "  -A, --multi-ack-every N ack with multiple=true every N deliveries (1 = each)\n"
+        "topology:\n"
+        "  --queues N              queues; producers round-robin over them (1)\n"
+        "  -t, --exchange-type T   direct, fanout or topic (direct)\n"
+        "  -e, --exchange NAME     exchange name (perf-TYPE, perf-TYPE-durable with -f)\n"
+        "  --queue-prefix P        queue names are P0, P1, ... (perf-q-, perf-dq- with -f)\n"
+        "  --no-declare-exchange   publish through the default exchange, routing key = queue\n"
+        "  --keep                  leave exchange and queues in place at the end\n"
+        "output:\n"
+        "  --json                  print one JSON line instead of the human summary\n"
+        "  --label TEXT            scenario name carried into the JSON line\n"
+        "  --quiet                 no per-second progress lines\n"
+        "  -h, --help              this text\n",
+        f);
+}
+
+static unsigned long parse_num(const char *s, const char *flag, unsigned long min,
+                               unsigned long max)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || *s == '-' || v < min || v > max)
+        die("%s expects a whole number from %lu to %lu, not '%s'.", flag, min, max, s);
+    return v;
+}
+
+enum {
+    OPT_URI = 256, OPT_HOST, OPT_PORT, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_QUEUES,
+    OPT_QUEUE_PREFIX, OPT_NO_DECLARE, OPT_KEEP, OPT_JSON, OPT_LABEL, OPT_QUIET,
+};
+
+static void parse_opts(struct opts *o, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"uri", required_argument, NULL, OPT_URI},
+        {"host", required_argument, NULL, OPT_HOST},
+        {"port", required_argument, NULL, OPT_PORT},
+        {"user", required_argument, NULL, OPT_USER},
+        {"password", required_argument, NULL, OPT_PASSWORD},
+        {"vhost", required_argument, NULL, OPT_VHOST},
+        {"producers", required_argument, NULL, 'x'},
+        {"consumers", required_argument, NULL, 'y'},
+        {"size", required_argument, NULL, 's'},
+        {"time", required_argument, NULL, 'z'},
+        {"rate", required_argument, NULL, 'r'},
+        {"persistent", no_argument, NULL, 'f'},
+        {"confirm", required_argument, NULL, 'c'},
+        {"autoack", no_argument, NULL, 'a'},
+        {"prefetch", required_argument, NULL, 'q'},
+        {"multi-ack-every", required_argument, NULL, 'A'},
+        {"queues", required_argument, NULL, OPT_QUEUES},
+        {"exchange-type", required_argument, NULL, 't'},
+        {"exchange", required_argument, NULL, 'e'},
+        {"queue-prefix", required_argument, NULL, OPT_QUEUE_PREFIX},
+        {"no-declare-exchange", no_argument, NULL, OPT_NO_DECLARE},
+        {"keep", no_argument, NULL, OPT_KEEP},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"label", required_argument, NULL, OPT_LABEL},
+        {"quiet", no_argument, NULL, OPT_QUIET},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    const char *host = NULL, *user = NULL, *password = NULL, *vhost = NULL;
+    int port = 0, c;
+    bool multi_ack_set = false;
+
+    *o = (struct opts){.producers = 1, .consumers = 1, .size = HEADER_LEN, .seconds = 10,
+                       .queues = 1, .ex_type = EX_DIRECT, .declare_exchange = true};
+    while ((c = getopt_long(argc, argv, "x:y:s:z:r:fc:aq:A:t:e:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_URI: o->uri = optarg; break;
+        case OPT_HOST: host = optarg; break;
+        case OPT_PORT: port = (int)parse_num(optarg, "--port", 1, 65535); break;
+        case OPT_USER: user = optarg; break;
+        case OPT_PASSWORD: password = optarg; break;
+        case OPT_VHOST: vhost = optarg; break;
+        case 'x': o->producers = (unsigned)parse_num(optarg, "-x", 0, MAX_CLIENTS); break;
+        case 'y': o->consumers = (unsigned)parse_num(optarg, "-y", 0, MAX_CLIENTS); break;
+        case 's': o->size = parse_num(optarg, "-s", HEADER_LEN, 128ul << 20); break;
+        case 'z': o->seconds = (unsigned)parse_num(optarg, "-z", 0, 1u << 30); break;
+        case 'r': o->rate = (unsigned)parse_num(optarg, "-r", 0, 100000000); break;
+        case 'f': o->persistent = true; break;
+        case 'c': o->confirm = (unsigned)parse_num(optarg, "-c", 1, 1000000); break;
+        case 'a': o->autoack = true; break;
+        case 'q': o->prefetch = (unsigned)parse_num(optarg, "-q", 0, 65535); break;
+        case 'A':
+            o->multi_ack = (unsigned)parse_num(optarg, "-A", 0, 1000000);
+            multi_ack_set = true;
+            break;
+        case OPT_QUEUES: o->queues = (unsigned)parse_num(optarg, "--queues", 1, MAX_QUEUES); break;
+        case 't':
+            for (o->ex_type = 0; o->ex_type < EX_TYPE_MAX; o->ex_type++)
+                if (!strcmp(optarg, ex_type_names[o->ex_type]))
+                    break;
+            if (o->ex_type == EX_TYPE_MAX)
+                die("--exchange-type must be direct, fanout or topic, not '%s'.", optarg);
+            break;
+        case 'e': o->exchange = optarg; break;
+        case OPT_QUEUE_PREFIX: o->queue_prefix = optarg; break;
+        case OPT_NO_DECLARE: o->declare_exchange = false; break;
+        case OPT_KEEP: o->keep = true; break;
+        case OPT_JSON: o->json = true; break;
+        case OPT_LABEL: o->label = optarg; break;
+        case OPT_QUIET: o->quiet = true; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    /* PerfTest spells it "-f persistent"; accept that too. */
+    for (int i = optind; i < argc; i++)
+        if (!(o->persistent && !strcmp(argv[i], "persistent")))
+            die("unexpected argument '%s' (see --help).", argv[i]);
+
+    o->host = "localhost";
+    o->port = 5672;
+    o->user = o->password = "guest";
+    o->vhost = "/";
+    if (o->uri) {
+        struct amqp_connection_info ci;
+        o->uri_copy = strdup(o->uri);
+        if (!o->uri_copy)
+            die("out of memory.");
+        amqp_default_connection_info(&ci);
+        if (amqp_parse_url(o->uri_copy, &ci) != AMQP_STATUS_OK)
+            die("cannot parse --uri '%s' (expected amqp://user:pass@host:port/vhost).", o->uri);
+        if (ci.ssl)
+            die("amqps:// is not supported; use a plain amqp:// URI.");
+        o->host = ci.host;
+        o->port = ci.port;
+        o->user = ci.user;
+        o->password = ci.password;
+        o->vhost = ci.vhost;
+    }
+    if (host)
+        o->host = host;
+    if (port)
+        o->port = port;
+    if (user)
+        o->user = user;
+    if (password)
+        o->password = password;
+    if (vhost)
+        o->vhost = vhost;
+
+    if (!o->declare_exchange) {
+        if (o->ex_type != EX_DIRECT)
+            die("--no-declare-exchange publishes through the default exchange, which routes "
+                "like direct, so it cannot be combined with --exchange-type %s.",
+                ex_type_names[o->ex_type]);
+        if (o->exchange)
+            die("--no-declare-exchange publishes through the default exchange, so --exchange "
+                "makes no sense with it.");
+        o->exchange = "";
+    }
+    if (multi_ack_set && o->autoack)
+        die("--multi-ack-every needs manual acks, so it cannot be combined with -a.");
+    if (o->multi_ack > 1 && o->prefetch && o->multi_ack > o->prefetch)
+        die("--multi-ack-every %u exceeds prefetch %u, so consumers would stall; lower it or "
+            "raise -q.", o->multi_ack, o->prefetch);
+    if (o->producers == 0 && o->consumers == 0)
+        die("nothing to do with -x 0 and -y 0.");
+
+    static char exname[64];
+    if (!o->exchange) {
+        snprintf(exname, sizeof exname, "perf-%s%s", ex_type_names[o->ex_type],
+                 o->persistent ? "-durable" : "");
+        o->exchange = exname;
+    }
+    if (!o->queue_prefix)
+        o->queue_prefix = o->persistent ? "perf-dq-" : "perf-q-";
+    if (strlen(o->exchange) > 255)
+        die("--exchange is longer than 255 bytes.");
+    if (strlen(o->queue_prefix) > 240)
+        die("--queue-prefix is longer than 240 bytes.");
+}
+
+/* ---- run coordination --------------------------------------------------------------------- */
+
+static void run_fail(struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Record the first failure and stop everything. */
+static void run_fail(struct run *r, const char *fmt, ...)
+{
+    pthread_mutex_lock(&r->lock);
+    if (!r->failed) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->error, sizeof r->error, fmt, ap);
+        va_end(ap);
+        r->failed = true;
+    }
+    atomic_store(&r->stop, true);
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static bool stopping(const struct run *r)
+{
+    return atomic_load_explicit(&r->stop, memory_order_relaxed);
+}
+
+static void worker_ready(struct worker *w)
+{
+    struct run *r = w->run;
+    pthread_mutex_lock(&r->lock);
+    r->ready++;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Block until main lets producers go; false when the run stopped first. */
+static bool wait_go(struct run *r)
+{
+    pthread_mutex_lock(&r->lock);
+    while (!r->go && !stopping(r))
+        pthread_cond_wait(&r->cond, &r->lock);
+    bool go = r->go && !stopping(r);
+    pthread_mutex_unlock(&r->lock);
+    return go;
+}
+
+/* Wait until `want` workers are ready. Returns 0, or -1 on failure, interrupt or timeout. */
+static int wait_ready(struct run *r, unsigned want)
+{
+    uint64_t deadline = now_ns() + READY_TIMEOUT_S * 1000000000ull;
+    int rc = 0;
+    pthread_mutex_lock(&r->lock);
+    while (r->ready < want && !r->failed) {
+        uint64_t now = now_ns();
+        if (interrupted) {
+            rc = -1;
+            break;
+        }
+        if (now >= deadline) {
+            snprintf(r->error, sizeof r->error,
+                     "only %u of %u clients finished connecting within %d s; is the broker "
+                     "overloaded?", r->ready, want, READY_TIMEOUT_S);
+            r->failed = true;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 200000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+    }
+    if (r->failed)
+        rc = -1;
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+/* ---- connections -------------------------------------------------------------------------- */
+
+static void describe_close(const amqp_method_t *m, char *buf, size_t n)
+{
+    if (m->id == AMQP_CONNECTION_CLOSE_METHOD) {
+        const amqp_connection_close_t *c = m->decoded;
+        snprintf(buf, n, "the broker closed the connection: %u %.*s", c->reply_code,
+                 (int)c->reply_text.len, (const char *)c->reply_text.bytes);
+    } else if (m->id == AMQP_CHANNEL_CLOSE_METHOD) {
+        const amqp_channel_close_t *c = m->decoded;
+        snprintf(buf, n, "the broker closed the channel: %u %.*s", c->reply_code,
+                 (int)c->reply_text.len, (const char *)c->reply_text.bytes);
+    } else {
+        snprintf(buf, n, "the broker answered with unexpected method %s",
+                 amqp_method_name(m->id));
+    }
+}
+
+static void describe_reply(amqp_rpc_reply_t r, char *buf, size_t n)
+{
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL: snprintf(buf, n, "no error"); break;
+    case AMQP_RESPONSE_NONE: snprintf(buf, n, "no reply from the broker"); break;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        snprintf(buf, n, "%s", amqp_error_string2(r.library_error));
+        break;
+    case AMQP_RESPONSE_SERVER_EXCEPTION: describe_close(&r.reply, buf, n); break;
+    }
+}
+
+/* True when the last RPC on c succeeded; otherwise "<what> failed: <why>" goes to err. */
+static bool rpc_ok(amqp_connection_state_t c, char *err, size_t n, const char *what)
+{
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return true;
+    char why[300];
+    describe_reply(r, why, sizeof why);
+    snprintf(err, n, "%.380s failed: %s", what, why);
+    return false;
+}
+
+/* Connect, log in and open channel 1. Returns the connection, or NULL with one sentence in
+ * err. name becomes the connection_name client property (shown by rabbitmqctl and logs). */
+static amqp_connection_state_t perf_connect(const struct opts *o, const char *name, char *err,
+                                            size_t n)
+{
+    amqp_connection_state_t c = amqp_new_connection();
+    if (!c) {
+        snprintf(err, n, "out of memory");
+        return NULL;
+    }
+    amqp_socket_t *s = amqp_tcp_socket_new(c);
+    struct timeval tv = {.tv_sec = 5};
+    int rc = s ? amqp_socket_open_noblock(s, o->host, o->port, &tv) : AMQP_STATUS_NO_MEMORY;
+    if (rc != AMQP_STATUS_OK) {
+        snprintf(err, n, "cannot connect to %s:%d: %s", o->host, o->port, amqp_error_string2(rc));
+        goto fail;
+    }
+    amqp_table_entry_t caps[] = {
+        {amqp_cstring_bytes("connection.blocked"), {AMQP_FIELD_KIND_BOOLEAN, {.boolean = 1}}},
+        {amqp_cstring_bytes("consumer_cancel_notify"), {AMQP_FIELD_KIND_BOOLEAN, {.boolean = 1}}},
+        {amqp_cstring_bytes("authentication_failure_close"),
+         {AMQP_FIELD_KIND_BOOLEAN, {.boolean = 1}}},
+    };
+    amqp_table_entry_t props[] = {
+        {amqp_cstring_bytes("connection_name"),
+         {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(name)}}},
+        {amqp_cstring_bytes("capabilities"),
+         {AMQP_FIELD_KIND_TABLE, {.table = {3, caps}}}},
+    };
+    amqp_table_t ptab = {2, props};
+    amqp_rpc_reply_t r = amqp_login_with_properties(c, o->vhost, 0, 131072, 0, &ptab,
+                                                    AMQP_SASL_METHOD_PLAIN, o->user,
+                                                    o->password);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        char why[300];
+        describe_reply(r, why, sizeof why);
+        snprintf(err, n, "login to %s:%d as '%s' on vhost '%s' failed: %s", o->host, o->port,
+                 o->user, o->vhost, why);
+        goto fail;
+    }
+    struct timeval rpc = {.tv_sec = 10};
+    amqp_set_rpc_timeout(c, &rpc);
+    amqp_channel_open(c, CHANNEL);
+    if (!rpc_ok(c, err, n, "channel.open"))
+        goto fail;
+    return c;
+fail:
+    amqp_destroy_connection(c);
+    return NULL;
+}
+
+/* Close politely (bounded by the RPC timeout) and free. Accepts NULL. */
+static void perf_disconnect(amqp_connection_state_t c, bool polite)
+{
+    if (!c)
+        return;
+    if (polite) {
+        struct timeval rpc = {.tv_sec = 2};
+        amqp_set_rpc_timeout(c, &rpc);
+        (void)amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+    }
+    amqp_destroy_connection(c);
+}
+
+/* ---- topology ----------------------------------------------------------------------------- */
+
+/* Names: queue i is "<prefix><i>"; direct routes by the queue name, topic by "perf.<i>.m"
+ * against "perf.<i>.*", fanout ignores keys. */
+static int make_names(struct run *r)
+{
+    const struct opts *o = r->o;
+    r->qname = calloc(o->queues, sizeof *r->qname);
+    r->pubkey = calloc(o->queues, sizeof *r->pubkey);
+    r->bindkey = calloc(o->queues, sizeof *r->bindkey);
+    if (!r->qname || !r->pubkey || !r->bindkey)
+        return -ENOMEM;
+    for (unsigned i = 0; i < o->queues; i++) {
+        snprintf(r->qname[i], sizeof r->qname[i], "%s%u", o->queue_prefix, i);
+        switch (o->ex_type) {
+        case EX_DIRECT:
+            strcpy(r->pubkey[i], r->qname[i]);
+            strcpy(r->bindkey[i], r->qname[i]);
+            break;
+        case EX_TOPIC:
+            snprintf(r->pubkey[i], sizeof r->pubkey[i], "perf.%u.m", i);
+            snprintf(r->bindkey[i], sizeof r->bindkey[i], "perf.%u.*", i);
+            break;
+        case EX_FANOUT:
+        case EX_TYPE_MAX: break;
+        }
+    }
+    return 0;
+}
+
+/* Declare the exchange, the queues and their bindings. Returns 0, or -1 with err set; what was
+ * declared before a failure is recorded in r so that teardown() can remove it. */
+static int declare_topology(struct run *r, char *err, size_t n)
+{
+    const struct opts *o = r->o;
+    char what[400];
+    amqp_connection_state_t c = perf_connect(o, "warren-perf setup", err, n);
+    if (!c)
+        return -1;
+    if (o->declare_exchange) {
+        amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(o->exchange),
+                              amqp_cstring_bytes(ex_type_names[o->ex_type]), 0, o->persistent,
+                              0, 0, amqp_empty_table);
+        snprintf(what, sizeof what, "exchange.declare '%s' (%s)", o->exchange,
+                 ex_type_names[o->ex_type]);
+        if (!rpc_ok(c, err, n, what))
+            goto fail;
+        r->exchange_declared = true;
+    }
+    for (unsigned i = 0; i < o->queues; i++) {
+        amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(r->qname[i]), 0, o->persistent, 0, 0,
+                           amqp_empty_table);
+        snprintf(what, sizeof what, "queue.declare '%s'", r->qname[i]);
+        if (!rpc_ok(c, err, n, what))
+            goto fail;
+        r->queues_declared = i + 1;
+        if (!o->declare_exchange)
+            continue;
+        amqp_queue_bind(c, CHANNEL, amqp_cstring_bytes(r->qname[i]),
+                        amqp_cstring_bytes(o->exchange), amqp_cstring_bytes(r->bindkey[i]),
+                        amqp_empty_table);
+        snprintf(what, sizeof what, "queue.bind '%s' to '%s' with key '%s'", r->qname[i],
+                 o->exchange, r->bindkey[i]);
+        if (!rpc_ok(c, err, n, what))
+            goto fail;
+    }
+    perf_disconnect(c, true);
+    return 0;
+fail:
+    perf_disconnect(c, false);
+    return -1;
+}
+
+/* After a channel-level error: acknowledge the close and reopen the channel. */
+static bool reopen_channel(amqp_connection_state_t c)
+{
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+    if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || r.reply.id != AMQP_CHANNEL_CLOSE_METHOD)
+        return false;
+    amqp_channel_close_ok_t ok = {0};
+    if (amqp_send_method(c, CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok) != AMQP_STATUS_OK)
+        return false;
+    amqp_channel_open(c, CHANNEL);
+    return amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL;
+}
+
+/* Delete what declare_topology() created. Prints one line per failure; returns the count. */
+static int teardown(struct run *r)
+{
+    const struct opts *o = r->o;
+    char err[700], what[300];
+    int failures = 0;
+    if (!r->queues_declared && !r->exchange_declared)
+        return 0;
+    amqp_connection_state_t c = perf_connect(o, "warren-perf teardown", err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "warren-perf: cannot remove the queues and exchange: %s.\n", err);
+        return 1;
+    }
+    for (unsigned i = 0; i < r->queues_declared; i++) {
+        amqp_queue_delete(c, CHANNEL, amqp_cstring_bytes(r->qname[i]), 0, 0);
+        snprintf(what, sizeof what, "queue.delete '%s'", r->qname[i]);
+        if (rpc_ok(c, err, sizeof err, what))
+            continue;
+        fprintf(stderr, "warren-perf: %s.\n", err);
+        failures++;
+        if (!reopen_channel(c))
+            goto out;
+    }
+    if (r->exchange_declared) {
+        amqp_exchange_delete(c, CHANNEL, amqp_cstring_bytes(o->exchange), 0);
+        snprintf(what, sizeof what, "exchange.delete '%s'", o->exchange);
+        if (!rpc_ok(c, err, sizeof err, what)) {
+            fprintf(stderr, "warren-perf: %s.\n", err);
+            failures++;
+        }
+    }
+out:
+    perf_disconnect(c, true);
+    return failures;
+}
+
+/* ---- producer ----------------------------------------------------------------------------- */
+
+/* Settle confirm `tag` (ack or nack) if it is outstanding; false when it is not. */
+static bool settle(struct worker *w, uint64_t tag, bool nack, uint64_t now)
+{
+    uint64_t *slot = &w->pending[tag % w->run->o->confirm];
+    if (tag < w->low || tag >= w->next_tag || !*slot)
+        return false;
+    if (nack) {
+        bump(&w->nacked, 1);
+    } else {
+        bump(&w->confirmed, 1);
+        hist_record(&w->hist, now > *slot ? now - *slot : 0);
+    }
+    *slot = 0;
+    return true;
+}
+
+static void on_confirm(struct worker *w, uint64_t tag, bool multiple, bool nack)
+{
+    uint64_t now = now_ns();
+    if (tag >= w->next_tag) {
+        w->bad_confirms++;
+        if (!multiple)
+            return;
+        tag = w->next_tag - 1;
+    }
+    if (multiple) {
+        for (uint64_t t = w->low; t <= tag; t++)
+            settle(w, t, nack, now);
+    } else if (!settle(w, tag, nack, now)) {
+        w->bad_confirms++;
+    }
+    while (w->low < w->next_tag && !w->pending[w->low % w->run->o->confirm])
+        w->low++;
+}
+
+/* Handle one frame arriving at a producer. Returns 0, or -1 after run_fail(). */
+static int producer_frame(struct worker *w, const amqp_frame_t *f)
+{
+    if (f->frame_type != AMQP_FRAME_METHOD)
+        return 0; /* content of a basic.return: nothing to do */
+    const amqp_method_t *m = &f->payload.method;
+    char why[300];
+    switch (m->id) {
+    case AMQP_BASIC_ACK_METHOD: {
+        const amqp_basic_ack_t *a = m->decoded;
+        if (w->pending)
+            on_confirm(w, a->delivery_tag, a->multiple, false);
+        return 0;
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+        const amqp_basic_nack_t *a = m->decoded;
+        if (w->pending)
+            on_confirm(w, a->delivery_tag, a->multiple, true);
+        return 0;
+    }
+    case AMQP_CONNECTION_BLOCKED_METHOD:
+        atomic_fetch_add(&w->run->blocked, 1);
+        return 0;
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD:
+        describe_close(m, why, sizeof why);
+        run_fail(w->run, "producer %u: %s", w->id, why);
+        return -1;
+    default: return 0;
+    }
+}
+
+/* Wait up to timeout_ns for a frame, then handle every frame already buffered.
+ * Returns 0, or -1 after run_fail(). */
+static int producer_poll(struct worker *w, uint64_t timeout_ns)
+{
+    amqp_connection_state_t c = w->conn;
+    struct timeval tv = ns_to_tv(timeout_ns < POLL_NS ? timeout_ns : POLL_NS);
+    for (bool first = true;; first = false) {
+        if (!first) {
+            if (!amqp_frames_enqueued(c) && !amqp_data_in_buffer(c))
+                return 0;
+            tv = (struct timeval){0};
+        }
+        amqp_frame_t f;
+        int rc = amqp_simple_wait_frame_noblock(c, &f, &tv);
+        if (rc == AMQP_STATUS_TIMEOUT)
+            return 0;
+        if (rc != AMQP_STATUS_OK) {
+            if (!stopping(w->run))
+                run_fail(w->run, "producer %u: lost the connection: %s", w->id,
+                         amqp_error_string2(rc));
+            return -1;
+        }
+        if (producer_frame(w, &f) < 0)
+            return -1;
+    }
+}
+
+/* Write what is buffered, count it as sent, then look at what the broker sent us. */
+static int producer_flush(struct worker *w, uint64_t timeout_ns)
+{
+    int rc = wbuf_flush(&w->wb);
+    if (rc < 0) {
+        if (!stopping(w->run))
+            run_fail(w->run, "producer %u: cannot write to the broker: %s", w->id, strerror(-rc));
+        return -1;
+    }
+    bump(&w->sent, w->unflushed);
+    w->unflushed = 0;
+    return producer_poll(w, timeout_ns);
+}
+
+static void publish_loop(struct worker *w, uint8_t *body)
+{
+    struct run *r = w->run;
+    const struct opts *o = r->o;
+    unsigned q = w->id % o->queues;
+    uint64_t base = r->t0, n = 0; /* rate schedule: message n is due at base + n / rate */
+
+    while (!stopping(r)) {
+        if (o->rate) {
+            uint64_t due = base + (uint64_t)((double)n * 1e9 / o->rate);
+            uint64_t now = now_ns();
+            if (now < due) {
+                if (producer_flush(w, due - now) < 0)
+                    return;
+                continue;
+            }
+            if (now - due > 1000000000ull) { /* fell behind by a second: do not burst */
+                base = now;
+                n = 0;
+            }
+        }
+        if (o->confirm && w->next_tag - w->low >= o->confirm) {
+            if (producer_flush(w, POLL_NS) < 0)
+                return;
+            continue;
+        }
+        uint64_t ts = now_ns();
+        memcpy(body, &ts, sizeof ts);
+        int rc = wire_publish(&w->wb, CHANNEL, o->exchange, r->pubkey[q], r->delivery_mode, body,
+                              o->size);
+        if (rc < 0) {
+            if (!stopping(r))
+                run_fail(r, "producer %u: cannot write to the broker: %s", w->id, strerror(-rc));
+            return;
+        }
+        if (o->confirm)
+            w->pending[w->next_tag++ % o->confirm] = ts;
+        w->unflushed++;
+        n++;
+        if (++q == o->queues)
+            q = 0;
+        if (w->wb.len >= FLUSH_AT && producer_flush(w, 0) < 0)
+            return;
+    }
+}
+
+static void *producer_main(void *arg)
+{
+    struct worker *w = arg;
+    struct run *r = w->run;
+    const struct opts *o = r->o;
+    char name[64], err[700];
+    uint8_t *body = NULL;
+
+    snprintf(name, sizeof name, "warren-perf producer %u", w->id);
+    w->conn = perf_connect(o, name, err, sizeof err);
+    if (!w->conn)
+        goto fail;
+    w->next_tag = w->low = 1;
+    if (o->confirm) {
+        w->pending = calloc(o->confirm, sizeof *w->pending);
+        if (!w->pending) {
+            snprintf(err, sizeof err, "out of memory");
+            goto fail;
+        }
+        amqp_confirm_select(w->conn, CHANNEL);
+        if (!rpc_ok(w->conn, err, sizeof err, "confirm.select"))
+            goto fail;
+    }
+    body = malloc(o->size);
+    if (!body || wbuf_init(&w->wb, amqp_get_sockfd(w->conn), (uint32_t)amqp_get_frame_max(w->conn),
+                           &r->stop) < 0) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail;
+    }
+    memset(body, 'w', o->size);
+    memcpy(body + 8, &r->run_id, sizeof r->run_id);
+    worker_ready(w);
+    if (wait_go(r))
+        publish_loop(w, body);
+    free(body);
+    perf_disconnect(w->conn, !w->wb.broken);
+    w->conn = NULL;
+    return NULL;
+fail:
+    run_fail(r, "producer %u: %s", w->id, err);
+    free(body);
+    perf_disconnect(w->conn, false);
+    w->conn = NULL;
+    return NULL;
+}
+
+/* ---- consumer ----------------------------------------------------------------------------- */
+
+struct delivery {
+    bool active;      /* between basic.deliver and the last body byte */
+    bool redelivered;
+    bool stamped;     /* ts and run_id were read from the first body frame */
+    uint64_t tag;
+    uint64_t left;    /* body bytes still to come */
+    uint64_t ts;
+    uint32_t run_id;
+};
+
+struct acker {
+    uint64_t unacked; /* deliveries received but not yet covered by an ack */
+    uint64_t last_tag;
+};
+
+/* Queue an ack. Returns 0, or -1 after run_fail(). */
+static int consumer_ack(struct worker *w, uint64_t tag, bool multiple)
+{
+    int rc = wire_ack(&w->wb, CHANNEL, tag, multiple);
+    if (rc == 0)
+        return 0;
+    if (!stopping(w->run))
+        run_fail(w->run, "consumer %u: cannot write acks to the broker: %s", w->id,
+                 strerror(-rc));
+    return -1;
+}
+
+/* A whole message has arrived: count it, time it, ack it as configured. */
+static int delivery_done(struct worker *w, struct delivery *d, struct acker *a)
+{
+    const struct opts *o = w->run->o;
+    uint64_t now = now_ns();
+    bump(&w->received, 1);
+    if (d->stamped && d->run_id == w->run->run_id)
+        hist_record(&w->hist, now > d->ts ? now - d->ts : 0);
+    else
+        w->foreign++;
+    if (d->redelivered)
+        w->redelivered++;
+    d->active = false;
+    if (o->autoack)
+        return 0;
+    a->last_tag = d->tag;
+    a->unacked++;
+    if (o->multi_ack > 1 && a->unacked < o->multi_ack)
+        return 0;
+    a->unacked = 0;
+    return consumer_ack(w, d->tag, o->multi_ack > 1);
+}
+
+static int consumer_frame(struct worker *w, const amqp_frame_t *f, struct delivery *d,
+                          struct acker *a)
+{
+    char why[300];
+    switch (f->frame_type) {
+    case AMQP_FRAME_METHOD:
+        switch (f->payload.method.id) {
+        case AMQP_BASIC_DELIVER_METHOD: {
+            const amqp_basic_deliver_t *m = f->payload.method.decoded;
+            *d = (struct delivery){.active = true, .redelivered = m->redelivered,
+                                   .tag = m->delivery_tag};
+            return 0;
+        }
+        case AMQP_BASIC_CANCEL_METHOD:
+            if (stopping(w->run))
+                return 0;
+            run_fail(w->run, "consumer %u: the broker cancelled the consumer (queue deleted?)",
+                     w->id);
+            return -1;
+        case AMQP_CONNECTION_BLOCKED_METHOD: atomic_fetch_add(&w->run->blocked, 1); return 0;
+        case AMQP_CHANNEL_CLOSE_METHOD:
+        case AMQP_CONNECTION_CLOSE_METHOD:
+            describe_close(&f->payload.method, why, sizeof why);
+            run_fail(w->run, "consumer %u: %s", w->id, why);
+            return -1;
+        default: return 0;
+        }
+    case AMQP_FRAME_HEADER:
+        if (!d->active)
+            return 0;
+        d->left = f->payload.properties.body_size;
+        return d->left ? 0 : delivery_done(w, d, a);
+    case AMQP_FRAME_BODY: {
+        if (!d->active)
+            return 0;
+        amqp_bytes_t b = f->payload.body_fragment;
+        if (!d->stamped && b.len >= HEADER_LEN) {
+            memcpy(&d->ts, b.bytes, sizeof d->ts);
+            memcpy(&d->run_id, (const char *)b.bytes + 8, sizeof d->run_id);
+            d->stamped = true;
+        }
+        d->left -= b.len < d->left ? b.len : d->left;
+        return d->left ? 0 : delivery_done(w, d, a);
+    }
+    default: return 0;
+    }
+}
+
+static void consume_loop(struct worker *w)
+{
+    amqp_connection_state_t c = w->conn;
+    struct delivery d = {0};
+    struct acker a = {0};
+
+    while (!stopping(w->run)) {
+        if (!amqp_frames_enqueued(c) && !amqp_data_in_buffer(c)) {
+            /* about to block on the socket: recycle rabbitmq-c's pools and send our acks */
+            amqp_maybe_release_buffers(c);
+            int rc = w->wb.len ? wbuf_flush(&w->wb) : 0;
+            if (rc < 0) {
+                if (!stopping(w->run))
+                    run_fail(w->run, "consumer %u: cannot write acks to the broker: %s", w->id,
+                             strerror(-rc));
+                return;
+            }
+        }
+        amqp_frame_t f;
+        struct timeval tv = ns_to_tv(POLL_NS);
+        int rc = amqp_simple_wait_frame_noblock(c, &f, &tv);
+        if (rc == AMQP_STATUS_TIMEOUT) {
+            if (a.unacked) { /* idle: do not sit on a partial multi-ack batch */
+                a.unacked = 0;
+                if (consumer_ack(w, a.last_tag, true) < 0)
+                    return;
+            }
+            continue;
+        }
+        if (rc != AMQP_STATUS_OK) {
+            if (!stopping(w->run))
+                run_fail(w->run, "consumer %u: lost the connection: %s", w->id,
+                         amqp_error_string2(rc));
+            return;
+        }
+        if (consumer_frame(w, &f, &d, &a) < 0)
+            return;
+    }
+}
+
+/* With at least as many consumers as queues, consumer i reads queue i % queues; otherwise it
+ * reads every queue q with q % consumers == i. */
+static bool consumes(const struct opts *o, unsigned consumer, unsigned q)
+{
+    if (o->consumers >= o->queues)
+        return q == consumer % o->queues;
+    return q % o->consumers == consumer;
+}
+
+static void *consumer_main(void *arg)
+{
+    struct worker *w = arg;
+    struct run *r = w->run;
+    const struct opts *o = r->o;
+    char name[64], err[700], what[300];
+
+    snprintf(name, sizeof name, "warren-perf consumer %u", w->id);
+    w->conn = perf_connect(o, name, err, sizeof err);
+    if (!w->conn)
+        goto fail;
+    if (!o->autoack && o->prefetch) {
+        amqp_basic_qos(w->conn, CHANNEL, 0, (uint16_t)o->prefetch, 0);
+        if (!rpc_ok(w->conn, err, sizeof err, "basic.qos"))
+            goto fail;
+    }
+    for (unsigned q = 0; q < o->queues; q++) {
+        if (!consumes(o, w->id, q))
+            continue;
+        amqp_basic_consume(w->conn, CHANNEL, amqp_cstring_bytes(r->qname[q]), amqp_empty_bytes,
+                           0, o->autoack, 0, amqp_empty_table);
+        snprintf(what, sizeof what, "basic.consume on '%s'", r->qname[q]);
+        if (!rpc_ok(w->conn, err, sizeof err, what))
+            goto fail;
+    }
+    if (wbuf_init(&w->wb, amqp_get_sockfd(w->conn), (uint32_t)amqp_get_frame_max(w->conn),
+                  &r->stop) < 0) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail;
+    }
+    worker_ready(w);
+    consume_loop(w);
+    if (!w->wb.broken && w->wb.len)
+        (void)wbuf_flush(&w->wb);
+    perf_disconnect(w->conn, !w->wb.broken);
+    w->conn = NULL;
+    return NULL;
+fail:
+    run_fail(r, "consumer %u: %s", w->id, err);
+    perf_disconnect(w->conn, false);
+    w->conn = NULL;
+    return NULL;
+}
+
+/* ---- main --------------------------------------------------------------------------------- */
+
+struct totals {
+    uint64_t sent, confirmed, nacked, received;
+};
+
+static struct totals sum_counters(struct worker *ws, unsigned n)
+{
+    struct totals t = {0};
+    for (unsigned i = 0; i < n; i++) {
+        t.sent += get(&ws[i].sent);
+        t.confirmed += get(&ws[i].confirmed);
+        t.nacked += get(&ws[i].nacked);
+        t.received += get(&ws[i].received);
+    }
+    return t;
+}
+
+static int start_worker(struct worker *w, struct run *r, enum worker_kind kind, unsigned id)
+{
+    w->run = r;
+    w->kind = kind;
+    w->id = id;
+    hist_init(&w->hist);
+    int rc = pthread_create(&w->tid, NULL, kind == W_PRODUCER ? producer_main : consumer_main, w);
+    if (rc) {
+        run_fail(r, "cannot start a thread: %s", strerror(rc));
+        return -1;
+    }
+    w->started = true;
+    return 0;
+}
+
+/* Join every started worker, giving them STOP_GRACE_S in all. Returns how many did not stop. */
+static unsigned join_workers(struct worker *ws, unsigned n)
+{
+    struct timespec deadline;
+    unsigned stuck = 0;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += STOP_GRACE_S;
+    for (unsigned i = 0; i < n; i++) {
+        if (!ws[i].started)
+            continue;
+        if (pthread_timedjoin_np(ws[i].tid, NULL, &deadline) == 0)
+            ws[i].joined = true;
+        else
+            stuck++;
+    }
+    return stuck;
+}
+
+static double ms(uint64_t ns)
+{
+    return (double)ns / 1e6;
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static void json_hist(FILE *f, const char *name, const struct hist *h)
+{
+    fprintf(f, ",\"%s\":", name);
+    if (!h) {
+        fputs("null", f);
+        return;
+    }
+    fprintf(f,
+            "{\"samples\":%" PRIu64 ",\"min\":%.3f,\"p50\":%.3f,\"p95\":%.3f,\"p99\":%.3f,"
+            "\"max\":%.3f}",
+            h->count, ms(h->count ? h->min : 0), ms(hist_percentile(h, 50)),
+            ms(hist_percentile(h, 95)), ms(hist_percentile(h, 99)), ms(hist_percentile(h, 100)));
+}
+
+static void human_hist(const char *name, const struct hist *h)
+{
+    if (!h->count) {
+        printf("%-16s no samples\n", name);
+        return;
+    }
+    printf("%-16s min %.3f  p50 %.3f  p95 %.3f  p99 %.3f  max %.3f ms  (%" PRIu64 " samples)\n",
+           name, ms(h->min), ms(hist_percentile(h, 50)), ms(hist_percentile(h, 95)),
+           ms(hist_percentile(h, 99)), ms(h->max), h->count);
+}
+
+struct result {
+    struct totals t;
+    double secs;
+    struct hist lat, conf;
+    uint64_t foreign, redelivered, bad_confirms;
+    unsigned stuck;
+};
+
+static void report_json(const struct run *r, const struct result *res)
+{
+    const struct opts *o = r->o;
+    double s = res->secs > 0 ? res->secs : 1;
+    printf("{\"tool\":\"warren-perf\",\"label\":");
+    json_str(stdout, o->label ? o->label : "");
+    printf(",\"host\":");
+    json_str(stdout, o->host);
+    printf(",\"port\":%d,\"producers\":%u,\"consumers\":%u,\"size\":%zu,\"queues\":%u",
+           o->port, o->producers, o->consumers, o->size, o->queues);
+    printf(",\"exchange_type\":\"%s\",\"exchange\":", ex_type_names[o->ex_type]);
+    json_str(stdout, o->exchange);
+    printf(",\"persistent\":%s,\"confirm\":%u,\"autoack\":%s,\"prefetch\":%u,"
+           "\"multi_ack_every\":%u,\"rate_limit\":%u,\"seconds\":%.3f",
+           o->persistent ? "true" : "false", o->confirm, o->autoack ? "true" : "false",
+           o->prefetch, o->multi_ack, o->rate, res->secs);
+    printf(",\"sent\":%" PRIu64 ",\"received\":%" PRIu64 ",\"confirmed\":%" PRIu64
+           ",\"nacked\":%" PRIu64,
+           res->t.sent, res->t.received, res->t.confirmed, res->t.nacked);
+    printf(",\"sent_rate\":%.1f,\"recv_rate\":%.1f,\"confirm_rate\":%.1f",
+           (double)res->t.sent / s, (double)res->t.received / s, (double)res->t.confirmed / s);
+    json_hist(stdout, "latency_ms", &res->lat);
+    json_hist(stdout, "confirm_latency_ms", o->confirm ? &res->conf : NULL);
+    printf(",\"foreign\":%" PRIu64 ",\"redelivered\":%" PRIu64 ",\"bad_confirms\":%" PRIu64
+           ",\"blocked\":%u,\"stuck_workers\":%u}\n",
+           res->foreign, res->redelivered, res->bad_confirms, atomic_load(&r->blocked),
+           res->stuck);
+}
+
+static void report_human(const struct run *r, const struct result *res)
+{
+    const struct opts *o = r->o;
+    double s = res->secs > 0 ? res->secs : 1;
+    printf("\nsummary over %.1f s:\n", res->secs);
+    printf("%-16s %.0f msg/s  (%" PRIu64 " messages)\n", "sent", (double)res->t.sent / s,
+           res->t.sent);
+    printf("%-16s %.0f msg/s  (%" PRIu64 " messages)\n", "received",
+           (double)res->t.received / s, res->t.received);
+    if (o->confirm)
+        printf("%-16s %.0f msg/s  (%" PRIu64 " confirmed, %" PRIu64 " nacked)\n", "confirmed",
+               (double)res->t.confirmed / s, res->t.confirmed, res->t.nacked);
+    human_hist("latency", &res->lat);
+    if (o->confirm)
+        human_hist("confirm latency", &res->conf);
+    if (res->foreign)
+        printf("note: %" PRIu64 " deliveries came from an earlier run and were not timed\n",
+               res->foreign);
+    if (res->redelivered)
+        printf("note: %" PRIu64 " deliveries were flagged redelivered\n", res->redelivered);
+    if (res->bad_confirms)
+        printf("note: %" PRIu64 " confirms named unknown or already settled tags\n",
+               res->bad_confirms);
+    if (atomic_load(&r->blocked))
+        printf("note: the broker blocked publishers %u times (resource alarm)\n",
+               atomic_load(&r->blocked));
+    if (res->stuck)
+        printf("note: %u clients did not stop within %d s; their latencies are not included\n",
+               res->stuck, STOP_GRACE_S);
+}
+
+static void print_banner(const struct opts *o)
+{
+    printf("warren-perf: %s:%d vhost '%s', %u producer%s -> ", o->host, o->port, o->vhost,
+           o->producers, o->producers == 1 ? "" : "s");
+    if (o->declare_exchange)
+        printf("%s exchange '%s'", ex_type_names[o->ex_type], o->exchange);
+    else
+        printf("default exchange");
+    printf(" -> %u queue%s -> %u consumer%s; %zu B%s, ", o->queues, o->queues == 1 ? "" : "s",
+           o->consumers, o->consumers == 1 ? "" : "s", o->size, o->persistent ? " persistent" : "");
+    if (o->autoack)
+        printf("autoack");
+    else
+        printf("manual ack (prefetch %u, multi-ack %u)", o->prefetch,
+               o->multi_ack > 1 ? o->multi_ack : 1);
+    if (o->confirm)
+        printf(", confirms (window %u)", o->confirm);
+    if (o->rate)
+        printf(", %u msg/s per producer", o->rate);
+    if (o->seconds)
+        printf(", %u s\n", o->seconds);
+    else
+        printf(", until Ctrl-C\n");
+    fflush(stdout);
+}
+
+/* Let the load run until the deadline, an interrupt or a failure, printing progress each
+ * second. Returns the counters at the moment it ended and the elapsed time. */
+static struct totals run_load(struct run *r, struct worker *ws, unsigned n, double *ret_secs)
+{
+    const struct opts *o = r->o;
+    uint64_t t0 = r->t0, deadline = o->seconds ? t0 + o->seconds * 1000000000ull : UINT64_MAX;
+    uint64_t next = t0 + 1000000000ull, last_t = t0, now;
+    struct totals last = {0}, t;
+
+    for (;;) {
+        now = now_ns();
+        if (now >= deadline || interrupted || stopping(r))
+            break;
+        if (now >= next) {
+            t = sum_counters(ws, n);
+            double dt = (double)(now - last_t) / 1e9;
+            if (!o->json && !o->quiet) {
+                printf("%6.1fs  sent %.0f msg/s  received %.0f msg/s", (double)(now - t0) / 1e9,
+                       (double)(t.sent - last.sent) / dt, (double)(t.received - last.received) / dt);
+                if (o->confirm)
+                    printf("  confirmed %.0f msg/s", (double)(t.confirmed - last.confirmed) / dt);
+                printf("\n");
+                fflush(stdout);
+            }
+            last = t;
+            last_t = now;
+            next += 1000000000ull;
+            continue;
+        }
+        uint64_t wake = next < deadline ? next : deadline;
+        uint64_t nap = wake - now < POLL_NS ? wake - now : POLL_NS;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)nap};
+        nanosleep(&ts, NULL);
+    }
+    now = now_ns();
+    t = sum_counters(ws, n);
+    *ret_secs = (double)(now - t0) / 1e9;
+    return t;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    struct run r = {0};
+    struct result res = {0};
+    struct worker *ws = NULL;
+    char err[700];
+    int status = 0;
+
+    parse_opts(&o, argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    r.o = &o;
+    r.delivery_mode = o.persistent ? 2 : 1;
+    if (getrandom(&r.run_id, sizeof r.run_id, 0) != sizeof r.run_id)
+        r.run_id = (uint32_t)now_ns() ^ (uint32_t)getpid();
+    pthread_mutex_init(&r.lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r.cond, &ca);
+    if (make_names(&r) < 0)
+        die("out of memory.");
+
+    if (!o.json)
+        print_banner(&o);
+    if (declare_topology(&r, err, sizeof err) < 0) {
+        fprintf(stderr, "warren-perf: %s.\n", err);
+        if (!o.keep)
+            teardown(&r);
+        return 1;
+    }
+
+    unsigned n = o.consumers + o.producers;
+    ws = aligned_alloc(alignof(struct worker), n * sizeof *ws);
+    if (!ws)
+        die("out of memory.");
+    memset(ws, 0, n * sizeof *ws);
+
+    /* Consumers first, so that nothing published is missed; then producers. */
+    for (unsigned i = 0; i < o.consumers; i++)
+        if (start_worker(&ws[i], &r, W_CONSUMER, i) < 0)
+            break;
+    if (wait_ready(&r, o.consumers) == 0) {
+        for (unsigned i = 0; i < o.producers; i++)
+            if (start_worker(&ws[o.consumers + i], &r, W_PRODUCER, i) < 0)
+                break;
+    }
+    if (!stopping(&r) && wait_ready(&r, n) == 0) {
+        pthread_mutex_lock(&r.lock);
+        r.t0 = now_ns();
+        r.go = true;
+        pthread_cond_broadcast(&r.cond);
+        pthread_mutex_unlock(&r.lock);
+        res.t = run_load(&r, ws, n, &res.secs);
+    }
+
+    atomic_store(&r.stop, true);
+    pthread_mutex_lock(&r.lock);
+    pthread_cond_broadcast(&r.cond);
+    pthread_mutex_unlock(&r.lock);
+    res.stuck = join_workers(ws, n);
+
+    hist_init(&res.lat);
+    hist_init(&res.conf);
+    for (unsigned i = 0; i < n; i++) {
+        if (!ws[i].joined)
+            continue;
+        hist_merge(ws[i].kind == W_CONSUMER ? &res.lat : &res.conf, &ws[i].hist);
+        res.foreign += ws[i].foreign;
+        res.redelivered += ws[i].redelivered;
+        res.bad_confirms += ws[i].bad_confirms;
+    }
+
+    int cleanup_failures = o.keep ? 0 : teardown(&r);
+    if (r.failed) {
+        fprintf(stderr, "warren-perf: %s.\n", r.error);
+        return 1;
+    }
+    if (interrupted && !r.go) {
+        fprintf(stderr, "warren-perf: interrupted before the load started.\n");
+        return 1;
+    }
+    if (o.json)
+        report_json(&r, &res);
+    else
+        report_human(&r, &res);
+    if (cleanup_failures)
+        status = 1;
+    if (res.stuck) {
+        fflush(stdout);
+        _exit(status); /* stuck threads still hold their connections; do not run atexit */
+    }
+    for (unsigned i = 0; i < n; i++) {
+        free(ws[i].pending);
+        wbuf_free(&ws[i].wb);
+    }
+    free(ws);
+    free(r.qname);
+    free(r.pubkey);
+    free(r.bindkey);
+    free(o.uri_copy);
+    return status;
+}
