@@ -4,7 +4,9 @@
  * frame_max 131072, ~45 MB in all); every message but a few carries all 13 usable basic
  * properties (cluster-id is deprecated) with a headers table holding every field type
  * rabbitmq-c encodes, nested tables and arrays. Every delivery is checked in order, field by
- * field, and the total must be exactly 10,000. */
+ * field, and the total must be exactly 10,000.
+ * Note 'L' (unsigned 64): RabbitMQ accepts it (its parser reads both 'l' and 'L' as signed 64,
+ * see rabbit_binary_parser) and passes the property bytes through unchanged. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
