@@ -24,26 +24,6 @@
 
 static char queue_names[NCHAN + 1][64];
 
-static void expect_channel_close(amqp_connection_state_t conn, amqp_channel_t ch,
-                                 amqp_rpc_reply_t r, uint16_t code, const char *text,
-                                 uint16_t class_id, uint16_t method_id)
-{
-    char buf[512];
-    CHECKF(r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD,
-           "want channel.close %u, got %s", code, harness_reply_str(r, buf, sizeof buf));
-    const amqp_channel_close_t *c = r.reply.decoded;
-    harness_log("channel %u closed: %u %.*s (%u.%u)", ch, c->reply_code, (int)c->reply_text.len,
-                (const char *)c->reply_text.bytes, c->class_id, c->method_id);
-    CHECK_EQ(c->reply_code, code);
-    CHECKF(c->reply_text.len == strlen(text) && memcmp(c->reply_text.bytes, text, strlen(text)) == 0,
-           "text \"%.*s\", want \"%s\"", (int)c->reply_text.len, (const char *)c->reply_text.bytes,
-           text);
-    CHECK_EQ(c->class_id, class_id);
-    CHECK_EQ(c->method_id, method_id);
-    amqp_channel_close_ok_t ok = {0};
-    CHECK_AMQP(amqp_send_method(conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok));
-}
-
 static void publish_and_get(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
                             const char *body)
 {
@@ -133,7 +113,7 @@ static void check_channel_exception(const harness_broker_t *b)
 
     snprintf(text, sizeof text, "NOT_FOUND - no queue '%s' in vhost '/'", missing);
     amqp_rpc_reply_t r = amqp_basic_get(conn, 1, amqp_cstring_bytes(missing), 1);
-    expect_channel_close(conn, 1, r, 404, text, 60, 70);
+    harness_expect_channel_close(conn, 1, r, 404, text, 60, 70);
 
     /* The other channels are untouched. */
     publish_and_get(conn, 2, good, "after the 404 on channel 1");
@@ -141,7 +121,7 @@ static void check_channel_exception(const harness_broker_t *b)
 
     /* Passive declare of a missing queue: same 404, now naming queue.declare. */
     amqp_queue_declare(conn, 3, amqp_cstring_bytes(missing), 1, 0, 0, 0, amqp_empty_table);
-    expect_channel_close(conn, 3, amqp_get_rpc_reply(conn), 404, text, 50, 10);
+    harness_expect_channel_close(conn, 3, amqp_get_rpc_reply(conn), 404, text, 50, 10);
     publish_and_get(conn, 2, good, "after the 404 on channel 3");
 
     /* Closed channels can be opened again after close-ok. */

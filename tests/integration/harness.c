@@ -407,6 +407,28 @@ void harness_check_alive(const harness_broker_t *b)
     harness_disconnect(conn);
 }
 
+void harness_expect_channel_close(amqp_connection_state_t conn, amqp_channel_t ch,
+                                  amqp_rpc_reply_t r, uint16_t code, const char *text,
+                                  uint16_t class_id, uint16_t method_id)
+{
+    char buf[512];
+    CHECKF(r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD,
+           "want channel.close %u on channel %u, got %s", code, ch,
+           harness_reply_str(r, buf, sizeof buf));
+    const amqp_channel_close_t *c = r.reply.decoded;
+    harness_log("channel %u closed: %u %.*s (%u.%u)", ch, c->reply_code, (int)c->reply_text.len,
+                (const char *)c->reply_text.bytes, c->class_id, c->method_id);
+    CHECKF(c->reply_code == code, "reply code %u, want %u", c->reply_code, code);
+    CHECKF(c->reply_text.len == strlen(text) &&
+               memcmp(c->reply_text.bytes, text, c->reply_text.len) == 0,
+           "text \"%.*s\", want \"%s\"", (int)c->reply_text.len, (const char *)c->reply_text.bytes,
+           text);
+    CHECKF(c->class_id == class_id && c->method_id == method_id,
+           "class/method %u.%u, want %u.%u", c->class_id, c->method_id, class_id, method_id);
+    amqp_channel_close_ok_t ok = {0};
+    CHECK_AMQP(amqp_send_method(conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok));
+}
+
 const amqp_field_value_t *harness_table_get(const amqp_table_t *t, const char *key)
 {
     size_t kl = strlen(key);

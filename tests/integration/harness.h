@@ -131,6 +131,12 @@ void harness_channel_open(amqp_connection_state_t conn, amqp_channel_t ch);
  * every error case to prove that the broker (and other connections) survived. */
 void harness_check_alive(const harness_broker_t *b);
 
+/* r must be the channel.close the server sent on ch with exactly this code, text and
+ * class/method ids; answers it with close-ok. */
+void harness_expect_channel_close(amqp_connection_state_t conn, amqp_channel_t ch,
+                                  amqp_rpc_reply_t r, uint16_t code, const char *text,
+                                  uint16_t class_id, uint16_t method_id);
+
 /* Look a key up in a table; NULL when absent. */
 const amqp_field_value_t *harness_table_get(const amqp_table_t *t, const char *key);
 
