@@ -7,8 +7,9 @@
  * Invariant: a worker's counters are written by that worker only (main reads them relaxed); its
  * histogram is read only after the worker has been joined. */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdalign.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,41 +35,14 @@
 #endif
 
 #include "perf_hist.h"
+#include "perf_opts.h"
 #include "perf_wire.h"
 
 #define CHANNEL 1
-#define HEADER_LEN 12                 /* body prefix: u64 send time (ns), u32 run id */
 #define FLUSH_AT (32u * 1024u)        /* publishers write once this much is buffered */
 #define POLL_NS 100000000ull          /* longest a worker waits before re-checking stop */
 #define STOP_GRACE_S 5                /* how long main waits for workers after stop */
 #define READY_TIMEOUT_S 30            /* how long connecting and consuming may take */
-#define MAX_QUEUES 10000
-#define MAX_CLIENTS 1000
-
-enum ex_type { EX_DIRECT, EX_FANOUT, EX_TOPIC, EX_TYPE_MAX };
-static const char *const ex_type_names[EX_TYPE_MAX] = {"direct", "fanout", "topic"};
-
-struct opts {
-    const char *uri;          /* borrowed: argv */
-    char *uri_copy;           /* owned: amqp_parse_url writes into it; host etc. point here */
-    const char *host, *user, *password, *vhost; /* borrowed: argv, uri_copy or literals */
-    int port;
-    unsigned producers, consumers;
-    size_t size;
-    unsigned seconds;         /* 0 = until interrupted */
-    unsigned rate;            /* per producer, msg/s; 0 = unlimited */
-    bool persistent;          /* delivery-mode 2, durable exchange and queues */
-    unsigned confirm;         /* outstanding-confirm window; 0 = no confirms */
-    bool autoack;
-    unsigned prefetch;        /* basic.qos prefetch-count; 0 = none */
-    unsigned multi_ack;       /* ack with multiple=true every N deliveries; 0/1 = one by one */
-    unsigned queues;
-    enum ex_type ex_type;
-    const char *exchange;     /* borrowed: argv or literal; "" with --no-declare-exchange */
-    const char *queue_prefix; /* borrowed: argv or literal */
-    bool declare_exchange, keep, json, quiet;
-    const char *label;        /* borrowed: argv; echoed in the JSON line */
-};
 
 /* One run: shared, read-mostly state and the coordination between main and the workers. */
 struct run {
@@ -121,6 +96,14 @@ static void on_signal(int sig)
     interrupted = 1;
 }
 
+/* Print "warren-perf: <msg>." on stderr, without doubling a full stop the broker supplied. */
+static void print_error(const char *msg)
+{
+    size_t len = strlen(msg);
+    bool stop = len && (msg[len - 1] == '.' || msg[len - 1] == '!' || msg[len - 1] == '?');
+    fprintf(stderr, "warren-perf: %s%s\n", msg, stop ? "" : ".");
+}
+
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -134,19 +117,6 @@ static struct timeval ns_to_tv(uint64_t ns)
                             .tv_usec = (suseconds_t)(ns % 1000000000ull / 1000)};
 }
 
-static _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("warren-perf: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
-
 static void bump(_Atomic uint64_t *c, uint64_t n)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
@@ -156,204 +126,6 @@ static void bump(_Atomic uint64_t *c, uint64_t n)
 static uint64_t get(_Atomic uint64_t *c)
 {
     return atomic_load_explicit(c, memory_order_relaxed);
-}
-
-/* ---- options ------------------------------------------------------------------------------ */
-
-static void usage(FILE *f)
-{
-    fputs(
-        "usage: warren-perf [options]\n"
-        "Load an AMQP 0-9-1 broker with producers and consumers and report rates and latency.\n"
-        "\n"
-        "connection:\n"
-        "  --uri URI               amqp://user:pass@host:port/vhost (default amqp://localhost)\n"
-        "  --host H, --port N, --user U, --password P, --vhost V   override parts of --uri\n"
-        "load:\n"
-        "  -x, --producers N       producers, each its own connection and thread (1)\n"
-        "  -y, --consumers N       consumers, each its own connection and thread (1)\n"
-        "  -s, --size N            body bytes, at least 12 (12)\n"
-        "  -z, --time S            seconds to run, 0 = until Ctrl-C (10)\n"
-        "  -r, --rate N            per-producer limit in msg/s, 0 = unlimited (0)\n"
-        "  -f, --persistent        delivery-mode 2, durable exchange and queues\n"
-        "  -c, --confirm N         publisher confirms with at most N unconfirmed per producer\n"
-        "  -a, --autoack           consume with no-ack (default: manual acks)\n"
-        "  -q, --prefetch N        basic.qos prefetch-count for manual acks, 0 = none (0)\n"
-        "  -A, --multi-ack-every N ack with multiple=true every N deliveries (1 = each)\n"
-        "topology:\n"
-        "  --queues N              queues; producers round-robin over them (1)\n"
-        "  -t, --exchange-type T   direct, fanout or topic (direct)\n"
-        "  -e, --exchange NAME     exchange name (perf-TYPE, perf-TYPE-durable with -f)\n"
-        "  --queue-prefix P        queue names are P0, P1, ... (perf-q-, perf-dq- with -f)\n"
-        "  --no-declare-exchange   publish through the default exchange, routing key = queue\n"
-        "  --keep                  leave exchange and queues in place at the end\n"
-        "output:\n"
-        "  --json                  print one JSON line instead of the human summary\n"
-        "  --label TEXT            scenario name carried into the JSON line\n"
-        "  --quiet                 no per-second progress lines\n"
-        "  -h, --help              this text\n",
-        f);
-}
-
-static unsigned long parse_num(const char *s, const char *flag, unsigned long min,
-                               unsigned long max)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || *s == '-' || v < min || v > max)
-        die("%s expects a whole number from %lu to %lu, not '%s'.", flag, min, max, s);
-    return v;
-}
-
-enum {
-    OPT_URI = 256, OPT_HOST, OPT_PORT, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_QUEUES,
-    OPT_QUEUE_PREFIX, OPT_NO_DECLARE, OPT_KEEP, OPT_JSON, OPT_LABEL, OPT_QUIET,
-};
-
-static void parse_opts(struct opts *o, int argc, char **argv)
-{
-    static const struct option longopts[] = {
-        {"uri", required_argument, NULL, OPT_URI},
-        {"host", required_argument, NULL, OPT_HOST},
-        {"port", required_argument, NULL, OPT_PORT},
-        {"user", required_argument, NULL, OPT_USER},
-        {"password", required_argument, NULL, OPT_PASSWORD},
-        {"vhost", required_argument, NULL, OPT_VHOST},
-        {"producers", required_argument, NULL, 'x'},
-        {"consumers", required_argument, NULL, 'y'},
-        {"size", required_argument, NULL, 's'},
-        {"time", required_argument, NULL, 'z'},
-        {"rate", required_argument, NULL, 'r'},
-        {"persistent", no_argument, NULL, 'f'},
-        {"confirm", required_argument, NULL, 'c'},
-        {"autoack", no_argument, NULL, 'a'},
-        {"prefetch", required_argument, NULL, 'q'},
-        {"multi-ack-every", required_argument, NULL, 'A'},
-        {"queues", required_argument, NULL, OPT_QUEUES},
-        {"exchange-type", required_argument, NULL, 't'},
-        {"exchange", required_argument, NULL, 'e'},
-        {"queue-prefix", required_argument, NULL, OPT_QUEUE_PREFIX},
-        {"no-declare-exchange", no_argument, NULL, OPT_NO_DECLARE},
-        {"keep", no_argument, NULL, OPT_KEEP},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"label", required_argument, NULL, OPT_LABEL},
-        {"quiet", no_argument, NULL, OPT_QUIET},
-        {"help", no_argument, NULL, 'h'},
-        {0},
-    };
-    const char *host = NULL, *user = NULL, *password = NULL, *vhost = NULL;
-    int port = 0, c;
-    bool multi_ack_set = false;
-
-    *o = (struct opts){.producers = 1, .consumers = 1, .size = HEADER_LEN, .seconds = 10,
-                       .queues = 1, .ex_type = EX_DIRECT, .declare_exchange = true};
-    while ((c = getopt_long(argc, argv, "x:y:s:z:r:fc:aq:A:t:e:h", longopts, NULL)) != -1) {
-        switch (c) {
-        case OPT_URI: o->uri = optarg; break;
-        case OPT_HOST: host = optarg; break;
-        case OPT_PORT: port = (int)parse_num(optarg, "--port", 1, 65535); break;
-        case OPT_USER: user = optarg; break;
-        case OPT_PASSWORD: password = optarg; break;
-        case OPT_VHOST: vhost = optarg; break;
-        case 'x': o->producers = (unsigned)parse_num(optarg, "-x", 0, MAX_CLIENTS); break;
-        case 'y': o->consumers = (unsigned)parse_num(optarg, "-y", 0, MAX_CLIENTS); break;
-        case 's': o->size = parse_num(optarg, "-s", HEADER_LEN, 128ul << 20); break;
-        case 'z': o->seconds = (unsigned)parse_num(optarg, "-z", 0, 1u << 30); break;
-        case 'r': o->rate = (unsigned)parse_num(optarg, "-r", 0, 100000000); break;
-        case 'f': o->persistent = true; break;
-        case 'c': o->confirm = (unsigned)parse_num(optarg, "-c", 1, 1000000); break;
-        case 'a': o->autoack = true; break;
-        case 'q': o->prefetch = (unsigned)parse_num(optarg, "-q", 0, 65535); break;
-        case 'A':
-            o->multi_ack = (unsigned)parse_num(optarg, "-A", 0, 1000000);
-            multi_ack_set = true;
-            break;
-        case OPT_QUEUES: o->queues = (unsigned)parse_num(optarg, "--queues", 1, MAX_QUEUES); break;
-        case 't':
-            for (o->ex_type = 0; o->ex_type < EX_TYPE_MAX; o->ex_type++)
-                if (!strcmp(optarg, ex_type_names[o->ex_type]))
-                    break;
-            if (o->ex_type == EX_TYPE_MAX)
-                die("--exchange-type must be direct, fanout or topic, not '%s'.", optarg);
-            break;
-        case 'e': o->exchange = optarg; break;
-        case OPT_QUEUE_PREFIX: o->queue_prefix = optarg; break;
-        case OPT_NO_DECLARE: o->declare_exchange = false; break;
-        case OPT_KEEP: o->keep = true; break;
-        case OPT_JSON: o->json = true; break;
-        case OPT_LABEL: o->label = optarg; break;
-        case OPT_QUIET: o->quiet = true; break;
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); exit(2);
-        }
-    }
-    /* PerfTest spells it "-f persistent"; accept that too. */
-    for (int i = optind; i < argc; i++)
-        if (!(o->persistent && !strcmp(argv[i], "persistent")))
-            die("unexpected argument '%s' (see --help).", argv[i]);
-
-    o->host = "localhost";
-    o->port = 5672;
-    o->user = o->password = "guest";
-    o->vhost = "/";
-    if (o->uri) {
-        struct amqp_connection_info ci;
-        o->uri_copy = strdup(o->uri);
-        if (!o->uri_copy)
-            die("out of memory.");
-        amqp_default_connection_info(&ci);
-        if (amqp_parse_url(o->uri_copy, &ci) != AMQP_STATUS_OK)
-            die("cannot parse --uri '%s' (expected amqp://user:pass@host:port/vhost).", o->uri);
-        if (ci.ssl)
-            die("amqps:// is not supported; use a plain amqp:// URI.");
-        o->host = ci.host;
-        o->port = ci.port;
-        o->user = ci.user;
-        o->password = ci.password;
-        o->vhost = ci.vhost;
-    }
-    if (host)
-        o->host = host;
-    if (port)
-        o->port = port;
-    if (user)
-        o->user = user;
-    if (password)
-        o->password = password;
-    if (vhost)
-        o->vhost = vhost;
-
-    if (!o->declare_exchange) {
-        if (o->ex_type != EX_DIRECT)
-            die("--no-declare-exchange publishes through the default exchange, which routes "
-                "like direct, so it cannot be combined with --exchange-type %s.",
-                ex_type_names[o->ex_type]);
-        if (o->exchange)
-            die("--no-declare-exchange publishes through the default exchange, so --exchange "
-                "makes no sense with it.");
-        o->exchange = "";
-    }
-    if (multi_ack_set && o->autoack)
-        die("--multi-ack-every needs manual acks, so it cannot be combined with -a.");
-    if (o->multi_ack > 1 && o->prefetch && o->multi_ack > o->prefetch)
-        die("--multi-ack-every %u exceeds prefetch %u, so consumers would stall; lower it or "
-            "raise -q.", o->multi_ack, o->prefetch);
-    if (o->producers == 0 && o->consumers == 0)
-        die("nothing to do with -x 0 and -y 0.");
-
-    static char exname[64];
-    if (!o->exchange) {
-        snprintf(exname, sizeof exname, "perf-%s%s", ex_type_names[o->ex_type],
-                 o->persistent ? "-durable" : "");
-        o->exchange = exname;
-    }
-    if (!o->queue_prefix)
-        o->queue_prefix = o->persistent ? "perf-dq-" : "perf-q-";
-    if (strlen(o->exchange) > 255)
-        die("--exchange is longer than 255 bytes.");
-    if (strlen(o->queue_prefix) > 240)
-        die("--queue-prefix is longer than 240 bytes.");
 }
 
 /* ---- run coordination --------------------------------------------------------------------- */
@@ -465,6 +237,19 @@ static void describe_reply(amqp_rpc_reply_t r, char *buf, size_t n)
     }
 }
 
+/* The reply code of the close that failed the last RPC on c, or 0. */
+static unsigned reply_code(amqp_connection_state_t c)
+{
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+    if (r.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION)
+        return 0;
+    if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD)
+        return ((const amqp_connection_close_t *)r.reply.decoded)->reply_code;
+    if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD)
+        return ((const amqp_channel_close_t *)r.reply.decoded)->reply_code;
+    return 0;
+}
+
 /* True when the last RPC on c succeeded; otherwise "<what> failed: <why>" goes to err. */
 static bool rpc_ok(amqp_connection_state_t c, char *err, size_t n, const char *what)
 {
@@ -475,6 +260,40 @@ static bool rpc_ok(amqp_connection_state_t c, char *err, size_t n, const char *w
     describe_reply(r, why, sizeof why);
     snprintf(err, n, "%.380s failed: %s", what, why);
     return false;
+}
+
+/* rabbitmq-c reports any failed connect as "a socket error occurred". To say which, try
+ * once more with a plain socket: returns the errno of the last address tried, or 0. */
+static int probe_connect(const char *host, int port)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai, *p;
+    char portstr[16];
+    int e = 0;
+    snprintf(portstr, sizeof portstr, "%d", port);
+    if (getaddrinfo(host, portstr, &hints, &ai) != 0)
+        return 0;
+    for (p = ai; p; p = p->ai_next) {
+        int fd = socket(p->ai_family, p->ai_socktype | SOCK_NONBLOCK, p->ai_protocol);
+        if (fd < 0) {
+            e = errno;
+            continue;
+        }
+        e = 0;
+        if (connect(fd, p->ai_addr, p->ai_addrlen) < 0) {
+            e = errno;
+            struct pollfd pf = {.fd = fd, .events = POLLOUT};
+            socklen_t len = sizeof e;
+            if (e == EINPROGRESS)
+                e = poll(&pf, 1, 5000) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) == 0
+                        ? e
+                        : ETIMEDOUT;
+        }
+        close(fd);
+        if (!e)
+            break;
+    }
+    freeaddrinfo(ai);
+    return e;
 }
 
 /* Connect, log in and open channel 1. Returns the connection, or NULL with one sentence in
@@ -491,7 +310,9 @@ static amqp_connection_state_t perf_connect(const struct opts *o, const char *na
     struct timeval tv = {.tv_sec = 5};
     int rc = s ? amqp_socket_open_noblock(s, o->host, o->port, &tv) : AMQP_STATUS_NO_MEMORY;
     if (rc != AMQP_STATUS_OK) {
-        snprintf(err, n, "cannot connect to %s:%d: %s", o->host, o->port, amqp_error_string2(rc));
+        int e = rc == AMQP_STATUS_SOCKET_ERROR ? probe_connect(o->host, o->port) : 0;
+        snprintf(err, n, "cannot connect to %s:%d: %s", o->host, o->port,
+                 e ? strerror(e) : amqp_error_string2(rc));
         goto fail;
     }
     amqp_table_entry_t caps[] = {
@@ -582,12 +403,18 @@ static int declare_topology(struct run *r, char *err, size_t n)
         return -1;
     if (o->declare_exchange) {
         amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(o->exchange),
-                              amqp_cstring_bytes(ex_type_names[o->ex_type]), 0, o->persistent,
+                              amqp_cstring_bytes(opts_ex_type_names[o->ex_type]), 0, o->persistent,
                               0, 0, amqp_empty_table);
         snprintf(what, sizeof what, "exchange.declare '%s' (%s)", o->exchange,
-                 ex_type_names[o->ex_type]);
-        if (!rpc_ok(c, err, n, what))
+                 opts_ex_type_names[o->ex_type]);
+        if (!rpc_ok(c, err, n, what)) {
+            if (reply_code(c) == AMQP_NOT_IMPLEMENTED) {
+                size_t len = strlen(err);
+                snprintf(err + len, n - len, " (use --no-declare-exchange to publish through "
+                                             "the default exchange instead)");
+            }
             goto fail;
+        }
         r->exchange_declared = true;
     }
     for (unsigned i = 0; i < o->queues; i++) {
@@ -637,7 +464,9 @@ static int teardown(struct run *r)
         return 0;
     amqp_connection_state_t c = perf_connect(o, "warren-perf teardown", err, sizeof err);
     if (!c) {
-        fprintf(stderr, "warren-perf: cannot remove the queues and exchange: %s.\n", err);
+        char msg[800];
+        snprintf(msg, sizeof msg, "cannot remove the queues and exchange: %s", err);
+        print_error(msg);
         return 1;
     }
     for (unsigned i = 0; i < r->queues_declared; i++) {
@@ -645,7 +474,7 @@ static int teardown(struct run *r)
         snprintf(what, sizeof what, "queue.delete '%s'", r->qname[i]);
         if (rpc_ok(c, err, sizeof err, what))
             continue;
-        fprintf(stderr, "warren-perf: %s.\n", err);
+        print_error(err);
         failures++;
         if (!reopen_channel(c))
             goto out;
@@ -654,7 +483,7 @@ static int teardown(struct run *r)
         amqp_exchange_delete(c, CHANNEL, amqp_cstring_bytes(o->exchange), 0);
         snprintf(what, sizeof what, "exchange.delete '%s'", o->exchange);
         if (!rpc_ok(c, err, sizeof err, what)) {
-            fprintf(stderr, "warren-perf: %s.\n", err);
+            print_error(err);
             failures++;
         }
     }
@@ -1172,7 +1001,7 @@ static void report_json(const struct run *r, const struct result *res)
     json_str(stdout, o->host);
     printf(",\"port\":%d,\"producers\":%u,\"consumers\":%u,\"size\":%zu,\"queues\":%u",
            o->port, o->producers, o->consumers, o->size, o->queues);
-    printf(",\"exchange_type\":\"%s\",\"exchange\":", ex_type_names[o->ex_type]);
+    printf(",\"exchange_type\":\"%s\",\"exchange\":", opts_ex_type_names[o->ex_type]);
     json_str(stdout, o->exchange);
     printf(",\"persistent\":%s,\"confirm\":%u,\"autoack\":%s,\"prefetch\":%u,"
            "\"multi_ack_every\":%u,\"rate_limit\":%u,\"seconds\":%.3f",
@@ -1227,7 +1056,7 @@ static void print_banner(const struct opts *o)
     printf("warren-perf: %s:%d vhost '%s', %u producer%s -> ", o->host, o->port, o->vhost,
            o->producers, o->producers == 1 ? "" : "s");
     if (o->declare_exchange)
-        printf("%s exchange '%s'", ex_type_names[o->ex_type], o->exchange);
+        printf("%s exchange '%s'", opts_ex_type_names[o->ex_type], o->exchange);
     else
         printf("default exchange");
     printf(" -> %u queue%s -> %u consumer%s; %zu B%s, ", o->queues, o->queues == 1 ? "" : "s",
@@ -1266,7 +1095,8 @@ static struct totals run_load(struct run *r, struct worker *ws, unsigned n, doub
             double dt = (double)(now - last_t) / 1e9;
             if (!o->json && !o->quiet) {
                 printf("%6.1fs  sent %.0f msg/s  received %.0f msg/s", (double)(now - t0) / 1e9,
-                       (double)(t.sent - last.sent) / dt, (double)(t.received - last.received) / dt);
+                       (double)(t.sent - last.sent) / dt,
+                       (double)(t.received - last.received) / dt);
                 if (o->confirm)
                     printf("  confirmed %.0f msg/s", (double)(t.confirmed - last.confirmed) / dt);
                 printf("\n");
@@ -1297,7 +1127,7 @@ int main(int argc, char **argv)
     char err[700];
     int status = 0;
 
-    parse_opts(&o, argc, argv);
+    opts_parse(&o, argc, argv);
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND};
     sigaction(SIGINT, &sa, NULL);
@@ -1313,12 +1143,12 @@ int main(int argc, char **argv)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r.cond, &ca);
     if (make_names(&r) < 0)
-        die("out of memory.");
+        opts_die("out of memory.");
 
     if (!o.json)
         print_banner(&o);
     if (declare_topology(&r, err, sizeof err) < 0) {
-        fprintf(stderr, "warren-perf: %s.\n", err);
+        print_error(err);
         if (!o.keep)
             teardown(&r);
         return 1;
@@ -1327,7 +1157,7 @@ int main(int argc, char **argv)
     unsigned n = o.consumers + o.producers;
     ws = aligned_alloc(alignof(struct worker), n * sizeof *ws);
     if (!ws)
-        die("out of memory.");
+        opts_die("out of memory.");
     memset(ws, 0, n * sizeof *ws);
 
     /* Consumers first, so that nothing published is missed; then producers. */
@@ -1367,7 +1197,7 @@ int main(int argc, char **argv)
 
     int cleanup_failures = o.keep ? 0 : teardown(&r);
     if (r.failed) {
-        fprintf(stderr, "warren-perf: %s.\n", r.error);
+        print_error(r.error);
         return 1;
     }
     if (interrupted && !r.go) {

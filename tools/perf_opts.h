@@ -1,0 +1,47 @@
+/* perf_opts.h — warren-perf's command line: the option set and its parser. Owns nothing after
+ * parsing but opts.uri_copy; every other string is borrowed from argv or a literal.
+ * Invariant after opts_parse(): the options are consistent (e.g. --no-declare-exchange implies
+ * direct and exchange ""), so the run never re-checks them. */
+#ifndef WARREN_TOOLS_PERF_OPTS_H
+#define WARREN_TOOLS_PERF_OPTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define HEADER_LEN 12 /* body prefix: u64 send time (ns), u32 run id; the smallest -s */
+#define MAX_QUEUES 10000
+#define MAX_CLIENTS 1000
+
+enum ex_type { EX_DIRECT, EX_FANOUT, EX_TOPIC, EX_TYPE_MAX };
+extern const char *const opts_ex_type_names[EX_TYPE_MAX];
+
+struct opts {
+    const char *uri;          /* borrowed: argv */
+    char *uri_copy;           /* owned: amqp_parse_url writes into it; host etc. point here */
+    const char *host, *user, *password, *vhost; /* borrowed: argv, uri_copy or literals */
+    int port;
+    unsigned producers, consumers;
+    size_t size;
+    unsigned seconds;         /* 0 = until interrupted */
+    unsigned rate;            /* per producer, msg/s; 0 = unlimited */
+    bool persistent;          /* delivery-mode 2, durable exchange and queues */
+    unsigned confirm;         /* outstanding-confirm window; 0 = no confirms */
+    bool autoack;
+    unsigned prefetch;        /* basic.qos prefetch-count; 0 = none */
+    unsigned multi_ack;       /* ack with multiple=true every N deliveries; 0/1 = one by one */
+    unsigned queues;
+    enum ex_type ex_type;
+    const char *exchange;     /* borrowed: argv or literal; "" with --no-declare-exchange */
+    const char *queue_prefix; /* borrowed: argv or literal */
+    bool declare_exchange, keep, json, quiet;
+    const char *label;        /* borrowed: argv; echoed in the JSON line */
+};
+
+/* Fill o from argv. Prints usage and exits 0 for --help; prints one sentence on stderr and
+ * exits 2 for anything invalid. */
+void opts_parse(struct opts *o, int argc, char **argv);
+
+/* Print "warren-perf: <message>" on stderr and exit 2. */
+_Noreturn void opts_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
