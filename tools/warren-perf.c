@@ -328,6 +328,8 @@ static amqp_connection_state_t perf_connect(const struct opts *o, const char *na
          {AMQP_FIELD_KIND_TABLE, {.table = {3, caps}}}},
     };
     amqp_table_t ptab = {2, props};
+    struct timeval hs = {.tv_sec = 10};
+    amqp_set_handshake_timeout(c, &hs);
     amqp_rpc_reply_t r = amqp_login_with_properties(c, o->vhost, 0, 131072, 0, &ptab,
                                                     AMQP_SASL_METHOD_PLAIN, o->user,
                                                     o->password);
