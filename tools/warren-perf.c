@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -43,6 +44,8 @@
 #define POLL_NS 100000000ull          /* longest a worker waits before re-checking stop */
 #define STOP_GRACE_S 5                /* how long main waits for workers after stop */
 #define READY_TIMEOUT_S 30            /* how long connecting and consuming may take */
+#define READ_EVERY_NS 10000000ull     /* a publisher without confirms reads at least this often */
+#define MS_NS 1000000ull
 
 /* One run: shared, read-mostly state and the coordination between main and the workers. */
 struct run {
@@ -82,6 +85,7 @@ struct worker {
     uint64_t next_tag;        /* delivery tag of the next publish (tags start at 1) */
     uint64_t low;             /* lowest tag that may be unsettled */
     uint64_t unflushed;       /* publishes in wb not yet counted in sent */
+    uint64_t last_read;       /* when the producer last looked at its socket */
     /* read by main after join */
     uint64_t foreign;         /* deliveries not from this run (or shorter than HEADER_LEN) */
     uint64_t redelivered;
@@ -590,8 +594,8 @@ static int producer_poll(struct worker *w, uint64_t timeout_ns)
     }
 }
 
-/* Write what is buffered, count it as sent, then look at what the broker sent us. */
-static int producer_flush(struct worker *w, uint64_t timeout_ns)
+/* Write what is buffered and count it as sent. Returns 0, or -1 after run_fail(). */
+static int producer_write(struct worker *w)
 {
     int rc = wbuf_flush(&w->wb);
     if (rc < 0) {
@@ -601,7 +605,40 @@ static int producer_flush(struct worker *w, uint64_t timeout_ns)
     }
     bump(&w->sent, w->unflushed);
     w->unflushed = 0;
+    return 0;
+}
+
+/* Write, then read what the broker sent, waiting up to timeout_ns for the first frame. */
+static int producer_flush(struct worker *w, uint64_t timeout_ns)
+{
+    if (producer_write(w) < 0)
+        return -1;
+    w->last_read = now_ns();
     return producer_poll(w, timeout_ns);
+}
+
+/* Write, and read if it is time: always with confirms (their latency is taken when read),
+ * otherwise every READ_EVERY_NS, which is only to notice errors and connection.blocked. */
+static int producer_write_and_maybe_read(struct worker *w, uint64_t now)
+{
+    if (w->pending || now - w->last_read >= READ_EVERY_NS || amqp_data_in_buffer(w->conn))
+        return producer_flush(w, 0);
+    return producer_write(w);
+}
+
+/* Wait until `due` (CLOCK_MONOTONIC ns) with nothing left unwritten. rabbitmq-c waits in whole
+ * milliseconds, so long gaps read from the socket and the last stretch is slept exactly. */
+static int producer_wait_until(struct worker *w, uint64_t now, uint64_t due)
+{
+    if (due - now >= 2 * MS_NS)
+        return producer_flush(w, due - now - MS_NS);
+    if (producer_write_and_maybe_read(w, now) < 0)
+        return -1;
+    struct timespec ts = {.tv_sec = (time_t)(due / 1000000000ull),
+                          .tv_nsec = (long)(due % 1000000000ull)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+    return 0;
 }
 
 static void publish_loop(struct worker *w, uint8_t *body)
@@ -611,12 +648,15 @@ static void publish_loop(struct worker *w, uint8_t *body)
     unsigned q = w->id % o->queues;
     uint64_t base = r->t0, n = 0; /* rate schedule: message n is due at base + n / rate */
 
+    if (o->rate) /* sleep to the microsecond, not the default 50 us slack */
+        (void)prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+    w->last_read = now_ns();
     while (!stopping(r)) {
         if (o->rate) {
             uint64_t due = base + (uint64_t)((double)n * 1e9 / o->rate);
             uint64_t now = now_ns();
             if (now < due) {
-                if (producer_flush(w, due - now) < 0)
+                if (producer_wait_until(w, now, due) < 0)
                     return;
                 continue;
             }
@@ -645,7 +685,7 @@ static void publish_loop(struct worker *w, uint8_t *body)
         n++;
         if (++q == o->queues)
             q = 0;
-        if (w->wb.len >= FLUSH_AT && producer_flush(w, 0) < 0)
+        if (w->wb.len >= FLUSH_AT && producer_write_and_maybe_read(w, ts) < 0)
             return;
     }
 }
