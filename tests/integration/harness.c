@@ -933,3 +933,121 @@ void raw_finish_close(int fd)
     int rc = raw_wait_closed(fd, 5000, NULL);
     CHECKF(rc == 0, "server did not close the socket within 5 s of close-ok");
 }
+
+/* ---- queue, consumer and connection-exception helpers (issue 3 tests) --------------------- */
+
+void harness_expect_connection_close(amqp_connection_state_t conn, amqp_rpc_reply_t r,
+                                     uint16_t code, const char *text, uint16_t class_id,
+                                     uint16_t method_id)
+{
+    char buf[512];
+    CHECKF(r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+               r.reply.id == AMQP_CONNECTION_CLOSE_METHOD,
+           "want connection.close %u, got %s", code, harness_reply_str(r, buf, sizeof buf));
+    const amqp_connection_close_t *c = r.reply.decoded;
+    harness_log("connection closed: %u %.*s (%u.%u)", c->reply_code, (int)c->reply_text.len,
+                (const char *)c->reply_text.bytes, c->class_id, c->method_id);
+    CHECKF(c->reply_code == code, "reply code %u, want %u", c->reply_code, code);
+    CHECKF(c->reply_text.len == strlen(text) &&
+               memcmp(c->reply_text.bytes, text, c->reply_text.len) == 0,
+           "text \"%.*s\", want \"%s\"", (int)c->reply_text.len, (const char *)c->reply_text.bytes,
+           text);
+    CHECKF(c->class_id == class_id && c->method_id == method_id,
+           "class/method %u.%u, want %u.%u", c->class_id, c->method_id, class_id, method_id);
+    amqp_connection_close_ok_t ok = {0};
+    CHECK_AMQP(amqp_send_method(conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok));
+    amqp_destroy_connection(conn);
+}
+
+amqp_connection_state_t harness_connect_caps(const harness_broker_t *b, const char *const *caps)
+{
+    amqp_table_entry_t cap_entries[16];
+    int n = 0;
+    for (; caps[n]; n++) {
+        CHECK(n < 16);
+        cap_entries[n].key = amqp_cstring_bytes(caps[n]);
+        cap_entries[n].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+        cap_entries[n].value.value.boolean = 1;
+    }
+    amqp_table_entry_t prop;
+    prop.key = amqp_cstring_bytes("capabilities");
+    prop.value.kind = AMQP_FIELD_KIND_TABLE;
+    prop.value.value.table.num_entries = n;
+    prop.value.value.table.entries = cap_entries;
+    amqp_table_t props = {.num_entries = 1, .entries = &prop};
+
+    amqp_connection_state_t conn = amqp_new_connection();
+    CHECK(conn != NULL);
+    amqp_socket_t *sock = amqp_tcp_socket_new(conn);
+    CHECK(sock != NULL);
+    struct timeval tv = {.tv_sec = 10};
+    int st = amqp_socket_open_noblock(sock, b->host, b->port, &tv);
+    CHECKF(st == 0, "connect %s:%d: %s", b->host, b->port, amqp_error_string2(st));
+    CHECK_REPLY(amqp_login_with_properties(conn, "/", 0, AMQP_DEFAULT_FRAME_SIZE, 0, &props,
+                                           AMQP_SASL_METHOD_PLAIN, "guest", "guest"));
+    return conn;
+}
+
+amqp_rpc_reply_t harness_queue_peek(amqp_connection_state_t conn, amqp_channel_t ch,
+                                    const char *queue, uint32_t *ret_messages,
+                                    uint32_t *ret_consumers)
+{
+    amqp_queue_declare_ok_t *ok =
+        amqp_queue_declare(conn, ch, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL && ok) {
+        if (ret_messages)
+            *ret_messages = ok->message_count;
+        if (ret_consumers)
+            *ret_consumers = ok->consumer_count;
+    }
+    return r;
+}
+
+uint32_t harness_wait_message_count(amqp_connection_state_t conn, amqp_channel_t ch,
+                                    const char *queue, uint32_t want, int timeout_ms)
+{
+    uint32_t m = 0;
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        CHECK_REPLY(harness_queue_peek(conn, ch, queue, &m, NULL));
+        if (m == want || harness_now_ms() >= deadline)
+            return m;
+        usleep(10000);
+    }
+}
+
+bool harness_wait_queue_gone(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                             int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        amqp_rpc_reply_t r = harness_queue_peek(conn, ch, queue, NULL, NULL);
+        if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+            char text[512];
+            snprintf(text, sizeof text, "NOT_FOUND - no queue '%s' in vhost '/'", queue);
+            harness_expect_channel_close(conn, ch, r, 404, text, 50, 10);
+            return true;
+        }
+        if (harness_now_ms() >= deadline)
+            return false;
+        usleep(10000);
+    }
+}
+
+int harness_next_frame(amqp_connection_state_t conn, amqp_frame_t *ret, int timeout_ms)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    return amqp_simple_wait_frame_noblock(conn, ret, &tv);
+}
+
+void harness_expect_quiet(amqp_connection_state_t conn, int ms, const char *what)
+{
+    amqp_frame_t f;
+    int st = harness_next_frame(conn, &f, ms);
+    if (st == AMQP_STATUS_TIMEOUT)
+        return;
+    CHECKF(st != 0, "%s: frame type %u on channel %u arrived (%s)", what, f.frame_type, f.channel,
+           f.frame_type == AMQP_FRAME_METHOD ? method_name(f.payload.method.id) : "content");
+    CHECKF(0, "%s: %s", what, amqp_error_string2(st));
+}

@@ -257,4 +257,44 @@ int raw_expect_close(int fd, bool want_channel, raw_close_t *ret, int timeout_ms
 /* After a connection.close from the server: send close-ok and expect the socket to close. */
 void raw_finish_close(int fd);
 
+/* ---- queue, consumer and connection-exception helpers (issue 3 tests) --------------------- */
+
+/* r must be the connection.close the server sent with exactly this code, text and class/method
+ * ids; answers it with close-ok and destroys conn. */
+void harness_expect_connection_close(amqp_connection_state_t conn, amqp_rpc_reply_t r,
+                                     uint16_t code, const char *text, uint16_t class_id,
+                                     uint16_t method_id);
+
+/* harness_connect() that also announces the client capabilities named in caps (a NULL-ended
+ * list, e.g. {"consumer_cancel_notify", NULL}) as true; rabbitmq-c 0.11 announces only
+ * authentication_failure_close and exchange_exchange_bindings by itself. */
+amqp_connection_state_t harness_connect_caps(const harness_broker_t *b, const char *const *caps);
+
+/* Passive queue.declare of queue on ch. Returns the reply (a 404 leaves ch closing: answer it
+ * with harness_expect_channel_close()); the counts are set when it is normal (may be NULL). */
+amqp_rpc_reply_t harness_queue_peek(amqp_connection_state_t conn, amqp_channel_t ch,
+                                    const char *queue, uint32_t *ret_messages,
+                                    uint32_t *ret_consumers);
+
+/* Passive-declare queue until its message_count is want, for at most timeout_ms (brokers count
+ * asynchronously published or requeued messages a moment later). Returns the last count seen;
+ * the caller asserts it. */
+uint32_t harness_wait_message_count(amqp_connection_state_t conn, amqp_channel_t ch,
+                                    const char *queue, uint32_t want, int timeout_ms);
+
+/* Passive-declare queue until the broker answers 404 "NOT_FOUND - no queue 'Q' in vhost '/'"
+ * (queue deletion can lag the event that causes it), for at most timeout_ms. True when it did:
+ * then ch has been closed (close-ok sent) and must be opened again before use. False when the
+ * queue still existed at the deadline (ch still open). */
+bool harness_wait_queue_gone(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                             int timeout_ms);
+
+/* Wait up to timeout_ms for the next frame from the broker (frames rabbitmq-c queued while
+ * waiting for an RPC reply come first). 0, or the negative AMQP_STATUS_* (AMQP_STATUS_TIMEOUT). */
+int harness_next_frame(amqp_connection_state_t conn, amqp_frame_t *ret, int timeout_ms);
+
+/* Fail the test if any frame (a delivery, a basic.ack, ...) arrives within ms; what says what
+ * was being waited for, for the failure message. */
+void harness_expect_quiet(amqp_connection_state_t conn, int ms, const char *what);
+
 #endif
