@@ -1051,3 +1051,37 @@ void harness_expect_quiet(amqp_connection_state_t conn, int ms, const char *what
            f.frame_type == AMQP_FRAME_METHOD ? method_name(f.payload.method.id) : "content");
     CHECKF(0, "%s: %s", what, amqp_error_string2(st));
 }
+
+/* ---- exchange-test helpers (issue 3) -------------------------------------------------------- */
+
+void harness_sync(amqp_connection_state_t conn, amqp_channel_t ch)
+{
+    amqp_exchange_declare(conn, ch, amqp_cstring_bytes("amq.direct"), amqp_cstring_bytes("direct"),
+                          1, 0, 0, 0, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
+int harness_drain(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue, char *out,
+                  size_t cap)
+{
+    size_t len = 0;
+    int n = 0;
+    if (cap)
+        out[0] = '\0';
+    for (;;) {
+        amqp_rpc_reply_t r = amqp_basic_get(conn, ch, amqp_cstring_bytes(queue), 1);
+        CHECK_REPLY(r);
+        if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
+            return n;
+        CHECKF(r.reply.id == AMQP_BASIC_GET_OK_METHOD, "basic.get on '%s' answered %s", queue,
+               method_name(r.reply.id));
+        amqp_message_t msg;
+        CHECK_REPLY(amqp_read_message(conn, ch, &msg, 0));
+        int w = snprintf(out + len, cap > len ? cap - len : 0, "%s%.*s", n ? " " : "",
+                         (int)msg.body.len, (const char *)msg.body.bytes);
+        if (w > 0)
+            len = len + (size_t)w < cap ? len + (size_t)w : (cap ? cap - 1 : 0);
+        amqp_destroy_message(&msg);
+        n++;
+    }
+}

@@ -297,4 +297,16 @@ int harness_next_frame(amqp_connection_state_t conn, amqp_frame_t *ret, int time
  * was being waited for, for the failure message. */
 void harness_expect_quiet(amqp_connection_state_t conn, int ms, const char *what);
 
+/* ---- exchange-test helpers (issue 3) -------------------------------------------------------- */
+
+/* A round trip on ch that must succeed (exchange.declare passive of amq.direct). Everything the
+ * server sent on ch before (basic.return, say) has then been read and queued by rabbitmq-c:
+ * amqp_frames_enqueued() tells whether anything came. */
+void harness_sync(amqp_connection_state_t conn, amqp_channel_t ch);
+
+/* basic.get (no-ack) on queue until get-empty. The bodies, in order, are written to out joined
+ * by single spaces (truncated to cap-1, NUL-terminated): "m1 m3". Returns how many came. */
+int harness_drain(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue, char *out,
+                  size_t cap);
+
 #endif
