@@ -1,0 +1,283 @@
+/* 30-exchange-e2e — exchange-to-exchange bindings (exchange.bind / exchange.unbind): chains
+ * through exchanges of different types, fan-in, a diamond, loops (x1 -> x2 -> x1) and a
+ * self-binding. Every queue is drained until get-empty: each must hold exactly one copy of each
+ * message that reaches it, however many paths lead there.
+ * RabbitMQ 3.10.8 behaviour (asserted below):
+ *  - every exchange on the way routes with the published routing key and its own type;
+ *  - the delivery names the exchange the message was published to, not the last one;
+ *  - loops and self-bindings are harmless: each queue gets a publish at most once;
+ *  - exchange.unbind stops the flow; binding twice is one binding; exchange.delete removes the
+ *    bindings where it is the source and where it is the destination. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "harness.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <amqp_framing.h>
+
+static amqp_connection_state_t s_conn;
+static char s_prefix[64];
+
+static const char *name(const char *suffix)
+{
+    static char bufs[32][128];
+    static int next;
+    char *b = bufs[next++ % 32];
+    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
+    return b;
+}
+
+static void xdeclare(const char *x, const char *type)
+{
+    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(type), 0, 0, 0, 0,
+                          amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void xdelete(const char *x)
+{
+    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void qdeclare(const char *q)
+{
+    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 1, 0, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void qbind(const char *q, const char *x, const char *key)
+{
+    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
+                    amqp_cstring_bytes(key), amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+/* source -> destination */
+static void xbind(const char *src, const char *dst, const char *key)
+{
+    amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(dst), amqp_cstring_bytes(src),
+                       amqp_cstring_bytes(key), amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void xunbind(const char *src, const char *dst, const char *key)
+{
+    amqp_exchange_unbind(s_conn, 1, amqp_cstring_bytes(dst), amqp_cstring_bytes(src),
+                         amqp_cstring_bytes(key), amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void publish(const char *x, const char *key, const char *body)
+{
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(key), 0, 0,
+                                  NULL, amqp_cstring_bytes(body)));
+}
+
+static void expect_queue(const char *q, const char *want, const char *what)
+{
+    char got[1024];
+    harness_drain(s_conn, 1, q, got, sizeof got);
+    CHECKF(strcmp(got, want) == 0, "%s: queue %s got \"%s\", want \"%s\"", what, q, got, want);
+}
+
+/* One basic.get that must return body, published to exchange x with key. */
+static void expect_get(const char *q, const char *body, const char *x, const char *key)
+{
+    amqp_rpc_reply_t r = amqp_basic_get(s_conn, 1, amqp_cstring_bytes(q), 1);
+    CHECK_REPLY(r);
+    CHECKF(r.reply.id == AMQP_BASIC_GET_OK_METHOD, "queue %s is empty, want \"%s\"", q, body);
+    const amqp_basic_get_ok_t *ok = r.reply.decoded;
+    CHECKF(ok->exchange.len == strlen(x) && memcmp(ok->exchange.bytes, x, ok->exchange.len) == 0,
+           "delivery names exchange '%.*s', want '%s'", (int)ok->exchange.len,
+           (const char *)ok->exchange.bytes, x);
+    CHECKF(ok->routing_key.len == strlen(key) &&
+               memcmp(ok->routing_key.bytes, key, ok->routing_key.len) == 0,
+           "delivery has routing key '%.*s', want '%s'", (int)ok->routing_key.len,
+           (const char *)ok->routing_key.bytes, key);
+    amqp_message_t msg;
+    CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
+    CHECKF(msg.body.len == strlen(body) && memcmp(msg.body.bytes, body, msg.body.len) == 0,
+           "body '%.*s', want '%s'", (int)msg.body.len, (const char *)msg.body.bytes, body);
+    amqp_destroy_message(&msg);
+}
+
+/* x1 (direct) -a.b-> x2 (fanout) -> x3 (topic) -a.#-> q1, and x2 -> q2 */
+static void check_chain(void)
+{
+    const char *x1 = name("c1"), *x2 = name("c2"), *x3 = name("c3");
+    const char *q1 = name("cq1"), *q2 = name("cq2");
+    xdeclare(x1, "direct");
+    xdeclare(x2, "fanout");
+    xdeclare(x3, "topic");
+    qdeclare(q1);
+    qdeclare(q2);
+    xbind(x1, x2, "a.b");
+    xbind(x1, x2, "a.b"); /* twice: one binding */
+    xbind(x1, x2, "z.z");
+    xbind(x2, x3, "ignored-by-fanout");
+    qbind(q1, x3, "a.#");
+    qbind(q2, x2, "");
+
+    publish(x1, "a.b", "m1");
+    publish(x1, "z.z", "m2"); /* x3 does not route z.z */
+    publish(x1, "a.c", "m3"); /* x1 does not route a.c */
+    expect_get(q1, "m1", x1, "a.b");
+    expect_queue(q1, "", "chain");
+    expect_get(q2, "m1", x1, "a.b");
+    expect_get(q2, "m2", x1, "z.z");
+    expect_queue(q2, "", "chain");
+
+    /* publishing in the middle of the chain */
+    publish(x2, "q.q", "m4");
+    publish(x3, "a", "m5");
+    expect_queue(q1, "m5", "chain, middle");
+    expect_queue(q2, "m4", "chain, middle");
+
+    /* unbind stops the flow (one unbind undoes the double bind) */
+    xunbind(x1, x2, "a.b");
+    publish(x1, "a.b", "m6");
+    publish(x1, "z.z", "m7");
+    expect_queue(q1, "", "chain after unbind");
+    expect_queue(q2, "m7", "chain after unbind");
+    xunbind(x2, x3, "ignored-by-fanout");
+    publish(x1, "z.z", "m8");
+    publish(x2, "a.x", "m9");
+    expect_queue(q1, "", "chain after second unbind");
+    expect_queue(q2, "m8 m9", "chain after second unbind");
+
+    /* deleting x2 takes x1 -> x2 (z.z) and x2 -> q2 with it */
+    xdelete(x2);
+    xdeclare(x2, "fanout");
+    publish(x1, "z.z", "m10");
+    publish(x2, "k", "m11");
+    expect_queue(q2, "", "chain after deleting the middle exchange");
+    xdelete(x1);
+    xdelete(x2);
+    xdelete(x3);
+    harness_log("chain direct -> fanout -> topic: routed with the original key, unbind stops it");
+}
+
+/* fan-in xa, xb -> xc -> q; diamond d0 -> dl, dr -> dm -> q, and q bound to d0 too */
+static void check_fan_in(void)
+{
+    const char *xa = name("fa"), *xb = name("fb"), *xc = name("fc"), *q = name("fq");
+    xdeclare(xa, "fanout");
+    xdeclare(xb, "direct");
+    xdeclare(xc, "fanout");
+    qdeclare(q);
+    xbind(xa, xc, "");
+    xbind(xb, xc, "k");
+    qbind(q, xc, "");
+    publish(xa, "k", "a1");
+    publish(xb, "k", "b1");
+    publish(xb, "other", "b2");
+    publish(xc, "k", "c1");
+    expect_queue(q, "a1 b1 c1", "fan-in");
+
+    const char *d0 = name("d0"), *dl = name("dl"), *dr = name("dr"), *dm = name("dm");
+    const char *dq = name("dq");
+    xdeclare(d0, "fanout");
+    xdeclare(dl, "topic");
+    xdeclare(dr, "direct");
+    xdeclare(dm, "fanout");
+    qdeclare(dq);
+    xbind(d0, dl, "#");
+    xbind(d0, dr, "k");
+    xbind(dl, dm, "*");
+    xbind(dr, dm, "k");
+    qbind(dq, dm, "");
+    qbind(dq, d0, "");
+    qbind(dq, dl, "k");
+    publish(d0, "k", "d1");      /* every path reaches dq: one copy */
+    publish(d0, "other", "d2");  /* d0 -> dq, d0 -> dl -> dm -> dq */
+    publish(d0, "two.words", "d3"); /* only d0 -> dq */
+    expect_queue(dq, "d1 d2 d3", "diamond");
+    for (const char *const *x = (const char *const[]){xa, xb, xc, d0, dl, dr, dm, NULL}; *x; x++)
+        xdelete(*x);
+    harness_log("fan-in and a diamond: one copy per queue per publish");
+}
+
+/* x1 -> x2 -> x1, a self-binding, and a three-exchange cycle */
+static void check_loops(void)
+{
+    const char *x1 = name("l1"), *x2 = name("l2"), *xs = name("ls"), *lonely = name("lonely");
+    const char *q1 = name("lq1"), *q2 = name("lq2"), *qs = name("lqs");
+    xdeclare(x1, "fanout");
+    xdeclare(x2, "direct");
+    xdeclare(xs, "topic");
+    xdeclare(lonely, "fanout");
+    qdeclare(q1);
+    qdeclare(q2);
+    qdeclare(qs);
+    xbind(x1, x2, "k");
+    xbind(x2, x1, "k");
+    qbind(q1, x1, "");
+    qbind(q2, x2, "k");
+    publish(x1, "k", "m1");
+    publish(x2, "k", "m2");
+    publish(x1, "j", "m3"); /* x2 does not route j */
+    publish(x2, "j", "m4"); /* nothing routes j out of x2 */
+    expect_queue(q1, "m1 m2 m3", "loop x1 <-> x2");
+    expect_queue(q2, "m1 m2", "loop x1 <-> x2");
+
+    xbind(xs, xs, "#");
+    xbind(xs, xs, "a.*");
+    qbind(qs, xs, "a.b");
+    publish(xs, "a.b", "s1");
+    publish(xs, "a.c", "s2");
+    expect_queue(qs, "s1", "self-binding");
+
+    xbind(lonely, lonely, ""); /* a loop with no queue at all: the publish just vanishes */
+    publish(lonely, "", "nowhere");
+
+    /* a three-exchange cycle with a queue on each, then broken */
+    const char *c[3] = {name("cy0"), name("cy1"), name("cy2")};
+    const char *cq[3] = {name("cyq0"), name("cyq1"), name("cyq2")};
+    for (int i = 0; i < 3; i++) {
+        xdeclare(c[i], "fanout");
+        qdeclare(cq[i]);
+        qbind(cq[i], c[i], "");
+    }
+    for (int i = 0; i < 3; i++)
+        xbind(c[i], c[(i + 1) % 3], "");
+    publish(c[1], "k", "y1");
+    for (int i = 0; i < 3; i++)
+        expect_queue(cq[i], "y1", "three-exchange cycle");
+    xunbind(c[2], c[0], "");
+    publish(c[1], "k", "y2");
+    expect_queue(cq[0], "", "broken cycle");
+    expect_queue(cq[1], "y2", "broken cycle");
+    expect_queue(cq[2], "y2", "broken cycle");
+
+    for (const char *const *x = (const char *const[]){x1, x2, xs, lonely, c[0], c[1], c[2], NULL};
+         *x; x++)
+        xdelete(*x);
+    harness_log("loops and self-bindings: each queue gets a publish at most once");
+}
+
+int main(void)
+{
+    harness_watchdog(50);
+    harness_broker_t b;
+    harness_broker_start(&b);
+    snprintf(s_prefix, sizeof s_prefix, "it-xe-%d", (int)getpid());
+
+    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
+    harness_channel_open(s_conn, 1);
+
+    check_chain();
+    check_fan_in();
+    check_loops();
+
+    harness_disconnect(s_conn);
+    harness_check_alive(&b);
+    CHECK(harness_broker_stop(&b) == 0);
+    harness_log("PASS");
+    return 0;
+}
