@@ -1,0 +1,290 @@
+/* 30-exchange-alternate — the alternate-exchange argument: where unroutable messages go.
+ * RabbitMQ 3.10.8 behaviour (asserted below):
+ *  - a message the exchange routes to nothing goes to its alternate exchange (AE), with the
+ *    original routing key; the delivery names the exchange it was published to;
+ *  - a routable message does not go to the AE;
+ *  - mandatory + an AE that delivers it: no basic.return;
+ *  - AE chains: the AE's own AE is used when the AE routes nothing too;
+ *  - the AE may be internal;
+ *  - an AE that does not exist (yet) is no error at declare or publish: the message is dropped
+ *    (basic.return 312 NO_ROUTE when mandatory); once it is declared, it is used;
+ *  - two exchanges that are each other's AE: dropped, returned when mandatory;
+ *  - the AE is used per exchange: an exchange that routes to another exchange (which then routes
+ *    nowhere) has routed, so its AE is not used; the destination's own AE is. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "harness.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <amqp_framing.h>
+
+static amqp_connection_state_t s_conn;
+static char s_prefix[64];
+
+static const char *name(const char *suffix)
+{
+    static char bufs[32][128];
+    static int next;
+    char *b = bufs[next++ % 32];
+    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
+    return b;
+}
+
+/* declare x of type with alternate-exchange ae (none when NULL) */
+static void xdeclare(const char *x, const char *type, const char *ae, int internal)
+{
+    amqp_table_entry_t e;
+    e.key = amqp_cstring_bytes("alternate-exchange");
+    e.value.kind = AMQP_FIELD_KIND_UTF8;
+    e.value.value.bytes = amqp_cstring_bytes(ae ? ae : "");
+    amqp_table_t args = {.num_entries = ae ? 1 : 0, .entries = &e};
+    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(type), 0, 0, 0,
+                          internal, args);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void xdelete(const char *x)
+{
+    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void qdeclare(const char *q)
+{
+    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 1, 0, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void qbind(const char *q, const char *x, const char *key)
+{
+    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
+                    amqp_cstring_bytes(key), amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void publish(const char *x, const char *key, const char *body, int mandatory)
+{
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(key),
+                                  mandatory, 0, NULL, amqp_cstring_bytes(body)));
+}
+
+static bool bytes_is(amqp_bytes_t b, const char *s)
+{
+    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
+}
+
+static void expect_queue(const char *q, const char *want, const char *what)
+{
+    char got[1024];
+    harness_drain(s_conn, 1, q, got, sizeof got);
+    CHECKF(strcmp(got, want) == 0, "%s: queue %s got \"%s\", want \"%s\"", what, q, got, want);
+}
+
+/* One basic.get that must return body, published to exchange x with key. */
+static void expect_get(const char *q, const char *body, const char *x, const char *key)
+{
+    amqp_rpc_reply_t r = amqp_basic_get(s_conn, 1, amqp_cstring_bytes(q), 1);
+    CHECK_REPLY(r);
+    CHECKF(r.reply.id == AMQP_BASIC_GET_OK_METHOD, "queue %s is empty, want \"%s\"", q, body);
+    const amqp_basic_get_ok_t *ok = r.reply.decoded;
+    CHECKF(bytes_is(ok->exchange, x), "delivery names exchange '%.*s', want '%s'",
+           (int)ok->exchange.len, (const char *)ok->exchange.bytes, x);
+    CHECKF(bytes_is(ok->routing_key, key), "delivery has routing key '%.*s', want '%s'",
+           (int)ok->routing_key.len, (const char *)ok->routing_key.bytes, key);
+    amqp_message_t msg;
+    CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
+    CHECKF(bytes_is(msg.body, body), "body '%.*s', want '%s'", (int)msg.body.len,
+           (const char *)msg.body.bytes, body);
+    amqp_destroy_message(&msg);
+}
+
+/* After the publishes so far on channel 1: no basic.return came. */
+static void expect_no_return(const char *what)
+{
+    harness_sync(s_conn, 1);
+    if (amqp_frames_enqueued(s_conn)) {
+        amqp_frame_t f;
+        CHECK_AMQP(amqp_simple_wait_frame(s_conn, &f));
+        CHECKF(0, "%s: unexpected %s on channel %u", what,
+               f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id)
+                                                 : "content frame",
+               f.channel);
+    }
+}
+
+/* After the publishes so far on channel 1: exactly one basic.return 312 NO_ROUTE of body. */
+static void expect_return(const char *body, const char *x, const char *key)
+{
+    harness_sync(s_conn, 1);
+    CHECKF(amqp_frames_enqueued(s_conn), "no basic.return for '%s'", body);
+    amqp_frame_t f;
+    CHECK_AMQP(amqp_simple_wait_frame(s_conn, &f));
+    CHECKF(f.frame_type == AMQP_FRAME_METHOD && f.channel == 1 &&
+               f.payload.method.id == AMQP_BASIC_RETURN_METHOD,
+           "want basic.return on channel 1, got frame type %u (%s) on %u", f.frame_type,
+           f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id) : "-",
+           f.channel);
+    const amqp_basic_return_t *ret = f.payload.method.decoded;
+    CHECK_EQ(ret->reply_code, 312);
+    CHECKF(bytes_is(ret->reply_text, "NO_ROUTE"), "reply text '%.*s'", (int)ret->reply_text.len,
+           (const char *)ret->reply_text.bytes);
+    CHECK(bytes_is(ret->exchange, x));
+    CHECK(bytes_is(ret->routing_key, key));
+    amqp_message_t msg;
+    CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
+    CHECKF(bytes_is(msg.body, body), "returned body '%.*s', want '%s'", (int)msg.body.len,
+           (const char *)msg.body.bytes, body);
+    amqp_destroy_message(&msg);
+    CHECKF(!amqp_frames_enqueued(s_conn), "more than one basic.return");
+}
+
+static void check_basic(void)
+{
+    const char *x = name("main"), *ae = name("ae"), *q = name("q"), *qae = name("qae");
+    xdeclare(ae, "fanout", NULL, 1); /* an internal AE is fine */
+    xdeclare(x, "direct", ae, 0);
+    qdeclare(q);
+    qdeclare(qae);
+    qbind(q, x, "k");
+    qbind(qae, ae, "");
+
+    publish(x, "k", "routed", 0);
+    publish(x, "z", "unroutable", 0);
+    publish(x, "k", "routed-m", 1);
+    publish(x, "y", "unroutable-m", 1);
+    expect_no_return("mandatory with an AE");
+    expect_queue(q, "routed routed-m", "routable messages");
+    expect_get(qae, "unroutable", x, "z");
+    expect_get(qae, "unroutable-m", x, "y");
+    expect_queue(qae, "", "the AE's queue");
+    harness_log("AE: unroutable messages go to it, routable ones do not, no basic.return");
+
+    /* without the AE's queue, the AE routes nothing: mandatory returns */
+    amqp_queue_unbind(s_conn, 1, amqp_cstring_bytes(qae), amqp_cstring_bytes(ae),
+                      amqp_empty_bytes, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    publish(x, "z", "lost", 1);
+    expect_return("lost", x, "z");
+    expect_queue(qae, "", "after unbinding the AE's queue");
+    xdelete(x);
+    xdelete(ae);
+}
+
+static void check_chain(void)
+{
+    const char *x = name("chain"), *ae2 = name("ae2"), *ae3 = name("ae3");
+    const char *q2 = name("q2"), *q3 = name("q3");
+    xdeclare(ae3, "fanout", NULL, 0);
+    xdeclare(ae2, "direct", ae3, 0);
+    xdeclare(x, "topic", ae2, 0);
+    qdeclare(q2);
+    qdeclare(q3);
+    qbind(q2, ae2, "only");
+    qbind(q3, ae3, "");
+    publish(x, "only", "to-ae2", 1);
+    publish(x, "other", "to-ae3", 1);
+    expect_no_return("AE chain");
+    expect_get(q2, "to-ae2", x, "only");
+    expect_queue(q2, "", "first AE");
+    expect_get(q3, "to-ae3", x, "other");
+    expect_queue(q3, "", "second AE");
+    xdelete(x);
+    xdelete(ae2);
+    xdelete(ae3);
+    harness_log("AE chain: the AE's AE takes what the AE cannot route");
+}
+
+static void check_missing_and_loop(void)
+{
+    const char *x = name("x-missing-ae"), *missing = name("not-yet"), *q = name("late-q");
+    xdeclare(x, "direct", missing, 0);
+    publish(x, "k", "dropped", 0);
+    publish(x, "k", "returned", 1);
+    expect_return("returned", x, "k");
+
+    xdeclare(missing, "fanout", NULL, 0);
+    qdeclare(q);
+    qbind(q, missing, "");
+    publish(x, "k", "late", 1);
+    expect_no_return("AE declared later");
+    expect_queue(q, "late", "AE declared after its user");
+    xdelete(missing);
+    publish(x, "k", "gone-again", 1);
+    expect_return("gone-again", x, "k");
+    xdelete(x);
+    harness_log("AE missing: dropped (returned when mandatory); used once declared");
+
+    const char *l1 = name("loop1"), *l2 = name("loop2");
+    xdeclare(l1, "direct", l2, 0);
+    xdeclare(l2, "fanout", l1, 0);
+    publish(l1, "k", "loop-a", 1);
+    expect_return("loop-a", l1, "k");
+    publish(l2, "k", "loop-b", 1);
+    expect_return("loop-b", l2, "k");
+    xdelete(l1);
+    xdelete(l2);
+    harness_log("two exchanges as each other's AE: returned, no hang");
+}
+
+static void check_with_e2e(void)
+{
+    /* x7 (AE ae7) -> x8 (no bindings): x7 routed (to x8), so ae7 is not used */
+    const char *x7 = name("x7"), *x8 = name("x8"), *ae7 = name("ae7"), *q7 = name("q7");
+    xdeclare(ae7, "fanout", NULL, 0);
+    xdeclare(x7, "direct", ae7, 0);
+    xdeclare(x8, "fanout", NULL, 0);
+    qdeclare(q7);
+    qbind(q7, ae7, "");
+    amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(x8), amqp_cstring_bytes(x7),
+                       amqp_cstring_bytes("k"), amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    publish(x7, "k", "to-x8", 1);
+    expect_return("to-x8", x7, "k");
+    publish(x7, "j", "to-ae7", 1);
+    expect_no_return("x7 routes j nowhere");
+    expect_queue(q7, "to-ae7", "AE of an exchange that routed to an exchange");
+
+    /* x9 -> x10 (AE ae10): x10 routes nothing, so its own AE is used */
+    const char *x9 = name("x9"), *x10 = name("x10"), *ae10 = name("ae10"), *q10 = name("q10");
+    xdeclare(ae10, "fanout", NULL, 0);
+    xdeclare(x10, "direct", ae10, 0);
+    xdeclare(x9, "fanout", NULL, 0);
+    qdeclare(q10);
+    qbind(q10, ae10, "");
+    amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(x10), amqp_cstring_bytes(x9),
+                       amqp_empty_bytes, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    publish(x9, "k", "via-ae10", 1);
+    expect_no_return("AE of the destination exchange");
+    expect_get(q10, "via-ae10", x9, "k");
+    expect_queue(q10, "", "AE of the destination exchange");
+    for (const char *const *x = (const char *const[]){x7, x8, ae7, x9, x10, ae10, NULL}; *x; x++)
+        xdelete(*x);
+    harness_log("AE with exchange bindings: used per exchange that routed nothing at all");
+}
+
+int main(void)
+{
+    harness_watchdog(50);
+    harness_broker_t b;
+    harness_broker_start(&b);
+    snprintf(s_prefix, sizeof s_prefix, "it-xa-%d", (int)getpid());
+
+    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
+    harness_channel_open(s_conn, 1);
+
+    check_basic();
+    check_chain();
+    check_missing_and_loop();
+    check_with_e2e();
+
+    harness_disconnect(s_conn);
+    harness_check_alive(&b);
+    CHECK(harness_broker_stop(&b) == 0);
+    harness_log("PASS");
+    return 0;
+}
