@@ -1,0 +1,429 @@
+/* 30-exchange-mandatory — basic.publish mandatory (basic.return) and sender-selected
+ * distribution (the CC and BCC headers).
+ * RabbitMQ 3.10.8 behaviour (asserted below):
+ *  - mandatory and routed nowhere: basic.return 312 "NO_ROUTE" with the exchange and routing
+ *    key as published, then the message with its properties and body unchanged (an empty body,
+ *    a body over several frames); before the reply to any later method on that channel;
+ *  - mandatory and routed: no basic.return; not mandatory and unroutable: dropped silently;
+ *  - mandatory to a missing exchange: channel.close 404 "NOT_FOUND - no exchange 'X' in vhost
+ *    '/'" (60.40), not a return;
+ *  - CC and BCC (arrays; their longstr elements, others are ignored) are routing keys used in
+ *    addition to the routing key, with the exchange's own type; each queue gets one copy;
+ *  - BCC is removed from the message (deliveries and basic.return alike), CC is kept; the
+ *    delivery's routing key is the published one;
+ *  - CC or BCC not an array: channel.close 406 "PRECONDITION_FAILED - invalid message:
+ *    {unacceptable_type_in_header,\"CC\",longstr}" (60.40), likewise "...\"BCC\",signedint}". */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <amqp_framing.h>
+
+static amqp_connection_state_t s_conn;
+static char s_prefix[64];
+
+static const char *name(const char *suffix)
+{
+    static char bufs[32][128];
+    static int next;
+    char *b = bufs[next++ % 32];
+    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
+    return b;
+}
+
+static bool bytes_is(amqp_bytes_t b, const char *s)
+{
+    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
+}
+
+static void qdeclare(const char *q)
+{
+    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 1, 0, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void qbind(const char *q, const char *x, const char *key)
+{
+    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
+                    amqp_cstring_bytes(key), amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void expect_queue(const char *q, const char *want, const char *what)
+{
+    char got[1024];
+    harness_drain(s_conn, 1, q, got, sizeof got);
+    CHECKF(strcmp(got, want) == 0, "%s: queue %s got \"%s\", want \"%s\"", what, q, got, want);
+}
+
+/* After what was published so far on channel 1: no basic.return (or anything else) came. */
+static void expect_no_return(const char *what)
+{
+    harness_sync(s_conn, 1);
+    if (amqp_frames_enqueued(s_conn)) {
+        amqp_frame_t f;
+        CHECK_AMQP(amqp_simple_wait_frame(s_conn, &f));
+        CHECKF(0, "%s: unexpected %s on channel %u", what,
+               f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id)
+                                                 : "content frame",
+               f.channel);
+    }
+}
+
+/* The next queued frames are a basic.return 312 NO_ROUTE for x/key; *ret_msg gets the message
+ * (amqp_destroy_message() it). Call harness_sync() first. */
+static void read_return(const char *x, const char *key, amqp_message_t *ret_msg)
+{
+    CHECKF(amqp_frames_enqueued(s_conn), "no basic.return for %s/%s", x, key);
+    amqp_frame_t f;
+    CHECK_AMQP(amqp_simple_wait_frame(s_conn, &f));
+    CHECKF(f.frame_type == AMQP_FRAME_METHOD && f.channel == 1 &&
+               f.payload.method.id == AMQP_BASIC_RETURN_METHOD,
+           "want basic.return on channel 1, got frame type %u (%s) on %u", f.frame_type,
+           f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id) : "-",
+           f.channel);
+    const amqp_basic_return_t *ret = f.payload.method.decoded;
+    CHECK_EQ(ret->reply_code, 312);
+    CHECKF(bytes_is(ret->reply_text, "NO_ROUTE"), "reply text '%.*s'", (int)ret->reply_text.len,
+           (const char *)ret->reply_text.bytes);
+    CHECKF(bytes_is(ret->exchange, x), "returned exchange '%.*s', want '%s'",
+           (int)ret->exchange.len, (const char *)ret->exchange.bytes, x);
+    CHECKF(bytes_is(ret->routing_key, key), "returned routing key '%.*s', want '%s'",
+           (int)ret->routing_key.len, (const char *)ret->routing_key.bytes, key);
+    CHECK_REPLY(amqp_read_message(s_conn, 1, ret_msg, 0));
+}
+
+/* ---- message properties --------------------------------------------------------------------- */
+
+static amqp_field_value_t str_value(const char *s)
+{
+    amqp_field_value_t v = {.kind = AMQP_FIELD_KIND_UTF8};
+    v.value.bytes = amqp_cstring_bytes(s);
+    return v;
+}
+
+typedef struct props {
+    amqp_basic_properties_t p;
+    amqp_table_entry_t headers[4];
+    amqp_field_value_t cc[4], bcc[4];
+} props_t;
+
+/* Properties with content-type, message-id, delivery-mode 2, priority 7, a header "keep"="me"
+ * and, when not NULL, CC and BCC arrays of up to 4 longstr (a NULL-ended list). */
+static void make_props(props_t *pp, const char *const *cc, const char *const *bcc)
+{
+    memset(pp, 0, sizeof *pp);
+    amqp_basic_properties_t *p = &pp->p;
+    p->_flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
+                AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG |
+                AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+    p->content_type = amqp_cstring_bytes("text/x-warren");
+    p->message_id = amqp_cstring_bytes("mid-42");
+    p->delivery_mode = 2;
+    p->priority = 7;
+    p->timestamp = 1700000042;
+    int n = 0;
+    pp->headers[n].key = amqp_cstring_bytes("keep");
+    pp->headers[n++].value = str_value("me");
+    if (cc) {
+        int k = 0;
+        for (; cc[k]; k++)
+            pp->cc[k] = str_value(cc[k]);
+        pp->headers[n].key = amqp_cstring_bytes("CC");
+        pp->headers[n].value.kind = AMQP_FIELD_KIND_ARRAY;
+        pp->headers[n].value.value.array.num_entries = k;
+        pp->headers[n++].value.value.array.entries = pp->cc;
+    }
+    if (bcc) {
+        int k = 0;
+        for (; bcc[k]; k++)
+            pp->bcc[k] = str_value(bcc[k]);
+        pp->headers[n].key = amqp_cstring_bytes("BCC");
+        pp->headers[n].value.kind = AMQP_FIELD_KIND_ARRAY;
+        pp->headers[n].value.value.array.num_entries = k;
+        pp->headers[n++].value.value.array.entries = pp->bcc;
+    }
+    p->headers.num_entries = n;
+    p->headers.entries = pp->headers;
+}
+
+/* msg carries make_props()'s properties; CC is there with exactly cc (or absent when NULL);
+ * BCC is never there. */
+static void check_props(const amqp_message_t *msg, const char *const *cc)
+{
+    const amqp_basic_properties_t *p = &msg->properties;
+    CHECK(p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG);
+    CHECK(bytes_is(p->content_type, "text/x-warren"));
+    CHECK(p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG);
+    CHECK(bytes_is(p->message_id, "mid-42"));
+    CHECK((p->_flags & AMQP_BASIC_DELIVERY_MODE_FLAG) && p->delivery_mode == 2);
+    CHECK((p->_flags & AMQP_BASIC_PRIORITY_FLAG) && p->priority == 7);
+    CHECK((p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) && p->timestamp == 1700000042);
+    CHECK(p->_flags & AMQP_BASIC_HEADERS_FLAG);
+    const amqp_field_value_t *keep = harness_table_get(&p->headers, "keep");
+    CHECK(keep && keep->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(keep->value.bytes, "me"));
+    CHECKF(harness_table_get(&p->headers, "BCC") == NULL, "the BCC header was delivered");
+    const amqp_field_value_t *got = harness_table_get(&p->headers, "CC");
+    if (!cc) {
+        CHECK(got == NULL);
+        CHECK_EQ(p->headers.num_entries, 1);
+        return;
+    }
+    CHECKF(got && got->kind == AMQP_FIELD_KIND_ARRAY, "the CC header was not delivered");
+    int k = 0;
+    for (; cc[k]; k++) {
+        CHECK(k < got->value.array.num_entries);
+        const amqp_field_value_t *e = &got->value.array.entries[k];
+        CHECK(e->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(e->value.bytes, cc[k]));
+    }
+    CHECK_EQ(got->value.array.num_entries, k);
+    CHECK_EQ(p->headers.num_entries, 2);
+}
+
+/* One basic.get on q: body, routing key key, properties per check_props(cc). */
+static void expect_get(const char *q, const char *body, const char *key, const char *const *cc)
+{
+    amqp_rpc_reply_t r = amqp_basic_get(s_conn, 1, amqp_cstring_bytes(q), 1);
+    CHECK_REPLY(r);
+    CHECKF(r.reply.id == AMQP_BASIC_GET_OK_METHOD, "queue %s is empty, want \"%s\"", q, body);
+    const amqp_basic_get_ok_t *ok = r.reply.decoded;
+    CHECKF(bytes_is(ok->routing_key, key), "delivery routing key '%.*s', want '%s'",
+           (int)ok->routing_key.len, (const char *)ok->routing_key.bytes, key);
+    amqp_message_t msg;
+    CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
+    CHECKF(bytes_is(msg.body, body), "body '%.*s', want '%s'", (int)msg.body.len,
+           (const char *)msg.body.bytes, body);
+    check_props(&msg, cc);
+    amqp_destroy_message(&msg);
+}
+
+/* ---- the tests ------------------------------------------------------------------------------ */
+
+static void check_mandatory(void)
+{
+    const char *x = name("direct"), *q = name("q");
+    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("direct"), 0, 0, 0,
+                          0, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    qdeclare(q);
+    qbind(q, x, "k");
+
+    /* three bodies: empty, small, and one spanning three frames at frame_max 131072 */
+    size_t sizes[3] = {0, 5, 300000};
+    uint8_t *big = malloc(sizes[2]);
+    CHECK(big != NULL);
+    for (size_t i = 0; i < sizes[2]; i++)
+        big[i] = (uint8_t)(i * 7 + i / 251);
+    props_t pp;
+    make_props(&pp, NULL, NULL);
+    for (int i = 0; i < 3; i++) {
+        amqp_bytes_t body = {.len = sizes[i], .bytes = i == 1 ? (void *)"hello" : big};
+        CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("nope"),
+                                      1, 0, &pp.p, body));
+        harness_sync(s_conn, 1);
+        amqp_message_t msg;
+        read_return(x, "nope", &msg);
+        CHECK_EQ(msg.body.len, sizes[i]);
+        CHECK(sizes[i] == 0 || memcmp(msg.body.bytes, body.bytes, sizes[i]) == 0);
+        check_props(&msg, NULL);
+        amqp_destroy_message(&msg);
+        CHECKF(!amqp_frames_enqueued(s_conn), "more than one basic.return");
+    }
+    free(big);
+    harness_log("mandatory, unroutable: basic.return 312 NO_ROUTE, message intact (0, 5, "
+                "300000 octets)");
+
+    /* through the default exchange to a queue that does not exist */
+    const char *nq = name("no-such-queue");
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(nq), 1, 0,
+                                  &pp.p, amqp_cstring_bytes("to-nobody")));
+    harness_sync(s_conn, 1);
+    amqp_message_t msg;
+    read_return("", nq, &msg);
+    CHECK(bytes_is(msg.body, "to-nobody"));
+    amqp_destroy_message(&msg);
+
+    /* routable and mandatory: delivered, no return; unroutable, not mandatory: dropped */
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("k"), 1, 0,
+                                  &pp.p, amqp_cstring_bytes("routed")));
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("nope"), 0,
+                                  0, &pp.p, amqp_cstring_bytes("dropped")));
+    expect_no_return("mandatory routable / not mandatory unroutable");
+    expect_get(q, "routed", "k", NULL);
+    expect_queue(q, "", "mandatory");
+
+    /* to a missing exchange: a channel error, not a return */
+    const char *nx = name("no-such-exchange");
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(nx), amqp_cstring_bytes("k"), 1, 0,
+                                  NULL, amqp_cstring_bytes("x")));
+    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes("amq.direct"), amqp_empty_bytes, 1, 0, 0,
+                          0, amqp_empty_table);
+    char text[256];
+    snprintf(text, sizeof text, "NOT_FOUND - no exchange '%s' in vhost '/'", nx);
+    harness_expect_channel_close(s_conn, 1, amqp_get_rpc_reply(s_conn), 404, text, 60, 40);
+    harness_channel_open(s_conn, 1);
+    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_log("mandatory routable: no return; missing exchange: 404");
+}
+
+static void check_cc_bcc(void)
+{
+    const char *x = name("cc"), *t = name("cc-topic");
+    const char *qa = name("qa"), *qb = name("qb"), *qc = name("qc"), *qd = name("qd");
+    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("direct"), 0, 0, 0,
+                          0, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(t), amqp_cstring_bytes("topic"), 0, 0, 0,
+                          0, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    const char *qs[4] = {qa, qb, qc, qd};
+    const char *keys[4] = {"a", "b", "c", "d"};
+    for (int i = 0; i < 4; i++) {
+        qdeclare(qs[i]);
+        qbind(qs[i], x, keys[i]);
+    }
+    qbind(qd, t, "t.*");
+
+    static const char *const cc_b[] = {"b", NULL};
+    static const char *const bcc_c[] = {"c", NULL};
+    static const char *const cc_bc[] = {"b", "c", NULL};
+    static const char *const bcc_d[] = {"d", NULL};
+    static const char *const cc_aa[] = {"a", "a", "zz", NULL};
+    props_t pp;
+
+    make_props(&pp, cc_b, NULL);
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("a"), 0, 0,
+                                  &pp.p, amqp_cstring_bytes("cc")));
+    make_props(&pp, NULL, bcc_c);
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("a"), 0, 0,
+                                  &pp.p, amqp_cstring_bytes("bcc")));
+    make_props(&pp, cc_bc, bcc_d);
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("zz"), 1, 0,
+                                  &pp.p, amqp_cstring_bytes("both")));
+    make_props(&pp, cc_aa, NULL);
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("a"), 0, 0,
+                                  &pp.p, amqp_cstring_bytes("dup")));
+    expect_no_return("CC/BCC routed");
+
+    expect_get(qa, "cc", "a", cc_b);
+    expect_get(qa, "bcc", "a", NULL);
+    expect_get(qa, "dup", "a", cc_aa);
+    expect_queue(qa, "", "CC/BCC");
+    expect_get(qb, "cc", "a", cc_b);
+    expect_get(qb, "both", "zz", cc_bc);
+    expect_queue(qb, "", "CC/BCC");
+    expect_get(qc, "bcc", "a", NULL);
+    expect_get(qc, "both", "zz", cc_bc);
+    expect_queue(qc, "", "CC/BCC");
+    expect_get(qd, "both", "zz", cc_bc);
+    expect_queue(qd, "", "CC/BCC");
+    harness_log("CC/BCC add routing keys, one copy per queue, BCC stripped, CC kept");
+
+    /* the default exchange: CC names queues; a topic exchange: CC keys are matched as keys */
+    static const char *const cc_q[] = {NULL, NULL};
+    const char *const cc_qb[] = {qb, NULL};
+    make_props(&pp, cc_qb, cc_q);
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(qa), 0, 0,
+                                  &pp.p, amqp_cstring_bytes("dflt")));
+    static const char *const bcc_t[] = {"t.x", "t.y.z", NULL};
+    make_props(&pp, NULL, bcc_t);
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(t), amqp_cstring_bytes("u"), 0, 0,
+                                  &pp.p, amqp_cstring_bytes("topic")));
+    expect_get(qa, "dflt", qa, cc_qb);
+    expect_get(qb, "dflt", qa, cc_qb);
+    expect_get(qd, "topic", "u", NULL);
+    for (int i = 0; i < 4; i++)
+        expect_queue(qs[i], "", "CC via default and topic exchanges");
+
+    /* mandatory, nothing routable by key, CC or BCC: the return has no BCC either */
+    static const char *const cc_none[] = {"nope1", NULL};
+    static const char *const bcc_none[] = {"nope2", NULL};
+    make_props(&pp, cc_none, bcc_none);
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("nope"), 1,
+                                  0, &pp.p, amqp_cstring_bytes("ret")));
+    harness_sync(s_conn, 1);
+    amqp_message_t msg;
+    read_return(x, "nope", &msg);
+    CHECK(bytes_is(msg.body, "ret"));
+    check_props(&msg, cc_none);
+    amqp_destroy_message(&msg);
+    CHECK(!amqp_frames_enqueued(s_conn));
+
+    /* array elements that are not longstr are ignored */
+    amqp_field_value_t mixed[3];
+    mixed[0].kind = AMQP_FIELD_KIND_I32;
+    mixed[0].value.i32 = 1;
+    mixed[1] = str_value("b");
+    mixed[2].kind = AMQP_FIELD_KIND_BYTES;
+    mixed[2].value.bytes = amqp_cstring_bytes("c");
+    make_props(&pp, NULL, NULL);
+    pp.headers[1].key = amqp_cstring_bytes("CC");
+    pp.headers[1].value.kind = AMQP_FIELD_KIND_ARRAY;
+    pp.headers[1].value.value.array.num_entries = 3;
+    pp.headers[1].value.value.array.entries = mixed;
+    pp.p.headers.num_entries = 2;
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("none"), 0,
+                                  0, &pp.p, amqp_cstring_bytes("mixed")));
+    expect_queue(qb, "mixed", "CC with mixed element types");
+    expect_queue(qc, "", "CC with mixed element types");
+
+    /* CC that is not an array, BCC that is not an array: 406 */
+    static const struct {
+        const char *key;
+        amqp_field_value_t v;
+        const char *text;
+    } bad[] = {
+        {"CC", {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = {1, "b"}},
+         "PRECONDITION_FAILED - invalid message: {unacceptable_type_in_header,\"CC\",longstr}"},
+        {"BCC", {.kind = AMQP_FIELD_KIND_I32, .value.i32 = 5},
+         "PRECONDITION_FAILED - invalid message: {unacceptable_type_in_header,\"BCC\",signedint}"},
+    };
+    for (int i = 0; i < 2; i++) {
+        make_props(&pp, NULL, NULL);
+        pp.headers[1].key = amqp_cstring_bytes(bad[i].key);
+        pp.headers[1].value = bad[i].v;
+        pp.p.headers.num_entries = 2;
+        CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("a"), 0,
+                                      0, &pp.p, amqp_cstring_bytes("bad")));
+        amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes("amq.direct"), amqp_empty_bytes, 1, 0,
+                              0, 0, amqp_empty_table);
+        harness_expect_channel_close(s_conn, 1, amqp_get_rpc_reply(s_conn), 406, bad[i].text, 60,
+                                     40);
+        harness_channel_open(s_conn, 1);
+    }
+    expect_queue(qa, "", "after the bad CC/BCC");
+    expect_queue(qb, "", "after the bad CC/BCC");
+
+    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(t), 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_log("CC/BCC: default and topic exchanges, returns, odd types, 406");
+}
+
+int main(void)
+{
+    harness_watchdog(50);
+    harness_broker_t b;
+    harness_broker_start(&b);
+    snprintf(s_prefix, sizeof s_prefix, "it-xm-%d", (int)getpid());
+
+    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
+    harness_channel_open(s_conn, 1);
+
+    check_mandatory();
+    check_cc_bcc();
+
+    harness_disconnect(s_conn);
+    harness_check_alive(&b);
+    CHECK(harness_broker_stop(&b) == 0);
+    harness_log("PASS");
+    return 0;
+}
