@@ -44,7 +44,7 @@ int auth_login(amqp_bytes_t mechanism, amqp_bytes_t response, bool loopback, cha
         const uint8_t *z2 = z1 ? memchr(z1 + 1, 0, (size_t)(end - z1 - 1)) : NULL;
         if (!z2) {
             *why = "malformed PLAIN response";
-            return -WERR_LOGIN_REFUSED;
+            return -WERR_COMMAND_INVALID;
         }
         amqp_bytes_t user = {z1 + 1, (uint32_t)(z2 - z1 - 1)};
         amqp_bytes_t pass = {z2 + 1, (uint32_t)(end - z2 - 1)};
@@ -56,7 +56,7 @@ int auth_login(amqp_bytes_t mechanism, amqp_bytes_t response, bool loopback, cha
             amqp_table_get(response, "PASSWORD", &pass) != 1 || login.type != 'S' ||
             pass.type != 'S') {
             *why = "malformed AMQPLAIN response";
-            return -WERR_LOGIN_REFUSED;
+            return -WERR_COMMAND_INVALID;
         }
         return check(login.v.bytes, pass.v.bytes, loopback, ret_user, user_size, why);
     }

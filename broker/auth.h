@@ -10,7 +10,7 @@
 
 /* Checks a start-ok response. On success copies the user name into ret_user and returns 0;
  * otherwise returns -WERR_LOGIN_REFUSED (bad credentials) or -WERR_COMMAND_INVALID (unknown
- * mechanism), with a reason for the log in why. */
+ * mechanism, malformed response), with a reason for the log in why. */
 int auth_login(amqp_bytes_t mechanism, amqp_bytes_t response, bool loopback, char *ret_user,
                size_t user_size, const char **why);
 

@@ -7,13 +7,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "broker/args.h"
 #include "broker/channel.h"
 #include "broker/conn.h"
+#include "broker/declare.h"
 #include "broker/errors.h"
 #include "broker/msg.h"
 #include "broker/queue.h"
 #include "broker/server.h"
 #include "broker/vhost.h"
+#include "protocol/table.h"
 
 #define STR(b) (int)(b).len, (const char *)(b).ptr
 
@@ -27,8 +30,11 @@ struct channel *channel_new(struct conn *c, uint16_t id)
     ch->active = true;
     ch->first_tag = ch->next_tag = 1;
     list_init(&ch->consumers);
+    list_init(&ch->confirm_link);
     return ch;
 }
+
+static void tx_discard(struct channel *ch);
 
 /* ---- unacked ring -------------------------------------------------------------------- */
 
@@ -72,10 +78,11 @@ enum settle { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_DROP };
 /* Ends one live delivery: the message is dropped or put back at its queue's head. */
 static void settle(struct channel *ch, struct delivery *d, enum settle how)
 {
-    if (how == SETTLE_REQUEUE && !d->q->deleted && queue_push_front(d->q, d->m, true) == 0)
+    if (how == SETTLE_REQUEUE && !d->q->deleted && queue_requeue(d->q, d->m, d->seq) == 0)
         queue_kick(d->q);
     if (d->c) {
         d->c->unacked--;
+        ch->consumer_live--;
         if (d->c->q)
             queue_kick(d->c->q);
         consumer_unref(d->c);
@@ -127,20 +134,22 @@ bool channel_can_deliver(const struct channel *ch, const struct consumer *c)
         return true;
     if (c->prefetch && c->unacked >= c->prefetch)
         return false;
-    return !ch->global_prefetch || ch->live < ch->global_prefetch;
+    /* RabbitMQ's per-channel limit counts consumer deliveries, not basic.get ones. */
+    return !ch->global_prefetch || ch->consumer_live < ch->global_prefetch;
 }
 
 /* Assigns the next delivery tag, recording the delivery unless it needs no ack. */
-static uint64_t track(struct channel *ch, struct consumer *c, struct queue *q, struct msg *m,
-                      bool no_ack)
+static uint64_t track(struct channel *ch, struct consumer *c, struct queue *q,
+                      const struct qentry *e, bool no_ack)
 {
+    struct msg *m = e->m;
     uint64_t tag = ch->next_tag++;
     if (no_ack) {
         if (ch->count == 0 || ring_push(ch, (struct delivery){0}) < 0)
             ring_trim(ch);
         return tag;
     }
-    struct delivery d = {msg_ref(m), q, c, true};
+    struct delivery d = {msg_ref(m), q, c, e->seq, true};
     if (ring_push(ch, d) < 0) {
         /* Out of memory: the message goes back rather than being lost. */
         msg_unref(m);
@@ -151,23 +160,25 @@ static uint64_t track(struct channel *ch, struct consumer *c, struct queue *q, s
     if (c) {
         consumer_ref(c);
         c->unacked++;
+        ch->consumer_live++;
     }
     ch->live++;
     return tag;
 }
 
-void channel_deliver(struct channel *ch, struct consumer *c, struct queue *q, struct msg *m,
-                     bool redelivered)
+void channel_deliver(struct channel *ch, struct consumer *c, struct queue *q,
+                     const struct qentry *e)
 {
-    uint64_t tag = track(ch, c, q, m, c->no_ack);
+    struct msg *m = e->m;
+    uint64_t tag = track(ch, c, q, e, c->no_ack);
     if (!tag) {
-        queue_push_front(q, m, redelivered);
+        queue_requeue(q, m, e->seq);
         return;
     }
     struct amqp_method d = {.id = AMQP_BASIC_DELIVER};
     d.u.basic_deliver.consumer_tag = (amqp_bytes_t){(const uint8_t *)c->tag, c->tag_len};
     d.u.basic_deliver.delivery_tag = tag;
-    d.u.basic_deliver.redelivered = redelivered;
+    d.u.basic_deliver.redelivered = e->redelivered;
     d.u.basic_deliver.exchange = msg_exchange(m);
     d.u.basic_deliver.routing_key = msg_routing_key(m);
     conn_send_content(ch->conn, ch->id, &d, m);
@@ -217,148 +228,13 @@ void channel_free(struct channel *ch)
         consumer_end(ch, list_entry(pos, struct consumer, chlink));
     settle_tags(ch, 0, true, SETTLE_REQUEUE);
     msg_unref(ch->building);
+    tx_discard(ch);
+    free(ch->tx_msgs);
+    free(ch->tx_acks);
+    list_remove(&ch->confirm_link);
     route_free(&ch->route);
     free(ch->ring);
     free(ch);
-}
-
-/* ---- queue methods ------------------------------------------------------------------- */
-
-/* Resolves the empty name to the channel's last declared queue. */
-static int queue_name(struct channel *ch, amqp_bytes_t *name)
-{
-    if (name->len)
-        return 0;
-    if (!ch->last_queue[0])
-        return conn_err(ch->conn, -WERR_NOT_FOUND, "no previously declared queue");
-    *name = amqp_cstr(ch->last_queue);
-    return 0;
-}
-
-/* Finds a queue this connection may use: 404 when missing, 405 when another connection's
- * exclusive queue. */
-static int lookup_queue(struct channel *ch, amqp_bytes_t name, struct queue **ret)
-{
-    int rc = queue_name(ch, &name);
-    if (rc < 0)
-        return rc;
-    struct vhost *vh = ch->conn->vhost;
-    struct queue *q = vhost_queue(vh, name);
-    if (!q)
-        return conn_err(ch->conn, -WERR_NOT_FOUND, "no queue '%.*s' in vhost '%s'", STR(name),
-                        vh->name);
-    if (q->exclusive && q->owner != ch->conn)
-        return conn_err(ch->conn, -WERR_RESOURCE_LOCKED,
-                        "cannot obtain exclusive access to locked queue '%.*s' in vhost '%s'. "
-                        "It could be originally declared on another connection or the "
-                        "exclusive property value does not match that of the original "
-                        "declaration.",
-                        STR(name), vh->name);
-    *ret = q;
-    return 0;
-}
-
-static int inequivalent(struct channel *ch, const char *arg, struct queue *q, bool got, bool cur)
-{
-    return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
-                    "inequivalent arg '%s' for queue '%s' in vhost '%s': received '%s' but "
-                    "current is '%s'",
-                    arg, q->name, q->vhost->name, got ? "true" : "false", cur ? "true" : "false");
-}
-
-static int on_queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
-{
-    struct conn *c = ch->conn;
-    struct vhost *vh = c->vhost;
-    char gen[64];
-    amqp_bytes_t name = d->queue;
-    struct queue *q;
-    if (name.len == 0 && !d->passive) {
-        server_gen_name(c->srv, "amq.gen-", gen, sizeof gen);
-        name = amqp_cstr(gen);
-    }
-    q = name.len ? vhost_queue(vh, name) : NULL;
-    if (d->passive) {
-        int rc = lookup_queue(ch, name, &q);
-        if (rc < 0)
-            return rc;
-    } else if (q) {
-        int rc = lookup_queue(ch, name, &q);
-        if (rc < 0)
-            return rc;
-        if (q->durable != d->durable)
-            return inequivalent(ch, "durable", q, d->durable, q->durable);
-        if (q->auto_delete != d->auto_delete)
-            return inequivalent(ch, "auto_delete", q, d->auto_delete, q->auto_delete);
-        if (q->exclusive != d->exclusive)
-            return inequivalent(ch, "exclusive", q, d->exclusive, q->exclusive);
-    } else {
-        if (name.len >= 4 && memcmp(name.ptr, "amq.", 4) == 0 && name.ptr != (const uint8_t *)gen)
-            return conn_err(c, -WERR_ACCESS_REFUSED,
-                            "queue name '%.*s' contains reserved prefix 'amq.*'", STR(name));
-        q = queue_new(vh, name, d->arguments);
-        if (!q)
-            return -ENOMEM;
-        q->durable = d->durable;
-        q->exclusive = d->exclusive;
-        q->auto_delete = d->auto_delete;
-        q->owner = d->exclusive ? c : NULL;
-        if (vhost_add_queue(vh, q) < 0) {
-            queue_unref(q);
-            return -ENOMEM;
-        }
-    }
-    memcpy(ch->last_queue, q->name, (size_t)q->name_len + 1);
-    if (d->no_wait)
-        return 0;
-    struct amqp_method m = {.id = AMQP_QUEUE_DECLARE_OK};
-    m.u.queue_declare_ok.queue = (amqp_bytes_t){(const uint8_t *)q->name, q->name_len};
-    m.u.queue_declare_ok.message_count = q->count;
-    m.u.queue_declare_ok.consumer_count = q->consumer_count;
-    conn_send_method(c, ch->id, &m);
-    return 0;
-}
-
-static int on_queue_delete(struct channel *ch, const struct amqp_queue_delete *d)
-{
-    amqp_bytes_t name = d->queue;
-    int rc = queue_name(ch, &name);
-    if (rc < 0)
-        return rc;
-    uint32_t n = 0;
-    if (vhost_queue(ch->conn->vhost, name)) { /* deleting a missing queue succeeds */
-        struct queue *q;
-        if ((rc = lookup_queue(ch, name, &q)) < 0)
-            return rc;
-        if (d->if_unused && q->consumer_count)
-            return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "queue '%s' in vhost '%s' in use",
-                            q->name, q->vhost->name);
-        if (d->if_empty && q->count)
-            return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
-                            "queue '%s' in vhost '%s' is not empty", q->name, q->vhost->name);
-        n = queue_delete(q);
-    }
-    if (!d->no_wait) {
-        struct amqp_method m = {.id = AMQP_QUEUE_DELETE_OK};
-        m.u.queue_delete_ok.message_count = n;
-        conn_send_method(ch->conn, ch->id, &m);
-    }
-    return 0;
-}
-
-static int on_queue_purge(struct channel *ch, const struct amqp_queue_purge *p)
-{
-    struct queue *q;
-    int rc = lookup_queue(ch, p->queue, &q);
-    if (rc < 0)
-        return rc;
-    uint32_t n = queue_purge(q);
-    if (!p->no_wait) {
-        struct amqp_method m = {.id = AMQP_QUEUE_PURGE_OK};
-        m.u.queue_purge_ok.message_count = n;
-        conn_send_method(ch->conn, ch->id, &m);
-    }
-    return 0;
 }
 
 /* ---- basic methods ------------------------------------------------------------------- */
@@ -384,7 +260,7 @@ static int on_basic_consume(struct channel *ch, const struct amqp_basic_consume 
 {
     struct conn *c = ch->conn;
     struct queue *q;
-    int rc = lookup_queue(ch, bc->queue, &q);
+    int rc = declare_lookup_queue(ch, bc->queue, &q);
     if (rc < 0)
         return rc;
     char tag[256];
@@ -434,7 +310,7 @@ static int on_basic_cancel(struct channel *ch, const struct amqp_basic_cancel *b
 static int on_basic_get(struct channel *ch, const struct amqp_basic_get *g)
 {
     struct queue *q;
-    int rc = lookup_queue(ch, g->queue, &q);
+    int rc = declare_lookup_queue(ch, g->queue, &q);
     if (rc < 0)
         return rc;
     struct qentry e;
@@ -443,9 +319,9 @@ static int on_basic_get(struct channel *ch, const struct amqp_basic_get *g)
         conn_send_method(ch->conn, ch->id, &m);
         return 0;
     }
-    uint64_t tag = track(ch, NULL, q, e.m, g->no_ack);
+    uint64_t tag = track(ch, NULL, q, &e, g->no_ack);
     if (!tag) {
-        queue_push_front(q, e.m, e.redelivered);
+        queue_requeue(q, e.m, e.seq);
         msg_unref(e.m);
         return -ENOMEM;
     }
@@ -476,13 +352,66 @@ static int on_basic_publish(struct channel *ch, const struct amqp_basic_publish 
 {
     if (p->immediate)
         return conn_err(ch->conn, -WERR_NOT_IMPLEMENTED, "immediate=true");
+    struct vhost *vh = ch->conn->vhost;
+    struct exchange *x = vhost_exchange(vh, p->exchange);
+    if (!x)
+        return conn_err(ch->conn, -WERR_NOT_FOUND, "no exchange '%.*s' in vhost '%s'",
+                        STR(p->exchange), vh->name);
+    if (x->internal)
+        return conn_err(ch->conn, -WERR_ACCESS_REFUSED,
+                        "cannot publish to internal exchange '%s' in vhost '%s'", x->name, vh->name);
     ch->pub_exchange_len = (uint8_t)p->exchange.len;
     memcpy(ch->pub_exchange, p->exchange.ptr, p->exchange.len);
     ch->pub_rk_len = (uint8_t)p->routing_key.len;
     memcpy(ch->pub_rk, p->routing_key.ptr, p->routing_key.len);
     ch->mandatory = p->mandatory;
     ch->ct = CT_HEADER;
+    conn_note_publish(ch->conn);
     return 0;
+}
+
+/* Routes m to its queues (an exchange deleted since basic.publish routes nowhere), returning
+ * it when mandatory and unroutable. */
+static int publish_route(struct channel *ch, struct msg *m)
+{
+    struct exchange *x = vhost_exchange(ch->conn->vhost, msg_exchange(m));
+    int rc = 0;
+    ch->route.n = 0;
+    if (x && (rc = exchange_route(x, m, &ch->route)) < 0)
+        return rc;
+    for (uint32_t i = 0; i < ch->route.n; i++) {
+        struct queue *q = ch->route.q[i];
+        if ((rc = queue_push(q, m)) < 0)
+            return rc;
+        queue_kick(q);
+    }
+    if (ch->route.n == 0 && (m->flags & MSG_MANDATORY)) {
+        struct amqp_method r = {.id = AMQP_BASIC_RETURN};
+        r.u.basic_return.reply_code = 312;
+        r.u.basic_return.reply_text = AMQP_BYTES_LIT("NO_ROUTE");
+        r.u.basic_return.exchange = msg_exchange(m);
+        r.u.basic_return.routing_key = msg_routing_key(m);
+        conn_send_content(ch->conn, ch->id, &r, m);
+    }
+    return 0;
+}
+
+/* Publisher confirms are sent, coalesced with multiple=true, when the connection flushes. */
+static void confirm_publish(struct channel *ch)
+{
+    ch->confirm_upto = ch->publish_seq;
+    conn_want_confirms(ch->conn, ch);
+}
+
+void channel_send_confirms(struct channel *ch)
+{
+    if (ch->confirm_upto <= ch->acked_upto || ch->state != CH_OPEN)
+        return;
+    struct amqp_method m = {.id = AMQP_BASIC_ACK};
+    m.u.basic_ack.delivery_tag = ch->confirm_upto;
+    m.u.basic_ack.multiple = ch->confirm_upto - ch->acked_upto > 1;
+    conn_send_method(ch->conn, ch->id, &m);
+    ch->acked_upto = ch->confirm_upto;
 }
 
 static int publish_complete(struct channel *ch)
@@ -490,45 +419,69 @@ static int publish_complete(struct channel *ch)
     struct msg *m = ch->building;
     ch->building = NULL;
     ch->ct = CT_IDLE;
-    struct vhost *vh = ch->conn->vhost;
-    amqp_bytes_t xname = msg_exchange(m);
-    struct exchange *x = vhost_exchange(vh, xname);
     int rc = 0;
-    if (!x) {
-        rc = conn_err(ch->conn, -WERR_NOT_FOUND, "no exchange '%.*s' in vhost '%s'", STR(xname),
-                      vh->name);
-        goto out;
+    if (ch->tx) {
+        if (ch->tx_nmsgs == ch->tx_msgs_cap) {
+            uint32_t cap = ch->tx_msgs_cap ? ch->tx_msgs_cap * 2 : 16;
+            struct msg **a = realloc(ch->tx_msgs, cap * sizeof *a);
+            if (!a) {
+                msg_unref(m);
+                return -ENOMEM;
+            }
+            ch->tx_msgs = a;
+            ch->tx_msgs_cap = cap;
+        }
+        ch->tx_msgs[ch->tx_nmsgs++] = m; /* the reference moves to the transaction */
+        return 0;
     }
-    if ((rc = exchange_route(x, m, &ch->route)) < 0)
-        goto out;
-    for (uint32_t i = 0; i < ch->route.n; i++) {
-        struct queue *q = ch->route.q[i];
-        if ((rc = queue_push(q, m, false)) < 0)
-            goto out;
-        queue_kick(q);
+    rc = publish_route(ch, m);
+    if (rc == 0 && ch->confirm) {
+        ch->publish_seq++;
+        confirm_publish(ch);
     }
-    if (ch->route.n == 0 && ch->mandatory) {
-        struct amqp_method r = {.id = AMQP_BASIC_RETURN};
-        r.u.basic_return.reply_code = 312;
-        r.u.basic_return.reply_text = AMQP_BYTES_LIT("NO_ROUTE");
-        r.u.basic_return.exchange = xname;
-        r.u.basic_return.routing_key = msg_routing_key(m);
-        conn_send_content(ch->conn, ch->id, &r, m);
-    }
-out:
     msg_unref(m);
     return rc;
+}
+
+/* Builds, in w, a copy of the content header whose headers table lacks the BCC entry. */
+static int strip_bcc(const struct amqp_content_header *h, struct amqp_wbuf *w)
+{
+    struct amqp_basic_props props = h->props;
+    struct amqp_wbuf t = {0};
+    struct amqp_table_iter it;
+    amqp_bytes_t key;
+    struct amqp_field v;
+    amqp_table_iter_init(&it, props.headers);
+    const uint8_t *at = it.p;
+    while (amqp_table_next(&it, &key, &v) > 0) {
+        if (!amqp_bytes_eq_str(key, "BCC")) {
+            uint8_t *d = amqp_wbuf_grow(&t, (size_t)(it.p - at));
+            if (d)
+                memcpy(d, at, (size_t)(it.p - at));
+        }
+        at = it.p;
+    }
+    props.headers = (amqp_bytes_t){t.data, (uint32_t)t.len};
+    long n = t.failed ? -1 : amqp_content_header_size(&props);
+    uint8_t *d = n > 0 ? amqp_wbuf_grow(w, (size_t)n) : NULL;
+    if (d)
+        amqp_content_header_encode(&props, h->body_size, d);
+    amqp_wbuf_free(&t);
+    return d ? 0 : -ENOMEM;
 }
 
 int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t len)
 {
     struct conn *c = ch->conn;
-    if (ch->ct != CT_HEADER)
-        return conn_err(c, -WERR_UNEXPECTED_FRAME, "expected method frame, got non method frame instead");
     struct amqp_content_header h;
     int st = amqp_content_header_decode(payload, len, &h);
+    if (st == AMQP_E_CLASS)
+        return conn_err(c, -WERR_UNEXPECTED_FRAME,
+                        "expected content header for class 60, got one for class %u instead",
+                        rd16(payload));
     if (st < 0)
-        return conn_err(c, -WERR_SYNTAX_ERROR, "malformed content header: %s", amqp_strerror(st));
+        return conn_err(c, -WERR_FRAME_ERROR, "cannot decode the content header: %s",
+                        amqp_strerror(st));
     if (h.body_size > c->srv->cfg.max_message_size) {
         ch->ct = CT_IDLE;
         return conn_err(c, -WERR_PRECONDITION_FAILED,
@@ -536,11 +489,41 @@ int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t l
                         (unsigned long long)h.body_size,
                         (unsigned long long)c->srv->cfg.max_message_size);
     }
+    if ((h.props.flags & AMQP_P_USER_ID) && !amqp_bytes_eq_str(h.props.user_id, c->user)) {
+        ch->ct = CT_IDLE;
+        return conn_err(c, -WERR_PRECONDITION_FAILED,
+                        "user_id property set to '%.*s' but authenticated user was '%s'",
+                        STR(h.props.user_id), c->user);
+    }
+    amqp_bytes_t header = {payload, len}, bcc = {NULL, 0};
+    struct amqp_wbuf rebuilt = {0};
+    struct amqp_field f;
+    uint8_t flags = ch->mandatory ? MSG_MANDATORY : 0;
+    if (h.props.flags & AMQP_P_HEADERS) {
+        static const char *const sel[] = {"CC", "BCC"};
+        for (int i = 0; i < 2; i++)
+            if (amqp_table_get(h.props.headers, sel[i], &f) == 1 && f.type != 'A') {
+                ch->ct = CT_IDLE;
+                return conn_err(c, -WERR_PRECONDITION_FAILED,
+                                "invalid message: {unacceptable_type_in_header,\"%s\",%s}",
+                                sel[i], args_type_name(f.type));
+            }
+        if (amqp_table_get(h.props.headers, "CC", &f) == 1)
+            flags |= MSG_HAS_CC;
+        if (amqp_table_get(h.props.headers, "BCC", &f) == 1) {
+            bcc = f.v.bytes;
+            if (strip_bcc(&h, &rebuilt) < 0)
+                return -ENOMEM;
+            header = (amqp_bytes_t){rebuilt.data, (uint32_t)rebuilt.len};
+        }
+    }
     struct msg *m = msg_new((amqp_bytes_t){(const uint8_t *)ch->pub_exchange, ch->pub_exchange_len},
-                            (amqp_bytes_t){(const uint8_t *)ch->pub_rk, ch->pub_rk_len},
-                            (amqp_bytes_t){payload, len}, h.body_size);
+                            (amqp_bytes_t){(const uint8_t *)ch->pub_rk, ch->pub_rk_len}, header,
+                            bcc, h.body_size);
+    amqp_wbuf_free(&rebuilt);
     if (!m)
         return -ENOMEM;
+    m->flags = flags;
     if (h.props.flags & AMQP_P_DELIVERY_MODE)
         m->delivery_mode = h.props.delivery_mode;
     if (h.props.flags & AMQP_P_PRIORITY)
@@ -555,16 +538,92 @@ int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t l
 int channel_handle_body(struct channel *ch, const uint8_t *payload, uint32_t len)
 {
     struct conn *c = ch->conn;
-    if (ch->ct != CT_BODY)
-        return conn_err(c, -WERR_UNEXPECTED_FRAME, "expected method frame, got non method frame instead");
     struct msg *m = ch->building;
     if (len > m->body_size - m->body_have)
-        return conn_err(c, -WERR_FRAME_ERROR, "content body exceeds the declared size %llu",
+        return conn_err(c, -WERR_UNEXPECTED_FRAME, "content body exceeds the declared size %llu",
                         (unsigned long long)m->body_size);
     memcpy(m->body + m->body_have, payload, len);
     m->body_have += len;
     if (m->body_have == m->body_size)
         return publish_complete(ch);
+    return 0;
+}
+
+/* ---- acks, transactions, confirms ---------------------------------------------------- */
+
+/* basic.ack / nack / reject: settled now, or at tx.commit in a transaction. */
+static int on_settle(struct channel *ch, uint64_t tag, bool multiple, enum settle how)
+{
+    if (!ch->tx)
+        return settle_tags(ch, tag, multiple, how);
+    if (!(multiple && tag == 0) &&
+        (tag < ch->first_tag || tag - ch->first_tag >= ch->count ||
+         !ring_at(ch, (uint32_t)(tag - ch->first_tag))->live))
+        return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "unknown delivery tag %llu",
+                        (unsigned long long)tag);
+    if (ch->tx_nacks == ch->tx_acks_cap) {
+        uint32_t cap = ch->tx_acks_cap ? ch->tx_acks_cap * 2 : 16;
+        struct tx_ack *a = realloc(ch->tx_acks, cap * sizeof *a);
+        if (!a)
+            return -ENOMEM;
+        ch->tx_acks = a;
+        ch->tx_acks_cap = cap;
+    }
+    ch->tx_acks[ch->tx_nacks++] = (struct tx_ack){tag, multiple, (uint8_t)how};
+    return 0;
+}
+
+static void tx_discard(struct channel *ch)
+{
+    for (uint32_t i = 0; i < ch->tx_nmsgs; i++)
+        msg_unref(ch->tx_msgs[i]);
+    ch->tx_nmsgs = 0;
+    ch->tx_nacks = 0;
+}
+
+static int on_tx(struct channel *ch, uint32_t id)
+{
+    struct amqp_method ok = {0};
+    int rc = 0;
+    if (id == AMQP_TX_SELECT) {
+        if (ch->confirm)
+            return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
+                            "cannot switch from confirm to tx mode");
+        ch->tx = true;
+        ok.id = AMQP_TX_SELECT_OK;
+    } else if (!ch->tx) {
+        return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "channel is not transactional");
+    } else if (id == AMQP_TX_COMMIT) {
+        for (uint32_t i = 0; i < ch->tx_nmsgs && rc == 0; i++)
+            rc = publish_route(ch, ch->tx_msgs[i]);
+        for (uint32_t i = 0; i < ch->tx_nacks; i++) {
+            struct tx_ack *a = &ch->tx_acks[i];
+            /* A tag settled earlier in the same transaction is skipped, not an error. */
+            if (a->multiple || (a->tag >= ch->first_tag && a->tag - ch->first_tag < ch->count &&
+                                ring_at(ch, (uint32_t)(a->tag - ch->first_tag))->live))
+                settle_tags(ch, a->tag, a->multiple, (enum settle)a->how);
+        }
+        ok.id = AMQP_TX_COMMIT_OK;
+    } else {
+        ok.id = AMQP_TX_ROLLBACK_OK;
+    }
+    tx_discard(ch);
+    if (rc < 0)
+        return rc;
+    conn_send_method(ch->conn, ch->id, &ok);
+    return 0;
+}
+
+static int on_confirm_select(struct channel *ch, const struct amqp_confirm_select *s)
+{
+    if (ch->tx)
+        return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
+                        "cannot switch from tx to confirm mode");
+    ch->confirm = true;
+    if (!s->nowait) {
+        struct amqp_method ok = {.id = AMQP_CONFIRM_SELECT_OK};
+        conn_send_method(ch->conn, ch->id, &ok);
+    }
     return 0;
 }
 
@@ -582,27 +641,31 @@ int channel_handle_method(struct channel *ch, const struct amqp_method *m)
         conn_send_method(c, ch->id, &ok);
         return 0;
     }
-    case AMQP_QUEUE_DECLARE: return on_queue_declare(ch, &m->u.queue_declare);
-    case AMQP_QUEUE_DELETE: return on_queue_delete(ch, &m->u.queue_delete);
-    case AMQP_QUEUE_PURGE: return on_queue_purge(ch, &m->u.queue_purge);
     case AMQP_BASIC_QOS: return on_basic_qos(ch, &m->u.basic_qos);
     case AMQP_BASIC_CONSUME: return on_basic_consume(ch, &m->u.basic_consume);
     case AMQP_BASIC_CANCEL: return on_basic_cancel(ch, &m->u.basic_cancel);
     case AMQP_BASIC_PUBLISH: return on_basic_publish(ch, &m->u.basic_publish);
     case AMQP_BASIC_GET: return on_basic_get(ch, &m->u.basic_get);
     case AMQP_BASIC_ACK:
-        return settle_tags(ch, m->u.basic_ack.delivery_tag, m->u.basic_ack.multiple, SETTLE_ACK);
+        return on_settle(ch, m->u.basic_ack.delivery_tag, m->u.basic_ack.multiple, SETTLE_ACK);
     case AMQP_BASIC_REJECT:
-        return settle_tags(ch, m->u.basic_reject.delivery_tag, false,
-                           m->u.basic_reject.requeue ? SETTLE_REQUEUE : SETTLE_DROP);
+        return on_settle(ch, m->u.basic_reject.delivery_tag, false,
+                         m->u.basic_reject.requeue ? SETTLE_REQUEUE : SETTLE_DROP);
     case AMQP_BASIC_NACK:
-        return settle_tags(ch, m->u.basic_nack.delivery_tag, m->u.basic_nack.multiple,
-                           m->u.basic_nack.requeue ? SETTLE_REQUEUE : SETTLE_DROP);
+        return on_settle(ch, m->u.basic_nack.delivery_tag, m->u.basic_nack.multiple,
+                         m->u.basic_nack.requeue ? SETTLE_REQUEUE : SETTLE_DROP);
+    case AMQP_TX_SELECT:
+    case AMQP_TX_COMMIT:
+    case AMQP_TX_ROLLBACK: return on_tx(ch, m->id);
+    case AMQP_CONFIRM_SELECT: return on_confirm_select(ch, &m->u.confirm_select);
     case AMQP_BASIC_RECOVER: return on_basic_recover(ch, m->u.basic_recover.requeue, true);
     case AMQP_BASIC_RECOVER_ASYNC:
         return on_basic_recover(ch, m->u.basic_recover_async.requeue, false);
-    default:
-        return conn_err(c, -WERR_NOT_IMPLEMENTED, "%s is not implemented yet",
-                        amqp_method_name(m->id));
+    default: {
+        int rc = declare_method(ch, m);
+        if (rc != 1)
+            return rc;
+        return conn_err(c, -WERR_COMMAND_INVALID, "unimplemented method");
+    }
     }
 }

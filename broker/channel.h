@@ -12,6 +12,7 @@ struct conn;
 struct msg;
 struct queue;
 struct consumer;
+struct qentry;
 
 enum channel_state { CH_OPEN, CH_CLOSING /* channel.close sent, waiting for close-ok */ };
 enum content_state { CT_IDLE, CT_HEADER, CT_BODY };
@@ -21,6 +22,7 @@ struct delivery {
     struct msg *m;          /* ref */
     struct queue *q;        /* ref */
     struct consumer *c;     /* ref, NULL for basic.get */
+    uint64_t seq;           /* the message's place in q, for requeue */
     bool live;              /* false once acked, or for no-ack deliveries */
 };
 
@@ -40,12 +42,24 @@ struct channel {
     /* Unacked ring: tag of ring[head] is first_tag. */
     struct delivery *ring; /* owned */
     uint32_t cap, head, count, live;
+    uint32_t consumer_live; /* live entries that came from consumers (not basic.get) */
     uint64_t first_tag, next_tag;
 
     struct list consumers;  /* of consumer.chlink */
     uint32_t prefetch;      /* basic.qos global=false: for consumers created afterwards */
     uint32_t global_prefetch;
     char last_queue[256];   /* name of the last declared queue ("" for none) */
+
+    /* Publisher confirms: sequence numbers of publishes, and how far acks have gone. */
+    bool confirm, tx;
+    uint64_t publish_seq, confirm_upto, acked_upto;
+    struct list confirm_link; /* in conn.confirms while acks wait for the flush */
+
+    /* Transaction: publishes (refs) and acks held until tx.commit. */
+    struct msg **tx_msgs; /* owned array of refs */
+    uint32_t tx_nmsgs, tx_msgs_cap;
+    struct tx_ack { uint64_t tag; bool multiple; uint8_t how; } *tx_acks; /* owned */
+    uint32_t tx_nacks, tx_acks_cap;
     struct route route;     /* scratch for routing */
 };
 
@@ -58,9 +72,12 @@ int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t l
 int channel_handle_body(struct channel *ch, const uint8_t *payload, uint32_t len);
 /* True when the channel may take one more delivery for consumer c now. */
 bool channel_can_deliver(const struct channel *ch, const struct consumer *c);
-/* Sends basic.deliver for m from q to consumer c, recording it unless no-ack. */
-void channel_deliver(struct channel *ch, struct consumer *c, struct queue *q, struct msg *m,
-                     bool redelivered);
+/* Sends basic.deliver for entry e (popped from q; the caller keeps its reference) to
+ * consumer c, recording it unless no-ack. */
+void channel_deliver(struct channel *ch, struct consumer *c, struct queue *q,
+                     const struct qentry *e);
+/* Sends the publisher confirms decided since the last flush (one basic.ack, multiple). */
+void channel_send_confirms(struct channel *ch);
 /* Tells the client its consumer was cancelled by the broker (queue deleted). */
 void channel_consumer_cancelled(struct channel *ch, struct consumer *c);
 

@@ -27,6 +27,7 @@
 static void close_socket(struct conn *c);
 static void channels_teardown(struct conn *c);
 static void on_close_timeout(uv_timer_t *t);
+static void update_reading(struct conn *c);
 
 /* ---- output ---------------------------------------------------------------------- */
 
@@ -113,12 +114,46 @@ static void send_heartbeat(struct conn *c)
     want_flush(c);
 }
 
+/* The slot of channel id, allocating its page when `create`; NULL when absent. */
+static struct channel **chslot(struct conn *c, uint16_t id, bool create)
+{
+    struct channel ***page = &c->chpages[id >> 8];
+    if (!*page) {
+        if (!create)
+            return NULL;
+        *page = calloc(256, sizeof **page);
+        if (!*page)
+            return NULL;
+    }
+    return &(*page)[id & 255];
+}
+
+static struct channel *get_channel(struct conn *c, uint16_t id)
+{
+    struct channel **slot = chslot(c, id, false);
+    return slot ? *slot : NULL;
+}
+
+/* Frees channel `id` and empties its slot. */
+static void drop_channel(struct conn *c, uint16_t id)
+{
+    struct channel **slot = chslot(c, id, false);
+    if (slot && *slot) {
+        channel_free(*slot);
+        *slot = NULL;
+        c->nchannels--;
+    }
+}
+
+#define FOREACH_CHANNEL(c, ch)                                                                   \
+    for (uint32_t p_ = 0; p_ < 256; p_++)                                                        \
+        for (uint32_t i_ = 0; c->chpages[p_] && i_ < 256; i_++)                                  \
+            if ((ch = c->chpages[p_][i_]) != NULL)
+
 static void kick_consumer_queues(struct conn *c)
 {
-    for (uint32_t i = 0; i < c->nchannels_alloc; i++) {
-        struct channel *ch = c->channels[i];
-        if (!ch)
-            continue;
+    struct channel *ch;
+    FOREACH_CHANNEL(c, ch) {
         struct list *pos, *tmp;
         list_foreach_safe(pos, tmp, &ch->consumers)
             queue_kick(list_entry(pos, struct consumer, chlink)->q);
@@ -145,8 +180,20 @@ static void on_write_done(uv_write_t *req, int status)
     conn_flush(c);
 }
 
+void conn_want_confirms(struct conn *c, struct channel *ch)
+{
+    if (list_empty(&ch->confirm_link))
+        list_insert_tail(&c->confirms, &ch->confirm_link);
+    want_flush(c);
+}
+
 void conn_flush(struct conn *c)
 {
+    while (!list_empty(&c->confirms)) {
+        struct channel *ch = list_entry(c->confirms.next, struct channel, confirm_link);
+        list_remove(&ch->confirm_link);
+        channel_send_confirms(ch);
+    }
     if (c->writing || c->state == CONN_CLOSED)
         return;
     struct outbuf *ob = fill_buf(c);
@@ -202,18 +249,38 @@ static void send_close(struct conn *c, uint16_t ch, int rc, uint32_t method)
     conn_send_method(c, ch, &m);
 }
 
+/* Handshake errors before tuning is done get no connection.close: like RabbitMQ, stop reading
+ * and drop the socket after 3 s (which also slows down password guessing). */
+static void silent_close(struct conn *c, int rc)
+{
+    log_warn("connection %llu (%s): handshake failed: %s - %s; closing in 3 s",
+             (unsigned long long)c->id, c->peer, err_info(rc)->text,
+             c->err_text[0] ? c->err_text : err_str(rc));
+    c->err_text[0] = 0;
+    c->state = CONN_CLOSING;
+    c->read_done = true;
+    update_reading(c);
+    uv_timer_stop(&c->timer);
+    uv_timer_start(&c->timer, on_close_timeout, 3000, 0);
+}
+
 void conn_fail(struct conn *c, uint16_t ch, int rc, uint32_t method)
 {
     if (c->state >= CONN_CLOSING)
         return;
+    if (c->state < CONN_OPENING && rc != -WERR_LOGIN_REFUSED) {
+        silent_close(c, rc);
+        return;
+    }
     const struct werr_info *e = err_info(rc);
     if (!err_is_werr(rc)) {
         log_error("connection %llu (%s): internal error: %s", (unsigned long long)c->id,
                   c->peer, err_str(rc));
         c->err_text[0] = 0;
     }
-    if (e->scope == CHANNEL && ch != 0 && ch < c->nchannels_alloc && c->channels[ch]) {
-        struct channel *chan = c->channels[ch];
+    struct channel **slot = ch ? chslot(c, ch, false) : NULL;
+    if (e->scope == CHANNEL && slot && *slot) {
+        struct channel *chan = *slot;
         log_debug("connection %llu: channel %u error %u: %s", (unsigned long long)c->id, ch,
                   e->reply_code, c->err_text);
         send_close(c, ch, rc, method);
@@ -222,7 +289,9 @@ void conn_fail(struct conn *c, uint16_t ch, int rc, uint32_t method)
         chan = channel_new(c, ch);
         if (chan)
             chan->state = CH_CLOSING;
-        c->channels[ch] = chan;
+        else
+            c->nchannels--;
+        *slot = chan;
         c->err_text[0] = 0;
         return;
     }
@@ -246,10 +315,15 @@ static void on_close_timeout(uv_timer_t *t)
 
 static void channels_teardown(struct conn *c)
 {
-    for (uint32_t i = 0; i < c->nchannels_alloc; i++) {
-        channel_free(c->channels[i]);
-        c->channels[i] = NULL;
+    for (uint32_t p = 0; p < 256; p++) {
+        if (!c->chpages[p])
+            continue;
+        for (uint32_t i = 0; i < 256; i++)
+            channel_free(c->chpages[p][i]);
+        free(c->chpages[p]);
+        c->chpages[p] = NULL;
     }
+    c->nchannels = 0;
     /* Exclusive queues die with their owner. */
     struct vhost *vh = c->vhost;
     if (!vh)
@@ -269,7 +343,6 @@ static void on_handle_closed(uv_handle_t *h)
         return;
     outbuf_free(&c->out[0]);
     outbuf_free(&c->out[1]);
-    free(c->channels);
     free(c->in);
     free(c);
 }
@@ -282,6 +355,7 @@ static void close_socket(struct conn *c)
     channels_teardown(c);
     list_remove(&c->link);
     list_remove(&c->flush_link);
+    list_remove(&c->pause_link);
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -352,6 +426,8 @@ static void read_client_capabilities(struct conn *c, amqp_bytes_t client_props)
         c->cap_consumer_cancel_notify = v.v.b;
     if (amqp_table_get(caps.v.bytes, "authentication_failure_close", &v) == 1 && v.type == 't')
         c->cap_auth_failure_close = v.v.b;
+    if (amqp_table_get(caps.v.bytes, "connection.blocked", &v) == 1 && v.type == 't')
+        c->cap_connection_blocked = v.v.b;
 }
 
 static int on_start_ok(struct conn *c, const struct amqp_connection_start_ok *so)
@@ -360,15 +436,22 @@ static int on_start_ok(struct conn *c, const struct amqp_connection_start_ok *so
     const char *why = "";
     int rc = auth_login(so->mechanism, so->response, c->loopback, c->user, sizeof c->user, &why);
     if (rc == -WERR_COMMAND_INVALID)
-        return conn_err(c, rc, "unknown authentication mechanism '%.*s'", (int)so->mechanism.len,
+        return conn_err(c, rc, "%s (mechanism '%.*s')", why, (int)so->mechanism.len,
                         (const char *)so->mechanism.ptr);
     if (rc < 0) {
         log_warn("connection %llu (%s): login refused (%.*s): %s", (unsigned long long)c->id,
                  c->peer, (int)so->mechanism.len, (const char *)so->mechanism.ptr, why);
-        return conn_err(c, rc,
-                        "Login was refused using authentication mechanism %.*s. For details see "
-                        "the broker logfile.",
-                        (int)so->mechanism.len, (const char *)so->mechanism.ptr);
+        if (!c->cap_auth_failure_close) {
+            /* Clients that did not ask for a close on auth failure expect the socket to drop. */
+            silent_close(c, rc);
+            return 0;
+        }
+        conn_err(c, rc,
+                 "Login was refused using authentication mechanism %.*s. For details see the "
+                 "broker logfile.",
+                 (int)so->mechanism.len, (const char *)so->mechanism.ptr);
+        conn_fail(c, 0, rc, 0); /* RabbitMQ names no method here */
+        return 0;
     }
     struct amqp_method m = {.id = AMQP_CONNECTION_TUNE};
     m.u.connection_tune.channel_max = c->srv->cfg.channel_max;
@@ -382,7 +465,7 @@ static int on_start_ok(struct conn *c, const struct amqp_connection_start_ok *so
 static int on_tune_ok(struct conn *c, const struct amqp_connection_tune_ok *t)
 {
     const struct config *cfg = &c->srv->cfg;
-    if (t->frame_max != 0 && t->frame_max < AMQP_FRAME_MIN_SIZE)
+    if (t->frame_max < AMQP_FRAME_MIN_SIZE)
         return conn_err(c, -WERR_NOT_ALLOWED, "frame_max=%u < %u min size", t->frame_max,
                         AMQP_FRAME_MIN_SIZE);
     if (t->frame_max > cfg->frame_max)
@@ -406,10 +489,6 @@ static int on_open(struct conn *c, const struct amqp_connection_open *o)
     if (!vh)
         return conn_err(c, -WERR_NOT_ALLOWED, "vhost %.*s not found", (int)o->virtual_host.len,
                         (const char *)o->virtual_host.ptr);
-    c->channels = calloc((size_t)c->channel_max + 1, sizeof *c->channels);
-    if (!c->channels)
-        return -ENOMEM;
-    c->nchannels_alloc = (uint32_t)c->channel_max + 1;
     c->vhost = vh;
     c->state = CONN_OPEN;
     struct amqp_method m = {.id = AMQP_CONNECTION_OPEN_OK};
@@ -452,10 +531,12 @@ static void on_timer(uv_timer_t *t)
 static int decode_error(struct conn *c, int status, const struct amqp_frame *f)
 {
     if (status == AMQP_E_METHOD)
-        return conn_err(c, -WERR_COMMAND_INVALID, "unknown method (class %u, method %u)",
+        return conn_err(c, -WERR_NOT_IMPLEMENTED, "unknown method (class %u, method %u)",
                         f->size >= 2 ? rd16(f->payload) : 0,
                         f->size >= 4 ? rd16(f->payload + 2) : 0);
-    return conn_err(c, -WERR_SYNTAX_ERROR, "malformed frame on channel %u: %s", f->channel,
+    /* RabbitMQ reports undecodable arguments as a frame error. */
+    return conn_err(c, -WERR_FRAME_ERROR, "cannot decode %s on channel %u: %s",
+                    f->size >= 4 ? amqp_method_name(rd32(f->payload)) : "method", f->channel,
                     amqp_strerror(status));
 }
 
@@ -479,8 +560,10 @@ static int handle_connection_method(struct conn *c, const struct amqp_method *m)
     case AMQP_CONNECTION_UNBLOCKED:
         return 0;
     default:
-        return conn_err(c, -WERR_COMMAND_INVALID, "%s on channel 0 is not allowed now",
-                        amqp_method_name(m->id));
+        if (m->id >> 16 == AMQP_CLASS_CONNECTION)
+            return conn_err(c, -WERR_COMMAND_INVALID, "%s not expected now",
+                            amqp_method_name(m->id));
+        return conn_err(c, -WERR_CHANNEL_ERROR, "unexpected method in connection state running");
     }
 }
 
@@ -536,10 +619,7 @@ static void handle_closing(struct conn *c, const struct amqp_frame *f)
 static int handle_channel_frame(struct conn *c, const struct amqp_frame *f)
 {
     uint16_t id = f->channel;
-    if (id > c->channel_max)
-        return conn_err(c, -WERR_CHANNEL_ERROR, "channel %u out of range (channel_max %u)", id,
-                        c->channel_max);
-    struct channel *ch = c->channels[id];
+    struct channel *ch = get_channel(c, id);
     struct amqp_method m;
     if (f->type == AMQP_FRAME_METHOD) {
         int st = amqp_method_decode(f->payload, f->size, &m);
@@ -550,8 +630,7 @@ static int handle_channel_frame(struct conn *c, const struct amqp_frame *f)
         if (f->type != AMQP_FRAME_METHOD)
             return 0;
         if (m.id == AMQP_CHANNEL_CLOSE_OK) {
-            channel_free(ch);
-            c->channels[id] = NULL;
+            drop_channel(c, id);
         } else if (m.id == AMQP_CHANNEL_CLOSE) {
             struct amqp_method ok = {.id = AMQP_CHANNEL_CLOSE_OK};
             conn_send_method(c, id, &ok);
@@ -561,27 +640,41 @@ static int handle_channel_frame(struct conn *c, const struct amqp_frame *f)
     if (!ch) {
         if (f->type != AMQP_FRAME_METHOD || m.id != AMQP_CHANNEL_OPEN)
             return conn_err(c, -WERR_CHANNEL_ERROR, "expected 'channel.open'");
-        ch = channel_new(c, id);
+        if (c->nchannels >= c->channel_max) {
+            conn_err(c, -WERR_NOT_ALLOWED,
+                     "number of channels opened (%u) has reached the negotiated channel_max (%u)",
+                     c->nchannels, c->channel_max);
+            conn_fail(c, 0, -WERR_NOT_ALLOWED, 0); /* RabbitMQ names no method here */
+            return 0;
+        }
+        struct channel **slot = chslot(c, id, true);
+        ch = slot ? channel_new(c, id) : NULL;
         if (!ch)
             return -ENOMEM;
-        c->channels[id] = ch;
+        *slot = ch;
+        c->nchannels++;
         struct amqp_method ok = {.id = AMQP_CHANNEL_OPEN_OK};
         conn_send_method(c, id, &ok);
         return 0;
     }
     int rc;
+    /* Content frames must follow their method without other frames on the channel between. */
+    if (ch->ct == CT_HEADER && f->type != AMQP_FRAME_HEADER) {
+        conn_fail(c, 0, conn_err(c, -WERR_UNEXPECTED_FRAME, "expected content header for class 60, "
+                                 "got non content header frame instead"), AMQP_BASIC_PUBLISH);
+        return 0;
+    }
+    if (ch->ct == CT_BODY && f->type != AMQP_FRAME_BODY) {
+        conn_fail(c, 0, conn_err(c, -WERR_UNEXPECTED_FRAME, "expected content body, "
+                                 "got non content body frame instead"), AMQP_BASIC_PUBLISH);
+        return 0;
+    }
     switch (f->type) {
     case AMQP_FRAME_METHOD:
-        if (ch->ct != CT_IDLE)
-            return conn_err(c, -WERR_UNEXPECTED_FRAME,
-                            "expected content %s for class 60, got non content %s frame instead",
-                            ch->ct == CT_HEADER ? "header" : "body",
-                            ch->ct == CT_HEADER ? "header" : "body");
         if (m.id == AMQP_CHANNEL_OPEN)
             return conn_err(c, -WERR_CHANNEL_ERROR, "second 'channel.open' seen");
         if (m.id == AMQP_CHANNEL_CLOSE) {
-            channel_free(ch);
-            c->channels[id] = NULL;
+            drop_channel(c, id);
             struct amqp_method ok = {.id = AMQP_CHANNEL_CLOSE_OK};
             conn_send_method(c, id, &ok);
             return 0;
@@ -593,17 +686,18 @@ static int handle_channel_frame(struct conn *c, const struct amqp_frame *f)
             conn_fail(c, id, rc, m.id);
         return 0;
     case AMQP_FRAME_HEADER:
-        rc = channel_handle_header(ch, f->payload, f->size);
-        break;
     case AMQP_FRAME_BODY:
-        rc = channel_handle_body(ch, f->payload, f->size);
-        break;
+        if (ch->ct == CT_IDLE)
+            return conn_err(c, -WERR_UNEXPECTED_FRAME,
+                            "expected method frame, got non method frame instead");
+        rc = f->type == AMQP_FRAME_HEADER ? channel_handle_header(ch, f->payload, f->size)
+                                          : channel_handle_body(ch, f->payload, f->size);
+        if (rc < 0)
+            conn_fail(c, id, rc, AMQP_BASIC_PUBLISH);
+        return 0;
     default:
-        return conn_err(c, -WERR_FRAME_ERROR, "heartbeat frame on channel %u", id);
+        return conn_err(c, -WERR_UNEXPECTED_FRAME, "heartbeat frame on channel %u", id);
     }
-    if (rc < 0)
-        conn_fail(c, id, rc, AMQP_BASIC_PUBLISH);
-    return 0;
 }
 
 /* Handles one frame; returns an error that closes the connection, or 0. */
@@ -617,7 +711,8 @@ static int handle_frame(struct conn *c, const struct amqp_frame *f)
         return handle_handshake(c, f);
     if (f->type == AMQP_FRAME_HEARTBEAT) {
         if (f->channel != 0)
-            return conn_err(c, -WERR_FRAME_ERROR, "heartbeat frame on channel %u", f->channel);
+            return conn_err(c, -WERR_UNEXPECTED_FRAME, "heartbeat frame on channel %u",
+                            f->channel);
         return 0;
     }
     if (f->channel == 0) {
@@ -633,6 +728,52 @@ static int handle_frame(struct conn *c, const struct amqp_frame *f)
 }
 
 /* ---- reading --------------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Starts or stops reading to match the state: not after the last frame we want, not while
+ * blocked by the memory alarm, not past this turn's read budget. */
+static void update_reading(struct conn *c)
+{
+    bool want = c->state != CONN_CLOSED && !c->read_done && !c->blocked &&
+                (c->turn != c->srv->turn || c->turn_bytes < c->srv->cfg.read_budget);
+    if (want == c->reading)
+        return;
+    c->reading = want;
+    if (want)
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    else
+        uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void conn_resume(struct conn *c)
+{
+    c->turn_bytes = 0;
+    c->turn = c->srv->turn;
+    update_reading(c);
+}
+
+void conn_set_blocked(struct conn *c, bool on)
+{
+    if (on == c->blocked || (on && (!c->publisher || c->state != CONN_OPEN)))
+        return;
+    c->blocked = on;
+    if (c->cap_connection_blocked && c->state == CONN_OPEN) {
+        struct amqp_method m = {.id = on ? AMQP_CONNECTION_BLOCKED : AMQP_CONNECTION_UNBLOCKED};
+        if (on)
+            m.u.connection_blocked.reason = AMQP_BYTES_LIT("low on memory");
+        conn_send_method(c, 0, &m);
+    }
+    update_reading(c);
+}
+
+void conn_note_publish(struct conn *c)
+{
+    c->publisher = true;
+    if (c->srv->mem_alarm && !c->blocked)
+        conn_set_blocked(c, true);
+}
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -655,16 +796,19 @@ static void process_input(struct conn *c)
             outbuf_append(fill_buf(c), amqp_protocol_header, AMQP_PROTOCOL_HEADER_SIZE);
             c->close_after_flush = true;
             c->state = CONN_CLOSING;
-            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->read_done = true;
+            update_reading(c);
             want_flush(c);
             return;
         }
         off = AMQP_PROTOCOL_HEADER_SIZE;
         send_start(c);
     }
-    /* Until tune-ok the frame limit is the server's. */
-    uint32_t frame_max = c->state >= CONN_OPENING && c->state != CONN_CLOSING ? c->frame_max
-                                                                                 : c->srv->cfg.frame_max;
+    /* Until tune-ok the frame limit is the server's. Like RabbitMQ, accept payloads of up to
+     * frame_max octets (some old clients forget the 8 octets of frame overhead). */
+    uint32_t frame_max = (c->state >= CONN_OPENING && c->state != CONN_CLOSING
+                              ? c->frame_max
+                              : c->srv->cfg.frame_max) + AMQP_FRAME_OVERHEAD;
     while (c->state != CONN_CLOSED && !c->close_after_flush) {
         struct amqp_frame f;
         long n = amqp_frame_parse(c->in + off, c->in_len - off, frame_max, &f);
@@ -687,7 +831,7 @@ static void process_input(struct conn *c)
             break;
         }
         if (c->state == CONN_OPEN)
-            frame_max = c->frame_max;
+            frame_max = c->frame_max + AMQP_FRAME_OVERHEAD;
     }
     if (c->state == CONN_CLOSED)
         return;
@@ -717,7 +861,22 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     c->in_len += (size_t)nread;
     c->last_recv_ms = uv_now(c->srv->loop);
+    if (c->turn != c->srv->turn) {
+        c->turn = c->srv->turn;
+        c->turn_bytes = 0;
+    }
+    c->turn_bytes += (size_t)nread;
     process_input(c);
+    if (c->state == CONN_CLOSED)
+        return;
+    /* One busy publisher must not take every loop turn: past the budget, wait for the next. */
+    if (c->turn_bytes >= c->srv->cfg.read_budget) {
+        update_reading(c);
+        if (list_empty(&c->pause_link))
+            list_insert_tail(&c->srv->paused, &c->pause_link);
+    } else if (c->blocked) {
+        update_reading(c);
+    }
 }
 
 static void describe_peer(struct conn *c)
@@ -754,10 +913,12 @@ void conn_accept(struct server *s, uv_stream_t *listener)
     }
     c->srv = s;
     c->id = ++s->seq;
-    c->in_cap = (size_t)s->cfg.frame_max + 4096;
+    c->in_cap = (size_t)s->cfg.frame_max + 2 * AMQP_FRAME_OVERHEAD + 4096;
     c->in = malloc(c->in_cap);
     c->out[0].pool = c->out[1].pool = &s->opool;
     list_init(&c->flush_link);
+    list_init(&c->pause_link);
+    list_init(&c->confirms);
     if (!c->in) {
         free(c);
         log_error("cannot accept a connection: out of memory");
@@ -778,6 +939,7 @@ void conn_accept(struct server *s, uv_stream_t *listener)
     c->last_recv_ms = c->last_send_ms = uv_now(s->loop);
     c->state = CONN_HEADER;
     uv_timer_start(&c->timer, on_timer, s->cfg.handshake_timeout_ms, 0);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    c->turn = s->turn;
+    update_reading(c);
     log_debug("connection %llu: accepted from %s", (unsigned long long)c->id, c->peer);
 }

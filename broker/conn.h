@@ -31,7 +31,14 @@ struct conn {
     struct server *srv; /* borrowed: outlives connections */
     struct list link;   /* in srv->conns */
     struct list flush_link; /* in srv->flush while output waits for the before-sleep hook */
+    struct list pause_link; /* in srv->paused while the read budget is used up */
     bool writing, close_after_flush, loopback, throttled;
+    bool reading;       /* uv_read_start is in effect */
+    bool read_done;     /* never read again (bad header, silent handshake close) */
+    bool publisher;     /* has published: the memory alarm blocks it */
+    bool blocked;       /* blocked by the memory alarm */
+    uint64_t turn;      /* srv->turn when turn_bytes was last reset */
+    size_t turn_bytes;  /* bytes read during that turn */
     int handles_open;   /* uv handles still to close before free */
     uint64_t id;
     enum conn_state state;
@@ -43,7 +50,7 @@ struct conn {
     uint16_t channel_max;
     uint32_t frame_max;
     uint16_t heartbeat;
-    bool cap_consumer_cancel_notify, cap_auth_failure_close;
+    bool cap_consumer_cancel_notify, cap_auth_failure_close, cap_connection_blocked;
 
     /* Input: frames are parsed in place from in[0..in_len). */
     uint8_t *in; /* owned */
@@ -55,12 +62,22 @@ struct conn {
     int fill;
     uv_write_t wreq;
 
-    struct channel **channels; /* owned array [channel_max + 1] of owned channels */
-    uint32_t nchannels_alloc;
+    struct list confirms;      /* of channel.confirm_link: confirms to send at the flush */
+    /* Channels by number: 256 lazily allocated pages of 256 slots (owned, as are the channels).
+     * channel_max bounds how many are open at once, not their numbers (as in RabbitMQ). */
+    struct channel **chpages[256];
+    uint32_t nchannels;
 
     char err_text[512]; /* detail of the last error, set by conn_err() */
 };
 
+/* Memory alarm on or off for this connection: publishers stop being read (and are told with
+ * connection.blocked when they asked for it). */
+void conn_set_blocked(struct conn *c, bool on);
+/* Reads again after the read budget of a loop turn was used up. */
+void conn_resume(struct conn *c);
+/* A publish arrived on c: marks it a publisher (blocked at once during an alarm). */
+void conn_note_publish(struct conn *c);
 /* Accepts a new connection on the listener. */
 void conn_accept(struct server *s, uv_stream_t *listener);
 /* Begins an orderly close (connection.close 320 CONNECTION_FORCED) for shutdown. */
@@ -76,6 +93,8 @@ int conn_err(struct conn *c, int rc, const char *fmt, ...) __attribute__((format
 /* The one place errors become AMQP: a channel error closes channel ch (if ch is not 0),
  * anything else closes the connection. `method` is the method id that failed (or 0). */
 void conn_fail(struct conn *c, uint16_t ch, int rc, uint32_t method);
+/* Asks for ch's publisher confirms to be sent at this turn's flush. */
+void conn_want_confirms(struct conn *c, struct channel *ch);
 /* Output bytes waiting for the socket: used to stop delivering to slow consumers. */
 size_t conn_output_pending(const struct conn *c);
 /* Writes what this turn queued (called from the server's before-sleep hook). */

@@ -1,15 +1,31 @@
-/* exchange.c — owns exchange objects and routing. Today only the default exchange routes
- * (to the queue named by the routing key); bindings for direct, fanout, topic and headers
- * exchanges come with the messaging-semantics work and plug into exchange_route(). */
+/* exchange.c — owns exchange objects, their routing indexes and the routing walk.
+ *   direct:  hash map routing key -> bucket list of bindings (O(1) per key)
+ *   fanout:  the binding list
+ *   topic:   a word trie (topic.c), cost independent of the number of bindings
+ *   headers: the binding list, each checked with headers_match()
+ * The default exchange ("") has no bindings: it routes to the queue named by the key.
+ * Invariant: every binding in x->bindings is in x's index exactly once. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "broker/binding.h"
 #include "broker/exchange.h"
+#include "broker/headers.h"
 #include "broker/msg.h"
 #include "broker/queue.h"
+#include "broker/topic.h"
 #include "broker/vhost.h"
+#include "protocol/codec.h"
+#include "protocol/table.h"
 
 static const char *const type_names[EX_TYPE_MAX] = {"direct", "fanout", "topic", "headers"};
+
+/* Direct exchanges: the bindings sharing one routing key. */
+struct dbucket {
+    struct list bindings; /* of binding.key_link */
+    uint8_t key_len;
+    uint8_t key[]; /* the map key points here */
+};
 
 int exchange_type_parse(amqp_bytes_t name)
 {
@@ -25,25 +41,37 @@ const char *exchange_type_name(enum exchange_type t)
 }
 
 struct exchange *exchange_new(struct vhost *vh, amqp_bytes_t name, enum exchange_type type,
-                              bool durable, bool auto_delete, bool internal)
+                              bool durable, bool auto_delete, bool internal, amqp_bytes_t args)
 {
     struct exchange *x = calloc(1, sizeof *x);
     if (!x)
         return NULL;
     x->name = malloc(name.len + 1);
-    if (!x->name) {
-        free(x);
+    x->args = args.len ? malloc(args.len) : NULL;
+    if (type == EX_TOPIC)
+        x->topic = topic_new();
+    if (!x->name || (args.len && !x->args) || (type == EX_TOPIC && !x->topic)) {
+        exchange_free(x);
         return NULL;
     }
     if (name.len)
         memcpy(x->name, name.ptr, name.len);
     x->name[name.len] = 0;
     x->name_len = (uint8_t)name.len;
+    if (args.len)
+        memcpy(x->args, args.ptr, args.len);
+    x->args_len = args.len;
+    struct amqp_field ae;
+    if (amqp_table_get((amqp_bytes_t){x->args, x->args_len}, "alternate-exchange", &ae) == 1 &&
+        ae.type == 'S' && ae.v.bytes.len <= 255)
+        x->alternate = ae.v.bytes;
     x->vhost = vh;
     x->type = type;
     x->durable = durable;
     x->auto_delete = auto_delete;
     x->internal = internal;
+    list_init(&x->bindings);
+    list_init(&x->bindings_in);
     return x;
 }
 
@@ -51,39 +79,269 @@ void exchange_free(struct exchange *x)
 {
     if (!x)
         return;
+    void *v;
+    for (uint32_t it = 0; hmap_next(&x->direct, &it, &v);)
+        free(v);
+    hmap_free(&x->direct);
+    hmap_free(&x->by_id);
+    topic_free(x->topic);
+    free(x->args);
     free(x->name);
     free(x);
 }
 
+void exchange_delete(struct exchange *x)
+{
+    if (x->deleted)
+        return;
+    x->deleted = true;
+    struct list *pos, *tmp;
+    list_foreach_safe(pos, tmp, &x->bindings)
+        binding_free(list_entry(pos, struct binding, src_link));
+    list_foreach_safe(pos, tmp, &x->bindings_in)
+        binding_free(list_entry(pos, struct binding, dst_link));
+    vhost_remove_exchange(x->vhost, x);
+    exchange_free(x);
+}
+
+void exchange__binding_gone(struct exchange *x)
+{
+    if (x->auto_delete && x->nbindings == 0 && !x->deleted)
+        exchange_delete(x);
+}
+
+int exchange__index(struct exchange *x, struct binding *b)
+{
+    switch (x->type) {
+    case EX_DIRECT: {
+        amqp_bytes_t key = binding_key(b);
+        struct dbucket *bk = hmap_get(&x->direct, key.ptr, key.len);
+        if (!bk) {
+            bk = malloc(sizeof *bk + key.len);
+            if (!bk)
+                return -ENOMEM;
+            list_init(&bk->bindings);
+            bk->key_len = (uint8_t)key.len;
+            if (key.len)
+                memcpy(bk->key, key.ptr, key.len);
+            if (hmap_put(&x->direct, bk->key, bk->key_len, bk) < 0) {
+                free(bk);
+                return -ENOMEM;
+            }
+        }
+        list_insert_tail(&bk->bindings, &b->key_link);
+        return 0;
+    }
+    case EX_TOPIC:
+        return topic_add(x->topic, binding_key(b), b);
+    default:
+        return 0;
+    }
+}
+
+void exchange__unindex(struct exchange *x, struct binding *b)
+{
+    if (x->type == EX_DIRECT) {
+        list_remove(&b->key_link);
+        amqp_bytes_t key = binding_key(b);
+        struct dbucket *bk = hmap_get(&x->direct, key.ptr, key.len);
+        if (bk && list_empty(&bk->bindings)) {
+            hmap_del(&x->direct, key.ptr, key.len);
+            free(bk);
+        }
+    } else if (x->type == EX_TOPIC) {
+        topic_remove(x->topic, binding_key(b), b);
+    }
+}
+
+/* ---- routing ------------------------------------------------------------------------- */
+
 void route_free(struct route *r)
 {
     free(r->q);
+    free(r->stack);
+    free(r->keys);
     memset(r, 0, sizeof *r);
 }
 
-static int route_add(struct route *r, struct queue *q)
+static void *grow(void *arr, uint32_t *cap, size_t elem, int *oom)
 {
-    for (uint32_t i = 0; i < r->n; i++)
-        if (r->q[i] == q)
-            return 0;
-    if (r->n == r->cap) {
-        uint32_t cap = r->cap ? r->cap * 2 : 8;
-        struct queue **a = realloc(r->q, cap * sizeof *a);
+    uint32_t ncap = *cap ? *cap * 2 : 8;
+    void *a = realloc(arr, ncap * elem);
+    if (!a) {
+        *oom = 1;
+        return NULL;
+    }
+    *cap = ncap;
+    return a;
+}
+
+static void add_key(struct route *r, amqp_bytes_t k)
+{
+    if (r->nkeys == r->keys_cap) {
+        void *a = grow(r->keys, &r->keys_cap, sizeof *r->keys, &r->oom);
         if (!a)
-            return -ENOMEM;
+            return;
+        r->keys = a;
+    }
+    r->keys[r->nkeys++] = k;
+}
+
+static void add_array_keys(struct route *r, amqp_bytes_t arr)
+{
+    struct amqp_field e;
+    struct amqp_table_iter it;
+    amqp_table_iter_init(&it, arr);
+    while (amqp_array_next(&it, &e) > 0)
+        if (e.type == 'S' && e.v.bytes.len <= 255)
+            add_key(r, e.v.bytes);
+}
+
+/* The message's headers table, or empty. */
+static amqp_bytes_t msg_headers(const struct msg *m)
+{
+    struct amqp_content_header h;
+    amqp_bytes_t hdr = msg_header(m);
+    if (amqp_content_header_decode(hdr.ptr, hdr.len, &h) == 0 && (h.props.flags & AMQP_P_HEADERS))
+        return h.props.headers;
+    return (amqp_bytes_t){NULL, 0};
+}
+
+/* r->keys = the routing key, then CC values, then BCC values. */
+static void set_keys(struct route *r, const struct msg *m)
+{
+    r->nkeys = 0;
+    add_key(r, msg_routing_key(m));
+    if (m->flags & MSG_HAS_CC) {
+        struct amqp_field v;
+        if (amqp_table_get(msg_headers(m), "CC", &v) == 1 && v.type == 'A')
+            add_array_keys(r, v.v.bytes);
+    }
+    if (m->bcc_len)
+        add_array_keys(r, msg_bcc(m));
+}
+
+static void add_queue(struct route *r, struct queue *q, uint64_t pass)
+{
+    if (q->route_pass == pass || q->deleted)
+        return;
+    q->route_pass = pass;
+    if (r->n == r->cap) {
+        void *a = grow(r->q, &r->cap, sizeof *r->q, &r->oom);
+        if (!a)
+            return;
         r->q = a;
-        r->cap = cap;
     }
     r->q[r->n++] = q;
-    return 0;
+}
+
+static void push_exchange(struct route *r, struct exchange *x, uint64_t pass)
+{
+    if (x->visit == pass || x->deleted)
+        return;
+    x->visit = pass;
+    if (r->ns == r->stack_cap) {
+        void *a = grow(r->stack, &r->stack_cap, sizeof *r->stack, &r->oom);
+        if (!a)
+            return;
+        r->stack = a;
+    }
+    r->stack[r->ns++] = x;
+}
+
+struct topic_ctx {
+    struct route *r;
+    uint64_t pass;
+    bool matched;
+};
+
+static void add_binding(struct route *r, struct binding *b, uint64_t pass)
+{
+    if (b->dq)
+        add_queue(r, b->dq, pass);
+    else
+        push_exchange(r, b->dx, pass);
+}
+
+static void on_topic_match(void *value, void *arg)
+{
+    struct topic_ctx *t = arg;
+    t->matched = true;
+    add_binding(t->r, value, t->pass);
+}
+
+/* Routes through one exchange's own bindings; true when any binding matched. */
+static bool route_one(struct exchange *x, const struct msg *m, struct route *r, uint64_t pass)
+{
+    bool matched = false;
+    struct list *pos, *tmp;
+    if (x->name_len == 0) {
+        for (uint32_t k = 0; k < r->nkeys; k++) {
+            struct queue *q = vhost_queue(x->vhost, r->keys[k]);
+            if (q) {
+                matched = true;
+                add_queue(r, q, pass);
+            }
+        }
+        return matched;
+    }
+    switch (x->type) {
+    case EX_DIRECT:
+        for (uint32_t k = 0; k < r->nkeys; k++) {
+            struct dbucket *bk = hmap_get(&x->direct, r->keys[k].ptr, r->keys[k].len);
+            if (!bk)
+                continue;
+            matched = true;
+            list_foreach_safe(pos, tmp, &bk->bindings)
+                add_binding(r, list_entry(pos, struct binding, key_link), pass);
+        }
+        break;
+    case EX_FANOUT:
+        list_foreach_safe(pos, tmp, &x->bindings) {
+            matched = true;
+            add_binding(r, list_entry(pos, struct binding, src_link), pass);
+        }
+        break;
+    case EX_TOPIC: {
+        struct topic_ctx t = {r, pass, false};
+        for (uint32_t k = 0; k < r->nkeys; k++)
+            topic_match(x->topic, r->keys[k], on_topic_match, &t);
+        matched = t.matched;
+        break;
+    }
+    case EX_HEADERS: {
+        amqp_bytes_t headers = msg_headers(m);
+        list_foreach_safe(pos, tmp, &x->bindings) {
+            struct binding *b = list_entry(pos, struct binding, src_link);
+            if (headers_match(b->hm, binding_args(b), headers)) {
+                matched = true;
+                add_binding(r, b, pass);
+            }
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    return matched;
 }
 
 int exchange_route(struct exchange *x, const struct msg *m, struct route *r)
 {
+    struct vhost *vh = x->vhost;
+    uint64_t pass = ++vh->route_pass;
     r->n = 0;
-    if (x->name_len == 0) {
-        struct queue *q = vhost_queue(x->vhost, msg_routing_key(m));
-        return q ? route_add(r, q) : 0;
+    r->ns = 0;
+    r->oom = 0;
+    set_keys(r, m);
+    push_exchange(r, x, pass);
+    while (r->ns) {
+        struct exchange *e = r->stack[--r->ns];
+        if (!route_one(e, m, r, pass) && e->alternate.len) {
+            struct exchange *ae = vhost_exchange(vh, e->alternate);
+            if (ae)
+                push_exchange(r, ae, pass);
+        }
     }
-    return 0;
+    return r->oom ? -ENOMEM : 0;
 }

@@ -19,6 +19,9 @@ static void usage(FILE *f)
             "  --log-level L     error, warn, info or debug (default info)\n"
             "  --heartbeat S     heartbeat interval proposed to clients, 0 to disable (default 60)\n"
             "  --frame-max N     largest frame accepted, 4096..1048576 (default 131072)\n"
+            "  --vm-memory-high-watermark F\n"
+            "                    block publishers when queued messages use more than this\n"
+            "                    fraction of physical memory (default 0.4, as RabbitMQ)\n"
             "  --version         print the version and exit\n");
 }
 
@@ -41,7 +44,7 @@ int main(int argc, char **argv)
 {
     struct config cfg;
     config_defaults(&cfg);
-    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_VERSION, O_HELP };
+    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_MEM, O_VERSION, O_HELP };
     static const struct option opts[] = {
         {"port", required_argument, NULL, O_PORT},
         {"bind", required_argument, NULL, O_BIND},
@@ -49,6 +52,7 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, O_LOG},
         {"heartbeat", required_argument, NULL, O_HB},
         {"frame-max", required_argument, NULL, O_FRAME},
+        {"vm-memory-high-watermark", required_argument, NULL, O_MEM},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
@@ -83,6 +87,17 @@ int main(int argc, char **argv)
                 return 2;
             cfg.frame_max = (uint32_t)v;
             break;
+        case O_MEM: {
+            char *end;
+            double f = strtod(optarg, &end);
+            if (*end || end == optarg || !(f > 0 && f <= 1)) {
+                fprintf(stderr, "warrend: --vm-memory-high-watermark must be a fraction in (0, 1], "
+                                "not '%s'\n", optarg);
+                return 2;
+            }
+            cfg.memory_high_watermark = f;
+            break;
+        }
         case O_VERSION: printf("warrend %s\n", WARREN_VERSION); return 0;
         case 'h':
         case O_HELP: usage(stdout); return 0;

@@ -4,9 +4,9 @@
 #include "broker/msg.h"
 
 struct msg *msg_new(amqp_bytes_t exchange, amqp_bytes_t routing_key, amqp_bytes_t header,
-                    uint64_t body_size)
+                    amqp_bytes_t bcc, uint64_t body_size)
 {
-    size_t fixed = (size_t)exchange.len + routing_key.len + header.len;
+    size_t fixed = (size_t)exchange.len + routing_key.len + header.len + bcc.len;
     struct msg *m = malloc(sizeof *m + fixed + body_size);
     if (!m)
         return NULL;
@@ -15,7 +15,9 @@ struct msg *msg_new(amqp_bytes_t exchange, amqp_bytes_t routing_key, amqp_bytes_
     m->rk_len = (uint8_t)routing_key.len;
     m->delivery_mode = 0;
     m->priority = 0;
+    m->flags = 0;
     m->header_len = header.len;
+    m->bcc_len = bcc.len;
     m->body_size = body_size;
     m->body_have = 0;
     uint8_t *p = m->data;
@@ -27,7 +29,10 @@ struct msg *msg_new(amqp_bytes_t exchange, amqp_bytes_t routing_key, amqp_bytes_
     p += routing_key.len;
     if (header.len)
         memcpy(p, header.ptr, header.len);
-    m->body = p + header.len;
+    p += header.len;
+    if (bcc.len)
+        memcpy(p, bcc.ptr, bcc.len);
+    m->body = p + bcc.len;
     return m;
 }
 

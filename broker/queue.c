@@ -1,11 +1,12 @@
 /* queue.c — owns queue state: the ready ring, the consumer list, and dispatch. Does not own
  * message bodies (refcounted in msg.c) nor unacked deliveries (the channel's ring).
  * Invariants: ring holds `count` entries starting at `head` (mod cap, cap a power of two);
- * ready_bytes is the sum of their body sizes; a deleted queue has no consumers and no
+ * ready_bytes is the sum of their body sizes (and srv->queued_mem counts their memory); a deleted queue has no consumers and no
  * entries and is not in its vhost's map. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "broker/binding.h"
 #include "broker/channel.h"
 #include "broker/conn.h"
 #include "broker/msg.h"
@@ -35,6 +36,7 @@ struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args)
     q->vhost = vh;
     q->refs = 1;
     list_init(&q->consumers);
+    list_init(&q->bindings_in);
     return q;
 }
 
@@ -69,24 +71,33 @@ static int ring_grow(struct queue *q)
     return 0;
 }
 
-int queue_push(struct queue *q, struct msg *m, bool redelivered)
+int queue_push(struct queue *q, struct msg *m)
 {
     if (q->count == q->cap && ring_grow(q) < 0)
         return -ENOMEM;
-    q->ring[(q->head + q->count) & (q->cap - 1)] = (struct qentry){msg_ref(m), redelivered};
+    q->ring[(q->head + q->count) & (q->cap - 1)] = (struct qentry){msg_ref(m), q->next_seq++, false};
     q->count++;
     q->ready_bytes += m->body_size;
+    q->vhost->srv->queued_mem += msg_mem(m);
     return 0;
 }
 
-int queue_push_front(struct queue *q, struct msg *m, bool redelivered)
+int queue_requeue(struct queue *q, struct msg *m, uint64_t seq)
 {
     if (q->count == q->cap && ring_grow(q) < 0)
         return -ENOMEM;
-    q->head = (q->head - 1) & (q->cap - 1);
-    q->ring[q->head] = (struct qentry){msg_ref(m), redelivered};
+    /* Requeued messages gather at the head; find the place among them (usually 0). */
+    uint32_t mask = q->cap - 1, i = 0;
+    while (i < q->count && q->ring[(q->head + i) & mask].seq < seq)
+        i++;
+    uint32_t head = (q->head - 1) & mask;
+    for (uint32_t k = 0; k < i; k++)
+        q->ring[(head + k) & mask] = q->ring[(q->head + k) & mask];
+    q->ring[(head + i) & mask] = (struct qentry){msg_ref(m), seq, true};
+    q->head = head;
     q->count++;
     q->ready_bytes += m->body_size;
+    q->vhost->srv->queued_mem += msg_mem(m);
     return 0;
 }
 
@@ -98,6 +109,7 @@ bool queue_pop(struct queue *q, struct qentry *ret)
     q->head = (q->head + 1) & (q->cap - 1);
     q->count--;
     q->ready_bytes -= ret->m->body_size;
+    q->vhost->srv->queued_mem -= msg_mem(ret->m);
     return true;
 }
 
@@ -153,6 +165,8 @@ uint32_t queue_delete(struct queue *q)
         channel_consumer_cancelled(c->ch, c);
         queue_unref(q);
     }
+    list_foreach_safe(pos, tmp, &q->bindings_in)
+        binding_free(list_entry(pos, struct binding, dst_link));
     uint32_t n = queue_purge(q);
     vhost_remove_queue(q->vhost, q);
     queue_unref(q);
@@ -185,7 +199,7 @@ void queue_dispatch(struct queue *q)
         list_insert_tail(&q->consumers, &chosen->qlink);
         struct qentry e;
         queue_pop(q, &e);
-        channel_deliver(chosen->ch, chosen, q, e.m, e.redelivered);
+        channel_deliver(chosen->ch, chosen, q, &e);
         msg_unref(e.m);
     }
 }

@@ -14,6 +14,7 @@ struct conn;
 
 struct qentry {
     struct msg *m; /* ref */
+    uint64_t seq;  /* position in the queue: requeued messages go back to their place */
     bool redelivered;
 };
 
@@ -44,6 +45,10 @@ struct queue {
     uint32_t cap, head, count;
     uint64_t ready_bytes;
 
+    uint64_t next_seq;
+    struct list bindings_in; /* of binding.dst_link */
+    uint64_t route_pass;     /* routing walk that last added us */
+
     struct list consumers; /* of consumer.qlink, in round-robin order */
     uint32_t consumer_count;
     bool exclusive_consumer;
@@ -56,9 +61,10 @@ void queue_ref(struct queue *q);
 /* Drops a reference; frees the queue (and any messages) at zero. Accepts NULL. */
 void queue_unref(struct queue *q);
 /* Appends m (taking a new reference) at the tail. 0 or -ENOMEM. */
-int queue_push(struct queue *q, struct msg *m, bool redelivered);
-/* Puts m back at the head (requeue). 0 or -ENOMEM. */
-int queue_push_front(struct queue *q, struct msg *m, bool redelivered);
+int queue_push(struct queue *q, struct msg *m);
+/* Puts an entry popped earlier back at its place by seq (requeue), marked redelivered;
+ * takes a new reference. 0 or -ENOMEM. */
+int queue_requeue(struct queue *q, struct msg *m, uint64_t seq);
 /* Removes the head into *ret (the reference moves to the caller). false when empty. */
 bool queue_pop(struct queue *q, struct qentry *ret);
 /* Drops every ready message; returns how many. */

@@ -26,6 +26,8 @@ void config_defaults(struct config *cfg)
         .heartbeat = 60,
         .handshake_timeout_ms = 10000,
         .max_message_size = 128u << 20,
+        .memory_high_watermark = 0.4,
+        .read_budget = 256u << 10,
     };
 }
 
@@ -76,6 +78,29 @@ static void on_before_sleep(uv_prepare_t *h)
             queue_dispatch(q);
         queue_unref(q);
     }
+    /* Memory alarm: publishers are blocked above the limit and released below 80% of it. */
+    if (!s->mem_alarm && s->queued_mem > s->mem_limit) {
+        s->mem_alarm = true;
+        log_warn("memory alarm: queued messages use %llu MiB, above the limit of %llu MiB; "
+                 "publishers are blocked until consumers catch up",
+                 (unsigned long long)(s->queued_mem >> 20), (unsigned long long)(s->mem_limit >> 20));
+        struct list *pos, *tmp;
+        list_foreach_safe(pos, tmp, &s->conns)
+            conn_set_blocked(list_entry(pos, struct conn, link), true);
+    } else if (s->mem_alarm && s->queued_mem < s->mem_limit / 10 * 8) {
+        s->mem_alarm = false;
+        log_info("memory alarm cleared; publishers may publish again");
+        struct list *pos, *tmp;
+        list_foreach_safe(pos, tmp, &s->conns)
+            conn_set_blocked(list_entry(pos, struct conn, link), false);
+    }
+    /* Connections that used their read budget last turn may read again. */
+    s->turn++;
+    while (!list_empty(&s->paused)) {
+        struct conn *c = list_entry(s->paused.next, struct conn, pause_link);
+        list_remove(&c->pause_link);
+        conn_resume(c);
+    }
     /* Storage batch commit goes here (durability issue). Then flush. */
     while (!list_empty(&s->flush)) {
         struct conn *c = list_entry(s->flush.next, struct conn, flush_link);
@@ -108,6 +133,8 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     s->cfg = *cfg;
     list_init(&s->conns);
     list_init(&s->flush);
+    list_init(&s->paused);
+    s->mem_limit = (uint64_t)((double)uv_get_total_memory() * cfg->memory_high_watermark);
     int rc = storage_open(cfg->data_dir, &s->store);
     if (rc < 0) {
         log_error("cannot open the data directory '%s': %s; check that it is writable and not "

@@ -23,6 +23,8 @@ struct config {
     uint16_t heartbeat;   /* seconds, proposed in connection.tune */
     uint32_t handshake_timeout_ms;
     uint64_t max_message_size;
+    double memory_high_watermark; /* fraction of physical memory (RabbitMQ's relative one) */
+    uint32_t read_budget;         /* bytes one connection may have parsed per loop turn */
 };
 void config_defaults(struct config *cfg);
 
@@ -40,6 +42,11 @@ struct server {
     struct vhost *default_vhost;/* borrowed from vhosts */
     struct storage *store;      /* owned */
     uint64_t seq;               /* for connection ids and generated names */
+    uint64_t turn;              /* loop turns, for per-turn budgets */
+    struct list paused;         /* of conn.pause_link: connections waiting to read again */
+    uint64_t queued_mem;        /* memory of ready messages in all queues */
+    uint64_t mem_limit;         /* memory alarm above this */
+    bool mem_alarm;             /* publishers are blocked */
     bool stopping;
 };
 

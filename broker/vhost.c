@@ -9,8 +9,9 @@
 
 static int add_exchange(struct vhost *vh, const char *name, enum exchange_type type)
 {
-    struct exchange *x = exchange_new(vh, amqp_cstr(name), type, true, false, false);
-    if (!x || hmap_put(&vh->exchanges, x->name, x->name_len, x) < 0) {
+    struct exchange *x = exchange_new(vh, amqp_cstr(name), type, true, false, false,
+                                      (amqp_bytes_t){NULL, 0});
+    if (!x || vhost_add_exchange(vh, x) < 0) {
         exchange_free(x);
         return -ENOMEM;
     }
@@ -45,7 +46,7 @@ void vhost_free(struct vhost *vh)
     for (uint32_t it = 0; hmap_next(&vh->queues, &it, &v);)
         queue_delete(v);
     for (uint32_t it = 0; hmap_next(&vh->exchanges, &it, &v);)
-        exchange_free(v);
+        exchange_delete(v);
     hmap_free(&vh->queues);
     hmap_free(&vh->exchanges);
     free(vh->name);
@@ -73,4 +74,15 @@ void vhost_remove_queue(struct vhost *vh, struct queue *q)
 struct exchange *vhost_exchange(struct vhost *vh, amqp_bytes_t name)
 {
     return hmap_get(&vh->exchanges, name.ptr, name.len);
+}
+
+int vhost_add_exchange(struct vhost *vh, struct exchange *x)
+{
+    return hmap_put(&vh->exchanges, x->name, x->name_len, x);
+}
+
+void vhost_remove_exchange(struct vhost *vh, struct exchange *x)
+{
+    if (hmap_get(&vh->exchanges, x->name, x->name_len) == x)
+        hmap_del(&vh->exchanges, x->name, x->name_len);
 }

@@ -14,6 +14,7 @@ struct vhost {
     char *name;         /* owned */
     struct hmap queues;    /* name -> queue (ref) */
     struct hmap exchanges; /* name -> exchange (owned) */
+    uint64_t route_pass;   /* numbers routing walks, for visited marks */
 };
 
 struct vhost *vhost_new(struct server *srv, const char *name);
@@ -24,5 +25,9 @@ int vhost_add_queue(struct vhost *vh, struct queue *q);
 /* Removes q from the map and drops the map's reference. */
 void vhost_remove_queue(struct vhost *vh, struct queue *q);
 struct exchange *vhost_exchange(struct vhost *vh, amqp_bytes_t name);
+/* Adds x under its name (the map owns it from then on). 0 or -ENOMEM. */
+int vhost_add_exchange(struct vhost *vh, struct exchange *x);
+/* Takes x out of the map (exchange_delete frees it). */
+void vhost_remove_exchange(struct vhost *vh, struct exchange *x);
 
 #endif

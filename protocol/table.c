@@ -13,7 +13,7 @@ static int fixed_size(char type)
     case 's': case 'u': return 2;
     case 'I': case 'i': case 'f': return 4;
     case 'D': return 5;
-    case 'l': case 'd': case 'T': return 8;
+    case 'l': case 'L': case 'd': case 'T': return 8;
     case 'S': case 'x': case 'F': case 'A': return -1;
     default: return -2;
     }
@@ -39,7 +39,7 @@ static int read_value(const uint8_t **pp, const uint8_t *end, char type, struct 
     case 'u': v->v.u = rd16(p); break;
     case 'I': v->v.i = (int32_t)rd32(p); break;
     case 'i': v->v.u = rd32(p); break;
-    case 'l': v->v.i = (int64_t)rd64(p); break;
+    case 'l': case 'L': v->v.i = (int64_t)rd64(p); break;
     case 'T': v->v.u = rd64(p); break;
     case 'f': { uint32_t x = rd32(p); memcpy(&v->v.f, &x, 4); break; }
     case 'd': { uint64_t x = rd64(p); memcpy(&v->v.d, &x, 8); break; }

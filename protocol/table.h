@@ -1,5 +1,6 @@
 /* table.h — AMQP field tables and arrays with RabbitMQ's type letters:
  *   t bool  b int8  B uint8  s int16  u uint16  I int32  i uint32  l int64
+ *   L 64-bit (rabbitmq-c's uint64; RabbitMQ reads it as int64, and so do we)
  *   f float  d double  D decimal  S longstr  x bytes  T timestamp  F table  A array  V void
  * Tables stay in their wire form (amqp_bytes_t, without the 4-byte length prefix) and are
  * read through an iterator, so decoding allocates nothing. A writer builds new ones. */
@@ -13,7 +14,7 @@ struct amqp_field {
     char type; /* one of the letters above */
     union {
         bool b;
-        int64_t i;  /* b s I l */
+        int64_t i;  /* b s I l L */
         uint64_t u; /* B u i T */
         float f;
         double d;

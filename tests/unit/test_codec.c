@@ -466,8 +466,8 @@ static int declare_with_args(const uint8_t *args, uint32_t len)
 static void test_bad_tables(void **state)
 {
     (void)state;
-    static const char *const letters = "ULZX\x00";
-    for (int i = 0; i < 5; i++) {
+    static const char *const letters = "UZX\x00"; /* 'L' is accepted, as RabbitMQ does */
+    for (int i = 0; i < 4; i++) {
         uint8_t args[] = {0x01, 'k', (uint8_t)letters[i], 0, 0, 0, 0, 0, 0, 0, 0};
         assert_rc(declare_with_args(args, sizeof args), AMQP_E_FIELD_TYPE);
     }

@@ -1,0 +1,144 @@
+/* args.c — owns the argument-equivalence rule and RabbitMQ's wording for it:
+ *   inequivalent arg 'K' for queue 'q' in vhost '/': received the value 'V' of type 'T'
+ *   but current is none */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include "broker/args.h"
+#include "broker/conn.h"
+#include "broker/errors.h"
+#include "protocol/table.h"
+
+const char *const args_queue_keys[] = {
+    "x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+    "x-max-length", "x-max-length-bytes", "x-max-in-memory-length", "x-max-in-memory-bytes",
+    "x-max-priority", "x-overflow", "x-queue-mode", "x-single-active-consumer", "x-queue-type",
+    "x-quorum-initial-group-size", "x-delivery-limit", "x-dead-letter-strategy",
+    "x-queue-leader-locator", "x-queue-master-locator", "x-max-age", "x-queue-version", NULL};
+const char *const args_exchange_keys[] = {"alternate-exchange", NULL};
+
+const char *args_type_name(char t)
+{
+    switch (t) {
+    case 'S': return "longstr";
+    case 'I': return "signedint";
+    case 'i': return "unsignedint";
+    case 'l': return "long";
+    case 'b': return "byte";
+    case 'B': return "unsignedbyte";
+    case 's': return "short";
+    case 'u': return "unsignedshort";
+    case 'f': return "float";
+    case 'd': return "double";
+    case 'D': return "decimal";
+    case 't': return "bool";
+    case 'T': return "timestamp";
+    case 'F': return "table";
+    case 'A': return "array";
+    case 'V': return "void";
+    case 'x': return "binary";
+    default: return "unknown";
+    }
+}
+
+static bool is_signed_int(char t) { return strchr("bsIl", t) != NULL; }
+static bool is_unsigned_int(char t) { return strchr("Bui", t) != NULL; }
+
+static bool same(const struct amqp_field *a, const struct amqp_field *b)
+{
+    bool ai = is_signed_int(a->type) || is_unsigned_int(a->type);
+    bool bi = is_signed_int(b->type) || is_unsigned_int(b->type);
+    if (ai && bi) {
+        if (is_unsigned_int(a->type) == is_unsigned_int(b->type))
+            return a->v.u == b->v.u; /* same bits in the union */
+        int64_t s = is_signed_int(a->type) ? a->v.i : b->v.i;
+        uint64_t u = is_unsigned_int(a->type) ? a->v.u : b->v.u;
+        return s >= 0 && (uint64_t)s == u;
+    }
+    if (a->type != b->type)
+        return false;
+    switch (a->type) {
+    case 't': return a->v.b == b->v.b;
+    case 'f': return a->v.f == b->v.f;
+    case 'd': return a->v.d == b->v.d;
+    case 'T': return a->v.u == b->v.u;
+    case 'D': return a->v.dec.scale == b->v.dec.scale && a->v.dec.value == b->v.dec.value;
+    case 'V': return true;
+    default: return amqp_bytes_eq(a->v.bytes, b->v.bytes);
+    }
+}
+
+/* The value as RabbitMQ prints it: '~s' for binaries, '~p' for the rest (roughly). */
+static void value_str(const struct amqp_field *f, char *v, size_t size)
+{
+    if (is_signed_int(f->type))
+        snprintf(v, size, "%" PRId64, f->v.i);
+    else if (is_unsigned_int(f->type) || f->type == 'T')
+        snprintf(v, size, "%" PRIu64, f->v.u);
+    else if (f->type == 't')
+        snprintf(v, size, "%s", f->v.b ? "true" : "false");
+    else if (f->type == 'f' || f->type == 'd')
+        snprintf(v, size, "%g", f->type == 'f' ? f->v.f : f->v.d);
+    else if (f->type == 'S' || f->type == 'x')
+        snprintf(v, size, "%.*s", (int)(f->v.bytes.len < 120 ? f->v.bytes.len : 120),
+                 (const char *)f->v.bytes.ptr);
+    else
+        snprintf(v, size, "...");
+}
+
+/* RabbitMQ names the type only when one side is missing: "the value 'x' of type 'longstr'",
+ * "none"; when both are present it prints the bare values: "'x'". */
+static void describe(const struct amqp_field *f, bool present, bool typed, char *buf, size_t size)
+{
+    char v[160];
+    if (!present) {
+        snprintf(buf, size, "none");
+        return;
+    }
+    value_str(f, v, sizeof v);
+    if (typed)
+        snprintf(buf, size, "the value '%s' of type '%s'", v, args_type_name(f->type));
+    else
+        snprintf(buf, size, "'%s'", v);
+}
+
+int args_check_x_match(struct conn *c, amqp_bytes_t args)
+{
+    struct amqp_field v;
+    if (amqp_table_get(args, "x-match", &v) != 1)
+        return 0;
+    char s[160];
+    value_str(&v, s, sizeof s);
+    if (v.type != 'S')
+        return conn_err(c, -WERR_PRECONDITION_FAILED,
+                        "Invalid x-match field type %s (value %s); expected longstr",
+                        args_type_name(v.type), s);
+    static const char *const kinds[] = {"all", "any", "all-with-x", "any-with-x"};
+    for (size_t i = 0; i < 4; i++)
+        if (amqp_bytes_eq_str(v.v.bytes, kinds[i]))
+            return 0;
+    return conn_err(c, -WERR_PRECONDITION_FAILED,
+                    "Invalid x-match field value <<\"%s\">>; expected all, any, all-with-x, or "
+                    "any-with-x",
+                    s);
+}
+
+int args_equivalent(struct conn *c, const char *what, amqp_bytes_t cur, amqp_bytes_t got,
+                    const char *const *keys)
+{
+    for (; *keys; keys++) {
+        struct amqp_field a, b;
+        int ha = amqp_table_get(cur, *keys, &a) == 1, hb = amqp_table_get(got, *keys, &b) == 1;
+        if (!ha && !hb)
+            continue;
+        if (ha && hb && same(&a, &b))
+            continue;
+        char rcv[200], now[200];
+        describe(&b, hb, !(ha && hb), rcv, sizeof rcv);
+        describe(&a, ha, !(ha && hb), now, sizeof now);
+        return conn_err(c, -WERR_PRECONDITION_FAILED,
+                        "inequivalent arg '%s' for %s: received %s but current is %s", *keys, what,
+                        rcv, now);
+    }
+    return 0;
+}

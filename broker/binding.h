@@ -1,0 +1,56 @@
+/* binding.h — a binding from a source exchange to a destination queue or exchange, with its
+ * routing key and arguments. Bindings are indexed by their source exchange's type (see
+ * exchange.c) and listed on both ends so that deleting either end removes them. */
+#ifndef WARREN_BINDING_H
+#define WARREN_BINDING_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "broker/list.h"
+#include "protocol/wire.h"
+
+struct exchange;
+struct queue;
+
+enum headers_match { HM_ALL, HM_ANY, HM_ALL_WITH_X, HM_ANY_WITH_X };
+
+struct binding {
+    struct exchange *src; /* borrowed: bindings are removed before their source is freed */
+    struct queue *dq;     /* borrowed: destination queue, or NULL; same lifetime rule */
+    struct exchange *dx;  /* borrowed: destination exchange, or NULL */
+    struct list src_link; /* in src->bindings */
+    struct list dst_link; /* in dq->bindings_in or dx->bindings_in */
+    struct list key_link; /* direct exchanges: in the routing key's bucket */
+    enum headers_match hm;
+    uint8_t key_len;
+    uint32_t args_len;
+    /* The identity (the key of src->by_id): destination pointer, destination kind, key length,
+     * key, args. */
+    uint8_t data[];
+};
+#define BINDING_ID_HEAD (sizeof(void *) + 2)
+
+static inline amqp_bytes_t binding_key(const struct binding *b)
+{
+    return (amqp_bytes_t){b->data + BINDING_ID_HEAD, b->key_len};
+}
+static inline amqp_bytes_t binding_args(const struct binding *b)
+{
+    return (amqp_bytes_t){b->data + BINDING_ID_HEAD + b->key_len, b->args_len};
+}
+static inline size_t binding_id_len(const struct binding *b)
+{
+    return BINDING_ID_HEAD + b->key_len + b->args_len;
+}
+
+/* Binds src to exactly one of dq / dx. Binding the same (source, destination, key, args)
+ * again is a no-op. 0 or -ENOMEM. */
+int binding_add(struct exchange *src, struct queue *dq, struct exchange *dx, amqp_bytes_t key,
+                amqp_bytes_t args);
+/* Removes the matching binding; 0, or -ENOENT when there is none. The source exchange may
+ * auto-delete as a result. */
+int binding_remove(struct exchange *src, struct queue *dq, struct exchange *dx, amqp_bytes_t key,
+                   amqp_bytes_t args);
+/* Unlinks and frees b; the source may auto-delete. */
+void binding_free(struct binding *b);
+
+#endif

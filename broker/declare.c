@@ -1,0 +1,361 @@
+/* declare.c — the entity methods of a channel: exchange.declare/delete/bind/unbind and
+ * queue.declare/bind/unbind/purge/delete, with RabbitMQ's checks and reply texts. Owns no
+ * state: entities live in the vhost, bindings in binding.c. Every check runs before any
+ * change, so a failed method changes nothing. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include "broker/args.h"
+#include "broker/binding.h"
+#include "broker/channel.h"
+#include "broker/conn.h"
+#include "broker/declare.h"
+#include "broker/errors.h"
+#include "broker/exchange.h"
+#include "broker/queue.h"
+#include "broker/server.h"
+#include "broker/vhost.h"
+#include "protocol/table.h"
+
+#define STR(b) (int)(b).len, (const char *)(b).ptr
+
+/* ---- lookups ------------------------------------------------------------------------- */
+
+/* Resolves the empty name to the channel's last declared queue. */
+static int queue_name(struct channel *ch, amqp_bytes_t *name)
+{
+    if (name->len)
+        return 0;
+    if (!ch->last_queue[0])
+        return conn_err(ch->conn, -WERR_NOT_FOUND, "no previously declared queue");
+    *name = amqp_cstr(ch->last_queue);
+    return 0;
+}
+
+int declare_lookup_queue(struct channel *ch, amqp_bytes_t name, struct queue **ret)
+{
+    int rc = queue_name(ch, &name);
+    if (rc < 0)
+        return rc;
+    struct vhost *vh = ch->conn->vhost;
+    struct queue *q = vhost_queue(vh, name);
+    if (!q)
+        return conn_err(ch->conn, -WERR_NOT_FOUND, "no queue '%.*s' in vhost '%s'", STR(name),
+                        vh->name);
+    if (q->exclusive && q->owner != ch->conn)
+        return conn_err(ch->conn, -WERR_RESOURCE_LOCKED,
+                        "cannot obtain exclusive access to locked queue '%.*s' in vhost '%s'. "
+                        "It could be originally declared on another connection or the "
+                        "exclusive property value does not match that of the original "
+                        "declaration.",
+                        STR(name), vh->name);
+    *ret = q;
+    return 0;
+}
+
+static int not_default(struct channel *ch, amqp_bytes_t xname)
+{
+    if (xname.len == 0)
+        return conn_err(ch->conn, -WERR_ACCESS_REFUSED,
+                        "operation not permitted on the default exchange");
+    return 0;
+}
+
+static int lookup_exchange(struct channel *ch, amqp_bytes_t name, struct exchange **ret)
+{
+    struct exchange *x = vhost_exchange(ch->conn->vhost, name);
+    if (!x)
+        return conn_err(ch->conn, -WERR_NOT_FOUND, "no exchange '%.*s' in vhost '%s'", STR(name),
+                        ch->conn->vhost->name);
+    *ret = x;
+    return 0;
+}
+
+static int reserved_name(struct channel *ch, const char *kind, amqp_bytes_t name)
+{
+    if (name.len >= 4 && memcmp(name.ptr, "amq.", 4) == 0)
+        return conn_err(ch->conn, -WERR_ACCESS_REFUSED,
+                        "%s name '%.*s' contains reserved prefix 'amq.*'", kind, STR(name));
+    return 0;
+}
+
+static int inequivalent(struct channel *ch, const char *arg, const char *what, const char *got,
+                        const char *cur)
+{
+    return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
+                    "inequivalent arg '%s' for %s: received '%s' but current is '%s'", arg, what,
+                    got, cur);
+}
+
+static const char *tf(bool b)
+{
+    return b ? "true" : "false";
+}
+
+static void reply(struct channel *ch, uint32_t id)
+{
+    struct amqp_method m = {.id = id};
+    conn_send_method(ch->conn, ch->id, &m);
+}
+
+/* ---- exchanges ----------------------------------------------------------------------- */
+
+static int exchange_declare(struct channel *ch, const struct amqp_exchange_declare *d)
+{
+    struct vhost *vh = ch->conn->vhost;
+    int rc, type = 0;
+    /* RabbitMQ checks the type (a connection error) before the name. */
+    if (!d->passive && (type = exchange_type_parse(d->type)) < 0)
+        return conn_err(ch->conn, -WERR_COMMAND_INVALID, "unknown exchange type '%.*s'",
+                        STR(d->type));
+    if ((rc = not_default(ch, d->exchange)) < 0)
+        return rc;
+    if (d->passive) {
+        struct exchange *x;
+        if ((rc = lookup_exchange(ch, d->exchange, &x)) < 0)
+            return rc;
+        goto ok;
+    }
+    struct exchange *x = vhost_exchange(vh, d->exchange);
+    if (x) {
+        char what[400];
+        snprintf(what, sizeof what, "exchange '%s' in vhost '%s'", x->name, vh->name);
+        if (x->type != (enum exchange_type)type)
+            return inequivalent(ch, "type", what, exchange_type_name(type),
+                                exchange_type_name(x->type));
+        if (x->durable != d->durable)
+            return inequivalent(ch, "durable", what, tf(d->durable), tf(x->durable));
+        if (x->auto_delete != d->auto_delete)
+            return inequivalent(ch, "auto_delete", what, tf(d->auto_delete), tf(x->auto_delete));
+        if (x->internal != d->internal)
+            return inequivalent(ch, "internal", what, tf(d->internal), tf(x->internal));
+        if ((rc = args_equivalent(ch->conn, what, (amqp_bytes_t){x->args, x->args_len},
+                                  d->arguments, args_exchange_keys)) < 0)
+            return rc;
+        goto ok;
+    }
+    if ((rc = reserved_name(ch, "exchange", d->exchange)) < 0)
+        return rc;
+    struct amqp_field ae;
+    if (amqp_table_get(d->arguments, "alternate-exchange", &ae) == 1 && ae.type != 'S')
+        return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
+                        "invalid type '%s' for arg 'alternate-exchange' in exchange '%.*s' in "
+                        "vhost '%s'",
+                        args_type_name(ae.type), STR(d->exchange), vh->name);
+    x = exchange_new(vh, d->exchange, (enum exchange_type)type, d->durable, d->auto_delete,
+                     d->internal, d->arguments);
+    if (!x)
+        return -ENOMEM;
+    if (vhost_add_exchange(vh, x) < 0) {
+        exchange_free(x);
+        return -ENOMEM;
+    }
+ok:
+    if (!d->no_wait)
+        reply(ch, AMQP_EXCHANGE_DECLARE_OK);
+    return 0;
+}
+
+static int exchange_delete_method(struct channel *ch, const struct amqp_exchange_delete *d)
+{
+    int rc = not_default(ch, d->exchange);
+    if (rc < 0)
+        return rc;
+    if (d->exchange.len >= 4 && memcmp(d->exchange.ptr, "amq.", 4) == 0)
+        return conn_err(ch->conn, -WERR_ACCESS_REFUSED,
+                        "deletion of system exchange '%.*s' in vhost '%s' not allowed",
+                        STR(d->exchange), ch->conn->vhost->name);
+    struct exchange *x = vhost_exchange(ch->conn->vhost, d->exchange);
+    if (x) { /* deleting a missing exchange succeeds, as in RabbitMQ 3.x */
+        if (d->if_unused && x->nbindings)
+            return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
+                            "exchange '%s' in vhost '%s' in use", x->name, ch->conn->vhost->name);
+        exchange_delete(x);
+    }
+    if (!d->no_wait)
+        reply(ch, AMQP_EXCHANGE_DELETE_OK);
+    return 0;
+}
+
+/* exchange.bind and exchange.unbind share one layout. */
+static int exchange_bind(struct channel *ch, const struct amqp_exchange_bind *b, bool bind)
+{
+    struct exchange *src = NULL, *dst = NULL;
+    int rc;
+    if ((rc = not_default(ch, b->source)) < 0 || (rc = not_default(ch, b->destination)) < 0)
+        return rc;
+    if ((rc = lookup_exchange(ch, b->source, &src)) < 0 ||
+        (rc = lookup_exchange(ch, b->destination, &dst)) < 0)
+        return rc;
+    if (bind && src->type == EX_HEADERS && (rc = args_check_x_match(ch->conn, b->arguments)) < 0)
+        return rc;
+    if (bind)
+        rc = binding_add(src, NULL, dst, b->routing_key, b->arguments);
+    else if (binding_remove(src, NULL, dst, b->routing_key, b->arguments) == -ENOENT)
+        rc = 0; /* unbinding what is not bound succeeds */
+    if (rc < 0)
+        return rc;
+    if (!b->no_wait)
+        reply(ch, bind ? AMQP_EXCHANGE_BIND_OK : AMQP_EXCHANGE_UNBIND_OK);
+    return 0;
+}
+
+/* ---- queues -------------------------------------------------------------------------- */
+
+static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
+{
+    struct conn *c = ch->conn;
+    struct vhost *vh = c->vhost;
+    char gen[64];
+    amqp_bytes_t name = d->queue;
+    struct queue *q;
+    int rc;
+    if (name.len == 0 && !d->passive) {
+        server_gen_name(c->srv, "amq.gen-", gen, sizeof gen);
+        name = amqp_cstr(gen);
+    }
+    if (d->passive) {
+        if ((rc = declare_lookup_queue(ch, name, &q)) < 0)
+            return rc;
+    } else if (vhost_queue(vh, name)) {
+        if ((rc = declare_lookup_queue(ch, name, &q)) < 0)
+            return rc;
+        char what[400];
+        snprintf(what, sizeof what, "queue '%s' in vhost '%s'", q->name, vh->name);
+        if (q->durable != d->durable)
+            return inequivalent(ch, "durable", what, tf(d->durable), tf(q->durable));
+        if (q->auto_delete != d->auto_delete)
+            return inequivalent(ch, "auto_delete", what, tf(d->auto_delete), tf(q->auto_delete));
+        if (d->exclusive && !q->exclusive) /* RabbitMQ calls this a lock, not an inequivalence */
+            return conn_err(c, -WERR_RESOURCE_LOCKED,
+                            "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. "
+                            "It could be originally declared on another connection or the "
+                            "exclusive property value does not match that of the original "
+                            "declaration.",
+                            q->name, vh->name);
+        if ((rc = args_equivalent(c, what, (amqp_bytes_t){q->args, q->args_len}, d->arguments,
+                                  args_queue_keys)) < 0)
+            return rc;
+    } else {
+        if (name.ptr != (const uint8_t *)gen && (rc = reserved_name(ch, "queue", name)) < 0)
+            return rc;
+        q = queue_new(vh, name, d->arguments);
+        if (!q)
+            return -ENOMEM;
+        q->durable = d->durable;
+        q->exclusive = d->exclusive;
+        q->auto_delete = d->auto_delete;
+        q->owner = d->exclusive ? c : NULL;
+        if (vhost_add_queue(vh, q) < 0) {
+            queue_unref(q);
+            return -ENOMEM;
+        }
+    }
+    memcpy(ch->last_queue, q->name, (size_t)q->name_len + 1);
+    if (d->no_wait)
+        return 0;
+    struct amqp_method m = {.id = AMQP_QUEUE_DECLARE_OK};
+    m.u.queue_declare_ok.queue = (amqp_bytes_t){(const uint8_t *)q->name, q->name_len};
+    m.u.queue_declare_ok.message_count = q->count;
+    m.u.queue_declare_ok.consumer_count = q->consumer_count;
+    conn_send_method(c, ch->id, &m);
+    return 0;
+}
+
+/* queue.bind and queue.unbind: same checks, then add or remove. */
+static int queue_bind(struct channel *ch, amqp_bytes_t qname, amqp_bytes_t xname,
+                      amqp_bytes_t key, amqp_bytes_t args, bool bind)
+{
+    struct queue *q = NULL;
+    struct exchange *x = NULL;
+    int rc;
+    /* Empty queue name: the last declared queue, and then also the routing key. */
+    if (qname.len == 0 && key.len == 0 && ch->last_queue[0])
+        key = amqp_cstr(ch->last_queue);
+    if ((rc = not_default(ch, xname)) < 0 || (rc = declare_lookup_queue(ch, qname, &q)) < 0 ||
+        (rc = lookup_exchange(ch, xname, &x)) < 0)
+        return rc;
+    if (bind) {
+        if (x->type == EX_HEADERS && (rc = args_check_x_match(ch->conn, args)) < 0)
+            return rc;
+        return binding_add(x, q, NULL, key, args);
+    }
+    binding_remove(x, q, NULL, key, args); /* unbinding what is not bound succeeds */
+    return 0;
+}
+
+static int queue_delete_method(struct channel *ch, const struct amqp_queue_delete *d)
+{
+    amqp_bytes_t name = d->queue;
+    int rc = queue_name(ch, &name);
+    if (rc < 0)
+        return rc;
+    uint32_t n = 0;
+    if (vhost_queue(ch->conn->vhost, name)) { /* deleting a missing queue succeeds */
+        struct queue *q;
+        if ((rc = declare_lookup_queue(ch, name, &q)) < 0)
+            return rc;
+        if (d->if_unused && q->consumer_count)
+            return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "queue '%s' in vhost '%s' in use",
+                            q->name, q->vhost->name);
+        if (d->if_empty && q->count)
+            return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
+                            "queue '%s' in vhost '%s' not empty", q->name, q->vhost->name);
+        n = queue_delete(q);
+    }
+    if (!d->no_wait) {
+        struct amqp_method m = {.id = AMQP_QUEUE_DELETE_OK};
+        m.u.queue_delete_ok.message_count = n;
+        conn_send_method(ch->conn, ch->id, &m);
+    }
+    return 0;
+}
+
+static int queue_purge_method(struct channel *ch, const struct amqp_queue_purge *p)
+{
+    struct queue *q;
+    int rc = declare_lookup_queue(ch, p->queue, &q);
+    if (rc < 0)
+        return rc;
+    uint32_t n = queue_purge(q);
+    if (!p->no_wait) {
+        struct amqp_method m = {.id = AMQP_QUEUE_PURGE_OK};
+        m.u.queue_purge_ok.message_count = n;
+        conn_send_method(ch->conn, ch->id, &m);
+    }
+    return 0;
+}
+
+int declare_method(struct channel *ch, const struct amqp_method *m)
+{
+    int rc;
+    switch (m->id) {
+    case AMQP_EXCHANGE_DECLARE: return exchange_declare(ch, &m->u.exchange_declare);
+    case AMQP_EXCHANGE_DELETE: return exchange_delete_method(ch, &m->u.exchange_delete);
+    case AMQP_EXCHANGE_BIND: return exchange_bind(ch, &m->u.exchange_bind, true);
+    case AMQP_EXCHANGE_UNBIND: {
+        const struct amqp_exchange_unbind *u = &m->u.exchange_unbind;
+        struct amqp_exchange_bind b = {u->reserved_1, u->destination, u->source, u->routing_key,
+                                       u->no_wait, u->arguments};
+        return exchange_bind(ch, &b, false);
+    }
+    case AMQP_QUEUE_DECLARE: return queue_declare(ch, &m->u.queue_declare);
+    case AMQP_QUEUE_BIND: {
+        const struct amqp_queue_bind *b = &m->u.queue_bind;
+        rc = queue_bind(ch, b->queue, b->exchange, b->routing_key, b->arguments, true);
+        if (rc == 0 && !b->no_wait)
+            reply(ch, AMQP_QUEUE_BIND_OK);
+        return rc;
+    }
+    case AMQP_QUEUE_UNBIND: {
+        const struct amqp_queue_unbind *b = &m->u.queue_unbind;
+        rc = queue_bind(ch, b->queue, b->exchange, b->routing_key, b->arguments, false);
+        if (rc == 0)
+            reply(ch, AMQP_QUEUE_UNBIND_OK);
+        return rc;
+    }
+    case AMQP_QUEUE_PURGE: return queue_purge_method(ch, &m->u.queue_purge);
+    case AMQP_QUEUE_DELETE: return queue_delete_method(ch, &m->u.queue_delete);
+    default: return 1;
+    }
+}
