@@ -26,6 +26,16 @@ deps() {
     $sudo apt-get install -y -q "${missing[@]}" >/dev/null
 }
 
+# node and npm for the amqplib interop test: the machine's own if it has them, else Debian's.
+node_deps() {
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q nodejs npm >/dev/null
+    fi
+    npm ci --prefix tests/interop/amqplib --no-audit --no-fund --loglevel=error >/dev/null
+}
+
 # The system python (Debian's, with python3-pika), not a pyenv shim that may be first on PATH.
 export WARREN_PYTHON=/usr/bin/python3
 
@@ -49,6 +59,7 @@ run)
     exec build/broker/warrend --port 5672 --data-dir ./data "$@" ;;
 test)
     deps
+    node_deps
     build build-test -Db_sanitize=address,undefined -Db_lundef=false
     export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
