@@ -15,6 +15,11 @@
  *      received '2000' but current is '1000'" (50.10); 1000 as a 64-bit 'l' is equivalent;
  *      leaving the argument out: "... received none but current is the value '1000' of type
  *      'signedint'" (the value's type is named only when one side is missing).
+ *  arguments RabbitMQ does not know (x-foo) are never compared on redeclare.
+ *  invalid argument values: 406 "PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue
+ *      'Q' in vhost '/': {value_negative,-1}" (50.10) and no queue; the reasons for the other
+ *      cases are in check_invalid_args(); a number as x-dead-letter-exchange is worded
+ *      "invalid type 'signedint' for arg 'x-dead-letter-exchange' in queue 'Q' in vhost '/'".
  *  another connection's exclusive queue: 405 with the RESOURCE_LOCKED text above for declare
  *      (active and passive, 50.10), basic.get (60.70), basic.consume (60.20), queue.delete
  *      (50.40), queue.purge (50.30) and queue.bind (50.20).
@@ -188,6 +193,15 @@ static void check_equivalence(amqp_connection_state_t conn, const char *q, const
         s_text, 50, 10);
     harness_channel_open(conn, 1);
 
+    /* Arguments RabbitMQ does not know are kept but never compared: any x-foo is fine. */
+    amqp_table_entry_t two[2];
+    two[0] = *ttl_args(&e, AMQP_FIELD_KIND_I32, 1000).entries;
+    two[1].key = amqp_cstring_bytes("x-foo");
+    two[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    two[1].value.value.bytes = amqp_cstring_bytes("other");
+    CHECK_REPLY(declare(conn, 1, q, false, false, false, false,
+                        (amqp_table_t){.num_entries = 2, .entries = two}, &ok));
+
     /* The queue is untouched by the failed redeclarations. */
     CHECK_REPLY(declare(conn, 1, q, false, false, false, false,
                         ttl_args(&e, AMQP_FIELD_KIND_I32, 1000), &ok));
@@ -209,6 +223,57 @@ static void check_equivalence(amqp_connection_state_t conn, const char *q, const
 }
 
 /* message_count is the number of ready messages; consumer_count the number of consumers. */
+/* Invalid values of arguments RabbitMQ knows: 406 on declare, and no queue. The text after
+ * "invalid arg 'K' for queue 'Q' in vhost '/': " is RabbitMQ's Erlang term for the reason. */
+static void check_invalid_args(amqp_connection_state_t conn, const char *q)
+{
+    static const struct {
+        const char *key;
+        char kind; /* 'I' signedint, 'S' longstr */
+        int32_t i;
+        const char *s;
+        const char *reason; /* NULL: the "invalid type" wording */
+    } cases[] = {
+        {"x-message-ttl", 'I', -1, NULL, "{value_negative,-1}"},
+        {"x-message-ttl", 'S', 0, "1000", "\"expected integer, got longstr\""},
+        {"x-expires", 'I', 0, NULL, "{value_zero,0}"},
+        {"x-max-length", 'I', -1, NULL, "{value_negative,-1}"},
+        {"x-max-priority", 'I', 300, NULL, "{max_value_exceeded,300}"},
+        {"x-queue-type", 'S', 0, "bogus", "\"unsupported queue type 'bogus'\""},
+        {"x-overflow", 'S', 0, "nope", "invalid_overflow"},
+        {"x-dead-letter-exchange", 'I', 5, NULL, NULL},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        amqp_table_entry_t e;
+        e.key = amqp_cstring_bytes(cases[k].key);
+        if (cases[k].kind == 'I') {
+            e.value.kind = AMQP_FIELD_KIND_I32;
+            e.value.value.i32 = cases[k].i;
+        } else {
+            e.value.kind = AMQP_FIELD_KIND_UTF8;
+            e.value.value.bytes = amqp_cstring_bytes(cases[k].s);
+        }
+        if (cases[k].reason)
+            snprintf(s_text, sizeof s_text,
+                     "PRECONDITION_FAILED - invalid arg '%s' for queue '%s' in vhost '/': %s",
+                     cases[k].key, q, cases[k].reason);
+        else
+            snprintf(s_text, sizeof s_text,
+                     "PRECONDITION_FAILED - invalid type 'signedint' for arg '%s' in queue '%s' "
+                     "in vhost '/'",
+                     cases[k].key, q);
+        harness_expect_channel_close(
+            conn, 1,
+            declare(conn, 1, q, false, false, false, false,
+                    (amqp_table_t){.num_entries = 1, .entries = &e}, NULL),
+            406, s_text, 50, 10);
+        harness_channel_open(conn, 1);
+    }
+    CHECKF(harness_wait_queue_gone(conn, 1, q, 0), "queue %s declared with an invalid arg", q);
+    harness_channel_open(conn, 1);
+    harness_log("invalid arguments: ok");
+}
+
 static void check_counts(const harness_broker_t *b, amqp_connection_state_t conn, const char *q)
 {
     amqp_queue_declare_ok_t *ok;
@@ -402,6 +467,7 @@ int main(void)
     check_exclusive(&b, conn, q);
     check_auto_delete(conn, q);
     check_reserved_prefix(conn);
+    check_invalid_args(conn, q2);
     delete_queue(conn, 1, q); /* the first one; deleting a missing queue is fine too */
 
     harness_disconnect(conn);
