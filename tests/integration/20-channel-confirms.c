@@ -6,6 +6,7 @@
  * number that was not published or confirm nothing new.
  * RabbitMQ 3.10.8 answers (asserted below):
  *  confirm.select -> select-ok, also when repeated; publishes made before it are not numbered.
+ *  a publish routed to two queues is acked once; when it is acked both queues hold it.
  *  unroutable messages are acked (never nacked); with mandatory the basic.return 312 "NO_ROUTE"
  *      arrives before the ack that covers it.
  *  confirm.select on a transactional channel: channel.close 406 "PRECONDITION_FAILED - cannot
@@ -169,6 +170,45 @@ static void check_confirms(amqp_connection_state_t conn)
     harness_log("confirms: ok");
 }
 
+/* A publish routed to several queues is still one sequence number, acked once. */
+static void check_fanout(amqp_connection_state_t conn)
+{
+    char x[64], q[2][64];
+    snprintf(x, sizeof x, "it-confirms-fan-%d", (int)getpid());
+    amqp_exchange_declare(conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("fanout"), 0, 0, 1,
+                          0, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    for (int k = 0; k < 2; k++) {
+        snprintf(q[k], sizeof q[k], "it-confirms-fan%d-%d", k, (int)getpid());
+        amqp_queue_declare(conn, 1, amqp_cstring_bytes(q[k]), 0, 0, 1, 0, amqp_empty_table);
+        CHECK_REPLY(amqp_get_rpc_reply(conn));
+        amqp_queue_bind(conn, 1, amqp_cstring_bytes(q[k]), amqp_cstring_bytes(x),
+                        amqp_empty_bytes, amqp_empty_table);
+        CHECK_REPLY(amqp_get_rpc_reply(conn));
+    }
+    static confirms_t c;
+    memset(&c, 0, sizeof c);
+    harness_channel_open(conn, 5);
+    confirm_select(conn, 5);
+    for (int seq = 1; seq <= 50; seq++) {
+        char body[16];
+        snprintf(body, sizeof body, "%d", seq);
+        CHECK_AMQP(amqp_basic_publish(conn, 5, amqp_cstring_bytes(x), amqp_empty_bytes, 0, 0,
+                                      NULL, amqp_cstring_bytes(body)));
+    }
+    collect(conn, 5, &c, 50);
+    harness_expect_quiet(conn, 300, "after 50 fanout publishes were confirmed");
+    for (int k = 0; k < 2; k++) {
+        uint32_t m = 0;
+        CHECK_REPLY(harness_queue_peek(conn, 1, q[k], &m, NULL));
+        CHECK_EQ(m, 50); /* confirmed means enqueued everywhere */
+        amqp_queue_delete(conn, 1, amqp_cstring_bytes(q[k]), 0, 0);
+        CHECK_REPLY(amqp_get_rpc_reply(conn));
+    }
+    CHECK_REPLY(amqp_channel_close(conn, 5, AMQP_REPLY_SUCCESS));
+    harness_log("fanout to 2 queues: 50 publishes, %d acks: ok", c.nacks);
+}
+
 static void check_tx_exclusion(amqp_connection_state_t conn)
 {
     harness_channel_open(conn, 4);
@@ -200,6 +240,7 @@ int main(void)
     amqp_queue_declare(conn, 1, amqp_cstring_bytes(s_q), 0, 0, 0, 0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
     check_confirms(conn);
+    check_fanout(conn);
     check_tx_exclusion(conn);
     amqp_queue_delete(conn, 1, amqp_cstring_bytes(s_q), 0, 0);
     CHECK_REPLY(amqp_get_rpc_reply(conn));

@@ -12,6 +12,9 @@
  *  a queue deleted under its consumers: a client that announced the consumer_cancel_notify
  *      capability receives basic.cancel (its tag, no-wait set) on the consumer's channel; one
  *      that did not receives nothing; both channels stay open.
+ *  a consumer's unacked messages go to another consumer of the queue when its channel closes,
+ *      in order and redelivered; an auto-delete queue is deleted when the connection of its
+ *      last consumer closes.
  *  round-robin: consumers registered in the order 1, 2, 3 receive messages 1, 2, 3, 1, 2, 3...:
  *      10 each of 30 (asserted exactly, message by message). */
 #ifndef _GNU_SOURCE
@@ -313,6 +316,56 @@ static void check_round_robin(amqp_connection_state_t conn)
     harness_log("round-robin: ok");
 }
 
+/* A consumer's unacked messages go to the other consumer when its channel closes, in order,
+ * redelivered; an auto-delete queue goes when its consumer's connection closes. */
+static void check_handover(const harness_broker_t *b, amqp_connection_state_t conn)
+{
+    char q[64];
+    snprintf(q, sizeof q, "it-consume-handover-%d", s_pid);
+    amqp_queue_declare(conn, 1, amqp_cstring_bytes(q), 0, 0, 0, 1, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    amqp_connection_state_t first = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
+    harness_channel_open(first, 1);
+    amqp_bytes_free(consume(first, 1, q, "first", false, false));
+    publish_n(conn, q, 1, 3);
+    for (int i = 1; i <= 3; i++) {
+        amqp_envelope_t env;
+        next_delivery(first, &env);
+        CHECK_EQ(body_int(env.message.body), i);
+        CHECK(!env.redelivered);
+        amqp_destroy_envelope(&env);
+    }
+    /* a second consumer (on conn) waits with nothing to do */
+    harness_channel_open(conn, 2);
+    amqp_bytes_t second = consume(conn, 2, q, "second", false, false);
+    harness_expect_quiet(conn, 300, "second consumer while the first holds everything");
+    CHECK_REPLY(amqp_channel_close(first, 1, AMQP_REPLY_SUCCESS));
+    for (int i = 1; i <= 3; i++) {
+        amqp_envelope_t env;
+        next_delivery(conn, &env);
+        CHECK(bytes_is(env.consumer_tag, "second"));
+        CHECK_EQ(env.delivery_tag, i);
+        CHECK_EQ(body_int(env.message.body), i);
+        CHECK(env.redelivered);
+        CHECK_AMQP(amqp_basic_ack(conn, 2, env.delivery_tag, 0));
+        amqp_destroy_envelope(&env);
+    }
+    harness_disconnect(first);
+    /* The only consumer left is on conn; "first" re-connects as the last consumer. */
+    first = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
+    harness_channel_open(first, 1);
+    amqp_bytes_free(consume(first, 1, q, "again", true, false));
+    cancel(conn, 2, second);
+    amqp_bytes_free(second);
+    CHECK_REPLY(harness_queue_peek(conn, 1, q, NULL, NULL)); /* still there: one consumer */
+    harness_disconnect(first);
+    CHECKF(harness_wait_queue_gone(conn, 1, q, 5000),
+           "auto-delete queue %s survived its last consumer's connection", q);
+    harness_channel_open(conn, 1);
+    CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
+    harness_log("hand-over to another consumer, auto-delete on connection close: ok");
+}
+
 int main(void)
 {
     harness_watchdog(55);
@@ -327,6 +380,7 @@ int main(void)
     check_exclusive(conn, &b);
     check_server_cancel(&b);
     check_round_robin(conn);
+    check_handover(&b, conn);
     harness_disconnect(conn);
     harness_check_alive(&b);
     CHECK(harness_broker_stop(&b) == 0);
