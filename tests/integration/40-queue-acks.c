@@ -15,7 +15,8 @@
  *  reject / nack with requeue=false drops the message (no dead-letter exchange here).
  *  an unknown or already acknowledged tag: channel.close 406 "PRECONDITION_FAILED - unknown
  *      delivery tag N" (ack 60.80, reject 60.90, nack 60.120); also for multiple=true with a
- *      tag above every outstanding one, and for an ack of a no-ack delivery.
+ *      tag above every outstanding one, for tag 0 without multiple, and for an ack of a no-ack
+ *      delivery; ack/nack of tag 0 with multiple=true and nothing outstanding is fine.
  *  basic.recover requeue=true -> recover-ok; the channel's consumer gets its unacked messages
  *      again (redelivered, new delivery tags, in their original order); messages fetched with
  *      basic.get go back to the queue.
@@ -268,6 +269,18 @@ static void check_unknown_tags(amqp_connection_state_t conn)
     get_range_r(conn, 2, 1, 2, 1, true);
     CHECK_AMQP(amqp_basic_ack(conn, 2, 5, 1)); /* multiple, above the highest outstanding */
     expect_unknown_tag(conn, 2, 5, 80);
+
+    /* tag 0 without multiple is just an unknown tag; with multiple and nothing outstanding
+     * it is fine */
+    harness_channel_open(conn, 2);
+    CHECK_AMQP(amqp_basic_ack(conn, 2, 0, 1));
+    CHECK_AMQP(amqp_basic_nack(conn, 2, 0, 1, 1));
+    CHECK_REPLY(sync_on(conn, 2));
+    CHECK_AMQP(amqp_basic_ack(conn, 2, 0, 0));
+    expect_unknown_tag(conn, 2, 0, 80);
+    harness_channel_open(conn, 2);
+    CHECK_AMQP(amqp_basic_nack(conn, 2, 0, 0, 1));
+    expect_unknown_tag(conn, 2, 0, 120);
 
     /* a no-ack delivery has nothing to acknowledge */
     harness_channel_open(conn, 2);

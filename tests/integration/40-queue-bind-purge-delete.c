@@ -15,7 +15,12 @@
  *      queue "" and key "" binds that queue with its own name as the key. On a channel that
  *      declared nothing: 404 "NOT_FOUND - no previously declared queue" for bind (50.20),
  *      unbind (50.50), purge (50.30), delete (50.40), basic.get (60.70), basic.consume (60.20).
- *      After "" was deleted, "" still names it: 404 "NOT_FOUND - no queue 'Q' in vhost '/'". */
+ *      After "" was deleted, "" still names it: 404 "NOT_FOUND - no queue 'Q' in vhost '/'".
+ *      A passive queue.declare of "" is not expanded: 404 "NOT_FOUND - no queue '' in vhost
+ *      '/'" (50.10) even right after a declare on the same channel.
+ *  bind / purge of a missing queue: 404 "NOT_FOUND - no queue 'Q' in vhost '/'" (50.20 /
+ *      50.30); bind to a missing exchange: 404 "NOT_FOUND - no exchange 'X' in vhost '/'";
+ *      unbind with a missing queue and/or exchange is unbind-ok. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -357,6 +362,44 @@ static void check_empty_name(amqp_connection_state_t conn)
     harness_log("empty queue name: ok");
 }
 
+/* Missing queues and exchanges: bind and purge say 404, unbind does not care. A passive
+ * declare of "" is not the last-declared-queue shortcut: it looks for a queue named "". */
+static void check_missing(amqp_connection_state_t conn)
+{
+    char q[64], mq[64], mx[64];
+    snprintf(q, sizeof q, "it-missing-%d", s_pid);
+    snprintf(mq, sizeof mq, "it-missing-q-%d", s_pid);
+    snprintf(mx, sizeof mx, "it-missing-x-%d", s_pid);
+    declare(conn, 1, q);
+
+    snprintf(s_text, sizeof s_text, "NOT_FOUND - no queue '%s' in vhost '/'", mq);
+    amqp_queue_bind(conn, 1, amqp_cstring_bytes(mq), amqp_cstring_bytes("amq.direct"),
+                    amqp_cstring_bytes("k"), amqp_empty_table);
+    harness_expect_channel_close(conn, 1, amqp_get_rpc_reply(conn), 404, s_text, 50, 20);
+    harness_channel_open(conn, 1);
+    amqp_queue_purge(conn, 1, amqp_cstring_bytes(mq));
+    harness_expect_channel_close(conn, 1, amqp_get_rpc_reply(conn), 404, s_text, 50, 30);
+    harness_channel_open(conn, 1);
+    snprintf(s_text, sizeof s_text, "NOT_FOUND - no exchange '%s' in vhost '/'", mx);
+    amqp_queue_bind(conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(mx),
+                    amqp_cstring_bytes("k"), amqp_empty_table);
+    harness_expect_channel_close(conn, 1, amqp_get_rpc_reply(conn), 404, s_text, 50, 20);
+    harness_channel_open(conn, 1);
+
+    unbind(conn, mq, "amq.direct", "k", amqp_empty_table);
+    unbind(conn, q, mx, "k", amqp_empty_table);
+    unbind(conn, mq, mx, "k", amqp_empty_table);
+
+    declare(conn, 1, q); /* the channel's last declared queue is q ... */
+    amqp_queue_declare(conn, 1, amqp_empty_bytes, 1, 0, 0, 0, amqp_empty_table);
+    harness_expect_channel_close(conn, 1, amqp_get_rpc_reply(conn), 404,
+                                 "NOT_FOUND - no queue '' in vhost '/'", 50, 10);
+    harness_channel_open(conn, 1);
+    amqp_queue_delete(conn, 1, amqp_cstring_bytes(q), 0, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_log("missing queues and exchanges: ok");
+}
+
 int main(void)
 {
     harness_watchdog(55);
@@ -370,6 +413,7 @@ int main(void)
     check_purge(conn);
     check_delete(conn);
     check_empty_name(conn);
+    check_missing(conn);
     harness_disconnect(conn);
     harness_check_alive(&b);
     CHECK(harness_broker_stop(&b) == 0);

@@ -22,7 +22,8 @@
  *      "invalid type 'signedint' for arg 'x-dead-letter-exchange' in queue 'Q' in vhost '/'".
  *  another connection's exclusive queue: 405 with the RESOURCE_LOCKED text above for declare
  *      (active and passive, 50.10), basic.get (60.70), basic.consume (60.20), queue.delete
- *      (50.40), queue.purge (50.30) and queue.bind (50.20).
+ *      (50.40), queue.purge (50.30) and queue.bind (50.20). The owning connection itself gets
+ *      the same 405 when it redeclares its exclusive queue with exclusive=false.
  *  declare of "amq.x": 403 "ACCESS_REFUSED - queue name 'amq.x' contains reserved prefix
  *      'amq.*'" (50.10); a passive declare of a missing "amq.x" is a plain 404.
  *  declare-ok message_count counts ready messages only (not those delivered and unacked);
@@ -429,6 +430,22 @@ static void check_auto_delete(amqp_connection_state_t conn, const char *q)
     harness_log("auto-delete: ok");
 }
 
+/* Even the owner must redeclare its exclusive queue as exclusive (from any of its channels). */
+static void check_exclusive_owner(amqp_connection_state_t conn, const char *q)
+{
+    amqp_queue_declare_ok_t *ok;
+    CHECK_REPLY(declare(conn, 1, q, false, false, true, false, amqp_empty_table, &ok));
+    harness_channel_open(conn, 2);
+    CHECK_REPLY(declare(conn, 2, q, false, false, true, false, amqp_empty_table, &ok));
+    CHECK_REPLY(declare(conn, 2, q, true, false, false, false, amqp_empty_table, &ok));
+    snprintf(s_text, sizeof s_text, LOCKED_FMT, q);
+    harness_expect_channel_close(
+        conn, 2, declare(conn, 2, q, false, false, false, false, amqp_empty_table, NULL), 405,
+        s_text, 50, 10);
+    delete_queue(conn, 1, q);
+    harness_log("exclusive queue redeclared by its owner: ok");
+}
+
 static void check_reserved_prefix(amqp_connection_state_t conn)
 {
     char name[64];
@@ -467,6 +484,7 @@ int main(void)
     check_exclusive(&b, conn, q);
     check_auto_delete(conn, q);
     check_reserved_prefix(conn);
+    check_exclusive_owner(conn, q);
     check_invalid_args(conn, q2);
     delete_queue(conn, 1, q); /* the first one; deleting a missing queue is fine too */
 
