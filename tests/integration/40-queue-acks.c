@@ -20,6 +20,9 @@
  *  basic.recover requeue=true -> recover-ok; the channel's consumer gets its unacked messages
  *      again (redelivered, new delivery tags, in their original order); messages fetched with
  *      basic.get go back to the queue.
+ *  a consumer (prefetch 1) that nacks with requeue gets the same message again, redelivered,
+ *      under the next delivery tag. Acks, nacks and rejects of messages whose queue was deleted
+ *      after delivery are accepted silently.
  *  closing the channel or the connection puts its unacked messages back, in order, marked
  *      redelivered, ahead of the messages that were never delivered. */
 #ifndef _GNU_SOURCE
@@ -352,6 +355,53 @@ static void check_recover(amqp_connection_state_t conn)
     harness_log("basic.recover requeue=true: ok");
 }
 
+/* A consumer that nacks with requeue gets the message straight back; acks and nacks of
+ * messages whose queue has been deleted meanwhile are accepted. */
+static void check_consumer_requeue_and_deleted_queue(amqp_connection_state_t conn)
+{
+    fresh_queue(conn);
+    harness_channel_open(conn, 2);
+    amqp_basic_qos(conn, 2, 0, 1, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    amqp_basic_consume(conn, 2, amqp_cstring_bytes(s_q), amqp_cstring_bytes("nacker"), 0, 0, 0,
+                       amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    publish_only(conn, 1, 2);
+    const struct {
+        int body;
+        bool redelivered;
+    } want[] = {{1, false}, {1, true}, {1, true}, {2, false}};
+    for (int i = 0; i < 4; i++) {
+        amqp_envelope_t env;
+        struct timeval tv = {.tv_sec = 5};
+        CHECK_REPLY(amqp_consume_message(conn, &env, &tv, 0));
+        CHECK_EQ(env.delivery_tag, i + 1);
+        CHECK_EQ(body_int(env.message.body), want[i].body);
+        CHECK_EQ(env.redelivered, want[i].redelivered);
+        if (i < 2)
+            CHECK_AMQP(amqp_basic_nack(conn, 2, env.delivery_tag, 0, 1));
+        else
+            CHECK_AMQP(amqp_basic_ack(conn, 2, env.delivery_tag, 0));
+        amqp_destroy_envelope(&env);
+    }
+    harness_expect_quiet(conn, 300, "after the last message was acked");
+    CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
+
+    harness_channel_open(conn, 2);
+    publish_range(conn, 1, 3);
+    get_range(conn, 2, 1, 3, 1);
+    amqp_queue_delete(conn, 1, amqp_cstring_bytes(s_q), 0, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    CHECK_AMQP(amqp_basic_ack(conn, 2, 1, 0));
+    CHECK_AMQP(amqp_basic_nack(conn, 2, 2, 0, 1));
+    CHECK_AMQP(amqp_basic_reject(conn, 2, 3, 0));
+    CHECK_REPLY(sync_on(conn, 2));
+    CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
+    fresh_queue(conn);
+    CHECK_STREQ(drain(conn), ""); /* the requeued one did not come back to a new queue */
+    harness_log("consumer nack requeue, acks for a deleted queue: ok");
+}
+
 static void check_close_returns(const harness_broker_t *b, amqp_connection_state_t conn)
 {
     fresh_queue(conn);
@@ -408,6 +458,7 @@ int main(void)
     check_multiple(conn);
     check_unknown_tags(conn);
     check_recover(conn);
+    check_consumer_requeue_and_deleted_queue(conn);
     check_close_returns(&b, conn);
     amqp_queue_delete(conn, 1, amqp_cstring_bytes(s_q), 0, 0);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
