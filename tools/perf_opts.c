@@ -53,6 +53,9 @@ static void usage(FILE *f)
         "  -t, --exchange-type T   direct, fanout or topic (direct)\n"
         "  -e, --exchange NAME     exchange name (perf-TYPE, perf-TYPE-durable with -f)\n"
         "  --queue-prefix P        queue names are P0, P1, ... (perf-q-, perf-dq- with -f)\n"
+        "  --extra-bindings N      before the run, bind N keys that no producer uses (direct) or\n"
+        "                          N patterns that cannot match (topic) from the exchange to an\n"
+        "                          extra queue Pextra, pipelined with no-wait; reports the time (0)\n"
         "  --no-declare-exchange   publish through the default exchange, routing key = queue\n"
         "  --keep                  leave exchange and queues in place at the end\n"
         "output:\n"
@@ -76,7 +79,7 @@ static unsigned long parse_num(const char *s, const char *flag, unsigned long mi
 
 enum {
     OPT_URI = 256, OPT_HOST, OPT_PORT, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_QUEUES,
-    OPT_QUEUE_PREFIX, OPT_NO_DECLARE, OPT_KEEP, OPT_JSON, OPT_LABEL, OPT_QUIET,
+    OPT_QUEUE_PREFIX, OPT_NO_DECLARE, OPT_KEEP, OPT_JSON, OPT_LABEL, OPT_QUIET, OPT_EXTRA_BINDINGS,
 };
 
 void opts_parse(struct opts *o, int argc, char **argv)
@@ -102,6 +105,7 @@ void opts_parse(struct opts *o, int argc, char **argv)
         {"exchange-type", required_argument, NULL, 't'},
         {"exchange", required_argument, NULL, 'e'},
         {"queue-prefix", required_argument, NULL, OPT_QUEUE_PREFIX},
+        {"extra-bindings", required_argument, NULL, OPT_EXTRA_BINDINGS},
         {"no-declare-exchange", no_argument, NULL, OPT_NO_DECLARE},
         {"keep", no_argument, NULL, OPT_KEEP},
         {"json", no_argument, NULL, OPT_JSON},
@@ -147,6 +151,10 @@ void opts_parse(struct opts *o, int argc, char **argv)
             break;
         case 'e': o->exchange = optarg; break;
         case OPT_QUEUE_PREFIX: o->queue_prefix = optarg; break;
+        case OPT_EXTRA_BINDINGS:
+            o->extra_bindings =
+                (unsigned)parse_num(optarg, "--extra-bindings", 0, MAX_EXTRA_BINDINGS);
+            break;
         case OPT_NO_DECLARE: o->declare_exchange = false; break;
         case OPT_KEEP: o->keep = true; break;
         case OPT_JSON: o->json = true; break;
@@ -203,6 +211,12 @@ void opts_parse(struct opts *o, int argc, char **argv)
                 "makes no sense with it.");
         o->exchange = "";
     }
+    if (o->extra_bindings && !o->declare_exchange)
+        opts_die("--extra-bindings binds to the benchmark exchange, and the default exchange "
+            "cannot be bound, so it cannot be combined with --no-declare-exchange.");
+    if (o->extra_bindings && o->ex_type == EX_FANOUT)
+        opts_die("--extra-bindings needs keys that do not match, but fanout ignores keys; use "
+            "-t direct or -t topic.");
     if (multi_ack_set && o->autoack)
         opts_die("--multi-ack-every needs manual acks, so it cannot be combined with -a.");
     if (o->multi_ack > 1 && o->prefetch && o->multi_ack > o->prefetch)

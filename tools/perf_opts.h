@@ -1,7 +1,8 @@
 /* perf_opts.h — warren-perf's command line: the option set and its parser. Owns nothing after
  * parsing but opts.uri_copy; every other string is borrowed from argv or a literal.
  * Invariant after opts_parse(): the options are consistent (e.g. --no-declare-exchange implies
- * direct and exchange ""), so the run never re-checks them. */
+ * direct and exchange "", --extra-bindings implies a declared direct or topic exchange), so the
+ * run never re-checks them. */
 #ifndef WARREN_TOOLS_PERF_OPTS_H
 #define WARREN_TOOLS_PERF_OPTS_H
 
@@ -11,6 +12,7 @@
 #define HEADER_LEN 12 /* body prefix: u64 send time (ns), u32 run id; the smallest -s */
 #define MAX_QUEUES 10000
 #define MAX_CLIENTS 1000
+#define MAX_EXTRA_BINDINGS 10000000
 
 enum ex_type { EX_DIRECT, EX_FANOUT, EX_TOPIC, EX_TYPE_MAX };
 extern const char *const opts_ex_type_names[EX_TYPE_MAX];
@@ -30,6 +32,7 @@ struct opts {
     unsigned prefetch;        /* basic.qos prefetch-count; 0 = none */
     unsigned multi_ack;       /* ack with multiple=true every N deliveries; 0/1 = one by one */
     unsigned queues;
+    unsigned extra_bindings;  /* non-matching bindings added before the run (perf_bind.c) */
     enum ex_type ex_type;
     const char *exchange;     /* borrowed: argv or literal; "" with --no-declare-exchange */
     const char *queue_prefix; /* borrowed: argv or literal */

@@ -15,6 +15,8 @@ enum {
     FRAME_BODY = 3,
     FRAME_END = 0xCE,
     FRAME_OVERHEAD = 8, /* 7-byte header + end octet */
+    CLASS_QUEUE = 50,
+    QUEUE_BIND = 20,
     CLASS_BASIC = 60,
     BASIC_PUBLISH = 40,
     BASIC_ACK = 80,
@@ -181,6 +183,36 @@ int wire_ack(struct wbuf *w, uint16_t ch, uint64_t tag, bool multiple)
     p = put16(p, BASIC_ACK);
     p = put64(p, tag);
     p = put8(p, multiple ? 1 : 0);
+    p = put8(p, FRAME_END);
+    w->len = (size_t)(p - w->buf);
+    return 0;
+}
+
+int wire_queue_bind(struct wbuf *w, uint16_t ch, const char *queue, const char *exchange,
+                    const char *key, bool nowait)
+{
+    size_t qlen = strlen(queue), exlen = strlen(exchange), klen = strlen(key);
+    if (qlen > 255)
+        qlen = 255;
+    if (exlen > 255)
+        exlen = 255;
+    if (klen > 255)
+        klen = 255;
+    /* class, method, reserved-1, three shortstrs, no-wait bit, empty table (u32 length 0) */
+    uint32_t size = 2 + 2 + 2 + 1 + (uint32_t)qlen + 1 + (uint32_t)exlen + 1 + (uint32_t)klen +
+                    1 + 4;
+    int rc = reserve(w, FRAME_OVERHEAD + size);
+    if (rc)
+        return rc;
+    uint8_t *p = frame_open(w->buf + w->len, FRAME_METHOD, ch, size);
+    p = put16(p, CLASS_QUEUE);
+    p = put16(p, QUEUE_BIND);
+    p = put16(p, 0); /* reserved-1 (ticket) */
+    p = put_shortstr(p, queue, qlen);
+    p = put_shortstr(p, exchange, exlen);
+    p = put_shortstr(p, key, klen);
+    p = put8(p, nowait ? 1 : 0);
+    p = put32(p, 0);
     p = put8(p, FRAME_END);
     w->len = (size_t)(p - w->buf);
     return 0;

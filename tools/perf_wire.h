@@ -1,5 +1,5 @@
 /* perf_wire.h — the hot-path writer of warren-perf: encodes basic.publish (method, content
- * header, body frames) and basic.ack straight into a per-connection buffer and writes it to the
+ * header, body frames), basic.ack and pipelined queue.bind straight into a per-connection buffer and writes it to the
  * socket of a rabbitmq-c connection in batches. rabbitmq-c still owns the socket, the handshake,
  * every RPC and all reading; this only adds bytes to the outgoing stream.
  * Invariant: buf holds whole frames only, so the stream stays valid between flushes; `broken`
@@ -42,5 +42,11 @@ int wire_publish(struct wbuf *w, uint16_t ch, const char *exchange, const char *
 
 /* Append one basic.ack on channel ch. Returns 0 or a wbuf_flush error. */
 int wire_ack(struct wbuf *w, uint16_t ch, uint64_t tag, bool multiple);
+
+/* Append one queue.bind on channel ch with empty arguments; queue, exchange and key are at most
+ * 255 bytes. With nowait the broker answers nothing unless it closes the channel. Returns 0 or
+ * a wbuf_flush error. */
+int wire_queue_bind(struct wbuf *w, uint16_t ch, const char *queue, const char *exchange,
+                    const char *key, bool nowait);
 
 #endif

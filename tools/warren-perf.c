@@ -3,7 +3,8 @@
  * and queues it declares itself (and deletes at the end unless --keep). Reports send, receive
  * and confirm rates and end-to-end latency from a CLOCK_MONOTONIC stamp at the start of each
  * body. Owns the options, the topology and the worker threads; rabbitmq-c owns each connection,
- * perf_wire.c the hot-path writes, perf_hist.c the latency histograms.
+ * perf_wire.c the hot-path writes, perf_hist.c the latency histograms, perf_bind.c the keys of
+ * --extra-bindings.
  * Invariant: a worker's counters are written by that worker only (main reads them relaxed); its
  * histogram is read only after the worker has been joined. */
 #include <errno.h>
@@ -35,6 +36,7 @@
 #include <amqp_tcp_socket.h>
 #endif
 
+#include "perf_bind.h"
 #include "perf_hist.h"
 #include "perf_opts.h"
 #include "perf_wire.h"
@@ -55,6 +57,10 @@ struct run {
     char (*bindkey)[256];     /* owned: binding key of queue i */
     unsigned queues_declared; /* how many of qname[] exist because of us (main only) */
     bool exchange_declared;   /* main only */
+    char xqname[256];         /* the queue holding --extra-bindings */
+    bool extra_declared;      /* main only: xqname exists because of us */
+    struct bind_result bound; /* main only: how the extra bindings went */
+    double extra_delete_s;    /* main only: queue.delete of xqname took this long; < 0 = not */
     uint32_t run_id;          /* in every body we send, so leftovers are told apart */
     uint8_t delivery_mode;
     uint64_t t0;              /* when producers were let go (written before `go`) */
@@ -395,6 +401,52 @@ static int make_names(struct run *r)
         case EX_TYPE_MAX: break;
         }
     }
+    snprintf(r->xqname, sizeof r->xqname, "%sextra", o->queue_prefix);
+    return 0;
+}
+
+/* Declare the queue for --extra-bindings and bind it that many times, timing it into r->bound.
+ * The queue is durable with -f so that a persistent run also measures durable bindings.
+ * Returns 0, or -1 with err set. */
+static int declare_extra(struct run *r, amqp_connection_state_t c, char *err, size_t n)
+{
+    const struct opts *o = r->o;
+    char what[400];
+    amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(r->xqname), 0, o->persistent, 0, 0,
+                       amqp_empty_table);
+    snprintf(what, sizeof what, "queue.declare '%s'", r->xqname);
+    if (!rpc_ok(c, err, n, what))
+        return -1;
+    r->extra_declared = true;
+    if (!o->json && !o->quiet) {
+        printf("binding %u extra %s to '%s' (no-wait, a round trip every %u)\n",
+               o->extra_bindings, o->ex_type == EX_TOPIC ? "patterns" : "keys", r->xqname,
+               BIND_BATCH);
+        fflush(stdout);
+    }
+    struct bind_job job = {
+        .conn = c,
+        .channel = CHANNEL,
+        .exchange = o->exchange,
+        .queue = r->xqname,
+        .avoid_prefix = o->queue_prefix,
+        .type = o->ex_type,
+        .seed = r->run_id,
+        .count = o->extra_bindings,
+        .stop = &r->stop,
+        .interrupted = &interrupted,
+        .progress = o->json || o->quiet ? NULL : stdout,
+    };
+    if (bind_extra(&job, &r->bound, err, n) < 0)
+        return -1;
+    if (!o->json) {
+        printf("extra bindings: %u in %.3f s (%.0f/s)\n", r->bound.bound, r->bound.seconds,
+               r->bound.seconds > 0 ? r->bound.bound / r->bound.seconds : 0.0);
+        if (r->bound.stray_ok)
+            printf("note: the broker answered %" PRIu64 " no-wait queue.bind with bind-ok\n",
+                   r->bound.stray_ok);
+        fflush(stdout);
+    }
     return 0;
 }
 
@@ -440,6 +492,8 @@ static int declare_topology(struct run *r, char *err, size_t n)
         if (!rpc_ok(c, err, n, what))
             goto fail;
     }
+    if (o->extra_bindings && declare_extra(r, c, err, n) < 0)
+        goto fail;
     perf_disconnect(c, true);
     return 0;
 fail:
@@ -466,7 +520,7 @@ static int teardown(struct run *r)
     const struct opts *o = r->o;
     char err[700], what[300];
     int failures = 0;
-    if (!r->queues_declared && !r->exchange_declared)
+    if (!r->queues_declared && !r->exchange_declared && !r->extra_declared)
         return 0;
     amqp_connection_state_t c = perf_connect(o, "warren-perf teardown", err, sizeof err);
     if (!c) {
@@ -474,6 +528,30 @@ static int teardown(struct run *r)
         snprintf(msg, sizeof msg, "cannot remove the queues and exchange: %s", err);
         print_error(msg);
         return 1;
+    }
+    if (r->extra_declared) {
+        /* first, and timed: deleting the queue drops every extra binding at once */
+        struct timeval rpc = {.tv_sec = BIND_SYNC_TIMEOUT_S};
+        amqp_set_rpc_timeout(c, &rpc);
+        uint64_t t = now_ns();
+        amqp_queue_delete_ok_t *ok = amqp_queue_delete(c, CHANNEL, amqp_cstring_bytes(r->xqname),
+                                                       0, 0);
+        snprintf(what, sizeof what, "queue.delete '%s' (with the extra bindings)", r->xqname);
+        if (rpc_ok(c, err, sizeof err, what)) {
+            r->extra_delete_s = (double)(now_ns() - t) / 1e9;
+            if (ok && ok->message_count) {
+                snprintf(err, sizeof err, "%u messages reached '%s', so an extra binding matched "
+                         "a producer key (a bug in warren-perf or in the broker's routing)",
+                         ok->message_count, r->xqname);
+                print_error(err);
+                failures++;
+            }
+        } else {
+            print_error(err);
+            failures++;
+            if (!reopen_channel(c))
+                goto out;
+        }
     }
     for (unsigned i = 0; i < r->queues_declared; i++) {
         amqp_queue_delete(c, CHANNEL, amqp_cstring_bytes(r->qname[i]), 0, 0);
@@ -1000,6 +1078,15 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* A duration in seconds, or null when negative (not measured). */
+static void json_secs(FILE *f, double s)
+{
+    if (s < 0)
+        fputs("null", f);
+    else
+        fprintf(f, "%.3f", s);
+}
+
 static void json_hist(FILE *f, const char *name, const struct hist *h)
 {
     fprintf(f, ",\"%s\":", name);
@@ -1049,6 +1136,11 @@ static void report_json(const struct run *r, const struct result *res)
            "\"multi_ack_every\":%u,\"rate_limit\":%u,\"seconds\":%.3f",
            o->persistent ? "true" : "false", o->confirm, o->autoack ? "true" : "false",
            o->prefetch, o->multi_ack, o->rate, res->secs);
+    printf(",\"extra_bindings\":%u,\"bind_seconds\":", r->bound.bound);
+    json_secs(stdout, o->extra_bindings ? r->bound.seconds : -1);
+    printf(",\"extra_delete_seconds\":");
+    json_secs(stdout, r->extra_delete_s);
+    printf(",\"stray_bind_ok\":%" PRIu64, r->bound.stray_ok);
     printf(",\"sent\":%" PRIu64 ",\"received\":%" PRIu64 ",\"confirmed\":%" PRIu64
            ",\"nacked\":%" PRIu64,
            res->t.sent, res->t.received, res->t.confirmed, res->t.nacked);
@@ -1077,6 +1169,12 @@ static void report_human(const struct run *r, const struct result *res)
     human_hist("latency", &res->lat);
     if (o->confirm)
         human_hist("confirm latency", &res->conf);
+    if (o->extra_bindings) {
+        printf("%-16s %u bound in %.3f s", "extra bindings", r->bound.bound, r->bound.seconds);
+        if (r->extra_delete_s >= 0)
+            printf(", removed with their queue in %.3f s", r->extra_delete_s);
+        printf("\n");
+    }
     if (res->foreign)
         printf("note: %" PRIu64 " deliveries came from an earlier run and were not timed\n",
                res->foreign);
@@ -1101,6 +1199,8 @@ static void print_banner(const struct opts *o)
         printf("%s exchange '%s'", opts_ex_type_names[o->ex_type], o->exchange);
     else
         printf("default exchange");
+    if (o->extra_bindings)
+        printf(" (+%u extra bindings)", o->extra_bindings);
     printf(" -> %u queue%s -> %u consumer%s; %zu B%s, ", o->queues, o->queues == 1 ? "" : "s",
            o->consumers, o->consumers == 1 ? "" : "s", o->size, o->persistent ? " persistent" : "");
     if (o->autoack)
@@ -1176,6 +1276,7 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
 
     r.o = &o;
+    r.extra_delete_s = -1;
     r.delivery_mode = o.persistent ? 2 : 1;
     if (getrandom(&r.run_id, sizeof r.run_id, 0) != sizeof r.run_id)
         r.run_id = (uint32_t)now_ns() ^ (uint32_t)getpid();
