@@ -142,3 +142,81 @@ int args_equivalent(struct conn *c, const char *what, amqp_bytes_t cur, amqp_byt
     }
     return 0;
 }
+
+enum arg_rule { R_NONNEG_INT, R_POS_INT, R_PRIORITY, R_STR, R_BOOL, R_OVERFLOW, R_QTYPE, R_QMODE };
+
+static const struct {
+    const char *key;
+    enum arg_rule rule;
+} queue_rules[] = {
+    {"x-message-ttl", R_NONNEG_INT}, {"x-expires", R_POS_INT}, {"x-max-length", R_NONNEG_INT},
+    {"x-max-length-bytes", R_NONNEG_INT}, {"x-max-priority", R_PRIORITY},
+    {"x-delivery-limit", R_NONNEG_INT}, {"x-dead-letter-exchange", R_STR},
+    {"x-dead-letter-routing-key", R_STR}, {"x-overflow", R_OVERFLOW}, {"x-queue-type", R_QTYPE},
+    {"x-queue-mode", R_QMODE}, {"x-single-active-consumer", R_BOOL},
+};
+
+static bool is_int(char t)
+{
+    return is_signed_int(t) || is_unsigned_int(t) || t == 'L';
+}
+
+static bool in_list(amqp_bytes_t v, const char *const *list)
+{
+    for (; *list; list++)
+        if (amqp_bytes_eq_str(v, *list))
+            return true;
+    return false;
+}
+
+int args_check_queue(struct conn *c, const char *queue, const char *vhost, amqp_bytes_t args)
+{
+    for (size_t i = 0; i < sizeof queue_rules / sizeof queue_rules[0]; i++) {
+        struct amqp_field v;
+        if (amqp_table_get(args, queue_rules[i].key, &v) != 1)
+            continue;
+        const char *key = queue_rules[i].key;
+        char why[200] = "";
+        enum arg_rule rule = queue_rules[i].rule;
+        if (rule == R_NONNEG_INT || rule == R_POS_INT || rule == R_PRIORITY) {
+            int64_t n = is_unsigned_int(v.type) ? (int64_t)v.v.u : v.v.i;
+            if (!is_int(v.type))
+                snprintf(why, sizeof why, "\"expected integer, got %s\"", args_type_name(v.type));
+            else if (n < 0)
+                snprintf(why, sizeof why, "{value_negative,%" PRId64 "}", n);
+            else if (n == 0 && rule == R_POS_INT)
+                snprintf(why, sizeof why, "{value_zero,0}");
+            else if (n > 255 && rule == R_PRIORITY)
+                snprintf(why, sizeof why, "{max_value_exceeded,%" PRId64 "}", n);
+        } else if ((rule == R_STR || rule == R_OVERFLOW || rule == R_QTYPE || rule == R_QMODE) &&
+                   v.type != 'S') {
+            return conn_err(c, -WERR_PRECONDITION_FAILED,
+                            "invalid type '%s' for arg '%s' in queue '%s' in vhost '%s'",
+                            args_type_name(v.type), key, queue, vhost);
+        } else if (rule == R_BOOL && v.type != 't') {
+            return conn_err(c, -WERR_PRECONDITION_FAILED,
+                            "invalid type '%s' for arg '%s' in queue '%s' in vhost '%s'",
+                            args_type_name(v.type), key, queue, vhost);
+        } else if (rule == R_OVERFLOW) {
+            static const char *const ok[] = {"drop-head", "reject-publish", "reject-publish-dlx",
+                                             NULL};
+            if (!in_list(v.v.bytes, ok))
+                snprintf(why, sizeof why, "invalid_overflow");
+        } else if (rule == R_QTYPE) {
+            static const char *const ok[] = {"classic", "quorum", "stream", NULL};
+            if (!in_list(v.v.bytes, ok))
+                snprintf(why, sizeof why, "\"unsupported queue type '%.*s'\"",
+                         (int)(v.v.bytes.len < 100 ? v.v.bytes.len : 100),
+                         (const char *)v.v.bytes.ptr);
+        } else if (rule == R_QMODE) {
+            static const char *const ok[] = {"default", "lazy", NULL};
+            if (!in_list(v.v.bytes, ok))
+                snprintf(why, sizeof why, "invalid_queue_mode");
+        }
+        if (why[0])
+            return conn_err(c, -WERR_PRECONDITION_FAILED,
+                            "invalid arg '%s' for queue '%s' in vhost '%s': %s", key, queue, vhost,
+                            why);
+    }
+    return 0;
+}

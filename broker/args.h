@@ -14,6 +14,10 @@ extern const char *const args_exchange_keys[]; /* NULL-terminated */
 int args_equivalent(struct conn *c, const char *what, amqp_bytes_t cur, amqp_bytes_t got,
                     const char *const *keys);
 
+/* Checks the values of the queue arguments RabbitMQ knows (x-message-ttl, x-expires,
+ * x-max-length, x-max-priority, x-overflow, x-queue-type, x-dead-letter-*, ...): 0, or
+ * -WERR_PRECONDITION_FAILED with RabbitMQ's text. `queue` and `vhost` name the queue. */
+int args_check_queue(struct conn *c, const char *queue, const char *vhost, amqp_bytes_t args);
 /* RabbitMQ's name of a field type letter ("longstr", "signedint", ...). */
 const char *args_type_name(char type);
 /* Checks a headers-exchange binding's x-match argument: absent, or a longstr naming all, any,

@@ -215,6 +215,8 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
         name = amqp_cstr(gen);
     }
     if (d->passive) {
+        if (name.len == 0) /* no last-queue shortcut here, as in RabbitMQ */
+            return conn_err(c, -WERR_NOT_FOUND, "no queue '' in vhost '%s'", vh->name);
         if ((rc = declare_lookup_queue(ch, name, &q)) < 0)
             return rc;
     } else if (vhost_queue(vh, name)) {
@@ -226,7 +228,7 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
             return inequivalent(ch, "durable", what, tf(d->durable), tf(q->durable));
         if (q->auto_delete != d->auto_delete)
             return inequivalent(ch, "auto_delete", what, tf(d->auto_delete), tf(q->auto_delete));
-        if (d->exclusive && !q->exclusive) /* RabbitMQ calls this a lock, not an inequivalence */
+        if (d->exclusive != q->exclusive) /* RabbitMQ calls this a lock, not an inequivalence */
             return conn_err(c, -WERR_RESOURCE_LOCKED,
                             "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. "
                             "It could be originally declared on another connection or the "
@@ -238,6 +240,10 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
             return rc;
     } else {
         if (name.ptr != (const uint8_t *)gen && (rc = reserved_name(ch, "queue", name)) < 0)
+            return rc;
+        char qname[256];
+        snprintf(qname, sizeof qname, "%.*s", STR(name));
+        if ((rc = args_check_queue(c, qname, vh->name, d->arguments)) < 0)
             return rc;
         q = queue_new(vh, name, d->arguments);
         if (!q)
@@ -272,9 +278,17 @@ static int queue_bind(struct channel *ch, amqp_bytes_t qname, amqp_bytes_t xname
     /* Empty queue name: the last declared queue, and then also the routing key. */
     if (qname.len == 0 && key.len == 0 && ch->last_queue[0])
         key = amqp_cstr(ch->last_queue);
-    if ((rc = not_default(ch, xname)) < 0 || (rc = declare_lookup_queue(ch, qname, &q)) < 0 ||
-        (rc = lookup_exchange(ch, xname, &x)) < 0)
+    if ((rc = not_default(ch, xname)) < 0)
         return rc;
+    if ((rc = declare_lookup_queue(ch, qname, &q)) < 0 ||
+        (rc = lookup_exchange(ch, xname, &x)) < 0) {
+        /* Unbinding from a missing queue or exchange succeeds, as in RabbitMQ. */
+        if (!bind && rc == -WERR_NOT_FOUND && qname.len) {
+            ch->conn->err_text[0] = 0;
+            return 0;
+        }
+        return rc;
+    }
     if (bind) {
         if (x->type == EX_HEADERS && (rc = args_check_x_match(ch->conn, args)) < 0)
             return rc;

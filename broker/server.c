@@ -135,7 +135,7 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     list_init(&s->flush);
     list_init(&s->paused);
     s->mem_limit = (uint64_t)((double)uv_get_total_memory() * cfg->memory_high_watermark);
-    int rc = storage_open(cfg->data_dir, &s->store);
+    int rc = storage_open(cfg->data_dir, true, &s->store);
     if (rc < 0) {
         log_error("cannot open the data directory '%s': %s; check that it is writable and not "
                   "used by another warrend",

@@ -1,7 +1,6 @@
-/* env.c — owns the LMDB environment, its lock file on the data dir, and the `meta` database.
- * Key layout of `meta` (keys are ASCII, values big-endian):
- *   "format" -> u32 format version (STORAGE_FORMAT_VERSION); checked at every open.
- * Invariant: an environment is never used with a format version it does not know. */
+/* env.c — owns the LMDB environment, its lock file on the data dir, the named databases
+ * (layouts in schema.h) and the id counter. Invariant: an environment is never used with a
+ * format version it does not know. */
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
@@ -13,12 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "storage/env.h"
-
-struct storage {
-    MDB_env *env; /* owned */
-    MDB_dbi meta;
-    int lock_fd;  /* owned: flock on <dir>/warrend.lock keeps a second process out */
-};
+#include "storage/schema.h"
 
 const char *storage_strerror(int rc)
 {
@@ -27,6 +21,8 @@ const char *storage_strerror(int rc)
         return "the data directory was written by an incompatible Warren version";
     case STORAGE_E_LOCKED:
         return "the data directory is in use by another warrend process";
+    case STORAGE_E_CORRUPT:
+        return "a stored record does not decode (the data directory is damaged)";
     default:
         return rc < 0 && rc > -4096 ? strerror(-rc) : mdb_strerror(rc);
     }
@@ -50,15 +46,40 @@ static int mkdir_p(const char *dir)
     return 0;
 }
 
-static int check_format(struct storage *st)
+/* Raises next_id above the last key of an id-keyed database. */
+static int scan_ids(struct storage *st, MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0 && k.mv_size >= 8 && st_get64(k.mv_data) >= st->next_id)
+        st->next_id = st_get64(k.mv_data) + 1;
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int open_dbs(struct storage *st)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (rc)
         return rc;
-    rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta);
-    if (rc)
-        goto fail;
+    struct { const char *name; MDB_dbi *dbi; } dbs[] = {
+        {"meta", &st->meta}, {"exchanges", &st->exchanges}, {"queues", &st->queues},
+        {"queue_meta", &st->queue_meta}, {"bindings", &st->bindings},
+        {"messages", &st->messages}, {"msg_refs", &st->msg_refs}, {"qindex", &st->qindex},
+    };
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
+        if ((rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi)) != 0)
+            goto fail;
+    st->next_id = 1;
+    MDB_dbi idbs[] = {st->exchanges, st->queues, st->bindings, st->messages};
+    for (size_t i = 0; i < sizeof idbs / sizeof idbs[0]; i++)
+        if ((rc = scan_ids(st, txn, idbs[i])) != 0)
+            goto fail;
     MDB_val key = {6, "format"}, val;
     rc = mdb_get(txn, st->meta, &key, &val);
     if (rc == MDB_NOTFOUND) {
@@ -80,7 +101,21 @@ fail:
     return rc;
 }
 
-int storage_open(const char *dir, struct storage **ret)
+uint64_t storage_new_id(struct storage *st)
+{
+    return st->next_id++;
+}
+
+uint64_t storage_file_size(struct storage *st)
+{
+    MDB_envinfo info;
+    MDB_stat stat;
+    mdb_env_info(st->env, &info);
+    mdb_env_stat(st->env, &stat);
+    return (uint64_t)(info.me_last_pgno + 1) * stat.ms_psize;
+}
+
+int storage_open(const char *dir, bool sync, struct storage **ret)
 {
     int rc = mkdir_p(dir);
     if (rc < 0)
@@ -88,13 +123,17 @@ int storage_open(const char *dir, struct storage **ret)
     struct storage *st = calloc(1, sizeof *st);
     if (!st)
         return -ENOMEM;
+    st->sync = sync;
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_cond_init(&st->cond, NULL);
+    pthread_rwlock_init(&st->map_lock, NULL);
+    st->done_tail = &st->done_head;
     char path[4096];
     snprintf(path, sizeof path, "%s/warrend.lock", dir);
     st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     if (st->lock_fd < 0) {
         rc = -errno;
-        free(st);
-        return rc;
+        goto fail;
     }
     if (flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0) {
         rc = errno == EWOULDBLOCK ? STORAGE_E_LOCKED : -errno;
@@ -103,18 +142,16 @@ int storage_open(const char *dir, struct storage **ret)
     if ((rc = mdb_env_create(&st->env)) != 0)
         goto fail;
     mdb_env_set_maxdbs(st->env, 16);
+    /* The map starts at 1 GiB (or the file's size, if larger) and doubles when full. */
     mdb_env_set_mapsize(st->env, (size_t)1 << 30);
-    if ((rc = mdb_env_open(st->env, dir, MDB_NOTLS, 0640)) != 0)
+    if ((rc = mdb_env_open(st->env, dir, MDB_NOTLS | (sync ? 0 : MDB_NOSYNC), 0640)) != 0)
         goto fail;
-    if ((rc = check_format(st)) != 0)
+    if ((rc = open_dbs(st)) != 0)
         goto fail;
     *ret = st;
     return 0;
 fail:
-    if (st->env)
-        mdb_env_close(st->env);
-    close(st->lock_fd);
-    free(st);
+    storage_close(st);
     return rc;
 }
 
@@ -122,7 +159,13 @@ void storage_close(struct storage *st)
 {
     if (!st)
         return;
-    mdb_env_close(st->env);
-    close(st->lock_fd);
+    storage__batches_free(st); /* stops the writer thread first */
+    if (st->env)
+        mdb_env_close(st->env);
+    if (st->lock_fd >= 0)
+        close(st->lock_fd);
+    pthread_rwlock_destroy(&st->map_lock);
+    pthread_cond_destroy(&st->cond);
+    pthread_mutex_destroy(&st->mu);
     free(st);
 }

@@ -1,7 +1,10 @@
-/* env.h — the LMDB environment under --data-dir: opening, the format-version record,
- * closing. Storage never logs and never includes protocol/ or uv.h; it returns codes. */
+/* env.h — the LMDB environment under --data-dir: opening (with the format-version check and
+ * the data-dir lock), ids, closing. Storage never logs and never includes protocol/ or uv.h;
+ * it returns codes that storage_strerror() explains. */
 #ifndef WARREN_STORAGE_ENV_H
 #define WARREN_STORAGE_ENV_H
+#include <stdbool.h>
+#include <stdint.h>
 
 struct storage;
 
@@ -10,14 +13,20 @@ struct storage;
 enum storage_err {
     STORAGE_E_FORMAT = -31001, /* the data dir was written by an incompatible version */
     STORAGE_E_LOCKED = -31002, /* another process holds the data dir */
+    STORAGE_E_CORRUPT = -31003, /* a record does not decode */
 };
 
-/* Creates dir if needed and opens (or initialises) the environment in it. 0 and *ret, or
+/* Creates dir if needed and opens (or initialises) the environment in it. With sync false,
+ * commits are not flushed to disk (unsafe: a crash loses recent writes). 0 and *ret, or
  * -errno, an LMDB error code, or a STORAGE_E_* code. */
-int storage_open(const char *dir, struct storage **ret);
-/* Closes the environment. Accepts NULL. */
+int storage_open(const char *dir, bool sync, struct storage **ret);
+/* Stops the writer thread (after committing what it was given) and closes. Accepts NULL. */
 void storage_close(struct storage *st);
 /* Text for any code storage_* returns. */
 const char *storage_strerror(int rc);
+/* A new id for an entity or message, unique in this data dir. Loop thread only. */
+uint64_t storage_new_id(struct storage *st);
+/* Bytes used by the data file, for reports. */
+uint64_t storage_file_size(struct storage *st);
 
 #endif

@@ -1,0 +1,471 @@
+/* batch.c — owns write batches and the writer thread: group commit of everything the loop
+ * added during a turn, in one LMDB write transaction, flushed before notify() runs.
+ * Invariants: batches commit in number order, one at a time; a batch's borrowed message bytes
+ * stay untouched until storage_collect() releases them on the loop thread; after the first
+ * failed commit nothing else is committed (st->failed is sticky). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "storage/batch.h"
+#include "storage/env.h"
+#include "storage/records.h"
+#include "storage/schema.h"
+
+enum op_kind { OP_PUT_ENTITY, OP_DEL_ENTITY, OP_PUT_MSG, OP_PUT_IDX, OP_DEL_IDX, OP_DEL_IDX_FROM, OP_QMETA };
+
+struct op {
+    uint8_t kind;
+    char ent;       /* 'x' 'q' 'b' for entity ops */
+    uint8_t flags;
+    uint32_t refs;
+    uint64_t a, b, c; /* ids, seqs: see the add functions */
+    size_t off, len;  /* entity record in the arena */
+    const void *head, *body; /* borrowed message bytes */
+    size_t hlen, blen;
+    void (*release)(void *);
+    void *release_arg;
+};
+
+struct st_batch {
+    struct st_batch *next;
+    uint64_t no;
+    struct op *ops; /* owned */
+    size_t nops, cap;
+    uint8_t *arena; /* owned: copies of entity records */
+    size_t alen, acap;
+    int rc;
+};
+
+/* ---- building (loop thread) ---------------------------------------------------------- */
+
+static struct st_batch *open_batch(struct storage *st)
+{
+    if (!st->open) {
+        st->open = calloc(1, sizeof *st->open);
+        if (!st->open)
+            abort(); /* nothing sensible is left to do: durability would silently stop */
+        st->open->no = st->batch_seq ? st->batch_seq : (st->batch_seq = 1);
+    }
+    return st->open;
+}
+
+static struct op *add_op(struct storage *st, enum op_kind kind)
+{
+    struct st_batch *b = open_batch(st);
+    if (b->nops == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        struct op *ops = realloc(b->ops, cap * sizeof *ops);
+        if (!ops)
+            abort(); /* see open_batch */
+        b->ops = ops;
+        b->cap = cap;
+    }
+    struct op *o = &b->ops[b->nops++];
+    memset(o, 0, sizeof *o);
+    o->kind = (uint8_t)kind;
+    return o;
+}
+
+static uint8_t *arena(struct storage *st, size_t n, size_t *ret_off)
+{
+    struct st_batch *b = open_batch(st);
+    if (b->acap - b->alen < n) {
+        size_t cap = b->acap ? b->acap : 4096;
+        while (cap - b->alen < n)
+            cap *= 2;
+        uint8_t *a = realloc(b->arena, cap);
+        if (!a)
+            abort(); /* see open_batch */
+        b->arena = a;
+        b->acap = cap;
+    }
+    *ret_off = b->alen;
+    b->alen += n;
+    return b->arena + *ret_off;
+}
+
+static void put_entity(struct storage *st, char ent, uint64_t id, size_t size, uint8_t **ret)
+{
+    size_t off;
+    uint8_t *p = arena(st, size, &off);
+    struct op *o = add_op(st, OP_PUT_ENTITY);
+    o->ent = ent;
+    o->a = id;
+    o->off = off;
+    o->len = size;
+    *ret = p;
+}
+
+void storage_put_exchange(struct storage *st, const struct st_exchange *x)
+{
+    uint8_t *p;
+    put_entity(st, 'x', x->id, st_exchange_size(x), &p);
+    st_exchange_encode(x, p);
+}
+
+void storage_put_queue(struct storage *st, const struct st_queue *q)
+{
+    uint8_t *p;
+    put_entity(st, 'q', q->id, st_queue_size(q), &p);
+    st_queue_encode(q, p);
+}
+
+void storage_put_binding(struct storage *st, const struct st_binding *b)
+{
+    uint8_t *p;
+    put_entity(st, 'b', b->id, st_binding_size(b), &p);
+    st_binding_encode(b, p);
+}
+
+void storage_del_entity(struct storage *st, char kind, uint64_t id)
+{
+    struct op *o = add_op(st, OP_DEL_ENTITY);
+    o->ent = kind;
+    o->a = id;
+}
+
+void storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const void *head,
+                     size_t hlen, const void *body, size_t blen, void (*release)(void *),
+                     void *release_arg)
+{
+    struct op *o = add_op(st, OP_PUT_MSG);
+    o->a = msg_id;
+    o->refs = refs;
+    o->head = head;
+    o->hlen = hlen;
+    o->body = body;
+    o->blen = blen;
+    o->release = release;
+    o->release_arg = release_arg;
+}
+
+void storage_put_idx(struct storage *st, uint64_t qid, uint64_t seq, uint64_t msg_id,
+                     uint8_t flags)
+{
+    struct op *o = add_op(st, OP_PUT_IDX);
+    o->a = qid;
+    o->b = seq;
+    o->c = msg_id;
+    o->flags = flags;
+}
+
+void storage_del_idx(struct storage *st, uint64_t qid, uint64_t seq)
+{
+    struct op *o = add_op(st, OP_DEL_IDX);
+    o->a = qid;
+    o->b = seq;
+}
+
+void storage_del_idx_from(struct storage *st, uint64_t qid, uint64_t from)
+{
+    struct op *o = add_op(st, OP_DEL_IDX_FROM);
+    o->a = qid;
+    o->b = from;
+}
+
+void storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
+                            uint64_t delivered_seq)
+{
+    struct op *o = add_op(st, OP_QMETA);
+    o->a = qid;
+    o->b = count;
+    o->c = delivered_seq;
+}
+
+uint64_t storage_batch_no(const struct storage *st)
+{
+    return st->batch_seq ? st->batch_seq : 1;
+}
+
+/* ---- committing (writer thread) ------------------------------------------------------ */
+
+static MDB_dbi entity_dbi(struct storage *st, char ent)
+{
+    return ent == 'x' ? st->exchanges : ent == 'q' ? st->queues : st->bindings;
+}
+
+/* One index entry less names msg_id: drop the message when it was the last. */
+static int msg_deref(struct storage *st, MDB_txn *txn, uint64_t msg_id)
+{
+    uint8_t k[8];
+    st_put64(k, msg_id);
+    MDB_val key = {8, k}, val;
+    int rc = mdb_get(txn, st->msg_refs, &key, &val);
+    if (rc == 0 && val.mv_size == 4) {
+        uint32_t n = st_get32(val.mv_data);
+        if (n > 2) {
+            uint8_t v[4];
+            st_put32(v, n - 1);
+            val = (MDB_val){4, v};
+            return mdb_put(txn, st->msg_refs, &key, &val, 0);
+        }
+        return mdb_del(txn, st->msg_refs, &key, NULL);
+    }
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    rc = mdb_del(txn, st->messages, &key, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Deletes qindex entries of qid from seq `from` on, dereferencing their messages. */
+static int del_index_from(struct storage *st, MDB_txn *txn, uint64_t qid, uint64_t from)
+{
+    MDB_cursor *cur;
+    uint8_t k[16];
+    st_put64(k, qid);
+    st_put64(k + 8, from);
+    MDB_val key = {16, k}, val;
+    int rc = mdb_cursor_open(txn, st->qindex, &cur);
+    if (rc)
+        return rc;
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    while (rc == 0 && key.mv_size == 16 && st_get64(key.mv_data) == qid) {
+        if (val.mv_size < 8) {
+            rc = STORAGE_E_CORRUPT;
+            break;
+        }
+        uint64_t msg_id = st_get64(val.mv_data);
+        if ((rc = mdb_cursor_del(cur, 0)) != 0 || (rc = msg_deref(st, txn, msg_id)) != 0)
+            break;
+        /* After a delete the cursor rests on the next entry (or past the end). */
+        rc = mdb_cursor_get(cur, &key, &val, MDB_GET_CURRENT);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND || rc == EINVAL ? 0 : rc;
+}
+
+static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, const struct op *o)
+{
+    uint8_t k[16], v[17];
+    MDB_val key = {8, k}, val;
+    int rc;
+    st_put64(k, o->a);
+    switch (o->kind) {
+    case OP_PUT_ENTITY:
+        val = (MDB_val){o->len, b->arena + o->off};
+        return mdb_put(txn, entity_dbi(st, o->ent), &key, &val, 0);
+    case OP_DEL_ENTITY:
+        rc = mdb_del(txn, entity_dbi(st, o->ent), &key, NULL);
+        if (rc && rc != MDB_NOTFOUND)
+            return rc;
+        if (o->ent != 'q')
+            return 0;
+        rc = mdb_del(txn, st->queue_meta, &key, NULL);
+        if (rc && rc != MDB_NOTFOUND)
+            return rc;
+        return del_index_from(st, txn, o->a, 0);
+    case OP_PUT_MSG:
+        val = (MDB_val){o->hlen + o->blen, NULL};
+        if ((rc = mdb_put(txn, st->messages, &key, &val, MDB_RESERVE)) != 0)
+            return rc;
+        memcpy(val.mv_data, o->head, o->hlen);
+        if (o->blen)
+            memcpy((uint8_t *)val.mv_data + o->hlen, o->body, o->blen);
+        if (o->refs <= 1)
+            return 0;
+        st_put32(v, o->refs);
+        val = (MDB_val){4, v};
+        return mdb_put(txn, st->msg_refs, &key, &val, 0);
+    case OP_PUT_IDX:
+        st_put64(k + 8, o->b);
+        key.mv_size = 16;
+        st_put64(v, o->c);
+        v[8] = o->flags;
+        val = (MDB_val){9, v};
+        return mdb_put(txn, st->qindex, &key, &val, 0);
+    case OP_DEL_IDX:
+        st_put64(k + 8, o->b);
+        key.mv_size = 16;
+        rc = mdb_get(txn, st->qindex, &key, &val);
+        if (rc == MDB_NOTFOUND)
+            return 0;
+        if (rc)
+            return rc;
+        if (val.mv_size < 8)
+            return STORAGE_E_CORRUPT;
+        uint64_t msg_id = st_get64(val.mv_data);
+        if ((rc = mdb_del(txn, st->qindex, &key, NULL)) != 0)
+            return rc;
+        return msg_deref(st, txn, msg_id);
+    case OP_DEL_IDX_FROM:
+        return del_index_from(st, txn, o->a, o->b);
+    case OP_QMETA:
+        st_put64(v, o->b);
+        st_put64(v + 8, o->c);
+        val = (MDB_val){16, v};
+        return mdb_put(txn, st->queue_meta, &key, &val, 0);
+    default:
+        return EINVAL;
+    }
+}
+
+static int commit_once(struct storage *st, const struct st_batch *b)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < b->nops; i++) {
+        if ((rc = apply_op(st, txn, b, &b->ops[i])) != 0) {
+            mdb_txn_abort(txn);
+            return rc;
+        }
+    }
+    return mdb_txn_commit(txn);
+}
+
+/* Commits b; grows the map when it is full and waits out a full disk. */
+static int commit_batch(struct storage *st, const struct st_batch *b)
+{
+    for (;;) {
+        int rc = commit_once(st, b);
+        if (rc == MDB_MAP_FULL) {
+            MDB_envinfo info;
+            mdb_env_info(st->env, &info);
+            pthread_rwlock_wrlock(&st->map_lock);
+            rc = mdb_env_set_mapsize(st->env, info.me_mapsize * 2);
+            pthread_rwlock_unlock(&st->map_lock);
+            if (rc)
+                return rc;
+            continue;
+        }
+        if (rc == ENOSPC || rc == EDQUOT) {
+            st->disk_full = 1;
+            pthread_mutex_lock(&st->mu);
+            bool stop = st->stopping;
+            pthread_mutex_unlock(&st->mu);
+            if (stop)
+                return rc;
+            sleep(1);
+            continue;
+        }
+        st->disk_full = 0;
+        return rc;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct storage *st = arg;
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        while (!st->inflight && !st->stopping)
+            pthread_cond_wait(&st->cond, &st->mu);
+        struct st_batch *b = st->inflight;
+        if (!b)
+            break;
+        int failed = st->failed;
+        pthread_mutex_unlock(&st->mu);
+        int rc = failed ? failed : commit_batch(st, b);
+        pthread_mutex_lock(&st->mu);
+        b->rc = rc;
+        if (rc && !st->failed)
+            st->failed = rc;
+        *st->done_tail = b;
+        st->done_tail = &b->next;
+        st->inflight = NULL;
+        pthread_cond_broadcast(&st->cond);
+        void (*notify)(void *) = st->notify;
+        void *notify_arg = st->notify_arg;
+        pthread_mutex_unlock(&st->mu);
+        if (notify)
+            notify(notify_arg);
+        pthread_mutex_lock(&st->mu);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
+int storage_start(struct storage *st, void (*notify)(void *arg), void *arg)
+{
+    st->notify = notify;
+    st->notify_arg = arg;
+    int rc = pthread_create(&st->thread, NULL, writer_main, st);
+    if (rc)
+        return -rc;
+    st->thread_started = true;
+    return 0;
+}
+
+int storage_submit(struct storage *st)
+{
+    int submitted = 0;
+    pthread_mutex_lock(&st->mu);
+    if (!st->inflight && st->open && st->open->nops && st->thread_started) {
+        st->inflight = st->open;
+        st->open = NULL;
+        st->batch_seq++;
+        pthread_cond_signal(&st->cond);
+        submitted = 1;
+    }
+    pthread_mutex_unlock(&st->mu);
+    return submitted;
+}
+
+static void batch_free(struct st_batch *b)
+{
+    for (size_t i = 0; i < b->nops; i++)
+        if (b->ops[i].release)
+            b->ops[i].release(b->ops[i].release_arg);
+    free(b->ops);
+    free(b->arena);
+    free(b);
+}
+
+uint64_t storage_collect(struct storage *st, int *ret_failed)
+{
+    pthread_mutex_lock(&st->mu);
+    struct st_batch *list = st->done_head;
+    st->done_head = NULL;
+    st->done_tail = &st->done_head;
+    *ret_failed = st->failed;
+    pthread_mutex_unlock(&st->mu);
+    uint64_t durable = 0;
+    while (list) {
+        struct st_batch *b = list;
+        list = b->next;
+        if (b->rc == 0 && b->no > durable)
+            durable = b->no;
+        batch_free(b);
+    }
+    return durable;
+}
+
+int storage_disk_full(const struct storage *st)
+{
+    return st->disk_full;
+}
+
+int storage_busy(const struct storage *st)
+{
+    return st->inflight != NULL || (st->open && st->open->nops);
+}
+
+void storage__batches_free(struct storage *st)
+{
+    if (st->thread_started) {
+        /* Commit what is left, without notifying a loop that may be gone. */
+        pthread_mutex_lock(&st->mu);
+        st->notify = NULL;
+        pthread_mutex_unlock(&st->mu);
+        while (storage_submit(st) || st->inflight) {
+            pthread_mutex_lock(&st->mu);
+            while (st->inflight)
+                pthread_cond_wait(&st->cond, &st->mu);
+            pthread_mutex_unlock(&st->mu);
+        }
+        pthread_mutex_lock(&st->mu);
+        st->stopping = true;
+        pthread_cond_broadcast(&st->cond);
+        pthread_mutex_unlock(&st->mu);
+        pthread_join(st->thread, NULL);
+        st->thread_started = false;
+    }
+    int failed;
+    storage_collect(st, &failed);
+    if (st->open) {
+        batch_free(st->open);
+        st->open = NULL;
+    }
+}

@@ -1,0 +1,60 @@
+/* batch.h — group commit. The loop thread adds writes to the open batch during a turn and
+ * submits it; one writer thread commits each submitted batch in one LMDB transaction (one
+ * fsync for all of it) and then calls the notify function, after which the loop collects it.
+ * Batches are numbered; "batch N is durable" means every write added before N was submitted
+ * is on disk. Only one batch is being committed at a time; the next one grows meanwhile,
+ * which is what makes commits larger as load rises. */
+#ifndef WARREN_STORAGE_BATCH_H
+#define WARREN_STORAGE_BATCH_H
+#include <stddef.h>
+#include <stdint.h>
+
+struct storage;
+struct st_exchange;
+struct st_queue;
+struct st_binding;
+
+enum storage_idx_flag {
+    STORAGE_IDX_TRANSIENT = 1 << 0, /* paged-out transient message: dropped at recovery */
+};
+
+/* Starts the writer thread; notify(arg) runs on it after every commit (typically a
+ * uv_async_send). 0 or -errno. */
+int storage_start(struct storage *st, void (*notify)(void *arg), void *arg);
+/* Number of the open batch: the writes added now become durable with it. */
+uint64_t storage_batch_no(const struct storage *st);
+
+/* Writes, added to the open batch (loop thread). Records are copied. */
+void storage_put_exchange(struct storage *st, const struct st_exchange *x);
+void storage_put_queue(struct storage *st, const struct st_queue *q);
+void storage_put_binding(struct storage *st, const struct st_binding *b);
+/* Deleting a queue also deletes its index entries and the messages only they named. */
+void storage_del_entity(struct storage *st, char kind /* 'x' 'q' 'b' */, uint64_t id);
+/* A message body, referenced by `refs` index entries added in this same batch. The bytes
+ * are head[0..hlen) then body[0..blen), borrowed until release(release_arg) is called on the
+ * loop thread by storage_collect. */
+void storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const void *head,
+                     size_t hlen, const void *body, size_t blen, void (*release)(void *),
+                     void *release_arg);
+void storage_put_idx(struct storage *st, uint64_t qid, uint64_t seq, uint64_t msg_id,
+                     uint8_t flags);
+/* Removes an index entry (ack, drop) and the message when no entry names it any more. */
+void storage_del_idx(struct storage *st, uint64_t qid, uint64_t seq);
+/* Removes every index entry of qid with seq >= from (purge of the paged-out part). */
+void storage_del_idx_from(struct storage *st, uint64_t qid, uint64_t from);
+void storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
+                            uint64_t delivered_seq);
+
+/* Hands the open batch to the writer unless one is being committed. Returns 1 when it did,
+ * 0 when there was nothing to do or the writer is busy (submit again after collecting). */
+int storage_submit(struct storage *st);
+/* Loop thread, after notify: releases committed batches' borrowed data and returns the
+ * number of the newest durable batch (0 if none yet). *ret_failed gets the sticky error of the
+ * writer (0 while healthy): after it nothing more becomes durable. */
+uint64_t storage_collect(struct storage *st, int *ret_failed);
+/* True while a commit is held up by a full disk (the writer retries every second). */
+int storage_disk_full(const struct storage *st);
+/* True when writes are waiting or being committed. */
+int storage_busy(const struct storage *st);
+
+#endif

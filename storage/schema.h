@@ -1,0 +1,76 @@
+/* schema.h — storage-internal: the LMDB databases, their key and value layouts, and the
+ * struct every storage file shares. Not included outside storage/.
+ *
+ * All integers are big-endian so that keys sort numerically. Ids (entities and messages) come
+ * from one 64-bit counter; at open it restarts above the largest id found in any database.
+ *
+ *   meta        "format" -> u32 STORAGE_FORMAT_VERSION
+ *   exchanges   u64 id -> u8 type, u8 flags, u8 vhost_len, vhost, u8 name_len, name, args
+ *   queues      u64 id -> u8 flags, u8 vhost_len, vhost, u8 name_len, name, args
+ *   queue_meta  u64 id -> u64 stored entries, u64 highest delivered seq
+ *   bindings    u64 id -> u64 source id, u8 dest kind ('q'|'x'), u64 dest id, u8 key_len, key,
+ *                         args
+ *   messages    u64 id -> the broker's opaque message bytes (written once per message)
+ *   msg_refs    u64 id -> u32 queue-index entries that name it, present only when above one
+ *   qindex      u64 queue id, u64 seq -> u64 message id, u8 flags (STORAGE_IDX_*)
+ *
+ * Invariant: a message is in `messages` exactly while at least one qindex entry names it;
+ * msg_refs holds the number of those entries whenever it is more than one. */
+#ifndef WARREN_STORAGE_SCHEMA_H
+#define WARREN_STORAGE_SCHEMA_H
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct st_batch;
+
+struct storage {
+    MDB_env *env; /* owned */
+    MDB_dbi meta, exchanges, queues, queue_meta, bindings, messages, msg_refs, qindex;
+    int lock_fd;      /* owned: flock on <dir>/warrend.lock keeps a second process out */
+    uint64_t next_id; /* loop thread only */
+    bool sync;        /* fsync each commit (false only with --sync=none) */
+
+    /* Writer thread and its hand-over (guarded by mu). */
+    pthread_t thread;
+    bool thread_started, stopping;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    pthread_rwlock_t map_lock;     /* readers on the loop thread vs. map growth */
+    struct st_batch *open;         /* loop thread: collects this turn's writes */
+    struct st_batch *inflight;     /* writer thread: being committed */
+    struct st_batch *done_head;    /* committed, waiting for storage_collect */
+    struct st_batch **done_tail;
+    uint64_t batch_seq;            /* number of the open batch */
+    int failed;                    /* sticky error; 0 while healthy */
+    volatile int disk_full;        /* set while a commit waits for disk space */
+    void (*notify)(void *arg);     /* called on the writer thread after each commit */
+    void *notify_arg;
+};
+
+static inline void st_put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+static inline uint64_t st_get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+static inline void st_put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+static inline uint32_t st_get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* For env.c / batch.c: frees batches still queued at close. */
+void storage__batches_free(struct storage *st);
+
+#endif
