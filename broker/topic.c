@@ -388,7 +388,7 @@ static void visit(const struct match *m, const struct topic_node *nd, const uint
         if (c)
             memset(child, 0, nw * sizeof *child);
         for (uint32_t j = i; j != NONE; j = m->next[j]) {
-            if (set_get(todo, j) && j == i) {
+            if (set_get(todo, j)) {
                 set_del(todo, j);
                 if (c)
                     set_add(child, j + 1);
