@@ -11,6 +11,8 @@
 #   BENCH_SECONDS   seconds per run (default 10)
 #   BENCH_BINDINGS  extra-binding counts to try (default "0 1000 100000")
 #   BENCH_TYPES     exchange types to try (default "direct topic")
+#   BENCH_REPEAT    runs per row, interleaved across rows; the row shows the run with the
+#                   median sent/s and a min-max column (default 1: no such column)
 #   BENCH_ARGS      extra warren-perf flags for every run
 #   WARREN_PERF     the warren-perf binary (default: build-perf/ or build/ beside this script,
 #                   then $PATH)
@@ -27,6 +29,8 @@ case $SECS in '' | *[!0-9]* | 0) echo "bench-routing.sh: BENCH_SECONDS must be a
 read -r -a COUNTS <<< "${BENCH_BINDINGS:-0 1000 100000}"
 read -r -a TYPES <<< "${BENCH_TYPES:-direct topic}"
 read -r -a EXTRA <<< "${BENCH_ARGS:-}"
+REPEAT=${BENCH_REPEAT:-1}
+case $REPEAT in '' | *[!0-9]* | 0) echo "bench-routing.sh: BENCH_REPEAT must be a positive whole number, not '$REPEAT'." >&2; exit 2 ;; esac
 for n in "${COUNTS[@]}"; do
     case $n in '' | *[!0-9]*) echo "bench-routing.sh: BENCH_BINDINGS holds whole numbers, not '$n'." >&2; exit 2 ;; esac
 done
@@ -53,57 +57,93 @@ FLAGS="-x 1 -y 1 -s 1024 -a"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-rows=() notes=() failed=0 i=0 total=$((${#TYPES[@]} * ${#COUNTS[@]}))
+ROWS=()
 for t in "${TYPES[@]}"; do
-    for n in "${COUNTS[@]}"; do
-        i=$((i + 1))
+    for n in "${COUNTS[@]}"; do ROWS+=("$t $n"); done
+done
+
+# Interleave: every row once, then every row again, so a burst of load elsewhere on the
+# machine does not land on one row only.
+step=0 total=$((${#ROWS[@]} * REPEAT))
+for ((r = 1; r <= REPEAT; r++)); do
+    for ((i = 0; i < ${#ROWS[@]}; i++)); do
+        read -r t n <<< "${ROWS[$i]}"
+        step=$((step + 1))
         name="$t, $n extra bindings"
-        echo "bench-routing.sh: [$i/$total] $name ($FLAGS -t $t --extra-bindings $n, ${SECS}s)" >&2
+        echo "bench-routing.sh: [$step/$total] $name ($FLAGS -t $t --extra-bindings $n, ${SECS}s)" >&2
         # shellcheck disable=SC2086 # FLAGS is a word list on purpose
         "$PERF" --host "$HOST" --port "$PORT" --json --quiet --label "$name" -z "$SECS" \
             $FLAGS -t "$t" --extra-bindings "$n" ${EXTRA[@]+"${EXTRA[@]}"} \
-            > "$tmp/out" 2> "$tmp/err"
-        rc=$?
-        row=$(python3 - "$tmp/out" "$t" "$n" <<'EOF'
+            > "$tmp/out.$i.$r" 2> "$tmp/err.$i.$r"
+        echo $? > "$tmp/rc.$i.$r"
+        sleep 1 # let the broker settle (queue deletion, GC) before the next run
+    done
+done
+
+rows=() notes=() failed=0
+for ((i = 0; i < ${#ROWS[@]}; i++)); do
+    read -r t n <<< "${ROWS[$i]}"
+    name="$t, $n extra bindings"
+    row=$(python3 - "$tmp" "$i" "$REPEAT" "$t" "$n" <<'EOF'
 import json, sys
-try:
-    with open(sys.argv[1]) as f:
-        d = json.loads(f.readline())
-except Exception:
+tmp, i, repeat, t, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+runs = []
+for r in range(1, repeat + 1):
+    try:
+        with open(f"{tmp}/out.{i}.{r}") as f:
+            runs.append(json.loads(f.readline()))
+    except Exception:
+        pass
+if not runs:
     sys.exit(1)
+runs.sort(key=lambda d: d["sent_rate"])
+d = runs[(len(runs) - 1) // 2]
 lat = d.get("latency_ms") or {}
 def ms(v):
     return "-" if not lat.get("samples") else f"{v:.3f}" if v < 10 else f"{v:.1f}"
 def secs(v):
     return "-" if v is None else f"{v:.3f}"
-print(f"| {sys.argv[2]} | {int(sys.argv[3]):,} | {secs(d.get('bind_seconds'))} | "
-      f"{d['sent_rate']:,.0f} | {d['recv_rate']:,.0f} | "
-      f"{ms(lat.get('p50', 0))} | {ms(lat.get('p99', 0))} | "
-      f"{secs(d.get('extra_delete_seconds'))} |")
+cells = [t, f"{n:,}", secs(d.get("bind_seconds")), f"{d['sent_rate']:,.0f}"]
+if repeat > 1:
+    cells.append(f"{runs[0]['sent_rate'] / 1000:,.0f}k-{runs[-1]['sent_rate'] / 1000:,.0f}k")
+cells += [f"{d['recv_rate']:,.0f}", ms(lat.get("p50", 0)), ms(lat.get("p99", 0)),
+          secs(d.get("extra_delete_seconds"))]
+print("| " + " | ".join(cells) + " |")
 EOF
-        )
-        if [ $rc -ne 0 ] || [ -z "$row" ]; then
-            failed=1
-            why=$(tr '\n' ' ' < "$tmp/err" | sed 's/ *$//')
-            [ -n "$why" ] || why="warren-perf exited with status $rc"
-            k=$((${#notes[@]} + 1))
-            notes+=("[$k] $name: $why")
-            if [ -z "$row" ]; then
-                row="| $t | $n [$k] | failed | | | | | |"
-            else # numbers were printed, but the run ended badly (e.g. cleanup failed)
-                row="| $t [$k] ${row#"| $t "}"
-            fi
-        fi
-        rows+=("$row")
-        sleep 1 # let the broker settle (queue deletion, GC) before the next run
+    )
+    bad=0
+    for ((r = 1; r <= REPEAT; r++)); do
+        rc=$(cat "$tmp/rc.$i.$r")
+        [ "$rc" -eq 0 ] && [ -s "$tmp/out.$i.$r" ] && continue
+        bad=1
+        why=$(tr '\n' ' ' < "$tmp/err.$i.$r" | sed 's/ *$//')
+        [ -n "$why" ] || why="warren-perf exited with status $rc"
+        k=$((${#notes[@]} + 1))
+        notes+=("[$k] $name, run $r: $why")
     done
+    if [ $bad -ne 0 ]; then
+        failed=1
+        if [ -z "$row" ]; then
+            row="| $t | $n [${#notes[@]}] | failed |"
+        else # numbers were printed, but some run ended badly (e.g. cleanup failed)
+            row="| $t [${#notes[@]}] ${row#"| $t "}"
+        fi
+    fi
+    rows+=("$row")
 done
 
 echo
-echo "### $LABEL ($HOST:$PORT), ${SECS} s per run, $(date -u +%Y-%m-%d)"
-echo
-echo "| exchange | extra bindings | bind s | sent/s | recv/s | p50 ms | p99 ms | delete s |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+if [ "$REPEAT" -gt 1 ]; then
+    echo "### $LABEL ($HOST:$PORT), ${SECS} s per run, median of $REPEAT runs, $(date -u +%Y-%m-%d)"
+    echo
+    echo "| exchange | extra bindings | bind s | sent/s | sent/s min-max | recv/s | p50 ms | p99 ms | delete s |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+else
+    echo "### $LABEL ($HOST:$PORT), ${SECS} s per run, $(date -u +%Y-%m-%d)"
+    echo
+    echo "| exchange | extra bindings | bind s | sent/s | recv/s | p50 ms | p99 ms | delete s |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+fi
 printf '%s\n' "${rows[@]}"
 if [ ${#notes[@]} -gt 0 ]; then
     echo
@@ -111,8 +151,11 @@ if [ ${#notes[@]} -gt 0 ]; then
 fi
 echo
 # shellcheck disable=SC2016 # the quotes are meant literally
-echo "Produced by \`BENCH_SECONDS=$SECS${BENCH_BINDINGS:+ BENCH_BINDINGS='$BENCH_BINDINGS'}${BENCH_TYPES:+ BENCH_TYPES='$BENCH_TYPES'}${BENCH_ARGS:+ BENCH_ARGS='$BENCH_ARGS'} tools/bench-routing.sh $HOST $PORT${3:+ \"$3\"}\`;"
+echo "Produced by \`BENCH_SECONDS=$SECS${BENCH_REPEAT:+ BENCH_REPEAT=$BENCH_REPEAT}${BENCH_BINDINGS:+ BENCH_BINDINGS='$BENCH_BINDINGS'}${BENCH_TYPES:+ BENCH_TYPES='$BENCH_TYPES'}${BENCH_ARGS:+ BENCH_ARGS='$BENCH_ARGS'} tools/bench-routing.sh $HOST $PORT${3:+ \"$3\"}\`;"
 echo "each row is \`warren-perf $FLAGS -t TYPE --extra-bindings N\`. \"bind s\" is the time to"
 echo "send the N queue.bind (no-wait, a passive queue.declare round trip every 10,000) until the"
 echo "broker confirmed the last; \"delete s\" is the queue.delete that drops them all at the end."
+if [ "$REPEAT" -gt 1 ]; then
+    echo "Each row is the run with the median sent/s of $REPEAT, taken in turn with the other rows."
+fi
 exit $failed
