@@ -7,7 +7,9 @@
 #include "broker/binding.h"
 #include "broker/exchange.h"
 #include "broker/headers.h"
+#include "broker/persist.h"
 #include "broker/queue.h"
+#include "broker/vhost.h"
 
 /* Writes the identity of (dq | dx, key, args) into id (room for BINDING_ID_HEAD + key + args). */
 static void write_id(uint8_t *id, struct queue *dq, struct exchange *dx, amqp_bytes_t key,
@@ -40,10 +42,12 @@ static int find(struct exchange *src, struct queue *dq, struct exchange *dx, amq
 }
 
 int binding_add(struct exchange *src, struct queue *dq, struct exchange *dx, amqp_bytes_t key,
-                amqp_bytes_t args)
+                amqp_bytes_t args, struct binding **ret)
 {
     struct binding *b;
     int rc = find(src, dq, dx, key, args, &b);
+    if (ret)
+        *ret = NULL;
     if (rc < 0 || b)
         return rc;
     b = calloc(1, sizeof *b + BINDING_ID_HEAD + key.len + args.len);
@@ -69,12 +73,16 @@ int binding_add(struct exchange *src, struct queue *dq, struct exchange *dx, amq
     list_insert_tail(&src->bindings, &b->src_link);
     src->nbindings++;
     list_insert_tail(dq ? &dq->bindings_in : &dx->bindings_in, &b->dst_link);
+    persist_binding(src->vhost->srv, b);
+    if (ret)
+        *ret = b;
     return 0;
 }
 
 void binding_free(struct binding *b)
 {
     struct exchange *src = b->src;
+    persist_binding_deleted(src->vhost->srv, b);
     exchange__unindex(src, b);
     hmap_del(&src->by_id, b->data, binding_id_len(b));
     list_remove(&b->src_link);

@@ -21,6 +21,7 @@ struct binding {
     struct list dst_link; /* in dq->bindings_in or dx->bindings_in */
     struct list key_link; /* direct exchanges: in the routing key's bucket */
     enum headers_match hm;
+    uint64_t store_id; /* id of the stored record when both ends are durable, else 0 */
     uint8_t key_len;
     uint32_t args_len;
     /* The identity (the key of src->by_id): destination pointer, destination kind, key length,
@@ -42,10 +43,11 @@ static inline size_t binding_id_len(const struct binding *b)
     return BINDING_ID_HEAD + b->key_len + b->args_len;
 }
 
-/* Binds src to exactly one of dq / dx. Binding the same (source, destination, key, args)
- * again is a no-op. 0 or -ENOMEM. */
+/* Binds src to exactly one of dq / dx (stored when both ends are durable). Binding the same
+ * (source, destination, key, args) again is a no-op. *ret (may be NULL) gets the binding,
+ * NULL when it existed. 0 or -ENOMEM. */
 int binding_add(struct exchange *src, struct queue *dq, struct exchange *dx, amqp_bytes_t key,
-                amqp_bytes_t args);
+                amqp_bytes_t args, struct binding **ret);
 /* Removes the matching binding; 0, or -ENOENT when there is none. The source exchange may
  * auto-delete as a result. */
 int binding_remove(struct exchange *src, struct queue *dq, struct exchange *dx, amqp_bytes_t key,

@@ -13,10 +13,12 @@
 #include "broker/declare.h"
 #include "broker/errors.h"
 #include "broker/msg.h"
+#include "broker/persist.h"
 #include "broker/queue.h"
 #include "broker/server.h"
 #include "broker/vhost.h"
 #include "protocol/table.h"
+#include "storage/batch.h"
 
 #define STR(b) (int)(b).len, (const char *)(b).ptr
 
@@ -31,6 +33,7 @@ struct channel *channel_new(struct conn *c, uint16_t id)
     ch->first_tag = ch->next_tag = 1;
     list_init(&ch->consumers);
     list_init(&ch->confirm_link);
+    list_init(&ch->wait_link);
     return ch;
 }
 
@@ -78,8 +81,10 @@ enum settle { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_DROP };
 /* Ends one live delivery: the message is dropped or put back at its queue's head. */
 static void settle(struct channel *ch, struct delivery *d, enum settle how)
 {
-    if (how == SETTLE_REQUEUE && !d->q->deleted && queue_requeue(d->q, d->m, d->seq) == 0)
+    if (how == SETTLE_REQUEUE && !d->q->deleted && queue_requeue(d->q, &d->e) == 0)
         queue_kick(d->q);
+    else
+        queue_settled(d->q, &d->e);
     if (d->c) {
         d->c->unacked--;
         ch->consumer_live--;
@@ -87,7 +92,7 @@ static void settle(struct channel *ch, struct delivery *d, enum settle how)
             queue_kick(d->c->q);
         consumer_unref(d->c);
     }
-    msg_unref(d->m);
+    msg_unref(d->e.m);
     queue_unref(d->q);
     d->live = false;
     ch->live--;
@@ -138,21 +143,24 @@ bool channel_can_deliver(const struct channel *ch, const struct consumer *c)
     return !ch->global_prefetch || ch->consumer_live < ch->global_prefetch;
 }
 
-/* Assigns the next delivery tag, recording the delivery unless it needs no ack. */
+/* Assigns the next delivery tag, recording the delivery unless it needs no ack (then it is
+ * settled at once). */
 static uint64_t track(struct channel *ch, struct consumer *c, struct queue *q,
                       const struct qentry *e, bool no_ack)
 {
-    struct msg *m = e->m;
     uint64_t tag = ch->next_tag++;
+    queue_delivered(q, e);
     if (no_ack) {
+        queue_settled(q, e);
         if (ch->count == 0 || ring_push(ch, (struct delivery){0}) < 0)
             ring_trim(ch);
         return tag;
     }
-    struct delivery d = {msg_ref(m), q, c, e->seq, true};
+    struct delivery d = {*e, q, c, true};
+    msg_ref(e->m);
     if (ring_push(ch, d) < 0) {
         /* Out of memory: the message goes back rather than being lost. */
-        msg_unref(m);
+        msg_unref(e->m);
         ch->next_tag--;
         return 0;
     }
@@ -172,13 +180,13 @@ void channel_deliver(struct channel *ch, struct consumer *c, struct queue *q,
     struct msg *m = e->m;
     uint64_t tag = track(ch, c, q, e, c->no_ack);
     if (!tag) {
-        queue_requeue(q, m, e->seq);
+        queue_requeue(q, e);
         return;
     }
     struct amqp_method d = {.id = AMQP_BASIC_DELIVER};
     d.u.basic_deliver.consumer_tag = (amqp_bytes_t){(const uint8_t *)c->tag, c->tag_len};
     d.u.basic_deliver.delivery_tag = tag;
-    d.u.basic_deliver.redelivered = e->redelivered;
+    d.u.basic_deliver.redelivered = (e->flags & QE_REDELIVERED) != 0;
     d.u.basic_deliver.exchange = msg_exchange(m);
     d.u.basic_deliver.routing_key = msg_routing_key(m);
     conn_send_content(ch->conn, ch->id, &d, m);
@@ -232,6 +240,8 @@ void channel_free(struct channel *ch)
     free(ch->tx_msgs);
     free(ch->tx_acks);
     list_remove(&ch->confirm_link);
+    list_remove(&ch->wait_link);
+    free(ch->pending);
     route_free(&ch->route);
     free(ch->ring);
     free(ch);
@@ -321,16 +331,17 @@ static int on_basic_get(struct channel *ch, const struct amqp_basic_get *g)
     }
     uint64_t tag = track(ch, NULL, q, &e, g->no_ack);
     if (!tag) {
-        queue_requeue(q, e.m, e.seq);
+        queue_requeue(q, &e);
         msg_unref(e.m);
         return -ENOMEM;
     }
     struct amqp_method m = {.id = AMQP_BASIC_GET_OK};
     m.u.basic_get_ok.delivery_tag = tag;
-    m.u.basic_get_ok.redelivered = e.redelivered;
+    m.u.basic_get_ok.redelivered = (e.flags & QE_REDELIVERED) != 0;
     m.u.basic_get_ok.exchange = msg_exchange(e.m);
     m.u.basic_get_ok.routing_key = msg_routing_key(e.m);
-    m.u.basic_get_ok.message_count = q->count;
+    uint64_t ready = queue_ready(q);
+    m.u.basic_get_ok.message_count = ready > UINT32_MAX ? UINT32_MAX : (uint32_t)ready;
     conn_send_content(ch->conn, ch->id, &m, e.m);
     msg_unref(e.m);
     return 0;
@@ -371,14 +382,26 @@ static int on_basic_publish(struct channel *ch, const struct amqp_basic_publish 
 }
 
 /* Routes m to its queues (an exchange deleted since basic.publish routes nowhere), returning
- * it when mandatory and unroutable. */
-static int publish_route(struct channel *ch, struct msg *m)
+ * it when mandatory and unroutable. A persistent message bound for durable queues is written
+ * to storage once for all of them; *ret_batch gets the storage batch it waits for (0: none). */
+static int publish_route(struct channel *ch, struct msg *m, uint64_t *ret_batch)
 {
+    struct server *s = ch->conn->srv;
     struct exchange *x = vhost_exchange(ch->conn->vhost, msg_exchange(m));
     int rc = 0;
     ch->route.n = 0;
+    *ret_batch = 0;
     if (x && (rc = exchange_route(x, m, &ch->route)) < 0)
         return rc;
+    if (m->delivery_mode == 2 && s->store) {
+        uint32_t durable = 0;
+        for (uint32_t i = 0; i < ch->route.n; i++)
+            durable += ch->route.q[i]->store_id != 0;
+        if (durable) {
+            persist_msg(s, m, durable, true);
+            *ret_batch = storage_batch_no(s->store);
+        }
+    }
     for (uint32_t i = 0; i < ch->route.n; i++) {
         struct queue *q = ch->route.q[i];
         if ((rc = queue_push(q, m)) < 0)
@@ -396,11 +419,57 @@ static int publish_route(struct channel *ch, struct msg *m)
     return 0;
 }
 
-/* Publisher confirms are sent, coalesced with multiple=true, when the connection flushes. */
-static void confirm_publish(struct channel *ch)
+static void wait_durable(struct channel *ch)
 {
-    ch->confirm_upto = ch->publish_seq;
-    conn_want_confirms(ch->conn, ch);
+    if (list_empty(&ch->wait_link))
+        list_insert_tail(&ch->conn->srv->waiting, &ch->wait_link);
+}
+
+/* Publish number ch->publish_seq is routed; its confirm waits for `batch` (0: nothing) and
+ * for every earlier publish. Confirms leave, coalesced, when the connection flushes. */
+static int confirm_publish(struct channel *ch, uint64_t batch)
+{
+    if (batch == 0 && ch->pending_count == 0) {
+        ch->confirm_upto = ch->publish_seq;
+        conn_want_confirms(ch->conn, ch);
+        return 0;
+    }
+    if (ch->pending_count == ch->pending_cap) {
+        uint32_t cap = ch->pending_cap ? ch->pending_cap * 2 : 64;
+        struct pconfirm *a = malloc(cap * sizeof *a);
+        if (!a)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < ch->pending_count; i++)
+            a[i] = ch->pending[(ch->pending_head + i) & (ch->pending_cap - 1)];
+        free(ch->pending);
+        ch->pending = a;
+        ch->pending_cap = cap;
+        ch->pending_head = 0;
+    }
+    ch->pending[(ch->pending_head + ch->pending_count++) & (ch->pending_cap - 1)] =
+        (struct pconfirm){ch->publish_seq, batch};
+    wait_durable(ch);
+    return 0;
+}
+
+void channel_on_durable(struct channel *ch, uint64_t durable)
+{
+    bool advanced = false;
+    while (ch->pending_count && ch->pending[ch->pending_head].batch <= durable) {
+        ch->confirm_upto = ch->pending[ch->pending_head].seq;
+        ch->pending_head = (ch->pending_head + 1) & (ch->pending_cap - 1);
+        ch->pending_count--;
+        advanced = true;
+    }
+    if (advanced)
+        conn_want_confirms(ch->conn, ch);
+    if (ch->tx_commit_batch && ch->tx_commit_batch <= durable) {
+        ch->tx_commit_batch = 0;
+        struct amqp_method ok = {.id = AMQP_TX_COMMIT_OK};
+        conn_send_method(ch->conn, ch->id, &ok);
+    }
+    if (!ch->pending_count && !ch->tx_commit_batch)
+        list_remove(&ch->wait_link);
 }
 
 void channel_send_confirms(struct channel *ch)
@@ -434,10 +503,11 @@ static int publish_complete(struct channel *ch)
         ch->tx_msgs[ch->tx_nmsgs++] = m; /* the reference moves to the transaction */
         return 0;
     }
-    rc = publish_route(ch, m);
+    uint64_t batch;
+    rc = publish_route(ch, m, &batch);
     if (rc == 0 && ch->confirm) {
         ch->publish_seq++;
-        confirm_publish(ch);
+        rc = confirm_publish(ch, batch);
     }
     msg_unref(m);
     return rc;
@@ -594,8 +664,11 @@ static int on_tx(struct channel *ch, uint32_t id)
     } else if (!ch->tx) {
         return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "channel is not transactional");
     } else if (id == AMQP_TX_COMMIT) {
-        for (uint32_t i = 0; i < ch->tx_nmsgs && rc == 0; i++)
-            rc = publish_route(ch, ch->tx_msgs[i]);
+        uint64_t wait = 0, batch;
+        for (uint32_t i = 0; i < ch->tx_nmsgs && rc == 0; i++) {
+            rc = publish_route(ch, ch->tx_msgs[i], &batch);
+            wait = batch > wait ? batch : wait;
+        }
         for (uint32_t i = 0; i < ch->tx_nacks; i++) {
             struct tx_ack *a = &ch->tx_acks[i];
             /* A tag settled earlier in the same transaction is skipped, not an error. */
@@ -604,6 +677,12 @@ static int on_tx(struct channel *ch, uint32_t id)
                 settle_tags(ch, a->tag, a->multiple, (enum settle)a->how);
         }
         ok.id = AMQP_TX_COMMIT_OK;
+        if (wait && rc == 0) { /* commit-ok once the persistent messages are on disk */
+            tx_discard(ch);
+            ch->tx_commit_batch = wait;
+            wait_durable(ch);
+            return 0;
+        }
     } else {
         ok.id = AMQP_TX_ROLLBACK_OK;
     }

@@ -6,23 +6,22 @@
 #include <stdint.h>
 #include "broker/exchange.h"
 #include "broker/list.h"
+#include "broker/queue.h"
 #include "protocol/codec.h"
 
 struct conn;
 struct msg;
 struct queue;
 struct consumer;
-struct qentry;
 
 enum channel_state { CH_OPEN, CH_CLOSING /* channel.close sent, waiting for close-ok */ };
 enum content_state { CT_IDLE, CT_HEADER, CT_BODY };
 
 /* One delivery awaiting ack; deliveries are numbered by tag, consecutively. */
 struct delivery {
-    struct msg *m;          /* ref */
+    struct qentry e;        /* as popped from q: message (ref), place, storage flags */
     struct queue *q;        /* ref */
     struct consumer *c;     /* ref, NULL for basic.get */
-    uint64_t seq;           /* the message's place in q, for requeue */
     bool live;              /* false once acked, or for no-ack deliveries */
 };
 
@@ -50,9 +49,15 @@ struct channel {
     uint32_t global_prefetch;
     char last_queue[256];   /* name of the last declared queue ("" for none) */
 
-    /* Publisher confirms: sequence numbers of publishes, and how far acks have gone. */
+    /* Publisher confirms: sequence numbers of publishes, and how far acks have gone. A publish
+     * whose message waits for a storage batch is queued in `pending` with everything after
+     * it, so that confirm_upto only passes a publish once every earlier one is durable. */
     bool confirm, tx;
     uint64_t publish_seq, confirm_upto, acked_upto;
+    struct pconfirm { uint64_t seq, batch; } *pending; /* owned ring */
+    uint32_t pending_cap, pending_head, pending_count;
+    uint64_t tx_commit_batch; /* tx.commit-ok waits for this batch (0: nothing waits) */
+    struct list wait_link;    /* in srv->waiting while pending or tx_commit_batch */
     struct list confirm_link; /* in conn.confirms while acks wait for the flush */
 
     /* Transaction: publishes (refs) and acks held until tx.commit. */
@@ -76,6 +81,8 @@ bool channel_can_deliver(const struct channel *ch, const struct consumer *c);
  * consumer c, recording it unless no-ack. */
 void channel_deliver(struct channel *ch, struct consumer *c, struct queue *q,
                      const struct qentry *e);
+/* Storage batch `durable` is on disk: confirms and tx.commit-ok waiting for it go out. */
+void channel_on_durable(struct channel *ch, uint64_t durable);
 /* Sends the publisher confirms decided since the last flush (one basic.ack, multiple). */
 void channel_send_confirms(struct channel *ch);
 /* Tells the client its consumer was cancelled by the broker (queue deleted). */

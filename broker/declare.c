@@ -12,6 +12,7 @@
 #include "broker/declare.h"
 #include "broker/errors.h"
 #include "broker/exchange.h"
+#include "broker/persist.h"
 #include "broker/queue.h"
 #include "broker/server.h"
 #include "broker/vhost.h"
@@ -150,6 +151,7 @@ static int exchange_declare(struct channel *ch, const struct amqp_exchange_decla
         exchange_free(x);
         return -ENOMEM;
     }
+    persist_exchange(ch->conn->srv, x);
 ok:
     if (!d->no_wait)
         reply(ch, AMQP_EXCHANGE_DECLARE_OK);
@@ -190,7 +192,7 @@ static int exchange_bind(struct channel *ch, const struct amqp_exchange_bind *b,
     if (bind && src->type == EX_HEADERS && (rc = args_check_x_match(ch->conn, b->arguments)) < 0)
         return rc;
     if (bind)
-        rc = binding_add(src, NULL, dst, b->routing_key, b->arguments);
+        rc = binding_add(src, NULL, dst, b->routing_key, b->arguments, NULL);
     else if (binding_remove(src, NULL, dst, b->routing_key, b->arguments) == -ENOENT)
         rc = 0; /* unbinding what is not bound succeeds */
     if (rc < 0)
@@ -256,13 +258,15 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
             queue_unref(q);
             return -ENOMEM;
         }
+        persist_queue(c->srv, q);
     }
     memcpy(ch->last_queue, q->name, (size_t)q->name_len + 1);
     if (d->no_wait)
         return 0;
     struct amqp_method m = {.id = AMQP_QUEUE_DECLARE_OK};
     m.u.queue_declare_ok.queue = (amqp_bytes_t){(const uint8_t *)q->name, q->name_len};
-    m.u.queue_declare_ok.message_count = q->count;
+    uint64_t ready = queue_ready(q);
+    m.u.queue_declare_ok.message_count = ready > UINT32_MAX ? UINT32_MAX : (uint32_t)ready;
     m.u.queue_declare_ok.consumer_count = q->consumer_count;
     conn_send_method(c, ch->id, &m);
     return 0;
@@ -292,7 +296,7 @@ static int queue_bind(struct channel *ch, amqp_bytes_t qname, amqp_bytes_t xname
     if (bind) {
         if (x->type == EX_HEADERS && (rc = args_check_x_match(ch->conn, args)) < 0)
             return rc;
-        return binding_add(x, q, NULL, key, args);
+        return binding_add(x, q, NULL, key, args, NULL);
     }
     binding_remove(x, q, NULL, key, args); /* unbinding what is not bound succeeds */
     return 0;
@@ -312,7 +316,7 @@ static int queue_delete_method(struct channel *ch, const struct amqp_queue_delet
         if (d->if_unused && q->consumer_count)
             return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "queue '%s' in vhost '%s' in use",
                             q->name, q->vhost->name);
-        if (d->if_empty && q->count)
+        if (d->if_empty && queue_ready(q))
             return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
                             "queue '%s' in vhost '%s' not empty", q->name, q->vhost->name);
         n = queue_delete(q);

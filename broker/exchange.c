@@ -12,6 +12,7 @@
 #include "broker/exchange.h"
 #include "broker/headers.h"
 #include "broker/msg.h"
+#include "broker/persist.h"
 #include "broker/queue.h"
 #include "broker/topic.h"
 #include "broker/vhost.h"
@@ -100,6 +101,7 @@ void exchange_delete(struct exchange *x)
         binding_free(list_entry(pos, struct binding, src_link));
     list_foreach_safe(pos, tmp, &x->bindings_in)
         binding_free(list_entry(pos, struct binding, dst_link));
+    persist_exchange_deleted(x->vhost->srv, x);
     vhost_remove_exchange(x->vhost, x);
     exchange_free(x);
 }

@@ -23,6 +23,7 @@ struct exchange {
     uint8_t name_len;
     enum exchange_type type;
     bool durable, auto_delete, internal, deleted;
+    uint64_t store_id;   /* id of the stored record (durable, declared by a client), else 0 */
     uint8_t *args;       /* owned copy of the declare arguments */
     uint32_t args_len;
     amqp_bytes_t alternate; /* borrowed from args: the alternate-exchange name, if any */

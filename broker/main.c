@@ -19,6 +19,9 @@ static void usage(FILE *f)
             "  --log-level L     error, warn, info or debug (default info)\n"
             "  --heartbeat S     heartbeat interval proposed to clients, 0 to disable (default 60)\n"
             "  --frame-max N     largest frame accepted, 4096..1048576 (default 131072)\n"
+            "  --sync MODE       'fsync' (default): a confirm means the message is on disk;\n"
+            "                    'none': no fsync — faster, but a crash or power loss can lose\n"
+            "                    confirmed messages (unsafe, for tests and throwaway data)\n"
             "  --vm-memory-high-watermark F\n"
             "                    block publishers when queued messages use more than this\n"
             "                    fraction of physical memory (default 0.4, as RabbitMQ)\n"
@@ -44,7 +47,7 @@ int main(int argc, char **argv)
 {
     struct config cfg;
     config_defaults(&cfg);
-    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_MEM, O_VERSION, O_HELP };
+    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_MEM, O_SYNC_MODE, O_VERSION, O_HELP };
     static const struct option opts[] = {
         {"port", required_argument, NULL, O_PORT},
         {"bind", required_argument, NULL, O_BIND},
@@ -53,6 +56,7 @@ int main(int argc, char **argv)
         {"heartbeat", required_argument, NULL, O_HB},
         {"frame-max", required_argument, NULL, O_FRAME},
         {"vm-memory-high-watermark", required_argument, NULL, O_MEM},
+        {"sync", required_argument, NULL, O_SYNC_MODE},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
@@ -98,6 +102,13 @@ int main(int argc, char **argv)
             cfg.memory_high_watermark = f;
             break;
         }
+        case O_SYNC_MODE:
+            if (strcmp(optarg, "fsync") != 0 && strcmp(optarg, "none") != 0) {
+                fprintf(stderr, "warrend: --sync must be 'fsync' or 'none', not '%s'\n", optarg);
+                return 2;
+            }
+            cfg.sync = strcmp(optarg, "fsync") == 0;
+            break;
         case O_VERSION: printf("warrend %s\n", WARREN_VERSION); return 0;
         case 'h':
         case O_HELP: usage(stdout); return 0;
@@ -111,6 +122,9 @@ int main(int argc, char **argv)
     }
     uv_loop_t *loop = uv_default_loop();
     struct server srv;
+    if (!cfg.sync)
+        log_warn("--sync=none: commits are not flushed to disk; a crash can lose confirmed "
+                 "messages");
     if (server_start(&srv, loop, &cfg) < 0)
         return 1;
     uv_run(loop, UV_RUN_DEFAULT);

@@ -1,5 +1,7 @@
-/* queue.h — a queue and its consumers. The ready list is a ring of message references
- * with O(1) push at either end and pop at the head; consumers are served round-robin. */
+/* queue.h — a queue and its consumers. Ready messages are, in order: a ring of message
+ * references in memory (the head window, O(1) push/pop), then for durable queues that grew
+ * past the window a run of messages kept only on disk, then messages whose write is still
+ * being committed. Consumers are served round-robin. */
 #ifndef WARREN_QUEUE_H
 #define WARREN_QUEUE_H
 #include <stdbool.h>
@@ -12,10 +14,22 @@ struct channel;
 struct vhost;
 struct conn;
 
+enum qentry_flag {
+    QE_REDELIVERED = 1 << 0,
+    QE_STORED = 1 << 1,     /* has a qindex entry in storage (removed when settled) */
+    QE_PERSISTENT = 1 << 2, /* a persistent message: counted in stored_count */
+};
+
 struct qentry {
     struct msg *m; /* ref */
     uint64_t seq;  /* position in the queue: requeued messages go back to their place */
-    bool redelivered;
+    uint8_t flags; /* enum qentry_flag */
+};
+
+/* Entries whose storage write is in batch `batch`, not yet known durable. */
+struct pentry {
+    struct qentry e;
+    uint64_t batch;
 };
 
 struct consumer {
@@ -44,8 +58,19 @@ struct queue {
     struct qentry *ring; /* owned, capacity is a power of two */
     uint32_t cap, head, count;
     uint64_t ready_bytes;
-
     uint64_t next_seq;
+
+    /* Durability (store_id != 0: a durable, non-exclusive queue kept in storage). */
+    uint64_t store_id;
+    uint64_t stored_count;   /* persistent entries in storage, ready and unacked */
+    uint64_t delivered_seq;  /* highest seq handed to a client */
+    bool meta_dirty;
+    struct list meta_link;   /* in srv->meta_dirty */
+    uint64_t disk_head, disk_count, disk_persistent; /* the on-disk-only run */
+    struct pentry *pend;     /* owned ring: paged-out entries waiting for their commit */
+    uint32_t pend_cap, pend_head, pend_count;
+    struct list pend_link;   /* in srv->pending_queues while pend_count > 0 */
+
     struct list bindings_in; /* of binding.dst_link */
     uint64_t route_pass;     /* routing walk that last added us */
 
@@ -60,15 +85,28 @@ struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args);
 void queue_ref(struct queue *q);
 /* Drops a reference; frees the queue (and any messages) at zero. Accepts NULL. */
 void queue_unref(struct queue *q);
-/* Appends m (taking a new reference) at the tail. 0 or -ENOMEM. */
+/* Appends m (taking a new reference) at the tail; a persistent message already given to
+ * storage (m->store_id) gets an index entry, and past the memory window the message is paged
+ * out. 0 or -ENOMEM. */
 int queue_push(struct queue *q, struct msg *m);
 /* Puts an entry popped earlier back at its place by seq (requeue), marked redelivered;
  * takes a new reference. 0 or -ENOMEM. */
-int queue_requeue(struct queue *q, struct msg *m, uint64_t seq);
-/* Removes the head into *ret (the reference moves to the caller). false when empty. */
+int queue_requeue(struct queue *q, const struct qentry *e);
+/* Removes the head into *ret (the reference moves to the caller), paging in from disk when
+ * the window is empty. false when the queue is empty. */
 bool queue_pop(struct queue *q, struct qentry *ret);
+/* e (popped from q) went to a client: remembered so a restart marks it redelivered. */
+void queue_delivered(struct queue *q, const struct qentry *e);
+/* e (popped from q) is done with (acked, or dropped): its storage entry goes. */
+void queue_settled(struct queue *q, const struct qentry *e);
+/* Ready messages: in memory, on disk and being written. */
+uint64_t queue_ready(const struct queue *q);
 /* Drops every ready message; returns how many. */
 uint32_t queue_purge(struct queue *q);
+/* Batch `durable` is on disk: entries waiting for it move on. */
+void queue_on_durable(struct queue *q, uint64_t durable);
+/* Writes the queue's storage metadata if it changed (before each batch is submitted). */
+void queue_flush_meta(struct queue *q);
 /* Deletes q: consumers are cancelled (with basic.cancel where the client asked for it),
  * ready messages dropped, the queue removed from its vhost. Returns the ready count. */
 uint32_t queue_delete(struct queue *q);

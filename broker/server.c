@@ -7,12 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/rand.h>
+#include "broker/channel.h"
 #include "broker/conn.h"
 #include "broker/errors.h"
 #include "broker/log.h"
+#include "broker/persist.h"
 #include "broker/queue.h"
 #include "broker/server.h"
 #include "broker/vhost.h"
+#include "storage/batch.h"
 #include "storage/env.h"
 
 void config_defaults(struct config *cfg)
@@ -21,6 +24,7 @@ void config_defaults(struct config *cfg)
         .bind = "0.0.0.0",
         .port = 5672,
         .data_dir = "./data",
+        .sync = true,
         .channel_max = 2047,
         .frame_max = 131072,
         .heartbeat = 60,
@@ -65,6 +69,62 @@ void server_gen_name(struct server *s, const char *prefix, char *buf, size_t siz
     snprintf(buf, size, "%s%s", prefix, tail);
 }
 
+/* Publishers are blocked while queued messages use too much memory (released below 80% of
+ * the limit) or while storage waits for disk space. */
+static void update_alarms(struct server *s)
+{
+    bool mem = s->mem_alarm;
+    if (!mem && s->queued_mem > s->mem_limit) {
+        mem = true;
+        log_warn("memory alarm: queued messages use %llu MiB, above the limit of %llu MiB; "
+                 "publishers are blocked until consumers catch up",
+                 (unsigned long long)(s->queued_mem >> 20), (unsigned long long)(s->mem_limit >> 20));
+    } else if (mem && s->queued_mem < s->mem_limit / 10 * 8) {
+        mem = false;
+        log_info("memory alarm cleared; publishers may publish again");
+    }
+    bool disk = storage_disk_full(s->store) != 0;
+    if (disk != s->disk_alarm)
+        log_msg(disk ? LOG_ERROR : LOG_INFO, disk ? "disk alarm: the data directory's disk is full; "
+                "publishers are blocked until space is freed" : "disk alarm cleared");
+    bool was = s->mem_alarm || s->disk_alarm, now = mem || disk;
+    s->mem_alarm = mem;
+    s->disk_alarm = disk;
+    if (was == now)
+        return;
+    struct list *pos, *tmp;
+    list_foreach_safe(pos, tmp, &s->conns)
+        conn_set_blocked(list_entry(pos, struct conn, link), now);
+}
+
+/* The writer thread committed one or more batches. */
+static void on_store_done(uv_async_t *h)
+{
+    struct server *s = h->data;
+    int failed = 0;
+    uint64_t durable = storage_collect(s->store, &failed);
+    if (failed) {
+        log_error("storage failure: %s; stopping so that a standby can take over (unconfirmed "
+                  "messages were not confirmed)",
+                  storage_strerror(failed));
+        exit(70);
+    }
+    if (durable > s->durable_batch)
+        s->durable_batch = durable;
+    struct list *pos, *tmp;
+    list_foreach_safe(pos, tmp, &s->pending_queues)
+        queue_on_durable(list_entry(pos, struct queue, pend_link), s->durable_batch);
+    list_foreach_safe(pos, tmp, &s->waiting)
+        channel_on_durable(list_entry(pos, struct channel, wait_link), s->durable_batch);
+    storage_submit(s->store); /* what gathered meanwhile */
+    update_alarms(s);
+}
+
+static void notify_loop(void *arg)
+{
+    uv_async_send(arg); /* runs on the writer thread */
+}
+
 /* Runs once per loop turn, before libuv blocks for I/O. */
 static void on_before_sleep(uv_prepare_t *h)
 {
@@ -78,22 +138,7 @@ static void on_before_sleep(uv_prepare_t *h)
             queue_dispatch(q);
         queue_unref(q);
     }
-    /* Memory alarm: publishers are blocked above the limit and released below 80% of it. */
-    if (!s->mem_alarm && s->queued_mem > s->mem_limit) {
-        s->mem_alarm = true;
-        log_warn("memory alarm: queued messages use %llu MiB, above the limit of %llu MiB; "
-                 "publishers are blocked until consumers catch up",
-                 (unsigned long long)(s->queued_mem >> 20), (unsigned long long)(s->mem_limit >> 20));
-        struct list *pos, *tmp;
-        list_foreach_safe(pos, tmp, &s->conns)
-            conn_set_blocked(list_entry(pos, struct conn, link), true);
-    } else if (s->mem_alarm && s->queued_mem < s->mem_limit / 10 * 8) {
-        s->mem_alarm = false;
-        log_info("memory alarm cleared; publishers may publish again");
-        struct list *pos, *tmp;
-        list_foreach_safe(pos, tmp, &s->conns)
-            conn_set_blocked(list_entry(pos, struct conn, link), false);
-    }
+    update_alarms(s);
     /* Connections that used their read budget last turn may read again. */
     s->turn++;
     while (!list_empty(&s->paused)) {
@@ -101,7 +146,11 @@ static void on_before_sleep(uv_prepare_t *h)
         list_remove(&c->pause_link);
         conn_resume(c);
     }
-    /* Storage batch commit goes here (durability issue). Then flush. */
+    /* Then hand this turn's writes to the storage thread, then flush. Confirms for persistent
+     * messages are sent later, from on_store_done, once their batch is on disk. */
+    while (!list_empty(&s->meta_dirty))
+        queue_flush_meta(list_entry(s->meta_dirty.next, struct queue, meta_link));
+    storage_submit(s->store);
     while (!list_empty(&s->flush)) {
         struct conn *c = list_entry(s->flush.next, struct conn, flush_link);
         list_remove(&c->flush_link);
@@ -134,8 +183,11 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     list_init(&s->conns);
     list_init(&s->flush);
     list_init(&s->paused);
+    list_init(&s->meta_dirty);
+    list_init(&s->pending_queues);
+    list_init(&s->waiting);
     s->mem_limit = (uint64_t)((double)uv_get_total_memory() * cfg->memory_high_watermark);
-    int rc = storage_open(cfg->data_dir, true, &s->store);
+    int rc = storage_open(cfg->data_dir, cfg->sync, &s->store);
     if (rc < 0) {
         log_error("cannot open the data directory '%s': %s; check that it is writable and not "
                   "used by another warrend",
@@ -146,6 +198,17 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     if (!s->default_vhost || hmap_put(&s->vhosts, s->default_vhost->name, 1, s->default_vhost) < 0) {
         log_error("out of memory while creating the default vhost");
         rc = -ENOMEM;
+        goto fail;
+    }
+    uint64_t t0 = uv_hrtime();
+    if ((rc = persist_recover(s)) < 0)
+        goto fail;
+    log_info("recovered the data directory in %.3f s", (double)(uv_hrtime() - t0) / 1e9);
+    uv_async_init(loop, &s->store_async, on_store_done);
+    s->store_async.data = s;
+    if ((rc = storage_start(s->store, notify_loop, &s->store_async)) < 0) {
+        log_error("cannot start the storage thread: %s", strerror(-rc));
+        uv_close((uv_handle_t *)&s->store_async, NULL);
         goto fail;
     }
     struct sockaddr_storage addr;
@@ -203,6 +266,7 @@ void server_stop(struct server *s)
         conn_flush(c);
     }
     uv_close((uv_handle_t *)&s->before_sleep, NULL);
+    uv_close((uv_handle_t *)&s->store_async, NULL);
 }
 
 void server_free(struct server *s)
@@ -212,10 +276,16 @@ void server_free(struct server *s)
         s->kick_head = q->kick_next;
         queue_unref(q);
     }
+    /* Commit what the last turn wrote before freeing the objects it references. */
+    int failed = 0;
+    while (!list_empty(&s->meta_dirty))
+        queue_flush_meta(list_entry(s->meta_dirty.next, struct queue, meta_link));
+    storage_close(s->store);
+    s->store = NULL;
     void *v;
     for (uint32_t it = 0; hmap_next(&s->vhosts, &it, &v);)
         vhost_free(v);
     hmap_free(&s->vhosts);
     opool_drain(&s->opool);
-    storage_close(s->store);
+    (void)failed;
 }

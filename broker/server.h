@@ -18,6 +18,7 @@ struct config {
     const char *bind;     /* borrowed: argv */
     int port;
     const char *data_dir; /* borrowed: argv */
+    bool sync;            /* fsync every commit (false: --sync=none, unsafe) */
     uint16_t channel_max;
     uint32_t frame_max;
     uint16_t heartbeat;   /* seconds, proposed in connection.tune */
@@ -45,9 +46,19 @@ struct server {
     uint64_t turn;              /* loop turns, for per-turn budgets */
     struct list paused;         /* of conn.pause_link: connections waiting to read again */
     uint64_t queued_mem;        /* memory of ready messages in all queues */
+
+    /* Durability: the open storage batch is submitted in the before-sleep hook; the writer
+     * thread wakes the loop through store_async when a batch is on disk. */
+    uv_async_t store_async;
+    uint64_t durable_batch;     /* newest batch known to be on disk */
+    struct list meta_dirty;     /* of queue.meta_link: queue metadata to write */
+    struct list pending_queues; /* of queue.pend_link: paged-out entries waiting for a commit */
+    struct list waiting;        /* of channel.wait_link: confirms / tx.commit-ok waiting */
+    bool disk_alarm;            /* a commit waits for disk space: publishers are blocked */
     uint64_t mem_limit;         /* memory alarm above this */
     bool mem_alarm;             /* publishers are blocked */
     bool stopping;
+    bool recovering;            /* persist_recover() is recreating stored objects */
 };
 
 /* Opens storage, creates the default vhost, binds and listens. 0 or -errno / -WERR. On

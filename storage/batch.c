@@ -21,7 +21,7 @@ struct op {
     uint32_t refs;
     uint64_t a, b, c; /* ids, seqs: see the add functions */
     size_t off, len;  /* entity record in the arena */
-    const void *head, *body; /* borrowed message bytes */
+    const void *body; /* borrowed message bytes (the head is in the arena) */
     size_t hlen, blen;
     void (*release)(void *);
     void *release_arg;
@@ -129,10 +129,13 @@ void storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const v
                      size_t hlen, const void *body, size_t blen, void (*release)(void *),
                      void *release_arg)
 {
+    size_t off;
+    uint8_t *copy = arena(st, hlen, &off);
+    memcpy(copy, head, hlen);
     struct op *o = add_op(st, OP_PUT_MSG);
     o->a = msg_id;
     o->refs = refs;
-    o->head = head;
+    o->off = off;
     o->hlen = hlen;
     o->body = body;
     o->blen = blen;
@@ -237,7 +240,7 @@ static int del_index_from(struct storage *st, MDB_txn *txn, uint64_t qid, uint64
 
 static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, const struct op *o)
 {
-    uint8_t k[16], v[17];
+    uint8_t k[16], v[24];
     MDB_val key = {8, k}, val;
     int rc;
     st_put64(k, o->a);
@@ -259,7 +262,7 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
         val = (MDB_val){o->hlen + o->blen, NULL};
         if ((rc = mdb_put(txn, st->messages, &key, &val, MDB_RESERVE)) != 0)
             return rc;
-        memcpy(val.mv_data, o->head, o->hlen);
+        memcpy(val.mv_data, b->arena + o->off, o->hlen);
         if (o->blen)
             memcpy((uint8_t *)val.mv_data + o->hlen, o->body, o->blen);
         if (o->refs <= 1)
@@ -272,7 +275,8 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
         key.mv_size = 16;
         st_put64(v, o->c);
         v[8] = o->flags;
-        val = (MDB_val){9, v};
+        st_put32(v + 9, st->epoch);
+        val = (MDB_val){13, v};
         return mdb_put(txn, st->qindex, &key, &val, 0);
     case OP_DEL_IDX:
         st_put64(k + 8, o->b);

@@ -30,9 +30,9 @@ void storage_put_queue(struct storage *st, const struct st_queue *q);
 void storage_put_binding(struct storage *st, const struct st_binding *b);
 /* Deleting a queue also deletes its index entries and the messages only they named. */
 void storage_del_entity(struct storage *st, char kind /* 'x' 'q' 'b' */, uint64_t id);
-/* A message body, referenced by `refs` index entries added in this same batch. The bytes
- * are head[0..hlen) then body[0..blen), borrowed until release(release_arg) is called on the
- * loop thread by storage_collect. */
+/* A message, referenced by `refs` index entries added in this same batch. The bytes are
+ * head[0..hlen) (copied) then body[0..blen) (borrowed until release(release_arg) is called
+ * on the loop thread by storage_collect). */
 void storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const void *head,
                      size_t hlen, const void *body, size_t blen, void (*release)(void *),
                      void *release_arg);
@@ -42,6 +42,7 @@ void storage_put_idx(struct storage *st, uint64_t qid, uint64_t seq, uint64_t ms
 void storage_del_idx(struct storage *st, uint64_t qid, uint64_t seq);
 /* Removes every index entry of qid with seq >= from (purge of the paged-out part). */
 void storage_del_idx_from(struct storage *st, uint64_t qid, uint64_t from);
+/* count: persistent index entries of qid; delivered_seq: the highest seq delivered. */
 void storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
                             uint64_t delivered_seq);
 

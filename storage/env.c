@@ -95,6 +95,14 @@ static int open_dbs(struct storage *st)
     }
     if (rc)
         goto fail;
+    MDB_val ekey = {5, "epoch"}, eval;
+    rc = mdb_get(txn, st->meta, &ekey, &eval);
+    st->epoch = rc == 0 && eval.mv_size == 4 ? st_get32(eval.mv_data) + 1 : 1;
+    uint8_t ev[4];
+    st_put32(ev, st->epoch);
+    eval = (MDB_val){4, ev};
+    if ((rc = mdb_put(txn, st->meta, &ekey, &eval, 0)) != 0)
+        goto fail;
     return mdb_txn_commit(txn);
 fail:
     mdb_txn_abort(txn);

@@ -86,28 +86,28 @@ int st_queue_decode(uint64_t id, const uint8_t *p, size_t len, struct st_queue *
 
 size_t st_binding_size(const struct st_binding *b)
 {
-    return 18 + b->key.len + b->args.len;
+    return 5 + b->vhost.len + b->src.len + b->dst.len + b->key.len + b->args.len;
 }
 
 void st_binding_encode(const struct st_binding *b, uint8_t *p)
 {
-    st_put64(p, b->src_id);
-    p[8] = (uint8_t)b->dst_kind;
-    st_put64(p + 9, b->dst_id);
-    p = put_str8(p + 17, b->key);
+    *p++ = (uint8_t)b->dst_kind;
+    p = put_str8(p, b->vhost);
+    p = put_str8(p, b->src);
+    p = put_str8(p, b->dst);
+    p = put_str8(p, b->key);
     put_rest(p, b->args);
 }
 
 int st_binding_decode(uint64_t id, const uint8_t *p, size_t len, struct st_binding *ret)
 {
     const uint8_t *end = p + len;
-    if (len < 18 || (p[8] != 'q' && p[8] != 'x'))
+    if (len < 5 || (p[0] != 'q' && p[0] != 'x'))
         return STORAGE_E_CORRUPT;
     ret->id = id;
-    ret->src_id = st_get64(p);
-    ret->dst_kind = (char)p[8];
-    ret->dst_id = st_get64(p + 9);
-    if (!(p = get_str8(p + 17, end, &ret->key)))
+    ret->dst_kind = (char)*p++;
+    if (!(p = get_str8(p, end, &ret->vhost)) || !(p = get_str8(p, end, &ret->src)) ||
+        !(p = get_str8(p, end, &ret->dst)) || !(p = get_str8(p, end, &ret->key)))
         return STORAGE_E_CORRUPT;
     ret->args = (struct st_bytes){p, (size_t)(end - p)};
     return 0;

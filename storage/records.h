@@ -29,14 +29,15 @@ struct st_queue {
     struct st_bytes vhost, name, args;
     uint8_t flags;
     /* Recovery only: from queue_meta and the queue index. */
-    uint64_t count;         /* index entries (messages stored for this queue) */
+    uint64_t count;         /* persistent messages stored for this queue */
     uint64_t delivered_seq; /* highest seq delivered before the stop, 0 for none */
     uint64_t first_seq, next_seq; /* seq range of the entries (next_seq: one past the last) */
 };
+/* Bindings name their ends (exchanges predeclared at boot have no stored record). */
 struct st_binding {
-    uint64_t id, src_id, dst_id;
+    uint64_t id;
+    struct st_bytes vhost, src, dst, key, args;
     char dst_kind; /* 'q' or 'x' */
-    struct st_bytes key, args;
 };
 
 /* Encoded sizes and encoders (into memory of that size). */

@@ -5,14 +5,17 @@
  * from one 64-bit counter; at open it restarts above the largest id found in any database.
  *
  *   meta        "format" -> u32 STORAGE_FORMAT_VERSION
+ *               "epoch"  -> u32 number of opens; paged-out transient messages carry the
+ *                           epoch they were written in and are dropped in later ones
  *   exchanges   u64 id -> u8 type, u8 flags, u8 vhost_len, vhost, u8 name_len, name, args
  *   queues      u64 id -> u8 flags, u8 vhost_len, vhost, u8 name_len, name, args
- *   queue_meta  u64 id -> u64 stored entries, u64 highest delivered seq
- *   bindings    u64 id -> u64 source id, u8 dest kind ('q'|'x'), u64 dest id, u8 key_len, key,
- *                         args
+ *   queue_meta  u64 id -> u64 persistent entries in qindex, u64 highest delivered seq
+ *   bindings    u64 id -> u8 dest kind ('q'|'x'), then u8-length vhost, source, destination
+ *                         and key, then args
  *   messages    u64 id -> the broker's opaque message bytes (written once per message)
  *   msg_refs    u64 id -> u32 queue-index entries that name it, present only when above one
- *   qindex      u64 queue id, u64 seq -> u64 message id, u8 flags (STORAGE_IDX_*)
+ *   qindex      u64 queue id, u64 seq -> u64 message id, u8 flags (STORAGE_IDX_*),
+ *                         u32 epoch
  *
  * Invariant: a message is in `messages` exactly while at least one qindex entry names it;
  * msg_refs holds the number of those entries whenever it is more than one. */
@@ -30,6 +33,7 @@ struct storage {
     MDB_dbi meta, exchanges, queues, queue_meta, bindings, messages, msg_refs, qindex;
     int lock_fd;      /* owned: flock on <dir>/warrend.lock keeps a second process out */
     uint64_t next_id; /* loop thread only */
+    uint32_t epoch;   /* this open's number */
     bool sync;        /* fsync each commit (false only with --sync=none) */
 
     /* Writer thread and its hand-over (guarded by mu). */

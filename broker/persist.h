@@ -1,0 +1,36 @@
+/* persist.h — the broker's side of durability: what of exchanges, queues, bindings and
+ * persistent messages goes to storage, in which batch, and how it comes back at start-up.
+ * Storage itself (storage/) knows nothing of broker objects; this file translates. */
+#ifndef WARREN_PERSIST_H
+#define WARREN_PERSIST_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+
+struct server;
+struct exchange;
+struct queue;
+struct binding;
+struct msg;
+struct st_entry;
+
+/* Recreates the stored exchanges, queues and bindings (before the listener opens). 0 or an
+ * error, already logged. */
+int persist_recover(struct server *s);
+
+/* Entities: written when durable (bindings: when both ends are), removed when deleted. */
+void persist_exchange(struct server *s, struct exchange *x);
+void persist_exchange_deleted(struct server *s, struct exchange *x);
+void persist_queue(struct server *s, struct queue *q);
+void persist_queue_deleted(struct server *s, struct queue *q);
+void persist_binding(struct server *s, struct binding *b);
+void persist_binding_deleted(struct server *s, struct binding *b);
+
+/* Writes m's bytes under a new id (m->store_id, unless id is given), referenced by `refs` index
+ * entries that the caller adds in this batch. The batch holds a reference on m until it is
+ * committed. Returns the id. */
+uint64_t persist_msg(struct server *s, struct msg *m, uint32_t refs, bool set_store_id);
+/* Rebuilds a message from stored bytes; NULL when they do not decode or memory is short. */
+struct msg *persist_msg_load(const void *data, size_t len);
+
+#endif

@@ -1,0 +1,163 @@
+/* recover.c — owns the read side of storage: the start-up walk over entities and the
+ * page-in of queue messages. Start-up cost grows with the number of entities, not of
+ * messages: per queue it reads one metadata record and two index keys (first and last). */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include "storage/env.h"
+#include "storage/records.h"
+#include "storage/recover.h"
+#include "storage/schema.h"
+
+uint32_t storage_epoch(const struct storage *st)
+{
+    return st->epoch;
+}
+
+/* Fills the index-derived fields of q: count, delivered mark, seq range. */
+static int queue_stats(struct storage *st, MDB_txn *txn, struct st_queue *q)
+{
+    uint8_t k[16];
+    st_put64(k, q->id);
+    MDB_val key = {8, k}, val;
+    int rc = mdb_get(txn, st->queue_meta, &key, &val);
+    if (rc == 0 && val.mv_size >= 16) {
+        q->count = st_get64(val.mv_data);
+        q->delivered_seq = st_get64((uint8_t *)val.mv_data + 8);
+    } else if (rc != MDB_NOTFOUND) {
+        return rc ? rc : STORAGE_E_CORRUPT;
+    }
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, st->qindex, &cur)) != 0)
+        return rc;
+    st_put64(k + 8, 0);
+    key = (MDB_val){16, k};
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    if (rc == 0 && key.mv_size == 16 && st_get64(key.mv_data) == q->id) {
+        q->first_seq = st_get64((uint8_t *)key.mv_data + 8);
+        /* The last entry: just before the first key of the next queue id. */
+        st_put64(k, q->id + 1);
+        st_put64(k + 8, 0);
+        key = (MDB_val){16, k};
+        rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+        rc = mdb_cursor_get(cur, &key, &val, rc == 0 ? MDB_PREV : MDB_LAST);
+        if (rc == 0)
+            q->next_seq = st_get64((uint8_t *)key.mv_data + 8) + 1;
+    } else {
+        q->count = 0;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int walk(struct storage *st, MDB_txn *txn, MDB_dbi dbi, char kind,
+                const struct st_recover_ops *ops, void *arg)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size != 8) {
+            rc = STORAGE_E_CORRUPT;
+            break;
+        }
+        uint64_t id = st_get64(key.mv_data);
+        if (kind == 'x') {
+            struct st_exchange x;
+            if ((rc = st_exchange_decode(id, val.mv_data, val.mv_size, &x)) == 0)
+                rc = ops->exchange(arg, &x);
+        } else if (kind == 'q') {
+            struct st_queue q;
+            if ((rc = st_queue_decode(id, val.mv_data, val.mv_size, &q)) == 0 &&
+                (rc = queue_stats(st, txn, &q)) == 0)
+                rc = ops->queue(arg, &q);
+        } else {
+            struct st_binding b;
+            if ((rc = st_binding_decode(id, val.mv_data, val.mv_size, &b)) == 0)
+                rc = ops->binding(arg, &b);
+        }
+        if (rc)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int storage_recover(struct storage *st, const struct st_recover_ops *ops, void *arg)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc)
+        return rc;
+    if ((rc = walk(st, txn, st->exchanges, 'x', ops, arg)) == 0 &&
+        (rc = walk(st, txn, st->queues, 'q', ops, arg)) == 0)
+        rc = walk(st, txn, st->bindings, 'b', ops, arg);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int storage_read_queue(struct storage *st, uint64_t qid, uint64_t from, size_t max,
+                       struct st_entry *out, size_t *ret_n)
+{
+    size_t n = 0;
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    pthread_rwlock_rdlock(&st->map_lock);
+    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc) {
+        pthread_rwlock_unlock(&st->map_lock);
+        return rc;
+    }
+    if ((rc = mdb_cursor_open(txn, st->qindex, &cur)) != 0)
+        goto out;
+    uint8_t k[16];
+    st_put64(k, qid);
+    st_put64(k + 8, from);
+    MDB_val key = {16, k}, val;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && n < max;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size != 16 || st_get64(key.mv_data) != qid)
+            break;
+        if (val.mv_size < 13) {
+            rc = STORAGE_E_CORRUPT;
+            goto out;
+        }
+        struct st_entry *e = &out[n];
+        e->seq = st_get64((uint8_t *)key.mv_data + 8);
+        e->msg_id = st_get64(val.mv_data);
+        e->flags = ((uint8_t *)val.mv_data)[8];
+        e->stale = (e->flags & 1) && st_get32((uint8_t *)val.mv_data + 9) != st->epoch;
+        uint8_t mk[8];
+        st_put64(mk, e->msg_id);
+        MDB_val mkey = {8, mk}, mval;
+        if ((rc = mdb_get(txn, st->messages, &mkey, &mval)) != 0) {
+            rc = rc == MDB_NOTFOUND ? STORAGE_E_CORRUPT : rc;
+            goto out;
+        }
+        e->data = malloc(mval.mv_size ? mval.mv_size : 1);
+        if (!e->data) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        memcpy(e->data, mval.mv_data, mval.mv_size);
+        e->len = mval.mv_size;
+        n++;
+    }
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+out:
+    if (rc) {
+        while (n)
+            free(out[--n].data);
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&st->map_lock);
+    *ret_n = n;
+    return rc;
+}
