@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include "storage/batch.h"
 #include "storage/env.h"
@@ -319,6 +320,19 @@ static int commit_once(struct storage *st, const struct st_batch *b)
     return mdb_txn_commit(txn);
 }
 
+/* LMDB reports a write cut short by a full disk as EIO: tell that apart from a failing disk
+ * by the free space left (less than the batch needs plus 64 MiB counts as full). */
+static bool disk_nearly_full(struct storage *st, const struct st_batch *b)
+{
+    struct statvfs sv;
+    if (!st->dir || statvfs(st->dir, &sv) != 0)
+        return false;
+    uint64_t need = (64u << 20) + b->alen;
+    for (size_t i = 0; i < b->nops; i++)
+        need += b->ops[i].blen + b->ops[i].hlen;
+    return (uint64_t)sv.f_bavail * sv.f_frsize < need;
+}
+
 /* Commits b; grows the map when it is full and waits out a full disk. */
 static int commit_batch(struct storage *st, const struct st_batch *b)
 {
@@ -334,11 +348,14 @@ static int commit_batch(struct storage *st, const struct st_batch *b)
                 return rc;
             continue;
         }
-        if (rc == ENOSPC || rc == EDQUOT) {
-            st->disk_full = 1;
+        if (rc == ENOSPC || rc == EDQUOT || (rc == EIO && disk_nearly_full(st, b))) {
             pthread_mutex_lock(&st->mu);
-            bool stop = st->stopping;
+            bool stop = st->stopping, first = !st->disk_full;
+            void (*notify)(void *) = st->notify;
             pthread_mutex_unlock(&st->mu);
+            st->disk_full = 1;
+            if (first && notify) /* let the loop block publishers now */
+                notify(st->notify_arg);
             if (stop)
                 return rc;
             sleep(1);

@@ -132,6 +132,7 @@ int storage_open(const char *dir, bool sync, struct storage **ret)
     if (!st)
         return -ENOMEM;
     st->sync = sync;
+    st->dir = strdup(dir);
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cond, NULL);
     pthread_rwlock_init(&st->map_lock, NULL);
@@ -175,5 +176,6 @@ void storage_close(struct storage *st)
     pthread_rwlock_destroy(&st->map_lock);
     pthread_cond_destroy(&st->cond);
     pthread_mutex_destroy(&st->mu);
+    free(st->dir);
     free(st);
 }

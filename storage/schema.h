@@ -32,6 +32,7 @@ struct storage {
     MDB_env *env; /* owned */
     MDB_dbi meta, exchanges, queues, queue_meta, bindings, messages, msg_refs, qindex;
     int lock_fd;      /* owned: flock on <dir>/warrend.lock keeps a second process out */
+    char *dir;        /* owned: the data directory, for free-space checks */
     uint64_t next_id; /* loop thread only */
     uint32_t epoch;   /* this open's number */
     bool sync;        /* fsync each commit (false only with --sync=none) */
