@@ -1085,3 +1085,228 @@ int harness_drain(amqp_connection_state_t conn, amqp_channel_t ch, const char *q
         n++;
     }
 }
+
+/* ---- restarts and crashes (issue 4 durability tests) --------------------------------------- */
+
+void harness_require_own_broker(const harness_broker_t *b)
+{
+    if (b->pid == 0 && b->data_dir[0] == '\0') {
+        fprintf(stderr, "SKIP: this test stops and restarts warrend on its data dir; an external "
+                        "broker (WARREN_TEST_HOST) cannot be\n");
+        exit(77);
+    }
+}
+
+/* Fork and exec exe on data_dir and port; the child's stderr goes to err_fd when >= 0. */
+static pid_t spawn_warrend(const char *exe, const char *data_dir, int port,
+                           const char *const *extra, int err_fd)
+{
+    char portbuf[16];
+    snprintf(portbuf, sizeof portbuf, "%d", port);
+    const char *argv[40] = {exe,          "--port",      portbuf, "--bind", "127.0.0.1",
+                            "--data-dir", data_dir,      "--log-level", "warn"};
+    int n = 9;
+    for (int i = 0; extra && extra[i]; i++) {
+        CHECKF(n < 39, "too many extra warrend arguments");
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
+
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    CHECKF(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        if (err_fd >= 0 && err_fd != 2) {
+            dup2(err_fd, 2);
+            close(err_fd);
+        }
+        execv(exe, (char *const *)argv);
+        fprintf(stderr, "harness: exec %s: %s\n", exe, strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+static const char *warrend_exe(void)
+{
+    const char *exe = getenv("WARREND");
+    CHECKF(exe && *exe, "WARREND is not set");
+    return exe;
+}
+
+/* Wait for pid to exit within timeout_ms; 0 with *status, or -ETIMEDOUT. */
+static int wait_exit(pid_t pid, int timeout_ms, int *status)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        pid_t w = waitpid(pid, status, WNOHANG);
+        if (w == pid)
+            return 0;
+        CHECKF(w == 0, "waitpid %d: %s", (int)pid, strerror(errno));
+        if (harness_now_ms() > deadline)
+            return -ETIMEDOUT;
+        usleep(5000);
+    }
+}
+
+void harness_broker_shutdown(harness_broker_t *b)
+{
+    CHECKF(b->pid > 0, "harness_broker_shutdown: no warrend of ours is running");
+    int status;
+    pid_t w = waitpid(b->pid, &status, WNOHANG);
+    CHECKF(w == 0, "warrend (pid %d) died before the shutdown (%s %d)", (int)b->pid,
+           WIFEXITED(status) ? "exit status" : "signal",
+           WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    int64_t t0 = harness_now_ms();
+    kill(b->pid, SIGTERM);
+    int rc = wait_exit(b->pid, 10000, &status);
+    CHECKF(rc == 0, "warrend (pid %d) ignored SIGTERM for 10 s", (int)b->pid);
+    b->pid = 0;
+    CHECKF((WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
+               (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM),
+           "warrend exited badly on SIGTERM (%s %d)", WIFEXITED(status) ? "exit status" : "signal",
+           WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    harness_log("warrend stopped by SIGTERM in %lld ms", (long long)(harness_now_ms() - t0));
+}
+
+void harness_broker_kill9(harness_broker_t *b)
+{
+    CHECKF(b->pid > 0, "harness_broker_kill9: no warrend of ours is running");
+    int status;
+    pid_t w = waitpid(b->pid, &status, WNOHANG);
+    CHECKF(w == 0, "warrend (pid %d) died before the SIGKILL (%s %d)", (int)b->pid,
+           WIFEXITED(status) ? "exit status" : "signal",
+           WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    kill(b->pid, SIGKILL);
+    CHECKF(waitpid(b->pid, &status, 0) == b->pid, "waitpid: %s", strerror(errno));
+    b->pid = 0;
+}
+
+/* Start warrend on b->port and wait until it listens: 0; -EAGAIN when it exited first. */
+static int respawn_once(harness_broker_t *b, const char *const *extra)
+{
+    pid_t pid = spawn_warrend(warrend_exe(), b->data_dir, b->port, extra, -1);
+    b->pid = pid;
+    int64_t deadline = harness_now_ms() + 10000;
+    while (harness_now_ms() < deadline) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            b->pid = 0;
+            fprintf(stderr, "harness: restarted warrend %s %d before listening on %d\n",
+                    WIFEXITED(status) ? "exited with status" : "was killed by signal",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), b->port);
+            return -EAGAIN;
+        }
+        int fd = try_tcp_connect(b->host, b->port);
+        if (fd >= 0) {
+            close(fd);
+            return 0;
+        }
+        usleep(5000);
+    }
+    harness_fail(__FILE__, __LINE__, "respawn", "warrend did not listen within 10 s of a restart");
+}
+
+void harness_broker_respawn(harness_broker_t *b, const char *const *extra_args)
+{
+    CHECKF(b->pid == 0 && b->data_dir[0], "harness_broker_respawn: warrend is running or external");
+    int64_t t0 = harness_now_ms();
+    int rc = -EAGAIN;
+    for (int attempt = 0; attempt < 3 && rc == -EAGAIN; attempt++) {
+        if (attempt)
+            usleep(200000);
+        rc = respawn_once(b, extra_args);
+    }
+    if (rc == -EAGAIN) {
+        int old = b->port;
+        b->port = harness_free_port();
+        harness_log("port %d could not be had again: restarting on %d", old, b->port);
+        rc = respawn_once(b, extra_args);
+    }
+    CHECKF(rc == 0, "warrend did not come back on its data dir %s (see its stderr above)",
+           b->data_dir);
+    harness_log("warrend restarted on its data dir in %lld ms (pid %d, port %d)",
+                (long long)(harness_now_ms() - t0), (int)b->pid, b->port);
+}
+
+void harness_broker_restart(harness_broker_t *b)
+{
+    harness_broker_shutdown(b);
+    harness_broker_respawn(b, NULL);
+}
+
+void harness_broker_crash_restart(harness_broker_t *b)
+{
+    harness_broker_kill9(b);
+    harness_broker_respawn(b, NULL);
+}
+
+int harness_warrend_run(const char *data_dir, int port, int timeout_ms, char *err, size_t cap,
+                        bool *ret_listened)
+{
+    int p[2];
+    CHECKF(pipe2(p, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
+    pid_t pid = spawn_warrend(warrend_exe(), data_dir, port, NULL, p[1]);
+    close(p[1]);
+    size_t len = 0;
+    bool listened = false, eof = false;
+    int status = 0, ret = -1;
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        if (!eof) {
+            struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+            if (poll(&pfd, 1, 5) > 0) {
+                char tmp[4096];
+                ssize_t n = read(p[0], tmp, sizeof tmp);
+                if (n <= 0) {
+                    eof = true;
+                } else {
+                    fwrite(tmp, 1, (size_t)n, stderr);
+                    size_t room = cap > len + 1 ? cap - len - 1 : 0;
+                    size_t k = (size_t)n < room ? (size_t)n : room;
+                    memcpy(err + len, tmp, k);
+                    len += k;
+                }
+            }
+        } else {
+            usleep(5000);
+        }
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            ret = status;
+            break;
+        }
+        if (!listened) {
+            int fd = try_tcp_connect("127.0.0.1", port);
+            if (fd >= 0) {
+                listened = true;
+                close(fd);
+            }
+        }
+        if (harness_now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            break;
+        }
+    }
+    /* What it wrote just before exiting. */
+    for (;;) {
+        char tmp[4096];
+        ssize_t n = read(p[0], tmp, sizeof tmp);
+        if (n <= 0)
+            break;
+        fwrite(tmp, 1, (size_t)n, stderr);
+        size_t room = cap > len + 1 ? cap - len - 1 : 0;
+        size_t k = (size_t)n < room ? (size_t)n : room;
+        memcpy(err + len, tmp, k);
+        len += k;
+    }
+    close(p[0]);
+    if (cap)
+        err[len] = '\0';
+    if (ret_listened)
+        *ret_listened = listened;
+    return ret;
+}

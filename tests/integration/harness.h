@@ -309,4 +309,37 @@ void harness_sync(amqp_connection_state_t conn, amqp_channel_t ch);
 int harness_drain(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue, char *out,
                   size_t cap);
 
+/* ---- restarts and crashes (issue 4 durability tests) --------------------------------------- */
+
+/* Exit 77 (skip) when b is an external broker: these tests stop and start warrend themselves. */
+void harness_require_own_broker(const harness_broker_t *b);
+
+/* SIGTERM our warrend and wait (<= 10 s) until it exits; the test fails unless it exited
+ * cleanly (status 0 or our SIGTERM). The data dir is kept for harness_broker_respawn(); until
+ * then b->pid is 0. */
+void harness_broker_shutdown(harness_broker_t *b);
+
+/* SIGKILL our warrend and reap it; the data dir is kept. */
+void harness_broker_kill9(harness_broker_t *b);
+
+/* Start $WARREND again on b->data_dir and b->port (any extra arguments after --log-level, a
+ * NULL-ended list, may be NULL) and wait (<= 10 s) until it listens. When the port cannot be had
+ * again (another process took it while warrend was down) a new free port is used and logged;
+ * b->port says which. Fails the test when warrend does not come up. Call it from the main thread
+ * (warrend gets PR_SET_PDEATHSIG, which follows the forking thread). */
+void harness_broker_respawn(harness_broker_t *b, const char *const *extra_args);
+
+/* harness_broker_shutdown() then harness_broker_respawn(b, NULL). */
+void harness_broker_restart(harness_broker_t *b);
+
+/* harness_broker_kill9() then harness_broker_respawn(b, NULL). */
+void harness_broker_crash_restart(harness_broker_t *b);
+
+/* Run $WARREND once, on data_dir and port with --log-level warn, for a start that is expected to
+ * fail. Its stderr goes to err (NUL-terminated, truncated to cap-1) and is echoed to ours.
+ * Returns its wait status when it exited within timeout_ms; -1 when it was still running then (it
+ * is killed); *ret_listened (may be NULL) says whether it ever accepted a TCP connection. */
+int harness_warrend_run(const char *data_dir, int port, int timeout_ms, char *err, size_t cap,
+                        bool *ret_listened);
+
 #endif
