@@ -7,6 +7,7 @@
 #include "broker/args.h"
 #include "broker/conn.h"
 #include "broker/errors.h"
+#include "broker/queue.h"
 #include "protocol/table.h"
 
 const char *const args_queue_keys[] = {
@@ -219,4 +220,51 @@ int args_check_queue(struct conn *c, const char *queue, const char *vhost, amqp_
                             why);
     }
     return 0;
+}
+
+static bool get_int(amqp_bytes_t args, const char *key, int64_t *ret)
+{
+    struct amqp_field v;
+    if (amqp_table_get(args, key, &v) != 1 || !is_int(v.type))
+        return false;
+    *ret = is_unsigned_int(v.type) ? (int64_t)v.v.u : v.v.i;
+    return true;
+}
+
+void args_queue_opts(amqp_bytes_t args, struct queue_opts *o)
+{
+    struct amqp_field v;
+    int64_t n;
+    memset(o, 0, sizeof *o);
+    o->message_ttl = o->max_length = o->max_length_bytes = o->delivery_limit = -1;
+    get_int(args, "x-message-ttl", &o->message_ttl);
+    get_int(args, "x-expires", &o->expires);
+    get_int(args, "x-max-length", &o->max_length);
+    get_int(args, "x-max-length-bytes", &o->max_length_bytes);
+    get_int(args, "x-delivery-limit", &o->delivery_limit);
+    if (get_int(args, "x-max-priority", &n) && n > 0)
+        o->max_priority = (uint8_t)(n > 255 ? 255 : n);
+    if (amqp_table_get(args, "x-overflow", &v) == 1 && v.type == 'S') {
+        if (amqp_bytes_eq_str(v.v.bytes, "reject-publish"))
+            o->overflow = OVERFLOW_REJECT_PUBLISH;
+        else if (amqp_bytes_eq_str(v.v.bytes, "reject-publish-dlx"))
+            o->overflow = OVERFLOW_REJECT_PUBLISH_DLX;
+    }
+    if (amqp_table_get(args, "x-dead-letter-exchange", &v) == 1 && v.type == 'S') {
+        o->has_dlx = true;
+        o->dlx = v.v.bytes;
+    }
+    if (amqp_table_get(args, "x-dead-letter-routing-key", &v) == 1 && v.type == 'S') {
+        o->has_dlrk = true;
+        o->dlrk = v.v.bytes;
+    }
+    if (amqp_table_get(args, "x-single-active-consumer", &v) == 1 && v.type == 't')
+        o->single_active = v.v.b;
+    if (amqp_table_get(args, "x-queue-type", &v) == 1 && v.type == 'S' &&
+        amqp_bytes_eq_str(v.v.bytes, "quorum")) {
+        o->quorum = true;
+        if (o->delivery_limit < 0)
+            o->delivery_limit = 20; /* RabbitMQ 4's default for quorum queues */
+        o->max_priority = 0;      /* quorum queues ignore x-max-priority here */
+    }
 }

@@ -18,6 +18,10 @@ int args_equivalent(struct conn *c, const char *what, amqp_bytes_t cur, amqp_byt
  * x-max-length, x-max-priority, x-overflow, x-queue-type, x-dead-letter-*, ...): 0, or
  * -WERR_PRECONDITION_FAILED with RabbitMQ's text. `queue` and `vhost` name the queue. */
 int args_check_queue(struct conn *c, const char *queue, const char *vhost, amqp_bytes_t args);
+struct queue_opts;
+/* Fills o from validated queue arguments (defaults for what is absent). Byte strings in o
+ * point into args. */
+void args_queue_opts(amqp_bytes_t args, struct queue_opts *o);
 /* RabbitMQ's name of a field type letter ("longstr", "signedint", ...). */
 const char *args_type_name(char type);
 /* Checks a headers-exchange binding's x-match argument: absent, or a longstr naming all, any,

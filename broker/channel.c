@@ -10,10 +10,12 @@
 #include "broker/args.h"
 #include "broker/channel.h"
 #include "broker/conn.h"
+#include "broker/deadletter.h"
 #include "broker/declare.h"
 #include "broker/errors.h"
 #include "broker/msg.h"
 #include "broker/persist.h"
+#include "broker/publish.h"
 #include "broker/queue.h"
 #include "broker/server.h"
 #include "broker/vhost.h"
@@ -81,10 +83,19 @@ enum settle { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_DROP };
 /* Ends one live delivery: the message is dropped or put back at its queue's head. */
 static void settle(struct channel *ch, struct delivery *d, enum settle how)
 {
-    if (how == SETTLE_REQUEUE && !d->q->deleted && queue_requeue(d->q, &d->e) == 0)
-        queue_kick(d->q);
-    else
-        queue_settled(d->q, &d->e);
+    struct queue *q = d->q;
+    /* x-delivery-limit: a message returned more often than allowed is dead-lettered. */
+    if (how == SETTLE_REQUEUE && q->opt.delivery_limit >= 0 &&
+        d->e.returns + 1 > q->opt.delivery_limit) {
+        deadletter(q, &d->e, DL_DELIVERY_LIMIT);
+        queue_settled(q, &d->e);
+    } else if (how == SETTLE_REQUEUE && !q->deleted && queue_requeue(q, &d->e) == 0) {
+        queue_kick(q);
+    } else if (how == SETTLE_DROP) {
+        queue_reject(q, &d->e);
+    } else {
+        queue_settled(q, &d->e);
+    }
     if (d->c) {
         d->c->unacked--;
         ch->consumer_live--;
@@ -324,6 +335,7 @@ static int on_basic_get(struct channel *ch, const struct amqp_basic_get *g)
     if (rc < 0)
         return rc;
     struct qentry e;
+    queue_used(q);
     if (!queue_pop(q, &e)) {
         struct amqp_method m = {.id = AMQP_BASIC_GET_EMPTY};
         conn_send_method(ch->conn, ch->id, &m);
@@ -384,31 +396,20 @@ static int on_basic_publish(struct channel *ch, const struct amqp_basic_publish 
 /* Routes m to its queues (an exchange deleted since basic.publish routes nowhere), returning
  * it when mandatory and unroutable. A persistent message bound for durable queues is written
  * to storage once for all of them; *ret_batch gets the storage batch it waits for (0: none). */
-static int publish_route(struct channel *ch, struct msg *m, uint64_t *ret_batch)
+static int publish_route(struct channel *ch, struct msg *m, uint64_t *ret_batch,
+                         bool *ret_rejected)
 {
-    struct server *s = ch->conn->srv;
     struct exchange *x = vhost_exchange(ch->conn->vhost, msg_exchange(m));
     int rc = 0;
     ch->route.n = 0;
     *ret_batch = 0;
+    *ret_rejected = false;
     if (x && (rc = exchange_route(x, m, &ch->route)) < 0)
         return rc;
-    if (m->delivery_mode == 2 && s->store) {
-        uint32_t durable = 0;
-        for (uint32_t i = 0; i < ch->route.n; i++)
-            durable += ch->route.q[i]->store_id != 0;
-        if (durable) {
-            persist_msg(s, m, durable, true);
-            *ret_batch = storage_batch_no(s->store);
-        }
-    }
-    for (uint32_t i = 0; i < ch->route.n; i++) {
-        struct queue *q = ch->route.q[i];
-        if ((rc = queue_push(q, m)) < 0)
-            return rc;
-        queue_kick(q);
-    }
-    if (ch->route.n == 0 && (m->flags & MSG_MANDATORY)) {
+    bool routed = ch->route.n > 0;
+    if ((rc = publish_enqueue(ch->conn->srv, m, &ch->route, ret_batch, ret_rejected)) < 0)
+        return rc;
+    if (!routed && (m->flags & MSG_MANDATORY)) {
         struct amqp_method r = {.id = AMQP_BASIC_RETURN};
         r.u.basic_return.reply_code = 312;
         r.u.basic_return.reply_text = AMQP_BYTES_LIT("NO_ROUTE");
@@ -425,11 +426,12 @@ static void wait_durable(struct channel *ch)
         list_insert_tail(&ch->conn->srv->waiting, &ch->wait_link);
 }
 
-/* Publish number ch->publish_seq is routed; its confirm waits for `batch` (0: nothing) and
- * for every earlier publish. Confirms leave, coalesced, when the connection flushes. */
-static int confirm_publish(struct channel *ch, uint64_t batch)
+/* Publish number ch->publish_seq is routed; its confirm (a nack when a queue refused it) waits
+ * for `batch` (0: nothing) and for every earlier publish. Confirms leave, coalesced into
+ * multiple=true acks, when the connection flushes. */
+static int confirm_publish(struct channel *ch, uint64_t batch, bool nack)
 {
-    if (batch == 0 && ch->pending_count == 0) {
+    if (batch == 0 && !nack && ch->pending_count == 0) {
         ch->confirm_upto = ch->publish_seq;
         conn_want_confirms(ch->conn, ch);
         return 0;
@@ -447,21 +449,17 @@ static int confirm_publish(struct channel *ch, uint64_t batch)
         ch->pending_head = 0;
     }
     ch->pending[(ch->pending_head + ch->pending_count++) & (ch->pending_cap - 1)] =
-        (struct pconfirm){ch->publish_seq, batch};
-    wait_durable(ch);
+        (struct pconfirm){ch->publish_seq, batch, nack};
+    if (batch == 0)
+        conn_want_confirms(ch->conn, ch);
+    else
+        wait_durable(ch);
     return 0;
 }
 
 void channel_on_durable(struct channel *ch, uint64_t durable)
 {
-    bool advanced = false;
-    while (ch->pending_count && ch->pending[ch->pending_head].batch <= durable) {
-        ch->confirm_upto = ch->pending[ch->pending_head].seq;
-        ch->pending_head = (ch->pending_head + 1) & (ch->pending_cap - 1);
-        ch->pending_count--;
-        advanced = true;
-    }
-    if (advanced)
+    if (ch->pending_count && ch->pending[ch->pending_head].batch <= durable)
         conn_want_confirms(ch->conn, ch);
     if (ch->tx_commit_batch && ch->tx_commit_batch <= durable) {
         ch->tx_commit_batch = 0;
@@ -472,15 +470,38 @@ void channel_on_durable(struct channel *ch, uint64_t durable)
         list_remove(&ch->wait_link);
 }
 
-void channel_send_confirms(struct channel *ch)
+static void send_ack_upto(struct channel *ch)
 {
-    if (ch->confirm_upto <= ch->acked_upto || ch->state != CH_OPEN)
+    if (ch->confirm_upto <= ch->acked_upto)
         return;
     struct amqp_method m = {.id = AMQP_BASIC_ACK};
     m.u.basic_ack.delivery_tag = ch->confirm_upto;
     m.u.basic_ack.multiple = ch->confirm_upto - ch->acked_upto > 1;
     conn_send_method(ch->conn, ch->id, &m);
     ch->acked_upto = ch->confirm_upto;
+}
+
+void channel_send_confirms(struct channel *ch)
+{
+    if (ch->state != CH_OPEN)
+        return;
+    uint64_t durable = ch->conn->srv->durable_batch;
+    while (ch->pending_count && ch->pending[ch->pending_head].batch <= durable) {
+        struct pconfirm p = ch->pending[ch->pending_head];
+        ch->pending_head = (ch->pending_head + 1) & (ch->pending_cap - 1);
+        ch->pending_count--;
+        if (p.nack) {
+            send_ack_upto(ch); /* everything before it, then the nack itself */
+            struct amqp_method m = {.id = AMQP_BASIC_NACK};
+            m.u.basic_nack.delivery_tag = p.seq;
+            conn_send_method(ch->conn, ch->id, &m);
+            ch->acked_upto = p.seq;
+        }
+        ch->confirm_upto = p.seq;
+    }
+    send_ack_upto(ch);
+    if (!ch->pending_count && !ch->tx_commit_batch)
+        list_remove(&ch->wait_link);
 }
 
 static int publish_complete(struct channel *ch)
@@ -504,13 +525,44 @@ static int publish_complete(struct channel *ch)
         return 0;
     }
     uint64_t batch;
-    rc = publish_route(ch, m, &batch);
+    bool rejected;
+    rc = publish_route(ch, m, &batch, &rejected);
     if (rc == 0 && ch->confirm) {
         ch->publish_seq++;
-        rc = confirm_publish(ch, batch);
+        rc = confirm_publish(ch, batch, rejected);
     }
     msg_unref(m);
     return rc;
+}
+
+/* Parses the expiration property (a per-message TTL in ms) as RabbitMQ does; on error
+ * formats RabbitMQ's reason (its Erlang term) into why. */
+static int parse_expiration(amqp_bytes_t s, int64_t *ret, char *why, size_t size)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (i < s.len && (s.ptr[i] == '-' || s.ptr[i] == '+'))
+        neg = s.ptr[i++] == '-';
+    if (i == s.len || s.ptr[i] < '0' || s.ptr[i] > '9') {
+        snprintf(why, size, "no_integer");
+        return -1;
+    }
+    int64_t v = 0;
+    for (; i < s.len && s.ptr[i] >= '0' && s.ptr[i] <= '9'; i++)
+        v = v > INT64_MAX / 100 ? INT64_MAX / 10 : v * 10 + (s.ptr[i] - '0');
+    if (neg)
+        v = -v;
+    if (i < s.len)
+        snprintf(why, size, "{leftover_string,\"%.*s\"}", (int)(s.len - i), (const char *)s.ptr + i);
+    else if (v < 0)
+        snprintf(why, size, "{value_negative,%lld}", (long long)v);
+    else if (v > 4294967295LL)
+        snprintf(why, size, "{value_too_large,%lld}", (long long)v);
+    else {
+        *ret = v;
+        return 0;
+    }
+    return -1;
 }
 
 /* Builds, in w, a copy of the content header whose headers table lacks the BCC entry. */
@@ -565,6 +617,14 @@ int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t l
                         "user_id property set to '%.*s' but authenticated user was '%s'",
                         STR(h.props.user_id), c->user);
     }
+    int64_t ttl = -1;
+    char why[128];
+    if ((h.props.flags & AMQP_P_EXPIRATION) &&
+        parse_expiration(h.props.expiration, &ttl, why, sizeof why) < 0) {
+        ch->ct = CT_IDLE;
+        return conn_err(c, -WERR_PRECONDITION_FAILED, "invalid expiration '%.*s': %s",
+                        STR(h.props.expiration), why);
+    }
     amqp_bytes_t header = {payload, len}, bcc = {NULL, 0};
     struct amqp_wbuf rebuilt = {0};
     struct amqp_field f;
@@ -598,6 +658,7 @@ int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t l
         m->delivery_mode = h.props.delivery_mode;
     if (h.props.flags & AMQP_P_PRIORITY)
         m->priority = h.props.priority;
+    m->ttl = ttl;
     ch->building = m;
     if (h.body_size == 0)
         return publish_complete(ch);
@@ -665,8 +726,9 @@ static int on_tx(struct channel *ch, uint32_t id)
         return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "channel is not transactional");
     } else if (id == AMQP_TX_COMMIT) {
         uint64_t wait = 0, batch;
+        bool rejected;
         for (uint32_t i = 0; i < ch->tx_nmsgs && rc == 0; i++) {
-            rc = publish_route(ch, ch->tx_msgs[i], &batch);
+            rc = publish_route(ch, ch->tx_msgs[i], &batch, &rejected);
             wait = batch > wait ? batch : wait;
         }
         for (uint32_t i = 0; i < ch->tx_nacks; i++) {
@@ -741,7 +803,13 @@ int channel_handle_method(struct channel *ch, const struct amqp_method *m)
     case AMQP_BASIC_RECOVER_ASYNC:
         return on_basic_recover(ch, m->u.basic_recover_async.requeue, false);
     default: {
+        /* An entity change that reached storage is answered only once it is durable, as
+         * RabbitMQ's declare-ok means: the connection holds its output and input until then. */
+        struct storage *st = c->srv->store;
+        uint64_t writes = st ? storage_writes(st) : 0;
         int rc = declare_method(ch, m);
+        if (st && storage_writes(st) != writes)
+            conn_hold_until(c, storage_batch_no(st));
         if (rc != 1)
             return rc;
         return conn_err(c, -WERR_COMMAND_INVALID, "unimplemented method");

@@ -54,7 +54,7 @@ struct channel {
      * it, so that confirm_upto only passes a publish once every earlier one is durable. */
     bool confirm, tx;
     uint64_t publish_seq, confirm_upto, acked_upto;
-    struct pconfirm { uint64_t seq, batch; } *pending; /* owned ring */
+    struct pconfirm { uint64_t seq, batch; bool nack; } *pending; /* owned ring */
     uint32_t pending_cap, pending_head, pending_count;
     uint64_t tx_commit_batch; /* tx.commit-ok waits for this batch (0: nothing waits) */
     struct list wait_link;    /* in srv->waiting while pending or tx_commit_batch */

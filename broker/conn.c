@@ -187,6 +187,29 @@ void conn_want_confirms(struct conn *c, struct channel *ch)
     want_flush(c);
 }
 
+void conn_hold_until(struct conn *c, uint64_t batch)
+{
+    if (c->hold_batch < batch)
+        c->hold_batch = batch;
+    if (list_empty(&c->hold_link))
+        list_insert_tail(&c->srv->held, &c->hold_link);
+    update_reading(c);
+}
+
+static void process_input(struct conn *c);
+
+void conn_on_durable(struct conn *c, uint64_t durable)
+{
+    if (!c->hold_batch || c->hold_batch > durable)
+        return;
+    c->hold_batch = 0;
+    list_remove(&c->hold_link);
+    want_flush(c);
+    process_input(c); /* the frames that arrived meanwhile */
+    if (c->state != CONN_CLOSED)
+        update_reading(c);
+}
+
 void conn_flush(struct conn *c)
 {
     while (!list_empty(&c->confirms)) {
@@ -194,7 +217,7 @@ void conn_flush(struct conn *c)
         list_remove(&ch->confirm_link);
         channel_send_confirms(ch);
     }
-    if (c->writing || c->state == CONN_CLOSED)
+    if (c->writing || c->state == CONN_CLOSED || c->hold_batch)
         return;
     struct outbuf *ob = fill_buf(c);
     if (ob->oom) {
@@ -356,6 +379,7 @@ static void close_socket(struct conn *c)
     list_remove(&c->link);
     list_remove(&c->flush_link);
     list_remove(&c->pause_link);
+    list_remove(&c->hold_link);
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -736,7 +760,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
  * blocked by the memory alarm, not past this turn's read budget. */
 static void update_reading(struct conn *c)
 {
-    bool want = c->state != CONN_CLOSED && !c->read_done && !c->blocked &&
+    bool want = c->state != CONN_CLOSED && !c->read_done && !c->blocked && !c->hold_batch &&
                 (c->turn != c->srv->turn || c->turn_bytes < c->srv->cfg.read_budget);
     if (want == c->reading)
         return;
@@ -809,7 +833,7 @@ static void process_input(struct conn *c)
     uint32_t frame_max = (c->state >= CONN_OPENING && c->state != CONN_CLOSING
                               ? c->frame_max
                               : c->srv->cfg.frame_max) + AMQP_FRAME_OVERHEAD;
-    while (c->state != CONN_CLOSED && !c->close_after_flush) {
+    while (c->state != CONN_CLOSED && !c->close_after_flush && !c->hold_batch) {
         struct amqp_frame f;
         long n = amqp_frame_parse(c->in + off, c->in_len - off, frame_max, &f);
         if (n == 0)
@@ -918,6 +942,7 @@ void conn_accept(struct server *s, uv_stream_t *listener)
     c->out[0].pool = c->out[1].pool = &s->opool;
     list_init(&c->flush_link);
     list_init(&c->pause_link);
+    list_init(&c->hold_link);
     list_init(&c->confirms);
     if (!c->in) {
         free(c);

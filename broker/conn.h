@@ -37,6 +37,8 @@ struct conn {
     bool read_done;     /* never read again (bad header, silent handshake close) */
     bool publisher;     /* has published: the memory alarm blocks it */
     bool blocked;       /* blocked by the memory alarm */
+    uint64_t hold_batch; /* output and input wait for this storage batch (0: none) */
+    struct list hold_link; /* in srv->held while hold_batch != 0 */
     uint64_t turn;      /* srv->turn when turn_bytes was last reset */
     size_t turn_bytes;  /* bytes read during that turn */
     int handles_open;   /* uv handles still to close before free */
@@ -93,6 +95,11 @@ int conn_err(struct conn *c, int rc, const char *fmt, ...) __attribute__((format
 /* The one place errors become AMQP: a channel error closes channel ch (if ch is not 0),
  * anything else closes the connection. `method` is the method id that failed (or 0). */
 void conn_fail(struct conn *c, uint16_t ch, int rc, uint32_t method);
+/* Holds c's output and stops handling its input until storage batch `batch` is durable, so
+ * that a reply to a durable change leaves only when the change is on disk. */
+void conn_hold_until(struct conn *c, uint64_t batch);
+/* Storage batch `durable` is on disk: releases a held connection. */
+void conn_on_durable(struct conn *c, uint64_t durable);
 /* Asks for ch's publisher confirms to be sent at this turn's flush. */
 void conn_want_confirms(struct conn *c, struct channel *ch);
 /* Output bytes waiting for the socket: used to stop delivering to slow consumers. */

@@ -247,6 +247,21 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
         snprintf(qname, sizeof qname, "%.*s", STR(name));
         if ((rc = args_check_queue(c, qname, vh->name, d->arguments)) < 0)
             return rc;
+        struct amqp_field qt;
+        if (amqp_table_get(d->arguments, "x-queue-type", &qt) == 1 && qt.type == 'S') {
+            if (amqp_bytes_eq_str(qt.v.bytes, "stream"))
+                return conn_err(c, -WERR_PRECONDITION_FAILED,
+                                "queue type 'stream' is not supported yet (queue '%s' in vhost "
+                                "'%s')",
+                                qname, vh->name);
+            /* A quorum queue is durable, shared and explicit about its lifetime. */
+            const char *bad = !d->durable ? "non-durable" : d->exclusive ? "exclusive-declare"
+                              : d->auto_delete ? "auto-delete" : NULL;
+            if (bad && amqp_bytes_eq_str(qt.v.bytes, "quorum"))
+                return conn_err(c, -WERR_PRECONDITION_FAILED,
+                                "invalid property '%s' for queue '%s' in vhost '%s'", bad, qname,
+                                vh->name);
+        }
         q = queue_new(vh, name, d->arguments);
         if (!q)
             return -ENOMEM;
@@ -261,6 +276,7 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
         persist_queue(c->srv, q);
     }
     memcpy(ch->last_queue, q->name, (size_t)q->name_len + 1);
+    queue_used(q);
     if (d->no_wait)
         return 0;
     struct amqp_method m = {.id = AMQP_QUEUE_DECLARE_OK};

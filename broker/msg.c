@@ -19,6 +19,7 @@ struct msg *msg_new(amqp_bytes_t exchange, amqp_bytes_t routing_key, amqp_bytes_
     m->header_len = header.len;
     m->bcc_len = bcc.len;
     m->store_id = 0;
+    m->ttl = -1;
     m->body_size = body_size;
     m->body_have = 0;
     uint8_t *p = m->data;

@@ -20,6 +20,7 @@ struct msg {
     uint32_t header_len;             /* content-header payload bytes */
     uint32_t bcc_len;                /* BCC routing keys (array body), stripped from the header */
     uint64_t store_id;               /* id in storage once written for durable queues, else 0 */
+    int64_t ttl;                     /* per-message TTL (expiration property) in ms, -1: none */
     uint64_t body_size;
     uint64_t body_have; /* bytes of body received so far (== body_size once complete) */
     uint8_t *body;      /* borrowed: points into data[] */

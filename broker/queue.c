@@ -4,11 +4,14 @@
  * ready_bytes is the sum of their body sizes (and srv->queued_mem counts their memory); a deleted queue has no consumers and no
  * entries and is not in its vhost's map. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include "broker/args.h"
 #include "broker/binding.h"
 #include "broker/channel.h"
 #include "broker/conn.h"
+#include "broker/deadletter.h"
 #include "broker/log.h"
 #include "broker/msg.h"
 #include "broker/persist.h"
@@ -22,6 +25,10 @@
 #define WINDOW 2048             /* ready messages a durable queue keeps in memory */
 #define WINDOW_BYTES (8u << 20)  /* ... or this many body bytes, whichever comes first */
 #define PAGE_IN 1024             /* messages read back from disk at a time */
+#define EXPIRE_BATCH 4096        /* expired messages handled per timer run (then it yields) */
+
+static void arm_ttl(struct queue *q);
+static void arm_expires(struct queue *q);
 
 struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args)
 {
@@ -42,6 +49,14 @@ struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args)
     if (args.len)
         memcpy(q->args, args.ptr, args.len);
     q->args_len = args.len;
+    args_queue_opts((amqp_bytes_t){q->args, q->args_len}, &q->opt);
+    q->rings = calloc((size_t)q->opt.max_priority + 1, sizeof *q->rings);
+    if (!q->rings) {
+        free(q->name);
+        free(q->args);
+        free(q);
+        return NULL;
+    }
     q->vhost = vh;
     q->refs = 1;
     q->next_seq = 1;
@@ -58,22 +73,23 @@ void queue_ref(struct queue *q)
 }
 
 static void pend_clear(struct queue *q);
+static bool win_pop(struct queue *q, struct qentry *ret);
 
 void queue_unref(struct queue *q)
 {
     if (!q || --q->refs > 0)
         return;
-    while (q->count) { /* no storage work: a deleted queue's records went with it */
-        struct qentry e = q->ring[q->head];
-        q->head = (q->head + 1) & (q->cap - 1);
-        q->count--;
-        q->vhost->srv->queued_mem -= msg_mem(e.m);
+    struct qentry e;
+    while (win_pop(q, &e)) /* no storage work: a deleted queue's records went with it */
         msg_unref(e.m);
-    }
     pend_clear(q);
     list_remove(&q->meta_link);
+    timers_cancel(&q->vhost->srv->timers, &q->ttl_timer);
+    timers_cancel(&q->vhost->srv->timers, &q->expires_timer);
+    for (uint32_t i = 0; i <= q->opt.max_priority; i++)
+        free(q->rings[i].e);
+    free(q->rings);
     free(q->pend);
-    free(q->ring);
     free(q->args);
     free(q->name);
     free(q);
@@ -100,37 +116,95 @@ void queue_flush_meta(struct queue *q)
         storage_put_queue_meta(store(q), q->store_id, q->stored_count, q->delivered_seq);
 }
 
-/* ---- the in-memory window ------------------------------------------------------------- */
+/* ---- rings: the in-memory window ----------------------------------------------------- */
 
-static int ring_grow(struct queue *q)
+static struct qentry *qring_at(const struct qring *r, uint32_t i)
 {
-    uint32_t cap = q->cap ? q->cap * 2 : 16;
-    struct qentry *ring = malloc(cap * sizeof *ring);
-    if (!ring)
+    return &r->e[(r->head + i) & (r->cap - 1)];
+}
+
+static int qring_grow(struct qring *r)
+{
+    uint32_t cap = r->cap ? r->cap * 2 : 16;
+    struct qentry *e = malloc(cap * sizeof *e);
+    if (!e)
         return -ENOMEM;
-    for (uint32_t i = 0; i < q->count; i++)
-        ring[i] = q->ring[(q->head + i) & (q->cap - 1)];
-    free(q->ring);
-    q->ring = ring;
-    q->cap = cap;
-    q->head = 0;
+    for (uint32_t i = 0; i < r->count; i++)
+        e[i] = *qring_at(r, i);
+    free(r->e);
+    r->e = e;
+    r->cap = cap;
+    r->head = 0;
     return 0;
 }
 
-static int ring_push(struct queue *q, struct qentry e)
+/* Inserts e by seq: at the tail for new entries, among the requeued ones near the head for a
+ * requeue (requeued messages go back to their original place). */
+static int qring_insert(struct qring *r, struct qentry e, bool at_tail)
 {
-    if (q->count == q->cap && ring_grow(q) < 0)
+    if (r->count == r->cap && qring_grow(r) < 0)
         return -ENOMEM;
-    q->ring[(q->head + q->count) & (q->cap - 1)] = e;
+    if (at_tail) {
+        *qring_at(r, r->count++) = e;
+        return 0;
+    }
+    uint32_t i = 0;
+    while (i < r->count && qring_at(r, i)->seq < e.seq)
+        i++;
+    r->head = (r->head - 1) & (r->cap - 1);
+    for (uint32_t k = 0; k < i; k++)
+        *qring_at(r, k) = *qring_at(r, k + 1);
+    *qring_at(r, i) = e;
+    r->count++;
+    return 0;
+}
+
+static struct qring *ring_for(struct queue *q, const struct msg *m)
+{
+    return &q->rings[m->priority < q->opt.max_priority ? m->priority : q->opt.max_priority];
+}
+
+static int win_insert(struct queue *q, struct qentry e, bool at_tail)
+{
+    int rc = qring_insert(ring_for(q, e.m), e, at_tail);
+    if (rc < 0)
+        return rc;
     q->count++;
     q->ready_bytes += e.m->body_size;
     q->vhost->srv->queued_mem += msg_mem(e.m);
     return 0;
 }
 
+/* The entry the next pop returns (highest priority first), or NULL. */
+static struct qentry *win_front(const struct queue *q)
+{
+    for (int p = q->opt.max_priority; p >= 0; p--)
+        if (q->rings[p].count)
+            return qring_at(&q->rings[p], 0);
+    return NULL;
+}
+
+static bool win_pop(struct queue *q, struct qentry *ret)
+{
+    for (int p = q->opt.max_priority; p >= 0; p--) {
+        struct qring *r = &q->rings[p];
+        if (!r->count)
+            continue;
+        *ret = *qring_at(r, 0);
+        r->head = (r->head + 1) & (r->cap - 1);
+        r->count--;
+        q->count--;
+        q->ready_bytes -= ret->m->body_size;
+        q->vhost->srv->queued_mem -= msg_mem(ret->m);
+        return true;
+    }
+    return false;
+}
+
+/* Priority queues are not paged: order across priorities needs every message at hand. */
 static bool window_full(const struct queue *q)
 {
-    return q->count >= WINDOW || q->ready_bytes >= WINDOW_BYTES;
+    return !q->opt.max_priority && (q->count >= WINDOW || q->ready_bytes >= WINDOW_BYTES);
 }
 
 /* ---- entries being written (pend) ------------------------------------------------------ */
@@ -172,9 +246,10 @@ static void pend_clear(struct queue *q)
 
 void queue_on_durable(struct queue *q, uint64_t durable)
 {
+    bool was_empty = q->count == 0;
     while (q->pend_count && q->pend[q->pend_head].batch <= durable) {
         struct pentry p = pend_pop(q);
-        if (q->disk_count == 0 && !window_full(q) && ring_push(q, p.e) == 0)
+        if (q->disk_count == 0 && !window_full(q) && win_insert(q, p.e, true) == 0)
             continue; /* room in memory: keep it there */
         if (q->disk_count++ == 0)
             q->disk_head = p.e.seq;
@@ -182,18 +257,42 @@ void queue_on_durable(struct queue *q, uint64_t durable)
             q->disk_persistent++;
         msg_unref(p.e.m);
     }
+    if (was_empty)
+        arm_ttl(q);
 }
 
-/* ---- push, pop, requeue ----------------------------------------------------------------- */
+/* ---- push ------------------------------------------------------------------------------- */
+
+bool queue_rejects(const struct queue *q, const struct msg *m)
+{
+    if (q->opt.overflow == OVERFLOW_DROP_HEAD)
+        return false;
+    return (q->opt.max_length >= 0 && queue_ready(q) >= (uint64_t)q->opt.max_length) ||
+           (q->opt.max_length_bytes >= 0 &&
+            q->bytes_all + m->body_size > (uint64_t)q->opt.max_length_bytes);
+}
+
+/* The message's expiry in this queue: the lower of the queue's and the message's TTL. */
+static uint64_t expiry_of(const struct queue *q, const struct msg *m, uint64_t now)
+{
+    int64_t ttl = q->opt.message_ttl;
+    if (m->ttl >= 0 && (ttl < 0 || m->ttl < ttl))
+        ttl = m->ttl;
+    return ttl < 0 ? 0 : now + (uint64_t)ttl;
+}
+
+static void drop_head_over_limit(struct queue *q);
 
 int queue_push(struct queue *q, struct msg *m)
 {
-    struct qentry e = {m, q->next_seq++, 0};
     struct storage *st = store(q);
+    uint64_t now = timers_now();
+    /* TTL 0 gives expires == now: delivered in this loop turn, or expired by the timer. */
+    struct qentry e = {m, q->next_seq++, expiry_of(q, m, now), 0, 0};
     bool paged = false;
     if (q->store_id) {
         paged = q->disk_count || q->pend_count || window_full(q);
-        uint64_t id = m->store_id;
+        uint64_t id = m->delivery_mode == 2 || q->opt.quorum ? m->store_id : 0;
         if (id) { /* persistent: written once by the publisher for all its durable queues */
             e.flags = QE_STORED | QE_PERSISTENT;
             q->stored_count++;
@@ -204,36 +303,38 @@ int queue_push(struct queue *q, struct msg *m)
         }
         if (e.flags & QE_STORED)
             storage_put_idx(st, q->store_id, e.seq, id,
-                            e.flags & QE_PERSISTENT ? 0 : STORAGE_IDX_TRANSIENT);
+                            e.flags & QE_PERSISTENT ? 0 : STORAGE_IDX_TRANSIENT, e.expires);
     }
     msg_ref(m);
-    int rc = paged ? pend_push(q, (struct pentry){e, storage_batch_no(st)}) : ring_push(q, e);
+    int rc = paged ? pend_push(q, (struct pentry){e, storage_batch_no(st)}) : win_insert(q, e, true);
     if (rc < 0) {
         msg_unref(m);
         return rc;
     }
+    q->bytes_all += m->body_size;
+    if (!paged && win_front(q) == qring_at(ring_for(q, m), ring_for(q, m)->count - 1))
+        arm_ttl(q); /* it is the next one out */
+    drop_head_over_limit(q);
     return 0;
 }
 
 int queue_requeue(struct queue *q, const struct qentry *re)
 {
-    if (q->count == q->cap && ring_grow(q) < 0)
-        return -ENOMEM;
-    /* Requeued messages gather at the head; find the place among them (usually 0). */
-    uint32_t mask = q->cap - 1, i = 0;
-    while (i < q->count && q->ring[(q->head + i) & mask].seq < re->seq)
-        i++;
-    uint32_t head = (q->head - 1) & mask;
-    for (uint32_t k = 0; k < i; k++)
-        q->ring[(head + k) & mask] = q->ring[(q->head + k) & mask];
-    q->ring[(head + i) & mask] = (struct qentry){msg_ref(re->m), re->seq,
-                                                 (uint8_t)(re->flags | QE_REDELIVERED)};
-    q->head = head;
-    q->count++;
-    q->ready_bytes += re->m->body_size;
-    q->vhost->srv->queued_mem += msg_mem(re->m);
+    struct qentry e = *re;
+    e.flags |= QE_REDELIVERED;
+    e.returns++;
+    msg_ref(e.m);
+    int rc = win_insert(q, e, false);
+    if (rc < 0) {
+        msg_unref(e.m);
+        return rc;
+    }
+    q->bytes_all += e.m->body_size;
+    arm_ttl(q);
     return 0;
 }
+
+/* ---- pop, page-in, expiry ------------------------------------------------------------ */
 
 /* Reads the next part of the on-disk run into the window. */
 static void page_in(struct queue *q)
@@ -280,34 +381,123 @@ static void page_in(struct queue *q)
             }
             uint8_t flags = QE_STORED | (persistent ? QE_PERSISTENT : 0) |
                             (se->seq <= q->delivered_seq ? QE_REDELIVERED : 0);
-            if (ring_push(q, (struct qentry){m, se->seq, flags}) < 0) { /* the ring owns m */
+            struct qentry e = {m, se->seq, se->expires, 0, flags};
+            if (win_insert(q, e, true) < 0) { /* the window owns m */
                 log_error("out of memory paging in queue '%s'", q->name);
                 exit(70);
             }
         }
+        if (q->opt.max_priority) /* priority order needs all of them */
+            continue;
     }
+}
+
+/* Fills an empty window from disk or from entries still being written. */
+static void refill(struct queue *q)
+{
+    if (q->disk_count) {
+        page_in(q);
+        return;
+    }
+    while (q->pend_count && !window_full(q)) {
+        /* Still being written, but in memory and next in order: the reference moves. */
+        struct pentry p = q->pend[q->pend_head];
+        if (win_insert(q, p.e, true) < 0)
+            break;
+        pend_pop(q);
+    }
+}
+
+/* Removes the front entry (known to exist) from the window. */
+static struct qentry take_front(struct queue *q)
+{
+    struct qentry e;
+    win_pop(q, &e);
+    q->bytes_all -= e.m->body_size;
+    return e;
+}
+
+/* Drops expired entries at the front (dead-lettering them with reason expired). `strict`:
+ * expiry at exactly now still counts as alive (TTL 0 gets this loop turn). Returns the number
+ * handled, at most `max`. */
+static uint32_t expire_front(struct queue *q, uint64_t now, bool strict, uint32_t max)
+{
+    uint32_t n = 0;
+    while (n < max) {
+        if (!q->count)
+            refill(q);
+        struct qentry *f = win_front(q);
+        if (!f || !f->expires || (strict ? f->expires >= now : f->expires > now))
+            break;
+        struct qentry e = take_front(q);
+        deadletter(q, &e, DL_EXPIRED);
+        queue_settled(q, &e);
+        msg_unref(e.m);
+        n++;
+    }
+    return n;
+}
+
+static void on_ttl_timer(struct timer_item *it, uint64_t now)
+{
+    struct queue *q = (struct queue *)((char *)it - offsetof(struct queue, ttl_timer));
+    if (q->deleted)
+        return;
+    if (expire_front(q, now, false, EXPIRE_BATCH) == EXPIRE_BATCH) {
+        /* A long run of expired messages: go on in the next loop turn, publishers first. */
+        timers_set(&q->vhost->srv->timers, &q->ttl_timer, now, on_ttl_timer);
+        return;
+    }
+    arm_ttl(q);
+}
+
+/* Keeps the TTL timer on the expiry of the message that would be delivered next. When the
+ * window is empty but the queue has a TTL and messages on disk, it looks again shortly (the
+ * timer pages them in). */
+static void arm_ttl(struct queue *q)
+{
+    struct timers *t = &q->vhost->srv->timers;
+    struct qentry *f = win_front(q);
+    if (!q->deleted && f && f->expires)
+        timers_set(t, &q->ttl_timer, f->expires, on_ttl_timer);
+    else if (!q->deleted && !f && q->disk_count && q->opt.message_ttl >= 0)
+        timers_set(t, &q->ttl_timer, timers_now() + 1, on_ttl_timer);
+    else
+        timers_cancel(t, &q->ttl_timer);
+}
+
+static void on_expires_timer(struct timer_item *it, uint64_t now)
+{
+    (void)now;
+    struct queue *q = (struct queue *)((char *)it - offsetof(struct queue, expires_timer));
+    if (!q->deleted && q->consumer_count == 0) {
+        log_info("queue '%s' in vhost '%s' expired (x-expires %lld ms unused); deleting it",
+                 q->name, q->vhost->name, (long long)q->opt.expires);
+        queue_delete(q);
+    }
+}
+
+static void arm_expires(struct queue *q)
+{
+    if (q->opt.expires > 0 && !q->deleted)
+        timers_set(&q->vhost->srv->timers, &q->expires_timer,
+                   timers_now() + (uint64_t)q->opt.expires, on_expires_timer);
+}
+
+void queue_used(struct queue *q)
+{
+    arm_expires(q);
 }
 
 bool queue_pop(struct queue *q, struct qentry *ret)
 {
-    if (!q->count) {
-        if (q->disk_count)
-            page_in(q);
-        while (!q->disk_count && q->pend_count && !window_full(q)) {
-            /* Still being written, but in memory and next in order: the reference moves. */
-            struct pentry p = q->pend[q->pend_head];
-            if (ring_push(q, p.e) < 0)
-                break;
-            pend_pop(q);
-        }
-    }
+    expire_front(q, timers_now(), true, UINT32_MAX);
+    if (!q->count)
+        refill(q);
     if (!q->count)
         return false;
-    *ret = q->ring[q->head];
-    q->head = (q->head + 1) & (q->cap - 1);
-    q->count--;
-    q->ready_bytes -= ret->m->body_size;
-    q->vhost->srv->queued_mem -= msg_mem(ret->m);
+    *ret = take_front(q);
+    arm_ttl(q);
     return true;
 }
 
@@ -330,20 +520,41 @@ void queue_settled(struct queue *q, const struct qentry *e)
     }
 }
 
+void queue_reject(struct queue *q, const struct qentry *e)
+{
+    deadletter(q, e, DL_REJECTED);
+    queue_settled(q, e);
+}
+
 uint64_t queue_ready(const struct queue *q)
 {
     return q->count + q->pend_count + q->disk_count;
 }
 
+/* x-overflow drop-head: the oldest ready messages go (dead-lettered as maxlen). */
+static void drop_head_over_limit(struct queue *q)
+{
+    if (q->opt.overflow != OVERFLOW_DROP_HEAD)
+        return;
+    while ((q->opt.max_length >= 0 && queue_ready(q) > (uint64_t)q->opt.max_length) ||
+           (q->opt.max_length_bytes >= 0 && q->bytes_all > (uint64_t)q->opt.max_length_bytes)) {
+        if (!q->count)
+            refill(q);
+        if (!q->count)
+            break;
+        struct qentry e = take_front(q);
+        deadletter(q, &e, DL_MAXLEN);
+        queue_settled(q, &e);
+        msg_unref(e.m);
+    }
+    arm_ttl(q);
+}
+
 uint32_t queue_purge(struct queue *q)
 {
     uint64_t n = queue_ready(q);
-    while (q->count) {
-        struct qentry e = q->ring[q->head];
-        q->head = (q->head + 1) & (q->cap - 1);
-        q->count--;
-        q->ready_bytes -= e.m->body_size;
-        q->vhost->srv->queued_mem -= msg_mem(e.m);
+    struct qentry e;
+    while (win_pop(q, &e)) {
         queue_settled(q, &e);
         msg_unref(e.m);
     }
@@ -358,6 +569,8 @@ uint32_t queue_purge(struct queue *q)
         meta_dirty(q);
     }
     q->disk_count = q->disk_persistent = 0;
+    q->bytes_all = 0;
+    arm_ttl(q);
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
@@ -386,6 +599,8 @@ static void detach(struct queue *q, struct consumer *c)
 void queue_remove_consumer(struct queue *q, struct consumer *c)
 {
     detach(q, c);
+    if (q->consumer_count == 0)
+        queue_used(q); /* x-expires counts from the last consumer's departure */
     /* Not while shutting down: a durable auto-delete queue outlives a restart. */
     if (q->auto_delete && q->had_consumer && q->consumer_count == 0 && !q->deleted &&
         !q->vhost->srv->stopping)
@@ -399,6 +614,8 @@ uint32_t queue_delete(struct queue *q)
         return 0;
     q->deleted = true;
     queue_ref(q); /* keep q alive through the teardown */
+    timers_cancel(&q->vhost->srv->timers, &q->ttl_timer);
+    timers_cancel(&q->vhost->srv->timers, &q->expires_timer);
     struct list *pos, *tmp;
     list_foreach_safe(pos, tmp, &q->consumers) {
         struct consumer *c = list_entry(pos, struct consumer, qlink);

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "broker/list.h"
+#include "broker/timer.h"
 #include "protocol/wire.h"
 
 struct msg;
@@ -21,9 +22,17 @@ enum qentry_flag {
 };
 
 struct qentry {
-    struct msg *m; /* ref */
-    uint64_t seq;  /* position in the queue: requeued messages go back to their place */
-    uint8_t flags; /* enum qentry_flag */
+    struct msg *m;    /* ref */
+    uint64_t seq;     /* position in the queue: requeued messages go back to their place */
+    uint64_t expires; /* wall-clock ms after which it is dead (TTL), 0: never */
+    uint16_t returns; /* times it came back unacked (quorum queues: x-delivery-count) */
+    uint8_t flags;    /* enum qentry_flag */
+};
+
+/* A FIFO of entries (the in-memory window has one per priority level). */
+struct qring {
+    struct qentry *e; /* owned, capacity a power of two */
+    uint32_t cap, head, count;
 };
 
 /* Entries whose storage write is in batch `batch`, not yet known durable. */
@@ -45,6 +54,22 @@ struct consumer {
     char tag[256];
 };
 
+enum overflow { OVERFLOW_DROP_HEAD, OVERFLOW_REJECT_PUBLISH, OVERFLOW_REJECT_PUBLISH_DLX };
+
+/* RabbitMQ's x- arguments, parsed once at declare (validated by args_check_queue). */
+struct queue_opts {
+    int64_t message_ttl;      /* ms; -1: none */
+    int64_t expires;          /* ms of disuse before the queue is deleted; 0: never */
+    int64_t max_length, max_length_bytes; /* ready messages / body bytes; -1: no limit */
+    enum overflow overflow;
+    bool has_dlx, has_dlrk;
+    amqp_bytes_t dlx, dlrk;   /* borrowed from queue.args */
+    uint8_t max_priority;     /* 0: not a priority queue */
+    bool single_active;       /* x-single-active-consumer */
+    bool quorum;              /* x-queue-type quorum */
+    int64_t delivery_limit;   /* returns before a message is dead-lettered; -1: none */
+};
+
 struct queue {
     struct vhost *vhost; /* borrowed: vhosts outlive queues */
     char *name;          /* owned, NUL-terminated */
@@ -55,9 +80,9 @@ struct queue {
     uint32_t args_len;
     uint32_t refs;       /* the vhost's + unacked deliveries + kick list */
 
-    struct qentry *ring; /* owned, capacity is a power of two */
-    uint32_t cap, head, count;
-    uint64_t ready_bytes;
+    struct qring *rings; /* owned: [opt.max_priority + 1], highest priority served first */
+    uint32_t count;      /* entries in all rings */
+    uint64_t ready_bytes; /* their body bytes */
     uint64_t next_seq;
 
     /* Durability (store_id != 0: a durable, non-exclusive queue kept in storage). */
@@ -74,20 +99,28 @@ struct queue {
     struct list bindings_in; /* of binding.dst_link */
     uint64_t route_pass;     /* routing walk that last added us */
 
+    struct queue_opts opt;
+    struct timer_item ttl_timer;     /* the head's expiry */
+    struct timer_item expires_timer; /* x-expires: deletion after disuse */
+    uint64_t bytes_all;              /* body bytes of all ready messages (length limits) */
+
     struct list consumers; /* of consumer.qlink, in round-robin order */
     uint32_t consumer_count;
     bool exclusive_consumer;
     struct queue *kick_next;
 };
 
-/* Creates a queue (refs = 1, held by the caller who adds it to the vhost). NULL on OOM. */
+/* Creates a queue (refs = 1, held by the caller who adds it to the vhost) with its x- arguments
+ * parsed from args (already validated). NULL on OOM. */
 struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args);
 void queue_ref(struct queue *q);
 /* Drops a reference; frees the queue (and any messages) at zero. Accepts NULL. */
 void queue_unref(struct queue *q);
+/* True when a publish of m must be refused (x-overflow reject-publish*, queue full). */
+bool queue_rejects(const struct queue *q, const struct msg *m);
 /* Appends m (taking a new reference) at the tail; a persistent message already given to
  * storage (m->store_id) gets an index entry, and past the memory window the message is paged
- * out. 0 or -ENOMEM. */
+ * out. Length limits with drop-head then drop (dead-letter) the oldest. 0 or -ENOMEM. */
 int queue_push(struct queue *q, struct msg *m);
 /* Puts an entry popped earlier back at its place by seq (requeue), marked redelivered;
  * takes a new reference. 0 or -ENOMEM. */
@@ -99,6 +132,10 @@ bool queue_pop(struct queue *q, struct qentry *ret);
 void queue_delivered(struct queue *q, const struct qentry *e);
 /* e (popped from q) is done with (acked, or dropped): its storage entry goes. */
 void queue_settled(struct queue *q, const struct qentry *e);
+/* e (popped from q) was rejected without requeue: dead-lettered if q has a DLX, then settled. */
+void queue_reject(struct queue *q, const struct qentry *e);
+/* Something used q (consume, get, redeclare): restarts its x-expires clock. */
+void queue_used(struct queue *q);
 /* Ready messages: in memory, on disk and being written. */
 uint64_t queue_ready(const struct queue *q);
 /* Drops every ready message; returns how many. */

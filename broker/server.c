@@ -116,6 +116,8 @@ static void on_store_done(uv_async_t *h)
         queue_on_durable(list_entry(pos, struct queue, pend_link), s->durable_batch);
     list_foreach_safe(pos, tmp, &s->waiting)
         channel_on_durable(list_entry(pos, struct channel, wait_link), s->durable_batch);
+    list_foreach_safe(pos, tmp, &s->held)
+        conn_on_durable(list_entry(pos, struct conn, hold_link), s->durable_batch);
     storage_submit(s->store); /* what gathered meanwhile */
     update_alarms(s);
 }
@@ -186,6 +188,7 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     list_init(&s->meta_dirty);
     list_init(&s->pending_queues);
     list_init(&s->waiting);
+    list_init(&s->held);
     s->mem_limit = (uint64_t)((double)uv_get_total_memory() * cfg->memory_high_watermark);
     int rc = storage_open(cfg->data_dir, cfg->sync, &s->store);
     if (rc < 0) {
@@ -229,6 +232,7 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
         uv_close((uv_handle_t *)&s->listener, NULL);
         goto fail;
     }
+    timers_init(&s->timers, loop);
     uv_prepare_init(loop, &s->before_sleep);
     s->before_sleep.data = s;
     uv_prepare_start(&s->before_sleep, on_before_sleep);
@@ -267,6 +271,7 @@ void server_stop(struct server *s)
     }
     uv_close((uv_handle_t *)&s->before_sleep, NULL);
     uv_close((uv_handle_t *)&s->store_async, NULL);
+    timers_close(&s->timers);
 }
 
 void server_free(struct server *s)

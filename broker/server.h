@@ -8,6 +8,7 @@
 #include "broker/hmap.h"
 #include "broker/list.h"
 #include "broker/outbuf.h"
+#include "broker/timer.h"
 
 struct conn;
 struct queue;
@@ -46,6 +47,7 @@ struct server {
     uint64_t turn;              /* loop turns, for per-turn budgets */
     struct list paused;         /* of conn.pause_link: connections waiting to read again */
     uint64_t queued_mem;        /* memory of ready messages in all queues */
+    struct timers timers;       /* TTL, x-expires and consumer-timeout deadlines */
 
     /* Durability: the open storage batch is submitted in the before-sleep hook; the writer
      * thread wakes the loop through store_async when a batch is on disk. */
@@ -54,6 +56,7 @@ struct server {
     struct list meta_dirty;     /* of queue.meta_link: queue metadata to write */
     struct list pending_queues; /* of queue.pend_link: paged-out entries waiting for a commit */
     struct list waiting;        /* of channel.wait_link: confirms / tx.commit-ok waiting */
+    struct list held;           /* of conn.hold_link: connections waiting for a commit */
     bool disk_alarm;            /* a commit waits for disk space: publishers are blocked */
     uint64_t mem_limit;         /* memory alarm above this */
     bool mem_alarm;             /* publishers are blocked */

@@ -63,6 +63,7 @@ static struct op *add_op(struct storage *st, enum op_kind kind)
         b->cap = cap;
     }
     struct op *o = &b->ops[b->nops++];
+    st->ops_added++;
     memset(o, 0, sizeof *o);
     o->kind = (uint8_t)kind;
     return o;
@@ -145,13 +146,14 @@ void storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const v
 }
 
 void storage_put_idx(struct storage *st, uint64_t qid, uint64_t seq, uint64_t msg_id,
-                     uint8_t flags)
+                     uint8_t flags, uint64_t expires)
 {
     struct op *o = add_op(st, OP_PUT_IDX);
     o->a = qid;
     o->b = seq;
     o->c = msg_id;
     o->flags = flags;
+    o->off = expires;
 }
 
 void storage_del_idx(struct storage *st, uint64_t qid, uint64_t seq)
@@ -175,6 +177,11 @@ void storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
     o->a = qid;
     o->b = count;
     o->c = delivered_seq;
+}
+
+uint64_t storage_writes(const struct storage *st)
+{
+    return st->ops_added;
 }
 
 uint64_t storage_batch_no(const struct storage *st)
@@ -277,7 +284,8 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
         st_put64(v, o->c);
         v[8] = o->flags;
         st_put32(v + 9, st->epoch);
-        val = (MDB_val){13, v};
+        st_put64(v + 13, o->off);
+        val = (MDB_val){21, v};
         return mdb_put(txn, st->qindex, &key, &val, 0);
     case OP_DEL_IDX:
         st_put64(k + 8, o->b);

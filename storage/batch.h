@@ -21,6 +21,9 @@ enum storage_idx_flag {
 /* Starts the writer thread; notify(arg) runs on it after every commit (typically a
  * uv_async_send). 0 or -errno. */
 int storage_start(struct storage *st, void (*notify)(void *arg), void *arg);
+/* How many writes were ever added: compare before and after an operation to learn whether it
+ * wrote anything. */
+uint64_t storage_writes(const struct storage *st);
 /* Number of the open batch: the writes added now become durable with it. */
 uint64_t storage_batch_no(const struct storage *st);
 
@@ -36,8 +39,9 @@ void storage_del_entity(struct storage *st, char kind /* 'x' 'q' 'b' */, uint64_
 void storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const void *head,
                      size_t hlen, const void *body, size_t blen, void (*release)(void *),
                      void *release_arg);
+/* expires: wall-clock ms after which the message is dead (TTL), 0 for never. */
 void storage_put_idx(struct storage *st, uint64_t qid, uint64_t seq, uint64_t msg_id,
-                     uint8_t flags);
+                     uint8_t flags, uint64_t expires);
 /* Removes an index entry (ack, drop) and the message when no entry names it any more. */
 void storage_del_idx(struct storage *st, uint64_t qid, uint64_t seq);
 /* Removes every index entry of qid with seq >= from (purge of the paged-out part). */

@@ -25,6 +25,7 @@ struct st_entry {
     uint64_t seq, msg_id;
     uint8_t flags;  /* STORAGE_IDX_* */
     bool stale;     /* a transient message from before the last start: drop it */
+    uint64_t expires; /* wall-clock ms (TTL), 0: never */
     void *data;     /* owned by the caller (malloc): the message bytes */
     size_t len;
 };

@@ -15,7 +15,7 @@
  *   messages    u64 id -> the broker's opaque message bytes (written once per message)
  *   msg_refs    u64 id -> u32 queue-index entries that name it, present only when above one
  *   qindex      u64 queue id, u64 seq -> u64 message id, u8 flags (STORAGE_IDX_*),
- *                         u32 epoch
+ *                         u32 epoch, u64 expiry (wall-clock ms, 0: none)
  *
  * Invariant: a message is in `messages` exactly while at least one qindex entry names it;
  * msg_refs holds the number of those entries whenever it is more than one. */
@@ -48,6 +48,7 @@ struct storage {
     struct st_batch *done_head;    /* committed, waiting for storage_collect */
     struct st_batch **done_tail;
     uint64_t batch_seq;            /* number of the open batch */
+    uint64_t ops_added;            /* writes ever added (loop thread) */
     int failed;                    /* sticky error; 0 while healthy */
     volatile int disk_full;        /* set while a commit waits for disk space */
     void (*notify)(void *arg);     /* called on the writer thread after each commit */

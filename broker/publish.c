@@ -1,0 +1,49 @@
+/* publish.c — owns the step from a routing result to enqueued messages: overflow refusals,
+ * the single storage write for all durable queues, and the dispatch kicks. Invariant: a stored
+ * message's reference count equals the number of queues that got an index entry for it. */
+#include "broker/deadletter.h"
+#include "broker/exchange.h"
+#include "broker/msg.h"
+#include "broker/persist.h"
+#include "broker/publish.h"
+#include "broker/queue.h"
+#include "broker/server.h"
+#include "storage/batch.h"
+
+int publish_enqueue(struct server *s, struct msg *m, struct route *r, uint64_t *ret_batch,
+                    bool *ret_rejected)
+{
+    *ret_batch = 0;
+    *ret_rejected = false;
+    /* Queues that refuse it (x-overflow reject-publish*) are taken out first. */
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < r->n; i++) {
+        struct queue *q = r->q[i];
+        if (!queue_rejects(q, m)) {
+            r->q[k++] = q;
+            continue;
+        }
+        *ret_rejected = true;
+        if (q->opt.overflow == OVERFLOW_REJECT_PUBLISH_DLX) {
+            struct qentry e = {m, 0, 0, 0, 0};
+            deadletter(q, &e, DL_MAXLEN);
+        }
+    }
+    r->n = k;
+    if (s->store) {
+        uint32_t durable = 0;
+        for (uint32_t i = 0; i < r->n; i++) /* quorum queues persist every message */
+            durable += r->q[i]->store_id && (m->delivery_mode == 2 || r->q[i]->opt.quorum);
+        if (durable) {
+            persist_msg(s, m, durable, true);
+            *ret_batch = storage_batch_no(s->store);
+        }
+    }
+    for (uint32_t i = 0; i < r->n; i++) {
+        int rc = queue_push(r->q[i], m);
+        if (rc < 0)
+            return rc;
+        queue_kick(r->q[i]);
+    }
+    return 0;
+}
