@@ -1310,3 +1310,274 @@ int harness_warrend_run(const char *data_dir, int port, int timeout_ms, char *er
         *ret_listened = listened;
     return ret;
 }
+
+/* ---- queue arguments, typed tables and basic.get (issue 5 tests) --------------------------- */
+
+void harness_arg_int(harness_args_t *a, const char *key, char kind, int64_t v)
+{
+    CHECK(a->n < (int)(sizeof a->e / sizeof a->e[0]));
+    amqp_table_entry_t *e = &a->e[a->n++];
+    e->key = amqp_cstring_bytes(key);
+    e->value.kind = (uint8_t)kind;
+    switch (kind) {
+    case 'b':
+        e->value.value.i8 = (int8_t)v;
+        break;
+    case 'B':
+        e->value.value.u8 = (uint8_t)v;
+        break;
+    case 's':
+        e->value.value.i16 = (int16_t)v;
+        break;
+    case 'u':
+        e->value.value.u16 = (uint16_t)v;
+        break;
+    case 'I':
+        e->value.value.i32 = (int32_t)v;
+        break;
+    case 'i':
+        e->value.value.u32 = (uint32_t)v;
+        break;
+    case 'l':
+        e->value.value.i64 = v;
+        break;
+    case 'L':
+        e->value.value.u64 = (uint64_t)v;
+        break;
+    default:
+        CHECKF(0, "harness_arg_int: kind '%c'", kind);
+    }
+}
+
+void harness_arg_str(harness_args_t *a, const char *key, const char *s)
+{
+    CHECK(a->n < (int)(sizeof a->e / sizeof a->e[0]));
+    amqp_table_entry_t *e = &a->e[a->n++];
+    e->key = amqp_cstring_bytes(key);
+    e->value.kind = AMQP_FIELD_KIND_UTF8;
+    e->value.value.bytes = amqp_cstring_bytes(s);
+}
+
+amqp_table_t harness_args_table(harness_args_t *a)
+{
+    amqp_table_t t = {.num_entries = a->n, .entries = a->e};
+    return t;
+}
+
+typedef struct fmt_out {
+    char *buf;
+    size_t cap, len;
+} fmt_out_t;
+
+static void fmt_put(fmt_out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fmt_put(fmt_out_t *o, const char *fmt, ...)
+{
+    if (o->len + 1 >= o->cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+    va_end(ap);
+    if (w > 0)
+        o->len = o->len + (size_t)w < o->cap ? o->len + (size_t)w : o->cap - 1;
+}
+
+static void fmt_bytes(fmt_out_t *o, amqp_bytes_t b)
+{
+    fmt_put(o, "\"");
+    for (size_t i = 0; i < b.len; i++) {
+        unsigned char c = ((const unsigned char *)b.bytes)[i];
+        if (c == '"' || c == '\\')
+            fmt_put(o, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            fmt_put(o, "\\x%02x", c);
+        else
+            fmt_put(o, "%c", c);
+    }
+    fmt_put(o, "\"");
+}
+
+static void fmt_table(fmt_out_t *o, const amqp_table_t *t, bool mask_time);
+
+static void fmt_value(fmt_out_t *o, const amqp_field_value_t *v, bool mask_time)
+{
+    switch (v->kind) {
+    case 't':
+        fmt_put(o, "t%d", v->value.boolean ? 1 : 0);
+        break;
+    case 'b':
+        fmt_put(o, "b%d", v->value.i8);
+        break;
+    case 'B':
+        fmt_put(o, "B%u", v->value.u8);
+        break;
+    case 's':
+        fmt_put(o, "s%d", v->value.i16);
+        break;
+    case 'u':
+        fmt_put(o, "u%u", v->value.u16);
+        break;
+    case 'I':
+        fmt_put(o, "I%d", v->value.i32);
+        break;
+    case 'i':
+        fmt_put(o, "i%u", v->value.u32);
+        break;
+    case 'l':
+        fmt_put(o, "l%lld", (long long)v->value.i64);
+        break;
+    case 'L':
+        fmt_put(o, "L%llu", (unsigned long long)v->value.u64);
+        break;
+    case 'f':
+        fmt_put(o, "f%g", (double)v->value.f32);
+        break;
+    case 'd':
+        fmt_put(o, "d%g", v->value.f64);
+        break;
+    case 'D':
+        fmt_put(o, "D%u:%u", v->value.decimal.decimals, v->value.decimal.value);
+        break;
+    case 'T':
+        if (mask_time)
+            fmt_put(o, "T*");
+        else
+            fmt_put(o, "T%llu", (unsigned long long)v->value.u64);
+        break;
+    case 'S':
+    case 'x':
+        fmt_put(o, "%c", v->kind);
+        fmt_bytes(o, v->value.bytes);
+        break;
+    case 'V':
+        fmt_put(o, "V");
+        break;
+    case 'A':
+        fmt_put(o, "A[");
+        for (int i = 0; i < v->value.array.num_entries; i++) {
+            if (i)
+                fmt_put(o, ",");
+            fmt_value(o, &v->value.array.entries[i], mask_time);
+        }
+        fmt_put(o, "]");
+        break;
+    case 'F':
+        fmt_put(o, "F");
+        fmt_table(o, &v->value.table, mask_time);
+        break;
+    default:
+        fmt_put(o, "?%c", v->kind);
+    }
+}
+
+static void fmt_table(fmt_out_t *o, const amqp_table_t *t, bool mask_time)
+{
+    fmt_put(o, "{");
+    for (int i = 0; i < t->num_entries; i++) {
+        const amqp_table_entry_t *e = &t->entries[i];
+        fmt_put(o, "%s%.*s:", i ? "," : "", (int)e->key.len, (const char *)e->key.bytes);
+        fmt_value(o, &e->value, mask_time);
+    }
+    fmt_put(o, "}");
+}
+
+const char *harness_table_fmt(const amqp_table_t *t, bool mask_time, char *buf, size_t cap)
+{
+    fmt_out_t o = {.buf = buf, .cap = cap, .len = 0};
+    if (cap)
+        buf[0] = '\0';
+    fmt_table(&o, t, mask_time);
+    return buf;
+}
+
+static bool value_times_near(const amqp_field_value_t *v, int64_t now, int slack, int *n)
+{
+    switch (v->kind) {
+    case 'T': {
+        (*n)++;
+        int64_t d = (int64_t)v->value.u64 - now;
+        return d >= -slack && d <= slack;
+    }
+    case 'A':
+        for (int i = 0; i < v->value.array.num_entries; i++)
+            if (!value_times_near(&v->value.array.entries[i], now, slack, n))
+                return false;
+        return true;
+    case 'F':
+        for (int i = 0; i < v->value.table.num_entries; i++)
+            if (!value_times_near(&v->value.table.entries[i].value, now, slack, n))
+                return false;
+        return true;
+    default:
+        return true;
+    }
+}
+
+bool harness_table_times_near(const amqp_table_t *t, int slack_s, int *ret_n)
+{
+    int n = 0;
+    bool ok = true;
+    int64_t now = (int64_t)time(NULL);
+    for (int i = 0; i < t->num_entries && ok; i++)
+        ok = value_times_near(&t->entries[i].value, now, slack_s, &n);
+    if (ret_n)
+        *ret_n = n;
+    return ok;
+}
+
+static void copy_bytes(char *dst, size_t cap, amqp_bytes_t b)
+{
+    snprintf(dst, cap, "%.*s", (int)b.len, (const char *)b.bytes);
+}
+
+bool harness_get(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue, bool no_ack,
+                 harness_got_t *ret)
+{
+    amqp_rpc_reply_t r = amqp_basic_get(conn, ch, amqp_cstring_bytes(queue), no_ack);
+    CHECK_REPLY(r);
+    if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
+        return false;
+    CHECKF(r.reply.id == AMQP_BASIC_GET_OK_METHOD, "basic.get on '%s' answered %s", queue,
+           method_name(r.reply.id));
+    const amqp_basic_get_ok_t *ok = r.reply.decoded;
+    harness_got_t g;
+    memset(&g, 0, sizeof g);
+    g.delivery_tag = ok->delivery_tag;
+    g.redelivered = ok->redelivered;
+    g.message_count = ok->message_count;
+    copy_bytes(g.exchange, sizeof g.exchange, ok->exchange);
+    copy_bytes(g.routing_key, sizeof g.routing_key, ok->routing_key);
+    CHECK_REPLY(amqp_read_message(conn, ch, &g.msg, 0));
+    copy_bytes(g.body, sizeof g.body, g.msg.body);
+    *ret = g;
+    return true;
+}
+
+bool harness_get_wait(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                      bool no_ack, int timeout_ms, harness_got_t *ret)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        if (harness_get(conn, ch, queue, no_ack, ret))
+            return true;
+        if (harness_now_ms() >= deadline)
+            return false;
+        usleep(10000);
+    }
+}
+
+void harness_got_free(harness_got_t *g)
+{
+    amqp_destroy_message(&g->msg);
+    memset(&g->msg, 0, sizeof g->msg);
+}
+
+const char *harness_got_headers(const harness_got_t *g)
+{
+    static char bufs[8][4096];
+    static int next;
+    char *b = bufs[next++ % 8];
+    if (!(g->msg.properties._flags & AMQP_BASIC_HEADERS_FLAG))
+        return "-";
+    return harness_table_fmt(&g->msg.properties.headers, true, b, sizeof bufs[0]);
+}

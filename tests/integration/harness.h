@@ -342,4 +342,55 @@ void harness_broker_crash_restart(harness_broker_t *b);
 int harness_warrend_run(const char *data_dir, int port, int timeout_ms, char *err, size_t cap,
                         bool *ret_listened);
 
+/* ---- queue arguments, typed tables and basic.get (issue 5 tests: TTL, DLX, limits) ---------- */
+
+/* Queue (or consume) arguments built in place; keys and string values are borrowed. */
+typedef struct harness_args {
+    amqp_table_entry_t e[16];
+    int n;
+} harness_args_t;
+
+/* Add an integer argument sent with field type kind ('b', 's', 'I', 'l', 'B', 'u', 'i', 'L'). */
+void harness_arg_int(harness_args_t *a, const char *key, char kind, int64_t v);
+/* Add a longstr ('S') argument. */
+void harness_arg_str(harness_args_t *a, const char *key, const char *s);
+/* The table to pass to amqp_queue_declare() (borrows a's entries). */
+amqp_table_t harness_args_table(harness_args_t *a);
+
+/* Render t in wire order with each value's field type octet, for exact comparisons:
+ * {count:l1,reason:S"rejected",time:T*,routing-keys:A[S"q"],nested:F{a:I1}}. Strings are quoted
+ * with \" \\ and \xNN escapes; timestamps print as T* when mask_time (their value is checked by
+ * harness_table_times_near()). Truncated to cap-1; returns buf. */
+const char *harness_table_fmt(const amqp_table_t *t, bool mask_time, char *buf, size_t cap);
+
+/* Every timestamp ('T') anywhere in t (nested tables and arrays) is within slack_s seconds of
+ * the wall clock now. *ret_n (may be NULL) gets how many there were. */
+bool harness_table_times_near(const amqp_table_t *t, int slack_s, int *ret_n);
+
+/* One basic.get: what the get-ok said (copied) and the message. */
+typedef struct harness_got {
+    uint64_t delivery_tag;
+    bool redelivered;
+    uint32_t message_count;
+    char exchange[256], routing_key[256];
+    char body[1024];     /* NUL-terminated copy of the body (truncated) */
+    amqp_message_t msg;  /* owned: properties and full body; harness_got_free() */
+} harness_got_t;
+
+/* basic.get on queue (no_ack as given). False on get-empty (*ret untouched); the test fails on
+ * anything else. */
+bool harness_get(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue, bool no_ack,
+                 harness_got_t *ret);
+
+/* basic.get until a message comes or timeout_ms passes (for messages a broker moves a moment
+ * after the event, like dead letters). False when nothing came in time. */
+bool harness_get_wait(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                      bool no_ack, int timeout_ms, harness_got_t *ret);
+
+void harness_got_free(harness_got_t *g);
+
+/* The message's headers rendered by harness_table_fmt(..., mask_time=true); "-" when the message
+ * has no headers property. Stored in g-independent static storage (8 rotating buffers). */
+const char *harness_got_headers(const harness_got_t *g);
+
 #endif
