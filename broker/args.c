@@ -195,9 +195,7 @@ int args_check_queue(struct conn *c, const char *queue, const char *vhost, amqp_
                             "invalid type '%s' for arg '%s' in queue '%s' in vhost '%s'",
                             args_type_name(v.type), key, queue, vhost);
         } else if (rule == R_BOOL && v.type != 't') {
-            return conn_err(c, -WERR_PRECONDITION_FAILED,
-                            "invalid type '%s' for arg '%s' in queue '%s' in vhost '%s'",
-                            args_type_name(v.type), key, queue, vhost);
+            snprintf(why, sizeof why, "{unacceptable_type,%s}", args_type_name(v.type));
         } else if (rule == R_OVERFLOW) {
             static const char *const ok[] = {"drop-head", "reject-publish", "reject-publish-dlx",
                                              NULL};

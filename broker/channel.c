@@ -4,6 +4,7 @@
  * entries are popped at once); `live` counts live entries; every live entry holds one
  * reference on its message, its queue and (if any) its consumer. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +15,11 @@
 #include "broker/declare.h"
 #include "broker/errors.h"
 #include "broker/msg.h"
+#include "broker/msgedit.h"
 #include "broker/persist.h"
 #include "broker/publish.h"
 #include "broker/queue.h"
+#include "broker/replyto.h"
 #include "broker/server.h"
 #include "broker/vhost.h"
 #include "protocol/table.h"
@@ -66,6 +69,32 @@ static int ring_push(struct channel *ch, struct delivery d)
     return 0;
 }
 
+static void on_ack_timeout(struct timer_item *it, uint64_t now)
+{
+    struct channel *ch = (struct channel *)((char *)it - offsetof(struct channel, ack_timer));
+    struct conn *c = ch->conn;
+    uint64_t limit = c->srv->cfg.consumer_timeout_ms;
+    (void)now;
+    conn_fail(c, ch->id,
+              conn_err(c, -WERR_PRECONDITION_FAILED,
+                       "delivery acknowledgement on channel %u timed out. Timeout value used: "
+                       "%llu ms. This timeout value can be configured, see consumers doc guide "
+                       "to learn more",
+                       ch->id, (unsigned long long)limit),
+              0);
+}
+
+/* Keeps the acknowledgement timer on the oldest unacked delivery (the ring's head). */
+static void arm_ack_timeout(struct channel *ch)
+{
+    struct server *s = ch->conn->srv;
+    if (s->cfg.consumer_timeout_ms && ch->count && ch->state == CH_OPEN)
+        timers_set(&s->timers, &ch->ack_timer, ch->ring[ch->head].at + s->cfg.consumer_timeout_ms,
+                   on_ack_timeout);
+    else
+        timers_cancel(&s->timers, &ch->ack_timer);
+}
+
 /* Pops dead entries off the head so that the head is live (or the ring is empty). */
 static void ring_trim(struct channel *ch)
 {
@@ -76,6 +105,7 @@ static void ring_trim(struct channel *ch)
     }
     if (!ch->count)
         ch->first_tag = ch->next_tag;
+    arm_ack_timeout(ch);
 }
 
 enum settle { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_DROP };
@@ -154,20 +184,52 @@ bool channel_can_deliver(const struct channel *ch, const struct consumer *c)
     return !ch->global_prefetch || ch->consumer_live < ch->global_prefetch;
 }
 
+static bool is_delivery_count(amqp_bytes_t k)
+{
+    return amqp_bytes_eq_str(k, "x-delivery-count");
+}
+
+static void add_delivery_count(struct amqp_basic_props *props, amqp_bytes_t headers,
+                               struct amqp_wbuf *w, void *arg)
+{
+    (void)props;
+    msg_copy_table(w, headers, is_delivery_count);
+    amqp_tw_key(w, "x-delivery-count");
+    amqp_tw_int(w, 'l', *(const uint16_t *)arg);
+}
+
+/* Sends a content method for e; quorum queues add x-delivery-count to redeliveries. */
+static void send_entry(struct channel *ch, const struct queue *q, struct amqp_method *m,
+                       const struct qentry *e)
+{
+    struct msg *copy = NULL;
+    if (q->opt.quorum && e->returns)
+        copy = msg_edit(e->m, msg_exchange(e->m), msg_routing_key(e->m), false,
+                        add_delivery_count, (void *)&e->returns);
+    conn_send_content(ch->conn, ch->id, m, copy ? copy : e->m);
+    msg_unref(copy);
+}
+
+uint64_t channel__noack_tag(struct channel *ch)
+{
+    uint64_t tag = ch->next_tag++;
+    if (ch->count == 0 || ring_push(ch, (struct delivery){0}) < 0)
+        ring_trim(ch);
+    return tag;
+}
+
 /* Assigns the next delivery tag, recording the delivery unless it needs no ack (then it is
  * settled at once). */
 static uint64_t track(struct channel *ch, struct consumer *c, struct queue *q,
                       const struct qentry *e, bool no_ack)
 {
-    uint64_t tag = ch->next_tag++;
     queue_delivered(q, e);
     if (no_ack) {
         queue_settled(q, e);
-        if (ch->count == 0 || ring_push(ch, (struct delivery){0}) < 0)
-            ring_trim(ch);
-        return tag;
+        return channel__noack_tag(ch);
     }
-    struct delivery d = {*e, q, c, true};
+    uint64_t tag = ch->next_tag++;
+    struct delivery d = {*e, q, c, timers_now(), true};
     msg_ref(e->m);
     if (ring_push(ch, d) < 0) {
         /* Out of memory: the message goes back rather than being lost. */
@@ -182,6 +244,8 @@ static uint64_t track(struct channel *ch, struct consumer *c, struct queue *q,
         ch->consumer_live++;
     }
     ch->live++;
+    if (ch->count == 1)
+        arm_ack_timeout(ch);
     return tag;
 }
 
@@ -200,7 +264,7 @@ void channel_deliver(struct channel *ch, struct consumer *c, struct queue *q,
     d.u.basic_deliver.redelivered = (e->flags & QE_REDELIVERED) != 0;
     d.u.basic_deliver.exchange = msg_exchange(m);
     d.u.basic_deliver.routing_key = msg_routing_key(m);
-    conn_send_content(ch->conn, ch->id, &d, m);
+    send_entry(ch, q, &d, e);
 }
 
 /* ---- consumers ----------------------------------------------------------------------- */
@@ -252,6 +316,8 @@ void channel_free(struct channel *ch)
     free(ch->tx_acks);
     list_remove(&ch->confirm_link);
     list_remove(&ch->wait_link);
+    timers_cancel(&ch->conn->srv->timers, &ch->ack_timer);
+    replyto_forget(ch);
     free(ch->pending);
     route_free(&ch->route);
     free(ch->ring);
@@ -281,6 +347,8 @@ static int on_basic_consume(struct channel *ch, const struct amqp_basic_consume 
 {
     struct conn *c = ch->conn;
     struct queue *q;
+    if (amqp_bytes_eq_str(bc->queue, REPLYTO_QUEUE))
+        return replyto_consume(ch, bc);
     int rc = declare_lookup_queue(ch, bc->queue, &q);
     if (rc < 0)
         return rc;
@@ -295,6 +363,16 @@ static int on_basic_consume(struct channel *ch, const struct amqp_basic_consume 
     if (q->exclusive_consumer || (bc->exclusive && q->consumer_count))
         return conn_err(c, -WERR_ACCESS_REFUSED, "queue '%s' in vhost '%s' in exclusive use",
                         q->name, q->vhost->name);
+    struct amqp_field pr;
+    int32_t prio = 0;
+    if (amqp_table_get(bc->arguments, "x-priority", &pr) == 1) {
+        if (!strchr("bBsuIilL", pr.type))
+            return conn_err(c, -WERR_PRECONDITION_FAILED,
+                            "invalid arg 'x-priority' for queue '%s' in vhost '%s': \"expected "
+                            "integer, got %s\"",
+                            q->name, q->vhost->name, args_type_name(pr.type));
+        prio = (int32_t)(strchr("Bui", pr.type) ? (int64_t)pr.v.u : pr.v.i);
+    }
     struct consumer *cons = calloc(1, sizeof *cons);
     if (!cons)
         return -ENOMEM;
@@ -303,6 +381,7 @@ static int on_basic_consume(struct channel *ch, const struct amqp_basic_consume 
     cons->no_ack = bc->no_ack;
     cons->exclusive = bc->exclusive;
     cons->prefetch = ch->prefetch;
+    cons->priority = prio;
     cons->tag_len = (uint8_t)t.len;
     memcpy(cons->tag, t.ptr, t.len);
     list_insert_tail(&ch->consumers, &cons->chlink);
@@ -312,6 +391,7 @@ static int on_basic_consume(struct channel *ch, const struct amqp_basic_consume 
         conn_send_method(c, ch->id, &m);
     }
     queue_add_consumer(q, cons);
+    queue_used(q);
     return 0;
 }
 
@@ -325,6 +405,8 @@ static int on_basic_cancel(struct channel *ch, const struct amqp_basic_cancel *b
     }
     if (c)
         consumer_end(ch, c);
+    else
+        replyto_cancel(ch, bc->consumer_tag);
     return 0;
 }
 
@@ -354,7 +436,7 @@ static int on_basic_get(struct channel *ch, const struct amqp_basic_get *g)
     m.u.basic_get_ok.routing_key = msg_routing_key(e.m);
     uint64_t ready = queue_ready(q);
     m.u.basic_get_ok.message_count = ready > UINT32_MAX ? UINT32_MAX : (uint32_t)ready;
-    conn_send_content(ch->conn, ch->id, &m, e.m);
+    send_entry(ch, q, &m, &e);
     msg_unref(e.m);
     return 0;
 }
@@ -404,9 +486,14 @@ static int publish_route(struct channel *ch, struct msg *m, uint64_t *ret_batch,
     ch->route.n = 0;
     *ret_batch = 0;
     *ret_rejected = false;
-    if (x && (rc = exchange_route(x, m, &ch->route)) < 0)
-        return rc;
-    bool routed = ch->route.n > 0;
+    bool routed;
+    if (replyto_route(ch, m, &routed)) {
+        /* a reply: delivered straight to its requester, or returned when it is gone */
+    } else {
+        if (x && (rc = exchange_route(x, m, &ch->route)) < 0)
+            return rc;
+        routed = ch->route.n > 0;
+    }
     if ((rc = publish_enqueue(ch->conn->srv, m, &ch->route, ret_batch, ret_rejected)) < 0)
         return rc;
     if (!routed && (m->flags & MSG_MANDATORY)) {
@@ -510,6 +597,10 @@ static int publish_complete(struct channel *ch)
     ch->building = NULL;
     ch->ct = CT_IDLE;
     int rc = 0;
+    if ((m->flags & MSG_REPLY_PSEUDO) && (rc = replyto_rewrite(ch, &m)) < 0) {
+        msg_unref(m);
+        return rc;
+    }
     if (ch->tx) {
         if (ch->tx_nmsgs == ch->tx_msgs_cap) {
             uint32_t cap = ch->tx_msgs_cap ? ch->tx_msgs_cap * 2 : 16;
@@ -556,7 +647,7 @@ static int parse_expiration(amqp_bytes_t s, int64_t *ret, char *why, size_t size
         snprintf(why, size, "{leftover_string,\"%.*s\"}", (int)(s.len - i), (const char *)s.ptr + i);
     else if (v < 0)
         snprintf(why, size, "{value_negative,%lld}", (long long)v);
-    else if (v > 4294967295LL)
+    else if (v > 315360000000LL) /* RabbitMQ's ceiling: ten years */
         snprintf(why, size, "{value_too_large,%lld}", (long long)v);
     else {
         *ret = v;
@@ -659,6 +750,8 @@ int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t l
     if (h.props.flags & AMQP_P_PRIORITY)
         m->priority = h.props.priority;
     m->ttl = ttl;
+    if ((h.props.flags & AMQP_P_REPLY_TO) && amqp_bytes_eq_str(h.props.reply_to, REPLYTO_QUEUE))
+        m->flags |= MSG_REPLY_PSEUDO;
     ch->building = m;
     if (h.body_size == 0)
         return publish_complete(ch);

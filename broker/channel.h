@@ -7,6 +7,7 @@
 #include "broker/exchange.h"
 #include "broker/list.h"
 #include "broker/queue.h"
+#include "broker/timer.h"
 #include "protocol/codec.h"
 
 struct conn;
@@ -22,6 +23,7 @@ struct delivery {
     struct qentry e;        /* as popped from q: message (ref), place, storage flags */
     struct queue *q;        /* ref */
     struct consumer *c;     /* ref, NULL for basic.get */
+    uint64_t at;            /* wall-clock ms it was sent (consumer acknowledgement timeout) */
     bool live;              /* false once acked, or for no-ack deliveries */
 };
 
@@ -66,6 +68,10 @@ struct channel {
     struct tx_ack { uint64_t tag; bool multiple; uint8_t how; } *tx_acks; /* owned */
     uint32_t tx_nacks, tx_acks_cap;
     struct route route;     /* scratch for routing */
+    struct timer_item ack_timer; /* the oldest unacked delivery's timeout */
+    char reply_name[64];    /* direct reply-to: "amq.rabbitmq.reply-to.<token>", or "" */
+    char reply_tag[256];
+    uint8_t reply_tag_len;
 };
 
 struct channel *channel_new(struct conn *c, uint16_t id);
@@ -85,6 +91,8 @@ void channel_deliver(struct channel *ch, struct consumer *c, struct queue *q,
 void channel_on_durable(struct channel *ch, uint64_t durable);
 /* Sends the publisher confirms decided since the last flush (one basic.ack, multiple). */
 void channel_send_confirms(struct channel *ch);
+/* For replyto.c: the delivery tag of a no-ack delivery sent outside any queue. */
+uint64_t channel__noack_tag(struct channel *ch);
 /* Tells the client its consumer was cancelled by the broker (queue deleted). */
 void channel_consumer_cancelled(struct channel *ch, struct consumer *c);
 

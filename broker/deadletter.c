@@ -13,6 +13,7 @@
 #include "broker/exchange.h"
 #include "broker/log.h"
 #include "broker/msg.h"
+#include "broker/msgedit.h"
 #include "broker/publish.h"
 #include "broker/queue.h"
 #include "broker/server.h"
@@ -28,7 +29,7 @@ static bool key_is(amqp_bytes_t k, const char *s)
     return amqp_bytes_eq_str(k, s);
 }
 
-/* Copies one raw table entry (from `at` to the iterator's position) into w. */
+/* Copies one raw table or array entry (from `at` to the iterator's position) into w. */
 static void copy_entry(struct amqp_wbuf *w, const uint8_t *at, const uint8_t *end)
 {
     uint8_t *d = amqp_wbuf_grow(w, (size_t)(end - at));
@@ -128,40 +129,44 @@ static void write_x_death(struct amqp_wbuf *w, const struct queue *q, const stru
     amqp_tw_end(w, arr);
 }
 
-/* Writes the headers table of the dead-lettered copy into w (body only, no length). */
-static void write_headers(struct amqp_wbuf *w, const struct queue *q, const struct msg *m,
-                          amqp_bytes_t headers, const char *reason, amqp_bytes_t expiration)
+static bool skip_death(amqp_bytes_t k)
 {
-    uint64_t now_s = timers_now() / 1000;
-    bool had_first = false;
-    struct amqp_table_iter it;
-    amqp_bytes_t k;
+    return key_is(k, "x-death") || (k.len > 13 && memcmp(k.ptr, "x-last-death-", 13) == 0);
+}
+
+struct dl_edit {
+    const struct queue *q;
+    const struct msg *m;
+    const char *reason;
+};
+
+/* The dead-lettered copy's header: no expiration, headers plus the death records. */
+static void edit_headers(struct amqp_basic_props *props, amqp_bytes_t headers,
+                         struct amqp_wbuf *w, void *arg)
+{
+    struct dl_edit *d = arg;
+    amqp_bytes_t expiration = (props->flags & AMQP_P_EXPIRATION) ? props->expiration
+                                                                 : (amqp_bytes_t){NULL, 0};
+    props->flags &= (uint16_t)~AMQP_P_EXPIRATION;
     struct amqp_field f;
-    amqp_table_iter_init(&it, headers);
-    const uint8_t *at = it.p;
-    while (amqp_table_next(&it, &k, &f) > 0) {
-        if (key_is(k, "x-first-death-reason"))
-            had_first = true;
-        if (!key_is(k, "x-death") && !(k.len > 13 && memcmp(k.ptr, "x-last-death-", 13) == 0))
-            copy_entry(w, at, it.p);
-        at = it.p;
-    }
-    write_x_death(w, q, m, headers, reason, expiration, now_s);
-    amqp_bytes_t qn = {(const uint8_t *)q->name, q->name_len};
+    bool had_first = amqp_table_get(headers, "x-first-death-reason", &f) == 1;
+    msg_copy_table(w, headers, skip_death);
+    write_x_death(w, d->q, d->m, headers, d->reason, expiration, timers_now() / 1000);
+    amqp_bytes_t qn = {(const uint8_t *)d->q->name, d->q->name_len};
     if (!had_first) {
         amqp_tw_key(w, "x-first-death-exchange");
-        amqp_tw_bytes(w, 'S', msg_exchange(m));
+        amqp_tw_bytes(w, 'S', msg_exchange(d->m));
         amqp_tw_key(w, "x-first-death-queue");
         amqp_tw_bytes(w, 'S', qn);
         amqp_tw_key(w, "x-first-death-reason");
-        amqp_tw_str(w, reason);
+        amqp_tw_str(w, d->reason);
     }
     amqp_tw_key(w, "x-last-death-exchange");
-    amqp_tw_bytes(w, 'S', msg_exchange(m));
+    amqp_tw_bytes(w, 'S', msg_exchange(d->m));
     amqp_tw_key(w, "x-last-death-queue");
     amqp_tw_bytes(w, 'S', qn);
     amqp_tw_key(w, "x-last-death-reason");
-    amqp_tw_str(w, reason);
+    amqp_tw_str(w, d->reason);
 }
 
 /* True when routing the copy (with its new x-death) to queue `target` closes a cycle of
@@ -190,42 +195,10 @@ static bool is_cycle(const struct queue *target, amqp_bytes_t headers)
 /* The dead-lettered copy of m: new headers, no expiration, the DLX and its routing key. */
 static struct msg *make_copy(const struct queue *q, const struct msg *m, const char *reason)
 {
-    struct amqp_content_header h;
-    amqp_bytes_t hdr = msg_header(m);
-    if (amqp_content_header_decode(hdr.ptr, hdr.len, &h) < 0)
-        return NULL;
-    amqp_bytes_t headers = (h.props.flags & AMQP_P_HEADERS) ? h.props.headers : (amqp_bytes_t){0};
-    amqp_bytes_t expiration = (h.props.flags & AMQP_P_EXPIRATION) ? h.props.expiration
-                                                                  : (amqp_bytes_t){NULL, 0};
-    struct amqp_wbuf tw = {0}, hw = {0};
-    write_headers(&tw, q, m, headers, reason, expiration);
-    struct msg *nm = NULL;
-    if (tw.failed)
-        goto out;
-    struct amqp_basic_props props = h.props;
-    props.flags = (uint16_t)((props.flags | AMQP_P_HEADERS) & ~AMQP_P_EXPIRATION);
-    props.headers = (amqp_bytes_t){tw.data, (uint32_t)tw.len};
-    long n = amqp_content_header_size(&props);
-    uint8_t *d = n > 0 ? amqp_wbuf_grow(&hw, (size_t)n) : NULL;
-    if (!d)
-        goto out;
-    amqp_content_header_encode(&props, m->body_size, d);
+    struct dl_edit d = {q, m, reason};
     bool own_key = q->opt.has_dlrk;
-    nm = msg_new(q->opt.dlx, own_key ? q->opt.dlrk : msg_routing_key(m),
-                 (amqp_bytes_t){hw.data, (uint32_t)hw.len},
-                 own_key ? (amqp_bytes_t){NULL, 0} : msg_bcc(m), m->body_size);
-    if (!nm)
-        goto out;
-    nm->delivery_mode = m->delivery_mode;
-    nm->priority = m->priority;
-    nm->flags = own_key ? 0 : (m->flags & MSG_HAS_CC);
-    if (m->body_size)
-        memcpy(nm->body, m->body, m->body_size);
-    nm->body_have = m->body_size;
-out:
-    amqp_wbuf_free(&tw);
-    amqp_wbuf_free(&hw);
-    return nm;
+    return msg_edit(m, q->opt.dlx, own_key ? q->opt.dlrk : msg_routing_key(m), !own_key,
+                    edit_headers, &d);
 }
 
 void deadletter(struct queue *q, const struct qentry *e, enum dl_reason reason)

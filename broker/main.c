@@ -22,6 +22,9 @@ static void usage(FILE *f)
             "  --sync MODE       'fsync' (default): a confirm means the message is on disk;\n"
             "                    'none': no fsync — faster, but a crash or power loss can lose\n"
             "                    confirmed messages (unsafe, for tests and throwaway data)\n"
+            "  --consumer-timeout MS\n"
+            "                    close a channel whose oldest unacknowledged delivery is older\n"
+            "                    (406, as RabbitMQ); 0 disables (default 1800000: 30 minutes)\n"
             "  --vm-memory-high-watermark F\n"
             "                    block publishers when queued messages use more than this\n"
             "                    fraction of physical memory (default 0.4, as RabbitMQ)\n"
@@ -47,7 +50,7 @@ int main(int argc, char **argv)
 {
     struct config cfg;
     config_defaults(&cfg);
-    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_MEM, O_SYNC_MODE, O_VERSION, O_HELP };
+    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_MEM, O_SYNC_MODE, O_CTIMEOUT, O_VERSION, O_HELP };
     static const struct option opts[] = {
         {"port", required_argument, NULL, O_PORT},
         {"bind", required_argument, NULL, O_BIND},
@@ -57,6 +60,7 @@ int main(int argc, char **argv)
         {"frame-max", required_argument, NULL, O_FRAME},
         {"vm-memory-high-watermark", required_argument, NULL, O_MEM},
         {"sync", required_argument, NULL, O_SYNC_MODE},
+        {"consumer-timeout", required_argument, NULL, O_CTIMEOUT},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
@@ -108,6 +112,11 @@ int main(int argc, char **argv)
                 return 2;
             }
             cfg.sync = strcmp(optarg, "fsync") == 0;
+            break;
+        case O_CTIMEOUT:
+            if (parse_uint("--consumer-timeout", optarg, 0, 0xffffffffUL, &v) < 0)
+                return 2;
+            cfg.consumer_timeout_ms = v;
             break;
         case O_VERSION: printf("warrend %s\n", WARREN_VERSION); return 0;
         case 'h':

@@ -10,6 +10,7 @@
 enum msg_flag {
     MSG_MANDATORY = 1 << 0, /* basic.publish mandatory: return it when unroutable */
     MSG_HAS_CC = 1 << 1,    /* headers carry CC: extra routing keys */
+    MSG_REPLY_PSEUDO = 1 << 2, /* reply_to is amq.rabbitmq.reply-to: rewrite before routing */
 };
 
 struct msg {

@@ -583,12 +583,18 @@ void queue_add_consumer(struct queue *q, struct consumer *c)
     q->had_consumer = true;
     if (c->exclusive)
         q->exclusive_consumer = true;
+    if (q->opt.single_active && !q->active)
+        q->active = c; /* the first one is active until it goes */
     queue_kick(q);
 }
 
 /* Unlinks c from q without the auto-delete check. */
 static void detach(struct queue *q, struct consumer *c)
 {
+    if (q->active == c) {
+        q->active = NULL;
+        queue_kick(q); /* the next one takes over */
+    }
     list_remove(&c->qlink);
     q->consumer_count--;
     if (c->exclusive)
@@ -641,21 +647,33 @@ void queue_kick(struct queue *q)
 void queue_dispatch(struct queue *q)
 {
     while (queue_ready(q) && !list_empty(&q->consumers)) {
-        /* Round-robin: try each consumer once, starting at the head of the list; a consumer
-         * that takes a message moves to the tail. */
         struct consumer *chosen = NULL;
         struct list *pos, *tmp;
-        list_foreach_safe(pos, tmp, &q->consumers) {
-            struct consumer *c = list_entry(pos, struct consumer, qlink);
-            if (channel_can_deliver(c->ch, c)) {
-                chosen = c;
-                break;
+        if (q->opt.single_active) {
+            /* Single active consumer: it stays until it goes; then the waiting one with the
+             * highest priority, the oldest first (the list is never rotated). */
+            if (!q->active)
+                list_foreach_safe(pos, tmp, &q->consumers) {
+                    struct consumer *c = list_entry(pos, struct consumer, qlink);
+                    if (!q->active || c->priority > q->active->priority)
+                        q->active = c;
+                }
+            chosen = q->active;
+            if (!channel_can_deliver(chosen->ch, chosen))
+                return;
+        } else {
+            /* The highest x-priority among consumers that can take one; round-robin within a
+             * priority: the one chosen moves to the tail. */
+            list_foreach_safe(pos, tmp, &q->consumers) {
+                struct consumer *c = list_entry(pos, struct consumer, qlink);
+                if ((!chosen || c->priority > chosen->priority) && channel_can_deliver(c->ch, c))
+                    chosen = c;
             }
+            if (!chosen)
+                return;
+            list_remove(&chosen->qlink);
+            list_insert_tail(&q->consumers, &chosen->qlink);
         }
-        if (!chosen)
-            return;
-        list_remove(&chosen->qlink);
-        list_insert_tail(&q->consumers, &chosen->qlink);
         struct qentry e;
         if (!queue_pop(q, &e))
             return;

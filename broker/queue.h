@@ -50,6 +50,7 @@ struct consumer {
     uint32_t prefetch;     /* 0 = unlimited */
     uint32_t unacked;
     bool no_ack, exclusive, cancelled;
+    int32_t priority;      /* x-priority: higher-priority consumers are served first */
     uint8_t tag_len;
     char tag[256];
 };
@@ -107,6 +108,7 @@ struct queue {
     struct list consumers; /* of consumer.qlink, in round-robin order */
     uint32_t consumer_count;
     bool exclusive_consumer;
+    struct consumer *active; /* borrowed: x-single-active-consumer's current one, or NULL */
     struct queue *kick_next;
 };
 

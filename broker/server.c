@@ -31,6 +31,7 @@ void config_defaults(struct config *cfg)
         .handshake_timeout_ms = 10000,
         .max_message_size = 128u << 20,
         .memory_high_watermark = 0.4,
+        .consumer_timeout_ms = 30 * 60 * 1000,
         .read_budget = 256u << 10,
     };
 }
@@ -97,6 +98,15 @@ static void update_alarms(struct server *s)
         conn_set_blocked(list_entry(pos, struct conn, link), now);
 }
 
+/* Hands the open batch to the writer thread, with the queue metadata that goes with its index
+ * changes (both in one transaction, so that recovery's counts match the index). */
+static void submit_batch(struct server *s)
+{
+    while (!list_empty(&s->meta_dirty))
+        queue_flush_meta(list_entry(s->meta_dirty.next, struct queue, meta_link));
+    storage_submit(s->store);
+}
+
 /* The writer thread committed one or more batches. */
 static void on_store_done(uv_async_t *h)
 {
@@ -118,7 +128,7 @@ static void on_store_done(uv_async_t *h)
         channel_on_durable(list_entry(pos, struct channel, wait_link), s->durable_batch);
     list_foreach_safe(pos, tmp, &s->held)
         conn_on_durable(list_entry(pos, struct conn, hold_link), s->durable_batch);
-    storage_submit(s->store); /* what gathered meanwhile */
+    submit_batch(s); /* what gathered meanwhile */
     update_alarms(s);
 }
 
@@ -150,9 +160,7 @@ static void on_before_sleep(uv_prepare_t *h)
     }
     /* Then hand this turn's writes to the storage thread, then flush. Confirms for persistent
      * messages are sent later, from on_store_done, once their batch is on disk. */
-    while (!list_empty(&s->meta_dirty))
-        queue_flush_meta(list_entry(s->meta_dirty.next, struct queue, meta_link));
-    storage_submit(s->store);
+    submit_batch(s);
     while (!list_empty(&s->flush)) {
         struct conn *c = list_entry(s->flush.next, struct conn, flush_link);
         list_remove(&c->flush_link);
@@ -291,6 +299,7 @@ void server_free(struct server *s)
     for (uint32_t it = 0; hmap_next(&s->vhosts, &it, &v);)
         vhost_free(v);
     hmap_free(&s->vhosts);
+    hmap_free(&s->replies);
     opool_drain(&s->opool);
     (void)failed;
 }

@@ -26,6 +26,7 @@ struct config {
     uint32_t handshake_timeout_ms;
     uint64_t max_message_size;
     double memory_high_watermark; /* fraction of physical memory (RabbitMQ's relative one) */
+    uint64_t consumer_timeout_ms; /* unacked deliveries older than this close the channel; 0 off */
     uint32_t read_budget;         /* bytes one connection may have parsed per loop turn */
 };
 void config_defaults(struct config *cfg);
@@ -41,6 +42,7 @@ struct server {
     struct list flush;          /* of conn.flush_link: connections with output to write */
     struct queue *kick_head;    /* ref: queues to dispatch, linked by queue.kick_next */
     struct hmap vhosts;         /* name -> struct vhost (owned) */
+    struct hmap replies;        /* direct reply-to name -> channel (borrowed) */
     struct vhost *default_vhost;/* borrowed from vhosts */
     struct storage *store;      /* owned */
     uint64_t seq;               /* for connection ids and generated names */
