@@ -1,0 +1,413 @@
+/* 60-ext-dlx — when messages are dead-lettered (x-dead-letter-exchange,
+ * x-dead-letter-routing-key) and where they are routed. The x-death layout over several deaths
+ * is 60-ext-dlx-xdeath's; cycles are 60-ext-dlx-cycles'; expiry and overflow are the TTL and
+ * length tests'.
+ * RabbitMQ 3.10.8 answers (asserted below):
+ *  - basic.reject and basic.nack with requeue=false dead-letter (reason "rejected"), a nack
+ *    with multiple=true every covered message in delivery order, from basic.get and from
+ *    consumers alike; requeue=true, channel close (unacked messages go back), queue.purge and
+ *    queue.delete dead-letter nothing.
+ *  - a dead-letter exchange that does not exist: the message is dropped silently (no error on
+ *    the channel); once the exchange is declared, dead-lettering goes through it.
+ *  - without x-dead-letter-routing-key the message is republished with all its original
+ *    routing keys: the published one, CC and even BCC (though neither x-death's routing-keys
+ *    nor the headers show BCC); the delivery's routing key is the published one.
+ *  - with x-dead-letter-routing-key it is republished with that key only and the CC header is
+ *    removed; x-death's routing-keys still list the original keys (published + CC).
+ *  - x-death's exchange is the exchange the message came through: the publisher's for the
+ *    first death, the dead-letter exchange for the next.
+ *  - x-dead-letter-routing-key without x-dead-letter-exchange: queue.declare fails with 406
+ *    "PRECONDITION_FAILED - invalid arg 'x-dead-letter-routing-key' for queue 'Q' in vhost '/':
+ *    routing_key_but_no_dlx_defined" (50.10). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <amqp_framing.h>
+
+static amqp_connection_state_t s_conn;
+static char s_prefix[64];
+
+static const char *name(const char *suffix)
+{
+    static char bufs[32][128];
+    static int next;
+    char *b = bufs[next++ % 32];
+    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
+    return b;
+}
+
+/* Declare q (fresh) with x-message-ttl (< 0: none), dead-lettering to dlx (NULL: none) with
+ * routing key dlrk (NULL: the message's own). */
+static void qdeclare(const char *q, long ttl, const char *dlx, const char *dlrk)
+{
+    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_args_t a = {.n = 0};
+    if (ttl >= 0)
+        harness_arg_int(&a, "x-message-ttl", 'I', ttl);
+    if (dlx)
+        harness_arg_str(&a, "x-dead-letter-exchange", dlx);
+    if (dlrk)
+        harness_arg_str(&a, "x-dead-letter-routing-key", dlrk);
+    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 0, 0, harness_args_table(&a));
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void qdelete(const char *q)
+{
+    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void xdeclare(const char *x, const char *type)
+{
+    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(type), 0, 0, 1, 0,
+                          amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void xdelete(const char *x)
+{
+    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void qbind(const char *q, const char *x, const char *key)
+{
+    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
+                    amqp_cstring_bytes(key), amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void publish_props(const char *x, const char *key, const amqp_basic_properties_t *p,
+                          const char *body)
+{
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(key), 0,
+                                  0, p, amqp_cstring_bytes(body)));
+}
+
+static void publish_n(const char *q, int first, int last)
+{
+    for (int i = first; i <= last; i++) {
+        char body[16];
+        snprintf(body, sizeof body, "%d", i);
+        publish_props("", q, NULL, body);
+    }
+}
+
+static uint32_t count(const char *q)
+{
+    uint32_t n = 0;
+    CHECK_REPLY(harness_queue_peek(s_conn, 1, q, &n, NULL));
+    return n;
+}
+
+static void wait_count(const char *q, uint32_t want, const char *what)
+{
+    uint32_t n = harness_wait_message_count(s_conn, 1, q, want, 5000);
+    CHECKF(n == want, "%s: queue %s holds %u messages, want %u", what, q, n, want);
+}
+
+/* The bodies q holds, in order ("1 2 3"), taken with no-ack basic.get. */
+static const char *drain(const char *q)
+{
+    static char out[1024];
+    harness_drain(s_conn, 1, q, out, sizeof out);
+    return out;
+}
+
+static void expect_drain(const char *q, const char *want, const char *what)
+{
+    const char *got = drain(q);
+    CHECKF(strcmp(got, want) == 0, "%s: %s held \"%s\", want \"%s\"", what, q, got, want);
+}
+
+/* A round trip on ch: the acks and rejects before it have been handled. */
+static void sync_ch(amqp_channel_t ch)
+{
+    amqp_basic_qos(s_conn, ch, 0, 0, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+/* Every message in dlq (waiting until it holds n) is a first death from q with reason: checks
+ * x-death's queue, reason and count through the whole headers, routing key q. */
+static void expect_rejected_from(const char *dlq, const char *q, const char *bodies, int n)
+{
+    wait_count(dlq, (uint32_t)n, "dead letters");
+    char got[1024] = "";
+    size_t len = 0;
+    char want[1024];
+    snprintf(want, sizeof want,
+             "{x-death:A[F{count:l1,reason:S\"rejected\",queue:S\"%s\",time:T*,exchange:S\"\","
+             "routing-keys:A[S\"%s\"]}],x-first-death-exchange:S\"\",x-first-death-queue:S\"%s\","
+             "x-first-death-reason:S\"rejected\"}",
+             q, q, q);
+    for (int i = 0; i < n; i++) {
+        harness_got_t g;
+        CHECK(harness_get(s_conn, 1, dlq, true, &g));
+        const char *h = harness_got_headers(&g);
+        CHECKF(strcmp(h, want) == 0, "dead letter '%s' headers\n  got  %s\n  want %s", g.body, h,
+               want);
+        len += (size_t)snprintf(got + len, sizeof got - len, "%s%s", i ? " " : "", g.body);
+        harness_got_free(&g);
+    }
+    CHECKF(strcmp(got, bodies) == 0, "dead letters \"%s\", want \"%s\"", got, bodies);
+    CHECK_EQ(count(dlq), 0);
+}
+
+/* ---- what dead-letters and what does not ------------------------------------------------ */
+
+static void check_triggers(void)
+{
+    const char *q = name("t"), *dlq = name("t-dlq");
+    qdeclare(dlq, -1, NULL, NULL);
+    qdeclare(q, -1, "", dlq);
+    harness_channel_open(s_conn, 2);
+
+    /* basic.get, then reject / nack single / nack multiple with requeue=false */
+    publish_n(q, 1, 8);
+    wait_count(q, 8, "published");
+    harness_got_t g[8];
+    for (int i = 0; i < 8; i++) {
+        CHECK(harness_get(s_conn, 2, q, false, &g[i]));
+        harness_got_free(&g[i]);
+    }
+    CHECK_AMQP(amqp_basic_reject(s_conn, 2, g[1].delivery_tag, 0)); /* 2 */
+    CHECK_AMQP(amqp_basic_nack(s_conn, 2, g[0].delivery_tag, 0, 0)); /* 1 */
+    CHECK_AMQP(amqp_basic_nack(s_conn, 2, g[5].delivery_tag, 1, 0)); /* 3 4 5 6 */
+    CHECK_AMQP(amqp_basic_nack(s_conn, 2, g[6].delivery_tag, 0, 1)); /* 7 back */
+    CHECK_AMQP(amqp_basic_reject(s_conn, 2, g[7].delivery_tag, 1));  /* 8 back */
+    sync_ch(2);
+    expect_rejected_from(dlq, q, "2 1 3 4 5 6", 6);
+    expect_drain(q, "7 8", "requeued with requeue=true");
+
+    /* a consumer's nack and reject */
+    publish_n(q, 1, 3);
+    wait_count(q, 3, "published");
+    amqp_basic_consume(s_conn, 2, amqp_cstring_bytes(q), amqp_cstring_bytes("c"), 0, 0, 0,
+                       amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    uint64_t tags[3];
+    for (int i = 0; i < 3; i++) {
+        amqp_envelope_t env;
+        struct timeval tv = {.tv_sec = 5};
+        amqp_maybe_release_buffers(s_conn);
+        CHECK_REPLY(amqp_consume_message(s_conn, &env, &tv, 0));
+        tags[i] = env.delivery_tag;
+        amqp_destroy_envelope(&env);
+    }
+    CHECK_AMQP(amqp_basic_nack(s_conn, 2, tags[2], 0, 0));
+    CHECK_AMQP(amqp_basic_reject(s_conn, 2, tags[0], 0));
+    amqp_basic_cancel(s_conn, 2, amqp_cstring_bytes("c"));
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    expect_rejected_from(dlq, q, "3 1", 2);
+
+    /* closing the channel puts "2" back: not dead-lettered */
+    CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
+    wait_count(q, 1, "unacked message back after channel close");
+    expect_drain(q, "2", "after channel close");
+    CHECK_EQ(count(dlq), 0);
+
+    /* purge and delete drop without dead-lettering */
+    publish_n(q, 1, 3);
+    wait_count(q, 3, "published");
+    amqp_queue_purge(s_conn, 1, amqp_cstring_bytes(q));
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    publish_n(q, 4, 6);
+    wait_count(q, 3, "published");
+    qdelete(q);
+    usleep(200000);
+    CHECK_EQ(count(dlq), 0);
+
+    qdelete(dlq);
+    harness_log("reject/nack requeue=false dead-letter; requeue, close, purge, delete do not: ok");
+}
+
+/* ---- missing dead-letter exchange -------------------------------------------------------- */
+
+static void check_missing_dlx(void)
+{
+    const char *q = name("m"), *dx = name("m-dx"), *dlq = name("m-dlq");
+    xdelete(dx);
+    qdeclare(q, -1, dx, NULL);
+    publish_n(q, 1, 1);
+    harness_got_t g;
+    CHECK(harness_get_wait(s_conn, 1, q, false, 5000, &g));
+    CHECK_AMQP(amqp_basic_reject(s_conn, 1, g.delivery_tag, 0));
+    harness_got_free(&g);
+    sync_ch(1); /* no channel error */
+    CHECK_EQ(count(q), 0);
+
+    xdeclare(dx, "fanout");
+    qdeclare(dlq, -1, NULL, NULL);
+    qbind(dlq, dx, "");
+    publish_n(q, 2, 2);
+    CHECK(harness_get_wait(s_conn, 1, q, false, 5000, &g));
+    CHECK_AMQP(amqp_basic_reject(s_conn, 1, g.delivery_tag, 0));
+    harness_got_free(&g);
+    wait_count(dlq, 1, "dead-letter exchange declared later");
+    expect_drain(dlq, "2", "dead-letter exchange declared later");
+
+    qdelete(q);
+    qdelete(dlq);
+    xdelete(dx);
+    harness_log("missing dead-letter exchange drops silently: ok");
+}
+
+/* ---- routing keys, CC, BCC, x-dead-letter-routing-key ------------------------------------- */
+
+static void cc_bcc_props(amqp_basic_properties_t *p, amqp_table_entry_t h[2],
+                         amqp_field_value_t *cc, amqp_field_value_t *bcc)
+{
+    memset(p, 0, sizeof *p);
+    cc->kind = AMQP_FIELD_KIND_UTF8;
+    cc->value.bytes = amqp_cstring_bytes("k2");
+    bcc->kind = AMQP_FIELD_KIND_UTF8;
+    bcc->value.bytes = amqp_cstring_bytes("k3");
+    h[0].key = amqp_cstring_bytes("CC");
+    h[0].value.kind = AMQP_FIELD_KIND_ARRAY;
+    h[0].value.value.array.num_entries = 1;
+    h[0].value.value.array.entries = cc;
+    h[1].key = amqp_cstring_bytes("BCC");
+    h[1].value.kind = AMQP_FIELD_KIND_ARRAY;
+    h[1].value.value.array.num_entries = 1;
+    h[1].value.value.array.entries = bcc;
+    p->_flags = AMQP_BASIC_HEADERS_FLAG;
+    p->headers.num_entries = 2;
+    p->headers.entries = h;
+}
+
+static void check_routing(void)
+{
+    const char *x = name("rx"), *dx = name("rdx"), *w = name("rw"), *wr = name("rwr");
+    const char *d1 = name("rd1"), *d2 = name("rd2"), *d3 = name("rd3");
+    xdeclare(x, "direct");
+    xdeclare(dx, "direct");
+    qdeclare(d1, -1, NULL, NULL);
+    qdeclare(d2, -1, NULL, NULL);
+    qdeclare(d3, -1, NULL, NULL);
+    qbind(d1, dx, "k1");
+    qbind(d2, dx, "k2");
+    qbind(d3, dx, "k3");
+    qdeclare(w, 100, dx, NULL);
+    qbind(w, x, "k1");
+    qdeclare(wr, 100, dx, "k1");
+    qbind(wr, x, "kr");
+
+    amqp_basic_properties_t p;
+    amqp_table_entry_t h[2];
+    amqp_field_value_t cc, bcc;
+    cc_bcc_props(&p, h, &cc, &bcc);
+
+    /* no x-dead-letter-routing-key: k1, CC k2 and BCC k3 all route again */
+    publish_props(x, "k1", &p, "keys");
+    char want[1024];
+    snprintf(want, sizeof want,
+             "{CC:A[S\"k2\"],x-death:A[F{count:l1,reason:S\"expired\",queue:S\"%s\",time:T*,"
+             "exchange:S\"%s\",routing-keys:A[S\"k1\",S\"k2\"]}],x-first-death-exchange:S\"%s\","
+             "x-first-death-queue:S\"%s\",x-first-death-reason:S\"expired\"}",
+             w, x, x, w);
+    const char *dl[] = {d1, d2, d3};
+    for (int i = 0; i < 3; i++) {
+        harness_got_t g;
+        CHECKF(harness_get_wait(s_conn, 1, dl[i], true, 5000, &g),
+               "dead letter not routed to %s (bound to k%d)", dl[i], i + 1);
+        CHECK_STREQ(g.body, "keys");
+        CHECK_STREQ(g.exchange, dx);
+        CHECK_STREQ(g.routing_key, "k1");
+        const char *got = harness_got_headers(&g);
+        CHECKF(strcmp(got, want) == 0, "%s: headers\n  got  %s\n  want %s", dl[i], got, want);
+        harness_got_free(&g);
+    }
+
+    /* x-dead-letter-routing-key k1: only k1, CC gone, x-death still lists kr and k2 */
+    publish_props(x, "kr", &p, "dlrk");
+    harness_got_t g;
+    CHECK(harness_get_wait(s_conn, 1, d1, true, 5000, &g));
+    CHECK_STREQ(g.body, "dlrk");
+    CHECK_STREQ(g.routing_key, "k1");
+    snprintf(want, sizeof want,
+             "{x-death:A[F{count:l1,reason:S\"expired\",queue:S\"%s\",time:T*,exchange:S\"%s\","
+             "routing-keys:A[S\"kr\",S\"k2\"]}],x-first-death-exchange:S\"%s\","
+             "x-first-death-queue:S\"%s\",x-first-death-reason:S\"expired\"}",
+             wr, x, x, wr);
+    CHECKF(strcmp(harness_got_headers(&g), want) == 0, "dlrk: headers\n  got  %s\n  want %s",
+           harness_got_headers(&g), want);
+    harness_got_free(&g);
+    usleep(200000);
+    CHECK_EQ(count(d2), 0);
+    CHECK_EQ(count(d3), 0);
+
+    /* the second death names the dead-letter exchange it came through */
+    const char *d4 = name("rd4");
+    qdeclare(d4, -1, NULL, NULL);
+    qdeclare(d1, -1, "", d4);
+    qbind(d1, dx, "k1");
+    publish_props(x, "kr", NULL, "second");
+    CHECK(harness_get_wait(s_conn, 1, d1, false, 5000, &g));
+    CHECK_AMQP(amqp_basic_reject(s_conn, 1, g.delivery_tag, 0));
+    harness_got_free(&g);
+    CHECK(harness_get_wait(s_conn, 1, d4, true, 5000, &g));
+    CHECK_STREQ(g.body, "second");
+    CHECK_STREQ(g.routing_key, d4);
+    snprintf(want, sizeof want,
+             "{x-death:A[F{count:l1,exchange:S\"%s\",queue:S\"%s\",reason:S\"rejected\","
+             "routing-keys:A[S\"k1\"],time:T*},F{count:l1,reason:S\"expired\",queue:S\"%s\","
+             "time:T*,exchange:S\"%s\",routing-keys:A[S\"kr\"]}],x-first-death-exchange:S\"%s\","
+             "x-first-death-queue:S\"%s\",x-first-death-reason:S\"expired\"}",
+             dx, d1, wr, x, x, wr);
+    CHECKF(strcmp(harness_got_headers(&g), want) == 0,
+           "second death: headers\n  got  %s\n  want %s", harness_got_headers(&g), want);
+    harness_got_free(&g);
+
+    const char *qs[] = {w, wr, d1, d2, d3, d4};
+    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++)
+        qdelete(qs[i]);
+    xdelete(x);
+    xdelete(dx);
+    harness_log("dead-letter routing keys, CC/BCC, x-dead-letter-routing-key: ok");
+}
+
+static void check_routing_key_needs_dlx(void)
+{
+    const char *q = name("nodlx");
+    harness_args_t a = {.n = 0};
+    harness_arg_str(&a, "x-dead-letter-routing-key", "k");
+    harness_channel_open(s_conn, 2);
+    amqp_queue_declare(s_conn, 2, amqp_cstring_bytes(q), 0, 0, 0, 0, harness_args_table(&a));
+    char text[512];
+    snprintf(text, sizeof text,
+             "PRECONDITION_FAILED - invalid arg 'x-dead-letter-routing-key' for queue '%s' in "
+             "vhost '/': routing_key_but_no_dlx_defined",
+             q);
+    harness_expect_channel_close(s_conn, 2, amqp_get_rpc_reply(s_conn), 406, text, 50, 10);
+    harness_log("x-dead-letter-routing-key without x-dead-letter-exchange: ok");
+}
+
+int main(void)
+{
+    harness_watchdog(55);
+    harness_broker_t b;
+    harness_broker_start(&b);
+    snprintf(s_prefix, sizeof s_prefix, "it-dlx-%d", (int)getpid());
+    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
+    harness_channel_open(s_conn, 1);
+
+    check_triggers();
+    check_missing_dlx();
+    check_routing();
+    check_routing_key_needs_dlx();
+
+    harness_disconnect(s_conn);
+    harness_check_alive(&b);
+    CHECK(harness_broker_stop(&b) == 0);
+    harness_log("PASS");
+    return 0;
+}
