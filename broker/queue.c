@@ -489,6 +489,12 @@ void queue_used(struct queue *q)
     arm_expires(q);
 }
 
+void queue_start_timers(struct queue *q)
+{
+    arm_expires(q);
+    arm_ttl(q);
+}
+
 bool queue_pop(struct queue *q, struct qentry *ret)
 {
     expire_front(q, timers_now(), true, UINT32_MAX);

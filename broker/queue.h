@@ -136,6 +136,8 @@ void queue_delivered(struct queue *q, const struct qentry *e);
 void queue_settled(struct queue *q, const struct qentry *e);
 /* e (popped from q) was rejected without requeue: dead-lettered if q has a DLX, then settled. */
 void queue_reject(struct queue *q, const struct qentry *e);
+/* After recovery: starts the TTL and x-expires clocks of a queue that came back. */
+void queue_start_timers(struct queue *q);
 /* Something used q (consume, get, redeclare): restarts its x-expires clock. */
 void queue_used(struct queue *q);
 /* Ready messages: in memory, on disk and being written. */

@@ -241,6 +241,10 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
         goto fail;
     }
     timers_init(&s->timers, loop);
+    void *vv, *qv;
+    for (uint32_t it = 0; hmap_next(&s->vhosts, &it, &vv);)
+        for (uint32_t jt = 0; hmap_next(&((struct vhost *)vv)->queues, &jt, &qv);)
+            queue_start_timers(qv);
     uv_prepare_init(loop, &s->before_sleep);
     s->before_sleep.data = s;
     uv_prepare_start(&s->before_sleep, on_before_sleep);

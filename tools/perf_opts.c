@@ -44,6 +44,7 @@ static void usage(FILE *f)
         "  -z, --time S            seconds to run, 0 = until Ctrl-C (10)\n"
         "  -r, --rate N            per-producer limit in msg/s, 0 = unlimited (0)\n"
         "  -f, --persistent        delivery-mode 2, durable exchange and queues\n"
+        "  --expiration MS         per-message TTL (the expiration property) on every publish\n"
         "  -c, --confirm N         publisher confirms with at most N unconfirmed per producer\n"
         "  -a, --autoack           consume with no-ack (default: manual acks)\n"
         "  -q, --prefetch N        basic.qos prefetch-count for manual acks, 0 = none (0)\n"
@@ -78,7 +79,7 @@ static unsigned long parse_num(const char *s, const char *flag, unsigned long mi
 }
 
 enum {
-    OPT_URI = 256, OPT_HOST, OPT_PORT, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_QUEUES,
+    OPT_URI = 256, OPT_EXPIRATION, OPT_HOST, OPT_PORT, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_QUEUES,
     OPT_QUEUE_PREFIX, OPT_NO_DECLARE, OPT_KEEP, OPT_JSON, OPT_LABEL, OPT_QUIET, OPT_EXTRA_BINDINGS,
 };
 
@@ -97,6 +98,7 @@ void opts_parse(struct opts *o, int argc, char **argv)
         {"time", required_argument, NULL, 'z'},
         {"rate", required_argument, NULL, 'r'},
         {"persistent", no_argument, NULL, 'f'},
+        {"expiration", required_argument, NULL, OPT_EXPIRATION},
         {"confirm", required_argument, NULL, 'c'},
         {"autoack", no_argument, NULL, 'a'},
         {"prefetch", required_argument, NULL, 'q'},
@@ -134,6 +136,7 @@ void opts_parse(struct opts *o, int argc, char **argv)
         case 'z': o->seconds = (unsigned)parse_num(optarg, "-z", 0, 1u << 30); break;
         case 'r': o->rate = (unsigned)parse_num(optarg, "-r", 0, 100000000); break;
         case 'f': o->persistent = true; break;
+        case OPT_EXPIRATION: o->expiration = optarg; break;
         case 'c': o->confirm = (unsigned)parse_num(optarg, "-c", 1, 1000000); break;
         case 'a': o->autoack = true; break;
         case 'q': o->prefetch = (unsigned)parse_num(optarg, "-q", 0, 65535); break;

@@ -27,6 +27,7 @@ struct opts {
     unsigned seconds;         /* 0 = until interrupted */
     unsigned rate;            /* per producer, msg/s; 0 = unlimited */
     bool persistent;          /* delivery-mode 2, durable exchange and queues */
+    const char *expiration;   /* per-message TTL property (ms), NULL for none */
     unsigned confirm;         /* outstanding-confirm window; 0 = no confirms */
     bool autoack;
     unsigned prefetch;        /* basic.qos prefetch-count; 0 = none */

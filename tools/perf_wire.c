@@ -21,6 +21,7 @@ enum {
     BASIC_PUBLISH = 40,
     BASIC_ACK = 80,
     PROP_DELIVERY_MODE = 1 << 12,
+    PROP_EXPIRATION = 1 << 8,
 };
 
 int wbuf_init(struct wbuf *w, int fd, uint32_t frame_max, const atomic_bool *stop)
@@ -123,15 +124,18 @@ static uint8_t *frame_open(uint8_t *p, uint8_t type, uint16_t ch, uint32_t size)
 }
 
 int wire_publish(struct wbuf *w, uint16_t ch, const char *exchange, const char *rkey,
-                 uint8_t delivery_mode, const void *body, size_t len)
+                 uint8_t delivery_mode, const char *expiration, const void *body, size_t len)
 {
     size_t exlen = strlen(exchange), rklen = strlen(rkey);
+    size_t xplen = expiration ? strlen(expiration) : 0;
+    if (xplen > 255)
+        xplen = 255;
     if (exlen > 255)
         exlen = 255;
     if (rklen > 255)
         rklen = 255;
     uint32_t method_size = 2 + 2 + 2 + 1 + (uint32_t)exlen + 1 + (uint32_t)rklen + 1;
-    uint32_t header_size = 2 + 2 + 8 + 2 + 1;
+    uint32_t header_size = 2 + 2 + 8 + 2 + 1 + (expiration ? 1 + (uint32_t)xplen : 0);
     int rc = reserve(w, 2 * FRAME_OVERHEAD + method_size + header_size);
     if (rc)
         return rc;
@@ -150,8 +154,10 @@ int wire_publish(struct wbuf *w, uint16_t ch, const char *exchange, const char *
     p = put16(p, CLASS_BASIC);
     p = put16(p, 0); /* weight */
     p = put64(p, len);
-    p = put16(p, PROP_DELIVERY_MODE);
+    p = put16(p, PROP_DELIVERY_MODE | (expiration ? PROP_EXPIRATION : 0));
     p = put8(p, delivery_mode);
+    if (expiration)
+        p = put_shortstr(p, expiration, xplen);
     p = put8(p, FRAME_END);
     w->len = (size_t)(p - w->buf);
 

@@ -36,9 +36,10 @@ int wbuf_flush(struct wbuf *w);
 
 /* Append one basic.publish on channel ch with a content header carrying only delivery-mode
  * (1 transient, 2 persistent), then the body split into frames. Flushes first when the buffer
- * cannot take a frame. exchange and rkey are at most 255 bytes. Returns 0 or a wbuf_flush error. */
+ * cannot take a frame. exchange and rkey are at most 255 bytes; expiration is the per-message
+ * TTL property (milliseconds as text) or NULL. Returns 0 or a wbuf_flush error. */
 int wire_publish(struct wbuf *w, uint16_t ch, const char *exchange, const char *rkey,
-                 uint8_t delivery_mode, const void *body, size_t len);
+                 uint8_t delivery_mode, const char *expiration, const void *body, size_t len);
 
 /* Append one basic.ack on channel ch. Returns 0 or a wbuf_flush error. */
 int wire_ack(struct wbuf *w, uint16_t ch, uint64_t tag, bool multiple);

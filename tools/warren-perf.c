@@ -750,8 +750,8 @@ static void publish_loop(struct worker *w, uint8_t *body)
         }
         uint64_t ts = now_ns();
         memcpy(body, &ts, sizeof ts);
-        int rc = wire_publish(&w->wb, CHANNEL, o->exchange, r->pubkey[q], r->delivery_mode, body,
-                              o->size);
+        int rc = wire_publish(&w->wb, CHANNEL, o->exchange, r->pubkey[q], r->delivery_mode,
+                              o->expiration, body, o->size);
         if (rc < 0) {
             if (!stopping(r))
                 run_fail(r, "producer %u: cannot write to the broker: %s", w->id, strerror(-rc));
