@@ -1,0 +1,332 @@
+/* 60-ext-dlx-cycles — dead-letter cycles: which ones RabbitMQ drops and which go round.
+ * RabbitMQ 3.10.8's rule (rabbit_dead_letter:detect_cycles/3 and is_cycle/2), asserted below:
+ *  - a message dead-lettered with reason "rejected" is never dropped as a cycle;
+ *  - otherwise (expired, maxlen), for each queue the dead letter routes to: walk the updated
+ *    x-death array from the front up to and including the first entry for that queue; if there
+ *    is one and no entry on that walk has reason "rejected", the message is not delivered to
+ *    that queue (other queues it routes to still get it); nothing is logged to the client.
+ *  - the x-death array is the one RabbitMQ writes (see 60-ext-dlx-xdeath: the older entries are
+ *    regrouped, which reverses them), so:
+ *      a queue with a TTL dead-lettering to itself: dropped after the first expiry;
+ *      the same with x-max-length 1: the dropped head is not re-queued;
+ *      A (TTL) -> B (TTL) -> A: dropped on the way back to A, but observers bound to the
+ *        dead-letter exchanges beside A and B get their copy each time;
+ *      a queue rejecting to itself: goes round, count 1, 2, 3;
+ *      work (reject) -> delay (TTL) -> work: goes round (the retry pattern);
+ *      rejected once in W, then W (TTL) -> D (TTL) -> W -> ...: goes round for ever, because
+ *        after the regrouping the "rejected" entry always sits between the front and the
+ *        target queue's entry (x-death in D: [W expired n, W rejected 1, D expired n]). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <amqp_framing.h>
+
+static amqp_connection_state_t s_conn;
+static char s_prefix[64];
+
+static const char *name(const char *suffix)
+{
+    static char bufs[32][128];
+    static int next;
+    char *b = bufs[next++ % 32];
+    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
+    return b;
+}
+
+/* Declare q (fresh): x-message-ttl ttl (< 0: none), x-max-length maxlen (< 0: none),
+ * dead-lettering to dlx (NULL: none) with routing key dlrk (NULL: the message's own). */
+static void qdeclare(const char *q, long ttl, long maxlen, const char *dlx, const char *dlrk)
+{
+    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_args_t a = {.n = 0};
+    if (ttl >= 0)
+        harness_arg_int(&a, "x-message-ttl", 'I', ttl);
+    if (maxlen >= 0)
+        harness_arg_int(&a, "x-max-length", 'I', maxlen);
+    if (dlx)
+        harness_arg_str(&a, "x-dead-letter-exchange", dlx);
+    if (dlrk)
+        harness_arg_str(&a, "x-dead-letter-routing-key", dlrk);
+    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 0, 0, harness_args_table(&a));
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void qdelete(const char *q)
+{
+    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void fanout(const char *x)
+{
+    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("fanout"), 0, 0,
+                          1, 0, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void xdelete(const char *x)
+{
+    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void qbind(const char *q, const char *x)
+{
+    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x), amqp_empty_bytes,
+                    amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void publish(const char *q, const char *body)
+{
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, NULL,
+                                  amqp_cstring_bytes(body)));
+}
+
+static uint32_t count(const char *q)
+{
+    uint32_t n = 0;
+    CHECK_REPLY(harness_queue_peek(s_conn, 1, q, &n, NULL));
+    return n;
+}
+
+static void wait_count(const char *q, uint32_t want, const char *what)
+{
+    uint32_t n = harness_wait_message_count(s_conn, 1, q, want, 5000);
+    CHECKF(n == want, "%s: queue %s holds %u messages, want %u", what, q, n, want);
+}
+
+/* x-death reduced to "reason:queue:count" entries in order ("expired:B:1 expired:A:1"), with
+ * the queue names' common prefix cut off. */
+static const char *deaths(const harness_got_t *g)
+{
+    static char out[1024];
+    out[0] = '\0';
+    size_t len = 0, plen = strlen(s_prefix) + 1;
+    const amqp_field_value_t *xd = harness_table_get(&g->msg.properties.headers, "x-death");
+    if (!xd)
+        return "-";
+    CHECK(xd->kind == AMQP_FIELD_KIND_ARRAY);
+    for (int i = 0; i < xd->value.array.num_entries; i++) {
+        const amqp_field_value_t *e = &xd->value.array.entries[i];
+        CHECK(e->kind == AMQP_FIELD_KIND_TABLE);
+        const amqp_field_value_t *r = harness_table_get(&e->value.table, "reason");
+        const amqp_field_value_t *q = harness_table_get(&e->value.table, "queue");
+        const amqp_field_value_t *c = harness_table_get(&e->value.table, "count");
+        CHECK(r && q && c && c->kind == AMQP_FIELD_KIND_I64);
+        const char *qn = (const char *)q->value.bytes.bytes;
+        int ql = (int)q->value.bytes.len;
+        if ((size_t)ql > plen && memcmp(qn, s_prefix, plen - 1) == 0) {
+            qn += plen;
+            ql -= (int)plen;
+        }
+        len += (size_t)snprintf(out + len, sizeof out - len, "%s%.*s:%.*s:%lld", i ? " " : "",
+                                (int)r->value.bytes.len, (const char *)r->value.bytes.bytes, ql,
+                                qn, (long long)c->value.i64);
+    }
+    return out;
+}
+
+/* Take the next message from q (waiting <= 5 s) and check its body and x-death summary. */
+static void expect_msg(const char *q, const char *body, const char *want_deaths, bool ack,
+                       harness_got_t *ret)
+{
+    harness_got_t g;
+    CHECKF(harness_get_wait(s_conn, 1, q, ack, 5000, &g), "no '%s' in %s", body, q);
+    CHECK_STREQ(g.body, body);
+    const char *d = deaths(&g);
+    CHECKF(strcmp(d, want_deaths) == 0, "'%s' in %s: x-death \"%s\", want \"%s\"", body, q, d,
+           want_deaths);
+    if (ret)
+        *ret = g;
+    else
+        harness_got_free(&g);
+}
+
+static void expect_empty_after(const char *q, int ms, const char *what)
+{
+    usleep((useconds_t)ms * 1000);
+    uint32_t n = count(q);
+    CHECKF(n == 0, "%s: %s holds %u messages", what, q, n);
+}
+
+/* ---- automatic cycles are dropped ---------------------------------------------------------- */
+
+static void check_self_cycles(void)
+{
+    /* TTL to itself (default exchange, no routing key: its own name) */
+    const char *q = name("self-ttl");
+    qdeclare(q, 100, -1, "", NULL);
+    publish(q, "x");
+    wait_count(q, 0, "self-dead-lettering TTL queue");
+    expect_empty_after(q, 400, "self-dead-lettering TTL queue");
+
+    /* the same through a fanout with an observer beside it */
+    const char *x = name("self-fx"), *o = name("self-obs");
+    fanout(x);
+    qdeclare(o, -1, -1, NULL, NULL);
+    qdeclare(q, 100, -1, x, NULL);
+    qbind(q, x);
+    qbind(o, x);
+    publish(q, "x");
+    expect_msg(o, "x", "expired:self-ttl:1", true, NULL);
+    expect_empty_after(o, 400, "observer of a self-dead-lettering queue");
+    CHECK_EQ(count(q), 0);
+    qdelete(q);
+
+    /* x-max-length 1 to itself: the dropped head does not come back */
+    const char *m = name("self-max");
+    qdeclare(m, -1, 1, x, NULL);
+    qbind(m, x);
+    publish(m, "1");
+    publish(m, "2");
+    expect_msg(o, "1", "maxlen:self-max:1", true, NULL);
+    wait_count(m, 1, "x-max-length 1 to itself");
+    expect_msg(m, "2", "-", true, NULL);
+    CHECK_EQ(count(o), 0);
+
+    qdelete(m);
+    qdelete(o);
+    xdelete(x);
+    harness_log("self cycles (expired, maxlen) dropped: ok");
+}
+
+static void check_two_queue_cycle(void)
+{
+    const char *a = name("a"), *b = name("b"), *fa = name("fa"), *fb = name("fb");
+    const char *oa = name("oa"), *ob = name("ob");
+    fanout(fa);
+    fanout(fb);
+    qdeclare(oa, -1, -1, NULL, NULL);
+    qdeclare(ob, -1, -1, NULL, NULL);
+    qdeclare(a, 100, -1, fa, NULL);
+    qdeclare(b, 100, -1, fb, NULL);
+    qbind(b, fa);
+    qbind(oa, fa);
+    qbind(a, fb);
+    qbind(ob, fb);
+    publish(a, "x");
+    /* A -> B (and the observer of A's dead letters) -> A is a cycle: dropped; B's observer
+     * still gets its copy */
+    expect_msg(oa, "x", "expired:a:1", true, NULL);
+    expect_msg(ob, "x", "expired:b:1 expired:a:1", true, NULL);
+    expect_empty_after(oa, 500, "A's observer: the message came round again");
+    CHECK_EQ(count(ob), 0);
+    CHECK_EQ(count(a), 0);
+    CHECK_EQ(count(b), 0);
+
+    qdelete(a);
+    qdelete(b);
+    qdelete(oa);
+    qdelete(ob);
+    xdelete(fa);
+    xdelete(fb);
+    harness_log("A -> B -> A expiry cycle dropped at A, observers served: ok");
+}
+
+/* ---- cycles with a rejection go round ------------------------------------------------------ */
+
+static void check_reject_cycles(void)
+{
+    /* rejected to itself */
+    const char *q = name("self-rej");
+    qdeclare(q, -1, -1, "", NULL);
+    publish(q, "r");
+    harness_got_t g;
+    expect_msg(q, "r", "-", false, &g);
+    for (int i = 1; i <= 3; i++) {
+        CHECK_AMQP(amqp_basic_reject(s_conn, 1, g.delivery_tag, 0));
+        harness_got_free(&g);
+        char want[64];
+        snprintf(want, sizeof want, "rejected:self-rej:%d", i);
+        expect_msg(q, "r", want, false, &g);
+    }
+    CHECK_AMQP(amqp_basic_ack(s_conn, 1, g.delivery_tag, 0));
+    harness_got_free(&g);
+    qdelete(q);
+
+    /* the retry pattern: work rejects into delay, delay's TTL sends it back */
+    const char *w = name("work"), *d = name("delay");
+    qdeclare(w, -1, -1, "", d);
+    qdeclare(d, 100, -1, "", w);
+    publish(w, "job");
+    expect_msg(w, "job", "-", false, &g);
+    for (int i = 1; i <= 3; i++) {
+        CHECK_AMQP(amqp_basic_reject(s_conn, 1, g.delivery_tag, 0));
+        harness_got_free(&g);
+        char want[128];
+        snprintf(want, sizeof want, "expired:delay:%d rejected:work:%d", i, i);
+        expect_msg(w, "job", want, false, &g);
+    }
+    CHECK_AMQP(amqp_basic_ack(s_conn, 1, g.delivery_tag, 0));
+    harness_got_free(&g);
+    qdelete(w);
+    qdelete(d);
+    harness_log("cycles with a rejection go round (self, work/delay): ok");
+}
+
+static void check_rejected_once_goes_forever(void)
+{
+    const char *w = name("fw"), *d = name("fd"), *fw = name("ffw"), *fd = name("ffd");
+    const char *ow = name("fow"), *od = name("fod");
+    fanout(fw);
+    fanout(fd);
+    qdeclare(ow, -1, -1, NULL, NULL);
+    qdeclare(od, -1, -1, NULL, NULL);
+    qdeclare(w, 150, -1, fw, NULL);
+    qdeclare(d, 50, -1, fd, NULL);
+    qbind(d, fw);
+    qbind(ow, fw);
+    qbind(w, fd);
+    qbind(od, fd);
+    publish(w, "m");
+    harness_got_t g;
+    expect_msg(w, "m", "-", false, &g);
+    CHECK_AMQP(amqp_basic_reject(s_conn, 1, g.delivery_tag, 0));
+    harness_got_free(&g);
+    /* W's dead letters (rejected once, then expired n times) and D's (expired n times) as the
+     * observers see them, round after round */
+    expect_msg(ow, "m", "rejected:fw:1", true, NULL);
+    expect_msg(od, "m", "expired:fd:1 rejected:fw:1", true, NULL);
+    expect_msg(ow, "m", "expired:fw:1 rejected:fw:1 expired:fd:1", true, NULL);
+    expect_msg(od, "m", "expired:fd:2 rejected:fw:1 expired:fw:1", true, NULL);
+    expect_msg(ow, "m", "expired:fw:2 rejected:fw:1 expired:fd:2", true, NULL);
+    expect_msg(od, "m", "expired:fd:3 rejected:fw:1 expired:fw:2", true, NULL);
+
+    qdelete(w);
+    qdelete(d);
+    qdelete(ow);
+    qdelete(od);
+    xdelete(fw);
+    xdelete(fd);
+    harness_log("rejected once, then an expiry cycle: goes round: ok");
+}
+
+int main(void)
+{
+    harness_watchdog(55);
+    harness_broker_t b;
+    harness_broker_start(&b);
+    snprintf(s_prefix, sizeof s_prefix, "it-cyc-%d", (int)getpid());
+    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
+    harness_channel_open(s_conn, 1);
+
+    check_self_cycles();
+    check_two_queue_cycle();
+    check_reject_cycles();
+    check_rejected_once_goes_forever();
+
+    harness_disconnect(s_conn);
+    harness_check_alive(&b);
+    CHECK(harness_broker_stop(&b) == 0);
+    harness_log("PASS");
+    return 0;
+}
