@@ -1,0 +1,258 @@
+/* 60-ext-length — queue length limits x-max-length (ready messages) and x-max-length-bytes
+ * (ready messages' body bytes) with the default overflow, drop-head: the oldest ready messages
+ * are dropped, and dead-lettered with reason "maxlen" when the queue has a dead-letter
+ * exchange. reject-publish and reject-publish-dlx are 60-ext-length-reject's.
+ * RabbitMQ 3.10.8 answers (asserted below):
+ *  - x-max-length 3, 1..5 published: the queue holds 3 4 5; 1 and 2 are dead-lettered, in that
+ *    order, x-death reason "maxlen" (layout as for any first death); without a dead-letter
+ *    exchange they are just gone; x-overflow "drop-head" is the same as no x-overflow.
+ *  - x-max-length-bytes: heads are dropped while the ready bodies total more than the limit
+ *    (4-byte bodies, limit 10: two stay); a body of exactly the limit stays alone; a body over
+ *    the limit empties the queue, itself included (dead-lettered after the older ones).
+ *  - x-max-length 0: every message is dead-lettered at once.
+ *  - both limits: whichever is exceeded drops.
+ *  - unacked messages do not count: with x-max-length 2, two fetched and unacked, three more
+ *    published: the oldest of those three is dropped; requeueing the two unacked puts each back
+ *    at the head, over the limit, so each is dropped in turn (dead letters: 3, then the
+ *    requeued ones in requeue order). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <amqp_framing.h>
+
+static amqp_connection_state_t s_conn;
+static char s_prefix[64];
+
+static const char *name(const char *suffix)
+{
+    static char bufs[32][128];
+    static int next;
+    char *b = bufs[next++ % 32];
+    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
+    return b;
+}
+
+/* Declare q (fresh) with x-max-length maxlen and x-max-length-bytes maxbytes (< 0: none),
+ * x-overflow overflow (NULL: none), dead-lettering to dlq through the default exchange (NULL:
+ * none). */
+static void qdeclare(const char *q, long maxlen, long maxbytes, const char *overflow,
+                     const char *dlq)
+{
+    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_args_t a = {.n = 0};
+    if (maxlen >= 0)
+        harness_arg_int(&a, "x-max-length", 'I', maxlen);
+    if (maxbytes >= 0)
+        harness_arg_int(&a, "x-max-length-bytes", 'l', maxbytes);
+    if (overflow)
+        harness_arg_str(&a, "x-overflow", overflow);
+    if (dlq) {
+        harness_arg_str(&a, "x-dead-letter-exchange", "");
+        harness_arg_str(&a, "x-dead-letter-routing-key", dlq);
+    }
+    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 0, 0, harness_args_table(&a));
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void qdelete(const char *q)
+{
+    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void publish(const char *q, const char *body)
+{
+    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, NULL,
+                                  amqp_cstring_bytes(body)));
+}
+
+/* Publish the space-separated words of bodies, in order. */
+static void publish_words(const char *q, const char *bodies)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", bodies);
+    for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save))
+        publish(q, w);
+}
+
+static uint32_t count(const char *q)
+{
+    uint32_t n = 0;
+    CHECK_REPLY(harness_queue_peek(s_conn, 1, q, &n, NULL));
+    return n;
+}
+
+static void wait_count(const char *q, uint32_t want, const char *what)
+{
+    uint32_t n = harness_wait_message_count(s_conn, 1, q, want, 5000);
+    CHECKF(n == want, "%s: queue %s holds %u messages, want %u", what, q, n, want);
+}
+
+static void expect_drain(const char *q, const char *want, const char *what)
+{
+    char got[1024];
+    harness_drain(s_conn, 1, q, got, sizeof got);
+    CHECKF(strcmp(got, want) == 0, "%s: %s held \"%s\", want \"%s\"", what, q, got, want);
+}
+
+/* dlq holds (or comes to hold, <= 5 s) exactly the dead letters named by bodies, in order, each
+ * a first death from q with reason maxlen. Takes them. */
+static void expect_maxlen_dead(const char *dlq, const char *q, const char *bodies)
+{
+    char want_h[1024];
+    snprintf(want_h, sizeof want_h,
+             "{x-death:A[F{count:l1,reason:S\"maxlen\",queue:S\"%s\",time:T*,exchange:S\"\","
+             "routing-keys:A[S\"%s\"]}],x-first-death-exchange:S\"\",x-first-death-queue:S\"%s\","
+             "x-first-death-reason:S\"maxlen\"}",
+             q, q, q);
+    uint32_t n = 0;
+    for (const char *p = bodies; *p; p++)
+        n += (*p == ' ');
+    n += *bodies ? 1 : 0;
+    wait_count(dlq, n, "dead letters");
+    char got[1024] = "";
+    size_t len = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        harness_got_t g;
+        CHECK(harness_get(s_conn, 1, dlq, true, &g));
+        const char *h = harness_got_headers(&g);
+        CHECKF(strcmp(h, want_h) == 0, "dead letter '%s' headers\n  got  %s\n  want %s", g.body,
+               h, want_h);
+        len += (size_t)snprintf(got + len, sizeof got - len, "%s%s", i ? " " : "", g.body);
+        harness_got_free(&g);
+    }
+    CHECKF(strcmp(got, bodies) == 0, "dead letters of %s: \"%s\", want \"%s\"", q, got, bodies);
+}
+
+static void check_max_length(void)
+{
+    const char *dlq = name("dlq"), *q = name("len"), *qd = name("len-drop-head"),
+               *plain = name("len-plain"), *zero = name("len-zero");
+    qdeclare(dlq, -1, -1, NULL, NULL);
+    qdeclare(q, 3, -1, NULL, dlq);
+    qdeclare(qd, 3, -1, "drop-head", dlq);
+    qdeclare(plain, 2, -1, NULL, NULL);
+    qdeclare(zero, 0, -1, NULL, dlq);
+
+    publish_words(q, "1 2 3 4 5");
+    wait_count(q, 3, "x-max-length 3");
+    expect_maxlen_dead(dlq, q, "1 2");
+    expect_drain(q, "3 4 5", "x-max-length 3");
+
+    publish_words(qd, "1 2 3 4 5");
+    wait_count(qd, 3, "x-max-length 3, drop-head");
+    expect_maxlen_dead(dlq, qd, "1 2");
+    expect_drain(qd, "3 4 5", "x-max-length 3, drop-head");
+
+    publish_words(plain, "1 2 3 4 5");
+    wait_count(plain, 2, "x-max-length 2, no DLX");
+    expect_drain(plain, "4 5", "x-max-length 2, no DLX");
+
+    publish_words(zero, "z1 z2");
+    expect_maxlen_dead(dlq, zero, "z1 z2");
+    CHECK_EQ(count(zero), 0);
+
+    qdelete(q);
+    qdelete(qd);
+    qdelete(plain);
+    qdelete(zero);
+    qdelete(dlq);
+    harness_log("x-max-length drop-head, dead letters in order: ok");
+}
+
+static void check_max_bytes(void)
+{
+    const char *dlq = name("b-dlq"), *q = name("bytes"), *both = name("both");
+    qdeclare(dlq, -1, -1, NULL, NULL);
+    qdeclare(q, -1, 10, NULL, dlq);
+    qdeclare(both, 3, 5, NULL, dlq);
+
+    publish_words(q, "abc1 abc2 abc3 abc4 abc5");
+    wait_count(q, 2, "x-max-length-bytes 10, 4-byte bodies");
+    expect_maxlen_dead(dlq, q, "abc1 abc2 abc3");
+    expect_drain(q, "abc4 abc5", "x-max-length-bytes 10");
+
+    /* over the limit by itself: everything goes, the big one last */
+    publish_words(q, "abc1 abc2 0123456789A");
+    expect_maxlen_dead(dlq, q, "abc1 abc2 0123456789A");
+    CHECK_EQ(count(q), 0);
+
+    /* exactly the limit: stays, alone */
+    publish_words(q, "abc1 0123456789");
+    expect_maxlen_dead(dlq, q, "abc1");
+    expect_drain(q, "0123456789", "a body of exactly x-max-length-bytes");
+
+    /* both limits: bytes first (2+2+2 > 5), then length */
+    publish_words(both, "aa bb cc");
+    expect_maxlen_dead(dlq, both, "aa");
+    publish_words(both, "d e");
+    expect_maxlen_dead(dlq, both, "bb");
+    expect_drain(both, "cc d e", "x-max-length 3 and x-max-length-bytes 5");
+
+    qdelete(q);
+    qdelete(both);
+    qdelete(dlq);
+    harness_log("x-max-length-bytes drop-head: ok");
+}
+
+static void check_unacked_not_counted(void)
+{
+    const char *dlq = name("u-dlq"), *q = name("unacked");
+    qdeclare(dlq, -1, -1, NULL, NULL);
+    qdeclare(q, 2, -1, NULL, dlq);
+    publish_words(q, "1 2");
+    wait_count(q, 2, "published");
+    harness_channel_open(s_conn, 2);
+    harness_got_t g1, g2;
+    CHECK(harness_get(s_conn, 2, q, false, &g1));
+    CHECK(harness_get(s_conn, 2, q, false, &g2));
+    CHECK_STREQ(g1.body, "1");
+    CHECK_STREQ(g2.body, "2");
+    harness_got_free(&g1);
+    harness_got_free(&g2);
+
+    publish_words(q, "3 4 5");
+    expect_maxlen_dead(dlq, q, "3");
+    CHECK_EQ(count(q), 2);
+
+    /* back at the head, over the limit: dropped in the order they come back */
+    CHECK_AMQP(amqp_basic_nack(s_conn, 2, g2.delivery_tag, 0, 1));
+    CHECK_AMQP(amqp_basic_nack(s_conn, 2, g1.delivery_tag, 0, 1));
+    amqp_basic_qos(s_conn, 2, 0, 0, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    expect_maxlen_dead(dlq, q, "2 1");
+    expect_drain(q, "4 5", "after requeueing two over the limit");
+    CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
+
+    qdelete(q);
+    qdelete(dlq);
+    harness_log("unacked messages do not count; requeue over the limit drops: ok");
+}
+
+int main(void)
+{
+    harness_watchdog(55);
+    harness_broker_t b;
+    harness_broker_start(&b);
+    snprintf(s_prefix, sizeof s_prefix, "it-len-%d", (int)getpid());
+    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
+    harness_channel_open(s_conn, 1);
+
+    check_max_length();
+    check_max_bytes();
+    check_unacked_not_counted();
+
+    harness_disconnect(s_conn);
+    harness_check_alive(&b);
+    CHECK(harness_broker_stop(&b) == 0);
+    harness_log("PASS");
+    return 0;
+}
