@@ -1,0 +1,317 @@
+/* 60-ext-length-reject — x-overflow reject-publish and reject-publish-dlx: a full queue refuses
+ * new messages instead of dropping old ones; under publisher confirms the publisher gets
+ * basic.nack for them.
+ * RabbitMQ 3.10.8 answers (asserted below):
+ *  - a publish is refused when the queue would then hold more than x-max-length ready messages
+ *    or more than x-max-length-bytes ready body bytes (with limit 5 bytes holding "aa" "bb":
+ *    "c" is taken, then "d" refused, then an empty body taken);
+ *  - without confirms the refused message just vanishes; under confirms it is basic.nack'ed
+ *    and the others acked, each tag exactly once (a nack may be multiple=true, covering tags
+ *    already acked: seen for a mandatory publish);
+ *  - reject-publish never dead-letters; reject-publish-dlx dead-letters the refused message
+ *    (reason "maxlen", same x-death layout as any first death) and still nacks it;
+ *  - a message routed to a full queue and to one with room: the second queue gets it, the
+ *    publisher still gets basic.nack;
+ *  - mandatory publish to a full queue: basic.nack, no basic.return (it was routed);
+ *  - unacked messages do not count; once the queue drains publishes are accepted again. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <amqp_framing.h>
+
+#define MAXPUB 64
+
+static amqp_connection_state_t s_conn;
+static char s_prefix[64];
+static uint64_t s_seq; /* publishes so far on the confirm channel 2 */
+
+static const char *name(const char *suffix)
+{
+    static char bufs[32][128];
+    static int next;
+    char *b = bufs[next++ % 32];
+    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
+    return b;
+}
+
+static void qdeclare(const char *q, long maxlen, long maxbytes, const char *overflow,
+                     const char *dlq)
+{
+    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_args_t a = {.n = 0};
+    if (maxlen >= 0)
+        harness_arg_int(&a, "x-max-length", 'I', maxlen);
+    if (maxbytes >= 0)
+        harness_arg_int(&a, "x-max-length-bytes", 'I', maxbytes);
+    if (overflow)
+        harness_arg_str(&a, "x-overflow", overflow);
+    if (dlq) {
+        harness_arg_str(&a, "x-dead-letter-exchange", "");
+        harness_arg_str(&a, "x-dead-letter-routing-key", dlq);
+    }
+    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 0, 0, harness_args_table(&a));
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static void qdelete(const char *q)
+{
+    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+}
+
+static uint32_t count(const char *q)
+{
+    uint32_t n = 0;
+    CHECK_REPLY(harness_queue_peek(s_conn, 1, q, &n, NULL));
+    return n;
+}
+
+static void wait_count(const char *q, uint32_t want, const char *what)
+{
+    uint32_t n = harness_wait_message_count(s_conn, 1, q, want, 5000);
+    CHECKF(n == want, "%s: queue %s holds %u messages, want %u", what, q, n, want);
+}
+
+static void expect_drain(const char *q, const char *want, const char *what)
+{
+    char got[1024];
+    harness_drain(s_conn, 1, q, got, sizeof got);
+    CHECKF(strcmp(got, want) == 0, "%s: %s held \"%s\", want \"%s\"", what, q, got, want);
+}
+
+/* Publish on channel 1 (no confirms) the space-separated words of bodies. */
+static void publish_plain(const char *q, const char *bodies)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", bodies);
+    for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save))
+        CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0,
+                                      NULL, amqp_cstring_bytes(w)));
+}
+
+/* Publish on the confirm channel 2 the space-separated words of bodies ("-" is an empty body)
+ * through exchange x with key (NULL: each to the queue named key through ""), then wait for
+ * every confirm and return "a" or "n" per publish ("aann"). Any basic.return fails the test. */
+static const char *publish_confirmed(const char *x, const char *key, const char *bodies,
+                                     bool mandatory)
+{
+    static char result[MAXPUB + 1];
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", bodies);
+    uint64_t first = s_seq + 1;
+    int n = 0;
+    for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+        CHECK(n < MAXPUB);
+        const char *body = strcmp(w, "-") == 0 ? "" : w;
+        CHECK_AMQP(amqp_basic_publish(s_conn, 2, amqp_cstring_bytes(x), amqp_cstring_bytes(key),
+                                      mandatory, 0, NULL, amqp_cstring_bytes(body)));
+        result[n++] = '?';
+        s_seq++;
+    }
+    result[n] = '\0';
+    int pending = n;
+    while (pending > 0) {
+        amqp_frame_t f;
+        int rc = harness_next_frame(s_conn, &f, 5000);
+        CHECKF(rc == 0, "waiting for %d confirms: %s", pending, amqp_error_string2(rc));
+        CHECKF(f.frame_type == AMQP_FRAME_METHOD && f.channel == 2,
+               "unexpected frame type %u on channel %u", f.frame_type, f.channel);
+        uint64_t tag;
+        bool multiple;
+        char what;
+        if (f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+            const amqp_basic_ack_t *a = f.payload.method.decoded;
+            tag = a->delivery_tag;
+            multiple = a->multiple;
+            what = 'a';
+        } else if (f.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+            const amqp_basic_nack_t *a = f.payload.method.decoded;
+            tag = a->delivery_tag;
+            multiple = a->multiple;
+            what = 'n';
+        } else {
+            CHECKF(0, "unexpected %s on the confirm channel",
+                   amqp_method_name(f.payload.method.id));
+        }
+        CHECKF(tag >= first && tag < first + (uint64_t)n, "confirm for tag %llu, want %llu..%llu",
+               (unsigned long long)tag, (unsigned long long)first,
+               (unsigned long long)(first + (uint64_t)n - 1));
+        int hi = (int)(tag - first);
+        int lo = multiple ? 0 : hi;
+        bool any = false;
+        for (int i = lo; i <= hi; i++) {
+            if (result[i] != '?') {
+                CHECKF(multiple, "tag %llu confirmed twice", (unsigned long long)(first + i));
+                continue;
+            }
+            result[i] = what;
+            pending--;
+            any = true;
+        }
+        CHECKF(any, "confirm for tag %llu confirms nothing new", (unsigned long long)tag);
+    }
+    return result;
+}
+
+static void expect_confirms(const char *x, const char *key, const char *bodies, bool mandatory,
+                            const char *want, const char *what)
+{
+    const char *got = publish_confirmed(x, key, bodies, mandatory);
+    CHECKF(strcmp(got, want) == 0, "%s: confirms \"%s\", want \"%s\"", what, got, want);
+}
+
+static void expect_maxlen_dead(const char *dlq, const char *q, const char *bodies)
+{
+    char want_h[1024];
+    snprintf(want_h, sizeof want_h,
+             "{x-death:A[F{count:l1,reason:S\"maxlen\",queue:S\"%s\",time:T*,exchange:S\"\","
+             "routing-keys:A[S\"%s\"]}],x-first-death-exchange:S\"\",x-first-death-queue:S\"%s\","
+             "x-first-death-reason:S\"maxlen\"}",
+             q, q, q);
+    uint32_t n = 0;
+    for (const char *p = bodies; *p; p++)
+        n += (*p == ' ');
+    n += *bodies ? 1 : 0;
+    wait_count(dlq, n, "dead letters");
+    char got[1024] = "";
+    size_t len = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        harness_got_t g;
+        CHECK(harness_get(s_conn, 1, dlq, true, &g));
+        const char *h = harness_got_headers(&g);
+        CHECKF(strcmp(h, want_h) == 0, "dead letter '%s' headers\n  got  %s\n  want %s", g.body,
+               h, want_h);
+        len += (size_t)snprintf(got + len, sizeof got - len, "%s%s", i ? " " : "", g.body);
+        harness_got_free(&g);
+    }
+    CHECKF(strcmp(got, bodies) == 0, "dead letters of %s: \"%s\", want \"%s\"", q, got, bodies);
+}
+
+static void check_reject_publish(void)
+{
+    const char *dlq = name("dlq"), *q = name("rp");
+    qdeclare(dlq, -1, -1, NULL, NULL);
+    qdeclare(q, 2, -1, "reject-publish", dlq);
+
+    /* no confirms: the refused ones vanish, nothing is dead-lettered */
+    publish_plain(q, "1 2 3 4");
+    wait_count(q, 2, "reject-publish, no confirms");
+    expect_drain(q, "1 2", "reject-publish, no confirms");
+
+    /* confirms: ack ack nack nack */
+    expect_confirms("", q, "1 2 3 4", false, "aann", "reject-publish x-max-length 2");
+    expect_drain(q, "1 2", "reject-publish under confirms");
+    usleep(100000);
+    CHECK_EQ(count(dlq), 0);
+
+    /* drained: accepted again */
+    expect_confirms("", q, "5 6 7", false, "aan", "reject-publish after draining");
+    expect_drain(q, "5 6", "reject-publish after draining");
+
+    /* unacked do not count */
+    expect_confirms("", q, "1 2", false, "aa", "refill");
+    harness_channel_open(s_conn, 3);
+    harness_got_t g;
+    CHECK(harness_get(s_conn, 3, q, false, &g));
+    harness_got_free(&g);
+    CHECK(harness_get(s_conn, 3, q, false, &g));
+    harness_got_free(&g);
+    expect_confirms("", q, "3 4 5", false, "aan", "two unacked, x-max-length 2");
+    CHECK_REPLY(amqp_channel_close(s_conn, 3, AMQP_REPLY_SUCCESS));
+    /* the two unacked come back, over the limit: requeue is not a publish, they all stay */
+    wait_count(q, 4, "unacked requeued on channel close");
+    expect_drain(q, "1 2 3 4", "requeued over a reject-publish limit");
+
+    /* bytes: "aa" "bb" "c" fit 5, "d" does not, an empty body does */
+    const char *qb = name("rp-bytes");
+    qdeclare(qb, -1, 5, "reject-publish", NULL);
+    expect_confirms("", qb, "aa bb c d -", false, "aaana", "reject-publish x-max-length-bytes 5");
+    expect_drain(qb, "aa bb c ", "reject-publish x-max-length-bytes 5");
+
+    qdelete(q);
+    qdelete(qb);
+    qdelete(dlq);
+    harness_log("reject-publish: nacks, no dead letters, bytes, unacked: ok");
+}
+
+static void check_reject_publish_dlx(void)
+{
+    const char *dlq = name("x-dlq"), *q = name("rpx");
+    qdeclare(dlq, -1, -1, NULL, NULL);
+    qdeclare(q, 2, -1, "reject-publish-dlx", dlq);
+
+    publish_plain(q, "1 2 3 4");
+    expect_maxlen_dead(dlq, q, "3 4");
+    expect_drain(q, "1 2", "reject-publish-dlx, no confirms");
+
+    expect_confirms("", q, "5 6 7 8", false, "aann", "reject-publish-dlx under confirms");
+    expect_maxlen_dead(dlq, q, "7 8");
+    expect_drain(q, "5 6", "reject-publish-dlx under confirms");
+
+    qdelete(q);
+    qdelete(dlq);
+    harness_log("reject-publish-dlx: nacked and dead-lettered: ok");
+}
+
+static void check_fanout_and_mandatory(void)
+{
+    const char *x = name("fan"), *full = name("full"), *room = name("room");
+    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("fanout"), 0, 0,
+                          1, 0, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    qdeclare(full, 1, -1, "reject-publish", NULL);
+    qdeclare(room, -1, -1, NULL, NULL);
+    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(full), amqp_cstring_bytes(x), amqp_empty_bytes,
+                    amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(room), amqp_cstring_bytes(x), amqp_empty_bytes,
+                    amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+
+    expect_confirms(x, "", "f1 f2", false, "an", "fanout to a full queue and one with room");
+    expect_drain(full, "f1", "the full queue");
+    expect_drain(room, "f1 f2", "the queue with room");
+
+    /* mandatory: routed, so no basic.return; nacked */
+    expect_confirms("", full, "m1 m2", true, "an", "mandatory to a full queue");
+    harness_sync(s_conn, 2);
+    CHECKF(!amqp_frames_enqueued(s_conn), "a frame (basic.return?) after a mandatory nack");
+    expect_drain(full, "m1", "mandatory");
+
+    qdelete(full);
+    qdelete(room);
+    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_log("reject-publish with fanout and mandatory: ok");
+}
+
+int main(void)
+{
+    harness_watchdog(55);
+    harness_broker_t b;
+    harness_broker_start(&b);
+    snprintf(s_prefix, sizeof s_prefix, "it-lenrej-%d", (int)getpid());
+    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
+    harness_channel_open(s_conn, 1);
+    harness_channel_open(s_conn, 2);
+    amqp_confirm_select(s_conn, 2);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+
+    check_reject_publish();
+    check_reject_publish_dlx();
+    check_fanout_and_mandatory();
+
+    harness_disconnect(s_conn);
+    harness_check_alive(&b);
+    CHECK(harness_broker_stop(&b) == 0);
+    harness_log("PASS");
+    return 0;
+}
