@@ -5,7 +5,10 @@
  *    the last confirm of two channels and in the middle of a stream of 20,000 publishes (the
  *    unconfirmed tail may or may not be there, but nothing else and nothing twice).
  *  - transactions: after tx.commit-ok the transaction's persistent messages survive a SIGKILL
- *    right after it; rolled-back ones and those published after the last commit do not come. */
+ *    right after it; rolled-back ones and those published after the last commit do not come.
+ *  - 3,000 confirmed messages, every tenth persistent, in a durable queue (past its in-memory
+ *    window, so that transient ones are paged to disk too): after a SIGKILL exactly the 300
+ *    persistent ones come back, in order. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -218,6 +221,41 @@ static void tx_then_kill(void)
                 "rolled-back and uncommitted ones do not");
 }
 
+/* Past the window: transient messages paged to disk must not come back after a crash. */
+static void transient_paged_then_kill(void)
+{
+    enum { TOTAL = 3000 };
+    declare("dq.mixed");
+    amqp_confirm_select(s_conn, 1);
+    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    s_confirmed[1] = 0;
+    amqp_basic_properties_t transient = {._flags = AMQP_BASIC_DELIVERY_MODE_FLAG,
+                                         .delivery_mode = 1};
+    char body[600];
+    int persistent = 0;
+    for (int i = 0; i < TOTAL; i++) {
+        if (i % 10 == 0) {
+            publish(1, "dq.mixed", "m", persistent++);
+        } else {
+            size_t len = make_body(body, "transient", i);
+            CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes,
+                                          amqp_cstring_bytes("dq.mixed"), 0, 0, &transient,
+                                          (amqp_bytes_t){len, body}));
+        }
+        while (read_confirm(0))
+            ;
+    }
+    while (s_confirmed[1] < TOTAL)
+        CHECKF(read_confirm(10000), "confirms stopped at %llu of %d",
+               (unsigned long long)s_confirmed[1], TOTAL);
+    CHECK_EQ(count("dq.mixed"), TOTAL);
+    crash_restart();
+    expect_sequence("dq.mixed", "m", persistent, persistent);
+    harness_log("%d confirmed, %d of them persistent, SIGKILL: exactly the persistent ones came "
+                "back",
+                TOTAL, persistent);
+}
+
 int main(void)
 {
     harness_watchdog(100);
@@ -228,6 +266,7 @@ int main(void)
     confirms_then_kill();
     kill_mid_stream();
     tx_then_kill();
+    transient_paged_then_kill();
 
     harness_disconnect(s_conn);
     CHECK(harness_broker_stop(&s_broker) == 0);
