@@ -200,9 +200,14 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     s->mem_limit = (uint64_t)((double)uv_get_total_memory() * cfg->memory_high_watermark);
     int rc = storage_open(cfg->data_dir, cfg->sync, &s->store);
     if (rc < 0) {
-        log_error("cannot open the data directory '%s': %s; check that it is writable and not "
-                  "used by another warrend",
-                  cfg->data_dir, storage_strerror(rc));
+        const char *hint = rc == STORAGE_E_FORMAT
+                               ? "start the Warren version that wrote it, or move it aside to "
+                                 "start empty"
+                           : rc == STORAGE_E_LOCKED
+                               ? "stop the other warrend or give this one another --data-dir"
+                               : "check that it exists or can be created, and is writable";
+        log_error("cannot open the data directory '%s': %s (this build reads format %d); %s",
+                  cfg->data_dir, storage_strerror(rc), STORAGE_FORMAT_VERSION, hint);
         return rc;
     }
     s->default_vhost = vhost_new(s, "/");
