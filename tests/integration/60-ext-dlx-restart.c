@@ -88,7 +88,7 @@ static const char *headers_exact(const harness_got_t *g, char *buf, size_t cap)
 
 static void expect_headers(const harness_got_t *g, const char *want, const char *what)
 {
-    const char *h = harness_got_headers(g);
+    const char *h = harness_got_death_headers(g);
     CHECKF(strcmp(h, want) == 0, "%s: headers\n  got  %s\n  want %s", what, h, want);
 }
 

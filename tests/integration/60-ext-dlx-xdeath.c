@@ -10,7 +10,9 @@
  *    exchange is the one the message was published to ("" for the default exchange);
  *    routing-keys are the published routing key then the CC keys (never BCC);
  *    x-first-death-exchange, x-first-death-queue, x-first-death-reason (longstr) are added;
- *    RabbitMQ 3.10.8 writes no x-last-death-* headers (those came with 3.13);
+ *    RabbitMQ 3.10.8 writes no x-last-death-* headers (3.13 added them, and issue 5 asks for
+ *    them): they are left out of the comparisons, but when present they must be the exchange,
+ *    queue and reason of x-death's first entry (harness_got_death_headers());
  *    the whole headers table is then sorted by key (byte order: "CC" < "aa" < "x-death" < "zz");
  *    the expiration property is removed; every other property is kept.
  *  - later deaths: the existing entries are first regrouped by (queue, reason), which reverses
@@ -112,7 +114,7 @@ static void reject(harness_got_t *g)
 
 static void expect_headers(const harness_got_t *g, const char *want, const char *what)
 {
-    const char *h = harness_got_headers(g);
+    const char *h = harness_got_death_headers(g);
     CHECKF(strcmp(h, want) == 0, "%s: headers\n  got  %s\n  want %s", what, h, want);
     int n = 0;
     CHECKF(harness_table_times_near(&g->msg.properties.headers, 120, &n),
@@ -267,7 +269,7 @@ static void check_ring(void)
     harness_got_t g;
 
     take(q1, &g);
-    CHECK_STREQ(harness_got_headers(&g), "-");
+    CHECK_STREQ(harness_got_death_headers(&g), "-");
     reject(&g);
 
     take(q2, &g);

@@ -152,7 +152,7 @@ static void expect_rejected_from(const char *dlq, const char *q, const char *bod
     for (int i = 0; i < n; i++) {
         harness_got_t g;
         CHECK(harness_get(s_conn, 1, dlq, true, &g));
-        const char *h = harness_got_headers(&g);
+        const char *h = harness_got_death_headers(&g);
         CHECKF(strcmp(h, want) == 0, "dead letter '%s' headers\n  got  %s\n  want %s", g.body, h,
                want);
         len += (size_t)snprintf(got + len, sizeof got - len, "%s%s", i ? " " : "", g.body);
@@ -322,7 +322,7 @@ static void check_routing(void)
         CHECK_STREQ(g.body, "keys");
         CHECK_STREQ(g.exchange, dx);
         CHECK_STREQ(g.routing_key, "k1");
-        const char *got = harness_got_headers(&g);
+        const char *got = harness_got_death_headers(&g);
         CHECKF(strcmp(got, want) == 0, "%s: headers\n  got  %s\n  want %s", dl[i], got, want);
         harness_got_free(&g);
     }
@@ -338,8 +338,8 @@ static void check_routing(void)
              "routing-keys:A[S\"kr\",S\"k2\"]}],x-first-death-exchange:S\"%s\","
              "x-first-death-queue:S\"%s\",x-first-death-reason:S\"expired\"}",
              wr, x, x, wr);
-    CHECKF(strcmp(harness_got_headers(&g), want) == 0, "dlrk: headers\n  got  %s\n  want %s",
-           harness_got_headers(&g), want);
+    CHECKF(strcmp(harness_got_death_headers(&g), want) == 0, "dlrk: headers\n  got  %s\n  want %s",
+           harness_got_death_headers(&g), want);
     harness_got_free(&g);
     usleep(200000);
     CHECK_EQ(count(d2), 0);
@@ -363,8 +363,8 @@ static void check_routing(void)
              "time:T*,exchange:S\"%s\",routing-keys:A[S\"kr\"]}],x-first-death-exchange:S\"%s\","
              "x-first-death-queue:S\"%s\",x-first-death-reason:S\"expired\"}",
              dx, d1, wr, x, x, wr);
-    CHECKF(strcmp(harness_got_headers(&g), want) == 0,
-           "second death: headers\n  got  %s\n  want %s", harness_got_headers(&g), want);
+    CHECKF(strcmp(harness_got_death_headers(&g), want) == 0,
+           "second death: headers\n  got  %s\n  want %s", harness_got_death_headers(&g), want);
     harness_got_free(&g);
 
     const char *qs[] = {w, wr, d1, d2, d3, d4};

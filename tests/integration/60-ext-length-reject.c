@@ -186,7 +186,7 @@ static void expect_maxlen_dead(const char *dlq, const char *q, const char *bodie
     for (uint32_t i = 0; i < n; i++) {
         harness_got_t g;
         CHECK(harness_get(s_conn, 1, dlq, true, &g));
-        const char *h = harness_got_headers(&g);
+        const char *h = harness_got_death_headers(&g);
         CHECKF(strcmp(h, want_h) == 0, "dead letter '%s' headers\n  got  %s\n  want %s", g.body,
                h, want_h);
         len += (size_t)snprintf(got + len, sizeof got - len, "%s%s", i ? " " : "", g.body);

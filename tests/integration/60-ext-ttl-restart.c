@@ -154,8 +154,8 @@ static void expect_expired(const char *dlq, const dead_t *want, int n)
                  "routing-keys:A[S\"%s\"]%s}],x-first-death-exchange:S\"\","
                  "x-first-death-queue:S\"%s\",x-first-death-reason:S\"expired\"}",
                  want[k].queue, want[k].queue, oe, want[k].queue);
-        CHECKF(strcmp(harness_got_headers(&g), h) == 0, "'%s' headers\n  got  %s\n  want %s",
-               g.body, harness_got_headers(&g), h);
+        CHECKF(strcmp(harness_got_death_headers(&g), h) == 0, "'%s' headers\n  got  %s\n  want %s",
+               g.body, harness_got_death_headers(&g), h);
         CHECKF(strcmp(expiration_of(&g), "(none)") == 0, "'%s' kept expiration %s", g.body,
                expiration_of(&g));
         CHECK_EQ(g.msg.properties.delivery_mode, 2);

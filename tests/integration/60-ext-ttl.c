@@ -149,7 +149,7 @@ static void expect_dead_letter(const char *dlq, const char *body, const char *q,
     CHECKF(harness_get_wait(s_conn, 1, dlq, true, 5000, &g), "no dead letter '%s' in %s", body,
            dlq);
     CHECKF(strcmp(g.body, body) == 0, "dead letter in %s is '%s', want '%s'", dlq, g.body, body);
-    const char *h = harness_got_headers(&g);
+    const char *h = harness_got_death_headers(&g);
     const char *want = first_death(q, reason, orig_exp);
     CHECKF(strcmp(h, want) == 0, "dead letter '%s' headers\n  got  %s\n  want %s", body, h, want);
     CHECKF(harness_table_times_near(&g.msg.properties.headers, 120, NULL),
@@ -176,7 +176,7 @@ static void expect_dead_letters_any(const char *dlq, const dead_t *want, int n)
             k++;
         CHECKF(k < n, "unexpected dead letter '%s'", g.body);
         seen[k] = true;
-        const char *h = harness_got_headers(&g);
+        const char *h = harness_got_death_headers(&g);
         const char *w = first_death(want[k].queue, "expired", want[k].orig_exp);
         CHECKF(strcmp(h, w) == 0, "dead letter '%s' headers\n  got  %s\n  want %s", g.body, h, w);
         CHECK(!has_expiration(&g));

@@ -1581,3 +1581,51 @@ const char *harness_got_headers(const harness_got_t *g)
         return "-";
     return harness_table_fmt(&g->msg.properties.headers, true, b, sizeof bufs[0]);
 }
+
+static bool field_bytes_eq(const amqp_field_value_t *a, const amqp_field_value_t *b)
+{
+    return a && b && a->kind == AMQP_FIELD_KIND_UTF8 && b->kind == AMQP_FIELD_KIND_UTF8 &&
+           a->value.bytes.len == b->value.bytes.len &&
+           (a->value.bytes.len == 0 ||
+            memcmp(a->value.bytes.bytes, b->value.bytes.bytes, a->value.bytes.len) == 0);
+}
+
+const char *harness_got_death_headers(const harness_got_t *g)
+{
+    static char bufs[8][4096];
+    static int next;
+    static const char *const last[3] = {"x-last-death-exchange", "x-last-death-queue",
+                                        "x-last-death-reason"};
+    static const char *const field[3] = {"exchange", "queue", "reason"};
+    char *b = bufs[next++ % 8];
+    if (!(g->msg.properties._flags & AMQP_BASIC_HEADERS_FLAG))
+        return "-";
+    const amqp_table_t *t = &g->msg.properties.headers;
+    int present = 0;
+    for (int i = 0; i < 3; i++)
+        present += harness_table_get(t, last[i]) != NULL;
+    if (present) {
+        CHECKF(present == 3, "only %d of the three x-last-death-* headers", present);
+        const amqp_field_value_t *xd = harness_table_get(t, "x-death");
+        CHECKF(xd && xd->kind == AMQP_FIELD_KIND_ARRAY && xd->value.array.num_entries > 0 &&
+                   xd->value.array.entries[0].kind == AMQP_FIELD_KIND_TABLE,
+               "x-last-death-* without an x-death array");
+        const amqp_table_t *e = &xd->value.array.entries[0].value.table;
+        for (int i = 0; i < 3; i++)
+            CHECKF(field_bytes_eq(harness_table_get(t, last[i]), harness_table_get(e, field[i])),
+                   "%s is not x-death[0]'s %s", last[i], field[i]);
+    }
+    amqp_table_entry_t kept[128];
+    amqp_table_t f = {.num_entries = 0, .entries = kept};
+    for (int i = 0; i < t->num_entries; i++) {
+        const amqp_bytes_t k = t->entries[i].key;
+        bool skip = false;
+        for (int j = 0; j < 3; j++)
+            skip |= k.len == strlen(last[j]) && memcmp(k.bytes, last[j], k.len) == 0;
+        if (!skip) {
+            CHECK(f.num_entries < 128);
+            kept[f.num_entries++] = t->entries[i];
+        }
+    }
+    return harness_table_fmt(&f, true, b, sizeof bufs[0]);
+}
