@@ -172,6 +172,13 @@ static bool in_list(amqp_bytes_t v, const char *const *list)
 
 int args_check_queue(struct conn *c, const char *queue, const char *vhost, amqp_bytes_t args)
 {
+    struct amqp_field dv;
+    if (amqp_table_get(args, "x-dead-letter-routing-key", &dv) == 1 &&
+        amqp_table_get(args, "x-dead-letter-exchange", &dv) != 1)
+        return conn_err(c, -WERR_PRECONDITION_FAILED,
+                        "invalid arg 'x-dead-letter-routing-key' for queue '%s' in vhost '%s': "
+                        "routing_key_but_no_dlx_defined",
+                        queue, vhost);
     for (size_t i = 0; i < sizeof queue_rules / sizeof queue_rules[0]; i++) {
         struct amqp_field v;
         if (amqp_table_get(args, queue_rules[i].key, &v) != 1)

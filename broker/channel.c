@@ -157,10 +157,18 @@ static int settle_tags(struct channel *ch, uint64_t tag, bool multiple, enum set
         to = (uint32_t)(tag - ch->first_tag);
         from = multiple ? 0 : to;
     }
-    for (uint32_t i = to + 1; i-- > from;) {
-        struct delivery *d = ring_at(ch, i);
-        if (d->live)
-            settle(ch, d, how);
+    if (how == SETTLE_REQUEUE) { /* newest first: each goes back in front of the later ones */
+        for (uint32_t i = to + 1; i-- > from;) {
+            struct delivery *d = ring_at(ch, i);
+            if (d->live)
+                settle(ch, d, how);
+        }
+    } else { /* oldest first: dead letters keep the order */
+        for (uint32_t i = from; i <= to; i++) {
+            struct delivery *d = ring_at(ch, i);
+            if (d->live)
+                settle(ch, d, how);
+        }
     }
     ring_trim(ch);
     return 0;

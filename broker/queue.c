@@ -64,6 +64,7 @@ struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args)
     list_init(&q->bindings_in);
     list_init(&q->meta_link);
     list_init(&q->pend_link);
+    list_init(&q->ttl0_link);
     return q;
 }
 
@@ -84,6 +85,7 @@ void queue_unref(struct queue *q)
         msg_unref(e.m);
     pend_clear(q);
     list_remove(&q->meta_link);
+    list_remove(&q->ttl0_link);
     timers_cancel(&q->vhost->srv->timers, &q->ttl_timer);
     timers_cancel(&q->vhost->srv->timers, &q->expires_timer);
     for (uint32_t i = 0; i <= q->opt.max_priority; i++)
@@ -287,19 +289,24 @@ int queue_push(struct queue *q, struct msg *m)
 {
     struct storage *st = store(q);
     uint64_t now = timers_now();
-    /* TTL 0 gives expires == now: delivered in this loop turn, or expired by the timer. */
     struct qentry e = {m, q->next_seq++, expiry_of(q, m, now), 0, 0};
+    if (e.expires == now && (q->opt.message_ttl == 0 || m->ttl == 0)) {
+        /* TTL 0: delivered in this loop turn if a consumer can take it, else expired. */
+        e.flags |= QE_TTL0;
+        if (list_empty(&q->ttl0_link))
+            list_insert_tail(&q->vhost->srv->ttl0, &q->ttl0_link);
+    }
     bool paged = false;
     if (q->store_id) {
         paged = q->disk_count || q->pend_count || window_full(q);
         uint64_t id = m->delivery_mode == 2 || q->opt.quorum ? m->store_id : 0;
         if (id) { /* persistent: written once by the publisher for all its durable queues */
-            e.flags = QE_STORED | QE_PERSISTENT;
+            e.flags |= QE_STORED | QE_PERSISTENT;
             q->stored_count++;
             meta_dirty(q);
         } else if (paged) { /* transient, but past the window: a copy of its own on disk */
             id = persist_msg(q->vhost->srv, m, 1, false);
-            e.flags = QE_STORED;
+            e.flags |= QE_STORED;
         }
         if (e.flags & QE_STORED)
             storage_put_idx(st, q->store_id, e.seq, id,
@@ -330,7 +337,10 @@ int queue_requeue(struct queue *q, const struct qentry *re)
         return rc;
     }
     q->bytes_all += e.m->body_size;
+    if ((e.flags & QE_TTL0) && list_empty(&q->ttl0_link)) /* back, but only for this turn */
+        list_insert_tail(&q->vhost->srv->ttl0, &q->ttl0_link);
     arm_ttl(q);
+    drop_head_over_limit(q);
     return 0;
 }
 
@@ -427,7 +437,8 @@ static uint32_t expire_front(struct queue *q, uint64_t now, bool strict, uint32_
         if (!q->count)
             refill(q);
         struct qentry *f = win_front(q);
-        if (!f || !f->expires || (strict ? f->expires >= now : f->expires > now))
+        if (!f || !f->expires || (strict ? f->expires >= now || (f->flags & QE_TTL0)
+                                         : f->expires > now))
             break;
         struct qentry e = take_front(q);
         deadletter(q, &e, DL_EXPIRED);
@@ -438,11 +449,23 @@ static uint32_t expire_front(struct queue *q, uint64_t now, bool strict, uint32_
     return n;
 }
 
+void queue_expire_ttl0(struct queue *q)
+{
+    list_remove(&q->ttl0_link);
+    if (!q->deleted) {
+        expire_front(q, timers_now(), false, UINT32_MAX);
+        arm_ttl(q);
+    }
+}
+
 static void on_ttl_timer(struct timer_item *it, uint64_t now)
 {
     struct queue *q = (struct queue *)((char *)it - offsetof(struct queue, ttl_timer));
     if (q->deleted)
         return;
+    struct qentry *f = win_front(q);
+    if (f && (f->flags & QE_TTL0))
+        return; /* handled at the end of the turn, after dispatch */
     if (expire_front(q, now, false, EXPIRE_BATCH) == EXPIRE_BATCH) {
         /* A long run of expired messages: go on in the next loop turn, publishers first. */
         timers_set(&q->vhost->srv->timers, &q->ttl_timer, now, on_ttl_timer);
@@ -458,7 +481,7 @@ static void arm_ttl(struct queue *q)
 {
     struct timers *t = &q->vhost->srv->timers;
     struct qentry *f = win_front(q);
-    if (!q->deleted && f && f->expires)
+    if (!q->deleted && f && f->expires && !(f->flags & QE_TTL0))
         timers_set(t, &q->ttl_timer, f->expires, on_ttl_timer);
     else if (!q->deleted && !f && q->disk_count && q->opt.message_ttl >= 0)
         timers_set(t, &q->ttl_timer, timers_now() + 1, on_ttl_timer);
@@ -492,7 +515,8 @@ void queue_used(struct queue *q)
 void queue_start_timers(struct queue *q)
 {
     arm_expires(q);
-    arm_ttl(q);
+    if (q->disk_count) /* page the head in soon, to learn when it expires */
+        timers_set(&q->vhost->srv->timers, &q->ttl_timer, timers_now(), on_ttl_timer);
 }
 
 bool queue_pop(struct queue *q, struct qentry *ret)

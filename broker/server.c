@@ -150,6 +150,8 @@ static void on_before_sleep(uv_prepare_t *h)
             queue_dispatch(q);
         queue_unref(q);
     }
+    while (!list_empty(&s->ttl0))
+        queue_expire_ttl0(list_entry(s->ttl0.next, struct queue, ttl0_link));
     update_alarms(s);
     /* Connections that used their read budget last turn may read again. */
     s->turn++;
@@ -197,6 +199,7 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     list_init(&s->pending_queues);
     list_init(&s->waiting);
     list_init(&s->held);
+    list_init(&s->ttl0);
     s->mem_limit = (uint64_t)((double)uv_get_total_memory() * cfg->memory_high_watermark);
     int rc = storage_open(cfg->data_dir, cfg->sync, &s->store);
     if (rc < 0) {

@@ -59,6 +59,7 @@ struct server {
     struct list pending_queues; /* of queue.pend_link: paged-out entries waiting for a commit */
     struct list waiting;        /* of channel.wait_link: confirms / tx.commit-ok waiting */
     struct list held;           /* of conn.hold_link: connections waiting for a commit */
+    struct list ttl0;           /* of queue.ttl0_link: TTL-0 messages to expire after dispatch */
     bool disk_alarm;            /* a commit waits for disk space: publishers are blocked */
     uint64_t mem_limit;         /* memory alarm above this */
     bool mem_alarm;             /* publishers are blocked */
