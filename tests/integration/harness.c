@@ -1629,3 +1629,34 @@ const char *harness_got_death_headers(const harness_got_t *g)
     }
     return harness_table_fmt(&f, true, b, sizeof bufs[0]);
 }
+
+/* ---- a broker with extra arguments (issue 5 consumer-timeout test) ------------------------ */
+
+void harness_broker_start_args(harness_broker_t *b, const char *const *extra_args)
+{
+    const char *host = getenv("WARREN_TEST_HOST");
+    const char *port = getenv("WARREN_TEST_PORT");
+    if (host && *host && port && *port) {
+        harness_broker_start(b);
+        return;
+    }
+    memset(b, 0, sizeof *b);
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *exe = getenv("WARREND");
+    if (!exe || !*exe || access(exe, X_OK) != 0) {
+        fprintf(stderr, "SKIP: no broker to test: WARREND is %s and WARREN_TEST_HOST/PORT are not "
+                        "set\n",
+                exe && *exe ? exe : "unset");
+        exit(77);
+    }
+    snprintf(b->host, sizeof b->host, "127.0.0.1");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(b->data_dir, sizeof b->data_dir, "%s/warren-it-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    CHECKF(mkdtemp(b->data_dir) != NULL, "mkdtemp %s: %s", b->data_dir, strerror(errno));
+    s_current = b;
+    b->port = harness_free_port();
+    harness_broker_respawn(b, extra_args); /* retries, and moves to a free port if need be */
+    harness_log("started %s on 127.0.0.1:%d (pid %d, data %s) with extra arguments", exe, b->port,
+                (int)b->pid, b->data_dir);
+}

@@ -399,4 +399,12 @@ const char *harness_got_headers(const harness_got_t *g);
  * reason, else the test fails. Same storage rules as harness_got_headers(). */
 const char *harness_got_death_headers(const harness_got_t *g);
 
+/* ---- a broker with extra arguments (issue 5 consumer-timeout test) ------------------------ */
+
+/* harness_broker_start() with extra warrend arguments after --log-level (a NULL-ended list, e.g.
+ * {"--consumer-timeout", "1000", NULL}). Against an external broker (WARREN_TEST_HOST/PORT) the
+ * arguments cannot be applied: it uses that broker as harness_broker_start() does, and the
+ * caller decides whether to skip. */
+void harness_broker_start_args(harness_broker_t *b, const char *const *extra_args);
+
 #endif
