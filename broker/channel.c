@@ -206,19 +206,20 @@ static void add_delivery_count(struct amqp_basic_props *props, amqp_bytes_t head
     amqp_tw_int(w, 'l', *(const uint16_t *)arg);
 }
 
-/* Sends a content method for e; quorum queues add x-delivery-count to redeliveries. */
+/* Sends a content method for e. Quorum queues add x-delivery-count (the number of times it
+ * came back): to every basic.get-ok, and to deliveries from the first return on. */
 static void send_entry(struct channel *ch, const struct queue *q, struct amqp_method *m,
                        const struct qentry *e)
 {
     struct msg *copy = NULL;
-    if (q->opt.quorum && e->returns)
+    if (q->opt.quorum && (e->returns || m->id == AMQP_BASIC_GET_OK))
         copy = msg_edit(e->m, msg_exchange(e->m), msg_routing_key(e->m), false,
                         add_delivery_count, (void *)&e->returns);
     conn_send_content(ch->conn, ch->id, m, copy ? copy : e->m);
     msg_unref(copy);
 }
 
-uint64_t channel__noack_tag(struct channel *ch)
+static uint64_t noack_tag(struct channel *ch)
 {
     uint64_t tag = ch->next_tag++;
     if (ch->count == 0 || ring_push(ch, (struct delivery){0}) < 0)
@@ -234,7 +235,7 @@ static uint64_t track(struct channel *ch, struct consumer *c, struct queue *q,
     queue_delivered(q, e);
     if (no_ack) {
         queue_settled(q, e);
-        return channel__noack_tag(ch);
+        return noack_tag(ch);
     }
     uint64_t tag = ch->next_tag++;
     struct delivery d = {*e, q, c, timers_now(), true};

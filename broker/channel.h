@@ -91,8 +91,6 @@ void channel_deliver(struct channel *ch, struct consumer *c, struct queue *q,
 void channel_on_durable(struct channel *ch, uint64_t durable);
 /* Sends the publisher confirms decided since the last flush (one basic.ack, multiple). */
 void channel_send_confirms(struct channel *ch);
-/* For replyto.c: the delivery tag of a no-ack delivery sent outside any queue. */
-uint64_t channel__noack_tag(struct channel *ch);
 /* Tells the client its consumer was cancelled by the broker (queue deleted). */
 void channel_consumer_cancelled(struct channel *ch, struct consumer *c);
 

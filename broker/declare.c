@@ -14,6 +14,7 @@
 #include "broker/exchange.h"
 #include "broker/persist.h"
 #include "broker/queue.h"
+#include "broker/replyto.h"
 #include "broker/server.h"
 #include "broker/vhost.h"
 #include "protocol/table.h"
@@ -216,6 +217,15 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
         server_gen_name(c->srv, "amq.gen-", gen, sizeof gen);
         name = amqp_cstr(gen);
     }
+    if (d->passive && replyto_is_name(c->srv, name)) { /* the pseudo-queue, or a reply name */
+        if (!d->no_wait) {
+            struct amqp_method m = {.id = AMQP_QUEUE_DECLARE_OK};
+            m.u.queue_declare_ok.queue = name;
+            m.u.queue_declare_ok.consumer_count = 1;
+            conn_send_method(c, ch->id, &m);
+        }
+        return 0;
+    }
     if (d->passive) {
         if (name.len == 0) /* no last-queue shortcut here, as in RabbitMQ */
             return conn_err(c, -WERR_NOT_FOUND, "no queue '' in vhost '%s'", vh->name);
@@ -255,12 +265,18 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
                                 "'%s')",
                                 qname, vh->name);
             /* A quorum queue is durable, shared and explicit about its lifetime. */
-            const char *bad = !d->durable ? "non-durable" : d->exclusive ? "exclusive-declare"
-                              : d->auto_delete ? "auto-delete" : NULL;
-            if (bad && amqp_bytes_eq_str(qt.v.bytes, "quorum"))
+            const char *bad = d->auto_delete ? "auto-delete" : d->exclusive ? "exclusive-owner"
+                              : !d->durable ? "non-durable" : NULL;
+            bool quorum = amqp_bytes_eq_str(qt.v.bytes, "quorum");
+            if (bad && quorum)
                 return conn_err(c, -WERR_PRECONDITION_FAILED,
                                 "invalid property '%s' for queue '%s' in vhost '%s'", bad, qname,
                                 vh->name);
+            if (quorum && amqp_table_get(d->arguments, "x-max-priority", &qt) == 1)
+                return conn_err(c, -WERR_PRECONDITION_FAILED,
+                                "invalid arg 'x-max-priority' for queue '%s' in vhost '%s' of "
+                                "queue type rabbit_quorum_queue",
+                                qname, vh->name);
         }
         q = queue_new(vh, name, d->arguments);
         if (!q)

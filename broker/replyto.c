@@ -41,6 +41,11 @@ int replyto_consume(struct channel *ch, const struct amqp_basic_consume *bc)
     return 0;
 }
 
+bool replyto_is_name(struct server *s, amqp_bytes_t name)
+{
+    return amqp_bytes_eq_str(name, REPLYTO_QUEUE) || hmap_get(&s->replies, name.ptr, name.len);
+}
+
 void replyto_forget(struct channel *ch)
 {
     if (!ch->reply_name[0])
@@ -97,10 +102,10 @@ bool replyto_route(struct channel *ch, struct msg *m, bool *ret_delivered)
         return true;
     struct amqp_method d = {.id = AMQP_BASIC_DELIVER};
     d.u.basic_deliver.consumer_tag = (amqp_bytes_t){(const uint8_t *)to->reply_tag, to->reply_tag_len};
-    d.u.basic_deliver.delivery_tag = channel__noack_tag(to);
+    /* RabbitMQ gives a reply the channel's next delivery tag without using it up. */
+    d.u.basic_deliver.delivery_tag = to->next_tag;
     d.u.basic_deliver.exchange = msg_exchange(m);
     d.u.basic_deliver.routing_key = rk;
     conn_send_content(to->conn, to->id, &d, m);
-    *ret_delivered = true;
     return true;
 }

@@ -10,6 +10,7 @@
 #define REPLYTO_QUEUE "amq.rabbitmq.reply-to"
 
 struct channel;
+struct server;
 struct msg;
 
 /* basic.consume of amq.rabbitmq.reply-to. 0 or an error for conn_fail(). */
@@ -21,8 +22,11 @@ bool replyto_cancel(struct channel *ch, amqp_bytes_t tag);
  * channel does not consume the pseudo-queue. */
 int replyto_rewrite(struct channel *ch, struct msg **m);
 /* A publish to the default exchange: when its routing key is a reply name, delivers it to
- * that requester (if still there) and returns true (*ret_delivered says whether it got it). */
+ * that requester (if still there) and returns true. *ret_delivered is always false: RabbitMQ
+ * routes a reply outside any queue, so a mandatory one is also returned (312 NO_ROUTE). */
 bool replyto_route(struct channel *ch, struct msg *m, bool *ret_delivered);
+/* True for amq.rabbitmq.reply-to itself and for a live reply name. */
+bool replyto_is_name(struct server *s, amqp_bytes_t name);
 /* The channel closes: its reply name stops routing. */
 void replyto_forget(struct channel *ch);
 
