@@ -350,7 +350,8 @@ int queue_requeue(struct queue *q, const struct qentry *re)
 static void page_in(struct queue *q)
 {
     struct st_entry ents[64];
-    while (q->disk_count && !window_full(q) && q->count < PAGE_IN) {
+    /* A priority queue reads everything: order across priorities needs every message. */
+    while (q->disk_count && !window_full(q) && (q->opt.max_priority || q->count < PAGE_IN)) {
         size_t n = 0, want = q->disk_count < 64 ? (size_t)q->disk_count : 64;
         int rc = storage_read_queue(store(q), q->store_id, q->disk_head, want, ents, &n);
         if (rc) {
@@ -397,8 +398,6 @@ static void page_in(struct queue *q)
                 exit(70);
             }
         }
-        if (q->opt.max_priority) /* priority order needs all of them */
-            continue;
     }
 }
 
