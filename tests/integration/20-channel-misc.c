@@ -32,7 +32,7 @@ static int s_pid;
 
 static bool bytes_is(amqp_bytes_t b, const char *s)
 {
-    return b.len == strlen(s) && memcmp(b.bytes, s, b.len) == 0;
+    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
 }
 
 static void publish(amqp_connection_state_t conn, amqp_channel_t ch, const char *x,

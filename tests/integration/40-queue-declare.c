@@ -67,7 +67,7 @@ static void delete_queue(amqp_connection_state_t conn, amqp_channel_t ch, const 
 
 static bool bytes_is(amqp_bytes_t b, const char *s)
 {
-    return b.len == strlen(s) && memcmp(b.bytes, s, b.len) == 0;
+    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
 }
 
 static amqp_table_t ttl_args(amqp_table_entry_t *e, uint8_t kind, int64_t ttl)

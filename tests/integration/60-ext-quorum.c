@@ -44,7 +44,7 @@ static bool s_external;
 
 static bool bytes_is(amqp_bytes_t b, const char *s)
 {
-    return b.len == strlen(s) && memcmp(b.bytes, s, b.len) == 0;
+    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
 }
 
 /* queue.declare with x-queue-type type (NULL: none), x-delivery-limit limit (< 0: none) and

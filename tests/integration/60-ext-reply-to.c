@@ -43,7 +43,7 @@ static char s_rpcq[64];
 
 static bool bytes_is(amqp_bytes_t b, const char *s)
 {
-    return b.len == strlen(s) && memcmp(b.bytes, s, b.len) == 0;
+    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
 }
 
 static amqp_rpc_reply_t consume_rt(amqp_connection_state_t conn, amqp_channel_t ch,

@@ -28,7 +28,7 @@ static char s_q[64], s_refused[256];
 
 static bool bytes_is(amqp_bytes_t b, const char *s)
 {
-    return b.len == strlen(s) && memcmp(b.bytes, s, b.len) == 0;
+    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
 }
 
 static void publish_range(amqp_connection_state_t conn, int first, int last)

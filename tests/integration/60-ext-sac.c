@@ -39,7 +39,7 @@ static char s_text[1024];
 
 static bool bytes_is(amqp_bytes_t b, const char *s)
 {
-    return b.len == strlen(s) && memcmp(b.bytes, s, b.len) == 0;
+    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
 }
 
 static amqp_rpc_reply_t declare_sac(amqp_connection_state_t conn, const char *q,
