@@ -142,7 +142,7 @@ static const char k_mix_order[] = "c/5 e/9 f/5 j/255 b/3 h/3 d/1 a/- g/0 i/-";
 
 int main(void)
 {
-    harness_watchdog(100);
+    harness_watchdog(55);
     harness_broker_start(&s_broker);
     harness_require_own_broker(&s_broker);
     snprintf(s_q, sizeof s_q, "it-prio-restart-%d", (int)getpid());

@@ -161,7 +161,7 @@ static void expect_empty(const char *q)
 
 int main(void)
 {
-    harness_watchdog(100);
+    harness_watchdog(55);
     harness_broker_start(&s_broker);
     harness_require_own_broker(&s_broker);
     int pid = (int)getpid();
