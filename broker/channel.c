@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "broker/args.h"
+#include "broker/array.h"
 #include "broker/channel.h"
 #include "broker/conn.h"
 #include "broker/deadletter.h"
@@ -53,18 +54,8 @@ static struct delivery *ring_at(struct channel *ch, uint32_t i)
 
 static int ring_push(struct channel *ch, struct delivery d)
 {
-    if (ch->count == ch->cap) {
-        uint32_t cap = ch->cap ? ch->cap * 2 : 64;
-        struct delivery *r = malloc(cap * sizeof *r);
-        if (!r)
-            return -ENOMEM;
-        for (uint32_t i = 0; i < ch->count; i++)
-            r[i] = *ring_at(ch, i);
-        free(ch->ring);
-        ch->ring = r;
-        ch->cap = cap;
-        ch->head = 0;
-    }
+    if (ring_reserve((void **)&ch->ring, &ch->cap, &ch->head, ch->count, sizeof d, 64) < 0)
+        return -ENOMEM;
     *ring_at(ch, ch->count++) = d;
     return 0;
 }
@@ -532,18 +523,9 @@ static int confirm_publish(struct channel *ch, uint64_t batch, bool nack)
         conn_want_confirms(ch->conn, ch);
         return 0;
     }
-    if (ch->pending_count == ch->pending_cap) {
-        uint32_t cap = ch->pending_cap ? ch->pending_cap * 2 : 64;
-        struct pconfirm *a = malloc(cap * sizeof *a);
-        if (!a)
-            return -ENOMEM;
-        for (uint32_t i = 0; i < ch->pending_count; i++)
-            a[i] = ch->pending[(ch->pending_head + i) & (ch->pending_cap - 1)];
-        free(ch->pending);
-        ch->pending = a;
-        ch->pending_cap = cap;
-        ch->pending_head = 0;
-    }
+    if (ring_reserve((void **)&ch->pending, &ch->pending_cap, &ch->pending_head,
+                     ch->pending_count, sizeof *ch->pending, 64) < 0)
+        return -ENOMEM;
     ch->pending[(ch->pending_head + ch->pending_count++) & (ch->pending_cap - 1)] =
         (struct pconfirm){ch->publish_seq, batch, nack};
     if (batch == 0)
@@ -611,15 +593,10 @@ static int publish_complete(struct channel *ch)
         return rc;
     }
     if (ch->tx) {
-        if (ch->tx_nmsgs == ch->tx_msgs_cap) {
-            uint32_t cap = ch->tx_msgs_cap ? ch->tx_msgs_cap * 2 : 16;
-            struct msg **a = realloc(ch->tx_msgs, cap * sizeof *a);
-            if (!a) {
-                msg_unref(m);
-                return -ENOMEM;
-            }
-            ch->tx_msgs = a;
-            ch->tx_msgs_cap = cap;
+        if (array_reserve((void **)&ch->tx_msgs, &ch->tx_msgs_cap, ch->tx_nmsgs,
+                          sizeof *ch->tx_msgs, 16) < 0) {
+            msg_unref(m);
+            return -ENOMEM;
         }
         ch->tx_msgs[ch->tx_nmsgs++] = m; /* the reference moves to the transaction */
         return 0;
@@ -794,14 +771,9 @@ static int on_settle(struct channel *ch, uint64_t tag, bool multiple, enum settl
          !ring_at(ch, (uint32_t)(tag - ch->first_tag))->live))
         return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "unknown delivery tag %llu",
                         (unsigned long long)tag);
-    if (ch->tx_nacks == ch->tx_acks_cap) {
-        uint32_t cap = ch->tx_acks_cap ? ch->tx_acks_cap * 2 : 16;
-        struct tx_ack *a = realloc(ch->tx_acks, cap * sizeof *a);
-        if (!a)
-            return -ENOMEM;
-        ch->tx_acks = a;
-        ch->tx_acks_cap = cap;
-    }
+    if (array_reserve((void **)&ch->tx_acks, &ch->tx_acks_cap, ch->tx_nacks, sizeof *ch->tx_acks,
+                      16) < 0)
+        return -ENOMEM;
     ch->tx_acks[ch->tx_nacks++] = (struct tx_ack){tag, multiple, (uint8_t)how};
     return 0;
 }

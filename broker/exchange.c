@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "broker/array.h"
 #include "broker/binding.h"
 #include "broker/exchange.h"
 #include "broker/headers.h"
@@ -166,26 +167,19 @@ void route_free(struct route *r)
     memset(r, 0, sizeof *r);
 }
 
-static void *grow(void *arr, uint32_t *cap, size_t elem, int *oom)
+/* Room for one more element; notes a failure in *oom. */
+static bool grow(void **arr, uint32_t *cap, uint32_t n, size_t elem, int *oom)
 {
-    uint32_t ncap = *cap ? *cap * 2 : 8;
-    void *a = realloc(arr, ncap * elem);
-    if (!a) {
-        *oom = 1;
-        return NULL;
-    }
-    *cap = ncap;
-    return a;
+    if (array_reserve(arr, cap, n, elem, 8) == 0)
+        return true;
+    *oom = 1;
+    return false;
 }
 
 static void add_key(struct route *r, amqp_bytes_t k)
 {
-    if (r->nkeys == r->keys_cap) {
-        void *a = grow(r->keys, &r->keys_cap, sizeof *r->keys, &r->oom);
-        if (!a)
-            return;
-        r->keys = a;
-    }
+    if (!grow((void **)&r->keys, &r->keys_cap, r->nkeys, sizeof *r->keys, &r->oom))
+        return;
     r->keys[r->nkeys++] = k;
 }
 
@@ -228,12 +222,8 @@ static void add_queue(struct route *r, struct queue *q, uint64_t pass)
     if (q->route_pass == pass || q->deleted)
         return;
     q->route_pass = pass;
-    if (r->n == r->cap) {
-        void *a = grow(r->q, &r->cap, sizeof *r->q, &r->oom);
-        if (!a)
-            return;
-        r->q = a;
-    }
+    if (!grow((void **)&r->q, &r->cap, r->n, sizeof *r->q, &r->oom))
+        return;
     r->q[r->n++] = q;
 }
 
@@ -242,12 +232,8 @@ static void push_exchange(struct route *r, struct exchange *x, uint64_t pass)
     if (x->visit == pass || x->deleted)
         return;
     x->visit = pass;
-    if (r->ns == r->stack_cap) {
-        void *a = grow(r->stack, &r->stack_cap, sizeof *r->stack, &r->oom);
-        if (!a)
-            return;
-        r->stack = a;
-    }
+    if (!grow((void **)&r->stack, &r->stack_cap, r->ns, sizeof *r->stack, &r->oom))
+        return;
     r->stack[r->ns++] = x;
 }
 

@@ -3,6 +3,7 @@
  * blocks and the referenced body slices, in order; bytes == sum of iov lengths. */
 #include <stdlib.h>
 #include <string.h>
+#include "broker/array.h"
 #include "broker/msg.h"
 #include "broker/outbuf.h"
 
@@ -56,14 +57,8 @@ static int push_iov(struct outbuf *ob, const uint8_t *p, size_t n)
             return 0;
         }
     }
-    if (ob->niov == ob->iov_cap) {
-        uint32_t cap = ob->iov_cap ? ob->iov_cap * 2 : 16;
-        uv_buf_t *iov = realloc(ob->iov, cap * sizeof *iov);
-        if (!iov)
-            return ob->oom = 1, -1;
-        ob->iov = iov;
-        ob->iov_cap = cap;
-    }
+    if (array_reserve((void **)&ob->iov, &ob->iov_cap, ob->niov, sizeof *ob->iov, 16) < 0)
+        return ob->oom = 1, -1;
     ob->iov[ob->niov++] = uv_buf_init((char *)p, (unsigned)n);
     return 0;
 }
@@ -106,15 +101,9 @@ void outbuf_append(struct outbuf *ob, const void *p, size_t n)
 
 void outbuf_append_ref(struct outbuf *ob, struct msg *m, const uint8_t *p, size_t n)
 {
-    if (ob->nrefs == ob->refs_cap) {
-        uint32_t cap = ob->refs_cap ? ob->refs_cap * 2 : 16;
-        struct msg **refs = realloc(ob->refs, cap * sizeof *refs);
-        if (!refs) {
-            ob->oom = 1;
-            return;
-        }
-        ob->refs = refs;
-        ob->refs_cap = cap;
+    if (array_reserve((void **)&ob->refs, &ob->refs_cap, ob->nrefs, sizeof *ob->refs, 16) < 0) {
+        ob->oom = 1;
+        return;
     }
     if (push_iov(ob, p, n) == 0) {
         ob->refs[ob->nrefs++] = msg_ref(m);

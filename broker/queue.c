@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "broker/args.h"
+#include "broker/array.h"
 #include "broker/binding.h"
 #include "broker/channel.h"
 #include "broker/conn.h"
@@ -125,26 +126,11 @@ static struct qentry *qring_at(const struct qring *r, uint32_t i)
     return &r->e[(r->head + i) & (r->cap - 1)];
 }
 
-static int qring_grow(struct qring *r)
-{
-    uint32_t cap = r->cap ? r->cap * 2 : 16;
-    struct qentry *e = malloc(cap * sizeof *e);
-    if (!e)
-        return -ENOMEM;
-    for (uint32_t i = 0; i < r->count; i++)
-        e[i] = *qring_at(r, i);
-    free(r->e);
-    r->e = e;
-    r->cap = cap;
-    r->head = 0;
-    return 0;
-}
-
 /* Inserts e by seq: at the tail for new entries, among the requeued ones near the head for a
  * requeue (requeued messages go back to their original place). */
 static int qring_insert(struct qring *r, struct qentry e, bool at_tail)
 {
-    if (r->count == r->cap && qring_grow(r) < 0)
+    if (ring_reserve((void **)&r->e, &r->cap, &r->head, r->count, sizeof e, 16) < 0)
         return -ENOMEM;
     if (at_tail) {
         *qring_at(r, r->count++) = e;
@@ -213,18 +199,9 @@ static bool window_full(const struct queue *q)
 
 static int pend_push(struct queue *q, struct pentry p)
 {
-    if (q->pend_count == q->pend_cap) {
-        uint32_t cap = q->pend_cap ? q->pend_cap * 2 : 64;
-        struct pentry *a = malloc(cap * sizeof *a);
-        if (!a)
-            return -ENOMEM;
-        for (uint32_t i = 0; i < q->pend_count; i++)
-            a[i] = q->pend[(q->pend_head + i) & (q->pend_cap - 1)];
-        free(q->pend);
-        q->pend = a;
-        q->pend_cap = cap;
-        q->pend_head = 0;
-    }
+    if (ring_reserve((void **)&q->pend, &q->pend_cap, &q->pend_head, q->pend_count, sizeof p,
+                     64) < 0)
+        return -ENOMEM;
     q->pend[(q->pend_head + q->pend_count) & (q->pend_cap - 1)] = p;
     if (q->pend_count++ == 0)
         list_insert_tail(&q->vhost->srv->pending_queues, &q->pend_link);
@@ -310,7 +287,7 @@ int queue_push(struct queue *q, struct msg *m)
         }
         if (e.flags & QE_STORED)
             storage_put_idx(st, q->store_id, e.seq, id,
-                            e.flags & QE_PERSISTENT ? 0 : STORAGE_IDX_TRANSIENT, e.expires);
+                            e.flags & QE_PERSISTENT ? 0 : STORAGE_IDX_TRANSIENT, e.expires, 0);
     }
     msg_ref(m);
     int rc = paged ? pend_push(q, (struct pentry){e, storage_batch_no(st)}) : win_insert(q, e, true);
@@ -337,6 +314,10 @@ int queue_requeue(struct queue *q, const struct qentry *re)
         return rc;
     }
     q->bytes_all += e.m->body_size;
+    /* A quorum queue's delivery count survives a restart: its index entry is updated. */
+    if (q->opt.quorum && (e.flags & QE_STORED) && e.m->store_id && store(q))
+        storage_put_idx(store(q), q->store_id, e.seq, e.m->store_id,
+                        e.flags & QE_PERSISTENT ? 0 : STORAGE_IDX_TRANSIENT, e.expires, e.returns);
     if ((e.flags & QE_TTL0) && list_empty(&q->ttl0_link)) /* back, but only for this turn */
         list_insert_tail(&q->vhost->srv->ttl0, &q->ttl0_link);
     arm_ttl(q);
@@ -392,7 +373,8 @@ static void page_in(struct queue *q)
             }
             uint8_t flags = QE_STORED | (persistent ? QE_PERSISTENT : 0) |
                             (se->seq <= q->delivered_seq ? QE_REDELIVERED : 0);
-            struct qentry e = {m, se->seq, se->expires, 0, flags};
+            m->store_id = se->msg_id; /* for updates of its index entry (quorum returns) */
+            struct qentry e = {m, se->seq, se->expires, se->returns, flags};
             if (win_insert(q, e, true) < 0) { /* the window owns m */
                 log_error("out of memory paging in queue '%s'", q->name);
                 exit(70);

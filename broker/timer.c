@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
+#include "broker/array.h"
 #include "broker/timer.h"
 
 uint64_t timers_now(void)
@@ -117,14 +118,8 @@ int timers_set(struct timers *t, struct timer_item *item, uint64_t when, timer_c
         else
             sift_down(t, item->idx - 1);
     } else {
-        if (t->n == t->cap) {
-            uint32_t cap = t->cap ? t->cap * 2 : 64;
-            struct timer_item **h = realloc(t->heap, cap * sizeof *h);
-            if (!h)
-                return -ENOMEM;
-            t->heap = h;
-            t->cap = cap;
-        }
+        if (array_reserve((void **)&t->heap, &t->cap, t->n, sizeof *t->heap, 64) < 0)
+            return -ENOMEM;
         item->when = when;
         place(t, t->n++, item);
         sift_up(t, t->n - 1);

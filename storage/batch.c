@@ -146,9 +146,10 @@ void storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const v
 }
 
 void storage_put_idx(struct storage *st, uint64_t qid, uint64_t seq, uint64_t msg_id,
-                     uint8_t flags, uint64_t expires)
+                     uint8_t flags, uint64_t expires, uint16_t returns)
 {
     struct op *o = add_op(st, OP_PUT_IDX);
+    o->refs = returns;
     o->a = qid;
     o->b = seq;
     o->c = msg_id;
@@ -285,7 +286,9 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
         v[8] = o->flags;
         st_put32(v + 9, st->epoch);
         st_put64(v + 13, o->off);
-        val = (MDB_val){21, v};
+        v[21] = (uint8_t)(o->refs >> 8);
+        v[22] = (uint8_t)o->refs;
+        val = (MDB_val){23, v};
         return mdb_put(txn, st->qindex, &key, &val, 0);
     case OP_DEL_IDX:
         st_put64(k + 8, o->b);

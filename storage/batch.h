@@ -39,9 +39,11 @@ void storage_del_entity(struct storage *st, char kind /* 'x' 'q' 'b' */, uint64_
 void storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const void *head,
                      size_t hlen, const void *body, size_t blen, void (*release)(void *),
                      void *release_arg);
-/* expires: wall-clock ms after which the message is dead (TTL), 0 for never. */
+/* expires: wall-clock ms after which the message is dead (TTL), 0 for never; returns: times
+ * it came back unacked (quorum queues' delivery count). Putting an existing (qid, seq) again
+ * updates it. */
 void storage_put_idx(struct storage *st, uint64_t qid, uint64_t seq, uint64_t msg_id,
-                     uint8_t flags, uint64_t expires);
+                     uint8_t flags, uint64_t expires, uint16_t returns);
 /* Removes an index entry (ack, drop) and the message when no entry names it any more. */
 void storage_del_idx(struct storage *st, uint64_t qid, uint64_t seq);
 /* Removes every index entry of qid with seq >= from (purge of the paged-out part). */

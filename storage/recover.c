@@ -122,7 +122,7 @@ int storage_read_queue(struct storage *st, uint64_t qid, uint64_t from, size_t m
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
         if (key.mv_size != 16 || st_get64(key.mv_data) != qid)
             break;
-        if (val.mv_size < 21) {
+        if (val.mv_size < 23) {
             rc = STORAGE_E_CORRUPT;
             goto out;
         }
@@ -132,6 +132,7 @@ int storage_read_queue(struct storage *st, uint64_t qid, uint64_t from, size_t m
         e->flags = ((uint8_t *)val.mv_data)[8];
         e->stale = (e->flags & 1) && st_get32((uint8_t *)val.mv_data + 9) != st->epoch;
         e->expires = st_get64((uint8_t *)val.mv_data + 13);
+        e->returns = (uint16_t)(((uint8_t *)val.mv_data)[21] << 8 | ((uint8_t *)val.mv_data)[22]);
         uint8_t mk[8];
         st_put64(mk, e->msg_id);
         MDB_val mkey = {8, mk}, mval;

@@ -26,6 +26,7 @@ struct st_entry {
     uint8_t flags;  /* STORAGE_IDX_* */
     bool stale;     /* a transient message from before the last start: drop it */
     uint64_t expires; /* wall-clock ms (TTL), 0: never */
+    uint16_t returns; /* times it came back unacked (quorum delivery count) */
     void *data;     /* owned by the caller (malloc): the message bytes */
     size_t len;
 };

@@ -15,7 +15,7 @@
  *   messages    u64 id -> the broker's opaque message bytes (written once per message)
  *   msg_refs    u64 id -> u32 queue-index entries that name it, present only when above one
  *   qindex      u64 queue id, u64 seq -> u64 message id, u8 flags (STORAGE_IDX_*),
- *                         u32 epoch, u64 expiry (wall-clock ms, 0: none)
+ *                         u32 epoch, u64 expiry (wall-clock ms, 0: none), u16 returns
  *
  * Invariant: a message is in `messages` exactly while at least one qindex entry names it;
  * msg_refs holds the number of those entries whenever it is more than one. */
