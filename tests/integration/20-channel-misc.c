@@ -30,11 +30,6 @@
 static char s_q[64];
 static int s_pid;
 
-static bool bytes_is(amqp_bytes_t b, const char *s)
-{
-    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
-}
-
 static void publish(amqp_connection_state_t conn, amqp_channel_t ch, const char *x,
                     const char *key, bool mandatory, const char *body)
 {
@@ -66,11 +61,11 @@ static void check_get(amqp_connection_state_t conn)
         CHECK_EQ(ok->delivery_tag, i + 1);
         CHECK(!ok->redelivered);
         CHECK(ok->exchange.len == 0);
-        CHECK(bytes_is(ok->routing_key, s_q));
+        CHECK(harness_bytes_is(ok->routing_key, s_q));
         CHECK_EQ(ok->message_count, 2 - i);
         amqp_message_t msg;
         CHECK_REPLY(amqp_read_message(conn, 1, &msg, 0));
-        CHECK(bytes_is(msg.body, want[i]));
+        CHECK(harness_bytes_is(msg.body, want[i]));
         amqp_destroy_message(&msg);
     }
     r = amqp_basic_get(conn, 1, amqp_cstring_bytes(s_q), 1);
@@ -92,12 +87,12 @@ static void expect_return(amqp_connection_state_t conn, amqp_channel_t ch, const
     CHECK_EQ(f.channel, ch);
     amqp_basic_return_t *ret = f.payload.method.decoded;
     CHECK_EQ(ret->reply_code, 312);
-    CHECK(bytes_is(ret->reply_text, "NO_ROUTE"));
-    CHECK(bytes_is(ret->exchange, x));
-    CHECK(bytes_is(ret->routing_key, key));
+    CHECK(harness_bytes_is(ret->reply_text, "NO_ROUTE"));
+    CHECK(harness_bytes_is(ret->exchange, x));
+    CHECK(harness_bytes_is(ret->routing_key, key));
     amqp_message_t msg;
     CHECK_REPLY(amqp_read_message(conn, ch, &msg, 0));
-    CHECK(bytes_is(msg.body, body));
+    CHECK(harness_bytes_is(msg.body, body));
     amqp_destroy_message(&msg);
 }
 
@@ -163,20 +158,20 @@ static void check_cc_bcc(amqp_connection_state_t conn)
         CHECK_REPLY(r);
         CHECK_EQ(r.reply.id, AMQP_BASIC_GET_OK_METHOD);
         amqp_basic_get_ok_t *ok = r.reply.decoded;
-        CHECK(bytes_is(ok->routing_key, "k-main"));
+        CHECK(harness_bytes_is(ok->routing_key, "k-main"));
         CHECK_EQ(ok->message_count, 0);
         amqp_message_t msg;
         CHECK_REPLY(amqp_read_message(conn, 1, &msg, 0));
-        CHECK(bytes_is(msg.body, "cc"));
+        CHECK(harness_bytes_is(msg.body, "cc"));
         CHECK(msg.properties._flags & AMQP_BASIC_HEADERS_FLAG);
         const amqp_table_t *got = &msg.properties.headers;
         const amqp_field_value_t *v = harness_table_get(got, "CC");
         CHECKF(v && v->kind == AMQP_FIELD_KIND_ARRAY && v->value.array.num_entries == 1 &&
-                   bytes_is(v->value.array.entries[0].value.bytes, "k-cc"),
+                   harness_bytes_is(v->value.array.entries[0].value.bytes, "k-cc"),
                "queue %d: CC header not delivered as sent", i);
         CHECKF(harness_table_get(got, "BCC") == NULL, "queue %d: BCC header delivered", i);
         v = harness_table_get(got, "other");
-        CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(v->value.bytes, "kept"));
+        CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && harness_bytes_is(v->value.bytes, "kept"));
         CHECK_EQ(got->num_entries, 2);
         amqp_destroy_message(&msg);
     }

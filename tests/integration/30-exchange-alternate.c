@@ -72,11 +72,6 @@ static void publish(const char *x, const char *key, const char *body, int mandat
                                   mandatory, 0, NULL, amqp_cstring_bytes(body)));
 }
 
-static bool bytes_is(amqp_bytes_t b, const char *s)
-{
-    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
-}
-
 static void expect_queue(const char *q, const char *want, const char *what)
 {
     char got[1024];
@@ -91,13 +86,13 @@ static void expect_get(const char *q, const char *body, const char *x, const cha
     CHECK_REPLY(r);
     CHECKF(r.reply.id == AMQP_BASIC_GET_OK_METHOD, "queue %s is empty, want \"%s\"", q, body);
     const amqp_basic_get_ok_t *ok = r.reply.decoded;
-    CHECKF(bytes_is(ok->exchange, x), "delivery names exchange '%.*s', want '%s'",
+    CHECKF(harness_bytes_is(ok->exchange, x), "delivery names exchange '%.*s', want '%s'",
            (int)ok->exchange.len, (const char *)ok->exchange.bytes, x);
-    CHECKF(bytes_is(ok->routing_key, key), "delivery has routing key '%.*s', want '%s'",
+    CHECKF(harness_bytes_is(ok->routing_key, key), "delivery has routing key '%.*s', want '%s'",
            (int)ok->routing_key.len, (const char *)ok->routing_key.bytes, key);
     amqp_message_t msg;
     CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
-    CHECKF(bytes_is(msg.body, body), "body '%.*s', want '%s'", (int)msg.body.len,
+    CHECKF(harness_bytes_is(msg.body, body), "body '%.*s', want '%s'", (int)msg.body.len,
            (const char *)msg.body.bytes, body);
     amqp_destroy_message(&msg);
 }
@@ -130,13 +125,13 @@ static void expect_return(const char *body, const char *x, const char *key)
            f.channel);
     const amqp_basic_return_t *ret = f.payload.method.decoded;
     CHECK_EQ(ret->reply_code, 312);
-    CHECKF(bytes_is(ret->reply_text, "NO_ROUTE"), "reply text '%.*s'", (int)ret->reply_text.len,
+    CHECKF(harness_bytes_is(ret->reply_text, "NO_ROUTE"), "reply text '%.*s'", (int)ret->reply_text.len,
            (const char *)ret->reply_text.bytes);
-    CHECK(bytes_is(ret->exchange, x));
-    CHECK(bytes_is(ret->routing_key, key));
+    CHECK(harness_bytes_is(ret->exchange, x));
+    CHECK(harness_bytes_is(ret->routing_key, key));
     amqp_message_t msg;
     CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
-    CHECKF(bytes_is(msg.body, body), "returned body '%.*s', want '%s'", (int)msg.body.len,
+    CHECKF(harness_bytes_is(msg.body, body), "returned body '%.*s', want '%s'", (int)msg.body.len,
            (const char *)msg.body.bytes, body);
     amqp_destroy_message(&msg);
     CHECKF(!amqp_frames_enqueued(s_conn), "more than one basic.return");

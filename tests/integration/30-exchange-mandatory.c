@@ -37,11 +37,6 @@ static const char *name(const char *suffix)
     return b;
 }
 
-static bool bytes_is(amqp_bytes_t b, const char *s)
-{
-    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
-}
-
 static void qdeclare(const char *q)
 {
     amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 1, 0, amqp_empty_table);
@@ -90,11 +85,11 @@ static void read_return(const char *x, const char *key, amqp_message_t *ret_msg)
            f.channel);
     const amqp_basic_return_t *ret = f.payload.method.decoded;
     CHECK_EQ(ret->reply_code, 312);
-    CHECKF(bytes_is(ret->reply_text, "NO_ROUTE"), "reply text '%.*s'", (int)ret->reply_text.len,
+    CHECKF(harness_bytes_is(ret->reply_text, "NO_ROUTE"), "reply text '%.*s'", (int)ret->reply_text.len,
            (const char *)ret->reply_text.bytes);
-    CHECKF(bytes_is(ret->exchange, x), "returned exchange '%.*s', want '%s'",
+    CHECKF(harness_bytes_is(ret->exchange, x), "returned exchange '%.*s', want '%s'",
            (int)ret->exchange.len, (const char *)ret->exchange.bytes, x);
-    CHECKF(bytes_is(ret->routing_key, key), "returned routing key '%.*s', want '%s'",
+    CHECKF(harness_bytes_is(ret->routing_key, key), "returned routing key '%.*s', want '%s'",
            (int)ret->routing_key.len, (const char *)ret->routing_key.bytes, key);
     CHECK_REPLY(amqp_read_message(s_conn, 1, ret_msg, 0));
 }
@@ -159,15 +154,15 @@ static void check_props(const amqp_message_t *msg, const char *const *cc)
 {
     const amqp_basic_properties_t *p = &msg->properties;
     CHECK(p->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG);
-    CHECK(bytes_is(p->content_type, "text/x-warren"));
+    CHECK(harness_bytes_is(p->content_type, "text/x-warren"));
     CHECK(p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG);
-    CHECK(bytes_is(p->message_id, "mid-42"));
+    CHECK(harness_bytes_is(p->message_id, "mid-42"));
     CHECK((p->_flags & AMQP_BASIC_DELIVERY_MODE_FLAG) && p->delivery_mode == 2);
     CHECK((p->_flags & AMQP_BASIC_PRIORITY_FLAG) && p->priority == 7);
     CHECK((p->_flags & AMQP_BASIC_TIMESTAMP_FLAG) && p->timestamp == 1700000042);
     CHECK(p->_flags & AMQP_BASIC_HEADERS_FLAG);
     const amqp_field_value_t *keep = harness_table_get(&p->headers, "keep");
-    CHECK(keep && keep->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(keep->value.bytes, "me"));
+    CHECK(keep && keep->kind == AMQP_FIELD_KIND_UTF8 && harness_bytes_is(keep->value.bytes, "me"));
     CHECKF(harness_table_get(&p->headers, "BCC") == NULL, "the BCC header was delivered");
     const amqp_field_value_t *got = harness_table_get(&p->headers, "CC");
     if (!cc) {
@@ -180,7 +175,7 @@ static void check_props(const amqp_message_t *msg, const char *const *cc)
     for (; cc[k]; k++) {
         CHECK(k < got->value.array.num_entries);
         const amqp_field_value_t *e = &got->value.array.entries[k];
-        CHECK(e->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(e->value.bytes, cc[k]));
+        CHECK(e->kind == AMQP_FIELD_KIND_UTF8 && harness_bytes_is(e->value.bytes, cc[k]));
     }
     CHECK_EQ(got->value.array.num_entries, k);
     CHECK_EQ(p->headers.num_entries, 2);
@@ -193,11 +188,11 @@ static void expect_get(const char *q, const char *body, const char *key, const c
     CHECK_REPLY(r);
     CHECKF(r.reply.id == AMQP_BASIC_GET_OK_METHOD, "queue %s is empty, want \"%s\"", q, body);
     const amqp_basic_get_ok_t *ok = r.reply.decoded;
-    CHECKF(bytes_is(ok->routing_key, key), "delivery routing key '%.*s', want '%s'",
+    CHECKF(harness_bytes_is(ok->routing_key, key), "delivery routing key '%.*s', want '%s'",
            (int)ok->routing_key.len, (const char *)ok->routing_key.bytes, key);
     amqp_message_t msg;
     CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
-    CHECKF(bytes_is(msg.body, body), "body '%.*s', want '%s'", (int)msg.body.len,
+    CHECKF(harness_bytes_is(msg.body, body), "body '%.*s', want '%s'", (int)msg.body.len,
            (const char *)msg.body.bytes, body);
     check_props(&msg, cc);
     amqp_destroy_message(&msg);
@@ -246,7 +241,7 @@ static void check_mandatory(void)
     harness_sync(s_conn, 1);
     amqp_message_t msg;
     read_return("", nq, &msg);
-    CHECK(bytes_is(msg.body, "to-nobody"));
+    CHECK(harness_bytes_is(msg.body, "to-nobody"));
     amqp_destroy_message(&msg);
 
     /* routable and mandatory: delivered, no return; unroutable, not mandatory: dropped */
@@ -351,7 +346,7 @@ static void check_cc_bcc(void)
     harness_sync(s_conn, 1);
     amqp_message_t msg;
     read_return(x, "nope", &msg);
-    CHECK(bytes_is(msg.body, "ret"));
+    CHECK(harness_bytes_is(msg.body, "ret"));
     check_props(&msg, cc_none);
     amqp_destroy_message(&msg);
     CHECK(!amqp_frames_enqueued(s_conn));

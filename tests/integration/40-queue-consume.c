@@ -32,11 +32,6 @@
 static char s_text[512];
 static int s_pid;
 
-static bool bytes_is(amqp_bytes_t b, const char *s)
-{
-    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
-}
-
 static void declare(amqp_connection_state_t conn, amqp_channel_t ch, const char *q)
 {
     amqp_queue_declare(conn, ch, amqp_cstring_bytes(q), 0, 0, 0, 0, amqp_empty_table);
@@ -92,7 +87,7 @@ static amqp_bytes_t consume(amqp_connection_state_t conn, amqp_channel_t ch, con
                            amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
     if (tag)
-        CHECK(bytes_is(ok->consumer_tag, tag));
+        CHECK(harness_bytes_is(ok->consumer_tag, tag));
     return amqp_bytes_malloc_dup(ok->consumer_tag);
 }
 
@@ -250,7 +245,7 @@ static void check_server_cancel(const harness_broker_t *b)
            f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id) : "-");
     CHECK_EQ(f.channel, 5);
     amqp_basic_cancel_t *bc = f.payload.method.decoded;
-    CHECK(bytes_is(bc->consumer_tag, "notify-me"));
+    CHECK(harness_bytes_is(bc->consumer_tag, "notify-me"));
     CHECK(bc->nowait);
     harness_log("server basic.cancel for %.*s (nowait=%d)", (int)bc->consumer_tag.len,
                 (const char *)bc->consumer_tag.bytes, bc->nowait);
@@ -343,7 +338,7 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
     for (int i = 1; i <= 3; i++) {
         amqp_envelope_t env;
         next_delivery(conn, &env);
-        CHECK(bytes_is(env.consumer_tag, "second"));
+        CHECK(harness_bytes_is(env.consumer_tag, "second"));
         CHECK_EQ(env.delivery_tag, i);
         CHECK_EQ(body_int(env.message.body), i);
         CHECK(env.redelivered);

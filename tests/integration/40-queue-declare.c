@@ -65,11 +65,6 @@ static void delete_queue(amqp_connection_state_t conn, amqp_channel_t ch, const 
     CHECK_REPLY(amqp_get_rpc_reply(conn));
 }
 
-static bool bytes_is(amqp_bytes_t b, const char *s)
-{
-    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
-}
-
 static amqp_table_t ttl_args(amqp_table_entry_t *e, uint8_t kind, int64_t ttl)
 {
     e->key = amqp_cstring_bytes("x-message-ttl");
@@ -85,14 +80,14 @@ static void check_named_and_server_named(amqp_connection_state_t conn, const cha
 {
     amqp_queue_declare_ok_t *ok;
     CHECK_REPLY(declare(conn, 1, q, false, false, false, false, amqp_empty_table, &ok));
-    CHECK(bytes_is(ok->queue, q));
+    CHECK(harness_bytes_is(ok->queue, q));
     CHECK_EQ(ok->message_count, 0);
     CHECK_EQ(ok->consumer_count, 0);
     /* Redeclaring the same way is fine, and so is a passive declare. */
     CHECK_REPLY(declare(conn, 1, q, false, false, false, false, amqp_empty_table, &ok));
-    CHECK(bytes_is(ok->queue, q));
+    CHECK(harness_bytes_is(ok->queue, q));
     CHECK_REPLY(declare(conn, 1, q, true, false, false, false, amqp_empty_table, &ok));
-    CHECK(bytes_is(ok->queue, q));
+    CHECK(harness_bytes_is(ok->queue, q));
 
     char n1[256], n2[256];
     CHECK_REPLY(declare(conn, 1, "", false, false, true, false, amqp_empty_table, &ok));
@@ -107,7 +102,7 @@ static void check_named_and_server_named(amqp_connection_state_t conn, const cha
     CHECK(strcmp(n1, n2) != 0);
     /* A server-named queue is a real queue that can be declared passively by its name. */
     CHECK_REPLY(declare(conn, 1, n1, true, false, false, false, amqp_empty_table, &ok));
-    CHECK(bytes_is(ok->queue, n1));
+    CHECK(harness_bytes_is(ok->queue, n1));
     delete_queue(conn, 1, n1);
     delete_queue(conn, 1, n2);
 

@@ -29,11 +29,6 @@ static int s_pid;
 static int s_timeout_ms = 1000;
 static char s_q[64];
 
-static bool bytes_is(amqp_bytes_t b, const char *s)
-{
-    return b.len == strlen(s) && memcmp(b.bytes, s, b.len) == 0;
-}
-
 static void publish(amqp_connection_state_t conn, const char *body)
 {
     CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(s_q), 0, 0, NULL,
@@ -59,7 +54,7 @@ static uint64_t expect_delivery(amqp_connection_state_t conn, amqp_channel_t ch,
     CHECKF(r.reply_type == AMQP_RESPONSE_NORMAL, "waiting for %s: %s", body,
            harness_reply_str(r, buf, sizeof buf));
     CHECK_EQ(env.channel, ch);
-    CHECKF(bytes_is(env.message.body, body), "got %.*s, want %s", (int)env.message.body.len,
+    CHECKF(harness_bytes_is(env.message.body, body), "got %.*s, want %s", (int)env.message.body.len,
            (const char *)env.message.body.bytes, body);
     CHECK_EQ(env.redelivered, redelivered);
     uint64_t tag = env.delivery_tag;

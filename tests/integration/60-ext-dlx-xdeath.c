@@ -121,11 +121,6 @@ static void expect_headers(const harness_got_t *g, const char *want, const char 
            "%s: an x-death time is not the wall clock", what);
 }
 
-static bool bytes_is(amqp_bytes_t b, const char *s)
-{
-    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
-}
-
 /* The time of x-death entry i (0 = first). */
 static uint64_t death_time(const harness_got_t *g, int i)
 {
@@ -196,11 +191,11 @@ static void check_first_death(void)
     const amqp_basic_properties_t *gp = &g.msg.properties;
     CHECKF(!(gp->_flags & AMQP_BASIC_EXPIRATION_FLAG), "expiration kept");
     CHECK(gp->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG);
-    CHECK(bytes_is(gp->content_type, "text/plain"));
+    CHECK(harness_bytes_is(gp->content_type, "text/plain"));
     CHECK(gp->_flags & AMQP_BASIC_MESSAGE_ID_FLAG);
-    CHECK(bytes_is(gp->message_id, "m1"));
+    CHECK(harness_bytes_is(gp->message_id, "m1"));
     CHECK(gp->_flags & AMQP_BASIC_CORRELATION_ID_FLAG);
-    CHECK(bytes_is(gp->correlation_id, "c1"));
+    CHECK(harness_bytes_is(gp->correlation_id, "c1"));
     CHECK(gp->_flags & AMQP_BASIC_PRIORITY_FLAG);
     CHECK_EQ(gp->priority, 3);
     CHECK(gp->_flags & AMQP_BASIC_DELIVERY_MODE_FLAG);

@@ -24,11 +24,6 @@ static amqp_connection_state_t s_conn; /* owned: channel 1 open, in confirm mode
 static char s_q[64], s_q2[64], s_lq[64], s_dlx[64], s_dlq[64];
 static uint64_t s_published;
 
-static bool bytes_is(amqp_bytes_t b, const char *s)
-{
-    return b.len == strlen(s) && memcmp(b.bytes, s, b.len) == 0;
-}
-
 static bool s_acked[256]; /* by publish sequence number, since s_published was last reset */
 static uint64_t s_confirmed; /* how many of s_acked are set */
 
@@ -130,7 +125,7 @@ static uint64_t get_one(const char *q, const char *body, int dm, int64_t count)
     bool redelivered = ok->redelivered;
     amqp_message_t msg;
     CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
-    CHECKF(bytes_is(msg.body, body), "got %.*s, want %s", (int)msg.body.len,
+    CHECKF(harness_bytes_is(msg.body, body), "got %.*s, want %s", (int)msg.body.len,
            (const char *)msg.body.bytes, body);
     CHECKF(redelivered == (count > 0), "%s: redelivered %d", body, redelivered);
     if (dm)
@@ -141,9 +136,9 @@ static uint64_t get_one(const char *q, const char *body, int dm, int64_t count)
         CHECKF(!(msg.properties._flags & AMQP_BASIC_DELIVERY_MODE_FLAG), "%s: delivery_mode %u",
                body, msg.properties.delivery_mode);
     CHECK((msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) &&
-          bytes_is(msg.properties.message_id, body));
+          harness_bytes_is(msg.properties.message_id, body));
     const amqp_field_value_t *keep = harness_table_get(&msg.properties.headers, "keep");
-    CHECK(keep && keep->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(keep->value.bytes, body));
+    CHECK(keep && keep->kind == AMQP_FIELD_KIND_UTF8 && harness_bytes_is(keep->value.bytes, body));
     const amqp_field_value_t *dc = harness_table_get(&msg.properties.headers, "x-delivery-count");
     CHECKF(dc && dc->kind == AMQP_FIELD_KIND_I64 && dc->value.i64 == count,
            "%s: x-delivery-count %lld, want %lld", body, dc ? (long long)dc->value.i64 : -1LL,
@@ -217,10 +212,10 @@ int main(void)
         if (r.reply.id == AMQP_BASIC_GET_OK_METHOD) {
             amqp_message_t msg;
             CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
-            CHECK(bytes_is(msg.body, "p"));
+            CHECK(harness_bytes_is(msg.body, "p"));
             const amqp_field_value_t *v =
                 harness_table_get(&msg.properties.headers, "x-first-death-reason");
-            CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(v->value.bytes, "delivery_limit"));
+            CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && harness_bytes_is(v->value.bytes, "delivery_limit"));
             amqp_destroy_message(&msg);
             break;
         }

@@ -42,11 +42,6 @@ static int s_pid;
 static char s_text[1024];
 static bool s_external;
 
-static bool bytes_is(amqp_bytes_t b, const char *s)
-{
-    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
-}
-
 /* queue.declare with x-queue-type type (NULL: none), x-delivery-limit limit (< 0: none) and
  * x-dead-letter-exchange dlx (NULL: none). */
 static amqp_rpc_reply_t declare(amqp_connection_state_t conn, amqp_channel_t ch, const char *q,
@@ -226,12 +221,12 @@ static uint64_t get_one(amqp_connection_state_t conn, amqp_channel_t ch, const c
            ok->redelivered, (long long)count);
     amqp_message_t msg;
     CHECK_REPLY(amqp_read_message(conn, ch, &msg, 0));
-    CHECK(bytes_is(msg.body, body));
+    CHECK(harness_bytes_is(msg.body, body));
     CHECK((msg.properties._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) &&
           msg.properties.delivery_mode == 1);
     CHECK(msg.properties._flags & AMQP_BASIC_HEADERS_FLAG);
     const amqp_field_value_t *keep = harness_table_get(&msg.properties.headers, "keep");
-    CHECK(keep && keep->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(keep->value.bytes, "me"));
+    CHECK(keep && keep->kind == AMQP_FIELD_KIND_UTF8 && harness_bytes_is(keep->value.bytes, "me"));
     const amqp_field_value_t *dc = harness_table_get(&msg.properties.headers, "x-delivery-count");
     CHECKF(dc && dc->kind == AMQP_FIELD_KIND_I64 && dc->value.i64 == count,
            "x-delivery-count %s (kind %c, %lld), want long %lld", dc ? "present" : "absent",
@@ -258,18 +253,18 @@ static void expect_dead_lettered(amqp_connection_state_t conn, const char *dlq, 
     }
     amqp_message_t msg;
     CHECK_REPLY(amqp_read_message(conn, 1, &msg, 0));
-    CHECK(bytes_is(msg.body, body));
+    CHECK(harness_bytes_is(msg.body, body));
     const amqp_table_t *h = &msg.properties.headers;
     CHECK(msg.properties._flags & AMQP_BASIC_HEADERS_FLAG);
     CHECKF(!harness_table_get(h, "x-delivery-count"), "x-delivery-count in a dead letter");
     const amqp_field_value_t *keep = harness_table_get(h, "keep");
-    CHECK(keep && keep->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(keep->value.bytes, "me"));
+    CHECK(keep && keep->kind == AMQP_FIELD_KIND_UTF8 && harness_bytes_is(keep->value.bytes, "me"));
     const amqp_field_value_t *v = harness_table_get(h, "x-first-death-reason");
-    CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(v->value.bytes, "delivery_limit"));
+    CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && harness_bytes_is(v->value.bytes, "delivery_limit"));
     v = harness_table_get(h, "x-first-death-queue");
-    CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(v->value.bytes, q));
+    CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && harness_bytes_is(v->value.bytes, q));
     v = harness_table_get(h, "x-first-death-exchange");
-    CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(v->value.bytes, ""));
+    CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && harness_bytes_is(v->value.bytes, ""));
     const amqp_field_value_t *xd = harness_table_get(h, "x-death");
     CHECK(xd && xd->kind == AMQP_FIELD_KIND_ARRAY && xd->value.array.num_entries == 1);
     const amqp_field_value_t *d0 = &xd->value.array.entries[0];
@@ -279,17 +274,17 @@ static void expect_dead_lettered(amqp_connection_state_t conn, const char *dlq, 
     v = harness_table_get(d, "count");
     CHECK(v && v->kind == AMQP_FIELD_KIND_I64 && v->value.i64 == 1);
     v = harness_table_get(d, "reason");
-    CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(v->value.bytes, "delivery_limit"));
+    CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && harness_bytes_is(v->value.bytes, "delivery_limit"));
     v = harness_table_get(d, "queue");
-    CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(v->value.bytes, q));
+    CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && harness_bytes_is(v->value.bytes, q));
     v = harness_table_get(d, "time");
     CHECK(v && v->kind == AMQP_FIELD_KIND_TIMESTAMP);
     v = harness_table_get(d, "exchange");
-    CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && bytes_is(v->value.bytes, ""));
+    CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && harness_bytes_is(v->value.bytes, ""));
     v = harness_table_get(d, "routing-keys");
     CHECK(v && v->kind == AMQP_FIELD_KIND_ARRAY && v->value.array.num_entries == 1 &&
           v->value.array.entries[0].kind == AMQP_FIELD_KIND_UTF8 &&
-          bytes_is(v->value.array.entries[0].value.bytes, q));
+          harness_bytes_is(v->value.array.entries[0].value.bytes, q));
     amqp_destroy_message(&msg);
 }
 
@@ -346,7 +341,7 @@ static void check_delivery_limit(amqp_connection_state_t conn)
         struct timeval tv = {.tv_sec = 5};
         amqp_maybe_release_buffers(conn);
         CHECK_REPLY(amqp_consume_message(conn, &env, &tv, 0));
-        CHECK(bytes_is(env.message.body, "closer"));
+        CHECK(harness_bytes_is(env.message.body, "closer"));
         CHECK_EQ(env.redelivered, n > 0);
         const amqp_field_value_t *dc =
             harness_table_get(&env.message.properties.headers, "x-delivery-count");

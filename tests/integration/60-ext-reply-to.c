@@ -41,11 +41,6 @@
 static int s_pid;
 static char s_rpcq[64];
 
-static bool bytes_is(amqp_bytes_t b, const char *s)
-{
-    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
-}
-
 static amqp_rpc_reply_t consume_rt(amqp_connection_state_t conn, amqp_channel_t ch,
                                    const char *tag, bool no_ack)
 {
@@ -54,7 +49,7 @@ static amqp_rpc_reply_t consume_rt(amqp_connection_state_t conn, amqp_channel_t 
                                                      amqp_empty_table);
     amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        CHECKF(bytes_is(ok->consumer_tag, tag), "consume-ok tag %.*s",
+        CHECKF(harness_bytes_is(ok->consumer_tag, tag), "consume-ok tag %.*s",
                (int)ok->consumer_tag.len, (const char *)ok->consumer_tag.bytes);
     return r;
 }
@@ -115,9 +110,9 @@ static void get_request(amqp_connection_state_t conn, char *body, size_t bcap, c
     char corr[64];
     snprintf(corr, sizeof corr, "corr-%s", body);
     CHECK((msg.properties._flags & AMQP_BASIC_CORRELATION_ID_FLAG) &&
-          bytes_is(msg.properties.correlation_id, corr));
+          harness_bytes_is(msg.properties.correlation_id, corr));
     CHECK((msg.properties._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) &&
-          bytes_is(msg.properties.content_type, "text/plain"));
+          harness_bytes_is(msg.properties.content_type, "text/plain"));
     amqp_destroy_message(&msg);
 }
 
@@ -132,20 +127,20 @@ static void expect_reply(amqp_connection_state_t conn, amqp_channel_t ch, const 
     char buf[512];
     CHECKF(r.reply_type == AMQP_RESPONSE_NORMAL, "waiting for reply %s: %s", body,
            harness_reply_str(r, buf, sizeof buf));
-    CHECKF(bytes_is(env.message.body, body), "reply %.*s, want %s", (int)env.message.body.len,
+    CHECKF(harness_bytes_is(env.message.body, body), "reply %.*s, want %s", (int)env.message.body.len,
            (const char *)env.message.body.bytes, body);
     CHECK_EQ(env.channel, ch);
-    CHECK(bytes_is(env.consumer_tag, tag));
+    CHECK(harness_bytes_is(env.consumer_tag, tag));
     CHECKF(env.delivery_tag == dtag, "reply %s: delivery tag %llu, want %llu", body,
            (unsigned long long)env.delivery_tag, (unsigned long long)dtag);
     CHECK(!env.redelivered);
-    CHECK(bytes_is(env.exchange, ""));
-    CHECKF(bytes_is(env.routing_key, name), "routing key %.*s", (int)env.routing_key.len,
+    CHECK(harness_bytes_is(env.exchange, ""));
+    CHECKF(harness_bytes_is(env.routing_key, name), "routing key %.*s", (int)env.routing_key.len,
            (const char *)env.routing_key.bytes);
     char corr[64];
     snprintf(corr, sizeof corr, "corr-%s", body);
     CHECK((env.message.properties._flags & AMQP_BASIC_CORRELATION_ID_FLAG) &&
-          bytes_is(env.message.properties.correlation_id, corr));
+          harness_bytes_is(env.message.properties.correlation_id, corr));
     CHECK(!(env.message.properties._flags & AMQP_BASIC_REPLY_TO_FLAG));
     amqp_destroy_envelope(&env);
 }
@@ -164,13 +159,13 @@ static void expect_return(amqp_connection_state_t conn, amqp_channel_t ch, const
     CHECK_EQ(f.channel, ch);
     amqp_basic_return_t *ret = f.payload.method.decoded;
     CHECK_EQ(ret->reply_code, 312);
-    CHECK(bytes_is(ret->reply_text, "NO_ROUTE"));
-    CHECK(bytes_is(ret->exchange, exchange));
-    CHECKF(bytes_is(ret->routing_key, rk), "returned with routing key %.*s",
+    CHECK(harness_bytes_is(ret->reply_text, "NO_ROUTE"));
+    CHECK(harness_bytes_is(ret->exchange, exchange));
+    CHECKF(harness_bytes_is(ret->routing_key, rk), "returned with routing key %.*s",
            (int)ret->routing_key.len, (const char *)ret->routing_key.bytes);
     amqp_message_t msg;
     CHECK_REPLY(amqp_read_message(conn, ch, &msg, 0));
-    CHECKF(bytes_is(msg.body, body), "returned %.*s, want %s", (int)msg.body.len,
+    CHECKF(harness_bytes_is(msg.body, body), "returned %.*s, want %s", (int)msg.body.len,
            (const char *)msg.body.bytes, body);
     amqp_destroy_message(&msg);
 }
@@ -194,7 +189,7 @@ static void expect_declare_ok(amqp_connection_state_t conn, amqp_channel_t ch, c
     amqp_queue_declare_ok_t *ok =
         amqp_queue_declare(conn, ch, amqp_cstring_bytes(name), 1, 0, 0, 0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
-    CHECKF(bytes_is(ok->queue, name), "declare-ok names %.*s", (int)ok->queue.len,
+    CHECKF(harness_bytes_is(ok->queue, name), "declare-ok names %.*s", (int)ok->queue.len,
            (const char *)ok->queue.bytes);
     CHECK_EQ(ok->message_count, 0);
     CHECK_EQ(ok->consumer_count, 1);

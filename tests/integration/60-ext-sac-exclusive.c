@@ -26,11 +26,6 @@
 static int s_pid;
 static char s_q[64], s_refused[256];
 
-static bool bytes_is(amqp_bytes_t b, const char *s)
-{
-    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
-}
-
 static void publish_range(amqp_connection_state_t conn, int first, int last)
 {
     for (int i = first; i <= last; i++) {
@@ -78,7 +73,7 @@ static uint64_t expect_delivery(amqp_connection_state_t conn, const char *tag, i
            harness_reply_str(r, buf, sizeof buf));
     char want[16];
     snprintf(want, sizeof want, "%d", body);
-    CHECKF(bytes_is(env.consumer_tag, tag) && bytes_is(env.message.body, want) &&
+    CHECKF(harness_bytes_is(env.consumer_tag, tag) && harness_bytes_is(env.message.body, want) &&
                (bool)env.redelivered == redel,
            "got %.*s (redelivered %d) for %.*s, want %s (redelivered %d) for %s",
            (int)env.message.body.len, (const char *)env.message.body.bytes, env.redelivered,
@@ -132,7 +127,7 @@ int main(void)
            amqp_method_name(r.reply.id));
     amqp_message_t msg;
     CHECK_REPLY(amqp_read_message(other, 1, &msg, 0));
-    CHECK(bytes_is(msg.body, "3"));
+    CHECK(harness_bytes_is(msg.body, "3"));
     amqp_destroy_message(&msg);
     expect_counts(conn, 2, 1);
 

@@ -37,11 +37,6 @@
 static int s_pid;
 static char s_text[1024];
 
-static bool bytes_is(amqp_bytes_t b, const char *s)
-{
-    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
-}
-
 static amqp_rpc_reply_t declare_sac(amqp_connection_state_t conn, const char *q,
                                     amqp_field_value_t *sac)
 {
@@ -116,7 +111,7 @@ static uint64_t expect_delivery(amqp_connection_state_t conn, const char *tag, i
            harness_reply_str(r, buf, sizeof buf));
     char want[16];
     snprintf(want, sizeof want, "%d", body);
-    CHECKF(bytes_is(env.consumer_tag, tag) && bytes_is(env.message.body, want) &&
+    CHECKF(harness_bytes_is(env.consumer_tag, tag) && harness_bytes_is(env.message.body, want) &&
                (bool)env.redelivered == redel,
            "got %.*s (redelivered %d) for %.*s, want %s (redelivered %d) for %s",
            (int)env.message.body.len, (const char *)env.message.body.bytes, env.redelivered,
@@ -327,7 +322,7 @@ static void check_sac_false(amqp_connection_state_t conn)
         int n = atoi(body);
         CHECK(n >= 1 && n <= 4);
         const char *want = n % 2 ? "x" : "y";
-        CHECKF(bytes_is(env.consumer_tag, want), "message %d went to %.*s", n,
+        CHECKF(harness_bytes_is(env.consumer_tag, want), "message %d went to %.*s", n,
                (int)env.consumer_tag.len, (const char *)env.consumer_tag.bytes);
         per_tag[n % 2]++;
         amqp_destroy_envelope(&env);

@@ -440,6 +440,11 @@ const amqp_field_value_t *harness_table_get(const amqp_table_t *t, const char *k
     return NULL;
 }
 
+bool harness_bytes_is(amqp_bytes_t b, const char *s)
+{
+    return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
+}
+
 /* ---- raw sockets ---------------------------------------------------------------------------- */
 
 int raw_connect(const harness_broker_t *b)

@@ -140,6 +140,10 @@ void harness_expect_channel_close(amqp_connection_state_t conn, amqp_channel_t c
 /* Look a key up in a table; NULL when absent. */
 const amqp_field_value_t *harness_table_get(const amqp_table_t *t, const char *key);
 
+/* b holds exactly the bytes of the C string s (no NUL); an empty b (bytes may be NULL) matches
+ * only "". */
+bool harness_bytes_is(amqp_bytes_t b, const char *s);
+
 /* ---- raw sockets ---------------------------------------------------------------------------- */
 
 /* Connect a plain blocking TCP socket to the broker; fails the test on error. */
