@@ -23,16 +23,6 @@
 #include <amqp_framing.h>
 
 static amqp_connection_state_t s_conn;
-static char s_prefix[64];
-
-static const char *name(const char *suffix)
-{
-    static char bufs[32][128];
-    static int next;
-    char *b = bufs[next++ % 32];
-    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
-    return b;
-}
 
 /* declare x of type with alternate-exchange ae (none when NULL) */
 static void xdeclare(const char *x, const char *type, const char *ae, int internal)
@@ -139,7 +129,8 @@ static void expect_return(const char *body, const char *x, const char *key)
 
 static void check_basic(void)
 {
-    const char *x = name("main"), *ae = name("ae"), *q = name("q"), *qae = name("qae");
+    const char *x = harness_name("main"), *ae = harness_name("ae"), *q = harness_name("q"),
+               *qae = harness_name("qae");
     xdeclare(ae, "fanout", NULL, 1); /* an internal AE is fine */
     xdeclare(x, "direct", ae, 0);
     qdeclare(q);
@@ -171,8 +162,8 @@ static void check_basic(void)
 
 static void check_chain(void)
 {
-    const char *x = name("chain"), *ae2 = name("ae2"), *ae3 = name("ae3");
-    const char *q2 = name("q2"), *q3 = name("q3");
+    const char *x = harness_name("chain"), *ae2 = harness_name("ae2"), *ae3 = harness_name("ae3");
+    const char *q2 = harness_name("q2"), *q3 = harness_name("q3");
     xdeclare(ae3, "fanout", NULL, 0);
     xdeclare(ae2, "direct", ae3, 0);
     xdeclare(x, "topic", ae2, 0);
@@ -195,7 +186,8 @@ static void check_chain(void)
 
 static void check_missing_and_loop(void)
 {
-    const char *x = name("x-missing-ae"), *missing = name("not-yet"), *q = name("late-q");
+    const char *x = harness_name("x-missing-ae"), *missing = harness_name("not-yet"),
+               *q = harness_name("late-q");
     xdeclare(x, "direct", missing, 0);
     publish(x, "k", "dropped", 0);
     publish(x, "k", "returned", 1);
@@ -213,7 +205,7 @@ static void check_missing_and_loop(void)
     xdelete(x);
     harness_log("AE missing: dropped (returned when mandatory); used once declared");
 
-    const char *l1 = name("loop1"), *l2 = name("loop2");
+    const char *l1 = harness_name("loop1"), *l2 = harness_name("loop2");
     xdeclare(l1, "direct", l2, 0);
     xdeclare(l2, "fanout", l1, 0);
     publish(l1, "k", "loop-a", 1);
@@ -228,7 +220,8 @@ static void check_missing_and_loop(void)
 static void check_with_e2e(void)
 {
     /* x7 (AE ae7) -> x8 (no bindings): x7 routed (to x8), so ae7 is not used */
-    const char *x7 = name("x7"), *x8 = name("x8"), *ae7 = name("ae7"), *q7 = name("q7");
+    const char *x7 = harness_name("x7"), *x8 = harness_name("x8"), *ae7 = harness_name("ae7"),
+               *q7 = harness_name("q7");
     xdeclare(ae7, "fanout", NULL, 0);
     xdeclare(x7, "direct", ae7, 0);
     xdeclare(x8, "fanout", NULL, 0);
@@ -244,7 +237,8 @@ static void check_with_e2e(void)
     expect_queue(q7, "to-ae7", "AE of an exchange that routed to an exchange");
 
     /* x9 -> x10 (AE ae10): x10 routes nothing, so its own AE is used */
-    const char *x9 = name("x9"), *x10 = name("x10"), *ae10 = name("ae10"), *q10 = name("q10");
+    const char *x9 = harness_name("x9"), *x10 = harness_name("x10"), *ae10 = harness_name("ae10"),
+               *q10 = harness_name("q10");
     xdeclare(ae10, "fanout", NULL, 0);
     xdeclare(x10, "direct", ae10, 0);
     xdeclare(x9, "fanout", NULL, 0);
@@ -267,7 +261,7 @@ int main(void)
     harness_watchdog(50);
     harness_broker_t b;
     harness_broker_start(&b);
-    snprintf(s_prefix, sizeof s_prefix, "it-xa-%d", (int)getpid());
+    harness_name_init("it-xa");
 
     s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(s_conn, 1);

@@ -48,17 +48,6 @@
 
 static const harness_broker_t *s_broker;
 static amqp_connection_state_t s_conn;
-static char s_prefix[64];
-
-/* "it-xd-<pid>-<suffix>" in a rotating static buffer (several may be in use at once). */
-static const char *xname(const char *suffix)
-{
-    static char bufs[8][128];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
-    return b;
-}
 
 static amqp_table_t one_arg(const char *key, amqp_field_value_t v)
 {
@@ -111,7 +100,7 @@ static void check_types(void)
 {
     static const char *const types[] = {"direct", "fanout", "topic", "headers"};
     for (int i = 0; i < 4; i++) {
-        const char *x = xname(types[i]);
+        const char *x = harness_name(types[i]);
         CHECK_REPLY(declare(x, types[i], 0, 0, 0, 0, amqp_empty_table));
         CHECK_REPLY(declare(x, types[i], 0, 0, 0, 0, amqp_empty_table)); /* idempotent */
         CHECK_REPLY(declare(x, "", 1, 0, 0, 0, amqp_empty_table));
@@ -120,7 +109,7 @@ static void check_types(void)
     }
     harness_log("direct, fanout, topic, headers: declare-ok, redeclare-ok, passive-ok");
 
-    const char *missing = xname("missing");
+    const char *missing = harness_name("missing");
     expect_close(declare(missing, "direct", 1, 0, 0, 0, amqp_empty_table), 404, 40, 10,
                  "NOT_FOUND - no exchange '%s' in vhost '/'", missing);
     /* and a failed passive declare did not create it */
@@ -130,7 +119,7 @@ static void check_types(void)
 
 static void check_equivalence(void)
 {
-    const char *x = xname("equiv");
+    const char *x = harness_name("equiv");
     CHECK_REPLY(declare(x, "direct", 0, 0, 0, 0, amqp_empty_table));
 
     expect_close(declare(x, "fanout", 0, 0, 0, 0, amqp_empty_table), 406, 40, 10,
@@ -159,7 +148,7 @@ static void check_equivalence(void)
     /* The exchange is unchanged by all of that. */
     CHECK_REPLY(declare(x, "direct", 0, 0, 0, 0, amqp_empty_table));
 
-    const char *xa = xname("equiv-ae");
+    const char *xa = harness_name("equiv-ae");
     CHECK_REPLY(declare(xa, "fanout", 0, 0, 0, 0, str_arg("alternate-exchange", "ae1")));
     CHECK_REPLY(declare(xa, "fanout", 0, 0, 0, 0, str_arg("alternate-exchange", "ae1")));
     expect_close(declare(xa, "fanout", 0, 0, 0, 0, amqp_empty_table), 406, 40, 10,
@@ -173,7 +162,7 @@ static void check_equivalence(void)
                  xa);
     CHECK_REPLY(declare(xa, "", 1, 0, 0, 0, amqp_empty_table));
 
-    const char *xi = xname("ae-int");
+    const char *xi = harness_name("ae-int");
     amqp_field_value_t five = {.kind = AMQP_FIELD_KIND_I32};
     five.value.i32 = 5;
     expect_close(declare(xi, "fanout", 0, 0, 0, 0, one_arg("alternate-exchange", five)), 406, 40,
@@ -192,7 +181,7 @@ static void check_equivalence(void)
 /* An unknown type is a connection exception, even for an existing exchange or for "". */
 static void check_unknown_type(void)
 {
-    const char *names[] = {xname("weird"), "amq.direct", ""};
+    const char *names[] = {harness_name("weird"), "amq.direct", ""};
     for (int i = 0; i < 3; i++) {
         amqp_connection_state_t c = harness_connect(s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
         harness_channel_open(c, 1);
@@ -280,12 +269,12 @@ static void check_default_exchange(const char *queue)
 static void check_delete(const char *queue)
 {
     amqp_bytes_t q = amqp_cstring_bytes(queue);
-    const char *x = xname("del"), *dst = xname("del-dst");
+    const char *x = harness_name("del"), *dst = harness_name("del-dst");
     CHECK_REPLY(declare(x, "direct", 0, 0, 0, 0, amqp_empty_table));
     CHECK_REPLY(declare(dst, "fanout", 0, 0, 0, 0, amqp_empty_table));
 
     /* bind errors: missing queue, missing exchange (either end) */
-    const char *nq = xname("no-queue"), *nx = xname("no-exchange");
+    const char *nq = harness_name("no-queue"), *nx = harness_name("no-exchange");
     amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(nq), amqp_cstring_bytes(x), q, amqp_empty_table);
     expect_close(amqp_get_rpc_reply(s_conn), 404, 50, 20, "NOT_FOUND - no queue '%s' in vhost '/'",
                  nq);
@@ -364,12 +353,12 @@ int main(void)
     harness_broker_t b;
     harness_broker_start(&b);
     s_broker = &b;
-    snprintf(s_prefix, sizeof s_prefix, "it-xd-%d", (int)getpid());
+    harness_name_init("it-xd");
 
     s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(s_conn, 1);
-    char queue[128]; /* xname() buffers are reused */
-    snprintf(queue, sizeof queue, "%s", xname("q"));
+    char queue[128]; /* harness_name() buffers are reused */
+    snprintf(queue, sizeof queue, "%s", harness_name("q"));
     amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(queue), 0, 0, 1, 1, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 
@@ -382,7 +371,7 @@ int main(void)
 
     static const char *const types[] = {"direct", "fanout", "topic", "headers"};
     for (int i = 0; i < 4; i++)
-        CHECK_REPLY(delete_x(xname(types[i]), 0));
+        CHECK_REPLY(delete_x(harness_name(types[i]), 0));
     harness_disconnect(s_conn);
     harness_check_alive(&b);
     CHECK(harness_broker_stop(&b) == 0);

@@ -21,16 +21,6 @@
 #include <amqp_framing.h>
 
 static amqp_connection_state_t s_conn;
-static char s_prefix[64];
-
-static const char *name(const char *suffix)
-{
-    static char bufs[32][128];
-    static int next;
-    char *b = bufs[next++ % 32];
-    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
-    return b;
-}
 
 static void xdeclare(const char *x, const char *type)
 {
@@ -110,8 +100,8 @@ static void expect_get(const char *q, const char *body, const char *x, const cha
 /* x1 (direct) -a.b-> x2 (fanout) -> x3 (topic) -a.#-> q1, and x2 -> q2 */
 static void check_chain(void)
 {
-    const char *x1 = name("c1"), *x2 = name("c2"), *x3 = name("c3");
-    const char *q1 = name("cq1"), *q2 = name("cq2");
+    const char *x1 = harness_name("c1"), *x2 = harness_name("c2"), *x3 = harness_name("c3");
+    const char *q1 = harness_name("cq1"), *q2 = harness_name("cq2");
     xdeclare(x1, "direct");
     xdeclare(x2, "fanout");
     xdeclare(x3, "topic");
@@ -166,7 +156,8 @@ static void check_chain(void)
 /* fan-in xa, xb -> xc -> q; diamond d0 -> dl, dr -> dm -> q, and q bound to d0 too */
 static void check_fan_in(void)
 {
-    const char *xa = name("fa"), *xb = name("fb"), *xc = name("fc"), *q = name("fq");
+    const char *xa = harness_name("fa"), *xb = harness_name("fb"), *xc = harness_name("fc"),
+               *q = harness_name("fq");
     xdeclare(xa, "fanout");
     xdeclare(xb, "direct");
     xdeclare(xc, "fanout");
@@ -180,8 +171,9 @@ static void check_fan_in(void)
     publish(xc, "k", "c1");
     expect_queue(q, "a1 b1 c1", "fan-in");
 
-    const char *d0 = name("d0"), *dl = name("dl"), *dr = name("dr"), *dm = name("dm");
-    const char *dq = name("dq");
+    const char *d0 = harness_name("d0"), *dl = harness_name("dl"), *dr = harness_name("dr"),
+               *dm = harness_name("dm");
+    const char *dq = harness_name("dq");
     xdeclare(d0, "fanout");
     xdeclare(dl, "topic");
     xdeclare(dr, "direct");
@@ -206,8 +198,9 @@ static void check_fan_in(void)
 /* x1 -> x2 -> x1, a self-binding, and a three-exchange cycle */
 static void check_loops(void)
 {
-    const char *x1 = name("l1"), *x2 = name("l2"), *xs = name("ls"), *lonely = name("lonely");
-    const char *q1 = name("lq1"), *q2 = name("lq2"), *qs = name("lqs");
+    const char *x1 = harness_name("l1"), *x2 = harness_name("l2"), *xs = harness_name("ls"),
+               *lonely = harness_name("lonely");
+    const char *q1 = harness_name("lq1"), *q2 = harness_name("lq2"), *qs = harness_name("lqs");
     xdeclare(x1, "fanout");
     xdeclare(x2, "direct");
     xdeclare(xs, "topic");
@@ -237,8 +230,8 @@ static void check_loops(void)
     publish(lonely, "", "nowhere");
 
     /* a three-exchange cycle with a queue on each, then broken */
-    const char *c[3] = {name("cy0"), name("cy1"), name("cy2")};
-    const char *cq[3] = {name("cyq0"), name("cyq1"), name("cyq2")};
+    const char *c[3] = {harness_name("cy0"), harness_name("cy1"), harness_name("cy2")};
+    const char *cq[3] = {harness_name("cyq0"), harness_name("cyq1"), harness_name("cyq2")};
     for (int i = 0; i < 3; i++) {
         xdeclare(c[i], "fanout");
         qdeclare(cq[i]);
@@ -266,7 +259,7 @@ int main(void)
     harness_watchdog(50);
     harness_broker_t b;
     harness_broker_start(&b);
-    snprintf(s_prefix, sizeof s_prefix, "it-xe-%d", (int)getpid());
+    harness_name_init("it-xe");
 
     s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(s_conn, 1);

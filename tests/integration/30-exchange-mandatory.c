@@ -26,16 +26,6 @@
 #include <amqp_framing.h>
 
 static amqp_connection_state_t s_conn;
-static char s_prefix[64];
-
-static const char *name(const char *suffix)
-{
-    static char bufs[32][128];
-    static int next;
-    char *b = bufs[next++ % 32];
-    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
-    return b;
-}
 
 static void qdeclare(const char *q)
 {
@@ -202,7 +192,7 @@ static void expect_get(const char *q, const char *body, const char *key, const c
 
 static void check_mandatory(void)
 {
-    const char *x = name("direct"), *q = name("q");
+    const char *x = harness_name("direct"), *q = harness_name("q");
     amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("direct"), 0, 0, 0,
                           0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
@@ -235,7 +225,7 @@ static void check_mandatory(void)
                 "300000 octets)");
 
     /* through the default exchange to a queue that does not exist */
-    const char *nq = name("no-such-queue");
+    const char *nq = harness_name("no-such-queue");
     CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(nq), 1, 0,
                                   &pp.p, amqp_cstring_bytes("to-nobody")));
     harness_sync(s_conn, 1);
@@ -254,7 +244,7 @@ static void check_mandatory(void)
     expect_queue(q, "", "mandatory");
 
     /* to a missing exchange: a channel error, not a return */
-    const char *nx = name("no-such-exchange");
+    const char *nx = harness_name("no-such-exchange");
     CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(nx), amqp_cstring_bytes("k"), 1, 0,
                                   NULL, amqp_cstring_bytes("x")));
     amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes("amq.direct"), amqp_empty_bytes, 1, 0, 0,
@@ -270,8 +260,9 @@ static void check_mandatory(void)
 
 static void check_cc_bcc(void)
 {
-    const char *x = name("cc"), *t = name("cc-topic");
-    const char *qa = name("qa"), *qb = name("qb"), *qc = name("qc"), *qd = name("qd");
+    const char *x = harness_name("cc"), *t = harness_name("cc-topic");
+    const char *qa = harness_name("qa"), *qb = harness_name("qb"), *qc = harness_name("qc"),
+               *qd = harness_name("qd");
     amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("direct"), 0, 0, 0,
                           0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
@@ -408,7 +399,7 @@ int main(void)
     harness_watchdog(50);
     harness_broker_t b;
     harness_broker_start(&b);
-    snprintf(s_prefix, sizeof s_prefix, "it-xm-%d", (int)getpid());
+    harness_name_init("it-xm");
 
     s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(s_conn, 1);

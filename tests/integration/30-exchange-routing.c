@@ -33,23 +33,7 @@
 #include <amqp_framing.h>
 
 static amqp_connection_state_t s_conn;
-static char s_prefix[64];
-
-/* "<prefix>-<suffix>" in a rotating static buffer. */
-static const char *name(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static const char *name(const char *fmt, ...)
-{
-    static char bufs[16][128];
-    static int next;
-    char *b = bufs[next++ % 16];
-    int n = snprintf(b, sizeof bufs[0], "%s-", s_prefix);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(b + n, sizeof bufs[0] - (size_t)n, fmt, ap);
-    va_end(ap);
-    return b;
-}
+static const char *s_prefix; /* borrowed: harness_name_init()'s, lives for the whole test */
 
 static void xdeclare(const char *x, const char *type, int auto_delete, int internal)
 {
@@ -143,8 +127,9 @@ static bool exchange_exists(const char *x)
 
 static void check_direct(void)
 {
-    const char *x = name("direct");
-    const char *q[4] = {name("d0"), name("d1"), name("d2"), name("d3")};
+    const char *x = harness_name("direct");
+    const char *q[4] = {harness_name("d0"), harness_name("d1"), harness_name("d2"),
+                        harness_name("d3")};
     xdeclare(x, "direct", 0, 0);
     for (int i = 0; i < 4; i++)
         qdeclare(q[i]);
@@ -179,18 +164,18 @@ static void check_direct(void)
     expect_queue(q[3], "m9", "direct after unbind");
 
     /* amq.direct is a direct exchange like any other */
-    qbind(q[0], "amq.direct", name("amq-key"), amqp_empty_table);
-    publish("amq.direct", name("amq-key"), "m10", NULL);
+    qbind(q[0], "amq.direct", harness_name("amq-key"), amqp_empty_table);
+    publish("amq.direct", harness_name("amq-key"), "m10", NULL);
     expect_queue(q[0], "m10", "amq.direct");
-    qunbind(q[0], "amq.direct", name("amq-key"), amqp_empty_table);
+    qunbind(q[0], "amq.direct", harness_name("amq-key"), amqp_empty_table);
     xdelete(x);
     harness_log("direct: several queues per key, several keys per queue, one copy each");
 }
 
 static void check_fanout(void)
 {
-    const char *x = name("fanout");
-    const char *q[3] = {name("f0"), name("f1"), name("f2")};
+    const char *x = harness_name("fanout");
+    const char *q[3] = {harness_name("f0"), harness_name("f1"), harness_name("f2")};
     xdeclare(x, "fanout", 0, 0);
     for (int i = 0; i < 3; i++)
         qdeclare(q[i]);
@@ -241,16 +226,16 @@ static void check_topic(void)
     enum { NP = sizeof patterns / sizeof patterns[0], NK = sizeof keys / sizeof keys[0] };
     _Static_assert(sizeof want / sizeof want[0] == NP, "one answer per pattern");
 
-    const char *x = name("topic");
+    const char *x = harness_name("topic");
     xdeclare(x, "topic", 0, 0);
     char q[NP][128];
     for (int i = 0; i < NP; i++) {
-        snprintf(q[i], sizeof q[i], "%s", name("t%d", i));
+        snprintf(q[i], sizeof q[i], "%s", harness_name("t%d", i));
         qdeclare(q[i]);
         qbind(q[i], x, patterns[i], amqp_empty_table);
     }
     /* one queue, two overlapping patterns: one copy */
-    const char *both = name("t-both");
+    const char *both = harness_name("t-both");
     qdeclare(both);
     qbind(both, x, "a.#", amqp_empty_table);
     qbind(both, x, "#.c", amqp_empty_table);
@@ -384,11 +369,11 @@ static void check_headers(void)
     enum { NB = sizeof bindings / sizeof bindings[0], NM = sizeof messages / sizeof messages[0] };
     _Static_assert(sizeof want / sizeof want[0] == NB, "one answer per binding");
 
-    const char *x = name("headers");
+    const char *x = harness_name("headers");
     xdeclare(x, "headers", 0, 0);
     char q[NB][128];
     for (int i = 0; i < NB; i++) {
-        snprintf(q[i], sizeof q[i], "%s", name("h%d", i));
+        snprintf(q[i], sizeof q[i], "%s", harness_name("h%d", i));
         qdeclare(q[i]);
         qbind(q[i], x, "ignored", table(0, bindings[i]));
     }
@@ -448,8 +433,8 @@ static void check_headers(void)
 
 static void check_auto_delete(void)
 {
-    const char *x = name("autodel");
-    const char *q0 = name("ad0"), *q1 = name("ad1");
+    const char *x = harness_name("autodel");
+    const char *q0 = harness_name("ad0"), *q1 = harness_name("ad1");
     qdeclare(q0);
     qdeclare(q1);
     xdeclare(x, "direct", 1, 0);
@@ -468,7 +453,7 @@ static void check_auto_delete(void)
     harness_log("auto-delete: gone when its last binding is unbound");
 
     /* the last binding also goes when the bound queue is deleted */
-    const char *tmp = name("ad-tmp");
+    const char *tmp = harness_name("ad-tmp");
     xdeclare(x, "fanout", 1, 0);
     qdeclare(tmp);
     qbind(tmp, x, "", amqp_empty_table);
@@ -477,7 +462,7 @@ static void check_auto_delete(void)
     CHECK(!exchange_exists(x));
 
     /* and as the source of an exchange-to-exchange binding */
-    const char *dst = name("ad-dst");
+    const char *dst = harness_name("ad-dst");
     xdeclare(dst, "fanout", 0, 0);
     xdeclare(x, "fanout", 1, 0);
     amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(dst), amqp_cstring_bytes(x),
@@ -494,7 +479,8 @@ static void check_auto_delete(void)
 
 static void check_internal(void)
 {
-    const char *xi = name("internal"), *front = name("front"), *q = name("int-q");
+    const char *xi = harness_name("internal"), *front = harness_name("front"),
+               *q = harness_name("int-q");
     xdeclare(xi, "fanout", 0, 1);
     xdeclare(front, "direct", 0, 0);
     qdeclare(q);
@@ -522,7 +508,7 @@ int main(void)
     harness_watchdog(50);
     harness_broker_t b;
     harness_broker_start(&b);
-    snprintf(s_prefix, sizeof s_prefix, "it-xr-%d", (int)getpid());
+    s_prefix = harness_name_init("it-xr");
 
     s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(s_conn, 1);

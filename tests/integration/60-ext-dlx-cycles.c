@@ -29,16 +29,7 @@
 #include <amqp_framing.h>
 
 static amqp_connection_state_t s_conn;
-static char s_prefix[64];
-
-static const char *name(const char *suffix)
-{
-    static char bufs[32][128];
-    static int next;
-    char *b = bufs[next++ % 32];
-    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
-    return b;
-}
+static const char *s_prefix; /* borrowed: harness_name_init()'s, lives for the whole test */
 
 /* Declare q (fresh): x-message-ttl ttl (< 0: none), x-max-length maxlen (< 0: none),
  * dead-lettering to dlx (NULL: none) with routing key dlrk (NULL: the message's own). */
@@ -163,14 +154,14 @@ static void expect_empty_after(const char *q, int ms, const char *what)
 static void check_self_cycles(void)
 {
     /* TTL to itself (default exchange, no routing key: its own name) */
-    const char *q = name("self-ttl");
+    const char *q = harness_name("self-ttl");
     qdeclare(q, 100, -1, "", NULL);
     publish(q, "x");
     wait_count(q, 0, "self-dead-lettering TTL queue");
     expect_empty_after(q, 400, "self-dead-lettering TTL queue");
 
     /* the same through a fanout with an observer beside it */
-    const char *x = name("self-fx"), *o = name("self-obs");
+    const char *x = harness_name("self-fx"), *o = harness_name("self-obs");
     fanout(x);
     qdeclare(o, -1, -1, NULL, NULL);
     qdeclare(q, 100, -1, x, NULL);
@@ -183,7 +174,7 @@ static void check_self_cycles(void)
     qdelete(q);
 
     /* x-max-length 1 to itself: the dropped head does not come back */
-    const char *m = name("self-max");
+    const char *m = harness_name("self-max");
     qdeclare(m, -1, 1, x, NULL);
     qbind(m, x);
     publish(m, "1");
@@ -201,8 +192,9 @@ static void check_self_cycles(void)
 
 static void check_two_queue_cycle(void)
 {
-    const char *a = name("a"), *b = name("b"), *fa = name("fa"), *fb = name("fb");
-    const char *oa = name("oa"), *ob = name("ob");
+    const char *a = harness_name("a"), *b = harness_name("b"), *fa = harness_name("fa"),
+               *fb = harness_name("fb");
+    const char *oa = harness_name("oa"), *ob = harness_name("ob");
     fanout(fa);
     fanout(fb);
     qdeclare(oa, -1, -1, NULL, NULL);
@@ -237,7 +229,7 @@ static void check_two_queue_cycle(void)
 static void check_reject_cycles(void)
 {
     /* rejected to itself */
-    const char *q = name("self-rej");
+    const char *q = harness_name("self-rej");
     qdeclare(q, -1, -1, "", NULL);
     publish(q, "r");
     harness_got_t g;
@@ -254,7 +246,7 @@ static void check_reject_cycles(void)
     qdelete(q);
 
     /* the retry pattern: work rejects into delay, delay's TTL sends it back */
-    const char *w = name("work"), *d = name("delay");
+    const char *w = harness_name("work"), *d = harness_name("delay");
     qdeclare(w, -1, -1, "", d);
     qdeclare(d, 100, -1, "", w);
     publish(w, "job");
@@ -275,8 +267,9 @@ static void check_reject_cycles(void)
 
 static void check_rejected_once_goes_forever(void)
 {
-    const char *w = name("fw"), *d = name("fd"), *fw = name("ffw"), *fd = name("ffd");
-    const char *ow = name("fow"), *od = name("fod");
+    const char *w = harness_name("fw"), *d = harness_name("fd"), *fw = harness_name("ffw"),
+               *fd = harness_name("ffd");
+    const char *ow = harness_name("fow"), *od = harness_name("fod");
     fanout(fw);
     fanout(fd);
     qdeclare(ow, -1, -1, NULL, NULL);
@@ -315,7 +308,7 @@ int main(void)
     harness_watchdog(55);
     harness_broker_t b;
     harness_broker_start(&b);
-    snprintf(s_prefix, sizeof s_prefix, "it-cyc-%d", (int)getpid());
+    s_prefix = harness_name_init("it-cyc");
     s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(s_conn, 1);
 

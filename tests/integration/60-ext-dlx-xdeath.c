@@ -41,16 +41,6 @@
 #include <amqp_framing.h>
 
 static amqp_connection_state_t s_conn;
-static char s_prefix[64];
-
-static const char *name(const char *suffix)
-{
-    static char bufs[32][128];
-    static int next;
-    char *b = bufs[next++ % 32];
-    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
-    return b;
-}
 
 /* Declare q (fresh) dead-lettering to exchange dlx (NULL: none) with routing key dlrk (NULL:
  * the message's own). */
@@ -137,7 +127,7 @@ static uint64_t death_time(const harness_got_t *g, int i)
 
 static void check_first_death(void)
 {
-    const char *w = name("w"), *dx = name("dx"), *d = name("d");
+    const char *w = harness_name("w"), *dx = harness_name("dx"), *d = harness_name("d");
     xdeclare(dx, "fanout");
     qdeclare(d, NULL, NULL);
     qbind(d, dx, "");
@@ -243,7 +233,7 @@ static const char *sorted_entry(const char *q, int count, const char *rk)
 
 static void check_ring(void)
 {
-    const char *q1 = name("r1"), *q2 = name("r2"), *q3 = name("r3");
+    const char *q1 = harness_name("r1"), *q2 = harness_name("r2"), *q3 = harness_name("r3");
     qdeclare(q1, "", q2);
     qdeclare(q2, "", q3);
     qdeclare(q3, "", q1);
@@ -314,7 +304,7 @@ static void check_ring(void)
 
 static void check_client_headers(void)
 {
-    const char *w = name("c"), *d = name("c-dlq");
+    const char *w = harness_name("c"), *d = harness_name("c-dlq");
     qdeclare(d, NULL, NULL);
     qdeclare(w, "", d);
     amqp_basic_properties_t p;
@@ -407,7 +397,7 @@ int main(void)
     harness_watchdog(55);
     harness_broker_t b;
     harness_broker_start(&b);
-    snprintf(s_prefix, sizeof s_prefix, "it-xdeath-%d", (int)getpid());
+    harness_name_init("it-xdeath");
     s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(s_conn, 1);
 

@@ -32,16 +32,6 @@
 #include <amqp_framing.h>
 
 static amqp_connection_state_t s_conn;
-static char s_prefix[64];
-
-static const char *name(const char *suffix)
-{
-    static char bufs[32][128];
-    static int next;
-    char *b = bufs[next++ % 32];
-    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
-    return b;
-}
 
 /* Declare q (fresh) with x-message-ttl (< 0: none), dead-lettering to dlx (NULL: none) with
  * routing key dlrk (NULL: the message's own). */
@@ -166,7 +156,7 @@ static void expect_rejected_from(const char *dlq, const char *q, const char *bod
 
 static void check_triggers(void)
 {
-    const char *q = name("t"), *dlq = name("t-dlq");
+    const char *q = harness_name("t"), *dlq = harness_name("t-dlq");
     qdeclare(dlq, -1, NULL, NULL);
     qdeclare(q, -1, "", dlq);
     harness_channel_open(s_conn, 2);
@@ -234,7 +224,7 @@ static void check_triggers(void)
 
 static void check_missing_dlx(void)
 {
-    const char *q = name("m"), *dx = name("m-dx"), *dlq = name("m-dlq");
+    const char *q = harness_name("m"), *dx = harness_name("m-dx"), *dlq = harness_name("m-dlq");
     xdelete(dx);
     qdeclare(q, -1, dx, NULL);
     publish_n(q, 1, 1);
@@ -286,8 +276,9 @@ static void cc_bcc_props(amqp_basic_properties_t *p, amqp_table_entry_t h[2],
 
 static void check_routing(void)
 {
-    const char *x = name("rx"), *dx = name("rdx"), *w = name("rw"), *wr = name("rwr");
-    const char *d1 = name("rd1"), *d2 = name("rd2"), *d3 = name("rd3");
+    const char *x = harness_name("rx"), *dx = harness_name("rdx"), *w = harness_name("rw"),
+               *wr = harness_name("rwr");
+    const char *d1 = harness_name("rd1"), *d2 = harness_name("rd2"), *d3 = harness_name("rd3");
     xdeclare(x, "direct");
     xdeclare(dx, "direct");
     qdeclare(d1, -1, NULL, NULL);
@@ -346,7 +337,7 @@ static void check_routing(void)
     CHECK_EQ(count(d3), 0);
 
     /* the second death names the dead-letter exchange it came through */
-    const char *d4 = name("rd4");
+    const char *d4 = harness_name("rd4");
     qdeclare(d4, -1, NULL, NULL);
     qdeclare(d1, -1, "", d4);
     qbind(d1, dx, "k1");
@@ -377,7 +368,7 @@ static void check_routing(void)
 
 static void check_routing_key_needs_dlx(void)
 {
-    const char *q = name("nodlx");
+    const char *q = harness_name("nodlx");
     harness_args_t a = {.n = 0};
     harness_arg_str(&a, "x-dead-letter-routing-key", "k");
     harness_channel_open(s_conn, 2);
@@ -396,7 +387,7 @@ int main(void)
     harness_watchdog(55);
     harness_broker_t b;
     harness_broker_start(&b);
-    snprintf(s_prefix, sizeof s_prefix, "it-dlx-%d", (int)getpid());
+    harness_name_init("it-dlx");
     s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(s_conn, 1);
 

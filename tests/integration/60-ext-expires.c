@@ -26,16 +26,6 @@
 #define PROBE_CH 3
 
 static amqp_connection_state_t s_conn;
-static char s_prefix[64];
-
-static const char *name(const char *suffix)
-{
-    static char bufs[32][128];
-    static int next;
-    char *b = bufs[next++ % 32];
-    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
-    return b;
-}
 
 static amqp_queue_declare_ok_t declare_expiring(amqp_channel_t ch, const char *q, long expires,
                                                 const char *dlq)
@@ -122,11 +112,11 @@ static void publish(const char *q)
 
 static void check_idle_and_consumer(void)
 {
-    const char *q = name("idle");
+    const char *q = harness_name("idle");
     declare_expiring(1, q, 300, NULL);
     wait_gone(q, NULL, "idle queue, x-expires 300");
 
-    const char *c = name("consumed");
+    const char *c = harness_name("consumed");
     declare_expiring(1, c, 300, NULL);
     harness_channel_open(s_conn, 2);
     amqp_basic_consume(s_conn, 2, amqp_cstring_bytes(c), amqp_cstring_bytes("keep"), 0, 1, 0,
@@ -142,8 +132,8 @@ static void check_idle_and_consumer(void)
 
 static void check_uses(void)
 {
-    const char *g = name("get"), *p = name("passive"), *r = name("redeclare"),
-               *pub = name("publish");
+    const char *g = harness_name("get"), *p = harness_name("passive"),
+               *r = harness_name("redeclare"), *pub = harness_name("publish");
     declare_expiring(1, g, 500, NULL);
     keep_using(g, 1200, use_get, "basic.get every 100 ms, x-expires 500");
     wait_gone(g, NULL, "x-expires 500 after the last basic.get");
@@ -163,7 +153,7 @@ static void check_uses(void)
 
 static void check_messages_dropped(void)
 {
-    const char *q = name("msgs"), *dlq = name("msgs-dlq");
+    const char *q = harness_name("msgs"), *dlq = harness_name("msgs-dlq");
     amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(dlq), 0, 0, 0, 0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     declare_expiring(1, q, 300, dlq);
@@ -189,7 +179,7 @@ int main(void)
     harness_watchdog(55);
     harness_broker_t b;
     harness_broker_start(&b);
-    snprintf(s_prefix, sizeof s_prefix, "it-expires-%d", (int)getpid());
+    harness_name_init("it-expires");
     s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(s_conn, 1);
     harness_channel_open(s_conn, PROBE_CH);

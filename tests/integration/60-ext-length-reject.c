@@ -29,17 +29,7 @@
 #define MAXPUB 64
 
 static amqp_connection_state_t s_conn;
-static char s_prefix[64];
 static uint64_t s_seq; /* publishes so far on the confirm channel 2 */
-
-static const char *name(const char *suffix)
-{
-    static char bufs[32][128];
-    static int next;
-    char *b = bufs[next++ % 32];
-    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
-    return b;
-}
 
 static void qdeclare(const char *q, long maxlen, long maxbytes, const char *overflow,
                      const char *dlq)
@@ -197,7 +187,7 @@ static void expect_maxlen_dead(const char *dlq, const char *q, const char *bodie
 
 static void check_reject_publish(void)
 {
-    const char *dlq = name("dlq"), *q = name("rp");
+    const char *dlq = harness_name("dlq"), *q = harness_name("rp");
     qdeclare(dlq, -1, -1, NULL, NULL);
     qdeclare(q, 2, -1, "reject-publish", dlq);
 
@@ -231,7 +221,7 @@ static void check_reject_publish(void)
     expect_drain(q, "1 2 3 4", "requeued over a reject-publish limit");
 
     /* bytes: "aa" "bb" "c" fit 5, "d" does not, an empty body does */
-    const char *qb = name("rp-bytes");
+    const char *qb = harness_name("rp-bytes");
     qdeclare(qb, -1, 5, "reject-publish", NULL);
     expect_confirms("", qb, "aa bb c d -", false, "aaana", "reject-publish x-max-length-bytes 5");
     expect_drain(qb, "aa bb c ", "reject-publish x-max-length-bytes 5");
@@ -244,7 +234,7 @@ static void check_reject_publish(void)
 
 static void check_reject_publish_dlx(void)
 {
-    const char *dlq = name("x-dlq"), *q = name("rpx");
+    const char *dlq = harness_name("x-dlq"), *q = harness_name("rpx");
     qdeclare(dlq, -1, -1, NULL, NULL);
     qdeclare(q, 2, -1, "reject-publish-dlx", dlq);
 
@@ -263,7 +253,7 @@ static void check_reject_publish_dlx(void)
 
 static void check_fanout_and_mandatory(void)
 {
-    const char *x = name("fan"), *full = name("full"), *room = name("room");
+    const char *x = harness_name("fan"), *full = harness_name("full"), *room = harness_name("room");
     amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("fanout"), 0, 0,
                           1, 0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
@@ -298,7 +288,7 @@ int main(void)
     harness_watchdog(55);
     harness_broker_t b;
     harness_broker_start(&b);
-    snprintf(s_prefix, sizeof s_prefix, "it-lenrej-%d", (int)getpid());
+    harness_name_init("it-lenrej");
     s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(s_conn, 1);
     harness_channel_open(s_conn, 2);

@@ -28,16 +28,6 @@
 #include <amqp_framing.h>
 
 static amqp_connection_state_t s_conn;
-static char s_prefix[64];
-
-static const char *name(const char *suffix)
-{
-    static char bufs[32][128];
-    static int next;
-    char *b = bufs[next++ % 32];
-    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
-    return b;
-}
 
 /* Declare q (fresh) with x-max-length maxlen and x-max-length-bytes maxbytes (< 0: none),
  * x-overflow overflow (NULL: none), dead-lettering to dlq through the default exchange (NULL:
@@ -134,8 +124,9 @@ static void expect_maxlen_dead(const char *dlq, const char *q, const char *bodie
 
 static void check_max_length(void)
 {
-    const char *dlq = name("dlq"), *q = name("len"), *qd = name("len-drop-head"),
-               *plain = name("len-plain"), *zero = name("len-zero");
+    const char *dlq = harness_name("dlq"), *q = harness_name("len"),
+               *qd = harness_name("len-drop-head"), *plain = harness_name("len-plain"),
+               *zero = harness_name("len-zero");
     qdeclare(dlq, -1, -1, NULL, NULL);
     qdeclare(q, 3, -1, NULL, dlq);
     qdeclare(qd, 3, -1, "drop-head", dlq);
@@ -170,7 +161,8 @@ static void check_max_length(void)
 
 static void check_max_bytes(void)
 {
-    const char *dlq = name("b-dlq"), *q = name("bytes"), *both = name("both");
+    const char *dlq = harness_name("b-dlq"), *q = harness_name("bytes"),
+               *both = harness_name("both");
     qdeclare(dlq, -1, -1, NULL, NULL);
     qdeclare(q, -1, 10, NULL, dlq);
     qdeclare(both, 3, 5, NULL, dlq);
@@ -205,7 +197,7 @@ static void check_max_bytes(void)
 
 static void check_unacked_not_counted(void)
 {
-    const char *dlq = name("u-dlq"), *q = name("unacked");
+    const char *dlq = harness_name("u-dlq"), *q = harness_name("unacked");
     qdeclare(dlq, -1, -1, NULL, NULL);
     qdeclare(q, 2, -1, NULL, dlq);
     publish_words(q, "1 2");
@@ -242,7 +234,7 @@ int main(void)
     harness_watchdog(55);
     harness_broker_t b;
     harness_broker_start(&b);
-    snprintf(s_prefix, sizeof s_prefix, "it-len-%d", (int)getpid());
+    harness_name_init("it-len");
     s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(s_conn, 1);
 

@@ -42,16 +42,6 @@
 #include <amqp_framing.h>
 
 static amqp_connection_state_t s_conn;
-static char s_prefix[64];
-
-static const char *name(const char *suffix)
-{
-    static char bufs[32][128];
-    static int next;
-    char *b = bufs[next++ % 32];
-    snprintf(b, sizeof bufs[0], "%s-%s", s_prefix, suffix);
-    return b;
-}
 
 /* Declare q (deleting an old one first) with x-message-ttl (ttl < 0: none) and, when dlq is
  * given, dead-lettering to it through the default exchange. */
@@ -211,7 +201,7 @@ static void expect_bad_expiration(const char *x, const char *key, const char *ex
 
 static void check_invalid_expiration(void)
 {
-    const char *q = name("inv");
+    const char *q = harness_name("inv");
     qdeclare(q, -1, NULL);
     expect_bad_expiration("", q, "abc", "no_integer");
     expect_bad_expiration("", q, "", "no_integer");
@@ -221,7 +211,7 @@ static void check_invalid_expiration(void)
     expect_bad_expiration("", q, "0x10", "{leftover_string,\"x10\"}");
     expect_bad_expiration("", q, "315360000001", "{value_too_large,315360000001}");
     /* routed nowhere: still checked */
-    expect_bad_expiration("", name("no-such-queue"), "abc", "no_integer");
+    expect_bad_expiration("", harness_name("no-such-queue"), "abc", "no_integer");
     expect_bad_expiration("amq.fanout", "", "abc", "no_integer");
     CHECK_EQ(count(q), 0);
 
@@ -253,7 +243,8 @@ static void check_invalid_expiration(void)
 
 static void check_idle_queue_expires(void)
 {
-    const char *q = name("idle"), *dlq = name("idle-dlq"), *plain = name("idle-plain");
+    const char *q = harness_name("idle"), *dlq = harness_name("idle-dlq"),
+               *plain = harness_name("idle-plain");
     qdeclare(dlq, -1, NULL);
     qdeclare(q, 300, dlq);
     qdeclare(plain, 300, NULL);
@@ -282,8 +273,8 @@ static void check_idle_queue_expires(void)
 
 static void check_per_message_and_lower(void)
 {
-    const char *dlq = name("pm-dlq"), *q = name("pm"), *qlow = name("q200"),
-               *mlow = name("q60000");
+    const char *dlq = harness_name("pm-dlq"), *q = harness_name("pm"), *qlow = harness_name("q200"),
+               *mlow = harness_name("q60000");
     qdeclare(dlq, -1, NULL);
     qdeclare(q, -1, dlq);
     qdeclare(qlow, 200, dlq);
@@ -348,7 +339,7 @@ static void check_per_message_and_lower(void)
 
 static void check_ttl_zero(void)
 {
-    const char *dlq = name("z-dlq"), *q = name("z"), *q0 = name("z-queue0");
+    const char *dlq = harness_name("z-dlq"), *q = harness_name("z"), *q0 = harness_name("z-queue0");
     qdeclare(dlq, -1, NULL);
     qdeclare(q, -1, dlq);
     qdeclare(q0, 0, dlq);
@@ -415,7 +406,7 @@ static void check_ttl_zero(void)
 
 static void check_unacked_and_requeue(void)
 {
-    const char *dlq = name("u-dlq"), *q = name("u");
+    const char *dlq = harness_name("u-dlq"), *q = harness_name("u");
     qdeclare(dlq, -1, NULL);
     qdeclare(q, 300, dlq);
     publish(q, "held", NULL);
@@ -440,7 +431,8 @@ static void check_unacked_and_requeue(void)
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
 
     /* one message, two queues, two TTLs */
-    const char *x = name("fan"), *qs = name("fan-short"), *ql = name("fan-long");
+    const char *x = harness_name("fan"), *qs = harness_name("fan-short"),
+               *ql = harness_name("fan-long");
     amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("fanout"), 0, 0,
                           1, 0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
@@ -474,7 +466,7 @@ int main(void)
     harness_watchdog(55);
     harness_broker_t b;
     harness_broker_start(&b);
-    snprintf(s_prefix, sizeof s_prefix, "it-ttl-%d", (int)getpid());
+    harness_name_init("it-ttl");
     s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(s_conn, 1);
 

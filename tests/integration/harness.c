@@ -445,6 +445,28 @@ bool harness_bytes_is(amqp_bytes_t b, const char *s)
     return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
 }
 
+static char s_name_prefix[64];
+
+const char *harness_name_init(const char *tag)
+{
+    snprintf(s_name_prefix, sizeof s_name_prefix, "%s-%d", tag, (int)getpid());
+    return s_name_prefix;
+}
+
+const char *harness_name(const char *fmt, ...)
+{
+    static char bufs[32][128];
+    static unsigned next;
+    CHECKF(s_name_prefix[0], "harness_name() before harness_name_init()");
+    char *b = bufs[next++ % 32];
+    int n = snprintf(b, sizeof bufs[0], "%s-", s_name_prefix);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b + n, sizeof bufs[0] - (size_t)n, fmt, ap);
+    va_end(ap);
+    return b;
+}
+
 /* ---- raw sockets ---------------------------------------------------------------------------- */
 
 int raw_connect(const harness_broker_t *b)

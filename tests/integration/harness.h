@@ -144,6 +144,16 @@ const amqp_field_value_t *harness_table_get(const amqp_table_t *t, const char *k
  * only "". */
 bool harness_bytes_is(amqp_bytes_t b, const char *s);
 
+/* Set the prefix harness_name() puts before every name to "<tag>-<pid>" ("it-xa-1234"), so
+ * that test runs and tests do not share queues or exchanges. Call it once, at the start of main.
+ * Returns the prefix (static storage, valid for the whole test). */
+const char *harness_name_init(const char *tag);
+
+/* A per-test entity name, "<prefix>-<suffix>" with suffix printf-formatted. The result lives in
+ * one of 32 rotating static buffers of 128 bytes (truncated): it stays valid for the next 31
+ * calls, so several names may be in use at once. Fails the test before harness_name_init(). */
+const char *harness_name(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* ---- raw sockets ---------------------------------------------------------------------------- */
 
 /* Connect a plain blocking TCP socket to the broker; fails the test on error. */
