@@ -37,22 +37,9 @@ static void xdeclare(const char *x, const char *type, const char *ae, int intern
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void xdelete(const char *x)
-{
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void qdeclare(const char *q)
 {
     amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 1, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
-static void qbind(const char *q, const char *x, const char *key)
-{
-    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
-                    amqp_cstring_bytes(key), amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
@@ -135,8 +122,8 @@ static void check_basic(void)
     xdeclare(x, "direct", ae, 0);
     qdeclare(q);
     qdeclare(qae);
-    qbind(q, x, "k");
-    qbind(qae, ae, "");
+    harness_queue_bind(s_conn, 1, q, x, "k", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, qae, ae, "", amqp_empty_table);
 
     publish(x, "k", "routed", 0);
     publish(x, "z", "unroutable", 0);
@@ -156,8 +143,8 @@ static void check_basic(void)
     publish(x, "z", "lost", 1);
     expect_return("lost", x, "z");
     expect_queue(qae, "", "after unbinding the AE's queue");
-    xdelete(x);
-    xdelete(ae);
+    harness_exchange_delete(s_conn, 1, x);
+    harness_exchange_delete(s_conn, 1, ae);
 }
 
 static void check_chain(void)
@@ -169,8 +156,8 @@ static void check_chain(void)
     xdeclare(x, "topic", ae2, 0);
     qdeclare(q2);
     qdeclare(q3);
-    qbind(q2, ae2, "only");
-    qbind(q3, ae3, "");
+    harness_queue_bind(s_conn, 1, q2, ae2, "only", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q3, ae3, "", amqp_empty_table);
     publish(x, "only", "to-ae2", 1);
     publish(x, "other", "to-ae3", 1);
     expect_no_return("AE chain");
@@ -178,9 +165,9 @@ static void check_chain(void)
     expect_queue(q2, "", "first AE");
     expect_get(q3, "to-ae3", x, "other");
     expect_queue(q3, "", "second AE");
-    xdelete(x);
-    xdelete(ae2);
-    xdelete(ae3);
+    harness_exchange_delete(s_conn, 1, x);
+    harness_exchange_delete(s_conn, 1, ae2);
+    harness_exchange_delete(s_conn, 1, ae3);
     harness_log("AE chain: the AE's AE takes what the AE cannot route");
 }
 
@@ -195,14 +182,14 @@ static void check_missing_and_loop(void)
 
     xdeclare(missing, "fanout", NULL, 0);
     qdeclare(q);
-    qbind(q, missing, "");
+    harness_queue_bind(s_conn, 1, q, missing, "", amqp_empty_table);
     publish(x, "k", "late", 1);
     expect_no_return("AE declared later");
     expect_queue(q, "late", "AE declared after its user");
-    xdelete(missing);
+    harness_exchange_delete(s_conn, 1, missing);
     publish(x, "k", "gone-again", 1);
     expect_return("gone-again", x, "k");
-    xdelete(x);
+    harness_exchange_delete(s_conn, 1, x);
     harness_log("AE missing: dropped (returned when mandatory); used once declared");
 
     const char *l1 = harness_name("loop1"), *l2 = harness_name("loop2");
@@ -212,8 +199,8 @@ static void check_missing_and_loop(void)
     expect_return("loop-a", l1, "k");
     publish(l2, "k", "loop-b", 1);
     expect_return("loop-b", l2, "k");
-    xdelete(l1);
-    xdelete(l2);
+    harness_exchange_delete(s_conn, 1, l1);
+    harness_exchange_delete(s_conn, 1, l2);
     harness_log("two exchanges as each other's AE: returned, no hang");
 }
 
@@ -226,7 +213,7 @@ static void check_with_e2e(void)
     xdeclare(x7, "direct", ae7, 0);
     xdeclare(x8, "fanout", NULL, 0);
     qdeclare(q7);
-    qbind(q7, ae7, "");
+    harness_queue_bind(s_conn, 1, q7, ae7, "", amqp_empty_table);
     amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(x8), amqp_cstring_bytes(x7),
                        amqp_cstring_bytes("k"), amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
@@ -243,7 +230,7 @@ static void check_with_e2e(void)
     xdeclare(x10, "direct", ae10, 0);
     xdeclare(x9, "fanout", NULL, 0);
     qdeclare(q10);
-    qbind(q10, ae10, "");
+    harness_queue_bind(s_conn, 1, q10, ae10, "", amqp_empty_table);
     amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(x10), amqp_cstring_bytes(x9),
                        amqp_empty_bytes, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
@@ -252,7 +239,7 @@ static void check_with_e2e(void)
     expect_get(q10, "via-ae10", x9, "k");
     expect_queue(q10, "", "AE of the destination exchange");
     for (const char *const *x = (const char *const[]){x7, x8, ae7, x9, x10, ae10, NULL}; *x; x++)
-        xdelete(*x);
+        harness_exchange_delete(s_conn, 1, *x);
     harness_log("AE with exchange bindings: used per exchange that routed nothing at all");
 }
 

@@ -29,33 +29,13 @@ static void xdeclare(const char *x, const char *type)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void xdelete(const char *x)
-{
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void qdeclare(const char *q)
 {
     amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 1, 0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void qbind(const char *q, const char *x, const char *key)
-{
-    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
-                    amqp_cstring_bytes(key), amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 /* source -> destination */
-static void xbind(const char *src, const char *dst, const char *key)
-{
-    amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(dst), amqp_cstring_bytes(src),
-                       amqp_cstring_bytes(key), amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void xunbind(const char *src, const char *dst, const char *key)
 {
     amqp_exchange_unbind(s_conn, 1, amqp_cstring_bytes(dst), amqp_cstring_bytes(src),
@@ -107,12 +87,12 @@ static void check_chain(void)
     xdeclare(x3, "topic");
     qdeclare(q1);
     qdeclare(q2);
-    xbind(x1, x2, "a.b");
-    xbind(x1, x2, "a.b"); /* twice: one binding */
-    xbind(x1, x2, "z.z");
-    xbind(x2, x3, "ignored-by-fanout");
-    qbind(q1, x3, "a.#");
-    qbind(q2, x2, "");
+    harness_exchange_bind(s_conn, 1, x2, x1, "a.b");
+    harness_exchange_bind(s_conn, 1, x2, x1, "a.b"); /* twice: one binding */
+    harness_exchange_bind(s_conn, 1, x2, x1, "z.z");
+    harness_exchange_bind(s_conn, 1, x3, x2, "ignored-by-fanout");
+    harness_queue_bind(s_conn, 1, q1, x3, "a.#", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q2, x2, "", amqp_empty_table);
 
     publish(x1, "a.b", "m1");
     publish(x1, "z.z", "m2"); /* x3 does not route z.z */
@@ -142,14 +122,14 @@ static void check_chain(void)
     expect_queue(q2, "m8 m9", "chain after second unbind");
 
     /* deleting x2 takes x1 -> x2 (z.z) and x2 -> q2 with it */
-    xdelete(x2);
+    harness_exchange_delete(s_conn, 1, x2);
     xdeclare(x2, "fanout");
     publish(x1, "z.z", "m10");
     publish(x2, "k", "m11");
     expect_queue(q2, "", "chain after deleting the middle exchange");
-    xdelete(x1);
-    xdelete(x2);
-    xdelete(x3);
+    harness_exchange_delete(s_conn, 1, x1);
+    harness_exchange_delete(s_conn, 1, x2);
+    harness_exchange_delete(s_conn, 1, x3);
     harness_log("chain direct -> fanout -> topic: routed with the original key, unbind stops it");
 }
 
@@ -162,9 +142,9 @@ static void check_fan_in(void)
     xdeclare(xb, "direct");
     xdeclare(xc, "fanout");
     qdeclare(q);
-    xbind(xa, xc, "");
-    xbind(xb, xc, "k");
-    qbind(q, xc, "");
+    harness_exchange_bind(s_conn, 1, xc, xa, "");
+    harness_exchange_bind(s_conn, 1, xc, xb, "k");
+    harness_queue_bind(s_conn, 1, q, xc, "", amqp_empty_table);
     publish(xa, "k", "a1");
     publish(xb, "k", "b1");
     publish(xb, "other", "b2");
@@ -179,19 +159,19 @@ static void check_fan_in(void)
     xdeclare(dr, "direct");
     xdeclare(dm, "fanout");
     qdeclare(dq);
-    xbind(d0, dl, "#");
-    xbind(d0, dr, "k");
-    xbind(dl, dm, "*");
-    xbind(dr, dm, "k");
-    qbind(dq, dm, "");
-    qbind(dq, d0, "");
-    qbind(dq, dl, "k");
+    harness_exchange_bind(s_conn, 1, dl, d0, "#");
+    harness_exchange_bind(s_conn, 1, dr, d0, "k");
+    harness_exchange_bind(s_conn, 1, dm, dl, "*");
+    harness_exchange_bind(s_conn, 1, dm, dr, "k");
+    harness_queue_bind(s_conn, 1, dq, dm, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, dq, d0, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, dq, dl, "k", amqp_empty_table);
     publish(d0, "k", "d1");      /* every path reaches dq: one copy */
     publish(d0, "other", "d2");  /* d0 -> dq, d0 -> dl -> dm -> dq */
     publish(d0, "two.words", "d3"); /* only d0 -> dq */
     expect_queue(dq, "d1 d2 d3", "diamond");
     for (const char *const *x = (const char *const[]){xa, xb, xc, d0, dl, dr, dm, NULL}; *x; x++)
-        xdelete(*x);
+        harness_exchange_delete(s_conn, 1, *x);
     harness_log("fan-in and a diamond: one copy per queue per publish");
 }
 
@@ -208,10 +188,10 @@ static void check_loops(void)
     qdeclare(q1);
     qdeclare(q2);
     qdeclare(qs);
-    xbind(x1, x2, "k");
-    xbind(x2, x1, "k");
-    qbind(q1, x1, "");
-    qbind(q2, x2, "k");
+    harness_exchange_bind(s_conn, 1, x2, x1, "k");
+    harness_exchange_bind(s_conn, 1, x1, x2, "k");
+    harness_queue_bind(s_conn, 1, q1, x1, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q2, x2, "k", amqp_empty_table);
     publish(x1, "k", "m1");
     publish(x2, "k", "m2");
     publish(x1, "j", "m3"); /* x2 does not route j */
@@ -219,14 +199,15 @@ static void check_loops(void)
     expect_queue(q1, "m1 m2 m3", "loop x1 <-> x2");
     expect_queue(q2, "m1 m2", "loop x1 <-> x2");
 
-    xbind(xs, xs, "#");
-    xbind(xs, xs, "a.*");
-    qbind(qs, xs, "a.b");
+    harness_exchange_bind(s_conn, 1, xs, xs, "#");
+    harness_exchange_bind(s_conn, 1, xs, xs, "a.*");
+    harness_queue_bind(s_conn, 1, qs, xs, "a.b", amqp_empty_table);
     publish(xs, "a.b", "s1");
     publish(xs, "a.c", "s2");
     expect_queue(qs, "s1", "self-binding");
 
-    xbind(lonely, lonely, ""); /* a loop with no queue at all: the publish just vanishes */
+    harness_exchange_bind(s_conn, 1, lonely, lonely,
+                          ""); /* a loop with no queue at all: the publish just vanishes */
     publish(lonely, "", "nowhere");
 
     /* a three-exchange cycle with a queue on each, then broken */
@@ -235,10 +216,10 @@ static void check_loops(void)
     for (int i = 0; i < 3; i++) {
         xdeclare(c[i], "fanout");
         qdeclare(cq[i]);
-        qbind(cq[i], c[i], "");
+        harness_queue_bind(s_conn, 1, cq[i], c[i], "", amqp_empty_table);
     }
     for (int i = 0; i < 3; i++)
-        xbind(c[i], c[(i + 1) % 3], "");
+        harness_exchange_bind(s_conn, 1, c[(i + 1) % 3], c[i], "");
     publish(c[1], "k", "y1");
     for (int i = 0; i < 3; i++)
         expect_queue(cq[i], "y1", "three-exchange cycle");
@@ -250,7 +231,7 @@ static void check_loops(void)
 
     for (const char *const *x = (const char *const[]){x1, x2, xs, lonely, c[0], c[1], c[2], NULL};
          *x; x++)
-        xdelete(*x);
+        harness_exchange_delete(s_conn, 1, *x);
     harness_log("loops and self-bindings: each queue gets a publish at most once");
 }
 

@@ -33,13 +33,6 @@ static void qdeclare(const char *q)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void qbind(const char *q, const char *x, const char *key)
-{
-    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
-                    amqp_cstring_bytes(key), amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void expect_queue(const char *q, const char *want, const char *what)
 {
     char got[1024];
@@ -197,7 +190,7 @@ static void check_mandatory(void)
                           0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     qdeclare(q);
-    qbind(q, x, "k");
+    harness_queue_bind(s_conn, 1, q, x, "k", amqp_empty_table);
 
     /* three bodies: empty, small, and one spanning three frames at frame_max 131072 */
     size_t sizes[3] = {0, 5, 300000};
@@ -273,9 +266,9 @@ static void check_cc_bcc(void)
     const char *keys[4] = {"a", "b", "c", "d"};
     for (int i = 0; i < 4; i++) {
         qdeclare(qs[i]);
-        qbind(qs[i], x, keys[i]);
+        harness_queue_bind(s_conn, 1, qs[i], x, keys[i], amqp_empty_table);
     }
-    qbind(qd, t, "t.*");
+    harness_queue_bind(s_conn, 1, qd, t, "t.*", amqp_empty_table);
 
     static const char *const cc_b[] = {"b", NULL};
     static const char *const bcc_c[] = {"c", NULL};

@@ -42,22 +42,9 @@ static void xdeclare(const char *x, const char *type, int auto_delete, int inter
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void xdelete(const char *x)
-{
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void qdeclare(const char *q)
 {
     amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 1, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
-static void qbind(const char *q, const char *x, const char *key, amqp_table_t args)
-{
-    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
-                    amqp_cstring_bytes(key), args);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
@@ -133,14 +120,15 @@ static void check_direct(void)
     xdeclare(x, "direct", 0, 0);
     for (int i = 0; i < 4; i++)
         qdeclare(q[i]);
-    qbind(q[0], x, "a", amqp_empty_table);
-    qbind(q[1], x, "a", amqp_empty_table);
-    qbind(q[1], x, "a", amqp_empty_table); /* the same binding twice is one binding */
-    qbind(q[2], x, "b", amqp_empty_table);
-    qbind(q[2], x, "c", amqp_empty_table);
-    qbind(q[3], x, "a", amqp_empty_table);
-    qbind(q[3], x, "b", amqp_empty_table);
-    qbind(q[3], x, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q[0], x, "a", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q[1], x, "a", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q[1], x, "a",
+                       amqp_empty_table); /* the same binding twice is one binding */
+    harness_queue_bind(s_conn, 1, q[2], x, "b", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q[2], x, "c", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q[3], x, "a", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q[3], x, "b", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q[3], x, "", amqp_empty_table);
 
     publish(x, "a", "m1", NULL);
     publish(x, "b", "m2", NULL);
@@ -164,11 +152,11 @@ static void check_direct(void)
     expect_queue(q[3], "m9", "direct after unbind");
 
     /* amq.direct is a direct exchange like any other */
-    qbind(q[0], "amq.direct", harness_name("amq-key"), amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q[0], "amq.direct", harness_name("amq-key"), amqp_empty_table);
     publish("amq.direct", harness_name("amq-key"), "m10", NULL);
     expect_queue(q[0], "m10", "amq.direct");
     qunbind(q[0], "amq.direct", harness_name("amq-key"), amqp_empty_table);
-    xdelete(x);
+    harness_exchange_delete(s_conn, 1, x);
     harness_log("direct: several queues per key, several keys per queue, one copy each");
 }
 
@@ -179,9 +167,10 @@ static void check_fanout(void)
     xdeclare(x, "fanout", 0, 0);
     for (int i = 0; i < 3; i++)
         qdeclare(q[i]);
-    qbind(q[0], x, "", amqp_empty_table);
-    qbind(q[1], x, "one", amqp_empty_table);
-    qbind(q[1], x, "two", amqp_empty_table); /* two bindings, still one copy */
+    harness_queue_bind(s_conn, 1, q[0], x, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q[1], x, "one", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q[1], x, "two",
+                       amqp_empty_table); /* two bindings, still one copy */
     publish(x, "", "m1", NULL);
     publish(x, "whatever", "m2", NULL);
     expect_queue(q[0], "m1 m2", "fanout");
@@ -193,7 +182,7 @@ static void check_fanout(void)
     publish(x, "k", "m4", NULL);
     expect_queue(q[0], "m3 m4", "fanout after unbind");
     expect_queue(q[1], "m3", "fanout after unbind");
-    xdelete(x);
+    harness_exchange_delete(s_conn, 1, x);
     harness_log("fanout: every bound queue once, keys ignored");
 }
 
@@ -232,13 +221,13 @@ static void check_topic(void)
     for (int i = 0; i < NP; i++) {
         snprintf(q[i], sizeof q[i], "%s", harness_name("t%d", i));
         qdeclare(q[i]);
-        qbind(q[i], x, patterns[i], amqp_empty_table);
+        harness_queue_bind(s_conn, 1, q[i], x, patterns[i], amqp_empty_table);
     }
     /* one queue, two overlapping patterns: one copy */
     const char *both = harness_name("t-both");
     qdeclare(both);
-    qbind(both, x, "a.#", amqp_empty_table);
-    qbind(both, x, "#.c", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, both, x, "a.#", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, both, x, "#.c", amqp_empty_table);
 
     for (int j = 0; j < NK; j++) {
         char body[16];
@@ -257,7 +246,7 @@ static void check_topic(void)
     publish(x, "a.b.c", "after", NULL);
     expect_queue(q[2], "", "topic after unbind #");
     expect_queue(both, "after", "topic after unbind a.#");
-    xdelete(x);
+    harness_exchange_delete(s_conn, 1, x);
     harness_log("topic: %d patterns x %d keys exactly as RabbitMQ", NP, NK);
 }
 
@@ -375,7 +364,7 @@ static void check_headers(void)
     for (int i = 0; i < NB; i++) {
         snprintf(q[i], sizeof q[i], "%s", harness_name("h%d", i));
         qdeclare(q[i]);
-        qbind(q[i], x, "ignored", table(0, bindings[i]));
+        harness_queue_bind(s_conn, 1, q[i], x, "ignored", table(0, bindings[i]));
     }
     for (int j = 0; j < NM; j++) {
         char body[16];
@@ -416,8 +405,8 @@ static void check_headers(void)
     kv_t own[3];
     memcpy(own, mine, sizeof own);
     own[1].s = s_prefix;
-    qbind(q[0], "amq.match", "", table(0, own));
-    qbind(q[1], "amq.headers", "", table(0, own));
+    harness_queue_bind(s_conn, 1, q[0], "amq.match", "", table(0, own));
+    harness_queue_bind(s_conn, 1, q[1], "amq.headers", "", table(0, own));
     amqp_table_t h = table(1, own + 1);
     publish("amq.match", "", "via-match", &h);
     publish("amq.headers", "", "via-headers", &h);
@@ -425,7 +414,7 @@ static void check_headers(void)
     expect_queue(q[1], "via-headers", "amq.headers");
     qunbind(q[0], "amq.match", "", table(0, own));
     qunbind(q[1], "amq.headers", "", table(0, own));
-    xdelete(x);
+    harness_exchange_delete(s_conn, 1, x);
     harness_log("headers: all/any/all-with-x/any-with-x with typed values as RabbitMQ");
 }
 
@@ -439,9 +428,9 @@ static void check_auto_delete(void)
     qdeclare(q1);
     xdeclare(x, "direct", 1, 0);
     CHECK(exchange_exists(x)); /* no binding yet: it stays */
-    qbind(q0, x, "k", amqp_empty_table);
-    qbind(q1, x, "k", amqp_empty_table);
-    qbind(q1, x, "k2", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q0, x, "k", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q1, x, "k", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q1, x, "k2", amqp_empty_table);
     qunbind(q1, x, "k", amqp_empty_table);
     CHECK(exchange_exists(x));
     qunbind(q0, x, "k", amqp_empty_table);
@@ -456,7 +445,7 @@ static void check_auto_delete(void)
     const char *tmp = harness_name("ad-tmp");
     xdeclare(x, "fanout", 1, 0);
     qdeclare(tmp);
-    qbind(tmp, x, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, tmp, x, "", amqp_empty_table);
     amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(tmp), 0, 0);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     CHECK(!exchange_exists(x));
@@ -473,7 +462,7 @@ static void check_auto_delete(void)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     CHECK(!exchange_exists(x));
     CHECK(exchange_exists(dst));
-    xdelete(dst);
+    harness_exchange_delete(s_conn, 1, dst);
     harness_log("auto-delete: also when the bound queue goes, and for exchange bindings");
 }
 
@@ -484,7 +473,7 @@ static void check_internal(void)
     xdeclare(xi, "fanout", 0, 1);
     xdeclare(front, "direct", 0, 0);
     qdeclare(q);
-    qbind(q, xi, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, q, xi, "", amqp_empty_table);
 
     publish(xi, "k", "direct-to-internal", NULL);
     expect_close(403, 60, 40,
@@ -498,8 +487,8 @@ static void check_internal(void)
     publish(front, "in", "m1", NULL);
     publish(front, "out", "m2", NULL);
     expect_queue(q, "m1", "internal exchange behind an exchange binding");
-    xdelete(front);
-    xdelete(xi);
+    harness_exchange_delete(s_conn, 1, front);
+    harness_exchange_delete(s_conn, 1, xi);
     harness_log("internal: 403 on publish, reachable through an exchange binding");
 }
 

@@ -38,12 +38,6 @@ static void declare(amqp_connection_state_t conn, amqp_channel_t ch, const char 
     CHECK_REPLY(amqp_get_rpc_reply(conn));
 }
 
-static void delete_queue(amqp_connection_state_t conn, amqp_channel_t ch, const char *q)
-{
-    amqp_queue_delete(conn, ch, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 static void publish_n(amqp_connection_state_t conn, const char *q, int first, int n)
 {
     for (int i = first; i < first + n; i++) {
@@ -142,7 +136,7 @@ static void check_no_ack_and_cancel(amqp_connection_state_t conn)
     cancel(conn, 2, amqp_cstring_bytes("no-such-consumer"));
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
     amqp_bytes_free(tag);
-    delete_queue(conn, 1, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("no-ack consume, server tags, cancel: ok");
 }
 
@@ -213,7 +207,7 @@ static void check_exclusive(amqp_connection_state_t conn, const harness_broker_t
     amqp_bytes_free(consume(other, 1, q, NULL, false, true));
     harness_disconnect(other);
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
-    delete_queue(conn, 1, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("exclusive consumers: ok");
 }
 
@@ -235,7 +229,7 @@ static void check_server_cancel(const harness_broker_t *b)
     CHECK_REPLY(harness_queue_peek(notified, 1, q, NULL, &c));
     CHECK_EQ(c, 2);
 
-    delete_queue(plain, 1, q);
+    harness_queue_delete(plain, 1, q);
 
     amqp_frame_t f;
     int st = harness_next_frame(notified, &f, 5000);
@@ -254,7 +248,7 @@ static void check_server_cancel(const harness_broker_t *b)
     /* Both channels are still open and usable. */
     declare(notified, 5, q);
     declare(plain, 5, q);
-    delete_queue(notified, 5, q);
+    harness_queue_delete(notified, 5, q);
     amqp_bytes_free(t1);
     amqp_bytes_free(t2);
     harness_disconnect(plain);
@@ -307,7 +301,7 @@ static void check_round_robin(amqp_connection_state_t conn)
     uint32_t m = 99;
     CHECK_REPLY(harness_queue_peek(conn, 1, q, &m, NULL));
     CHECK_EQ(m, 0);
-    delete_queue(conn, 1, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("round-robin: ok");
 }
 

@@ -59,12 +59,6 @@ static amqp_rpc_reply_t declare(amqp_connection_state_t conn, amqp_channel_t ch,
     return amqp_get_rpc_reply(conn);
 }
 
-static void delete_queue(amqp_connection_state_t conn, amqp_channel_t ch, const char *name)
-{
-    amqp_queue_delete(conn, ch, amqp_cstring_bytes(name), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 static amqp_table_t ttl_args(amqp_table_entry_t *e, uint8_t kind, int64_t ttl)
 {
     e->key = amqp_cstring_bytes("x-message-ttl");
@@ -103,8 +97,8 @@ static void check_named_and_server_named(amqp_connection_state_t conn, const cha
     /* A server-named queue is a real queue that can be declared passively by its name. */
     CHECK_REPLY(declare(conn, 1, n1, true, false, false, false, amqp_empty_table, &ok));
     CHECK(harness_bytes_is(ok->queue, n1));
-    delete_queue(conn, 1, n1);
-    delete_queue(conn, 1, n2);
+    harness_queue_delete(conn, 1, n1);
+    harness_queue_delete(conn, 1, n2);
 
     /* passive on a missing queue: 404 */
     char missing[128];
@@ -201,7 +195,7 @@ static void check_equivalence(amqp_connection_state_t conn, const char *q, const
     /* The queue is untouched by the failed redeclarations. */
     CHECK_REPLY(declare(conn, 1, q, false, false, false, false,
                         ttl_args(&e, AMQP_FIELD_KIND_I32, 1000), &ok));
-    delete_queue(conn, 1, q);
+    harness_queue_delete(conn, 1, q);
 
     /* The durable flag is kept: a durable queue refuses a non-durable redeclaration. */
     CHECK_REPLY(declare(conn, 1, dq, false, true, false, false, amqp_empty_table, &ok));
@@ -214,7 +208,7 @@ static void check_equivalence(amqp_connection_state_t conn, const char *q, const
         conn, 1, declare(conn, 1, dq, false, false, false, false, amqp_empty_table, NULL), 406,
         s_text, 50, 10);
     harness_channel_open(conn, 1);
-    delete_queue(conn, 1, dq);
+    harness_queue_delete(conn, 1, dq);
     harness_log("equivalence: ok");
 }
 
@@ -305,7 +299,7 @@ static void check_counts(const harness_broker_t *b, amqp_connection_state_t conn
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 3, 5000), 3);
     CHECK_REPLY(harness_queue_peek(conn, 1, q, &m, &c));
     CHECK_EQ(c, 0);
-    delete_queue(conn, 1, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("declare-ok counts: ok");
 }
 
@@ -437,7 +431,7 @@ static void check_exclusive_owner(amqp_connection_state_t conn, const char *q)
     harness_expect_channel_close(
         conn, 2, declare(conn, 2, q, false, false, false, false, amqp_empty_table, NULL), 405,
         s_text, 50, 10);
-    delete_queue(conn, 1, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("exclusive queue redeclared by its owner: ok");
 }
 
@@ -481,7 +475,7 @@ int main(void)
     check_reserved_prefix(conn);
     check_exclusive_owner(conn, q);
     check_invalid_args(conn, q2);
-    delete_queue(conn, 1, q); /* the first one; deleting a missing queue is fine too */
+    harness_queue_delete(conn, 1, q); /* the first one; deleting a missing queue is fine too */
 
     harness_disconnect(conn);
     harness_check_alive(&b);

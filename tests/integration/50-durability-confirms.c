@@ -47,13 +47,6 @@ static void declare(const char *q)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static uint32_t count(const char *q)
-{
-    uint32_t n = 0;
-    CHECK_REPLY(harness_queue_peek(s_conn, 1, q, &n, NULL));
-    return n;
-}
-
 /* "<tag>-<i>;" padded to 20..520 bytes with a pattern that depends on i. */
 static size_t make_body(char *out, const char *tag, int i)
 {
@@ -104,7 +97,7 @@ static int read_confirm(int timeout_ms)
  * min <= k <= max: in order, intact, nothing twice. Returns k. */
 static int expect_sequence(const char *q, const char *tag, int min, int max)
 {
-    uint32_t n = count(q);
+    uint32_t n = harness_queue_count(s_conn, 1, q);
     CHECKF(n >= (uint32_t)min && n <= (uint32_t)max, "queue %s counts %u, want %d..%d", q, n, min,
            max);
     harness_channel_open(s_conn, 9);
@@ -126,7 +119,7 @@ static int expect_sequence(const char *q, const char *tag, int min, int max)
         amqp_destroy_envelope(&env);
     }
     CHECK_REPLY(amqp_channel_close(s_conn, 9, AMQP_REPLY_SUCCESS));
-    CHECK_EQ(count(q), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, q), 0);
     return (int)n;
 }
 
@@ -248,7 +241,7 @@ static void transient_paged_then_kill(void)
     while (s_confirmed[1] < TOTAL)
         CHECKF(read_confirm(10000), "confirms stopped at %llu of %d",
                (unsigned long long)s_confirmed[1], TOTAL);
-    CHECK_EQ(count("dq.mixed"), TOTAL);
+    CHECK_EQ(harness_queue_count(s_conn, 1, "dq.mixed"), TOTAL);
     crash_restart();
     expect_sequence("dq.mixed", "m", persistent, persistent);
     harness_log("%d confirmed, %d of them persistent, SIGKILL: exactly the persistent ones came "

@@ -72,20 +72,6 @@ static amqp_rpc_reply_t qdecl(const char *q, bool passive, bool durable, bool ex
     return r;
 }
 
-static void qbind(const char *q, const char *x, const char *key, amqp_table_t args)
-{
-    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
-                    amqp_cstring_bytes(key), args);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
-static void xbind(const char *dest, const char *src, const char *key)
-{
-    amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(dest), amqp_cstring_bytes(src),
-                       amqp_cstring_bytes(key), amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 /* r must be a channel.close with code and the formatted text; channel 1 is opened again. */
 static void expect_close(amqp_rpc_reply_t r, uint16_t code, uint16_t cls, uint16_t meth,
                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -175,41 +161,41 @@ static void declare_all(void)
     CHECK_REPLY(qdecl("dq.excl", false, true, true, false, amqp_empty_table, NULL));
 
     /* Bindings between durable entities. */
-    qbind("dq.plain", "d.direct", "k1", amqp_empty_table);
-    qbind("dq.ad", "d.direct", "k2", amqp_empty_table);
-    qbind("dq.plain", "d.topic", "a.*.c", amqp_empty_table);
-    qbind("dq.args", "d.headers", "", headers_binding_args(e));
-    qbind("dq.fan", "d.fanout", "", amqp_empty_table);
-    qbind("dq.ae", "d.ae", "", amqp_empty_table);
-    xbind("d.fanout", "d.direct", "e2e");
-    xbind("d.internal", "d.topic", "int.#");
-    qbind("dq.plain", "d.internal", "int.x", amqp_empty_table);
-    qbind("dq.plain", "d.xad", "xad", amqp_empty_table);
-    qbind("dq.excl", "d.direct", "k1", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, "dq.plain", "d.direct", "k1", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, "dq.ad", "d.direct", "k2", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, "dq.plain", "d.topic", "a.*.c", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, "dq.args", "d.headers", "", headers_binding_args(e));
+    harness_queue_bind(s_conn, 1, "dq.fan", "d.fanout", "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, "dq.ae", "d.ae", "", amqp_empty_table);
+    harness_exchange_bind(s_conn, 1, "d.fanout", "d.direct", "e2e");
+    harness_exchange_bind(s_conn, 1, "d.internal", "d.topic", "int.#");
+    harness_queue_bind(s_conn, 1, "dq.plain", "d.internal", "int.x", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, "dq.plain", "d.xad", "xad", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, "dq.excl", "d.direct", "k1", amqp_empty_table);
 
     /* Non-durable ones, and bindings that involve them. */
     CHECK_REPLY(xdecl("n.x", "direct", false, false, false, false, amqp_empty_table));
     CHECK_REPLY(qdecl("n.q", false, false, false, false, amqp_empty_table, NULL));
-    qbind("dq.plain", "n.x", "nk", amqp_empty_table);
-    xbind("n.x", "d.direct", "to-nx");
-    xbind("d.fanout", "n.x", "from-nx");
-    qbind("n.q", "d.direct", "k1", amqp_empty_table);
-    qbind("n.q", "d.fanout", "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, "dq.plain", "n.x", "nk", amqp_empty_table);
+    harness_exchange_bind(s_conn, 1, "n.x", "d.direct", "to-nx");
+    harness_exchange_bind(s_conn, 1, "d.fanout", "n.x", "from-nx");
+    harness_queue_bind(s_conn, 1, "n.q", "d.direct", "k1", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, "n.q", "d.fanout", "", amqp_empty_table);
 
     /* Durable entities and bindings that are deleted again before the restart. */
     CHECK_REPLY(xdecl("d.gone", "direct", false, true, false, false, amqp_empty_table));
-    qbind("dq.plain", "d.gone", "gone", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, "dq.plain", "d.gone", "gone", amqp_empty_table);
     amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes("d.gone"), 0);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     CHECK_REPLY(qdecl("dq.gone", false, true, false, false, amqp_empty_table, NULL));
-    qbind("dq.gone", "d.direct", "kg", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, "dq.gone", "d.direct", "kg", amqp_empty_table);
     amqp_queue_delete(s_conn, 1, amqp_cstring_bytes("dq.gone"), 0, 0);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    qbind("dq.plain", "d.direct", "unbound", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, "dq.plain", "d.direct", "unbound", amqp_empty_table);
     amqp_queue_unbind(s_conn, 1, amqp_cstring_bytes("dq.plain"), amqp_cstring_bytes("d.direct"),
                       amqp_cstring_bytes("unbound"), amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    xbind("d.fanout", "d.direct", "e2e-unbound");
+    harness_exchange_bind(s_conn, 1, "d.fanout", "d.direct", "e2e-unbound");
     amqp_exchange_unbind(s_conn, 1, amqp_cstring_bytes("d.fanout"), amqp_cstring_bytes("d.direct"),
                          amqp_cstring_bytes("e2e-unbound"), amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
@@ -374,7 +360,7 @@ static void change_then_crash(void)
 {
     CHECK_REPLY(xdecl("d.late", "direct", false, true, false, false, amqp_empty_table));
     CHECK_REPLY(qdecl("dq.late", false, true, false, false, amqp_empty_table, NULL));
-    qbind("dq.late", "d.late", "late", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, "dq.late", "d.late", "late", amqp_empty_table);
     amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes("d.topic"), 0);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     amqp_queue_delete(s_conn, 1, amqp_cstring_bytes("dq.fan"), 0, 0);
@@ -439,7 +425,7 @@ static void declare_then_crash(void)
         snprintf(prev, sizeof prev, "dq.quick%d", round - 1);
         CHECK_REPLY(xdecl(x, "fanout", false, true, false, false, amqp_empty_table));
         CHECK_REPLY(qdecl(q, false, true, false, false, amqp_empty_table, NULL));
-        qbind(q, x, "", amqp_empty_table);
+        harness_queue_bind(s_conn, 1, q, x, "", amqp_empty_table);
         if (round > 0) { /* and the previous round's queue deleted */
             amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(prev), 0, 0);
             CHECK_REPLY(amqp_get_rpc_reply(s_conn));

@@ -47,13 +47,6 @@ static void declare(const char *q, bool durable)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static uint32_t count(const char *q)
-{
-    uint32_t n = 0;
-    CHECK_REPLY(harness_queue_peek(s_conn, 1, q, &n, NULL));
-    return n;
-}
-
 static void expect_no_queue(const char *q)
 {
     char text[256];
@@ -109,7 +102,7 @@ static int s_mismatches; /* expect_queue() failures so far */
  * logged and counted (the caller fails the test after checking every queue). */
 static void expect_queue(const char *q, uint32_t want_count, const char *want, const char *what)
 {
-    uint32_t n = count(q);
+    uint32_t n = harness_queue_count(s_conn, 1, q);
     const char *got = drain_flags(q);
     if (n != want_count || strcmp(got, want) != 0) {
         harness_log("MISMATCH %s: queue '%s' counted %u and gave \"%s\", want %u and \"%s\"",
@@ -494,12 +487,12 @@ static void small_before(void)
         publish_short("dq.tpaged", "t", i, i % 10 == 0 ? 2 : 1);
     CHECK_EQ(harness_wait_message_count(s_conn, 1, "dq.tpaged", 3000, 5000), 3000);
 
-    CHECK_EQ(count("dq.unacked"), 7);
-    CHECK_EQ(count("dq.consumer"), 5);
-    CHECK_EQ(count("dq.requeued"), 10);
-    CHECK_EQ(count("dq.acked"), 10);
-    CHECK_EQ(count("dq.purged"), 3);
-    CHECK_EQ(count("dq.bigpurge"), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, "dq.unacked"), 7);
+    CHECK_EQ(harness_queue_count(s_conn, 1, "dq.consumer"), 5);
+    CHECK_EQ(harness_queue_count(s_conn, 1, "dq.requeued"), 10);
+    CHECK_EQ(harness_queue_count(s_conn, 1, "dq.acked"), 10);
+    CHECK_EQ(harness_queue_count(s_conn, 1, "dq.purged"), 3);
+    CHECK_EQ(harness_queue_count(s_conn, 1, "dq.bigpurge"), 0);
     harness_log("small queues set up: unacked, consumer, requeued, acked, purged, deleted, "
                 "transient past the window");
 }
@@ -508,7 +501,7 @@ static void small_after(void)
 {
     expect_no_queue("nq.persist");
     declare("nq.persist", false);
-    CHECK_EQ(count("nq.persist"), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, "nq.persist"), 0);
 
     expect_queue("dq.unacked", 9, "u0r u2r u3 u4 u5 u6 u7 u8 u9", "delivered, unacked");
     expect_queue("dq.consumer", 9, "c1r c2r c3r c4r c5 c6 c7 c8 c9", "consumer, unacked");
@@ -520,8 +513,8 @@ static void small_after(void)
     expect_no_queue("dq.bigdeleted");
     declare("dq.deleted", true);
     declare("dq.bigdeleted", true);
-    CHECK_EQ(count("dq.deleted"), 0);
-    CHECK_EQ(count("dq.bigdeleted"), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, "dq.deleted"), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, "dq.bigdeleted"), 0);
     expect_drain("dq.deleted", "", "deleted, declared again");
     expect_drain("dq.bigdeleted", "", "deleted past the window, declared again");
 
@@ -568,7 +561,7 @@ static void big_before(void)
         amqp_destroy_message(&msg);
         amqp_maybe_release_buffers(s_conn);
     }
-    CHECK_EQ(count("dq.big"), BIG_N - BIG_PRE);
+    CHECK_EQ(harness_queue_count(s_conn, 1, "dq.big"), BIG_N - BIG_PRE);
     harness_log("dq.big: %d persistent messages counted, the first %d taken in order", BIG_N,
                 BIG_PRE);
 }
@@ -576,7 +569,7 @@ static void big_before(void)
 /* Consume the rest with a consumer (prefetch 1000, multiple acks every 500). */
 static void big_after(void)
 {
-    CHECK_EQ(count("dq.big"), BIG_N - BIG_PRE);
+    CHECK_EQ(harness_queue_count(s_conn, 1, "dq.big"), BIG_N - BIG_PRE);
     harness_channel_open(s_conn, 4);
     amqp_basic_qos(s_conn, 4, 0, 1000, 0);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
@@ -601,7 +594,7 @@ static void big_after(void)
     }
     amqp_basic_cancel(s_conn, 4, amqp_cstring_bytes("big"));
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    CHECK_EQ(count("dq.big"), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, "dq.big"), 0);
     harness_log("dq.big after the restart: %d more, in order, none redelivered", BIG_N - BIG_PRE);
 }
 
@@ -626,7 +619,7 @@ int main(void)
     int persistent = 0;
     for (int i = 0; i < ORDER_N; i++)
         persistent += order_dm(i) == 2;
-    CHECK_EQ(count("dq.order"), persistent);
+    CHECK_EQ(harness_queue_count(s_conn, 1, "dq.order"), persistent);
     CHECK_EQ(check_order(true), persistent);
     harness_log("dq.order after the restart: %d persistent of %d (sizes 0 B to 1 MiB), in order, "
                 "all properties intact; the transient ones gone",
@@ -639,8 +632,9 @@ int main(void)
     const char *qs[] = {"dq.order", "dq.unacked", "dq.consumer", "dq.requeued", "dq.acked",
                         "dq.purged", "dq.tpaged",  "dq.big"};
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++)
-        CHECKF(count(qs[i]) == 0, "queue %s holds %u messages after the last restart", qs[i],
-               count(qs[i]));
+        CHECKF(harness_queue_count(s_conn, 1, qs[i]) == 0,
+               "queue %s holds %u messages after the last restart", qs[i],
+               harness_queue_count(s_conn, 1, qs[i]));
     harness_log("after a last restart every durable queue is empty");
 
     harness_disconnect(s_conn);

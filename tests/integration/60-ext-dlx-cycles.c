@@ -50,12 +50,6 @@ static void qdeclare(const char *q, long ttl, long maxlen, const char *dlx, cons
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void qdelete(const char *q)
-{
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void fanout(const char *x)
 {
     amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("fanout"), 0, 0,
@@ -63,36 +57,10 @@ static void fanout(const char *x)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void xdelete(const char *x)
-{
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
-static void qbind(const char *q, const char *x)
-{
-    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x), amqp_empty_bytes,
-                    amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void publish(const char *q, const char *body)
 {
     CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, NULL,
                                   amqp_cstring_bytes(body)));
-}
-
-static uint32_t count(const char *q)
-{
-    uint32_t n = 0;
-    CHECK_REPLY(harness_queue_peek(s_conn, 1, q, &n, NULL));
-    return n;
-}
-
-static void wait_count(const char *q, uint32_t want, const char *what)
-{
-    uint32_t n = harness_wait_message_count(s_conn, 1, q, want, 5000);
-    CHECKF(n == want, "%s: queue %s holds %u messages, want %u", what, q, n, want);
 }
 
 /* x-death reduced to "reason:queue:count" entries in order ("expired:B:1 expired:A:1"), with
@@ -145,7 +113,7 @@ static void expect_msg(const char *q, const char *body, const char *want_deaths,
 static void expect_empty_after(const char *q, int ms, const char *what)
 {
     usleep((useconds_t)ms * 1000);
-    uint32_t n = count(q);
+    uint32_t n = harness_queue_count(s_conn, 1, q);
     CHECKF(n == 0, "%s: %s holds %u messages", what, q, n);
 }
 
@@ -157,7 +125,7 @@ static void check_self_cycles(void)
     const char *q = harness_name("self-ttl");
     qdeclare(q, 100, -1, "", NULL);
     publish(q, "x");
-    wait_count(q, 0, "self-dead-lettering TTL queue");
+    harness_expect_count(s_conn, 1, q, 0, "self-dead-lettering TTL queue");
     expect_empty_after(q, 400, "self-dead-lettering TTL queue");
 
     /* the same through a fanout with an observer beside it */
@@ -165,28 +133,28 @@ static void check_self_cycles(void)
     fanout(x);
     qdeclare(o, -1, -1, NULL, NULL);
     qdeclare(q, 100, -1, x, NULL);
-    qbind(q, x);
-    qbind(o, x);
+    harness_queue_bind(s_conn, 1, q, x, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, o, x, "", amqp_empty_table);
     publish(q, "x");
     expect_msg(o, "x", "expired:self-ttl:1", true, NULL);
     expect_empty_after(o, 400, "observer of a self-dead-lettering queue");
-    CHECK_EQ(count(q), 0);
-    qdelete(q);
+    CHECK_EQ(harness_queue_count(s_conn, 1, q), 0);
+    harness_queue_delete(s_conn, 1, q);
 
     /* x-max-length 1 to itself: the dropped head does not come back */
     const char *m = harness_name("self-max");
     qdeclare(m, -1, 1, x, NULL);
-    qbind(m, x);
+    harness_queue_bind(s_conn, 1, m, x, "", amqp_empty_table);
     publish(m, "1");
     publish(m, "2");
     expect_msg(o, "1", "maxlen:self-max:1", true, NULL);
-    wait_count(m, 1, "x-max-length 1 to itself");
+    harness_expect_count(s_conn, 1, m, 1, "x-max-length 1 to itself");
     expect_msg(m, "2", "-", true, NULL);
-    CHECK_EQ(count(o), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, o), 0);
 
-    qdelete(m);
-    qdelete(o);
-    xdelete(x);
+    harness_queue_delete(s_conn, 1, m);
+    harness_queue_delete(s_conn, 1, o);
+    harness_exchange_delete(s_conn, 1, x);
     harness_log("self cycles (expired, maxlen) dropped: ok");
 }
 
@@ -201,26 +169,26 @@ static void check_two_queue_cycle(void)
     qdeclare(ob, -1, -1, NULL, NULL);
     qdeclare(a, 100, -1, fa, NULL);
     qdeclare(b, 100, -1, fb, NULL);
-    qbind(b, fa);
-    qbind(oa, fa);
-    qbind(a, fb);
-    qbind(ob, fb);
+    harness_queue_bind(s_conn, 1, b, fa, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, oa, fa, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, a, fb, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, ob, fb, "", amqp_empty_table);
     publish(a, "x");
     /* A -> B (and the observer of A's dead letters) -> A is a cycle: dropped; B's observer
      * still gets its copy */
     expect_msg(oa, "x", "expired:a:1", true, NULL);
     expect_msg(ob, "x", "expired:b:1 expired:a:1", true, NULL);
     expect_empty_after(oa, 500, "A's observer: the message came round again");
-    CHECK_EQ(count(ob), 0);
-    CHECK_EQ(count(a), 0);
-    CHECK_EQ(count(b), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, ob), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, a), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, b), 0);
 
-    qdelete(a);
-    qdelete(b);
-    qdelete(oa);
-    qdelete(ob);
-    xdelete(fa);
-    xdelete(fb);
+    harness_queue_delete(s_conn, 1, a);
+    harness_queue_delete(s_conn, 1, b);
+    harness_queue_delete(s_conn, 1, oa);
+    harness_queue_delete(s_conn, 1, ob);
+    harness_exchange_delete(s_conn, 1, fa);
+    harness_exchange_delete(s_conn, 1, fb);
     harness_log("A -> B -> A expiry cycle dropped at A, observers served: ok");
 }
 
@@ -243,7 +211,7 @@ static void check_reject_cycles(void)
     }
     CHECK_AMQP(amqp_basic_ack(s_conn, 1, g.delivery_tag, 0));
     harness_got_free(&g);
-    qdelete(q);
+    harness_queue_delete(s_conn, 1, q);
 
     /* the retry pattern: work rejects into delay, delay's TTL sends it back */
     const char *w = harness_name("work"), *d = harness_name("delay");
@@ -260,8 +228,8 @@ static void check_reject_cycles(void)
     }
     CHECK_AMQP(amqp_basic_ack(s_conn, 1, g.delivery_tag, 0));
     harness_got_free(&g);
-    qdelete(w);
-    qdelete(d);
+    harness_queue_delete(s_conn, 1, w);
+    harness_queue_delete(s_conn, 1, d);
     harness_log("cycles with a rejection go round (self, work/delay): ok");
 }
 
@@ -276,10 +244,10 @@ static void check_rejected_once_goes_forever(void)
     qdeclare(od, -1, -1, NULL, NULL);
     qdeclare(w, 150, -1, fw, NULL);
     qdeclare(d, 50, -1, fd, NULL);
-    qbind(d, fw);
-    qbind(ow, fw);
-    qbind(w, fd);
-    qbind(od, fd);
+    harness_queue_bind(s_conn, 1, d, fw, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, ow, fw, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, w, fd, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, od, fd, "", amqp_empty_table);
     publish(w, "m");
     harness_got_t g;
     expect_msg(w, "m", "-", false, &g);
@@ -294,12 +262,12 @@ static void check_rejected_once_goes_forever(void)
     expect_msg(ow, "m", "expired:fw:2 rejected:fw:1 expired:fd:2", true, NULL);
     expect_msg(od, "m", "expired:fd:3 rejected:fw:1 expired:fw:2", true, NULL);
 
-    qdelete(w);
-    qdelete(d);
-    qdelete(ow);
-    qdelete(od);
-    xdelete(fw);
-    xdelete(fd);
+    harness_queue_delete(s_conn, 1, w);
+    harness_queue_delete(s_conn, 1, d);
+    harness_queue_delete(s_conn, 1, ow);
+    harness_queue_delete(s_conn, 1, od);
+    harness_exchange_delete(s_conn, 1, fw);
+    harness_exchange_delete(s_conn, 1, fd);
     harness_log("rejected once, then an expiry cycle: goes round: ok");
 }
 

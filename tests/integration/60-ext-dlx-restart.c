@@ -66,12 +66,6 @@ static void publish(const char *q, const char *body, int delivery_mode, bool wit
                                   amqp_cstring_bytes(body)));
 }
 
-static void wait_count(const char *q, uint32_t want, const char *what)
-{
-    uint32_t n = harness_wait_message_count(s_conn, 1, q, want, 5000);
-    CHECKF(n == want, "%s: queue %s holds %u messages, want %u", what, q, n, want);
-}
-
 /* Take the next message from q (manual ack, waiting <= 5 s); check its body. */
 static void take(const char *q, const char *body, harness_got_t *g)
 {
@@ -119,8 +113,8 @@ int main(void)
     publish(w, "t", 1, false);
     publish(m, "m1", 2, false);
     publish(m, "m2", 2, false);
-    wait_count(w, 2, "published");
-    wait_count(m, 2, "published");
+    harness_expect_count(s_conn, 1, w, 2, "published");
+    harness_expect_count(s_conn, 1, m, 2, "published");
     harness_got_t g;
     take(w, "p", &g);
     CHECK_AMQP(amqp_basic_reject(s_conn, 1, g.delivery_tag, 0));
@@ -128,7 +122,7 @@ int main(void)
     take(w, "t", &g);
     CHECK_AMQP(amqp_basic_reject(s_conn, 1, g.delivery_tag, 0));
     harness_got_free(&g);
-    wait_count(d, 2, "dead letters");
+    harness_expect_count(s_conn, 1, d, 2, "dead letters");
 
     char first[1024];
     snprintf(first, sizeof first,
@@ -143,11 +137,11 @@ int main(void)
     headers_exact(&g, before, sizeof before);
     CHECK_AMQP(amqp_basic_nack(s_conn, 1, g.delivery_tag, 0, 1)); /* back, ahead of "t" */
     harness_got_free(&g);
-    wait_count(d, 2, "requeued");
+    harness_expect_count(s_conn, 1, d, 2, "requeued");
 
     restart();
     /* the transient dead letter is gone; the persistent one is back, identical */
-    wait_count(d, 1, "after the restart");
+    harness_expect_count(s_conn, 1, d, 1, "after the restart");
     take(d, "p", &g);
     char after[1024];
     headers_exact(&g, after, sizeof after);

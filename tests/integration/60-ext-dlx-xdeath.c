@@ -57,29 +57,10 @@ static void qdeclare(const char *q, const char *dlx, const char *dlrk)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void qdelete(const char *q)
-{
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void xdeclare(const char *x, const char *type)
 {
     amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(type), 0, 0, 1, 0,
                           amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
-static void xdelete(const char *x)
-{
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
-static void qbind(const char *q, const char *x, const char *key)
-{
-    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
-                    amqp_cstring_bytes(key), amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
@@ -130,7 +111,7 @@ static void check_first_death(void)
     const char *w = harness_name("w"), *dx = harness_name("dx"), *d = harness_name("d");
     xdeclare(dx, "fanout");
     qdeclare(d, NULL, NULL);
-    qbind(d, dx, "");
+    harness_queue_bind(s_conn, 1, d, dx, "", amqp_empty_table);
     qdeclare(w, dx, NULL);
 
     amqp_table_entry_t h[3];
@@ -210,9 +191,9 @@ static void check_first_death(void)
     CHECK_AMQP(amqp_basic_ack(s_conn, 1, g.delivery_tag, 0));
     harness_got_free(&g);
 
-    qdelete(w);
-    qdelete(d);
-    xdelete(dx);
+    harness_queue_delete(s_conn, 1, w);
+    harness_queue_delete(s_conn, 1, d);
+    harness_exchange_delete(s_conn, 1, dx);
     harness_log("first death layout, sorted headers, properties kept: ok");
 }
 
@@ -294,9 +275,9 @@ static void check_ring(void)
     CHECK_AMQP(amqp_basic_ack(s_conn, 1, g.delivery_tag, 0));
     harness_got_free(&g);
 
-    qdelete(q1);
-    qdelete(q2);
-    qdelete(q3);
+    harness_queue_delete(s_conn, 1, q1);
+    harness_queue_delete(s_conn, 1, q2);
+    harness_queue_delete(s_conn, 1, q3);
     harness_log("x-death over five deaths in a ring of three queues: ok");
 }
 
@@ -387,8 +368,8 @@ static void check_client_headers(void)
     CHECK_AMQP(amqp_basic_ack(s_conn, 1, g.delivery_tag, 0));
     harness_got_free(&g);
 
-    qdelete(w);
-    qdelete(d);
+    harness_queue_delete(s_conn, 1, w);
+    harness_queue_delete(s_conn, 1, d);
     harness_log("client-supplied x-death and x-first-death headers: ok");
 }
 

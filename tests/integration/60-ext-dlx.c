@@ -50,29 +50,10 @@ static void qdeclare(const char *q, long ttl, const char *dlx, const char *dlrk)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void qdelete(const char *q)
-{
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void xdeclare(const char *x, const char *type)
 {
     amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(type), 0, 0, 1, 0,
                           amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
-static void xdelete(const char *x)
-{
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
-static void qbind(const char *q, const char *x, const char *key)
-{
-    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
-                    amqp_cstring_bytes(key), amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
@@ -90,19 +71,6 @@ static void publish_n(const char *q, int first, int last)
         snprintf(body, sizeof body, "%d", i);
         publish_props("", q, NULL, body);
     }
-}
-
-static uint32_t count(const char *q)
-{
-    uint32_t n = 0;
-    CHECK_REPLY(harness_queue_peek(s_conn, 1, q, &n, NULL));
-    return n;
-}
-
-static void wait_count(const char *q, uint32_t want, const char *what)
-{
-    uint32_t n = harness_wait_message_count(s_conn, 1, q, want, 5000);
-    CHECKF(n == want, "%s: queue %s holds %u messages, want %u", what, q, n, want);
 }
 
 /* The bodies q holds, in order ("1 2 3"), taken with no-ack basic.get. */
@@ -130,7 +98,7 @@ static void sync_ch(amqp_channel_t ch)
  * x-death's queue, reason and count through the whole headers, routing key q. */
 static void expect_rejected_from(const char *dlq, const char *q, const char *bodies, int n)
 {
-    wait_count(dlq, (uint32_t)n, "dead letters");
+    harness_expect_count(s_conn, 1, dlq, (uint32_t)n, "dead letters");
     char got[1024] = "";
     size_t len = 0;
     char want[1024];
@@ -149,7 +117,7 @@ static void expect_rejected_from(const char *dlq, const char *q, const char *bod
         harness_got_free(&g);
     }
     CHECKF(strcmp(got, bodies) == 0, "dead letters \"%s\", want \"%s\"", got, bodies);
-    CHECK_EQ(count(dlq), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, dlq), 0);
 }
 
 /* ---- what dead-letters and what does not ------------------------------------------------ */
@@ -163,7 +131,7 @@ static void check_triggers(void)
 
     /* basic.get, then reject / nack single / nack multiple with requeue=false */
     publish_n(q, 1, 8);
-    wait_count(q, 8, "published");
+    harness_expect_count(s_conn, 1, q, 8, "published");
     harness_got_t g[8];
     for (int i = 0; i < 8; i++) {
         CHECK(harness_get(s_conn, 2, q, false, &g[i]));
@@ -180,7 +148,7 @@ static void check_triggers(void)
 
     /* a consumer's nack and reject */
     publish_n(q, 1, 3);
-    wait_count(q, 3, "published");
+    harness_expect_count(s_conn, 1, q, 3, "published");
     amqp_basic_consume(s_conn, 2, amqp_cstring_bytes(q), amqp_cstring_bytes("c"), 0, 0, 0,
                        amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
@@ -201,22 +169,22 @@ static void check_triggers(void)
 
     /* closing the channel puts "2" back: not dead-lettered */
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
-    wait_count(q, 1, "unacked message back after channel close");
+    harness_expect_count(s_conn, 1, q, 1, "unacked message back after channel close");
     expect_drain(q, "2", "after channel close");
-    CHECK_EQ(count(dlq), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, dlq), 0);
 
     /* purge and delete drop without dead-lettering */
     publish_n(q, 1, 3);
-    wait_count(q, 3, "published");
+    harness_expect_count(s_conn, 1, q, 3, "published");
     amqp_queue_purge(s_conn, 1, amqp_cstring_bytes(q));
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     publish_n(q, 4, 6);
-    wait_count(q, 3, "published");
-    qdelete(q);
+    harness_expect_count(s_conn, 1, q, 3, "published");
+    harness_queue_delete(s_conn, 1, q);
     usleep(200000);
-    CHECK_EQ(count(dlq), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, dlq), 0);
 
-    qdelete(dlq);
+    harness_queue_delete(s_conn, 1, dlq);
     harness_log("reject/nack requeue=false dead-letter; requeue, close, purge, delete do not: ok");
 }
 
@@ -225,7 +193,7 @@ static void check_triggers(void)
 static void check_missing_dlx(void)
 {
     const char *q = harness_name("m"), *dx = harness_name("m-dx"), *dlq = harness_name("m-dlq");
-    xdelete(dx);
+    harness_exchange_delete(s_conn, 1, dx);
     qdeclare(q, -1, dx, NULL);
     publish_n(q, 1, 1);
     harness_got_t g;
@@ -233,21 +201,21 @@ static void check_missing_dlx(void)
     CHECK_AMQP(amqp_basic_reject(s_conn, 1, g.delivery_tag, 0));
     harness_got_free(&g);
     sync_ch(1); /* no channel error */
-    CHECK_EQ(count(q), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, q), 0);
 
     xdeclare(dx, "fanout");
     qdeclare(dlq, -1, NULL, NULL);
-    qbind(dlq, dx, "");
+    harness_queue_bind(s_conn, 1, dlq, dx, "", amqp_empty_table);
     publish_n(q, 2, 2);
     CHECK(harness_get_wait(s_conn, 1, q, false, 5000, &g));
     CHECK_AMQP(amqp_basic_reject(s_conn, 1, g.delivery_tag, 0));
     harness_got_free(&g);
-    wait_count(dlq, 1, "dead-letter exchange declared later");
+    harness_expect_count(s_conn, 1, dlq, 1, "dead-letter exchange declared later");
     expect_drain(dlq, "2", "dead-letter exchange declared later");
 
-    qdelete(q);
-    qdelete(dlq);
-    xdelete(dx);
+    harness_queue_delete(s_conn, 1, q);
+    harness_queue_delete(s_conn, 1, dlq);
+    harness_exchange_delete(s_conn, 1, dx);
     harness_log("missing dead-letter exchange drops silently: ok");
 }
 
@@ -284,13 +252,13 @@ static void check_routing(void)
     qdeclare(d1, -1, NULL, NULL);
     qdeclare(d2, -1, NULL, NULL);
     qdeclare(d3, -1, NULL, NULL);
-    qbind(d1, dx, "k1");
-    qbind(d2, dx, "k2");
-    qbind(d3, dx, "k3");
+    harness_queue_bind(s_conn, 1, d1, dx, "k1", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, d2, dx, "k2", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, d3, dx, "k3", amqp_empty_table);
     qdeclare(w, 100, dx, NULL);
-    qbind(w, x, "k1");
+    harness_queue_bind(s_conn, 1, w, x, "k1", amqp_empty_table);
     qdeclare(wr, 100, dx, "k1");
-    qbind(wr, x, "kr");
+    harness_queue_bind(s_conn, 1, wr, x, "kr", amqp_empty_table);
 
     amqp_basic_properties_t p;
     amqp_table_entry_t h[2];
@@ -333,14 +301,14 @@ static void check_routing(void)
            harness_got_death_headers(&g), want);
     harness_got_free(&g);
     usleep(200000);
-    CHECK_EQ(count(d2), 0);
-    CHECK_EQ(count(d3), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, d2), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, d3), 0);
 
     /* the second death names the dead-letter exchange it came through */
     const char *d4 = harness_name("rd4");
     qdeclare(d4, -1, NULL, NULL);
     qdeclare(d1, -1, "", d4);
-    qbind(d1, dx, "k1");
+    harness_queue_bind(s_conn, 1, d1, dx, "k1", amqp_empty_table);
     publish_props(x, "kr", NULL, "second");
     CHECK(harness_get_wait(s_conn, 1, d1, false, 5000, &g));
     CHECK_AMQP(amqp_basic_reject(s_conn, 1, g.delivery_tag, 0));
@@ -360,9 +328,9 @@ static void check_routing(void)
 
     const char *qs[] = {w, wr, d1, d2, d3, d4};
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++)
-        qdelete(qs[i]);
-    xdelete(x);
-    xdelete(dx);
+        harness_queue_delete(s_conn, 1, qs[i]);
+    harness_exchange_delete(s_conn, 1, x);
+    harness_exchange_delete(s_conn, 1, dx);
     harness_log("dead-letter routing keys, CC/BCC, x-dead-letter-routing-key: ok");
 }
 

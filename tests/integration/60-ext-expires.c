@@ -42,12 +42,6 @@ static amqp_queue_declare_ok_t declare_expiring(amqp_channel_t ch, const char *q
     return *ok;
 }
 
-static void qdelete(const char *q)
-{
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 /* Does q exist? Asked with queue.bind on PROBE_CH, which is not "use". */
 static bool exists(const char *q)
 {
@@ -169,8 +163,8 @@ static void check_messages_dropped(void)
     amqp_queue_declare_ok_t ok = declare_expiring(1, q, 300, dlq);
     CHECK_EQ(ok.message_count, 0);
     CHECK_EQ(ok.consumer_count, 0);
-    qdelete(q);
-    qdelete(dlq);
+    harness_queue_delete(s_conn, 1, q);
+    harness_queue_delete(s_conn, 1, dlq);
     harness_log("expired queue's messages are not dead-lettered: ok");
 }
 

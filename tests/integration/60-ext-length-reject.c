@@ -51,25 +51,6 @@ static void qdeclare(const char *q, long maxlen, long maxbytes, const char *over
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void qdelete(const char *q)
-{
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
-static uint32_t count(const char *q)
-{
-    uint32_t n = 0;
-    CHECK_REPLY(harness_queue_peek(s_conn, 1, q, &n, NULL));
-    return n;
-}
-
-static void wait_count(const char *q, uint32_t want, const char *what)
-{
-    uint32_t n = harness_wait_message_count(s_conn, 1, q, want, 5000);
-    CHECKF(n == want, "%s: queue %s holds %u messages, want %u", what, q, n, want);
-}
-
 static void expect_drain(const char *q, const char *want, const char *what)
 {
     char got[1024];
@@ -170,7 +151,7 @@ static void expect_maxlen_dead(const char *dlq, const char *q, const char *bodie
     for (const char *p = bodies; *p; p++)
         n += (*p == ' ');
     n += *bodies ? 1 : 0;
-    wait_count(dlq, n, "dead letters");
+    harness_expect_count(s_conn, 1, dlq, n, "dead letters");
     char got[1024] = "";
     size_t len = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -193,14 +174,14 @@ static void check_reject_publish(void)
 
     /* no confirms: the refused ones vanish, nothing is dead-lettered */
     publish_plain(q, "1 2 3 4");
-    wait_count(q, 2, "reject-publish, no confirms");
+    harness_expect_count(s_conn, 1, q, 2, "reject-publish, no confirms");
     expect_drain(q, "1 2", "reject-publish, no confirms");
 
     /* confirms: ack ack nack nack */
     expect_confirms("", q, "1 2 3 4", false, "aann", "reject-publish x-max-length 2");
     expect_drain(q, "1 2", "reject-publish under confirms");
     usleep(100000);
-    CHECK_EQ(count(dlq), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, dlq), 0);
 
     /* drained: accepted again */
     expect_confirms("", q, "5 6 7", false, "aan", "reject-publish after draining");
@@ -217,7 +198,7 @@ static void check_reject_publish(void)
     expect_confirms("", q, "3 4 5", false, "aan", "two unacked, x-max-length 2");
     CHECK_REPLY(amqp_channel_close(s_conn, 3, AMQP_REPLY_SUCCESS));
     /* the two unacked come back, over the limit: requeue is not a publish, they all stay */
-    wait_count(q, 4, "unacked requeued on channel close");
+    harness_expect_count(s_conn, 1, q, 4, "unacked requeued on channel close");
     expect_drain(q, "1 2 3 4", "requeued over a reject-publish limit");
 
     /* bytes: "aa" "bb" "c" fit 5, "d" does not, an empty body does */
@@ -226,9 +207,9 @@ static void check_reject_publish(void)
     expect_confirms("", qb, "aa bb c d -", false, "aaana", "reject-publish x-max-length-bytes 5");
     expect_drain(qb, "aa bb c ", "reject-publish x-max-length-bytes 5");
 
-    qdelete(q);
-    qdelete(qb);
-    qdelete(dlq);
+    harness_queue_delete(s_conn, 1, q);
+    harness_queue_delete(s_conn, 1, qb);
+    harness_queue_delete(s_conn, 1, dlq);
     harness_log("reject-publish: nacks, no dead letters, bytes, unacked: ok");
 }
 
@@ -246,8 +227,8 @@ static void check_reject_publish_dlx(void)
     expect_maxlen_dead(dlq, q, "7 8");
     expect_drain(q, "5 6", "reject-publish-dlx under confirms");
 
-    qdelete(q);
-    qdelete(dlq);
+    harness_queue_delete(s_conn, 1, q);
+    harness_queue_delete(s_conn, 1, dlq);
     harness_log("reject-publish-dlx: nacked and dead-lettered: ok");
 }
 
@@ -276,8 +257,8 @@ static void check_fanout_and_mandatory(void)
     CHECKF(!amqp_frames_enqueued(s_conn), "a frame (basic.return?) after a mandatory nack");
     expect_drain(full, "m1", "mandatory");
 
-    qdelete(full);
-    qdelete(room);
+    harness_queue_delete(s_conn, 1, full);
+    harness_queue_delete(s_conn, 1, room);
     amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     harness_log("reject-publish with fanout and mandatory: ok");

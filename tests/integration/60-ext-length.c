@@ -52,12 +52,6 @@ static void qdeclare(const char *q, long maxlen, long maxbytes, const char *over
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void qdelete(const char *q)
-{
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void publish(const char *q, const char *body)
 {
     CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, NULL,
@@ -71,19 +65,6 @@ static void publish_words(const char *q, const char *bodies)
     snprintf(buf, sizeof buf, "%s", bodies);
     for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save))
         publish(q, w);
-}
-
-static uint32_t count(const char *q)
-{
-    uint32_t n = 0;
-    CHECK_REPLY(harness_queue_peek(s_conn, 1, q, &n, NULL));
-    return n;
-}
-
-static void wait_count(const char *q, uint32_t want, const char *what)
-{
-    uint32_t n = harness_wait_message_count(s_conn, 1, q, want, 5000);
-    CHECKF(n == want, "%s: queue %s holds %u messages, want %u", what, q, n, want);
 }
 
 static void expect_drain(const char *q, const char *want, const char *what)
@@ -107,7 +88,7 @@ static void expect_maxlen_dead(const char *dlq, const char *q, const char *bodie
     for (const char *p = bodies; *p; p++)
         n += (*p == ' ');
     n += *bodies ? 1 : 0;
-    wait_count(dlq, n, "dead letters");
+    harness_expect_count(s_conn, 1, dlq, n, "dead letters");
     char got[1024] = "";
     size_t len = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -134,28 +115,28 @@ static void check_max_length(void)
     qdeclare(zero, 0, -1, NULL, dlq);
 
     publish_words(q, "1 2 3 4 5");
-    wait_count(q, 3, "x-max-length 3");
+    harness_expect_count(s_conn, 1, q, 3, "x-max-length 3");
     expect_maxlen_dead(dlq, q, "1 2");
     expect_drain(q, "3 4 5", "x-max-length 3");
 
     publish_words(qd, "1 2 3 4 5");
-    wait_count(qd, 3, "x-max-length 3, drop-head");
+    harness_expect_count(s_conn, 1, qd, 3, "x-max-length 3, drop-head");
     expect_maxlen_dead(dlq, qd, "1 2");
     expect_drain(qd, "3 4 5", "x-max-length 3, drop-head");
 
     publish_words(plain, "1 2 3 4 5");
-    wait_count(plain, 2, "x-max-length 2, no DLX");
+    harness_expect_count(s_conn, 1, plain, 2, "x-max-length 2, no DLX");
     expect_drain(plain, "4 5", "x-max-length 2, no DLX");
 
     publish_words(zero, "z1 z2");
     expect_maxlen_dead(dlq, zero, "z1 z2");
-    CHECK_EQ(count(zero), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, zero), 0);
 
-    qdelete(q);
-    qdelete(qd);
-    qdelete(plain);
-    qdelete(zero);
-    qdelete(dlq);
+    harness_queue_delete(s_conn, 1, q);
+    harness_queue_delete(s_conn, 1, qd);
+    harness_queue_delete(s_conn, 1, plain);
+    harness_queue_delete(s_conn, 1, zero);
+    harness_queue_delete(s_conn, 1, dlq);
     harness_log("x-max-length drop-head, dead letters in order: ok");
 }
 
@@ -168,14 +149,14 @@ static void check_max_bytes(void)
     qdeclare(both, 3, 5, NULL, dlq);
 
     publish_words(q, "abc1 abc2 abc3 abc4 abc5");
-    wait_count(q, 2, "x-max-length-bytes 10, 4-byte bodies");
+    harness_expect_count(s_conn, 1, q, 2, "x-max-length-bytes 10, 4-byte bodies");
     expect_maxlen_dead(dlq, q, "abc1 abc2 abc3");
     expect_drain(q, "abc4 abc5", "x-max-length-bytes 10");
 
     /* over the limit by itself: everything goes, the big one last */
     publish_words(q, "abc1 abc2 0123456789A");
     expect_maxlen_dead(dlq, q, "abc1 abc2 0123456789A");
-    CHECK_EQ(count(q), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, q), 0);
 
     /* exactly the limit: stays, alone */
     publish_words(q, "abc1 0123456789");
@@ -189,9 +170,9 @@ static void check_max_bytes(void)
     expect_maxlen_dead(dlq, both, "bb");
     expect_drain(both, "cc d e", "x-max-length 3 and x-max-length-bytes 5");
 
-    qdelete(q);
-    qdelete(both);
-    qdelete(dlq);
+    harness_queue_delete(s_conn, 1, q);
+    harness_queue_delete(s_conn, 1, both);
+    harness_queue_delete(s_conn, 1, dlq);
     harness_log("x-max-length-bytes drop-head: ok");
 }
 
@@ -201,7 +182,7 @@ static void check_unacked_not_counted(void)
     qdeclare(dlq, -1, -1, NULL, NULL);
     qdeclare(q, 2, -1, NULL, dlq);
     publish_words(q, "1 2");
-    wait_count(q, 2, "published");
+    harness_expect_count(s_conn, 1, q, 2, "published");
     harness_channel_open(s_conn, 2);
     harness_got_t g1, g2;
     CHECK(harness_get(s_conn, 2, q, false, &g1));
@@ -213,7 +194,7 @@ static void check_unacked_not_counted(void)
 
     publish_words(q, "3 4 5");
     expect_maxlen_dead(dlq, q, "3");
-    CHECK_EQ(count(q), 2);
+    CHECK_EQ(harness_queue_count(s_conn, 1, q), 2);
 
     /* back at the head, over the limit: dropped in the order they come back */
     CHECK_AMQP(amqp_basic_nack(s_conn, 2, g2.delivery_tag, 0, 1));
@@ -224,8 +205,8 @@ static void check_unacked_not_counted(void)
     expect_drain(q, "4 5", "after requeueing two over the limit");
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
 
-    qdelete(q);
-    qdelete(dlq);
+    harness_queue_delete(s_conn, 1, q);
+    harness_queue_delete(s_conn, 1, dlq);
     harness_log("unacked messages do not count; requeue over the limit drops: ok");
 }
 

@@ -63,12 +63,6 @@ static void publish_prio(amqp_connection_state_t conn, const char *q, const char
                                   amqp_cstring_bytes(body)));
 }
 
-static void delete_queue(amqp_connection_state_t conn, const char *q)
-{
-    amqp_queue_delete(conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 /* The messages of the ordering checks: body "<letter><priority>", priority NO_PRIO for none. */
 typedef struct pmsg {
     const char *body;
@@ -115,7 +109,7 @@ static void check_get_order(amqp_connection_state_t conn)
     }
     CHECK_EQ(harness_drain(conn, 1, q, got, sizeof got), 8);
     CHECKF(strcmp(got, k_mix_order + 6) == 0, "order \"%s\", want \"%s\"", got, k_mix_order + 6);
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("basic.get order: ok");
 }
 
@@ -146,7 +140,7 @@ static void check_consume_order(amqp_connection_state_t conn)
     CHECKF(strcmp(got, k_mix_order) == 0, "order \"%s\", want \"%s\"", got, k_mix_order);
     harness_expect_quiet(conn, 200, "after the 10 deliveries");
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("consumer order: ok");
 }
 
@@ -217,7 +211,7 @@ static void check_requeue(amqp_connection_state_t conn)
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 4, 5000), 4);
     CHECK_EQ(harness_drain(conn, 1, q, got, sizeof got), 4);
     CHECKF(strcmp(got, "w4 y2 z2 x1") == 0, "order after channel close \"%s\"", got);
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("requeue keeps the priority order: ok");
 }
 
@@ -245,7 +239,7 @@ static void check_levels(amqp_connection_state_t conn)
         CHECK_EQ(harness_drain(conn, 1, q, got, sizeof got), 7);
         CHECKF(strcmp(got, cases[k].want) == 0, "x-max-priority %d: \"%s\", want \"%s\"",
                cases[k].max, got, cases[k].want);
-        delete_queue(conn, q);
+        harness_queue_delete(conn, 1, q);
     }
     harness_log("x-max-priority 255, 1, 0 and none: ok");
 }
@@ -284,7 +278,7 @@ static void check_declare_errors(amqp_connection_state_t conn)
              q);
     harness_expect_channel_close(conn, 1, declare_prio(conn, 1, q, -2000), 406, s_text, 50, 10);
     harness_channel_open(conn, 1);
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("x-max-priority declare errors: ok");
 }
 
@@ -309,7 +303,7 @@ static void check_counts_purge(amqp_connection_state_t conn)
     amqp_rpc_reply_t r = amqp_basic_get(conn, 1, amqp_cstring_bytes(q), 1);
     CHECK_REPLY(r);
     CHECK(r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD);
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("counts and purge: ok");
 }
 

@@ -70,12 +70,6 @@ static amqp_rpc_reply_t declare(amqp_connection_state_t conn, amqp_channel_t ch,
     return amqp_get_rpc_reply(conn);
 }
 
-static void delete_queue(amqp_connection_state_t conn, const char *q)
-{
-    amqp_queue_delete(conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 static void expect_406(amqp_connection_state_t conn, amqp_rpc_reply_t r, const char *fmt,
                        const char *q)
 {
@@ -124,7 +118,7 @@ static void check_declare(amqp_connection_state_t conn)
                "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue '%s' in vhost "
                "'/': received none but current is the value 'quorum' of type 'longstr'",
                q);
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
 
     amqp_table_entry_t e[2];
     e[0].key = amqp_cstring_bytes("x-queue-type");
@@ -150,7 +144,7 @@ static void check_declare(amqp_connection_state_t conn)
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 1, 5000), 1);
     CHECK_EQ(harness_drain(conn, 1, q, got, sizeof got), 1);
     CHECK_STREQ(got, "classic");
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("quorum/classic declarations: ok");
 }
 
@@ -161,7 +155,7 @@ static void check_stream(amqp_connection_state_t conn)
     amqp_rpc_reply_t r = declare(conn, 1, q, true, false, false, "stream", -1, NULL);
     if (s_external) {
         CHECK_REPLY(r); /* RabbitMQ 3.10 has streams */
-        delete_queue(conn, q);
+        harness_queue_delete(conn, 1, q);
         harness_log("stream: RabbitMQ creates it");
         return;
     }
@@ -303,7 +297,7 @@ static void make_dlx(amqp_connection_state_t conn, const char *dlx, const char *
 
 static void drop_dlx(amqp_connection_state_t conn, const char *dlx, const char *dlq)
 {
-    delete_queue(conn, dlq);
+    harness_queue_delete(conn, 1, dlq);
     amqp_exchange_delete(conn, 1, amqp_cstring_bytes(dlx), 0);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
 }
@@ -327,7 +321,7 @@ static void check_delivery_limit(amqp_connection_state_t conn)
     uint32_t m = 99;
     CHECK_REPLY(harness_queue_peek(conn, 1, q, &m, NULL));
     CHECK_EQ(m, 0);
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
 
     /* limit 1, returns by channel close of a consumer. */
     CHECK_REPLY(declare(conn, 1, q, true, false, false, "quorum", 1, dlx));
@@ -359,7 +353,7 @@ static void check_delivery_limit(amqp_connection_state_t conn)
         CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
     }
     expect_dead_lettered(conn, dlq, q, "closer");
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     drop_dlx(conn, dlx, dlq);
     harness_log("x-delivery-limit and x-delivery-count, dead-lettered with delivery_limit: ok");
 }
@@ -391,7 +385,7 @@ static void check_default_limit(amqp_connection_state_t conn)
     uint32_t m = 99;
     CHECK_REPLY(harness_queue_peek(conn, 1, q, &m, NULL));
     CHECK_EQ(m, 0);
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     drop_dlx(conn, dlx, dlq);
 }
 

@@ -34,12 +34,6 @@ static void declare(amqp_connection_state_t conn, const char *q)
     CHECK_REPLY(amqp_get_rpc_reply(conn));
 }
 
-static void delete_queue(amqp_connection_state_t conn, const char *q)
-{
-    amqp_queue_delete(conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 static void publish_range(amqp_connection_state_t conn, const char *q, int first, int last)
 {
     for (int i = first; i <= last; i++) {
@@ -152,7 +146,7 @@ static void check_overflow_to_lower(amqp_connection_state_t conn)
     harness_sync(conn, 3);
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
     CHECK_REPLY(amqp_channel_close(conn, 3, AMQP_REPLY_SUCCESS));
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("high priority first, overflow to the lower one: ok");
 }
 
@@ -195,7 +189,7 @@ static void check_round_robin_within(amqp_connection_state_t conn)
     CHECK_REPLY(amqp_channel_close(conn, 5, AMQP_REPLY_SUCCESS));
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
     CHECK_REPLY(amqp_channel_close(conn, 4, AMQP_REPLY_SUCCESS));
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("round-robin within a priority, negative below default: ok");
 }
 
@@ -271,7 +265,7 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
     CHECK_EQ(hs.count, 6);
     harness_disconnect(hc);
     harness_disconnect(lc);
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("hand-over to the lower priority on cancel, channel and connection close: ok");
 }
 
@@ -294,7 +288,7 @@ static void check_invalid(amqp_connection_state_t conn)
     uint32_t c = 99;
     CHECK_REPLY(harness_queue_peek(conn, 1, q, NULL, &c));
     CHECK_EQ(c, 0);
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("invalid x-priority: ok");
 }
 

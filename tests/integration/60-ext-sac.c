@@ -57,12 +57,6 @@ static amqp_field_value_t sac_bool(bool v)
     return f;
 }
 
-static void delete_queue(amqp_connection_state_t conn, const char *q)
-{
-    amqp_queue_delete(conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 static void publish_range(amqp_connection_state_t conn, const char *q, int first, int last)
 {
     for (int i = first; i <= last; i++) {
@@ -203,7 +197,7 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
     expect_counts(conn, q, 0, 1);
     harness_disconnect(cd);
     harness_disconnect(ca);
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("hand-over on cancel, channel close and connection close: ok");
 }
 
@@ -241,7 +235,7 @@ static void check_cancel_with_ready(const harness_broker_t *b, amqp_connection_s
     expect_counts(conn, q, 0, 1);
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
     CHECK_REPLY(amqp_channel_close(conn, 3, AMQP_REPLY_SUCCESS));
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("cancel with ready messages: the next consumer gets them: ok");
 }
 
@@ -293,7 +287,7 @@ static void check_waiting_order(amqp_connection_state_t conn)
     expect_counts(conn, q, 0, 1);
     CHECK_REPLY(amqp_channel_close(conn, 3, AMQP_REPLY_SUCCESS));
     CHECK_REPLY(amqp_channel_close(conn, 4, AMQP_REPLY_SUCCESS));
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("waiting consumers: registration order, x-priority chooses the next: ok");
 }
 
@@ -331,7 +325,7 @@ static void check_sac_false(amqp_connection_state_t conn)
     CHECK_EQ(per_tag[1], 2);
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
     CHECK_REPLY(amqp_channel_close(conn, 3, AMQP_REPLY_SUCCESS));
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("x-single-active-consumer false: round-robin: ok");
 }
 
@@ -359,7 +353,7 @@ static void check_declare_errors(amqp_connection_state_t conn)
              q);
     harness_expect_channel_close(conn, 1, declare_sac(conn, q, NULL), 406, s_text, 50, 10);
     harness_channel_open(conn, 1);
-    delete_queue(conn, q);
+    harness_queue_delete(conn, 1, q);
     harness_log("x-single-active-consumer declare errors: ok");
 }
 

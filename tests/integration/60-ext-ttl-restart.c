@@ -82,13 +82,6 @@ static void wait_confirms(void)
     }
 }
 
-static uint32_t count(const char *q)
-{
-    uint32_t n = 0;
-    CHECK_REPLY(harness_queue_peek(s_conn, 1, q, &n, NULL));
-    return n;
-}
-
 static const char *expiration_of(const harness_got_t *g)
 {
     static char buf[64];
@@ -162,7 +155,7 @@ static void expect_expired(const char *dlq, const dead_t *want, int n)
         harness_got_free(&g);
     }
     usleep(200000);
-    CHECKF(count(dlq) == 0, "%s: more dead letters than expected", dlq);
+    CHECKF(harness_queue_count(s_conn, 1, dlq) == 0, "%s: more dead letters than expected", dlq);
 }
 
 int main(void)
@@ -194,7 +187,7 @@ int main(void)
     const dead_t down[] = {{"exp300", q, "300"}, {"qttl", qt, NULL}};
     expect_expired(dlq, down, 2);
     expect_queue(q, "exp60000 plain", "60000 (none)");
-    CHECK_EQ(count(qt), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, qt), 0);
     harness_log("deadlines passed while down: expired at recovery, dead-lettered: ok");
 
     /* after the restart, the durable queue's TTL still applies to new messages */

@@ -60,12 +60,6 @@ static void qdeclare(const char *q, long ttl, const char *dlq)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void qdelete(const char *q)
-{
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 /* Publish body to q through the default exchange on ch, with expiration when not NULL. */
 static void publish_ch(amqp_channel_t ch, const char *x, const char *q, const char *body,
                        const char *expiration)
@@ -83,20 +77,6 @@ static void publish_ch(amqp_channel_t ch, const char *x, const char *q, const ch
 static void publish(const char *q, const char *body, const char *expiration)
 {
     publish_ch(1, "", q, body, expiration);
-}
-
-static uint32_t count(const char *q)
-{
-    uint32_t n = 0;
-    CHECK_REPLY(harness_queue_peek(s_conn, 1, q, &n, NULL));
-    return n;
-}
-
-/* Wait (<= 5 s) until q holds want messages; fail otherwise. */
-static void wait_count(const char *q, uint32_t want, const char *what)
-{
-    uint32_t n = harness_wait_message_count(s_conn, 1, q, want, 5000);
-    CHECKF(n == want, "%s: queue %s holds %u messages, want %u", what, q, n, want);
 }
 
 static bool has_expiration(const harness_got_t *g)
@@ -213,7 +193,7 @@ static void check_invalid_expiration(void)
     /* routed nowhere: still checked */
     expect_bad_expiration("", harness_name("no-such-queue"), "abc", "no_integer");
     expect_bad_expiration("amq.fanout", "", "abc", "no_integer");
-    CHECK_EQ(count(q), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, q), 0);
 
     /* accepted */
     const char *ok[] = {"+5000", "007", "-0", "4294967296", "315360000000"};
@@ -235,7 +215,7 @@ static void check_invalid_expiration(void)
         harness_got_free(&g);
     }
     expect_empty(q, "accepted expirations");
-    qdelete(q);
+    harness_queue_delete(s_conn, 1, q);
     harness_log("invalid expiration 406s, accepted forms: ok");
 }
 
@@ -256,16 +236,16 @@ static void check_idle_queue_expires(void)
     }
     /* nobody consumes: the queue empties by itself and its dead-letter queue has them, in
      * order */
-    wait_count(q, 0, "idle queue with x-message-ttl 300");
-    wait_count(plain, 0, "idle queue with x-message-ttl 300 and no DLX");
-    wait_count(dlq, 5, "dead letters of the idle queue");
+    harness_expect_count(s_conn, 1, q, 0, "idle queue with x-message-ttl 300");
+    harness_expect_count(s_conn, 1, plain, 0, "idle queue with x-message-ttl 300 and no DLX");
+    harness_expect_count(s_conn, 1, dlq, 5, "dead letters of the idle queue");
     for (int i = 1; i <= 5; i++) {
         snprintf(body, sizeof body, "%d", i);
         expect_dead_letter(dlq, body, q, "expired", NULL);
     }
-    qdelete(q);
-    qdelete(plain);
-    qdelete(dlq);
+    harness_queue_delete(s_conn, 1, q);
+    harness_queue_delete(s_conn, 1, plain);
+    harness_queue_delete(s_conn, 1, dlq);
     harness_log("idle queue expiry, dead letters in order: ok");
 }
 
@@ -284,9 +264,9 @@ static void check_per_message_and_lower(void)
     publish(qlow, "q200-m60000", "60000");
     publish(mlow, "q60000-m200", "200");
     publish(mlow, "q60000-none", NULL);
-    wait_count(q, 0, "expiration 300");
-    wait_count(qlow, 0, "x-message-ttl 200 and expiration 60000");
-    wait_count(mlow, 1, "x-message-ttl 60000 and expiration 200");
+    harness_expect_count(s_conn, 1, q, 0, "expiration 300");
+    harness_expect_count(s_conn, 1, qlow, 0, "x-message-ttl 200 and expiration 60000");
+    harness_expect_count(s_conn, 1, mlow, 1, "x-message-ttl 60000 and expiration 200");
     /* from three queues: in any order */
     const dead_t want[] = {{"short", q, "300"}, {"q200-m60000", qlow, "60000"},
                            {"q60000-m200", mlow, "200"}};
@@ -328,10 +308,10 @@ static void check_per_message_and_lower(void)
     expect_dead_letter(dlq, "old2", qlow, "expired", NULL);
     expect_empty(dlq, "dead-letter queue");
 
-    qdelete(q);
-    qdelete(qlow);
-    qdelete(mlow);
-    qdelete(dlq);
+    harness_queue_delete(s_conn, 1, q);
+    harness_queue_delete(s_conn, 1, qlow);
+    harness_queue_delete(s_conn, 1, mlow);
+    harness_queue_delete(s_conn, 1, dlq);
     harness_log("per-message TTL, lower TTL applies, expired never delivered: ok");
 }
 
@@ -350,8 +330,8 @@ static void check_ttl_zero(void)
     publish(q0, "queue-zero", NULL);
     const dead_t want[] = {{"zero", q, "0"}, {"minus-zero", q, "-0"}, {"queue-zero", q0, NULL}};
     expect_dead_letters_any(dlq, want, 3);
-    CHECK_EQ(count(q), 0);
-    CHECK_EQ(count(q0), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, q), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, q0), 0);
 
     /* a consumer that can take it at once gets it, expiration "0" and all */
     harness_channel_open(s_conn, 2);
@@ -393,12 +373,12 @@ static void check_ttl_zero(void)
     /* closing the channel requeues "a" into a TTL 0 queue with no consumer: expired too */
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
     expect_dead_letter(dlq, "a", q0, "expired", NULL);
-    CHECK_EQ(count(q0), 0);
+    CHECK_EQ(harness_queue_count(s_conn, 1, q0), 0);
     expect_empty(dlq, "dead-letter queue after TTL 0");
 
-    qdelete(q);
-    qdelete(q0);
-    qdelete(dlq);
+    harness_queue_delete(s_conn, 1, q);
+    harness_queue_delete(s_conn, 1, q0);
+    harness_queue_delete(s_conn, 1, dlq);
     harness_log("TTL 0: ok");
 }
 
@@ -411,7 +391,7 @@ static void check_unacked_and_requeue(void)
     qdeclare(q, 300, dlq);
     publish(q, "held", NULL);
     publish(q, "behind", NULL);
-    wait_count(q, 2, "published");
+    harness_expect_count(s_conn, 1, q, 2, "published");
 
     harness_channel_open(s_conn, 2);
     harness_got_t held;
@@ -426,7 +406,7 @@ static void check_unacked_and_requeue(void)
     harness_got_free(&held);
     harness_sync(s_conn, 2);
     expect_dead_letter(dlq, "held", q, "expired", NULL);
-    wait_count(q, 0, "after the requeue of an expired message");
+    harness_expect_count(s_conn, 1, q, 0, "after the requeue of an expired message");
     expect_empty(q, "requeued expired message");
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
 
@@ -445,17 +425,17 @@ static void check_unacked_and_requeue(void)
                     amqp_empty_bytes, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     publish_ch(1, x, "", "both", NULL);
-    wait_count(qs, 0, "fanout copy in the 100 ms queue");
-    CHECK_EQ(count(ql), 1);
+    harness_expect_count(s_conn, 1, qs, 0, "fanout copy in the 100 ms queue");
+    CHECK_EQ(harness_queue_count(s_conn, 1, ql), 1);
     harness_got_t g;
     CHECK(harness_get(s_conn, 1, ql, true, &g));
     CHECK_STREQ(g.body, "both");
     harness_got_free(&g);
 
-    qdelete(q);
-    qdelete(dlq);
-    qdelete(qs);
-    qdelete(ql);
+    harness_queue_delete(s_conn, 1, q);
+    harness_queue_delete(s_conn, 1, dlq);
+    harness_queue_delete(s_conn, 1, qs);
+    harness_queue_delete(s_conn, 1, ql);
     amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     harness_log("unacked not expired, expired on requeue, per-queue TTL: ok");

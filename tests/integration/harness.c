@@ -1687,3 +1687,48 @@ void harness_broker_start_args(harness_broker_t *b, const char *const *extra_arg
     harness_log("started %s on 127.0.0.1:%d (pid %d, data %s) with extra arguments", exe, b->port,
                 (int)b->pid, b->data_dir);
 }
+
+/* ---- entity wrappers ------------------------------------------------------------------------ */
+
+void harness_queue_delete(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue)
+{
+    amqp_queue_delete(conn, ch, amqp_cstring_bytes(queue), 0, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
+void harness_exchange_delete(amqp_connection_state_t conn, amqp_channel_t ch,
+                             const char *exchange)
+{
+    amqp_exchange_delete(conn, ch, amqp_cstring_bytes(exchange), 0);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
+void harness_queue_bind(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                        const char *exchange, const char *key, amqp_table_t args)
+{
+    amqp_queue_bind(conn, ch, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
+                    amqp_cstring_bytes(key), args);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
+void harness_exchange_bind(amqp_connection_state_t conn, amqp_channel_t ch,
+                           const char *destination, const char *source, const char *key)
+{
+    amqp_exchange_bind(conn, ch, amqp_cstring_bytes(destination), amqp_cstring_bytes(source),
+                       amqp_cstring_bytes(key), amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
+uint32_t harness_queue_count(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue)
+{
+    uint32_t n = 0;
+    CHECK_REPLY(harness_queue_peek(conn, ch, queue, &n, NULL));
+    return n;
+}
+
+void harness_expect_count(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                          uint32_t want, const char *what)
+{
+    uint32_t n = harness_wait_message_count(conn, ch, queue, want, 5000);
+    CHECKF(n == want, "%s: queue %s holds %u messages, want %u", what, queue, n, want);
+}

@@ -421,4 +421,30 @@ const char *harness_got_death_headers(const harness_got_t *g);
  * caller decides whether to skip. */
 void harness_broker_start_args(harness_broker_t *b, const char *const *extra_args);
 
+/* ---- entity wrappers: one AMQP method each, which must succeed ----------------------------- */
+
+/* queue.delete of queue on ch, unconditionally (if-unused and if-empty off). */
+void harness_queue_delete(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue);
+
+/* exchange.delete of exchange on ch (if-unused off). */
+void harness_exchange_delete(amqp_connection_state_t conn, amqp_channel_t ch,
+                             const char *exchange);
+
+/* queue.bind of queue to exchange with key and args (amqp_empty_table: none). */
+void harness_queue_bind(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                        const char *exchange, const char *key, amqp_table_t args);
+
+/* exchange.bind: messages reaching source with a matching key are routed on to destination
+ * (the argument order is the method's: destination first). No arguments. */
+void harness_exchange_bind(amqp_connection_state_t conn, amqp_channel_t ch,
+                           const char *destination, const char *source, const char *key);
+
+/* The message_count of a passive queue.declare of queue, which must succeed. */
+uint32_t harness_queue_count(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue);
+
+/* queue holds (or comes to hold within 5 s: harness_wait_message_count()) exactly want
+ * messages, else the test fails with "<what>: queue Q holds N messages, want W". */
+void harness_expect_count(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                          uint32_t want, const char *what);
+
 #endif
