@@ -49,31 +49,6 @@ static void publish(const char *x, const char *key, const char *body, int mandat
                                   mandatory, 0, NULL, amqp_cstring_bytes(body)));
 }
 
-static void expect_queue(const char *q, const char *want, const char *what)
-{
-    char got[1024];
-    harness_drain(s_conn, 1, q, got, sizeof got);
-    CHECKF(strcmp(got, want) == 0, "%s: queue %s got \"%s\", want \"%s\"", what, q, got, want);
-}
-
-/* One basic.get that must return body, published to exchange x with key. */
-static void expect_get(const char *q, const char *body, const char *x, const char *key)
-{
-    amqp_rpc_reply_t r = amqp_basic_get(s_conn, 1, amqp_cstring_bytes(q), 1);
-    CHECK_REPLY(r);
-    CHECKF(r.reply.id == AMQP_BASIC_GET_OK_METHOD, "queue %s is empty, want \"%s\"", q, body);
-    const amqp_basic_get_ok_t *ok = r.reply.decoded;
-    CHECKF(harness_bytes_is(ok->exchange, x), "delivery names exchange '%.*s', want '%s'",
-           (int)ok->exchange.len, (const char *)ok->exchange.bytes, x);
-    CHECKF(harness_bytes_is(ok->routing_key, key), "delivery has routing key '%.*s', want '%s'",
-           (int)ok->routing_key.len, (const char *)ok->routing_key.bytes, key);
-    amqp_message_t msg;
-    CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
-    CHECKF(harness_bytes_is(msg.body, body), "body '%.*s', want '%s'", (int)msg.body.len,
-           (const char *)msg.body.bytes, body);
-    amqp_destroy_message(&msg);
-}
-
 /* After the publishes so far on channel 1: no basic.return came. */
 static void expect_no_return(const char *what)
 {
@@ -130,10 +105,10 @@ static void check_basic(void)
     publish(x, "k", "routed-m", 1);
     publish(x, "y", "unroutable-m", 1);
     expect_no_return("mandatory with an AE");
-    expect_queue(q, "routed routed-m", "routable messages");
-    expect_get(qae, "unroutable", x, "z");
-    expect_get(qae, "unroutable-m", x, "y");
-    expect_queue(qae, "", "the AE's queue");
+    harness_expect_drain(s_conn, 1, q, "routed routed-m", "routable messages");
+    harness_expect_get(s_conn, 1, qae, "unroutable", x, "z");
+    harness_expect_get(s_conn, 1, qae, "unroutable-m", x, "y");
+    harness_expect_drain(s_conn, 1, qae, "", "the AE's queue");
     harness_log("AE: unroutable messages go to it, routable ones do not, no basic.return");
 
     /* without the AE's queue, the AE routes nothing: mandatory returns */
@@ -142,7 +117,7 @@ static void check_basic(void)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     publish(x, "z", "lost", 1);
     expect_return("lost", x, "z");
-    expect_queue(qae, "", "after unbinding the AE's queue");
+    harness_expect_drain(s_conn, 1, qae, "", "after unbinding the AE's queue");
     harness_exchange_delete(s_conn, 1, x);
     harness_exchange_delete(s_conn, 1, ae);
 }
@@ -161,10 +136,10 @@ static void check_chain(void)
     publish(x, "only", "to-ae2", 1);
     publish(x, "other", "to-ae3", 1);
     expect_no_return("AE chain");
-    expect_get(q2, "to-ae2", x, "only");
-    expect_queue(q2, "", "first AE");
-    expect_get(q3, "to-ae3", x, "other");
-    expect_queue(q3, "", "second AE");
+    harness_expect_get(s_conn, 1, q2, "to-ae2", x, "only");
+    harness_expect_drain(s_conn, 1, q2, "", "first AE");
+    harness_expect_get(s_conn, 1, q3, "to-ae3", x, "other");
+    harness_expect_drain(s_conn, 1, q3, "", "second AE");
     harness_exchange_delete(s_conn, 1, x);
     harness_exchange_delete(s_conn, 1, ae2);
     harness_exchange_delete(s_conn, 1, ae3);
@@ -185,7 +160,7 @@ static void check_missing_and_loop(void)
     harness_queue_bind(s_conn, 1, q, missing, "", amqp_empty_table);
     publish(x, "k", "late", 1);
     expect_no_return("AE declared later");
-    expect_queue(q, "late", "AE declared after its user");
+    harness_expect_drain(s_conn, 1, q, "late", "AE declared after its user");
     harness_exchange_delete(s_conn, 1, missing);
     publish(x, "k", "gone-again", 1);
     expect_return("gone-again", x, "k");
@@ -221,7 +196,7 @@ static void check_with_e2e(void)
     expect_return("to-x8", x7, "k");
     publish(x7, "j", "to-ae7", 1);
     expect_no_return("x7 routes j nowhere");
-    expect_queue(q7, "to-ae7", "AE of an exchange that routed to an exchange");
+    harness_expect_drain(s_conn, 1, q7, "to-ae7", "AE of an exchange that routed to an exchange");
 
     /* x9 -> x10 (AE ae10): x10 routes nothing, so its own AE is used */
     const char *x9 = harness_name("x9"), *x10 = harness_name("x10"), *ae10 = harness_name("ae10"),
@@ -236,8 +211,8 @@ static void check_with_e2e(void)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     publish(x9, "k", "via-ae10", 1);
     expect_no_return("AE of the destination exchange");
-    expect_get(q10, "via-ae10", x9, "k");
-    expect_queue(q10, "", "AE of the destination exchange");
+    harness_expect_get(s_conn, 1, q10, "via-ae10", x9, "k");
+    harness_expect_drain(s_conn, 1, q10, "", "AE of the destination exchange");
     for (const char *const *x = (const char *const[]){x7, x8, ae7, x9, x10, ae10, NULL}; *x; x++)
         harness_exchange_delete(s_conn, 1, *x);
     harness_log("AE with exchange bindings: used per exchange that routed nothing at all");

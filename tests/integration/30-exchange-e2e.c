@@ -49,34 +49,6 @@ static void publish(const char *x, const char *key, const char *body)
                                   NULL, amqp_cstring_bytes(body)));
 }
 
-static void expect_queue(const char *q, const char *want, const char *what)
-{
-    char got[1024];
-    harness_drain(s_conn, 1, q, got, sizeof got);
-    CHECKF(strcmp(got, want) == 0, "%s: queue %s got \"%s\", want \"%s\"", what, q, got, want);
-}
-
-/* One basic.get that must return body, published to exchange x with key. */
-static void expect_get(const char *q, const char *body, const char *x, const char *key)
-{
-    amqp_rpc_reply_t r = amqp_basic_get(s_conn, 1, amqp_cstring_bytes(q), 1);
-    CHECK_REPLY(r);
-    CHECKF(r.reply.id == AMQP_BASIC_GET_OK_METHOD, "queue %s is empty, want \"%s\"", q, body);
-    const amqp_basic_get_ok_t *ok = r.reply.decoded;
-    CHECKF(ok->exchange.len == strlen(x) && memcmp(ok->exchange.bytes, x, ok->exchange.len) == 0,
-           "delivery names exchange '%.*s', want '%s'", (int)ok->exchange.len,
-           (const char *)ok->exchange.bytes, x);
-    CHECKF(ok->routing_key.len == strlen(key) &&
-               memcmp(ok->routing_key.bytes, key, ok->routing_key.len) == 0,
-           "delivery has routing key '%.*s', want '%s'", (int)ok->routing_key.len,
-           (const char *)ok->routing_key.bytes, key);
-    amqp_message_t msg;
-    CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
-    CHECKF(msg.body.len == strlen(body) && memcmp(msg.body.bytes, body, msg.body.len) == 0,
-           "body '%.*s', want '%s'", (int)msg.body.len, (const char *)msg.body.bytes, body);
-    amqp_destroy_message(&msg);
-}
-
 /* x1 (direct) -a.b-> x2 (fanout) -> x3 (topic) -a.#-> q1, and x2 -> q2 */
 static void check_chain(void)
 {
@@ -97,36 +69,36 @@ static void check_chain(void)
     publish(x1, "a.b", "m1");
     publish(x1, "z.z", "m2"); /* x3 does not route z.z */
     publish(x1, "a.c", "m3"); /* x1 does not route a.c */
-    expect_get(q1, "m1", x1, "a.b");
-    expect_queue(q1, "", "chain");
-    expect_get(q2, "m1", x1, "a.b");
-    expect_get(q2, "m2", x1, "z.z");
-    expect_queue(q2, "", "chain");
+    harness_expect_get(s_conn, 1, q1, "m1", x1, "a.b");
+    harness_expect_drain(s_conn, 1, q1, "", "chain");
+    harness_expect_get(s_conn, 1, q2, "m1", x1, "a.b");
+    harness_expect_get(s_conn, 1, q2, "m2", x1, "z.z");
+    harness_expect_drain(s_conn, 1, q2, "", "chain");
 
     /* publishing in the middle of the chain */
     publish(x2, "q.q", "m4");
     publish(x3, "a", "m5");
-    expect_queue(q1, "m5", "chain, middle");
-    expect_queue(q2, "m4", "chain, middle");
+    harness_expect_drain(s_conn, 1, q1, "m5", "chain, middle");
+    harness_expect_drain(s_conn, 1, q2, "m4", "chain, middle");
 
     /* unbind stops the flow (one unbind undoes the double bind) */
     xunbind(x1, x2, "a.b");
     publish(x1, "a.b", "m6");
     publish(x1, "z.z", "m7");
-    expect_queue(q1, "", "chain after unbind");
-    expect_queue(q2, "m7", "chain after unbind");
+    harness_expect_drain(s_conn, 1, q1, "", "chain after unbind");
+    harness_expect_drain(s_conn, 1, q2, "m7", "chain after unbind");
     xunbind(x2, x3, "ignored-by-fanout");
     publish(x1, "z.z", "m8");
     publish(x2, "a.x", "m9");
-    expect_queue(q1, "", "chain after second unbind");
-    expect_queue(q2, "m8 m9", "chain after second unbind");
+    harness_expect_drain(s_conn, 1, q1, "", "chain after second unbind");
+    harness_expect_drain(s_conn, 1, q2, "m8 m9", "chain after second unbind");
 
     /* deleting x2 takes x1 -> x2 (z.z) and x2 -> q2 with it */
     harness_exchange_delete(s_conn, 1, x2);
     xdeclare(x2, "fanout");
     publish(x1, "z.z", "m10");
     publish(x2, "k", "m11");
-    expect_queue(q2, "", "chain after deleting the middle exchange");
+    harness_expect_drain(s_conn, 1, q2, "", "chain after deleting the middle exchange");
     harness_exchange_delete(s_conn, 1, x1);
     harness_exchange_delete(s_conn, 1, x2);
     harness_exchange_delete(s_conn, 1, x3);
@@ -149,7 +121,7 @@ static void check_fan_in(void)
     publish(xb, "k", "b1");
     publish(xb, "other", "b2");
     publish(xc, "k", "c1");
-    expect_queue(q, "a1 b1 c1", "fan-in");
+    harness_expect_drain(s_conn, 1, q, "a1 b1 c1", "fan-in");
 
     const char *d0 = harness_name("d0"), *dl = harness_name("dl"), *dr = harness_name("dr"),
                *dm = harness_name("dm");
@@ -169,7 +141,7 @@ static void check_fan_in(void)
     publish(d0, "k", "d1");      /* every path reaches dq: one copy */
     publish(d0, "other", "d2");  /* d0 -> dq, d0 -> dl -> dm -> dq */
     publish(d0, "two.words", "d3"); /* only d0 -> dq */
-    expect_queue(dq, "d1 d2 d3", "diamond");
+    harness_expect_drain(s_conn, 1, dq, "d1 d2 d3", "diamond");
     for (const char *const *x = (const char *const[]){xa, xb, xc, d0, dl, dr, dm, NULL}; *x; x++)
         harness_exchange_delete(s_conn, 1, *x);
     harness_log("fan-in and a diamond: one copy per queue per publish");
@@ -196,15 +168,15 @@ static void check_loops(void)
     publish(x2, "k", "m2");
     publish(x1, "j", "m3"); /* x2 does not route j */
     publish(x2, "j", "m4"); /* nothing routes j out of x2 */
-    expect_queue(q1, "m1 m2 m3", "loop x1 <-> x2");
-    expect_queue(q2, "m1 m2", "loop x1 <-> x2");
+    harness_expect_drain(s_conn, 1, q1, "m1 m2 m3", "loop x1 <-> x2");
+    harness_expect_drain(s_conn, 1, q2, "m1 m2", "loop x1 <-> x2");
 
     harness_exchange_bind(s_conn, 1, xs, xs, "#");
     harness_exchange_bind(s_conn, 1, xs, xs, "a.*");
     harness_queue_bind(s_conn, 1, qs, xs, "a.b", amqp_empty_table);
     publish(xs, "a.b", "s1");
     publish(xs, "a.c", "s2");
-    expect_queue(qs, "s1", "self-binding");
+    harness_expect_drain(s_conn, 1, qs, "s1", "self-binding");
 
     harness_exchange_bind(s_conn, 1, lonely, lonely,
                           ""); /* a loop with no queue at all: the publish just vanishes */
@@ -222,12 +194,12 @@ static void check_loops(void)
         harness_exchange_bind(s_conn, 1, c[(i + 1) % 3], c[i], "");
     publish(c[1], "k", "y1");
     for (int i = 0; i < 3; i++)
-        expect_queue(cq[i], "y1", "three-exchange cycle");
+        harness_expect_drain(s_conn, 1, cq[i], "y1", "three-exchange cycle");
     xunbind(c[2], c[0], "");
     publish(c[1], "k", "y2");
-    expect_queue(cq[0], "", "broken cycle");
-    expect_queue(cq[1], "y2", "broken cycle");
-    expect_queue(cq[2], "y2", "broken cycle");
+    harness_expect_drain(s_conn, 1, cq[0], "", "broken cycle");
+    harness_expect_drain(s_conn, 1, cq[1], "y2", "broken cycle");
+    harness_expect_drain(s_conn, 1, cq[2], "y2", "broken cycle");
 
     for (const char *const *x = (const char *const[]){x1, x2, xs, lonely, c[0], c[1], c[2], NULL};
          *x; x++)

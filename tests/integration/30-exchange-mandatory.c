@@ -33,13 +33,6 @@ static void qdeclare(const char *q)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void expect_queue(const char *q, const char *want, const char *what)
-{
-    char got[1024];
-    harness_drain(s_conn, 1, q, got, sizeof got);
-    CHECKF(strcmp(got, want) == 0, "%s: queue %s got \"%s\", want \"%s\"", what, q, got, want);
-}
-
 /* After what was published so far on channel 1: no basic.return (or anything else) came. */
 static void expect_no_return(const char *what)
 {
@@ -234,7 +227,7 @@ static void check_mandatory(void)
                                   0, &pp.p, amqp_cstring_bytes("dropped")));
     expect_no_return("mandatory routable / not mandatory unroutable");
     expect_get(q, "routed", "k", NULL);
-    expect_queue(q, "", "mandatory");
+    harness_expect_drain(s_conn, 1, q, "", "mandatory");
 
     /* to a missing exchange: a channel error, not a return */
     const char *nx = harness_name("no-such-exchange");
@@ -294,15 +287,15 @@ static void check_cc_bcc(void)
     expect_get(qa, "cc", "a", cc_b);
     expect_get(qa, "bcc", "a", NULL);
     expect_get(qa, "dup", "a", cc_aa);
-    expect_queue(qa, "", "CC/BCC");
+    harness_expect_drain(s_conn, 1, qa, "", "CC/BCC");
     expect_get(qb, "cc", "a", cc_b);
     expect_get(qb, "both", "zz", cc_bc);
-    expect_queue(qb, "", "CC/BCC");
+    harness_expect_drain(s_conn, 1, qb, "", "CC/BCC");
     expect_get(qc, "bcc", "a", NULL);
     expect_get(qc, "both", "zz", cc_bc);
-    expect_queue(qc, "", "CC/BCC");
+    harness_expect_drain(s_conn, 1, qc, "", "CC/BCC");
     expect_get(qd, "both", "zz", cc_bc);
-    expect_queue(qd, "", "CC/BCC");
+    harness_expect_drain(s_conn, 1, qd, "", "CC/BCC");
     harness_log("CC/BCC add routing keys, one copy per queue, BCC stripped, CC kept");
 
     /* the default exchange: CC names queues; a topic exchange: CC keys are matched as keys */
@@ -319,7 +312,7 @@ static void check_cc_bcc(void)
     expect_get(qb, "dflt", qa, cc_qb);
     expect_get(qd, "topic", "u", NULL);
     for (int i = 0; i < 4; i++)
-        expect_queue(qs[i], "", "CC via default and topic exchanges");
+        harness_expect_drain(s_conn, 1, qs[i], "", "CC via default and topic exchanges");
 
     /* mandatory, nothing routable by key, CC or BCC: the return has no BCC either */
     static const char *const cc_none[] = {"nope1", NULL};
@@ -350,8 +343,8 @@ static void check_cc_bcc(void)
     pp.p.headers.num_entries = 2;
     CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("none"), 0,
                                   0, &pp.p, amqp_cstring_bytes("mixed")));
-    expect_queue(qb, "mixed", "CC with mixed element types");
-    expect_queue(qc, "", "CC with mixed element types");
+    harness_expect_drain(s_conn, 1, qb, "mixed", "CC with mixed element types");
+    harness_expect_drain(s_conn, 1, qc, "", "CC with mixed element types");
 
     /* CC that is not an array, BCC that is not an array: 406 */
     static const struct {
@@ -377,8 +370,8 @@ static void check_cc_bcc(void)
                                      40);
         harness_channel_open(s_conn, 1);
     }
-    expect_queue(qa, "", "after the bad CC/BCC");
-    expect_queue(qb, "", "after the bad CC/BCC");
+    harness_expect_drain(s_conn, 1, qa, "", "after the bad CC/BCC");
+    harness_expect_drain(s_conn, 1, qb, "", "after the bad CC/BCC");
 
     amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));

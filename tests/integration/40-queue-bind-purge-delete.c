@@ -54,26 +54,6 @@ static void publish(amqp_connection_state_t conn, amqp_channel_t ch, const char 
                                   0, 0, &props, amqp_cstring_bytes(body)));
 }
 
-/* basic.get no-ack until get-empty; the bodies joined by spaces. */
-static void drain(amqp_connection_state_t conn, amqp_channel_t ch, const char *q, char *out,
-                  size_t cap)
-{
-    out[0] = '\0';
-    for (;;) {
-        amqp_rpc_reply_t r = amqp_basic_get(conn, ch, amqp_cstring_bytes(q), 1);
-        CHECK_REPLY(r);
-        if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
-            return;
-        CHECK_EQ(r.reply.id, AMQP_BASIC_GET_OK_METHOD);
-        amqp_message_t msg;
-        CHECK_REPLY(amqp_read_message(conn, ch, &msg, 0));
-        size_t l = strlen(out);
-        snprintf(out + l, cap - l, "%s%.*s", l ? " " : "", (int)msg.body.len,
-                 (const char *)msg.body.bytes);
-        amqp_destroy_message(&msg);
-    }
-}
-
 static amqp_table_t table1(amqp_table_entry_t *e, const char *k1, const char *v1)
 {
     e[0].key = amqp_cstring_bytes(k1);
@@ -118,13 +98,13 @@ static void check_bind_unbind(amqp_connection_state_t conn)
     publish(conn, 1, "amq.headers", "", (amqp_table_t[]){table1(m, "colour", "red")}, "red1");
     publish(conn, 1, "amq.headers", "", (amqp_table_t[]){table1(m, "colour", "blue")}, "blue1");
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 1, 5000), 1);
-    drain(conn, 1, q, got, sizeof got);
+    harness_drain(conn, 1, q, got, sizeof got);
     CHECK_STREQ(got, "red1");
     /* Unbind with other arguments removes nothing (and is not an error). */
     unbind(conn, q, "amq.headers", "", table2(a, "x-match", "all", "colour", "blue"));
     publish(conn, 1, "amq.headers", "", (amqp_table_t[]){table1(m, "colour", "red")}, "red2");
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 1, 5000), 1);
-    drain(conn, 1, q, got, sizeof got);
+    harness_drain(conn, 1, q, got, sizeof got);
     CHECK_STREQ(got, "red2");
     unbind(conn, q, "amq.headers", "", table2(a, "x-match", "all", "colour", "red"));
     publish(conn, 1, "amq.headers", "", (amqp_table_t[]){table1(m, "colour", "red")}, "red3");
@@ -141,7 +121,7 @@ static void check_bind_unbind(amqp_connection_state_t conn)
     publish(conn, 1, "amq.direct", "k", NULL, "k3");
     publish(conn, 1, "", q, NULL, "end"); /* the default binding: a marker */
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 3, 5000), 3);
-    drain(conn, 1, q, got, sizeof got);
+    harness_drain(conn, 1, q, got, sizeof got);
     CHECK_STREQ(got, "k1 k2 end");
 
     amqp_queue_delete(conn, 1, amqp_cstring_bytes(q), 0, 0);
@@ -183,7 +163,7 @@ static void check_purge(amqp_connection_state_t conn)
     /* The two unacked ones survived the purge and return when their channel closes. */
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 2, 5000), 2);
-    drain(conn, 1, q, got, sizeof got);
+    harness_drain(conn, 1, q, got, sizeof got);
     CHECK_STREQ(got, "1 2");
     amqp_queue_delete(conn, 1, amqp_cstring_bytes(q), 0, 0);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
@@ -335,7 +315,7 @@ static void check_empty_name(amqp_connection_state_t conn)
     CHECK_EQ(dok->message_count, 1);
     CHECKF(harness_wait_queue_gone(conn, 1, q2, 5000), "queue.delete \"\" left %s", q2);
     harness_channel_open(conn, 1);
-    drain(conn, 1, q1, got, sizeof got);
+    harness_drain(conn, 1, q1, got, sizeof got);
     CHECK_STREQ(got, "in q1");
 
     /* "" still means the deleted q2 */

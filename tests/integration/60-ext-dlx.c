@@ -73,20 +73,6 @@ static void publish_n(const char *q, int first, int last)
     }
 }
 
-/* The bodies q holds, in order ("1 2 3"), taken with no-ack basic.get. */
-static const char *drain(const char *q)
-{
-    static char out[1024];
-    harness_drain(s_conn, 1, q, out, sizeof out);
-    return out;
-}
-
-static void expect_drain(const char *q, const char *want, const char *what)
-{
-    const char *got = drain(q);
-    CHECKF(strcmp(got, want) == 0, "%s: %s held \"%s\", want \"%s\"", what, q, got, want);
-}
-
 /* A round trip on ch: the acks and rejects before it have been handled. */
 static void sync_ch(amqp_channel_t ch)
 {
@@ -144,7 +130,7 @@ static void check_triggers(void)
     CHECK_AMQP(amqp_basic_reject(s_conn, 2, g[7].delivery_tag, 1));  /* 8 back */
     sync_ch(2);
     expect_rejected_from(dlq, q, "2 1 3 4 5 6", 6);
-    expect_drain(q, "7 8", "requeued with requeue=true");
+    harness_expect_drain(s_conn, 1, q, "7 8", "requeued with requeue=true");
 
     /* a consumer's nack and reject */
     publish_n(q, 1, 3);
@@ -170,7 +156,7 @@ static void check_triggers(void)
     /* closing the channel puts "2" back: not dead-lettered */
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
     harness_expect_count(s_conn, 1, q, 1, "unacked message back after channel close");
-    expect_drain(q, "2", "after channel close");
+    harness_expect_drain(s_conn, 1, q, "2", "after channel close");
     CHECK_EQ(harness_queue_count(s_conn, 1, dlq), 0);
 
     /* purge and delete drop without dead-lettering */
@@ -211,7 +197,7 @@ static void check_missing_dlx(void)
     CHECK_AMQP(amqp_basic_reject(s_conn, 1, g.delivery_tag, 0));
     harness_got_free(&g);
     harness_expect_count(s_conn, 1, dlq, 1, "dead-letter exchange declared later");
-    expect_drain(dlq, "2", "dead-letter exchange declared later");
+    harness_expect_drain(s_conn, 1, dlq, "2", "dead-letter exchange declared later");
 
     harness_queue_delete(s_conn, 1, q);
     harness_queue_delete(s_conn, 1, dlq);

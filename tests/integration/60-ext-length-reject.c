@@ -51,13 +51,6 @@ static void qdeclare(const char *q, long maxlen, long maxbytes, const char *over
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void expect_drain(const char *q, const char *want, const char *what)
-{
-    char got[1024];
-    harness_drain(s_conn, 1, q, got, sizeof got);
-    CHECKF(strcmp(got, want) == 0, "%s: %s held \"%s\", want \"%s\"", what, q, got, want);
-}
-
 /* Publish on channel 1 (no confirms) the space-separated words of bodies. */
 static void publish_plain(const char *q, const char *bodies)
 {
@@ -175,17 +168,17 @@ static void check_reject_publish(void)
     /* no confirms: the refused ones vanish, nothing is dead-lettered */
     publish_plain(q, "1 2 3 4");
     harness_expect_count(s_conn, 1, q, 2, "reject-publish, no confirms");
-    expect_drain(q, "1 2", "reject-publish, no confirms");
+    harness_expect_drain(s_conn, 1, q, "1 2", "reject-publish, no confirms");
 
     /* confirms: ack ack nack nack */
     expect_confirms("", q, "1 2 3 4", false, "aann", "reject-publish x-max-length 2");
-    expect_drain(q, "1 2", "reject-publish under confirms");
+    harness_expect_drain(s_conn, 1, q, "1 2", "reject-publish under confirms");
     usleep(100000);
     CHECK_EQ(harness_queue_count(s_conn, 1, dlq), 0);
 
     /* drained: accepted again */
     expect_confirms("", q, "5 6 7", false, "aan", "reject-publish after draining");
-    expect_drain(q, "5 6", "reject-publish after draining");
+    harness_expect_drain(s_conn, 1, q, "5 6", "reject-publish after draining");
 
     /* unacked do not count */
     expect_confirms("", q, "1 2", false, "aa", "refill");
@@ -199,13 +192,13 @@ static void check_reject_publish(void)
     CHECK_REPLY(amqp_channel_close(s_conn, 3, AMQP_REPLY_SUCCESS));
     /* the two unacked come back, over the limit: requeue is not a publish, they all stay */
     harness_expect_count(s_conn, 1, q, 4, "unacked requeued on channel close");
-    expect_drain(q, "1 2 3 4", "requeued over a reject-publish limit");
+    harness_expect_drain(s_conn, 1, q, "1 2 3 4", "requeued over a reject-publish limit");
 
     /* bytes: "aa" "bb" "c" fit 5, "d" does not, an empty body does */
     const char *qb = harness_name("rp-bytes");
     qdeclare(qb, -1, 5, "reject-publish", NULL);
     expect_confirms("", qb, "aa bb c d -", false, "aaana", "reject-publish x-max-length-bytes 5");
-    expect_drain(qb, "aa bb c ", "reject-publish x-max-length-bytes 5");
+    harness_expect_drain(s_conn, 1, qb, "aa bb c ", "reject-publish x-max-length-bytes 5");
 
     harness_queue_delete(s_conn, 1, q);
     harness_queue_delete(s_conn, 1, qb);
@@ -221,11 +214,11 @@ static void check_reject_publish_dlx(void)
 
     publish_plain(q, "1 2 3 4");
     expect_maxlen_dead(dlq, q, "3 4");
-    expect_drain(q, "1 2", "reject-publish-dlx, no confirms");
+    harness_expect_drain(s_conn, 1, q, "1 2", "reject-publish-dlx, no confirms");
 
     expect_confirms("", q, "5 6 7 8", false, "aann", "reject-publish-dlx under confirms");
     expect_maxlen_dead(dlq, q, "7 8");
-    expect_drain(q, "5 6", "reject-publish-dlx under confirms");
+    harness_expect_drain(s_conn, 1, q, "5 6", "reject-publish-dlx under confirms");
 
     harness_queue_delete(s_conn, 1, q);
     harness_queue_delete(s_conn, 1, dlq);
@@ -248,14 +241,14 @@ static void check_fanout_and_mandatory(void)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 
     expect_confirms(x, "", "f1 f2", false, "an", "fanout to a full queue and one with room");
-    expect_drain(full, "f1", "the full queue");
-    expect_drain(room, "f1 f2", "the queue with room");
+    harness_expect_drain(s_conn, 1, full, "f1", "the full queue");
+    harness_expect_drain(s_conn, 1, room, "f1 f2", "the queue with room");
 
     /* mandatory: routed, so no basic.return; nacked */
     expect_confirms("", full, "m1 m2", true, "an", "mandatory to a full queue");
     harness_sync(s_conn, 2);
     CHECKF(!amqp_frames_enqueued(s_conn), "a frame (basic.return?) after a mandatory nack");
-    expect_drain(full, "m1", "mandatory");
+    harness_expect_drain(s_conn, 1, full, "m1", "mandatory");
 
     harness_queue_delete(s_conn, 1, full);
     harness_queue_delete(s_conn, 1, room);

@@ -67,13 +67,6 @@ static void publish_words(const char *q, const char *bodies)
         publish(q, w);
 }
 
-static void expect_drain(const char *q, const char *want, const char *what)
-{
-    char got[1024];
-    harness_drain(s_conn, 1, q, got, sizeof got);
-    CHECKF(strcmp(got, want) == 0, "%s: %s held \"%s\", want \"%s\"", what, q, got, want);
-}
-
 /* dlq holds (or comes to hold, <= 5 s) exactly the dead letters named by bodies, in order, each
  * a first death from q with reason maxlen. Takes them. */
 static void expect_maxlen_dead(const char *dlq, const char *q, const char *bodies)
@@ -117,16 +110,16 @@ static void check_max_length(void)
     publish_words(q, "1 2 3 4 5");
     harness_expect_count(s_conn, 1, q, 3, "x-max-length 3");
     expect_maxlen_dead(dlq, q, "1 2");
-    expect_drain(q, "3 4 5", "x-max-length 3");
+    harness_expect_drain(s_conn, 1, q, "3 4 5", "x-max-length 3");
 
     publish_words(qd, "1 2 3 4 5");
     harness_expect_count(s_conn, 1, qd, 3, "x-max-length 3, drop-head");
     expect_maxlen_dead(dlq, qd, "1 2");
-    expect_drain(qd, "3 4 5", "x-max-length 3, drop-head");
+    harness_expect_drain(s_conn, 1, qd, "3 4 5", "x-max-length 3, drop-head");
 
     publish_words(plain, "1 2 3 4 5");
     harness_expect_count(s_conn, 1, plain, 2, "x-max-length 2, no DLX");
-    expect_drain(plain, "4 5", "x-max-length 2, no DLX");
+    harness_expect_drain(s_conn, 1, plain, "4 5", "x-max-length 2, no DLX");
 
     publish_words(zero, "z1 z2");
     expect_maxlen_dead(dlq, zero, "z1 z2");
@@ -151,7 +144,7 @@ static void check_max_bytes(void)
     publish_words(q, "abc1 abc2 abc3 abc4 abc5");
     harness_expect_count(s_conn, 1, q, 2, "x-max-length-bytes 10, 4-byte bodies");
     expect_maxlen_dead(dlq, q, "abc1 abc2 abc3");
-    expect_drain(q, "abc4 abc5", "x-max-length-bytes 10");
+    harness_expect_drain(s_conn, 1, q, "abc4 abc5", "x-max-length-bytes 10");
 
     /* over the limit by itself: everything goes, the big one last */
     publish_words(q, "abc1 abc2 0123456789A");
@@ -161,14 +154,14 @@ static void check_max_bytes(void)
     /* exactly the limit: stays, alone */
     publish_words(q, "abc1 0123456789");
     expect_maxlen_dead(dlq, q, "abc1");
-    expect_drain(q, "0123456789", "a body of exactly x-max-length-bytes");
+    harness_expect_drain(s_conn, 1, q, "0123456789", "a body of exactly x-max-length-bytes");
 
     /* both limits: bytes first (2+2+2 > 5), then length */
     publish_words(both, "aa bb cc");
     expect_maxlen_dead(dlq, both, "aa");
     publish_words(both, "d e");
     expect_maxlen_dead(dlq, both, "bb");
-    expect_drain(both, "cc d e", "x-max-length 3 and x-max-length-bytes 5");
+    harness_expect_drain(s_conn, 1, both, "cc d e", "x-max-length 3 and x-max-length-bytes 5");
 
     harness_queue_delete(s_conn, 1, q);
     harness_queue_delete(s_conn, 1, both);
@@ -202,7 +195,7 @@ static void check_unacked_not_counted(void)
     amqp_basic_qos(s_conn, 2, 0, 0, 0);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     expect_maxlen_dead(dlq, q, "2 1");
-    expect_drain(q, "4 5", "after requeueing two over the limit");
+    harness_expect_drain(s_conn, 1, q, "4 5", "after requeueing two over the limit");
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
 
     harness_queue_delete(s_conn, 1, q);

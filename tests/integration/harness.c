@@ -1113,6 +1113,34 @@ int harness_drain(amqp_connection_state_t conn, amqp_channel_t ch, const char *q
     }
 }
 
+void harness_expect_drain(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                          const char *want, const char *what)
+{
+    char got[4096];
+    harness_drain(conn, ch, queue, got, sizeof got);
+    CHECKF(strcmp(got, want) == 0, "%s: queue %s held \"%s\", want \"%s\"", what, queue, got,
+           want);
+}
+
+void harness_expect_get(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                        const char *body, const char *exchange, const char *routing_key)
+{
+    amqp_rpc_reply_t r = amqp_basic_get(conn, ch, amqp_cstring_bytes(queue), 1);
+    CHECK_REPLY(r);
+    CHECKF(r.reply.id == AMQP_BASIC_GET_OK_METHOD, "queue %s is empty, want \"%s\"", queue, body);
+    const amqp_basic_get_ok_t *ok = r.reply.decoded;
+    CHECKF(harness_bytes_is(ok->exchange, exchange), "delivery names exchange '%.*s', want '%s'",
+           (int)ok->exchange.len, (const char *)ok->exchange.bytes, exchange);
+    CHECKF(harness_bytes_is(ok->routing_key, routing_key),
+           "delivery has routing key '%.*s', want '%s'", (int)ok->routing_key.len,
+           (const char *)ok->routing_key.bytes, routing_key);
+    amqp_message_t msg;
+    CHECK_REPLY(amqp_read_message(conn, ch, &msg, 0));
+    CHECKF(harness_bytes_is(msg.body, body), "body '%.*s', want '%s'", (int)msg.body.len,
+           (const char *)msg.body.bytes, body);
+    amqp_destroy_message(&msg);
+}
+
 /* ---- restarts and crashes (issue 4 durability tests) --------------------------------------- */
 
 void harness_require_own_broker(const harness_broker_t *b)

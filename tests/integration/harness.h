@@ -323,6 +323,16 @@ void harness_sync(amqp_connection_state_t conn, amqp_channel_t ch);
 int harness_drain(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue, char *out,
                   size_t cap);
 
+/* harness_drain() queue; the bodies must be exactly want ("m1 m3"; "" for an empty queue), else
+ * the test fails with "<what>: queue Q held \"...\", want \"...\"". */
+void harness_expect_drain(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                          const char *want, const char *what);
+
+/* One basic.get (no-ack) on queue must give a message with this body whose get-ok names
+ * exchange and routing_key; the test fails when the queue is empty or anything differs. */
+void harness_expect_get(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                        const char *body, const char *exchange, const char *routing_key);
+
 /* ---- restarts and crashes (issue 4 durability tests) --------------------------------------- */
 
 /* Exit 77 (skip) when b is an external broker: these tests stop and start warrend themselves. */
