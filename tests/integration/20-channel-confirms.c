@@ -180,11 +180,8 @@ static void check_fanout(amqp_connection_state_t conn)
     CHECK_REPLY(amqp_get_rpc_reply(conn));
     for (int k = 0; k < 2; k++) {
         snprintf(q[k], sizeof q[k], "it-confirms-fan%d-%d", k, (int)getpid());
-        amqp_queue_declare(conn, 1, amqp_cstring_bytes(q[k]), 0, 0, 1, 0, amqp_empty_table);
-        CHECK_REPLY(amqp_get_rpc_reply(conn));
-        amqp_queue_bind(conn, 1, amqp_cstring_bytes(q[k]), amqp_cstring_bytes(x),
-                        amqp_empty_bytes, amqp_empty_table);
-        CHECK_REPLY(amqp_get_rpc_reply(conn));
+        harness_queue_declare(conn, 1, q[k], HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
+        harness_queue_bind(conn, 1, q[k], x, "", amqp_empty_table);
     }
     static confirms_t c;
     memset(&c, 0, sizeof c);
@@ -202,8 +199,7 @@ static void check_fanout(amqp_connection_state_t conn)
         uint32_t m = 0;
         CHECK_REPLY(harness_queue_peek(conn, 1, q[k], &m, NULL));
         CHECK_EQ(m, 50); /* confirmed means enqueued everywhere */
-        amqp_queue_delete(conn, 1, amqp_cstring_bytes(q[k]), 0, 0);
-        CHECK_REPLY(amqp_get_rpc_reply(conn));
+        harness_queue_delete(conn, 1, q[k]);
     }
     CHECK_REPLY(amqp_channel_close(conn, 5, AMQP_REPLY_SUCCESS));
     harness_log("fanout to 2 queues: 50 publishes, %d acks: ok", c.nacks);
@@ -237,13 +233,11 @@ int main(void)
 
     amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(conn, 1);
-    amqp_queue_declare(conn, 1, amqp_cstring_bytes(s_q), 0, 0, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_declare(conn, 1, s_q, 0, amqp_empty_table);
     check_confirms(conn);
     check_fanout(conn);
     check_tx_exclusion(conn);
-    amqp_queue_delete(conn, 1, amqp_cstring_bytes(s_q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_delete(conn, 1, s_q);
     harness_disconnect(conn);
     harness_check_alive(&b);
     CHECK(harness_broker_stop(&b) == 0);

@@ -57,8 +57,7 @@ int main(void)
     harness_channel_open(conn, 9);
     harness_channel_open(other, 1);
     snprintf(s_queue, sizeof s_queue, "it-errors-%d", (int)getpid());
-    amqp_queue_declare(conn, 1, amqp_cstring_bytes(s_queue), 0, 0, 0, 1, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_declare(conn, 1, s_queue, HARNESS_QUEUE_AUTO_DELETE, amqp_empty_table);
 
     /* 403: reserved name prefix */
     amqp_queue_declare(conn, 1, amqp_cstring_bytes("amq.x"), 0, 0, 0, 1, amqp_empty_table);
@@ -80,8 +79,7 @@ int main(void)
     /* 405: someone else's exclusive queue */
     char excl[64];
     snprintf(excl, sizeof excl, "it-exclusive-%d", (int)getpid());
-    amqp_queue_declare(other, 1, amqp_cstring_bytes(excl), 0, 0, 1, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(other));
+    harness_queue_declare(other, 1, excl, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     amqp_queue_declare(conn, 1, amqp_cstring_bytes(excl), 0, 0, 1, 0, amqp_empty_table);
     snprintf(s_text, sizeof s_text,
              "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '%s' in vhost "

@@ -108,8 +108,8 @@ static void check_channel_exception(const harness_broker_t *b)
     char good[64], missing[64], text[160];
     snprintf(good, sizeof good, "it-exc-%d", (int)getpid());
     snprintf(missing, sizeof missing, "it-missing-%d", (int)getpid());
-    amqp_queue_declare(conn, 2, amqp_cstring_bytes(good), 0, 0, 1, 1, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_declare(conn, 2, good, HARNESS_QUEUE_EXCLUSIVE | HARNESS_QUEUE_AUTO_DELETE,
+                          amqp_empty_table);
 
     snprintf(text, sizeof text, "NOT_FOUND - no queue '%s' in vhost '/'", missing);
     amqp_rpc_reply_t r = amqp_basic_get(conn, 1, amqp_cstring_bytes(missing), 1);

@@ -120,16 +120,11 @@ static void check_cc_bcc(amqp_connection_state_t conn)
     const char *keys[3] = {"k-main", "k-cc", "k-bcc"};
     for (int i = 0; i < 3; i++) {
         snprintf(q[i], sizeof q[i], "it-misc-cc%d-%d", i, s_pid);
-        amqp_queue_declare(conn, 1, amqp_cstring_bytes(q[i]), 0, 0, 0, 1, amqp_empty_table);
-        CHECK_REPLY(amqp_get_rpc_reply(conn));
-        amqp_queue_bind(conn, 1, amqp_cstring_bytes(q[i]), amqp_cstring_bytes("amq.direct"),
-                        amqp_cstring_bytes(keys[i]), amqp_empty_table);
-        CHECK_REPLY(amqp_get_rpc_reply(conn));
+        harness_queue_declare(conn, 1, q[i], HARNESS_QUEUE_AUTO_DELETE, amqp_empty_table);
+        harness_queue_bind(conn, 1, q[i], "amq.direct", keys[i], amqp_empty_table);
     }
     /* q[0] is also bound to k-cc: still one copy */
-    amqp_queue_bind(conn, 1, amqp_cstring_bytes(q[0]), amqp_cstring_bytes("amq.direct"),
-                    amqp_cstring_bytes("k-cc"), amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_bind(conn, 1, q[0], "amq.direct", "k-cc", amqp_empty_table);
 
     amqp_field_value_t cc_v = {.kind = AMQP_FIELD_KIND_UTF8};
     cc_v.value.bytes = amqp_cstring_bytes("k-cc");
@@ -176,8 +171,7 @@ static void check_cc_bcc(amqp_connection_state_t conn)
         amqp_destroy_message(&msg);
     }
     for (int i = 0; i < 3; i++) {
-        amqp_queue_delete(conn, 1, amqp_cstring_bytes(q[i]), 0, 0);
-        CHECK_REPLY(amqp_get_rpc_reply(conn));
+        harness_queue_delete(conn, 1, q[i]);
     }
     harness_log("CC/BCC sender-selected distribution: ok");
 }
@@ -273,16 +267,14 @@ int main(void)
 
     amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(conn, 1);
-    amqp_queue_declare(conn, 1, amqp_cstring_bytes(s_q), 0, 0, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_declare(conn, 1, s_q, 0, amqp_empty_table);
     check_get(conn);
     check_mandatory(conn);
     check_cc_bcc(conn);
     check_recover_async(conn);
     check_flow_true(conn);
     check_not_implemented(&b);
-    amqp_queue_delete(conn, 1, amqp_cstring_bytes(s_q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_delete(conn, 1, s_q);
     harness_disconnect(conn);
     harness_check_alive(&b);
     CHECK(harness_broker_stop(&b) == 0);

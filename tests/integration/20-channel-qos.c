@@ -40,8 +40,7 @@ static void qos(amqp_connection_state_t conn, amqp_channel_t ch, uint16_t count,
 /* Queue k, emptied and filled with PER_QUEUE messages. */
 static void fill(amqp_connection_state_t conn, int k)
 {
-    amqp_queue_declare(conn, 1, amqp_cstring_bytes(s_q[k]), 0, 0, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_declare(conn, 1, s_q[k], 0, amqp_empty_table);
     amqp_queue_purge(conn, 1, amqp_cstring_bytes(s_q[k]));
     CHECK_REPLY(amqp_get_rpc_reply(conn));
     for (int i = 0; i < PER_QUEUE; i++) {
@@ -266,8 +265,7 @@ int main(void)
     check_get_ignores_prefetch(conn);
     check_prefetch_size(&b);
     for (int k = 0; k < NQ; k++) {
-        amqp_queue_delete(conn, 1, amqp_cstring_bytes(s_q[k]), 0, 0);
-        CHECK_REPLY(amqp_get_rpc_reply(conn));
+        harness_queue_delete(conn, 1, s_q[k]);
     }
     harness_disconnect(conn);
     harness_check_alive(&b);

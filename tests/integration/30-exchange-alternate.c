@@ -37,12 +37,6 @@ static void xdeclare(const char *x, const char *type, const char *ae, int intern
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void qdeclare(const char *q)
-{
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 1, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void publish(const char *x, const char *key, const char *body, int mandatory)
 {
     CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(key),
@@ -95,8 +89,8 @@ static void check_basic(void)
                *qae = harness_name("qae");
     xdeclare(ae, "fanout", NULL, 1); /* an internal AE is fine */
     xdeclare(x, "direct", ae, 0);
-    qdeclare(q);
-    qdeclare(qae);
+    harness_queue_declare(s_conn, 1, q, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
+    harness_queue_declare(s_conn, 1, qae, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q, x, "k", amqp_empty_table);
     harness_queue_bind(s_conn, 1, qae, ae, "", amqp_empty_table);
 
@@ -129,8 +123,8 @@ static void check_chain(void)
     xdeclare(ae3, "fanout", NULL, 0);
     xdeclare(ae2, "direct", ae3, 0);
     xdeclare(x, "topic", ae2, 0);
-    qdeclare(q2);
-    qdeclare(q3);
+    harness_queue_declare(s_conn, 1, q2, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
+    harness_queue_declare(s_conn, 1, q3, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q2, ae2, "only", amqp_empty_table);
     harness_queue_bind(s_conn, 1, q3, ae3, "", amqp_empty_table);
     publish(x, "only", "to-ae2", 1);
@@ -156,7 +150,7 @@ static void check_missing_and_loop(void)
     expect_return("returned", x, "k");
 
     xdeclare(missing, "fanout", NULL, 0);
-    qdeclare(q);
+    harness_queue_declare(s_conn, 1, q, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q, missing, "", amqp_empty_table);
     publish(x, "k", "late", 1);
     expect_no_return("AE declared later");
@@ -187,7 +181,7 @@ static void check_with_e2e(void)
     xdeclare(ae7, "fanout", NULL, 0);
     xdeclare(x7, "direct", ae7, 0);
     xdeclare(x8, "fanout", NULL, 0);
-    qdeclare(q7);
+    harness_queue_declare(s_conn, 1, q7, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q7, ae7, "", amqp_empty_table);
     amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(x8), amqp_cstring_bytes(x7),
                        amqp_cstring_bytes("k"), amqp_empty_table);
@@ -204,7 +198,7 @@ static void check_with_e2e(void)
     xdeclare(ae10, "fanout", NULL, 0);
     xdeclare(x10, "direct", ae10, 0);
     xdeclare(x9, "fanout", NULL, 0);
-    qdeclare(q10);
+    harness_queue_declare(s_conn, 1, q10, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q10, ae10, "", amqp_empty_table);
     amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(x10), amqp_cstring_bytes(x9),
                        amqp_empty_bytes, amqp_empty_table);

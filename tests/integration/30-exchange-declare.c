@@ -359,8 +359,8 @@ int main(void)
     harness_channel_open(s_conn, 1);
     char queue[128]; /* harness_name() buffers are reused */
     snprintf(queue, sizeof queue, "%s", harness_name("q"));
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(queue), 0, 0, 1, 1, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_declare(s_conn, 1, queue, HARNESS_QUEUE_EXCLUSIVE | HARNESS_QUEUE_AUTO_DELETE,
+                          amqp_empty_table);
 
     check_types();
     check_equivalence();

@@ -29,12 +29,6 @@ static void xdeclare(const char *x, const char *type)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void qdeclare(const char *q)
-{
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 1, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 /* source -> destination */
 static void xunbind(const char *src, const char *dst, const char *key)
 {
@@ -57,8 +51,8 @@ static void check_chain(void)
     xdeclare(x1, "direct");
     xdeclare(x2, "fanout");
     xdeclare(x3, "topic");
-    qdeclare(q1);
-    qdeclare(q2);
+    harness_queue_declare(s_conn, 1, q1, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
+    harness_queue_declare(s_conn, 1, q2, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_exchange_bind(s_conn, 1, x2, x1, "a.b");
     harness_exchange_bind(s_conn, 1, x2, x1, "a.b"); /* twice: one binding */
     harness_exchange_bind(s_conn, 1, x2, x1, "z.z");
@@ -113,7 +107,7 @@ static void check_fan_in(void)
     xdeclare(xa, "fanout");
     xdeclare(xb, "direct");
     xdeclare(xc, "fanout");
-    qdeclare(q);
+    harness_queue_declare(s_conn, 1, q, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_exchange_bind(s_conn, 1, xc, xa, "");
     harness_exchange_bind(s_conn, 1, xc, xb, "k");
     harness_queue_bind(s_conn, 1, q, xc, "", amqp_empty_table);
@@ -130,7 +124,7 @@ static void check_fan_in(void)
     xdeclare(dl, "topic");
     xdeclare(dr, "direct");
     xdeclare(dm, "fanout");
-    qdeclare(dq);
+    harness_queue_declare(s_conn, 1, dq, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_exchange_bind(s_conn, 1, dl, d0, "#");
     harness_exchange_bind(s_conn, 1, dr, d0, "k");
     harness_exchange_bind(s_conn, 1, dm, dl, "*");
@@ -157,9 +151,9 @@ static void check_loops(void)
     xdeclare(x2, "direct");
     xdeclare(xs, "topic");
     xdeclare(lonely, "fanout");
-    qdeclare(q1);
-    qdeclare(q2);
-    qdeclare(qs);
+    harness_queue_declare(s_conn, 1, q1, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
+    harness_queue_declare(s_conn, 1, q2, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
+    harness_queue_declare(s_conn, 1, qs, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_exchange_bind(s_conn, 1, x2, x1, "k");
     harness_exchange_bind(s_conn, 1, x1, x2, "k");
     harness_queue_bind(s_conn, 1, q1, x1, "", amqp_empty_table);
@@ -187,7 +181,7 @@ static void check_loops(void)
     const char *cq[3] = {harness_name("cyq0"), harness_name("cyq1"), harness_name("cyq2")};
     for (int i = 0; i < 3; i++) {
         xdeclare(c[i], "fanout");
-        qdeclare(cq[i]);
+        harness_queue_declare(s_conn, 1, cq[i], HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
         harness_queue_bind(s_conn, 1, cq[i], c[i], "", amqp_empty_table);
     }
     for (int i = 0; i < 3; i++)

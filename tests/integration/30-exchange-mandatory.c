@@ -27,12 +27,6 @@
 
 static amqp_connection_state_t s_conn;
 
-static void qdeclare(const char *q)
-{
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 1, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 /* After what was published so far on channel 1: no basic.return (or anything else) came. */
 static void expect_no_return(const char *what)
 {
@@ -182,7 +176,7 @@ static void check_mandatory(void)
     amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("direct"), 0, 0, 0,
                           0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    qdeclare(q);
+    harness_queue_declare(s_conn, 1, q, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q, x, "k", amqp_empty_table);
 
     /* three bodies: empty, small, and one spanning three frames at frame_max 131072 */
@@ -239,8 +233,7 @@ static void check_mandatory(void)
     snprintf(text, sizeof text, "NOT_FOUND - no exchange '%s' in vhost '/'", nx);
     harness_expect_channel_close(s_conn, 1, amqp_get_rpc_reply(s_conn), 404, text, 60, 40);
     harness_channel_open(s_conn, 1);
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_delete(s_conn, 1, x);
     harness_log("mandatory routable: no return; missing exchange: 404");
 }
 
@@ -258,7 +251,7 @@ static void check_cc_bcc(void)
     const char *qs[4] = {qa, qb, qc, qd};
     const char *keys[4] = {"a", "b", "c", "d"};
     for (int i = 0; i < 4; i++) {
-        qdeclare(qs[i]);
+        harness_queue_declare(s_conn, 1, qs[i], HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
         harness_queue_bind(s_conn, 1, qs[i], x, keys[i], amqp_empty_table);
     }
     harness_queue_bind(s_conn, 1, qd, t, "t.*", amqp_empty_table);
@@ -373,10 +366,8 @@ static void check_cc_bcc(void)
     harness_expect_drain(s_conn, 1, qa, "", "after the bad CC/BCC");
     harness_expect_drain(s_conn, 1, qb, "", "after the bad CC/BCC");
 
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(t), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_delete(s_conn, 1, x);
+    harness_exchange_delete(s_conn, 1, t);
     harness_log("CC/BCC: default and topic exchanges, returns, odd types, 406");
 }
 

@@ -42,12 +42,6 @@ static void xdeclare(const char *x, const char *type, int auto_delete, int inter
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 }
 
-static void qdeclare(const char *q)
-{
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 1, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void qunbind(const char *q, const char *x, const char *key, amqp_table_t args)
 {
     amqp_queue_unbind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
@@ -111,7 +105,7 @@ static void check_direct(void)
                         harness_name("d3")};
     xdeclare(x, "direct", 0, 0);
     for (int i = 0; i < 4; i++)
-        qdeclare(q[i]);
+        harness_queue_declare(s_conn, 1, q[i], HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q[0], x, "a", amqp_empty_table);
     harness_queue_bind(s_conn, 1, q[1], x, "a", amqp_empty_table);
     harness_queue_bind(s_conn, 1, q[1], x, "a",
@@ -158,7 +152,7 @@ static void check_fanout(void)
     const char *q[3] = {harness_name("f0"), harness_name("f1"), harness_name("f2")};
     xdeclare(x, "fanout", 0, 0);
     for (int i = 0; i < 3; i++)
-        qdeclare(q[i]);
+        harness_queue_declare(s_conn, 1, q[i], HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q[0], x, "", amqp_empty_table);
     harness_queue_bind(s_conn, 1, q[1], x, "one", amqp_empty_table);
     harness_queue_bind(s_conn, 1, q[1], x, "two",
@@ -212,12 +206,12 @@ static void check_topic(void)
     char q[NP][128];
     for (int i = 0; i < NP; i++) {
         snprintf(q[i], sizeof q[i], "%s", harness_name("t%d", i));
-        qdeclare(q[i]);
+        harness_queue_declare(s_conn, 1, q[i], HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
         harness_queue_bind(s_conn, 1, q[i], x, patterns[i], amqp_empty_table);
     }
     /* one queue, two overlapping patterns: one copy */
     const char *both = harness_name("t-both");
-    qdeclare(both);
+    harness_queue_declare(s_conn, 1, both, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, both, x, "a.#", amqp_empty_table);
     harness_queue_bind(s_conn, 1, both, x, "#.c", amqp_empty_table);
 
@@ -355,7 +349,7 @@ static void check_headers(void)
     char q[NB][128];
     for (int i = 0; i < NB; i++) {
         snprintf(q[i], sizeof q[i], "%s", harness_name("h%d", i));
-        qdeclare(q[i]);
+        harness_queue_declare(s_conn, 1, q[i], HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
         harness_queue_bind(s_conn, 1, q[i], x, "ignored", table(0, bindings[i]));
     }
     for (int j = 0; j < NM; j++) {
@@ -416,8 +410,8 @@ static void check_auto_delete(void)
 {
     const char *x = harness_name("autodel");
     const char *q0 = harness_name("ad0"), *q1 = harness_name("ad1");
-    qdeclare(q0);
-    qdeclare(q1);
+    harness_queue_declare(s_conn, 1, q0, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
+    harness_queue_declare(s_conn, 1, q1, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     xdeclare(x, "direct", 1, 0);
     CHECK(exchange_exists(x)); /* no binding yet: it stays */
     harness_queue_bind(s_conn, 1, q0, x, "k", amqp_empty_table);
@@ -436,10 +430,9 @@ static void check_auto_delete(void)
     /* the last binding also goes when the bound queue is deleted */
     const char *tmp = harness_name("ad-tmp");
     xdeclare(x, "fanout", 1, 0);
-    qdeclare(tmp);
+    harness_queue_declare(s_conn, 1, tmp, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, tmp, x, "", amqp_empty_table);
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(tmp), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_delete(s_conn, 1, tmp);
     CHECK(!exchange_exists(x));
 
     /* and as the source of an exchange-to-exchange binding */
@@ -464,7 +457,7 @@ static void check_internal(void)
                *q = harness_name("int-q");
     xdeclare(xi, "fanout", 0, 1);
     xdeclare(front, "direct", 0, 0);
-    qdeclare(q);
+    harness_queue_declare(s_conn, 1, q, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q, xi, "", amqp_empty_table);
 
     publish(xi, "k", "direct-to-internal", NULL);

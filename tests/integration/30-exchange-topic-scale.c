@@ -95,8 +95,7 @@ int main(void)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     for (int q = 0; q < NQ; q++) {
         snprintf(s_q[q], sizeof s_q[q], "%s-q%d", s_x, q);
-        amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(s_q[q]), 0, 0, 1, 0, amqp_empty_table);
-        CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+        harness_queue_declare(s_conn, 1, s_q[q], HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     }
 
     int64_t t0 = harness_now_ms();
@@ -157,8 +156,7 @@ int main(void)
     harness_log("after unbinding three patterns: still exact");
 
     t0 = harness_now_ms();
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(s_x), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_delete(s_conn, 1, s_x);
     harness_log("exchange deleted in %lld ms", (long long)(harness_now_ms() - t0));
     harness_disconnect(s_conn);
     harness_check_alive(&b);

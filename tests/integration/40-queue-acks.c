@@ -42,8 +42,7 @@ static char s_q[64];
 
 static void fresh_queue(amqp_connection_state_t conn)
 {
-    amqp_queue_declare(conn, 1, amqp_cstring_bytes(s_q), 0, 0, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_declare(conn, 1, s_q, 0, amqp_empty_table);
     amqp_queue_purge(conn, 1, amqp_cstring_bytes(s_q));
     CHECK_REPLY(amqp_get_rpc_reply(conn));
 }
@@ -390,8 +389,7 @@ static void check_consumer_requeue_and_deleted_queue(amqp_connection_state_t con
     harness_channel_open(conn, 2);
     publish_range(conn, 1, 3);
     get_range(conn, 2, 1, 3, 1);
-    amqp_queue_delete(conn, 1, amqp_cstring_bytes(s_q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_delete(conn, 1, s_q);
     CHECK_AMQP(amqp_basic_ack(conn, 2, 1, 0));
     CHECK_AMQP(amqp_basic_nack(conn, 2, 2, 0, 1));
     CHECK_AMQP(amqp_basic_reject(conn, 2, 3, 0));
@@ -460,8 +458,7 @@ int main(void)
     check_recover(conn);
     check_consumer_requeue_and_deleted_queue(conn);
     check_close_returns(&b, conn);
-    amqp_queue_delete(conn, 1, amqp_cstring_bytes(s_q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_delete(conn, 1, s_q);
     harness_disconnect(conn);
     harness_check_alive(&b);
     CHECK(harness_broker_stop(&b) == 0);

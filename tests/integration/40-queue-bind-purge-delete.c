@@ -35,12 +35,6 @@
 static char s_text[512];
 static int s_pid;
 
-static void declare(amqp_connection_state_t conn, amqp_channel_t ch, const char *q)
-{
-    amqp_queue_declare(conn, ch, amqp_cstring_bytes(q), 0, 0, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 static void publish(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,
                     const char *key, amqp_table_t *headers, const char *body)
 {
@@ -73,9 +67,7 @@ static amqp_table_t table2(amqp_table_entry_t *e, const char *k1, const char *v1
 static void bind(amqp_connection_state_t conn, const char *q, const char *x, const char *key,
                  amqp_table_t args)
 {
-    amqp_queue_bind(conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
-                    amqp_cstring_bytes(key), args);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_bind(conn, 1, q, x, key, args);
 }
 
 static void unbind(amqp_connection_state_t conn, const char *q, const char *x, const char *key,
@@ -90,7 +82,7 @@ static void check_bind_unbind(amqp_connection_state_t conn)
 {
     char q[64], got[256];
     snprintf(q, sizeof q, "it-bind-%d", s_pid);
-    declare(conn, 1, q);
+    harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
     amqp_table_entry_t a[2], b[2], m[2];
 
     /* Headers exchange: the arguments are the binding. */
@@ -124,8 +116,7 @@ static void check_bind_unbind(amqp_connection_state_t conn)
     harness_drain(conn, 1, q, got, sizeof got);
     CHECK_STREQ(got, "k1 k2 end");
 
-    amqp_queue_delete(conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_delete(conn, 1, q);
     harness_log("bind/unbind with arguments: ok");
 }
 
@@ -133,7 +124,7 @@ static void check_purge(amqp_connection_state_t conn)
 {
     char q[64], got[256];
     snprintf(q, sizeof q, "it-purge-%d", s_pid);
-    declare(conn, 1, q);
+    harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
     amqp_queue_purge_ok_t *pok = amqp_queue_purge(conn, 1, amqp_cstring_bytes(q));
     CHECK_REPLY(amqp_get_rpc_reply(conn));
     CHECK_EQ(pok->message_count, 0);
@@ -165,8 +156,7 @@ static void check_purge(amqp_connection_state_t conn)
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 2, 5000), 2);
     harness_drain(conn, 1, q, got, sizeof got);
     CHECK_STREQ(got, "1 2");
-    amqp_queue_delete(conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_delete(conn, 1, q);
     harness_log("purge: ok");
 }
 
@@ -175,7 +165,7 @@ static void check_delete(amqp_connection_state_t conn)
     char q[64];
     snprintf(q, sizeof q, "it-delete-%d", s_pid);
     amqp_bytes_t qb = amqp_cstring_bytes(q);
-    declare(conn, 1, q);
+    harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
 
     /* if-unused with a consumer: 406 */
     harness_channel_open(conn, 2);
@@ -218,7 +208,7 @@ static void check_delete(amqp_connection_state_t conn)
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
 
     /* Plain delete returns the number of ready messages. */
-    declare(conn, 1, q);
+    harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
     for (int i = 0; i < 7; i++)
         publish(conn, 1, "", q, NULL, "m");
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 7, 5000), 7);
@@ -270,12 +260,12 @@ static void check_empty_name(amqp_connection_state_t conn)
     harness_channel_open(conn, 3);
     check_no_previous_queue(conn, 3);
     /* A queue declared on another channel does not count. */
-    declare(conn, 1, q1);
-    declare(conn, 1, q2);
+    harness_queue_declare(conn, 1, q1, 0, amqp_empty_table);
+    harness_queue_declare(conn, 1, q2, 0, amqp_empty_table);
     check_no_previous_queue(conn, 3);
 
     /* Declared here: q1 then (passively) q2; "" is q2. */
-    declare(conn, 3, q1);
+    harness_queue_declare(conn, 3, q1, 0, amqp_empty_table);
     amqp_queue_declare(conn, 3, amqp_cstring_bytes(q2), 1, 0, 0, 0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
 
@@ -326,7 +316,7 @@ static void check_empty_name(amqp_connection_state_t conn)
     check_no_previous_queue(conn, 3);
 
     /* basic.consume "" on the last declared queue */
-    declare(conn, 3, q1);
+    harness_queue_declare(conn, 3, q1, 0, amqp_empty_table);
     publish(conn, 1, "", q1, NULL, "consumed");
     amqp_basic_consume(conn, 3, e, amqp_cstring_bytes("ctag-empty"), 0, 1, 0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
@@ -337,8 +327,7 @@ static void check_empty_name(amqp_connection_state_t conn)
     CHECK(env.message.body.len == 8 && memcmp(env.message.body.bytes, "consumed", 8) == 0);
     amqp_destroy_envelope(&env);
     CHECK_REPLY(amqp_channel_close(conn, 3, AMQP_REPLY_SUCCESS));
-    amqp_queue_delete(conn, 1, amqp_cstring_bytes(q1), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_delete(conn, 1, q1);
     harness_log("empty queue name: ok");
 }
 
@@ -350,7 +339,7 @@ static void check_missing(amqp_connection_state_t conn)
     snprintf(q, sizeof q, "it-missing-%d", s_pid);
     snprintf(mq, sizeof mq, "it-missing-q-%d", s_pid);
     snprintf(mx, sizeof mx, "it-missing-x-%d", s_pid);
-    declare(conn, 1, q);
+    harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
 
     snprintf(s_text, sizeof s_text, "NOT_FOUND - no queue '%s' in vhost '/'", mq);
     amqp_queue_bind(conn, 1, amqp_cstring_bytes(mq), amqp_cstring_bytes("amq.direct"),
@@ -370,13 +359,13 @@ static void check_missing(amqp_connection_state_t conn)
     unbind(conn, q, mx, "k", amqp_empty_table);
     unbind(conn, mq, mx, "k", amqp_empty_table);
 
-    declare(conn, 1, q); /* the channel's last declared queue is q ... */
+    harness_queue_declare(conn, 1, q, 0,
+                          amqp_empty_table); /* the channel's last declared queue is q ... */
     amqp_queue_declare(conn, 1, amqp_empty_bytes, 1, 0, 0, 0, amqp_empty_table);
     harness_expect_channel_close(conn, 1, amqp_get_rpc_reply(conn), 404,
                                  "NOT_FOUND - no queue '' in vhost '/'", 50, 10);
     harness_channel_open(conn, 1);
-    amqp_queue_delete(conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_delete(conn, 1, q);
     harness_log("missing queues and exchanges: ok");
 }
 

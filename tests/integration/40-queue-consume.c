@@ -32,12 +32,6 @@
 static char s_text[512];
 static int s_pid;
 
-static void declare(amqp_connection_state_t conn, amqp_channel_t ch, const char *q)
-{
-    amqp_queue_declare(conn, ch, amqp_cstring_bytes(q), 0, 0, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 static void publish_n(amqp_connection_state_t conn, const char *q, int first, int n)
 {
     for (int i = first; i < first + n; i++) {
@@ -96,7 +90,7 @@ static void check_no_ack_and_cancel(amqp_connection_state_t conn)
 {
     char q[64];
     snprintf(q, sizeof q, "it-consume-noack-%d", s_pid);
-    declare(conn, 1, q);
+    harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
     harness_channel_open(conn, 2);
     amqp_bytes_t tag = consume(conn, 2, q, NULL, true, false);
     harness_log("server-generated tag %.*s", (int)tag.len, (const char *)tag.bytes);
@@ -147,8 +141,7 @@ static void check_duplicate_tag(const harness_broker_t *b)
     amqp_connection_state_t conn = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(conn, 1);
     harness_channel_open(conn, 2);
-    amqp_queue_declare(conn, 1, amqp_cstring_bytes(q), 0, 0, 0, 1, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_declare(conn, 1, q, HARNESS_QUEUE_AUTO_DELETE, amqp_empty_table);
     amqp_bytes_free(consume(conn, 1, q, "dup-tag", false, false));
     /* the same tag on another channel is another consumer */
     amqp_bytes_free(consume(conn, 2, q, "dup-tag", false, false));
@@ -164,7 +157,7 @@ static void check_exclusive(amqp_connection_state_t conn, const harness_broker_t
 {
     char q[64];
     snprintf(q, sizeof q, "it-consume-excl-%d", s_pid);
-    declare(conn, 1, q);
+    harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
     snprintf(s_text, sizeof s_text, "ACCESS_REFUSED - queue '%s' in vhost '/' in exclusive use",
              q);
     amqp_connection_state_t other = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
@@ -222,7 +215,7 @@ static void check_server_cancel(const harness_broker_t *b)
     harness_channel_open(notified, 5);
     harness_channel_open(plain, 1);
     harness_channel_open(plain, 5);
-    declare(notified, 1, q);
+    harness_queue_declare(notified, 1, q, 0, amqp_empty_table);
     amqp_bytes_t t1 = consume(notified, 5, q, "notify-me", false, false);
     amqp_bytes_t t2 = consume(plain, 5, q, "silent", false, false);
     uint32_t c = 0;
@@ -246,8 +239,8 @@ static void check_server_cancel(const harness_broker_t *b)
     harness_expect_quiet(plain, 300, "consumer of a deleted queue without consumer_cancel_notify");
 
     /* Both channels are still open and usable. */
-    declare(notified, 5, q);
-    declare(plain, 5, q);
+    harness_queue_declare(notified, 5, q, 0, amqp_empty_table);
+    harness_queue_declare(plain, 5, q, 0, amqp_empty_table);
     harness_queue_delete(notified, 5, q);
     amqp_bytes_free(t1);
     amqp_bytes_free(t2);
@@ -261,7 +254,7 @@ static void check_round_robin(amqp_connection_state_t conn)
     enum { NCONS = 3, NMSG = 30 };
     char q[64];
     snprintf(q, sizeof q, "it-consume-rr-%d", s_pid);
-    declare(conn, 1, q);
+    harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
     amqp_bytes_t tags[NCONS];
     for (int k = 0; k < NCONS; k++) {
         harness_channel_open(conn, (amqp_channel_t)(11 + k));
@@ -311,8 +304,7 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
 {
     char q[64];
     snprintf(q, sizeof q, "it-consume-handover-%d", s_pid);
-    amqp_queue_declare(conn, 1, amqp_cstring_bytes(q), 0, 0, 0, 1, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_declare(conn, 1, q, HARNESS_QUEUE_AUTO_DELETE, amqp_empty_table);
     amqp_connection_state_t first = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(first, 1);
     amqp_bytes_free(consume(first, 1, q, "first", false, false));

@@ -41,12 +41,6 @@ static void crash_restart(void)
     connect_broker();
 }
 
-static void declare(const char *q)
-{
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 1, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 /* "<tag>-<i>;" padded to 20..520 bytes with a pattern that depends on i. */
 static size_t make_body(char *out, const char *tag, int i)
 {
@@ -127,8 +121,8 @@ static int expect_sequence(const char *q, const char *tag, int min, int max)
 static void confirms_then_kill(void)
 {
     enum { EACH = 5000 };
-    declare("dq.a");
-    declare("dq.b");
+    harness_queue_declare(s_conn, 1, "dq.a", HARNESS_QUEUE_DURABLE, amqp_empty_table);
+    harness_queue_declare(s_conn, 1, "dq.b", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     for (amqp_channel_t ch = 1; ch <= 2; ch++) {
         if (ch > 1)
             harness_channel_open(s_conn, ch);
@@ -157,7 +151,7 @@ static void confirms_then_kill(void)
 static void kill_mid_stream(void)
 {
     enum { TOTAL = 20000, KILL_AT = 5000, WINDOW = 1000 };
-    declare("dq.c");
+    harness_queue_declare(s_conn, 1, "dq.c", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     amqp_confirm_select(s_conn, 1);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     s_confirmed[1] = 0;
@@ -193,7 +187,7 @@ static void tx(amqp_channel_t ch, char what)
 /* tx: 1,000 committed, 10 rolled back, 500 committed, 10 uncommitted, SIGKILL. */
 static void tx_then_kill(void)
 {
-    declare("dq.tx");
+    harness_queue_declare(s_conn, 1, "dq.tx", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     harness_channel_open(s_conn, 2);
     tx(2, 's');
     for (int i = 0; i < 1000; i++)
@@ -218,7 +212,7 @@ static void tx_then_kill(void)
 static void transient_paged_then_kill(void)
 {
     enum { TOTAL = 3000 };
-    declare("dq.mixed");
+    harness_queue_declare(s_conn, 1, "dq.mixed", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     amqp_confirm_select(s_conn, 1);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     s_confirmed[1] = 0;

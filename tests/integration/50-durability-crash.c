@@ -460,12 +460,8 @@ int main(void)
                           0, 0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
     for (int q = 0; q < NQUEUES; q++) {
-        amqp_queue_declare(conn, 1, amqp_cstring_bytes(s_queues[q]), 0, 1, 0, 0,
-                           amqp_empty_table);
-        CHECK_REPLY(amqp_get_rpc_reply(conn));
-        amqp_queue_bind(conn, 1, amqp_cstring_bytes(s_queues[q]), amqp_cstring_bytes("cx"),
-                        amqp_empty_bytes, amqp_empty_table);
-        CHECK_REPLY(amqp_get_rpc_reply(conn));
+        harness_queue_declare(conn, 1, s_queues[q], HARNESS_QUEUE_DURABLE, amqp_empty_table);
+        harness_queue_bind(conn, 1, s_queues[q], "cx", "", amqp_empty_table);
     }
     harness_disconnect(conn);
     /* The declarations are on disk before the first kill (a clean restart). */

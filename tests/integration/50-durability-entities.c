@@ -178,12 +178,10 @@ static void declare_all(void)
     /* Durable entities and bindings that are deleted again before the restart. */
     CHECK_REPLY(xdecl("d.gone", "direct", false, true, false, false, amqp_empty_table));
     harness_queue_bind(s_conn, 1, "dq.plain", "d.gone", "gone", amqp_empty_table);
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes("d.gone"), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_delete(s_conn, 1, "d.gone");
     CHECK_REPLY(qdecl("dq.gone", false, true, false, false, amqp_empty_table, NULL));
     harness_queue_bind(s_conn, 1, "dq.gone", "d.direct", "kg", amqp_empty_table);
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes("dq.gone"), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_delete(s_conn, 1, "dq.gone");
     harness_queue_bind(s_conn, 1, "dq.plain", "d.direct", "unbound", amqp_empty_table);
     amqp_queue_unbind(s_conn, 1, amqp_cstring_bytes("dq.plain"), amqp_cstring_bytes("d.direct"),
                       amqp_cstring_bytes("unbound"), amqp_empty_table);
@@ -328,8 +326,7 @@ static void check_behaviour(void)
 
     /* The exclusive queue's name is free for anyone. */
     CHECK_REPLY(qdecl("dq.excl", false, true, true, false, amqp_empty_table, NULL));
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes("dq.excl"), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_delete(s_conn, 1, "dq.excl");
 
     /* auto-delete queue: goes with its last consumer. */
     amqp_basic_consume(s_conn, 1, amqp_cstring_bytes("dq.ad"), amqp_cstring_bytes("c1"), 0, 1, 0,
@@ -356,10 +353,8 @@ static void change_then_crash(void)
     CHECK_REPLY(xdecl("d.late", "direct", false, true, false, false, amqp_empty_table));
     CHECK_REPLY(qdecl("dq.late", false, true, false, false, amqp_empty_table, NULL));
     harness_queue_bind(s_conn, 1, "dq.late", "d.late", "late", amqp_empty_table);
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes("d.topic"), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes("dq.fan"), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_delete(s_conn, 1, "d.topic");
+    harness_queue_delete(s_conn, 1, "dq.fan");
     amqp_queue_unbind(s_conn, 1, amqp_cstring_bytes("dq.plain"), amqp_cstring_bytes("d.direct"),
                       amqp_cstring_bytes("k1"), amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
@@ -422,8 +417,7 @@ static void declare_then_crash(void)
         CHECK_REPLY(qdecl(q, false, true, false, false, amqp_empty_table, NULL));
         harness_queue_bind(s_conn, 1, q, x, "", amqp_empty_table);
         if (round > 0) { /* and the previous round's queue deleted */
-            amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(prev), 0, 0);
-            CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+            harness_queue_delete(s_conn, 1, prev);
         }
         harness_broker_kill9(&s_broker);
         amqp_destroy_connection(s_conn);

@@ -228,13 +228,9 @@ static void declare_all(void)
                           1, 0, 0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     for (int i = 0; i < 5; i++) {
-        amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(s_qs[i]), 0, i < 4, 0, 0,
-                           amqp_empty_table);
-        CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-        amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(s_qs[i]),
-                        amqp_cstring_bytes(i < 3 ? "fx" : "fx2"), amqp_empty_bytes,
-                        amqp_empty_table);
-        CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+        harness_queue_declare(s_conn, 1, s_qs[i], i < 4 ? HARNESS_QUEUE_DURABLE : 0,
+                              amqp_empty_table);
+        harness_queue_bind(s_conn, 1, s_qs[i], i < 3 ? "fx" : "fx2", "", amqp_empty_table);
     }
 }
 

@@ -171,8 +171,7 @@ int main(void)
     harness_require_own_broker(&s_broker);
 
     amqp_connection_state_t conn = connect_broker();
-    amqp_queue_declare(conn, 1, amqp_cstring_bytes("dq.keep"), 0, 1, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_declare(conn, 1, "dq.keep", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     amqp_basic_properties_t props = {._flags = AMQP_BASIC_DELIVERY_MODE_FLAG, .delivery_mode = 2};
     for (int i = 0; i < NMSG; i++)
         CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes("dq.keep"), 0,

@@ -41,12 +41,6 @@ static void restart(void)
     connect_broker();
 }
 
-static void declare(const char *q, bool durable)
-{
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, durable, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void expect_no_queue(const char *q)
 {
     char text[256];
@@ -369,12 +363,12 @@ static int check_order(bool after)
 static void small_before(void)
 {
     /* 2: persistent messages in a non-durable queue. */
-    declare("nq.persist", false);
+    harness_queue_declare(s_conn, 1, "nq.persist", 0, amqp_empty_table);
     for (int i = 0; i < 10; i++)
         publish_short("nq.persist", "n", i, 2);
 
     /* 3: delivered and not acked: basic.get 0,1,2 and ack 1. */
-    declare("dq.unacked", true);
+    harness_queue_declare(s_conn, 1, "dq.unacked", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     for (int i = 0; i < 10; i++)
         publish_short("dq.unacked", "u", i, 2);
     uint64_t tags[3];
@@ -391,7 +385,7 @@ static void small_before(void)
 
     /* 3b: a consumer (prefetch 4) on channel 2 gets c0..c3, acks c0, then gets c4: it holds
      * c1..c4 unacked. */
-    declare("dq.consumer", true);
+    harness_queue_declare(s_conn, 1, "dq.consumer", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     for (int i = 0; i < 10; i++)
         publish_short("dq.consumer", "c", i, 2);
     harness_channel_open(s_conn, 2);
@@ -414,7 +408,7 @@ static void small_before(void)
     }
 
     /* 3c: requeued before the stop: r0, r1 taken on channel 3, which is then closed. */
-    declare("dq.requeued", true);
+    harness_queue_declare(s_conn, 1, "dq.requeued", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     for (int i = 0; i < 10; i++)
         publish_short("dq.requeued", "r", i, 2);
     harness_channel_open(s_conn, 3);
@@ -430,7 +424,7 @@ static void small_before(void)
 
     /* 4: acked: a0..a4 acked with one multiple ack, a5..a9 taken with no-ack (on channel 5, so
      * that the multiple ack covers nothing of channel 1's). */
-    declare("dq.acked", true);
+    harness_queue_declare(s_conn, 1, "dq.acked", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     for (int i = 0; i < 20; i++)
         publish_short("dq.acked", "a", i, 2);
     harness_channel_open(s_conn, 5);
@@ -448,7 +442,7 @@ static void small_before(void)
     CHECK_AMQP(amqp_basic_ack(s_conn, 5, last, 1));
 
     /* 5: purged, then 3 more; and a purge of a queue past the window. */
-    declare("dq.purged", true);
+    harness_queue_declare(s_conn, 1, "dq.purged", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     for (int i = 0; i < 50; i++)
         publish_short("dq.purged", "old", i, 2);
     amqp_queue_purge_ok_t *pok = amqp_queue_purge(s_conn, 1, amqp_cstring_bytes("dq.purged"));
@@ -456,7 +450,7 @@ static void small_before(void)
     CHECK_EQ(pok->message_count, 50);
     for (int i = 0; i < 3; i++)
         publish_short("dq.purged", "p", i, 2);
-    declare("dq.bigpurge", true);
+    harness_queue_declare(s_conn, 1, "dq.bigpurge", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     for (int i = 0; i < 5000; i++)
         publish_short("dq.bigpurge", "bp", i, 2);
     CHECK_EQ(harness_wait_message_count(s_conn, 1, "dq.bigpurge", 5000, 5000), 5000);
@@ -466,8 +460,8 @@ static void small_before(void)
 
     /* 6: deleted with messages (one past the window), declared last so that their ids are the
      * highest the store has seen. */
-    declare("dq.deleted", true);
-    declare("dq.bigdeleted", true);
+    harness_queue_declare(s_conn, 1, "dq.deleted", HARNESS_QUEUE_DURABLE, amqp_empty_table);
+    harness_queue_declare(s_conn, 1, "dq.bigdeleted", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     for (int i = 0; i < 50; i++)
         publish_short("dq.deleted", "d", i, 2);
     for (int i = 0; i < 5000; i++)
@@ -482,7 +476,7 @@ static void small_before(void)
     CHECK_EQ(dok->message_count, 5000);
 
     /* 7: transient messages past the window (paged to disk) with every tenth persistent. */
-    declare("dq.tpaged", true);
+    harness_queue_declare(s_conn, 1, "dq.tpaged", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     for (int i = 0; i < 3000; i++)
         publish_short("dq.tpaged", "t", i, i % 10 == 0 ? 2 : 1);
     CHECK_EQ(harness_wait_message_count(s_conn, 1, "dq.tpaged", 3000, 5000), 3000);
@@ -500,7 +494,7 @@ static void small_before(void)
 static void small_after(void)
 {
     expect_no_queue("nq.persist");
-    declare("nq.persist", false);
+    harness_queue_declare(s_conn, 1, "nq.persist", 0, amqp_empty_table);
     CHECK_EQ(harness_queue_count(s_conn, 1, "nq.persist"), 0);
 
     expect_queue("dq.unacked", 9, "u0r u2r u3 u4 u5 u6 u7 u8 u9", "delivered, unacked");
@@ -511,8 +505,8 @@ static void small_after(void)
     expect_queue("dq.bigpurge", 0, "", "purged past the window");
     expect_no_queue("dq.deleted");
     expect_no_queue("dq.bigdeleted");
-    declare("dq.deleted", true);
-    declare("dq.bigdeleted", true);
+    harness_queue_declare(s_conn, 1, "dq.deleted", HARNESS_QUEUE_DURABLE, amqp_empty_table);
+    harness_queue_declare(s_conn, 1, "dq.bigdeleted", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     CHECK_EQ(harness_queue_count(s_conn, 1, "dq.deleted"), 0);
     CHECK_EQ(harness_queue_count(s_conn, 1, "dq.bigdeleted"), 0);
     expect_drain("dq.deleted", "", "deleted, declared again");
@@ -540,7 +534,7 @@ static void big_body(int i, char *out, size_t cap)
 
 static void big_before(void)
 {
-    declare("dq.big", true);
+    harness_queue_declare(s_conn, 1, "dq.big", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     char body[128];
     amqp_basic_properties_t props = {._flags = AMQP_BASIC_DELIVERY_MODE_FLAG, .delivery_mode = 2};
     for (int i = 0; i < BIG_N; i++) {
@@ -605,7 +599,7 @@ int main(void)
     harness_require_own_broker(&s_broker);
     connect_broker();
 
-    declare("dq.order", true);
+    harness_queue_declare(s_conn, 1, "dq.order", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     publish_order();
     CHECK_EQ(harness_wait_message_count(s_conn, 1, "dq.order", ORDER_N, 5000), ORDER_N);
     CHECK_EQ(check_order(false), ORDER_N);

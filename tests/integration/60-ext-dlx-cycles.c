@@ -35,8 +35,7 @@ static const char *s_prefix; /* borrowed: harness_name_init()'s, lives for the w
  * dead-lettering to dlx (NULL: none) with routing key dlrk (NULL: the message's own). */
 static void qdeclare(const char *q, long ttl, long maxlen, const char *dlx, const char *dlrk)
 {
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_delete(s_conn, 1, q);
     harness_args_t a = {.n = 0};
     if (ttl >= 0)
         harness_arg_int(&a, "x-message-ttl", 'I', ttl);
@@ -46,8 +45,7 @@ static void qdeclare(const char *q, long ttl, long maxlen, const char *dlx, cons
         harness_arg_str(&a, "x-dead-letter-exchange", dlx);
     if (dlrk)
         harness_arg_str(&a, "x-dead-letter-routing-key", dlrk);
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 0, 0, harness_args_table(&a));
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_declare(s_conn, 1, q, 0, harness_args_table(&a));
 }
 
 static void fanout(const char *x)

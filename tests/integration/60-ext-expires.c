@@ -148,8 +148,7 @@ static void check_uses(void)
 static void check_messages_dropped(void)
 {
     const char *q = harness_name("msgs"), *dlq = harness_name("msgs-dlq");
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(dlq), 0, 0, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_declare(s_conn, 1, dlq, 0, amqp_empty_table);
     declare_expiring(1, q, 300, dlq);
     for (int i = 0; i < 3; i++)
         publish(q);

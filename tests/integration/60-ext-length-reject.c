@@ -34,8 +34,7 @@ static uint64_t s_seq; /* publishes so far on the confirm channel 2 */
 static void qdeclare(const char *q, long maxlen, long maxbytes, const char *overflow,
                      const char *dlq)
 {
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_delete(s_conn, 1, q);
     harness_args_t a = {.n = 0};
     if (maxlen >= 0)
         harness_arg_int(&a, "x-max-length", 'I', maxlen);
@@ -47,8 +46,7 @@ static void qdeclare(const char *q, long maxlen, long maxbytes, const char *over
         harness_arg_str(&a, "x-dead-letter-exchange", "");
         harness_arg_str(&a, "x-dead-letter-routing-key", dlq);
     }
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 0, 0, harness_args_table(&a));
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_declare(s_conn, 1, q, 0, harness_args_table(&a));
 }
 
 /* Publish on channel 1 (no confirms) the space-separated words of bodies. */
@@ -233,12 +231,8 @@ static void check_fanout_and_mandatory(void)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     qdeclare(full, 1, -1, "reject-publish", NULL);
     qdeclare(room, -1, -1, NULL, NULL);
-    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(full), amqp_cstring_bytes(x), amqp_empty_bytes,
-                    amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(room), amqp_cstring_bytes(x), amqp_empty_bytes,
-                    amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_bind(s_conn, 1, full, x, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, room, x, "", amqp_empty_table);
 
     expect_confirms(x, "", "f1 f2", false, "an", "fanout to a full queue and one with room");
     harness_expect_drain(s_conn, 1, full, "f1", "the full queue");
@@ -252,8 +246,7 @@ static void check_fanout_and_mandatory(void)
 
     harness_queue_delete(s_conn, 1, full);
     harness_queue_delete(s_conn, 1, room);
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_delete(s_conn, 1, x);
     harness_log("reject-publish with fanout and mandatory: ok");
 }
 

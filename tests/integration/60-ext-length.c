@@ -35,8 +35,7 @@ static amqp_connection_state_t s_conn;
 static void qdeclare(const char *q, long maxlen, long maxbytes, const char *overflow,
                      const char *dlq)
 {
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_delete(s_conn, 1, q);
     harness_args_t a = {.n = 0};
     if (maxlen >= 0)
         harness_arg_int(&a, "x-max-length", 'I', maxlen);
@@ -48,8 +47,7 @@ static void qdeclare(const char *q, long maxlen, long maxbytes, const char *over
         harness_arg_str(&a, "x-dead-letter-exchange", "");
         harness_arg_str(&a, "x-dead-letter-routing-key", dlq);
     }
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 0, 0, harness_args_table(&a));
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_declare(s_conn, 1, q, 0, harness_args_table(&a));
 }
 
 static void publish(const char *q, const char *body)

@@ -206,8 +206,7 @@ int main(void)
     harness_log("after a SIGKILL: %s", got);
     snprintf(s_text, sizeof s_text, "%s last/0", k_mix_order);
     CHECK_STREQ(got, s_text);
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(s_q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_delete(s_conn, 1, s_q);
     harness_disconnect(s_conn);
     harness_check_alive(&s_broker);
     CHECK(harness_broker_stop(&s_broker) == 0);

@@ -56,9 +56,8 @@ static void declare_quorum(const char *q, int limit)
     e[2].key = amqp_cstring_bytes("x-dead-letter-exchange");
     e[2].value.kind = AMQP_FIELD_KIND_UTF8;
     e[2].value.value.bytes = amqp_cstring_bytes(s_dlx);
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 1, 0, 0,
-                       (amqp_table_t){.num_entries = limit >= 0 ? 3 : 1, .entries = e});
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_declare(s_conn, 1, q, HARNESS_QUEUE_DURABLE,
+                          (amqp_table_t){.num_entries = limit >= 0 ? 3 : 1, .entries = e});
 }
 
 /* delivery_mode dm (0: the property is absent), with a header and a message-id. */
@@ -170,11 +169,8 @@ int main(void)
     amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(s_dlx), amqp_cstring_bytes("fanout"), 0,
                           1, 0, 0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(s_dlq), 0, 1, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(s_dlq), amqp_cstring_bytes(s_dlx),
-                    amqp_empty_bytes, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_declare(s_conn, 1, s_dlq, HARNESS_QUEUE_DURABLE, amqp_empty_table);
+    harness_queue_bind(s_conn, 1, s_dlq, s_dlx, "", amqp_empty_table);
     declare_quorum(s_q, -1);
     declare_quorum(s_q2, -1);
     declare_quorum(s_lq, 3);
@@ -240,16 +236,11 @@ int main(void)
     expect_empty(s_q2);
     harness_log("after a SIGKILL: confirmed delivery_mode 1 messages kept: ok");
 
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(s_q2), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(s_q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(s_lq), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(s_dlq), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(s_dlx), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_delete(s_conn, 1, s_q2);
+    harness_queue_delete(s_conn, 1, s_q);
+    harness_queue_delete(s_conn, 1, s_lq);
+    harness_queue_delete(s_conn, 1, s_dlq);
+    harness_exchange_delete(s_conn, 1, s_dlx);
     harness_disconnect(s_conn);
     harness_check_alive(&s_broker);
     CHECK(harness_broker_stop(&s_broker) == 0);

@@ -288,18 +288,14 @@ static void make_dlx(amqp_connection_state_t conn, const char *dlx, const char *
     amqp_exchange_declare(conn, 1, amqp_cstring_bytes(dlx), amqp_cstring_bytes("fanout"), 0, 0,
                           0, 0, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
-    amqp_queue_declare(conn, 1, amqp_cstring_bytes(dlq), 0, 0, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-    amqp_queue_bind(conn, 1, amqp_cstring_bytes(dlq), amqp_cstring_bytes(dlx), amqp_empty_bytes,
-                    amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_declare(conn, 1, dlq, 0, amqp_empty_table);
+    harness_queue_bind(conn, 1, dlq, dlx, "", amqp_empty_table);
 }
 
 static void drop_dlx(amqp_connection_state_t conn, const char *dlx, const char *dlq)
 {
     harness_queue_delete(conn, 1, dlq);
-    amqp_exchange_delete(conn, 1, amqp_cstring_bytes(dlx), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_exchange_delete(conn, 1, dlx);
 }
 
 /* x-delivery-limit 2: three deliveries (nack requeue), the third nack dead-letters. With limit 1

@@ -28,12 +28,6 @@
 static int s_pid;
 static char s_text[1024];
 
-static void declare(amqp_connection_state_t conn, const char *q)
-{
-    amqp_queue_declare(conn, 1, amqp_cstring_bytes(q), 0, 0, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 static void publish_range(amqp_connection_state_t conn, const char *q, int first, int last)
 {
     for (int i = first; i <= last; i++) {
@@ -114,7 +108,7 @@ static void check_overflow_to_lower(amqp_connection_state_t conn)
 {
     char q[64], order[512] = "";
     snprintf(q, sizeof q, "it-cprio-overflow-%d", s_pid);
-    declare(conn, q);
+    harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
     harness_channel_open(conn, 2);
     harness_channel_open(conn, 3);
     qos(conn, 2, 2);
@@ -155,7 +149,7 @@ static void check_round_robin_within(amqp_connection_state_t conn)
 {
     char q[64], order[512] = "";
     snprintf(q, sizeof q, "it-cprio-rr-%d", s_pid);
-    declare(conn, q);
+    harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
     for (amqp_channel_t ch = 2; ch <= 5; ch++)
         harness_channel_open(conn, ch);
     consume(conn, 2, q, "neg", -5);
@@ -198,7 +192,7 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
 {
     char q[64], order[512] = "";
     snprintf(q, sizeof q, "it-cprio-handover-%d", s_pid);
-    declare(conn, q);
+    harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
     amqp_connection_state_t lc = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     amqp_connection_state_t hc = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(lc, 1);
@@ -273,7 +267,7 @@ static void check_invalid(amqp_connection_state_t conn)
 {
     char q[64];
     snprintf(q, sizeof q, "it-cprio-invalid-%d", s_pid);
-    declare(conn, q);
+    harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
     harness_channel_open(conn, 2);
     amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-priority")};
     e.value.kind = AMQP_FIELD_KIND_UTF8;

@@ -103,8 +103,7 @@ int main(void)
 
     amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(conn, 1);
-    amqp_queue_declare(conn, 1, amqp_cstring_bytes(s_q), 0, 0, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_declare(conn, 1, s_q, 0, amqp_empty_table);
     amqp_connection_state_t other = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(other, 1);
 
@@ -182,8 +181,7 @@ int main(void)
 
     harness_disconnect(ec);
     expect_counts(conn, 0, 0);
-    amqp_queue_delete(conn, 1, amqp_cstring_bytes(s_q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_delete(conn, 1, s_q);
     harness_disconnect(conn);
     harness_check_alive(&b);
     CHECK(harness_broker_stop(&b) == 0);

@@ -43,8 +43,7 @@ static void qdeclare(const char *q, long ttl, const char *dlq)
         harness_arg_str(&a, "x-dead-letter-exchange", "");
         harness_arg_str(&a, "x-dead-letter-routing-key", dlq);
     }
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 1, 0, 0, harness_args_table(&a));
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_declare(s_conn, 1, q, HARNESS_QUEUE_DURABLE, harness_args_table(&a));
 }
 
 /* Publish on the confirm channel; delivery_mode 2 or 1; expiration may be NULL. */

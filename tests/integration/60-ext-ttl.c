@@ -47,8 +47,7 @@ static amqp_connection_state_t s_conn;
  * given, dead-lettering to it through the default exchange. */
 static void qdeclare(const char *q, long ttl, const char *dlq)
 {
-    amqp_queue_delete(s_conn, 1, amqp_cstring_bytes(q), 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_delete(s_conn, 1, q);
     harness_args_t a = {.n = 0};
     if (ttl >= 0)
         harness_arg_int(&a, "x-message-ttl", 'I', ttl);
@@ -56,8 +55,7 @@ static void qdeclare(const char *q, long ttl, const char *dlq)
         harness_arg_str(&a, "x-dead-letter-exchange", "");
         harness_arg_str(&a, "x-dead-letter-routing-key", dlq);
     }
-    amqp_queue_declare(s_conn, 1, amqp_cstring_bytes(q), 0, 0, 0, 0, harness_args_table(&a));
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_declare(s_conn, 1, q, 0, harness_args_table(&a));
 }
 
 /* Publish body to q through the default exchange on ch, with expiration when not NULL. */
@@ -418,12 +416,8 @@ static void check_unacked_and_requeue(void)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     qdeclare(qs, 100, NULL);
     qdeclare(ql, 60000, NULL);
-    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(qs), amqp_cstring_bytes(x),
-                    amqp_empty_bytes, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_queue_bind(s_conn, 1, amqp_cstring_bytes(ql), amqp_cstring_bytes(x),
-                    amqp_empty_bytes, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_bind(s_conn, 1, qs, x, "", amqp_empty_table);
+    harness_queue_bind(s_conn, 1, ql, x, "", amqp_empty_table);
     publish_ch(1, x, "", "both", NULL);
     harness_expect_count(s_conn, 1, qs, 0, "fanout copy in the 100 ms queue");
     CHECK_EQ(harness_queue_count(s_conn, 1, ql), 1);
@@ -436,8 +430,7 @@ static void check_unacked_and_requeue(void)
     harness_queue_delete(s_conn, 1, dlq);
     harness_queue_delete(s_conn, 1, qs);
     harness_queue_delete(s_conn, 1, ql);
-    amqp_exchange_delete(s_conn, 1, amqp_cstring_bytes(x), 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_delete(s_conn, 1, x);
     harness_log("unacked not expired, expired on requeue, per-queue TTL: ok");
 }
 

@@ -1718,6 +1718,15 @@ void harness_broker_start_args(harness_broker_t *b, const char *const *extra_arg
 
 /* ---- entity wrappers ------------------------------------------------------------------------ */
 
+void harness_queue_declare(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                           unsigned flags, amqp_table_t args)
+{
+    amqp_queue_declare(conn, ch, amqp_cstring_bytes(queue), 0, !!(flags & HARNESS_QUEUE_DURABLE),
+                       !!(flags & HARNESS_QUEUE_EXCLUSIVE), !!(flags & HARNESS_QUEUE_AUTO_DELETE),
+                       args);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
 void harness_queue_delete(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue)
 {
     amqp_queue_delete(conn, ch, amqp_cstring_bytes(queue), 0, 0);

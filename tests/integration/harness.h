@@ -433,6 +433,17 @@ void harness_broker_start_args(harness_broker_t *b, const char *const *extra_arg
 
 /* ---- entity wrappers: one AMQP method each, which must succeed ----------------------------- */
 
+enum harness_queue_flags {
+    HARNESS_QUEUE_DURABLE = 1 << 0,
+    HARNESS_QUEUE_EXCLUSIVE = 1 << 1,
+    HARNESS_QUEUE_AUTO_DELETE = 1 << 2,
+};
+
+/* queue.declare (not passive) of queue on ch with flags (enum harness_queue_flags, 0: a plain
+ * queue) and args (amqp_empty_table: none). */
+void harness_queue_declare(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                           unsigned flags, amqp_table_t args);
+
 /* queue.delete of queue on ch, unconditionally (if-unused and if-empty off). */
 void harness_queue_delete(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue);
 
