@@ -12,7 +12,8 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pika_test import Broker, check, fail  # noqa: E402  (exits 77 when pika is missing)
+# pika_test exits 77 when pika is missing
+from pika_test import check, connection_params, fail, run_test  # noqa: E402
 
 import pika  # noqa: E402
 import pika.exceptions  # noqa: E402
@@ -30,23 +31,11 @@ def kind(i):
 
 
 def main():
-    broker = Broker()
-    try:
-        run(broker)
-    except SystemExit:
-        broker.stop()
-        raise
-    except Exception as e:  # an unexpected exception is a failure, with the broker stopped
-        broker.stop()
-        fail(f"{type(e).__name__}: {e}")
-    check(broker.stop(), "warrend did not shut down cleanly")
-    print("PASS")
+    run_test(run)
 
 
 def run(broker):
-    params = pika.ConnectionParameters(host=broker.host, port=broker.port,
-                                       credentials=pika.PlainCredentials("guest", "guest"),
-                                       connection_attempts=1, blocked_connection_timeout=30)
+    params = connection_params(broker)
     conn = pika.BlockingConnection(params)
     ch = conn.channel()
     ch.confirm_delivery()

@@ -166,7 +166,10 @@ def check_props(i, got):
             check(g == w, f"message {i}: {f} {g!r} != {w!r}")
 
 
-def main():
+def run_test(run):
+    """Start a Broker, call run(broker) and stop the broker: the test passes (prints PASS) when
+    run returns and warrend then shuts down cleanly. An exception fails the test, with the broker
+    stopped first."""
     broker = Broker()
     try:
         run(broker)
@@ -180,10 +183,19 @@ def main():
     print("PASS")
 
 
+def connection_params(broker):
+    """guest/guest on broker, one connection attempt, 30 s before a blocked connection fails."""
+    return pika.ConnectionParameters(host=broker.host, port=broker.port,
+                                     credentials=pika.PlainCredentials("guest", "guest"),
+                                     connection_attempts=1, blocked_connection_timeout=30)
+
+
+def main():
+    run_test(run)
+
+
 def run(broker):
-    params = pika.ConnectionParameters(host=broker.host, port=broker.port,
-                                       credentials=pika.PlainCredentials("guest", "guest"),
-                                       connection_attempts=1, blocked_connection_timeout=30)
+    params = connection_params(broker)
     conn = pika.BlockingConnection(params)
     props = conn._impl.server_properties
     check(isinstance(props.get("product"), (str, bytes)), f"server product {props!r}")
