@@ -540,6 +540,8 @@ static void on_timer(uv_timer_t *t)
     if (!c->heartbeat)
         return;
     uint64_t hb_ms = c->heartbeat * 1000ull;
+    if (!c->reading) /* blocked or held by us: its heartbeats wait in the socket */
+        c->last_recv_ms = now;
     if (now - c->last_recv_ms > 2 * hb_ms) {
         log_warn("connection %llu (%s): missed heartbeats from client, timeout: %us; closing",
                  (unsigned long long)c->id, c->peer, c->heartbeat);

@@ -212,7 +212,8 @@ static int on_queue(void *arg, const struct st_queue *r)
     q->store_id = r->id;
     q->stored_count = r->count;
     q->delivered_seq = r->delivered_seq;
-    q->next_seq = r->next_seq > 1 ? r->next_seq : 1;
+    /* Above every seq ever delivered too, so that new messages are not taken for redeliveries. */
+    q->next_seq = r->next_seq > r->delivered_seq + 1 ? r->next_seq : r->delivered_seq + 1;
     if (r->count) {
         q->disk_head = r->first_seq;
         q->disk_count = q->disk_persistent = r->count;

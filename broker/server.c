@@ -142,16 +142,19 @@ static void on_before_sleep(uv_prepare_t *h)
 {
     struct server *s = h->data;
     /* Dispatch may kick more queues (e.g. auto-delete); loop until quiet. */
-    while (s->kick_head) {
-        struct queue *q = s->kick_head;
-        s->kick_head = q->kick_next;
-        q->kicked = false;
-        if (!q->deleted)
-            queue_dispatch(q);
-        queue_unref(q);
-    }
-    while (!list_empty(&s->ttl0))
-        queue_expire_ttl0(list_entry(s->ttl0.next, struct queue, ttl0_link));
+    /* TTL-0 expiry may dead-letter into queues that then need a dispatch: loop until quiet. */
+    do {
+        while (s->kick_head) {
+            struct queue *q = s->kick_head;
+            s->kick_head = q->kick_next;
+            q->kicked = false;
+            if (!q->deleted)
+                queue_dispatch(q);
+            queue_unref(q);
+        }
+        while (!list_empty(&s->ttl0))
+            queue_expire_ttl0(list_entry(s->ttl0.next, struct queue, ttl0_link));
+    } while (s->kick_head);
     update_alarms(s);
     /* Connections that used their read budget last turn may read again. */
     s->turn++;
@@ -201,6 +204,13 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     list_init(&s->held);
     list_init(&s->ttl0);
     s->mem_limit = (uint64_t)((double)uv_get_total_memory() * cfg->memory_high_watermark);
+    struct sockaddr_storage addr;
+    if (uv_ip4_addr(cfg->bind, cfg->port, (struct sockaddr_in *)&addr) != 0 &&
+        uv_ip6_addr(cfg->bind, cfg->port, (struct sockaddr_in6 *)&addr) != 0) {
+        log_error("--bind '%s' is not an IPv4 or IPv6 address (names are not resolved)",
+                  cfg->bind);
+        return -EINVAL;
+    }
     int rc = storage_open(cfg->data_dir, cfg->sync, &s->store);
     if (rc < 0) {
         const char *hint = rc == STORAGE_E_FORMAT
@@ -230,13 +240,6 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
         uv_close((uv_handle_t *)&s->store_async, NULL);
         goto fail;
     }
-    struct sockaddr_storage addr;
-    if (uv_ip4_addr(cfg->bind, cfg->port, (struct sockaddr_in *)&addr) != 0 &&
-        uv_ip6_addr(cfg->bind, cfg->port, (struct sockaddr_in6 *)&addr) != 0) {
-        log_error("--bind '%s' is not an IPv4 or IPv6 address", cfg->bind);
-        rc = -EINVAL;
-        goto fail;
-    }
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
     rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
@@ -246,6 +249,7 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
         log_error("cannot listen on %s:%d: %s; is another broker running on that port?",
                   cfg->bind, cfg->port, uv_strerror(rc));
         uv_close((uv_handle_t *)&s->listener, NULL);
+        uv_close((uv_handle_t *)&s->store_async, NULL);
         goto fail;
     }
     timers_init(&s->timers, loop);
@@ -265,10 +269,13 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     log_info("warrend listening on %s:%d, data in %s", cfg->bind, cfg->port, cfg->data_dir);
     return 0;
 fail:
-    vhost_free(s->default_vhost);
-    hmap_free(&s->vhosts);
+    /* Close storage first: freeing the objects below must not be taken for deleting them. */
     storage_close(s->store);
     s->store = NULL;
+    void *v;
+    for (uint32_t it = 0; hmap_next(&s->vhosts, &it, &v);)
+        vhost_free(v);
+    hmap_free(&s->vhosts);
     return rc;
 }
 

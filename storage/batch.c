@@ -361,7 +361,7 @@ static int commit_batch(struct storage *st, const struct st_batch *b)
         }
         if (rc == ENOSPC || rc == EDQUOT || (rc == EIO && disk_nearly_full(st, b))) {
             pthread_mutex_lock(&st->mu);
-            bool stop = st->stopping, first = !st->disk_full;
+            bool stop = st->closing, first = !st->disk_full;
             void (*notify)(void *) = st->notify;
             pthread_mutex_unlock(&st->mu);
             st->disk_full = 1;
@@ -480,6 +480,7 @@ void storage__batches_free(struct storage *st)
         /* Commit what is left, without notifying a loop that may be gone. */
         pthread_mutex_lock(&st->mu);
         st->notify = NULL;
+        st->closing = true; /* a commit stuck on a full disk gives up (it was never confirmed) */
         pthread_mutex_unlock(&st->mu);
         while (storage_submit(st) || st->inflight) {
             pthread_mutex_lock(&st->mu);

@@ -40,6 +40,7 @@ struct storage {
     /* Writer thread and its hand-over (guarded by mu). */
     pthread_t thread;
     bool thread_started, stopping;
+    bool closing;                  /* storage_close began: a full disk is no longer waited out */
     pthread_mutex_t mu;
     pthread_cond_t cond;
     pthread_rwlock_t map_lock;     /* readers on the loop thread vs. map growth */
