@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "broker/array.h"
 #include "broker/deadletter.h"
 #include "broker/exchange.h"
 #include "broker/log.h"
@@ -374,24 +375,12 @@ static struct msg *make_copy(const struct queue *q, const struct msg *m, const c
                     edit_headers, &d);
 }
 
-void deadletter(struct queue *q, const struct qentry *e, enum dl_reason reason)
+/* Routes and enqueues one dead-lettered copy. */
+static void deliver_copy(struct vhost *vh, struct msg *nm, enum dl_reason reason)
 {
-    if (!q->opt.has_dlx)
-        return;
-    struct vhost *vh = q->vhost;
-    struct server *s = vh->srv;
-    struct exchange *x = vhost_exchange(vh, q->opt.dlx);
+    struct exchange *x = vhost_exchange(vh, msg_exchange(nm));
     if (!x)
-        return; /* a missing DLX drops the message, as in RabbitMQ */
-    struct msg *nm = make_copy(q, e->m, reasons[reason]);
-    if (!nm) {
-        log_warn("queue '%s': cannot build the dead-lettered copy of a message (out of memory "
-                 "or a malformed header); dropping it",
-                 q->name);
         return;
-    }
-    /* A route of its own: dead-lettering may nest (a drop-head queue dead-lettering into
-     * another full one). Not a hot path. */
     struct route rt = {0}, *r = &rt;
     if (exchange_route(x, nm, r) == 0) {
         if (reason != DL_REJECTED) {
@@ -406,8 +395,43 @@ void deadletter(struct queue *q, const struct qentry *e, enum dl_reason reason)
         }
         uint64_t batch;
         bool rejected;
-        publish_enqueue(s, nm, r, &batch, &rejected);
+        publish_enqueue(vh->srv, nm, r, &batch, &rejected);
     }
     route_free(r);
-    msg_unref(nm);
+}
+
+void deadletter(struct queue *q, const struct qentry *e, enum dl_reason reason)
+{
+    if (!q->opt.has_dlx)
+        return;
+    struct vhost *vh = q->vhost;
+    struct server *s = vh->srv;
+    if (!vhost_exchange(vh, q->opt.dlx))
+        return; /* a missing DLX drops the message, as in RabbitMQ */
+    struct msg *nm = make_copy(q, e->m, reasons[reason]);
+    if (!nm) {
+        log_warn("queue '%s': cannot build the dead-lettered copy of a message (out of memory "
+                 "or a malformed header); dropping it",
+                 q->name);
+        return;
+    }
+    /* Enqueueing a copy can overflow a queue that dead-letters in turn, and so on: nested
+     * calls only queue their copy, and the outermost call delivers them all, one at a time,
+     * so that the stack stays flat however long the chain. */
+    struct dl_job job = {vh, nm, reason};
+    if (array_reserve((void **)&s->dl_jobs, &s->dl_cap, s->dl_n, sizeof job, 16) < 0) {
+        msg_unref(nm);
+        return;
+    }
+    s->dl_jobs[s->dl_n++] = job;
+    if (s->dl_busy)
+        return;
+    s->dl_busy = true;
+    for (uint32_t i = 0; i < s->dl_n; i++) { /* dl_n grows while we go */
+        job = s->dl_jobs[i];
+        deliver_copy(job.vh, job.m, job.reason);
+        msg_unref(job.m);
+    }
+    s->dl_n = 0;
+    s->dl_busy = false;
 }

@@ -319,6 +319,7 @@ void server_free(struct server *s)
         vhost_free(v);
     hmap_free(&s->vhosts);
     hmap_free(&s->replies);
+    free(s->dl_jobs);
     opool_drain(&s->opool);
     (void)failed;
 }

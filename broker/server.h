@@ -60,6 +60,13 @@ struct server {
     struct list waiting;        /* of channel.wait_link: confirms / tx.commit-ok waiting */
     struct list held;           /* of conn.hold_link: connections waiting for a commit */
     struct list ttl0;           /* of queue.ttl0_link: TTL-0 messages to expire after dispatch */
+    struct dl_job {             /* dead-lettered copies waiting to be enqueued (deadletter.c) */
+        struct vhost *vh;       /* borrowed: vhosts outlive the server's work */
+        struct msg *m;          /* ref */
+        int reason;             /* enum dl_reason */
+    } *dl_jobs;                 /* owned */
+    uint32_t dl_n, dl_cap;
+    bool dl_busy;
     bool disk_alarm;            /* a commit waits for disk space: publishers are blocked */
     uint64_t mem_limit;         /* memory alarm above this */
     bool mem_alarm;             /* publishers are blocked */
