@@ -38,8 +38,21 @@ static struct outbuf *fill_buf(struct conn *c)
 
 static void want_flush(struct conn *c)
 {
-    if (c->state != CONN_CLOSED)
-        server_want_flush(c->srv, c);
+    if (c->state == CONN_CLOSED)
+        return;
+    server_want_flush(c->srv, c);
+    /* A client that makes us produce more than it reads (returns, replies, gets) is read no
+     * more until its output drains; one that never reads is dropped. */
+    size_t pending = conn_output_pending(c);
+    if (!c->out_full && pending > CONN_OUTPUT_HIGH) {
+        c->out_full = true;
+        update_reading(c);
+    }
+    if (pending > CONN_OUTPUT_MAX && !c->close_after_flush) {
+        log_warn("connection %llu (%s): %zu bytes of output not read by the client; closing it",
+                 (unsigned long long)c->id, c->peer, pending);
+        c->out[0].oom = c->out[1].oom = 1; /* conn_flush drops it at the end of the turn */
+    }
 }
 
 size_t conn_output_pending(const struct conn *c)
@@ -176,6 +189,10 @@ static void on_write_done(uv_write_t *req, int status)
     if (c->throttled && conn_output_pending(c) < CONN_OUTPUT_HIGH / 2) {
         c->throttled = false;
         kick_consumer_queues(c);
+    }
+    if (c->out_full && conn_output_pending(c) < CONN_OUTPUT_HIGH / 2) {
+        c->out_full = false;
+        update_reading(c);
     }
     conn_flush(c);
 }
@@ -763,6 +780,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void update_reading(struct conn *c)
 {
     bool want = c->state != CONN_CLOSED && !c->read_done && !c->blocked && !c->hold_batch &&
+                !c->out_full &&
                 (c->turn != c->srv->turn || c->turn_bytes < c->srv->cfg.read_budget);
     if (want == c->reading)
         return;

@@ -37,6 +37,7 @@ struct conn {
     bool read_done;     /* never read again (bad header, silent handshake close) */
     bool publisher;     /* has published: the memory alarm blocks it */
     bool blocked;       /* blocked by the memory alarm */
+    bool out_full;      /* output above CONN_OUTPUT_HIGH: we stop reading until it drains */
     uint64_t hold_batch; /* output and input wait for this storage batch (0: none) */
     struct list hold_link; /* in srv->held while hold_batch != 0 */
     uint64_t turn;      /* srv->turn when turn_bytes was last reset */
@@ -107,6 +108,7 @@ size_t conn_output_pending(const struct conn *c);
 /* Writes what this turn queued (called from the server's before-sleep hook). */
 void conn_flush(struct conn *c);
 
-#define CONN_OUTPUT_HIGH (4u << 20) /* stop feeding deliveries above this many queued bytes */
+#define CONN_OUTPUT_HIGH (4u << 20) /* above this many queued bytes: no deliveries, no reading */
+#define CONN_OUTPUT_MAX (256u << 20) /* above this the client is not reading at all: close */
 
 #endif
