@@ -32,9 +32,7 @@ static void xdeclare(const char *x, const char *type, const char *ae, int intern
     e.value.kind = AMQP_FIELD_KIND_UTF8;
     e.value.value.bytes = amqp_cstring_bytes(ae ? ae : "");
     amqp_table_t args = {.num_entries = ae ? 1 : 0, .entries = &e};
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(type), 0, 0, 0,
-                          internal, args);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_declare(s_conn, 1, x, type, internal ? HARNESS_EXCHANGE_INTERNAL : 0, args);
 }
 
 static void publish(const char *x, const char *key, const char *body, int mandatory)

@@ -22,13 +22,6 @@
 
 static amqp_connection_state_t s_conn;
 
-static void xdeclare(const char *x, const char *type)
-{
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(type), 0, 0, 0, 0,
-                          amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 /* source -> destination */
 static void xunbind(const char *src, const char *dst, const char *key)
 {
@@ -48,9 +41,9 @@ static void check_chain(void)
 {
     const char *x1 = harness_name("c1"), *x2 = harness_name("c2"), *x3 = harness_name("c3");
     const char *q1 = harness_name("cq1"), *q2 = harness_name("cq2");
-    xdeclare(x1, "direct");
-    xdeclare(x2, "fanout");
-    xdeclare(x3, "topic");
+    harness_exchange_declare(s_conn, 1, x1, "direct", 0, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, x2, "fanout", 0, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, x3, "topic", 0, amqp_empty_table);
     harness_queue_declare(s_conn, 1, q1, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_declare(s_conn, 1, q2, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_exchange_bind(s_conn, 1, x2, x1, "a.b");
@@ -89,7 +82,7 @@ static void check_chain(void)
 
     /* deleting x2 takes x1 -> x2 (z.z) and x2 -> q2 with it */
     harness_exchange_delete(s_conn, 1, x2);
-    xdeclare(x2, "fanout");
+    harness_exchange_declare(s_conn, 1, x2, "fanout", 0, amqp_empty_table);
     publish(x1, "z.z", "m10");
     publish(x2, "k", "m11");
     harness_expect_drain(s_conn, 1, q2, "", "chain after deleting the middle exchange");
@@ -104,9 +97,9 @@ static void check_fan_in(void)
 {
     const char *xa = harness_name("fa"), *xb = harness_name("fb"), *xc = harness_name("fc"),
                *q = harness_name("fq");
-    xdeclare(xa, "fanout");
-    xdeclare(xb, "direct");
-    xdeclare(xc, "fanout");
+    harness_exchange_declare(s_conn, 1, xa, "fanout", 0, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, xb, "direct", 0, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, xc, "fanout", 0, amqp_empty_table);
     harness_queue_declare(s_conn, 1, q, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_exchange_bind(s_conn, 1, xc, xa, "");
     harness_exchange_bind(s_conn, 1, xc, xb, "k");
@@ -120,10 +113,10 @@ static void check_fan_in(void)
     const char *d0 = harness_name("d0"), *dl = harness_name("dl"), *dr = harness_name("dr"),
                *dm = harness_name("dm");
     const char *dq = harness_name("dq");
-    xdeclare(d0, "fanout");
-    xdeclare(dl, "topic");
-    xdeclare(dr, "direct");
-    xdeclare(dm, "fanout");
+    harness_exchange_declare(s_conn, 1, d0, "fanout", 0, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, dl, "topic", 0, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, dr, "direct", 0, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, dm, "fanout", 0, amqp_empty_table);
     harness_queue_declare(s_conn, 1, dq, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_exchange_bind(s_conn, 1, dl, d0, "#");
     harness_exchange_bind(s_conn, 1, dr, d0, "k");
@@ -147,10 +140,10 @@ static void check_loops(void)
     const char *x1 = harness_name("l1"), *x2 = harness_name("l2"), *xs = harness_name("ls"),
                *lonely = harness_name("lonely");
     const char *q1 = harness_name("lq1"), *q2 = harness_name("lq2"), *qs = harness_name("lqs");
-    xdeclare(x1, "fanout");
-    xdeclare(x2, "direct");
-    xdeclare(xs, "topic");
-    xdeclare(lonely, "fanout");
+    harness_exchange_declare(s_conn, 1, x1, "fanout", 0, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, x2, "direct", 0, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, xs, "topic", 0, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, lonely, "fanout", 0, amqp_empty_table);
     harness_queue_declare(s_conn, 1, q1, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_declare(s_conn, 1, q2, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_declare(s_conn, 1, qs, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
@@ -180,7 +173,7 @@ static void check_loops(void)
     const char *c[3] = {harness_name("cy0"), harness_name("cy1"), harness_name("cy2")};
     const char *cq[3] = {harness_name("cyq0"), harness_name("cyq1"), harness_name("cyq2")};
     for (int i = 0; i < 3; i++) {
-        xdeclare(c[i], "fanout");
+        harness_exchange_declare(s_conn, 1, c[i], "fanout", 0, amqp_empty_table);
         harness_queue_declare(s_conn, 1, cq[i], HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
         harness_queue_bind(s_conn, 1, cq[i], c[i], "", amqp_empty_table);
     }

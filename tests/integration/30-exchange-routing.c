@@ -35,13 +35,6 @@
 static amqp_connection_state_t s_conn;
 static const char *s_prefix; /* borrowed: harness_name_init()'s, lives for the whole test */
 
-static void xdeclare(const char *x, const char *type, int auto_delete, int internal)
-{
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(type), 0, 0,
-                          auto_delete, internal, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void qunbind(const char *q, const char *x, const char *key, amqp_table_t args)
 {
     amqp_queue_unbind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
@@ -103,7 +96,7 @@ static void check_direct(void)
     const char *x = harness_name("direct");
     const char *q[4] = {harness_name("d0"), harness_name("d1"), harness_name("d2"),
                         harness_name("d3")};
-    xdeclare(x, "direct", 0, 0);
+    harness_exchange_declare(s_conn, 1, x, "direct", 0, amqp_empty_table);
     for (int i = 0; i < 4; i++)
         harness_queue_declare(s_conn, 1, q[i], HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q[0], x, "a", amqp_empty_table);
@@ -150,7 +143,7 @@ static void check_fanout(void)
 {
     const char *x = harness_name("fanout");
     const char *q[3] = {harness_name("f0"), harness_name("f1"), harness_name("f2")};
-    xdeclare(x, "fanout", 0, 0);
+    harness_exchange_declare(s_conn, 1, x, "fanout", 0, amqp_empty_table);
     for (int i = 0; i < 3; i++)
         harness_queue_declare(s_conn, 1, q[i], HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q[0], x, "", amqp_empty_table);
@@ -202,7 +195,7 @@ static void check_topic(void)
     _Static_assert(sizeof want / sizeof want[0] == NP, "one answer per pattern");
 
     const char *x = harness_name("topic");
-    xdeclare(x, "topic", 0, 0);
+    harness_exchange_declare(s_conn, 1, x, "topic", 0, amqp_empty_table);
     char q[NP][128];
     for (int i = 0; i < NP; i++) {
         snprintf(q[i], sizeof q[i], "%s", harness_name("t%d", i));
@@ -345,7 +338,7 @@ static void check_headers(void)
     _Static_assert(sizeof want / sizeof want[0] == NB, "one answer per binding");
 
     const char *x = harness_name("headers");
-    xdeclare(x, "headers", 0, 0);
+    harness_exchange_declare(s_conn, 1, x, "headers", 0, amqp_empty_table);
     char q[NB][128];
     for (int i = 0; i < NB; i++) {
         snprintf(q[i], sizeof q[i], "%s", harness_name("h%d", i));
@@ -412,7 +405,8 @@ static void check_auto_delete(void)
     const char *q0 = harness_name("ad0"), *q1 = harness_name("ad1");
     harness_queue_declare(s_conn, 1, q0, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_declare(s_conn, 1, q1, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
-    xdeclare(x, "direct", 1, 0);
+    harness_exchange_declare(s_conn, 1, x, "direct",
+                             HARNESS_EXCHANGE_AUTO_DELETE, amqp_empty_table);
     CHECK(exchange_exists(x)); /* no binding yet: it stays */
     harness_queue_bind(s_conn, 1, q0, x, "k", amqp_empty_table);
     harness_queue_bind(s_conn, 1, q1, x, "k", amqp_empty_table);
@@ -429,7 +423,8 @@ static void check_auto_delete(void)
 
     /* the last binding also goes when the bound queue is deleted */
     const char *tmp = harness_name("ad-tmp");
-    xdeclare(x, "fanout", 1, 0);
+    harness_exchange_declare(s_conn, 1, x, "fanout",
+                             HARNESS_EXCHANGE_AUTO_DELETE, amqp_empty_table);
     harness_queue_declare(s_conn, 1, tmp, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, tmp, x, "", amqp_empty_table);
     harness_queue_delete(s_conn, 1, tmp);
@@ -437,8 +432,9 @@ static void check_auto_delete(void)
 
     /* and as the source of an exchange-to-exchange binding */
     const char *dst = harness_name("ad-dst");
-    xdeclare(dst, "fanout", 0, 0);
-    xdeclare(x, "fanout", 1, 0);
+    harness_exchange_declare(s_conn, 1, dst, "fanout", 0, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, x, "fanout",
+                             HARNESS_EXCHANGE_AUTO_DELETE, amqp_empty_table);
     amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(dst), amqp_cstring_bytes(x),
                        amqp_empty_bytes, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
@@ -455,8 +451,8 @@ static void check_internal(void)
 {
     const char *xi = harness_name("internal"), *front = harness_name("front"),
                *q = harness_name("int-q");
-    xdeclare(xi, "fanout", 0, 1);
-    xdeclare(front, "direct", 0, 0);
+    harness_exchange_declare(s_conn, 1, xi, "fanout", HARNESS_EXCHANGE_INTERNAL, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, front, "direct", 0, amqp_empty_table);
     harness_queue_declare(s_conn, 1, q, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q, xi, "", amqp_empty_table);
 

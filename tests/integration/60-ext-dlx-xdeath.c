@@ -55,13 +55,6 @@ static void qdeclare(const char *q, const char *dlx, const char *dlrk)
     harness_queue_declare(s_conn, 1, q, 0, harness_args_table(&a));
 }
 
-static void xdeclare(const char *x, const char *type)
-{
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(type), 0, 0, 1, 0,
-                          amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void publish(const char *x, const char *key, const amqp_basic_properties_t *p,
                     const char *body)
 {
@@ -107,7 +100,8 @@ static uint64_t death_time(const harness_got_t *g, int i)
 static void check_first_death(void)
 {
     const char *w = harness_name("w"), *dx = harness_name("dx"), *d = harness_name("d");
-    xdeclare(dx, "fanout");
+    harness_exchange_declare(s_conn, 1, dx, "fanout",
+                             HARNESS_EXCHANGE_AUTO_DELETE, amqp_empty_table);
     qdeclare(d, NULL, NULL);
     harness_queue_bind(s_conn, 1, d, dx, "", amqp_empty_table);
     qdeclare(w, dx, NULL);

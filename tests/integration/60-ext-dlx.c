@@ -48,13 +48,6 @@ static void qdeclare(const char *q, long ttl, const char *dlx, const char *dlrk)
     harness_queue_declare(s_conn, 1, q, 0, harness_args_table(&a));
 }
 
-static void xdeclare(const char *x, const char *type)
-{
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(type), 0, 0, 1, 0,
-                          amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
 static void publish_props(const char *x, const char *key, const amqp_basic_properties_t *p,
                           const char *body)
 {
@@ -187,7 +180,8 @@ static void check_missing_dlx(void)
     sync_ch(1); /* no channel error */
     CHECK_EQ(harness_queue_count(s_conn, 1, q), 0);
 
-    xdeclare(dx, "fanout");
+    harness_exchange_declare(s_conn, 1, dx, "fanout",
+                             HARNESS_EXCHANGE_AUTO_DELETE, amqp_empty_table);
     qdeclare(dlq, -1, NULL, NULL);
     harness_queue_bind(s_conn, 1, dlq, dx, "", amqp_empty_table);
     publish_n(q, 2, 2);
@@ -231,8 +225,10 @@ static void check_routing(void)
     const char *x = harness_name("rx"), *dx = harness_name("rdx"), *w = harness_name("rw"),
                *wr = harness_name("rwr");
     const char *d1 = harness_name("rd1"), *d2 = harness_name("rd2"), *d3 = harness_name("rd3");
-    xdeclare(x, "direct");
-    xdeclare(dx, "direct");
+    harness_exchange_declare(s_conn, 1, x, "direct",
+                             HARNESS_EXCHANGE_AUTO_DELETE, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, dx, "direct",
+                             HARNESS_EXCHANGE_AUTO_DELETE, amqp_empty_table);
     qdeclare(d1, -1, NULL, NULL);
     qdeclare(d2, -1, NULL, NULL);
     qdeclare(d3, -1, NULL, NULL);

@@ -1733,6 +1733,17 @@ void harness_queue_delete(amqp_connection_state_t conn, amqp_channel_t ch, const
     CHECK_REPLY(amqp_get_rpc_reply(conn));
 }
 
+void harness_exchange_declare(amqp_connection_state_t conn, amqp_channel_t ch,
+                              const char *exchange, const char *type, unsigned flags,
+                              amqp_table_t args)
+{
+    amqp_exchange_declare(conn, ch, amqp_cstring_bytes(exchange), amqp_cstring_bytes(type), 0,
+                          !!(flags & HARNESS_EXCHANGE_DURABLE),
+                          !!(flags & HARNESS_EXCHANGE_AUTO_DELETE),
+                          !!(flags & HARNESS_EXCHANGE_INTERNAL), args);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
 void harness_exchange_delete(amqp_connection_state_t conn, amqp_channel_t ch,
                              const char *exchange)
 {

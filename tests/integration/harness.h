@@ -447,6 +447,18 @@ void harness_queue_declare(amqp_connection_state_t conn, amqp_channel_t ch, cons
 /* queue.delete of queue on ch, unconditionally (if-unused and if-empty off). */
 void harness_queue_delete(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue);
 
+enum harness_exchange_flags {
+    HARNESS_EXCHANGE_DURABLE = 1 << 0,
+    HARNESS_EXCHANGE_AUTO_DELETE = 1 << 1,
+    HARNESS_EXCHANGE_INTERNAL = 1 << 2,
+};
+
+/* exchange.declare (not passive) of exchange of type on ch with flags (enum
+ * harness_exchange_flags, 0: a plain exchange) and args (amqp_empty_table: none). */
+void harness_exchange_declare(amqp_connection_state_t conn, amqp_channel_t ch,
+                              const char *exchange, const char *type, unsigned flags,
+                              amqp_table_t args);
+
 /* exchange.delete of exchange on ch (if-unused off). */
 void harness_exchange_delete(amqp_connection_state_t conn, amqp_channel_t ch,
                              const char *exchange);
