@@ -175,9 +175,7 @@ static void check_fanout(amqp_connection_state_t conn)
 {
     char x[64], q[2][64];
     snprintf(x, sizeof x, "it-confirms-fan-%d", (int)getpid());
-    amqp_exchange_declare(conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("fanout"), 0, 0, 1,
-                          0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_exchange_declare(conn, 1, x, "fanout", HARNESS_EXCHANGE_AUTO_DELETE, amqp_empty_table);
     for (int k = 0; k < 2; k++) {
         snprintf(q[k], sizeof q[k], "it-confirms-fan%d-%d", k, (int)getpid());
         harness_queue_declare(conn, 1, q[k], HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);

@@ -173,9 +173,7 @@ static void expect_get(const char *q, const char *body, const char *key, const c
 static void check_mandatory(void)
 {
     const char *x = harness_name("direct"), *q = harness_name("q");
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("direct"), 0, 0, 0,
-                          0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_declare(s_conn, 1, x, "direct", 0, amqp_empty_table);
     harness_queue_declare(s_conn, 1, q, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q, x, "k", amqp_empty_table);
 
@@ -242,12 +240,8 @@ static void check_cc_bcc(void)
     const char *x = harness_name("cc"), *t = harness_name("cc-topic");
     const char *qa = harness_name("qa"), *qb = harness_name("qb"), *qc = harness_name("qc"),
                *qd = harness_name("qd");
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("direct"), 0, 0, 0,
-                          0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(t), amqp_cstring_bytes("topic"), 0, 0, 0,
-                          0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_declare(s_conn, 1, x, "direct", 0, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, t, "topic", 0, amqp_empty_table);
     const char *qs[4] = {qa, qb, qc, qd};
     const char *keys[4] = {"a", "b", "c", "d"};
     for (int i = 0; i < 4; i++) {

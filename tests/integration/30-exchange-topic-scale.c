@@ -90,9 +90,7 @@ int main(void)
     s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(s_conn, 1);
     snprintf(s_x, sizeof s_x, "it-xt-%d", (int)getpid());
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(s_x), amqp_cstring_bytes("topic"), 0, 0,
-                          0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_declare(s_conn, 1, s_x, "topic", 0, amqp_empty_table);
     for (int q = 0; q < NQ; q++) {
         snprintf(s_q[q], sizeof s_q[q], "%s-q%d", s_x, q);
         harness_queue_declare(s_conn, 1, s_q[q], HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);

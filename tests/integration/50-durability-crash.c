@@ -456,9 +456,7 @@ int main(void)
 
     amqp_connection_state_t conn = harness_connect(&s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(conn, 1);
-    amqp_exchange_declare(conn, 1, amqp_cstring_bytes("cx"), amqp_cstring_bytes("fanout"), 0, 1,
-                          0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_exchange_declare(conn, 1, "cx", "fanout", HARNESS_EXCHANGE_DURABLE, amqp_empty_table);
     for (int q = 0; q < NQUEUES; q++) {
         harness_queue_declare(conn, 1, s_queues[q], HARNESS_QUEUE_DURABLE, amqp_empty_table);
         harness_queue_bind(conn, 1, s_queues[q], "cx", "", amqp_empty_table);

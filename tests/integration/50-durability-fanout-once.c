@@ -221,12 +221,9 @@ static const char *const s_qs[] = {"fq1", "fq2", "fq3", "fq4", "nq"};
 /* fx -> fq1, fq2, fq3 and fx2 -> fq4, nq; all durable except nq. */
 static void declare_all(void)
 {
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes("fx"), amqp_cstring_bytes("fanout"), 0, 1,
-                          0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes("fx2"), amqp_cstring_bytes("fanout"), 0,
-                          1, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_declare(s_conn, 1, "fx", "fanout", HARNESS_EXCHANGE_DURABLE, amqp_empty_table);
+    harness_exchange_declare(s_conn, 1, "fx2", "fanout",
+                             HARNESS_EXCHANGE_DURABLE, amqp_empty_table);
     for (int i = 0; i < 5; i++) {
         harness_queue_declare(s_conn, 1, s_qs[i], i < 4 ? HARNESS_QUEUE_DURABLE : 0,
                               amqp_empty_table);

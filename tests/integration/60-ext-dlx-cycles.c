@@ -50,9 +50,8 @@ static void qdeclare(const char *q, long ttl, long maxlen, const char *dlx, cons
 
 static void fanout(const char *x)
 {
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("fanout"), 0, 0,
-                          1, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_declare(s_conn, 1, x, "fanout",
+                             HARNESS_EXCHANGE_AUTO_DELETE, amqp_empty_table);
 }
 
 static void publish(const char *q, const char *body)

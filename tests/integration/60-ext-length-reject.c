@@ -226,9 +226,8 @@ static void check_reject_publish_dlx(void)
 static void check_fanout_and_mandatory(void)
 {
     const char *x = harness_name("fan"), *full = harness_name("full"), *room = harness_name("room");
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("fanout"), 0, 0,
-                          1, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_declare(s_conn, 1, x, "fanout",
+                             HARNESS_EXCHANGE_AUTO_DELETE, amqp_empty_table);
     qdeclare(full, 1, -1, "reject-publish", NULL);
     qdeclare(room, -1, -1, NULL, NULL);
     harness_queue_bind(s_conn, 1, full, x, "", amqp_empty_table);

@@ -166,9 +166,8 @@ int main(void)
     snprintf(s_dlq, sizeof s_dlq, "it-quorum-restart-dlq-%d", pid);
 
     connect_confirm();
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(s_dlx), amqp_cstring_bytes("fanout"), 0,
-                          1, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_declare(s_conn, 1, s_dlx, "fanout",
+                             HARNESS_EXCHANGE_DURABLE, amqp_empty_table);
     harness_queue_declare(s_conn, 1, s_dlq, HARNESS_QUEUE_DURABLE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, s_dlq, s_dlx, "", amqp_empty_table);
     declare_quorum(s_q, -1);

@@ -285,9 +285,7 @@ static void expect_dead_lettered(amqp_connection_state_t conn, const char *dlq, 
 /* A quorum queue dead-lettering through dlx (a fanout bound to dlq). */
 static void make_dlx(amqp_connection_state_t conn, const char *dlx, const char *dlq)
 {
-    amqp_exchange_declare(conn, 1, amqp_cstring_bytes(dlx), amqp_cstring_bytes("fanout"), 0, 0,
-                          0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_exchange_declare(conn, 1, dlx, "fanout", 0, amqp_empty_table);
     harness_queue_declare(conn, 1, dlq, 0, amqp_empty_table);
     harness_queue_bind(conn, 1, dlq, dlx, "", amqp_empty_table);
 }

@@ -411,9 +411,8 @@ static void check_unacked_and_requeue(void)
     /* one message, two queues, two TTLs */
     const char *x = harness_name("fan"), *qs = harness_name("fan-short"),
                *ql = harness_name("fan-long");
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("fanout"), 0, 0,
-                          1, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_declare(s_conn, 1, x, "fanout",
+                             HARNESS_EXCHANGE_AUTO_DELETE, amqp_empty_table);
     qdeclare(qs, 100, NULL);
     qdeclare(ql, 60000, NULL);
     harness_queue_bind(s_conn, 1, qs, x, "", amqp_empty_table);
