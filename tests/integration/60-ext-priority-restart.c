@@ -23,18 +23,13 @@
 static harness_broker_t s_broker;
 static amqp_connection_state_t s_conn; /* owned: channel 1 open, in confirm mode */
 static char s_q[64], s_tq[64], s_text[512];
-static uint64_t s_published; /* publish sequence numbers on channel 1 */
+static harness_confirms_t s_confirms; /* channel 1's publishes and confirms */
 
 enum { NO_PRIO = -1 };
 
-static bool s_acked[256]; /* by publish sequence number, since s_published was last reset */
-static uint64_t s_confirmed; /* how many of s_acked are set */
-
 static void reset_confirms(void)
 {
-    s_published = 0;
-    s_confirmed = 0;
-    memset(s_acked, 0, sizeof s_acked);
+    memset(&s_confirms, 0, sizeof s_confirms);
 }
 
 static void connect_confirm(void)
@@ -68,32 +63,13 @@ static void publish(const char *q, const char *body, int prio, bool persistent)
     }
     CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, &p,
                                   amqp_cstring_bytes(body)));
-    s_published++;
+    s_confirms.published++;
 }
 
 /* Read basic.ack frames until every publish so far (at most 255) is confirmed. */
 static void wait_confirms(void)
 {
-    CHECK(s_published < 256);
-    while (s_confirmed < s_published) {
-        amqp_frame_t f;
-        amqp_maybe_release_buffers(s_conn);
-        int st = harness_next_frame(s_conn, &f, 10000);
-        CHECKF(st == 0, "waiting for confirms (%llu of %llu): %s",
-               (unsigned long long)s_confirmed,
-               (unsigned long long)s_published, amqp_error_string2(st));
-        CHECKF(f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD,
-               "got frame type %u (%s) while waiting for confirms", f.frame_type,
-               f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id) : "-");
-        amqp_basic_ack_t *ack = f.payload.method.decoded;
-        CHECK(ack->delivery_tag >= 1 && ack->delivery_tag <= s_published);
-        for (uint64_t t = ack->multiple ? 1 : ack->delivery_tag; t <= ack->delivery_tag; t++) {
-            if (!s_acked[t]) {
-                s_acked[t] = true;
-                s_confirmed++;
-            }
-        }
-    }
+    harness_wait_confirms(s_conn, &s_confirms);
 }
 
 /* basic.get everything (no-ack) from q: "body/priority ..." (priority "-" when absent). */

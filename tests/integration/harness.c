@@ -1780,3 +1780,27 @@ void harness_expect_count(amqp_connection_state_t conn, amqp_channel_t ch, const
     uint32_t n = harness_wait_message_count(conn, ch, queue, want, 5000);
     CHECKF(n == want, "%s: queue %s holds %u messages, want %u", what, queue, n, want);
 }
+
+void harness_wait_confirms(amqp_connection_state_t conn, harness_confirms_t *c)
+{
+    CHECK(c->published < 256);
+    while (c->confirmed < c->published) {
+        amqp_frame_t f;
+        amqp_maybe_release_buffers(conn);
+        int st = harness_next_frame(conn, &f, 10000);
+        CHECKF(st == 0, "waiting for confirms (%llu of %llu): %s",
+               (unsigned long long)c->confirmed, (unsigned long long)c->published,
+               amqp_error_string2(st));
+        CHECKF(f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD,
+               "got frame type %u (%s) while waiting for confirms", f.frame_type,
+               f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id) : "-");
+        amqp_basic_ack_t *ack = f.payload.method.decoded;
+        CHECK(ack->delivery_tag >= 1 && ack->delivery_tag <= c->published);
+        for (uint64_t t = ack->multiple ? 1 : ack->delivery_tag; t <= ack->delivery_tag; t++) {
+            if (!c->acked[t]) {
+                c->acked[t] = true;
+                c->confirmed++;
+            }
+        }
+    }
+}

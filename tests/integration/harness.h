@@ -480,4 +480,17 @@ uint32_t harness_queue_count(amqp_connection_state_t conn, amqp_channel_t ch, co
 void harness_expect_count(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
                           uint32_t want, const char *what);
 
+/* Publisher-confirm bookkeeping for one channel in confirm mode; zero it after each
+ * confirm.select. The caller counts each publish in published (at most 255 between resets). */
+typedef struct {
+    uint64_t published; /* publish sequence numbers so far */
+    uint64_t confirmed; /* how many of acked are set */
+    bool acked[256];    /* by publish sequence number */
+} harness_confirms_t;
+
+/* Read basic.ack frames from conn (each within 10 s) until every publish counted in c is
+ * confirmed; any other frame, or an ack for a sequence number not yet published, fails the
+ * test. */
+void harness_wait_confirms(amqp_connection_state_t conn, harness_confirms_t *c);
+
 #endif
