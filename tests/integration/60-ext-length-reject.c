@@ -130,33 +130,6 @@ static void expect_confirms(const char *x, const char *key, const char *bodies, 
     CHECKF(strcmp(got, want) == 0, "%s: confirms \"%s\", want \"%s\"", what, got, want);
 }
 
-static void expect_maxlen_dead(const char *dlq, const char *q, const char *bodies)
-{
-    char want_h[1024];
-    snprintf(want_h, sizeof want_h,
-             "{x-death:A[F{count:l1,reason:S\"maxlen\",queue:S\"%s\",time:T*,exchange:S\"\","
-             "routing-keys:A[S\"%s\"]}],x-first-death-exchange:S\"\",x-first-death-queue:S\"%s\","
-             "x-first-death-reason:S\"maxlen\"}",
-             q, q, q);
-    uint32_t n = 0;
-    for (const char *p = bodies; *p; p++)
-        n += (*p == ' ');
-    n += *bodies ? 1 : 0;
-    harness_expect_count(s_conn, 1, dlq, n, "dead letters");
-    char got[1024] = "";
-    size_t len = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        harness_got_t g;
-        CHECK(harness_get(s_conn, 1, dlq, true, &g));
-        const char *h = harness_got_death_headers(&g);
-        CHECKF(strcmp(h, want_h) == 0, "dead letter '%s' headers\n  got  %s\n  want %s", g.body,
-               h, want_h);
-        len += (size_t)snprintf(got + len, sizeof got - len, "%s%s", i ? " " : "", g.body);
-        harness_got_free(&g);
-    }
-    CHECKF(strcmp(got, bodies) == 0, "dead letters of %s: \"%s\", want \"%s\"", q, got, bodies);
-}
-
 static void check_reject_publish(void)
 {
     const char *dlq = harness_name("dlq"), *q = harness_name("rp");
@@ -211,11 +184,11 @@ static void check_reject_publish_dlx(void)
     qdeclare(q, 2, -1, "reject-publish-dlx", dlq);
 
     publish_plain(q, "1 2 3 4");
-    expect_maxlen_dead(dlq, q, "3 4");
+    harness_expect_maxlen_dead(s_conn, 1, dlq, q, "3 4");
     harness_expect_drain(s_conn, 1, q, "1 2", "reject-publish-dlx, no confirms");
 
     expect_confirms("", q, "5 6 7 8", false, "aann", "reject-publish-dlx under confirms");
-    expect_maxlen_dead(dlq, q, "7 8");
+    harness_expect_maxlen_dead(s_conn, 1, dlq, q, "7 8");
     harness_expect_drain(s_conn, 1, q, "5 6", "reject-publish-dlx under confirms");
 
     harness_queue_delete(s_conn, 1, q);

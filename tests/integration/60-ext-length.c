@@ -65,35 +65,6 @@ static void publish_words(const char *q, const char *bodies)
         publish(q, w);
 }
 
-/* dlq holds (or comes to hold, <= 5 s) exactly the dead letters named by bodies, in order, each
- * a first death from q with reason maxlen. Takes them. */
-static void expect_maxlen_dead(const char *dlq, const char *q, const char *bodies)
-{
-    char want_h[1024];
-    snprintf(want_h, sizeof want_h,
-             "{x-death:A[F{count:l1,reason:S\"maxlen\",queue:S\"%s\",time:T*,exchange:S\"\","
-             "routing-keys:A[S\"%s\"]}],x-first-death-exchange:S\"\",x-first-death-queue:S\"%s\","
-             "x-first-death-reason:S\"maxlen\"}",
-             q, q, q);
-    uint32_t n = 0;
-    for (const char *p = bodies; *p; p++)
-        n += (*p == ' ');
-    n += *bodies ? 1 : 0;
-    harness_expect_count(s_conn, 1, dlq, n, "dead letters");
-    char got[1024] = "";
-    size_t len = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        harness_got_t g;
-        CHECK(harness_get(s_conn, 1, dlq, true, &g));
-        const char *h = harness_got_death_headers(&g);
-        CHECKF(strcmp(h, want_h) == 0, "dead letter '%s' headers\n  got  %s\n  want %s", g.body,
-               h, want_h);
-        len += (size_t)snprintf(got + len, sizeof got - len, "%s%s", i ? " " : "", g.body);
-        harness_got_free(&g);
-    }
-    CHECKF(strcmp(got, bodies) == 0, "dead letters of %s: \"%s\", want \"%s\"", q, got, bodies);
-}
-
 static void check_max_length(void)
 {
     const char *dlq = harness_name("dlq"), *q = harness_name("len"),
@@ -107,12 +78,12 @@ static void check_max_length(void)
 
     publish_words(q, "1 2 3 4 5");
     harness_expect_count(s_conn, 1, q, 3, "x-max-length 3");
-    expect_maxlen_dead(dlq, q, "1 2");
+    harness_expect_maxlen_dead(s_conn, 1, dlq, q, "1 2");
     harness_expect_drain(s_conn, 1, q, "3 4 5", "x-max-length 3");
 
     publish_words(qd, "1 2 3 4 5");
     harness_expect_count(s_conn, 1, qd, 3, "x-max-length 3, drop-head");
-    expect_maxlen_dead(dlq, qd, "1 2");
+    harness_expect_maxlen_dead(s_conn, 1, dlq, qd, "1 2");
     harness_expect_drain(s_conn, 1, qd, "3 4 5", "x-max-length 3, drop-head");
 
     publish_words(plain, "1 2 3 4 5");
@@ -120,7 +91,7 @@ static void check_max_length(void)
     harness_expect_drain(s_conn, 1, plain, "4 5", "x-max-length 2, no DLX");
 
     publish_words(zero, "z1 z2");
-    expect_maxlen_dead(dlq, zero, "z1 z2");
+    harness_expect_maxlen_dead(s_conn, 1, dlq, zero, "z1 z2");
     CHECK_EQ(harness_queue_count(s_conn, 1, zero), 0);
 
     harness_queue_delete(s_conn, 1, q);
@@ -141,24 +112,24 @@ static void check_max_bytes(void)
 
     publish_words(q, "abc1 abc2 abc3 abc4 abc5");
     harness_expect_count(s_conn, 1, q, 2, "x-max-length-bytes 10, 4-byte bodies");
-    expect_maxlen_dead(dlq, q, "abc1 abc2 abc3");
+    harness_expect_maxlen_dead(s_conn, 1, dlq, q, "abc1 abc2 abc3");
     harness_expect_drain(s_conn, 1, q, "abc4 abc5", "x-max-length-bytes 10");
 
     /* over the limit by itself: everything goes, the big one last */
     publish_words(q, "abc1 abc2 0123456789A");
-    expect_maxlen_dead(dlq, q, "abc1 abc2 0123456789A");
+    harness_expect_maxlen_dead(s_conn, 1, dlq, q, "abc1 abc2 0123456789A");
     CHECK_EQ(harness_queue_count(s_conn, 1, q), 0);
 
     /* exactly the limit: stays, alone */
     publish_words(q, "abc1 0123456789");
-    expect_maxlen_dead(dlq, q, "abc1");
+    harness_expect_maxlen_dead(s_conn, 1, dlq, q, "abc1");
     harness_expect_drain(s_conn, 1, q, "0123456789", "a body of exactly x-max-length-bytes");
 
     /* both limits: bytes first (2+2+2 > 5), then length */
     publish_words(both, "aa bb cc");
-    expect_maxlen_dead(dlq, both, "aa");
+    harness_expect_maxlen_dead(s_conn, 1, dlq, both, "aa");
     publish_words(both, "d e");
-    expect_maxlen_dead(dlq, both, "bb");
+    harness_expect_maxlen_dead(s_conn, 1, dlq, both, "bb");
     harness_expect_drain(s_conn, 1, both, "cc d e", "x-max-length 3 and x-max-length-bytes 5");
 
     harness_queue_delete(s_conn, 1, q);
@@ -184,7 +155,7 @@ static void check_unacked_not_counted(void)
     harness_got_free(&g2);
 
     publish_words(q, "3 4 5");
-    expect_maxlen_dead(dlq, q, "3");
+    harness_expect_maxlen_dead(s_conn, 1, dlq, q, "3");
     CHECK_EQ(harness_queue_count(s_conn, 1, q), 2);
 
     /* back at the head, over the limit: dropped in the order they come back */
@@ -192,7 +163,7 @@ static void check_unacked_not_counted(void)
     CHECK_AMQP(amqp_basic_nack(s_conn, 2, g1.delivery_tag, 0, 1));
     amqp_basic_qos(s_conn, 2, 0, 0, 0);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    expect_maxlen_dead(dlq, q, "2 1");
+    harness_expect_maxlen_dead(s_conn, 1, dlq, q, "2 1");
     harness_expect_drain(s_conn, 1, q, "4 5", "after requeueing two over the limit");
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
 

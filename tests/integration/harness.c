@@ -1804,3 +1804,31 @@ void harness_wait_confirms(amqp_connection_state_t conn, harness_confirms_t *c)
         }
     }
 }
+
+void harness_expect_maxlen_dead(amqp_connection_state_t conn, amqp_channel_t ch, const char *dlq,
+                                const char *q, const char *bodies)
+{
+    char want_h[1024];
+    snprintf(want_h, sizeof want_h,
+             "{x-death:A[F{count:l1,reason:S\"maxlen\",queue:S\"%s\",time:T*,exchange:S\"\","
+             "routing-keys:A[S\"%s\"]}],x-first-death-exchange:S\"\",x-first-death-queue:S\"%s\","
+             "x-first-death-reason:S\"maxlen\"}",
+             q, q, q);
+    uint32_t n = 0;
+    for (const char *p = bodies; *p; p++)
+        n += (*p == ' ');
+    n += *bodies ? 1 : 0;
+    harness_expect_count(conn, ch, dlq, n, "dead letters");
+    char got[1024] = "";
+    size_t len = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        harness_got_t g;
+        CHECK(harness_get(conn, ch, dlq, true, &g));
+        const char *h = harness_got_death_headers(&g);
+        CHECKF(strcmp(h, want_h) == 0, "dead letter '%s' headers\n  got  %s\n  want %s", g.body,
+               h, want_h);
+        len += (size_t)snprintf(got + len, sizeof got - len, "%s%s", i ? " " : "", g.body);
+        harness_got_free(&g);
+    }
+    CHECKF(strcmp(got, bodies) == 0, "dead letters of %s: \"%s\", want \"%s\"", q, got, bodies);
+}

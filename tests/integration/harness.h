@@ -493,4 +493,10 @@ typedef struct {
  * test. */
 void harness_wait_confirms(amqp_connection_state_t conn, harness_confirms_t *c);
 
+/* dlq (on ch) holds (or comes to hold, <= 5 s) exactly the dead letters named by bodies
+ * (space-separated, in order), each a first death from q through the default exchange with
+ * reason maxlen (headers as harness_got_death_headers() renders them). Takes them (no-ack). */
+void harness_expect_maxlen_dead(amqp_connection_state_t conn, amqp_channel_t ch, const char *dlq,
+                                const char *q, const char *bodies);
+
 #endif
