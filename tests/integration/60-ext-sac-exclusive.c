@@ -61,28 +61,6 @@ static void expect_refused(amqp_connection_state_t conn, amqp_channel_t ch)
     harness_channel_open(conn, ch);
 }
 
-static uint64_t expect_delivery(amqp_connection_state_t conn, const char *tag, int body,
-                                bool redel)
-{
-    amqp_envelope_t env;
-    struct timeval tv = {.tv_sec = 5};
-    amqp_maybe_release_buffers(conn);
-    amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &tv, 0);
-    char buf[512];
-    CHECKF(r.reply_type == AMQP_RESPONSE_NORMAL, "waiting for message %d to %s: %s", body, tag,
-           harness_reply_str(r, buf, sizeof buf));
-    char want[16];
-    snprintf(want, sizeof want, "%d", body);
-    CHECKF(harness_bytes_is(env.consumer_tag, tag) && harness_bytes_is(env.message.body, want) &&
-               (bool)env.redelivered == redel,
-           "got %.*s (redelivered %d) for %.*s, want %s (redelivered %d) for %s",
-           (int)env.message.body.len, (const char *)env.message.body.bytes, env.redelivered,
-           (int)env.consumer_tag.len, (const char *)env.consumer_tag.bytes, want, redel, tag);
-    uint64_t dt = env.delivery_tag;
-    amqp_destroy_envelope(&env);
-    return dt;
-}
-
 static void expect_counts(amqp_connection_state_t conn, uint32_t messages, uint32_t consumers)
 {
     CHECK_EQ(harness_wait_message_count(conn, 1, s_q, messages, 5000), messages);
@@ -113,8 +91,8 @@ int main(void)
     qos(ec, 1, 2);
     CHECK_REPLY(try_consume(ec, 1, "e1", true));
     publish_range(conn, 1, 5);
-    uint64_t t1 = expect_delivery(ec, "e1", 1, false);
-    expect_delivery(ec, "e1", 2, false);
+    uint64_t t1 = harness_expect_delivery(ec, "e1", 1, false);
+    harness_expect_delivery(ec, "e1", 2, false);
     expect_counts(conn, 3, 1);
     expect_refused(other, 1);
     harness_channel_open(ec, 2);
@@ -135,8 +113,8 @@ int main(void)
     CHECK_REPLY(amqp_get_rpc_reply(ec));
     expect_counts(conn, 2, 0);
     CHECK_REPLY(try_consume(other, 1, "o1", false));
-    expect_delivery(other, "o1", 4, false);
-    expect_delivery(other, "o1", 5, false);
+    harness_expect_delivery(other, "o1", 4, false);
+    harness_expect_delivery(other, "o1", 5, false);
     CHECK_AMQP(amqp_basic_ack(ec, 1, t1 + 1, 1));
     harness_sync(ec, 1);
     CHECK_AMQP(amqp_basic_ack(other, 1, 0, 1));
@@ -152,27 +130,27 @@ int main(void)
     qos(ec, 3, 2);
     CHECK_REPLY(try_consume(ec, 3, "e2", true));
     publish_range(conn, 6, 8);
-    expect_delivery(ec, "e2", 6, false);
-    expect_delivery(ec, "e2", 7, false);
+    harness_expect_delivery(ec, "e2", 6, false);
+    harness_expect_delivery(ec, "e2", 7, false);
     expect_counts(conn, 1, 1);
     expect_refused(other, 1);
     CHECK_REPLY(amqp_channel_close(ec, 3, AMQP_REPLY_SUCCESS));
     expect_counts(conn, 3, 0);
     CHECK_REPLY(try_consume(other, 1, "o2", true));
-    expect_delivery(other, "o2", 6, true);
-    expect_delivery(other, "o2", 7, true);
-    expect_delivery(other, "o2", 8, false);
+    harness_expect_delivery(other, "o2", 6, true);
+    harness_expect_delivery(other, "o2", 7, true);
+    harness_expect_delivery(other, "o2", 8, false);
     harness_log("exclusive consumer's channel closed: requeued to the next one: ok");
 
     /* o2 is exclusive now: ec is refused; other's connection closes holding 6 7 8 and 9: ec
      * consumes exclusively and gets them all redelivered. */
     publish_range(conn, 9, 9);
-    expect_delivery(other, "o2", 9, false);
+    harness_expect_delivery(other, "o2", 9, false);
     expect_refused(ec, 2);
     harness_disconnect(other);
     CHECK_REPLY(try_consume(ec, 2, "e3", true));
     for (int i = 6; i <= 9; i++)
-        expect_delivery(ec, "e3", i, true);
+        harness_expect_delivery(ec, "e3", i, true);
     CHECK_AMQP(amqp_basic_ack(ec, 2, 0, 1));
     harness_sync(ec, 2);
     expect_counts(conn, 0, 1);

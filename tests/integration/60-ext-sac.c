@@ -91,30 +91,6 @@ static void cancel(amqp_connection_state_t conn, amqp_channel_t ch, const char *
     CHECK_REPLY(amqp_get_rpc_reply(conn));
 }
 
-/* The next delivery on conn must be body `body` for consumer tag with redelivered flag redel;
- * returns its delivery tag. */
-static uint64_t expect_delivery(amqp_connection_state_t conn, const char *tag, int body,
-                                bool redel)
-{
-    amqp_envelope_t env;
-    struct timeval tv = {.tv_sec = 5};
-    amqp_maybe_release_buffers(conn);
-    amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &tv, 0);
-    char buf[512];
-    CHECKF(r.reply_type == AMQP_RESPONSE_NORMAL, "waiting for message %d to %s: %s", body, tag,
-           harness_reply_str(r, buf, sizeof buf));
-    char want[16];
-    snprintf(want, sizeof want, "%d", body);
-    CHECKF(harness_bytes_is(env.consumer_tag, tag) && harness_bytes_is(env.message.body, want) &&
-               (bool)env.redelivered == redel,
-           "got %.*s (redelivered %d) for %.*s, want %s (redelivered %d) for %s",
-           (int)env.message.body.len, (const char *)env.message.body.bytes, env.redelivered,
-           (int)env.consumer_tag.len, (const char *)env.consumer_tag.bytes, want, redel, tag);
-    uint64_t dt = env.delivery_tag;
-    amqp_destroy_envelope(&env);
-    return dt;
-}
-
 static void expect_counts(amqp_connection_state_t conn, const char *q, uint32_t messages,
                           uint32_t consumers)
 {
@@ -151,8 +127,8 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
 
     /* a gets 1 and 2 and is full: 3 and 4 wait, nobody else gets anything. */
     publish_range(conn, q, 1, 4);
-    uint64_t a1 = expect_delivery(ca, "a", 1, false);
-    expect_delivery(ca, "a", 2, false);
+    uint64_t a1 = harness_expect_delivery(ca, "a", 1, false);
+    harness_expect_delivery(ca, "a", 2, false);
     expect_counts(conn, q, 2, 4);
     harness_expect_quiet(ca, 200, "a is full, b waits");
     harness_expect_quiet(cc, 1, "c waits");
@@ -160,8 +136,8 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
 
     /* a acks 1 and 2: it gets 3 and 4. */
     CHECK_AMQP(amqp_basic_ack(ca, 2, a1 + 1, 1));
-    expect_delivery(ca, "a", 3, false);
-    expect_delivery(ca, "a", 4, false);
+    harness_expect_delivery(ca, "a", 3, false);
+    harness_expect_delivery(ca, "a", 4, false);
     expect_counts(conn, q, 0, 4);
 
     /* Cancel a while it holds 3 and 4 (and nothing is ready: see check_cancel_with_ready): b
@@ -169,8 +145,8 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
     cancel(ca, 2, "a");
     harness_expect_quiet(ca, 100, "after a's cancel: nothing ready");
     publish_range(conn, q, 5, 7);
-    expect_delivery(ca, "b", 5, false);
-    expect_delivery(ca, "b", 6, false);
+    harness_expect_delivery(ca, "b", 5, false);
+    harness_expect_delivery(ca, "b", 6, false);
     harness_expect_quiet(ca, 200, "b is full");
     CHECK_AMQP(amqp_basic_ack(ca, 2, 0, 1)); /* a's 3 and 4 */
     harness_sync(ca, 2);
@@ -178,20 +154,20 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
 
     /* Close b's channel: 5 and 6 go back in front of 7, and c gets 5 6 7. */
     CHECK_REPLY(amqp_channel_close(ca, 3, AMQP_REPLY_SUCCESS));
-    expect_delivery(cc, "c", 5, true);
-    expect_delivery(cc, "c", 6, true);
-    expect_delivery(cc, "c", 7, false);
+    harness_expect_delivery(cc, "c", 5, true);
+    harness_expect_delivery(cc, "c", 6, true);
+    harness_expect_delivery(cc, "c", 7, false);
     harness_expect_quiet(cd, 200, "d waits while c is active");
     expect_counts(conn, q, 0, 2);
 
     /* Close c's connection with 5 6 7 8 unacked: d gets them. */
     publish_range(conn, q, 8, 8);
-    expect_delivery(cc, "c", 8, false);
+    harness_expect_delivery(cc, "c", 8, false);
     harness_disconnect(cc);
-    expect_delivery(cd, "d", 5, true);
-    expect_delivery(cd, "d", 6, true);
-    expect_delivery(cd, "d", 7, true);
-    expect_delivery(cd, "d", 8, true);
+    harness_expect_delivery(cd, "d", 5, true);
+    harness_expect_delivery(cd, "d", 6, true);
+    harness_expect_delivery(cd, "d", 7, true);
+    harness_expect_delivery(cd, "d", 8, true);
     CHECK_AMQP(amqp_basic_ack(cd, 2, 0, 1));
     harness_sync(cd, 2);
     expect_counts(conn, q, 0, 1);
@@ -223,11 +199,11 @@ static void check_cancel_with_ready(const harness_broker_t *b, amqp_connection_s
     consume(conn, 2, q, "a", 0);
     consume(conn, 3, q, "b", 0);
     publish_range(conn, q, 1, 3);
-    uint64_t a1 = expect_delivery(conn, "a", 1, false);
+    uint64_t a1 = harness_expect_delivery(conn, "a", 1, false);
     expect_counts(conn, q, 2, 2);
     cancel(conn, 2, "a");
-    expect_delivery(conn, "b", 2, false);
-    expect_delivery(conn, "b", 3, false);
+    harness_expect_delivery(conn, "b", 2, false);
+    harness_expect_delivery(conn, "b", 3, false);
     CHECK_AMQP(amqp_basic_ack(conn, 2, a1, 0));
     CHECK_AMQP(amqp_basic_ack(conn, 3, 2, 1));
     harness_sync(conn, 2);
@@ -256,18 +232,18 @@ static void check_waiting_order(amqp_connection_state_t conn)
     qos(conn, 5, 3);
     consume(conn, 5, q, "urgent", 10); /* a higher x-priority, registered last; prefetch 3 */
     publish_range(conn, q, 1, 2);
-    expect_delivery(conn, "first", 1, false);
-    expect_delivery(conn, "first", 2, false);
+    harness_expect_delivery(conn, "first", 1, false);
+    harness_expect_delivery(conn, "first", 2, false);
 
     cancel(conn, 3, "second"); /* a waiting one */
     publish_range(conn, q, 3, 3);
-    expect_delivery(conn, "first", 3, false);
+    harness_expect_delivery(conn, "first", 3, false);
 
     /* first's channel closes: urgent (the highest priority) gets 1 2 3 back, not third. */
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
-    expect_delivery(conn, "urgent", 1, true);
-    expect_delivery(conn, "urgent", 2, true);
-    expect_delivery(conn, "urgent", 3, true);
+    harness_expect_delivery(conn, "urgent", 1, true);
+    harness_expect_delivery(conn, "urgent", 2, true);
+    harness_expect_delivery(conn, "urgent", 3, true);
 
     /* basic.get beside the active consumer (which is full). */
     publish_range(conn, q, 4, 4);
@@ -279,9 +255,9 @@ static void check_waiting_order(amqp_connection_state_t conn)
 
     /* urgent's channel closes: third gets 1 2 3. */
     CHECK_REPLY(amqp_channel_close(conn, 5, AMQP_REPLY_SUCCESS));
-    expect_delivery(conn, "third", 1, true);
-    expect_delivery(conn, "third", 2, true);
-    expect_delivery(conn, "third", 3, true);
+    harness_expect_delivery(conn, "third", 1, true);
+    harness_expect_delivery(conn, "third", 2, true);
+    harness_expect_delivery(conn, "third", 3, true);
     CHECK_AMQP(amqp_basic_ack(conn, 4, 0, 1));
     harness_sync(conn, 4);
     expect_counts(conn, q, 0, 1);

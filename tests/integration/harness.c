@@ -1832,3 +1832,25 @@ void harness_expect_maxlen_dead(amqp_connection_state_t conn, amqp_channel_t ch,
     }
     CHECKF(strcmp(got, bodies) == 0, "dead letters of %s: \"%s\", want \"%s\"", q, got, bodies);
 }
+
+uint64_t harness_expect_delivery(amqp_connection_state_t conn, const char *tag, int body,
+                                 bool redel)
+{
+    amqp_envelope_t env;
+    struct timeval tv = {.tv_sec = 5};
+    amqp_maybe_release_buffers(conn);
+    amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &tv, 0);
+    char buf[512];
+    CHECKF(r.reply_type == AMQP_RESPONSE_NORMAL, "waiting for message %d to %s: %s", body, tag,
+           harness_reply_str(r, buf, sizeof buf));
+    char want[16];
+    snprintf(want, sizeof want, "%d", body);
+    CHECKF(harness_bytes_is(env.consumer_tag, tag) && harness_bytes_is(env.message.body, want) &&
+               (bool)env.redelivered == redel,
+           "got %.*s (redelivered %d) for %.*s, want %s (redelivered %d) for %s",
+           (int)env.message.body.len, (const char *)env.message.body.bytes, env.redelivered,
+           (int)env.consumer_tag.len, (const char *)env.consumer_tag.bytes, want, redel, tag);
+    uint64_t dt = env.delivery_tag;
+    amqp_destroy_envelope(&env);
+    return dt;
+}

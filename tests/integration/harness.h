@@ -499,4 +499,9 @@ void harness_wait_confirms(amqp_connection_state_t conn, harness_confirms_t *c);
 void harness_expect_maxlen_dead(amqp_connection_state_t conn, amqp_channel_t ch, const char *dlq,
                                 const char *q, const char *bodies);
 
+/* The next delivery on conn (within 5 s) must be the message whose body is the decimal body,
+ * for consumer tag, with redelivered flag redel; returns its delivery tag. */
+uint64_t harness_expect_delivery(amqp_connection_state_t conn, const char *tag, int body,
+                                 bool redel);
+
 #endif
