@@ -79,12 +79,6 @@ static const char *headers_exact(const harness_got_t *g, char *buf, size_t cap)
     return harness_table_fmt(&g->msg.properties.headers, false, buf, cap);
 }
 
-static void expect_headers(const harness_got_t *g, const char *want, const char *what)
-{
-    const char *h = harness_got_death_headers(g);
-    CHECKF(strcmp(h, want) == 0, "%s: headers\n  got  %s\n  want %s", what, h, want);
-}
-
 static const char *entry(const char *q, int count, const char *reason, bool orig_exp)
 {
     static char bufs[4][256];
@@ -131,7 +125,7 @@ int main(void)
              "x-first-death-reason:S\"rejected\"}",
              w, w, w);
     take(d, "p", &g);
-    expect_headers(&g, first, "dead letter before the restart");
+    harness_expect_death_headers(&g, first, "dead letter before the restart");
     char before[1024];
     headers_exact(&g, before, sizeof before);
     CHECK_AMQP(amqp_basic_nack(s_conn, 1, g.delivery_tag, 0, 1)); /* back, ahead of "t" */
@@ -167,13 +161,13 @@ int main(void)
              w, w);
     snprintf(want, sizeof want, "{h:I1,x-death:A[%s,%s],%s", entry(d, 1, "rejected", false),
              w_first, xfirst);
-    expect_headers(&g, want, "rejected from the dead-letter queue after the restart");
+    harness_expect_death_headers(&g, want, "rejected from the dead-letter queue after the restart");
     CHECK_AMQP(amqp_basic_reject(s_conn, 1, g.delivery_tag, 0));
     harness_got_free(&g);
     take(d, "p", &g);
     snprintf(want, sizeof want, "{h:I1,x-death:A[%s,%s],%s", entry(w, 2, "rejected", true),
              entry(d, 1, "rejected", false), xfirst);
-    expect_headers(&g, want, "rejected from the work queue again");
+    harness_expect_death_headers(&g, want, "rejected from the work queue again");
     CHECK_AMQP(amqp_basic_ack(s_conn, 1, g.delivery_tag, 0));
     harness_got_free(&g);
     harness_log("x-death counts carry on after the restart: ok");
@@ -186,7 +180,7 @@ int main(void)
              "routing-keys:A[S\"%s\"]}],x-first-death-exchange:S\"\",x-first-death-queue:S\"%s\","
              "x-first-death-reason:S\"maxlen\"}",
              m, m, m);
-    expect_headers(&g, want, "maxlen after the restart");
+    harness_expect_death_headers(&g, want, "maxlen after the restart");
     CHECK_AMQP(amqp_basic_ack(s_conn, 1, g.delivery_tag, 0));
     harness_got_free(&g);
     char left[256];

@@ -76,8 +76,7 @@ static void reject(harness_got_t *g)
 
 static void expect_headers(const harness_got_t *g, const char *want, const char *what)
 {
-    const char *h = harness_got_death_headers(g);
-    CHECKF(strcmp(h, want) == 0, "%s: headers\n  got  %s\n  want %s", what, h, want);
+    harness_expect_death_headers(g, want, what);
     int n = 0;
     CHECKF(harness_table_times_near(&g->msg.properties.headers, 120, &n),
            "%s: an x-death time is not the wall clock", what);

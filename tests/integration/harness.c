@@ -1854,3 +1854,9 @@ uint64_t harness_expect_delivery(amqp_connection_state_t conn, const char *tag, 
     amqp_destroy_envelope(&env);
     return dt;
 }
+
+void harness_expect_death_headers(const harness_got_t *g, const char *want, const char *what)
+{
+    const char *h = harness_got_death_headers(g);
+    CHECKF(strcmp(h, want) == 0, "%s: headers\n  got  %s\n  want %s", what, h, want);
+}

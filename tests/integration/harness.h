@@ -504,4 +504,8 @@ void harness_expect_maxlen_dead(amqp_connection_state_t conn, amqp_channel_t ch,
 uint64_t harness_expect_delivery(amqp_connection_state_t conn, const char *tag, int body,
                                  bool redel);
 
+/* g's headers as harness_got_death_headers() renders them must be want, else the test fails
+ * with "<what>: headers" and both renderings. */
+void harness_expect_death_headers(const harness_got_t *g, const char *want, const char *what);
+
 #endif
