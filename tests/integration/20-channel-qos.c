@@ -31,12 +31,6 @@
 
 static char s_q[NQ][64];
 
-static void qos(amqp_connection_state_t conn, amqp_channel_t ch, uint16_t count, bool global)
-{
-    amqp_basic_qos(conn, ch, 0, count, global);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 /* Queue k, emptied and filled with PER_QUEUE messages. */
 static void fill(amqp_connection_state_t conn, int k)
 {
@@ -101,7 +95,7 @@ static void check_per_consumer(amqp_connection_state_t conn)
     fill(conn, 0);
     fill(conn, 1);
     harness_channel_open(conn, 2);
-    qos(conn, 2, 3, false);
+    harness_qos(conn, 2, 3, false);
     consume(conn, 2, 0);
     collect(conn, &t);
     CHECK_EQ(t.total, 3);
@@ -122,7 +116,7 @@ static void check_per_consumer(amqp_connection_state_t conn)
     CHECK_EQ(t.per[1], 3);
 
     /* a new qos(global=false) does not change existing consumers */
-    qos(conn, 2, 5, false);
+    harness_qos(conn, 2, 5, false);
     collect(conn, &t);
     CHECK_EQ(t.total, 9);
 
@@ -140,7 +134,7 @@ static void check_per_consumer(amqp_connection_state_t conn)
     /* prefetch 0: no limit */
     fill(conn, 0);
     harness_channel_open(conn, 2);
-    qos(conn, 2, 0, false);
+    harness_qos(conn, 2, 0, false);
     memset(&t, 0, sizeof t);
     consume(conn, 2, 0);
     collect(conn, &t);
@@ -155,7 +149,7 @@ static void check_global(amqp_connection_state_t conn)
     fill(conn, 0);
     fill(conn, 1);
     harness_channel_open(conn, 3);
-    qos(conn, 3, 4, true);
+    harness_qos(conn, 3, 4, true);
     consume(conn, 3, 0);
     consume(conn, 3, 1);
     collect(conn, &t);
@@ -165,7 +159,7 @@ static void check_global(amqp_connection_state_t conn)
     collect(conn, &t);
     CHECK_EQ(t.total, 5);
     /* raising the channel limit lets more through at once */
-    qos(conn, 3, 6, true);
+    harness_qos(conn, 3, 6, true);
     collect(conn, &t);
     CHECK_EQ(t.total, 7);
     ack_all(conn, 3);
@@ -181,8 +175,8 @@ static void check_both(amqp_connection_state_t conn)
     for (int k = 0; k < NQ; k++)
         fill(conn, k);
     harness_channel_open(conn, 4);
-    qos(conn, 4, 2, false);
-    qos(conn, 4, 5, true);
+    harness_qos(conn, 4, 2, false);
+    harness_qos(conn, 4, 5, true);
     for (int k = 0; k < NQ; k++)
         consume(conn, 4, k);
     collect(conn, &t);
@@ -206,8 +200,8 @@ static void check_get_ignores_prefetch(amqp_connection_state_t conn)
     fill(conn, 0);
     fill(conn, 1);
     harness_channel_open(conn, 5);
-    qos(conn, 5, 1, false);
-    qos(conn, 5, 1, true);
+    harness_qos(conn, 5, 1, false);
+    harness_qos(conn, 5, 1, true);
     consume(conn, 5, 0);
     tally_t t = {0};
     collect(conn, &t);

@@ -28,22 +28,6 @@
 static int s_pid;
 static char s_text[1024];
 
-static void publish_range(amqp_connection_state_t conn, const char *q, int first, int last)
-{
-    for (int i = first; i <= last; i++) {
-        char body[16];
-        snprintf(body, sizeof body, "%d", i);
-        CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0,
-                                      NULL, amqp_cstring_bytes(body)));
-    }
-}
-
-static void qos(amqp_connection_state_t conn, amqp_channel_t ch, uint16_t prefetch)
-{
-    amqp_basic_qos(conn, ch, 0, prefetch, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 /* basic.consume with tag and x-priority prio (no argument at all when prio is NO_PRIO). */
 enum { NO_PRIO = -1000 };
 
@@ -111,10 +95,10 @@ static void check_overflow_to_lower(amqp_connection_state_t conn)
     harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
     harness_channel_open(conn, 2);
     harness_channel_open(conn, 3);
-    qos(conn, 2, 2);
+    harness_qos(conn, 2, 2, false);
     consume(conn, 3, q, "low", NO_PRIO); /* registered first: order does not matter */
     consume(conn, 2, q, "high", 10);
-    publish_range(conn, q, 1, 5);
+    harness_publish_range(conn, q, 1, 5);
     seen_t s = {0};
     collect(conn, &s, 5, order, sizeof order);
     harness_log("deliveries: %s", order);
@@ -127,7 +111,7 @@ static void check_overflow_to_lower(amqp_connection_state_t conn)
     /* high acks both: it is first again (6, 7), then low (8). */
     CHECK_AMQP(amqp_basic_ack(conn, 2, s.dtag[2], 1));
     harness_sync(conn, 2);
-    publish_range(conn, q, 6, 8);
+    harness_publish_range(conn, q, 6, 8);
     collect(conn, &s, 3, order, sizeof order);
     expect_got(&s, 6, "high", false);
     expect_got(&s, 7, "high", false);
@@ -156,7 +140,7 @@ static void check_round_robin_within(amqp_connection_state_t conn)
     consume(conn, 3, q, "h1", 5);
     consume(conn, 4, q, "default", NO_PRIO);
     consume(conn, 5, q, "h2", 5);
-    publish_range(conn, q, 1, 6);
+    harness_publish_range(conn, q, 1, 6);
     seen_t s = {0};
     collect(conn, &s, 6, order, sizeof order);
     harness_log("deliveries: %s", order);
@@ -171,7 +155,7 @@ static void check_round_robin_within(amqp_connection_state_t conn)
     CHECK_REPLY(amqp_get_rpc_reply(conn));
     amqp_basic_cancel(conn, 5, amqp_cstring_bytes("h2"));
     CHECK_REPLY(amqp_get_rpc_reply(conn));
-    publish_range(conn, q, 7, 9);
+    harness_publish_range(conn, q, 7, 9);
     order[0] = '\0';
     collect(conn, &s, 3, order, sizeof order);
     CHECK_STREQ(order, "default:7 default:8 default:9");
@@ -202,12 +186,12 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
     /* Cancel: high holds 1 (and keeps it), low gets 2 and 3. */
     harness_channel_open(hc, 1);
     consume(hc, 1, q, "high", 10);
-    publish_range(conn, q, 1, 1);
+    harness_publish_range(conn, q, 1, 1);
     collect(hc, &hs, 1, order, sizeof order);
     expect_got(&hs, 1, "high", false);
     amqp_basic_cancel(hc, 1, amqp_cstring_bytes("high"));
     CHECK_REPLY(amqp_get_rpc_reply(hc));
-    publish_range(conn, q, 2, 3);
+    harness_publish_range(conn, q, 2, 3);
     collect(lc, &ls, 2, order, sizeof order);
     expect_got(&ls, 2, "low", false);
     expect_got(&ls, 3, "low", false);
@@ -217,9 +201,9 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
     /* Channel close: high2 (prefetch 2) holds 4 and 5, low gets 6; the close gives low 4 and 5
      * again. */
     harness_channel_open(hc, 2);
-    qos(hc, 2, 2);
+    harness_qos(hc, 2, 2, false);
     consume(hc, 2, q, "high2", 10);
-    publish_range(conn, q, 4, 6);
+    harness_publish_range(conn, q, 4, 6);
     collect(hc, &hs, 2, order, sizeof order);
     expect_got(&hs, 4, "high2", false);
     expect_got(&hs, 5, "high2", false);
@@ -235,11 +219,11 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
     /* Connection close: high3 holds 7, the connection goes, low gets 7 again then 8. */
     harness_channel_open(hc, 3);
     consume(hc, 3, q, "high3", 10);
-    publish_range(conn, q, 7, 7);
+    harness_publish_range(conn, q, 7, 7);
     collect(hc, &hs, 1, order, sizeof order);
     expect_got(&hs, 7, "high3", false);
     harness_disconnect(hc);
-    publish_range(conn, q, 8, 8);
+    harness_publish_range(conn, q, 8, 8);
     order[0] = '\0';
     collect(lc, &ls, 2, order, sizeof order);
     CHECK_STREQ(order, "low:7 low:8");
@@ -250,7 +234,7 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
     hc = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(hc, 1);
     consume(hc, 1, q, "high4", 10);
-    publish_range(conn, q, 9, 10);
+    harness_publish_range(conn, q, 9, 10);
     collect(hc, &hs, 2, order, sizeof order);
     expect_got(&hs, 9, "high4", false);
     expect_got(&hs, 10, "high4", false);

@@ -36,12 +36,6 @@ static void publish_range(amqp_connection_state_t conn, int first, int last)
     }
 }
 
-static void qos(amqp_connection_state_t conn, amqp_channel_t ch, uint16_t prefetch)
-{
-    amqp_basic_qos(conn, ch, 0, prefetch, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 static amqp_rpc_reply_t try_consume(amqp_connection_state_t conn, amqp_channel_t ch,
                                     const char *tag, bool exclusive)
 {
@@ -88,7 +82,7 @@ int main(void)
     /* e1 (prefetch 2) holds 1 and 2; 3 and 4 are ready. Others are refused; basic.get works. */
     amqp_connection_state_t ec = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(ec, 1);
-    qos(ec, 1, 2);
+    harness_qos(ec, 1, 2, false);
     CHECK_REPLY(try_consume(ec, 1, "e1", true));
     publish_range(conn, 1, 5);
     uint64_t t1 = harness_expect_delivery(ec, "e1", 1, false);
@@ -127,7 +121,7 @@ int main(void)
     /* e2 on channel 3 of ec holds 6 and 7 (prefetch 2), 8 is ready; its channel closes: an
      * exclusive consumer on other gets 6 7 redelivered, then 8. */
     harness_channel_open(ec, 3);
-    qos(ec, 3, 2);
+    harness_qos(ec, 3, 2, false);
     CHECK_REPLY(try_consume(ec, 3, "e2", true));
     publish_range(conn, 6, 8);
     harness_expect_delivery(ec, "e2", 6, false);

@@ -57,22 +57,6 @@ static amqp_field_value_t sac_bool(bool v)
     return f;
 }
 
-static void publish_range(amqp_connection_state_t conn, const char *q, int first, int last)
-{
-    for (int i = first; i <= last; i++) {
-        char body[16];
-        snprintf(body, sizeof body, "%d", i);
-        CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0,
-                                      NULL, amqp_cstring_bytes(body)));
-    }
-}
-
-static void qos(amqp_connection_state_t conn, amqp_channel_t ch, uint16_t prefetch)
-{
-    amqp_basic_qos(conn, ch, 0, prefetch, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 /* basic.consume with tag (and x-priority when prio != 0). */
 static void consume(amqp_connection_state_t conn, amqp_channel_t ch, const char *q,
                     const char *tag, int prio)
@@ -117,8 +101,8 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
     harness_channel_open(ca, 3);
     harness_channel_open(cc, 2);
     harness_channel_open(cd, 2);
-    qos(ca, 2, 2);
-    qos(ca, 3, 2);
+    harness_qos(ca, 2, 2, false);
+    harness_qos(ca, 3, 2, false);
     consume(ca, 2, q, "a", 0);
     consume(ca, 3, q, "b", 0);
     consume(cc, 2, q, "c", 0);
@@ -126,7 +110,7 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
     expect_counts(conn, q, 0, 4);
 
     /* a gets 1 and 2 and is full: 3 and 4 wait, nobody else gets anything. */
-    publish_range(conn, q, 1, 4);
+    harness_publish_range(conn, q, 1, 4);
     uint64_t a1 = harness_expect_delivery(ca, "a", 1, false);
     harness_expect_delivery(ca, "a", 2, false);
     expect_counts(conn, q, 2, 4);
@@ -144,7 +128,7 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
      * takes over with what comes next; a keeps 3 and 4 and may still ack them. */
     cancel(ca, 2, "a");
     harness_expect_quiet(ca, 100, "after a's cancel: nothing ready");
-    publish_range(conn, q, 5, 7);
+    harness_publish_range(conn, q, 5, 7);
     harness_expect_delivery(ca, "b", 5, false);
     harness_expect_delivery(ca, "b", 6, false);
     harness_expect_quiet(ca, 200, "b is full");
@@ -161,7 +145,7 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
     expect_counts(conn, q, 0, 2);
 
     /* Close c's connection with 5 6 7 8 unacked: d gets them. */
-    publish_range(conn, q, 8, 8);
+    harness_publish_range(conn, q, 8, 8);
     harness_expect_delivery(cc, "c", 8, false);
     harness_disconnect(cc);
     harness_expect_delivery(cd, "d", 5, true);
@@ -195,10 +179,10 @@ static void check_cancel_with_ready(const harness_broker_t *b, amqp_connection_s
     CHECK_REPLY(declare_sac(conn, q, &t));
     harness_channel_open(conn, 2);
     harness_channel_open(conn, 3);
-    qos(conn, 2, 1);
+    harness_qos(conn, 2, 1, false);
     consume(conn, 2, q, "a", 0);
     consume(conn, 3, q, "b", 0);
-    publish_range(conn, q, 1, 3);
+    harness_publish_range(conn, q, 1, 3);
     uint64_t a1 = harness_expect_delivery(conn, "a", 1, false);
     expect_counts(conn, q, 2, 2);
     cancel(conn, 2, "a");
@@ -229,14 +213,14 @@ static void check_waiting_order(amqp_connection_state_t conn)
     consume(conn, 2, q, "first", 0);
     consume(conn, 3, q, "second", 0);
     consume(conn, 4, q, "third", 0);
-    qos(conn, 5, 3);
+    harness_qos(conn, 5, 3, false);
     consume(conn, 5, q, "urgent", 10); /* a higher x-priority, registered last; prefetch 3 */
-    publish_range(conn, q, 1, 2);
+    harness_publish_range(conn, q, 1, 2);
     harness_expect_delivery(conn, "first", 1, false);
     harness_expect_delivery(conn, "first", 2, false);
 
     cancel(conn, 3, "second"); /* a waiting one */
-    publish_range(conn, q, 3, 3);
+    harness_publish_range(conn, q, 3, 3);
     harness_expect_delivery(conn, "first", 3, false);
 
     /* first's channel closes: urgent (the highest priority) gets 1 2 3 back, not third. */
@@ -246,7 +230,7 @@ static void check_waiting_order(amqp_connection_state_t conn)
     harness_expect_delivery(conn, "urgent", 3, true);
 
     /* basic.get beside the active consumer (which is full). */
-    publish_range(conn, q, 4, 4);
+    harness_publish_range(conn, q, 4, 4);
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 1, 5000), 1);
     harness_expect_quiet(conn, 200, "urgent is full, third waits");
     char got[64];
@@ -278,7 +262,7 @@ static void check_sac_false(amqp_connection_state_t conn)
     harness_channel_open(conn, 3);
     consume(conn, 2, q, "x", 0);
     consume(conn, 3, q, "y", 0);
-    publish_range(conn, q, 1, 4);
+    harness_publish_range(conn, q, 1, 4);
     /* Channels interleave on the wire: check who got which, not the arrival order. */
     int per_tag[2] = {0, 0};
     for (int i = 0; i < 4; i++) {

@@ -1860,3 +1860,19 @@ void harness_expect_death_headers(const harness_got_t *g, const char *want, cons
     const char *h = harness_got_death_headers(g);
     CHECKF(strcmp(h, want) == 0, "%s: headers\n  got  %s\n  want %s", what, h, want);
 }
+
+void harness_qos(amqp_connection_state_t conn, amqp_channel_t ch, uint16_t prefetch, bool global)
+{
+    amqp_basic_qos(conn, ch, 0, prefetch, global);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
+void harness_publish_range(amqp_connection_state_t conn, const char *q, int first, int last)
+{
+    for (int i = first; i <= last; i++) {
+        char body[16];
+        snprintf(body, sizeof body, "%d", i);
+        CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0,
+                                      NULL, amqp_cstring_bytes(body)));
+    }
+}

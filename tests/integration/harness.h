@@ -508,4 +508,11 @@ uint64_t harness_expect_delivery(amqp_connection_state_t conn, const char *tag, 
  * with "<what>: headers" and both renderings. */
 void harness_expect_death_headers(const harness_got_t *g, const char *want, const char *what);
 
+/* basic.qos on ch: prefetch-count prefetch (0: no limit), for the channel when global. */
+void harness_qos(amqp_connection_state_t conn, amqp_channel_t ch, uint16_t prefetch, bool global);
+
+/* Publish the messages "first" .. "last" (decimal bodies, no properties) to q through the
+ * default exchange on channel 1. */
+void harness_publish_range(amqp_connection_state_t conn, const char *q, int first, int last);
+
 #endif
