@@ -469,11 +469,6 @@ int storage_disk_full(const struct storage *st)
     return st->disk_full;
 }
 
-int storage_busy(const struct storage *st)
-{
-    return st->inflight != NULL || (st->open && st->open->nops);
-}
-
 void storage__batches_free(struct storage *st)
 {
     if (st->thread_started) {

@@ -61,7 +61,5 @@ int storage_submit(struct storage *st);
 uint64_t storage_collect(struct storage *st, int *ret_failed);
 /* True while a commit is held up by a full disk (the writer retries every second). */
 int storage_disk_full(const struct storage *st);
-/* True when writes are waiting or being committed. */
-int storage_busy(const struct storage *st);
 
 #endif

@@ -114,15 +114,6 @@ uint64_t storage_new_id(struct storage *st)
     return st->next_id++;
 }
 
-uint64_t storage_file_size(struct storage *st)
-{
-    MDB_envinfo info;
-    MDB_stat stat;
-    mdb_env_info(st->env, &info);
-    mdb_env_stat(st->env, &stat);
-    return (uint64_t)(info.me_last_pgno + 1) * stat.ms_psize;
-}
-
 int storage_open(const char *dir, bool sync, struct storage **ret)
 {
     int rc = mkdir_p(dir);

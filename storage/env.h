@@ -26,7 +26,5 @@ void storage_close(struct storage *st);
 const char *storage_strerror(int rc);
 /* A new id for an entity or message, unique in this data dir. Loop thread only. */
 uint64_t storage_new_id(struct storage *st);
-/* Bytes used by the data file, for reports. */
-uint64_t storage_file_size(struct storage *st);
 
 #endif

@@ -10,11 +10,6 @@
 #include "storage/recover.h"
 #include "storage/schema.h"
 
-uint32_t storage_epoch(const struct storage *st)
-{
-    return st->epoch;
-}
-
 /* Fills the index-derived fields of q: count, delivered mark, seq range. */
 static int queue_stats(struct storage *st, MDB_txn *txn, struct st_queue *q)
 {

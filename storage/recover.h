@@ -34,7 +34,5 @@ struct st_entry {
  * its message. *ret_n gets the count (0 at the end). 0 or an error (nothing allocated). */
 int storage_read_queue(struct storage *st, uint64_t qid, uint64_t from, size_t max,
                        struct st_entry *out, size_t *ret_n);
-/* This open's epoch (see schema.h). */
-uint32_t storage_epoch(const struct storage *st);
 
 #endif
