@@ -38,19 +38,9 @@ for t in "${TYPES[@]}"; do
     case $t in direct | topic) ;; *) echo "bench-routing.sh: BENCH_TYPES holds direct and topic, not '$t'." >&2; exit 2 ;; esac
 done
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PERF=${WARREN_PERF:-}
-if [ -z "$PERF" ]; then
-    for p in "$root/build-perf/tools/warren-perf" "$root/build/tools/warren-perf"; do
-        [ -x "$p" ] && { PERF=$p; break; }
-    done
-    [ -n "$PERF" ] || PERF=$(command -v warren-perf || true)
-fi
-if [ -z "$PERF" ] || [ ! -x "$PERF" ]; then
-    echo "bench-routing.sh: warren-perf not found; build it (meson setup build && ninja -C build) or set WARREN_PERF." >&2
-    exit 2
-fi
-command -v python3 >/dev/null || { echo "bench-routing.sh: python3 is needed to read warren-perf's JSON." >&2; exit 2; }
+# shellcheck source=tools/bench-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+bench_find_perf bench-routing.sh
 
 FLAGS="-x 1 -y 1 -s 1024 -a"
 

@@ -21,19 +21,9 @@ SECS=${BENCH_SECONDS:-10}
 case $SECS in '' | *[!0-9]* | 0) echo "bench.sh: BENCH_SECONDS must be a positive whole number, not '$SECS'." >&2; exit 2 ;; esac
 read -r -a EXTRA <<< "${BENCH_ARGS:-}"
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PERF=${WARREN_PERF:-}
-if [ -z "$PERF" ]; then
-    for p in "$root/build-perf/tools/warren-perf" "$root/build/tools/warren-perf"; do
-        [ -x "$p" ] && { PERF=$p; break; }
-    done
-    [ -n "$PERF" ] || PERF=$(command -v warren-perf || true)
-fi
-if [ -z "$PERF" ] || [ ! -x "$PERF" ]; then
-    echo "bench.sh: warren-perf not found; build it (meson setup build && ninja -C build) or set WARREN_PERF." >&2
-    exit 2
-fi
-command -v python3 >/dev/null || { echo "bench.sh: python3 is needed to read warren-perf's JSON." >&2; exit 2; }
+# shellcheck source=tools/bench-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+bench_find_perf bench.sh
 
 # name|flags — unlimited rate unless stated, so sent/s and recv/s are the broker's ceiling and
 # latency is what a saturated broker gives; the fixed-rate row shows latency under light load.
