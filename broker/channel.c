@@ -101,13 +101,35 @@ static void ring_trim(struct channel *ch)
 
 enum settle { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_DROP };
 
+/* Which live deliveries of a range settle_range() ends. */
+enum pick {
+    PICK_ALL,  /* every one (the channel closes) */
+    PICK_OPEN, /* those the open transaction has not settled (acks, recover) */
+    PICK_TX,   /* those it has (tx.commit) */
+};
+
+static bool picked(const struct delivery *d, enum pick pick)
+{
+    return d->live && (pick == PICK_ALL || (pick == PICK_TX) == d->tx_settled);
+}
+
+/* A requeued message whose TTL ran out while it was unacked (TTL 0: at once) is not put back:
+ * it expires, as in RabbitMQ. */
+static bool expired(const struct qentry *e, uint64_t now)
+{
+    return e->expires && e->expires <= now;
+}
+
 /* Ends one live delivery: the message is dropped or put back at its queue's head. */
-static void settle(struct channel *ch, struct delivery *d, enum settle how)
+static void settle(struct channel *ch, struct delivery *d, enum settle how, uint64_t now)
 {
     struct queue *q = d->q;
-    /* x-delivery-limit: a message returned more often than allowed is dead-lettered. */
-    if (how == SETTLE_REQUEUE && q->opt.delivery_limit >= 0 &&
-        d->e.returns + 1 > q->opt.delivery_limit) {
+    if (how == SETTLE_REQUEUE && expired(&d->e, now)) {
+        deadletter(q, &d->e, DL_EXPIRED);
+        queue_settled(q, &d->e);
+    } else if (how == SETTLE_REQUEUE && q->opt.delivery_limit >= 0 &&
+               d->e.returns + 1 > q->opt.delivery_limit) {
+        /* x-delivery-limit: a message returned more often than allowed is dead-lettered. */
         deadletter(q, &d->e, DL_DELIVERY_LIMIT);
         queue_settled(q, &d->e);
     } else if (how == SETTLE_REQUEUE && !q->deleted && queue_requeue(q, &d->e) == 0) {
@@ -130,39 +152,61 @@ static void settle(struct channel *ch, struct delivery *d, enum settle how)
     ch->live--;
 }
 
-/* Settles tag (or every tag up to it when multiple; tag 0 + multiple means all). Requeued
- * messages go back newest first so that they keep their order at the queue head. */
-static int settle_tags(struct channel *ch, uint64_t tag, bool multiple, enum settle how)
+/* Settles the deliveries at ring indexes [from, to] that `pick` selects. Dead letters (drops,
+ * and requeues that expired) go oldest first so that they keep their order; requeued messages
+ * go back newest first, each in front of the later ones. When that frees room under the
+ * channel's global prefetch, every queue the channel consumes from gets its turn. */
+static void settle_range(struct channel *ch, uint32_t from, uint32_t to, enum settle how,
+                         enum pick pick)
 {
-    uint32_t from, to; /* ring indexes, inclusive */
-    if (multiple && tag == 0) {
-        if (!ch->count)
-            return 0;
-        from = 0;
-        to = ch->count - 1;
-    } else {
-        if (tag < ch->first_tag || tag - ch->first_tag >= ch->count ||
-            !ring_at(ch, (uint32_t)(tag - ch->first_tag))->live)
-            return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "unknown delivery tag %llu",
-                            (unsigned long long)tag);
-        to = (uint32_t)(tag - ch->first_tag);
-        from = multiple ? 0 : to;
+    bool was_full = ch->global_prefetch && ch->consumer_live >= ch->global_prefetch;
+    uint64_t now = timers_now();
+    for (uint32_t i = from; i <= to; i++) {
+        struct delivery *d = ring_at(ch, i);
+        if (picked(d, pick) && (how != SETTLE_REQUEUE || expired(&d->e, now)))
+            settle(ch, d, how, now);
     }
-    if (how == SETTLE_REQUEUE) { /* newest first: each goes back in front of the later ones */
+    if (how == SETTLE_REQUEUE)
         for (uint32_t i = to + 1; i-- > from;) {
             struct delivery *d = ring_at(ch, i);
-            if (d->live)
-                settle(ch, d, how);
+            if (picked(d, pick))
+                settle(ch, d, how, now);
         }
-    } else { /* oldest first: dead letters keep the order */
-        for (uint32_t i = from; i <= to; i++) {
-            struct delivery *d = ring_at(ch, i);
-            if (d->live)
-                settle(ch, d, how);
-        }
-    }
     ring_trim(ch);
+    if (was_full && ch->consumer_live < ch->global_prefetch)
+        channel_kick_consumers(ch);
+}
+
+/* The ring indexes that basic.ack/nack/reject of tag covers (every tag up to it when
+ * multiple; tag 0 + multiple means all). The tag must name a live delivery that the open
+ * transaction has not settled yet, else RabbitMQ's 406 "unknown delivery tag". Returns 1 when
+ * there is nothing to settle. */
+static int tag_range(struct channel *ch, uint64_t tag, bool multiple, uint32_t *ret_from,
+                     uint32_t *ret_to)
+{
+    if (multiple && tag == 0) {
+        if (!ch->count)
+            return 1;
+        *ret_from = 0;
+        *ret_to = ch->count - 1;
+        return 0;
+    }
+    const struct delivery *d = NULL;
+    if (tag >= ch->first_tag && tag - ch->first_tag < ch->count)
+        d = ring_at(ch, (uint32_t)(tag - ch->first_tag));
+    if (!d || !d->live || d->tx_settled)
+        return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "unknown delivery tag %llu",
+                        (unsigned long long)tag);
+    *ret_to = (uint32_t)(tag - ch->first_tag);
+    *ret_from = multiple ? 0 : *ret_to;
     return 0;
+}
+
+/* Every delivery goes back to its queue (channel close): nothing is left live. */
+static void settle_all(struct channel *ch, enum pick pick)
+{
+    if (ch->count)
+        settle_range(ch, 0, ch->count - 1, SETTLE_REQUEUE, pick);
 }
 
 /* ---- deliveries ---------------------------------------------------------------------- */
@@ -175,12 +219,18 @@ bool channel_can_deliver(const struct channel *ch, const struct consumer *c)
         ch->conn->throttled = true;
         return false;
     }
-    if (c->no_ack)
-        return true;
-    if (c->prefetch && c->unacked >= c->prefetch)
+    /* RabbitMQ's per-channel limit counts unacked consumer deliveries (not basic.get ones, not
+     * no-ack ones), and while it is reached no-ack consumers of the channel wait too. */
+    if (ch->global_prefetch && ch->consumer_live >= ch->global_prefetch)
         return false;
-    /* RabbitMQ's per-channel limit counts consumer deliveries, not basic.get ones. */
-    return !ch->global_prefetch || ch->consumer_live < ch->global_prefetch;
+    return c->no_ack || !c->prefetch || c->unacked < c->prefetch;
+}
+
+void channel_kick_consumers(struct channel *ch)
+{
+    struct list *pos, *tmp;
+    list_foreach_safe(pos, tmp, &ch->consumers)
+        queue_kick(list_entry(pos, struct consumer, chlink)->q);
 }
 
 static bool is_delivery_count(amqp_bytes_t k)
@@ -229,7 +279,7 @@ static uint64_t track(struct channel *ch, struct consumer *c, struct queue *q,
         return noack_tag(ch);
     }
     uint64_t tag = ch->next_tag++;
-    struct delivery d = {*e, q, c, timers_now(), true};
+    struct delivery d = {*e, q, c, timers_now(), true, false};
     msg_ref(e->m);
     if (ring_push(ch, d) < 0) {
         /* Out of memory: the message goes back rather than being lost. */
@@ -309,7 +359,7 @@ void channel_free(struct channel *ch)
     struct list *pos, *tmp;
     list_foreach_safe(pos, tmp, &ch->consumers)
         consumer_end(ch, list_entry(pos, struct consumer, chlink));
-    settle_tags(ch, 0, true, SETTLE_REQUEUE);
+    settle_all(ch, PICK_ALL);
     msg_unref(ch->building);
     tx_discard(ch);
     free(ch->tx_msgs);
@@ -337,9 +387,7 @@ static int on_basic_qos(struct channel *ch, const struct amqp_basic_qos *q)
         ch->prefetch = q->prefetch_count;
     struct amqp_method m = {.id = AMQP_BASIC_QOS_OK};
     conn_send_method(ch->conn, ch->id, &m);
-    struct list *pos, *tmp;
-    list_foreach_safe(pos, tmp, &ch->consumers)
-        queue_kick(list_entry(pos, struct consumer, chlink)->q);
+    channel_kick_consumers(ch);
     return 0;
 }
 
@@ -445,7 +493,7 @@ static int on_basic_recover(struct channel *ch, bool requeue, bool reply)
 {
     if (!requeue)
         return conn_err(ch->conn, -WERR_NOT_IMPLEMENTED, "requeue=false");
-    settle_tags(ch, 0, true, SETTLE_REQUEUE);
+    settle_all(ch, PICK_OPEN); /* not what the open transaction acked */
     if (reply) {
         struct amqp_method m = {.id = AMQP_BASIC_RECOVER_OK};
         conn_send_method(ch->conn, ch->id, &m);
@@ -764,18 +812,48 @@ int channel_handle_body(struct channel *ch, const uint8_t *payload, uint32_t len
 /* basic.ack / nack / reject: settled now, or at tx.commit in a transaction. */
 static int on_settle(struct channel *ch, uint64_t tag, bool multiple, enum settle how)
 {
-    if (!ch->tx)
-        return settle_tags(ch, tag, multiple, how);
-    if (!(multiple && tag == 0) &&
-        (tag < ch->first_tag || tag - ch->first_tag >= ch->count ||
-         !ring_at(ch, (uint32_t)(tag - ch->first_tag))->live))
-        return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "unknown delivery tag %llu",
-                        (unsigned long long)tag);
+    uint32_t from, to;
+    int rc = tag_range(ch, tag, multiple, &from, &to);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    if (!ch->tx) {
+        settle_range(ch, from, to, how, PICK_OPEN);
+        return 0;
+    }
+    /* In a transaction the deliveries are marked now (so that a second ack of a tag is
+     * refused, and basic.recover leaves them alone) and settled at tx.commit. */
     if (array_reserve((void **)&ch->tx_acks, &ch->tx_acks_cap, ch->tx_nacks, sizeof *ch->tx_acks,
                       16) < 0)
         return -ENOMEM;
     ch->tx_acks[ch->tx_nacks++] = (struct tx_ack){tag, multiple, (uint8_t)how};
+    for (uint32_t i = from; i <= to; i++) {
+        struct delivery *d = ring_at(ch, i);
+        if (d->live)
+            d->tx_settled = true;
+    }
     return 0;
+}
+
+/* tx.commit: each recorded ack settles the deliveries it marked, in order (a range holds only
+ * deliveries marked by its own ack or by earlier ones, which are settled by then). */
+static void tx_settle(struct channel *ch)
+{
+    for (uint32_t i = 0; i < ch->tx_nacks && ch->count; i++) {
+        const struct tx_ack *a = &ch->tx_acks[i];
+        uint32_t to = ch->count - 1; /* tag 0 + multiple: all */
+        if (a->tag && a->tag < ch->first_tag)
+            continue; /* settled already */
+        if (a->tag)
+            to = (uint32_t)(a->tag - ch->first_tag);
+        settle_range(ch, a->multiple ? 0 : to, to, (enum settle)a->how, PICK_TX);
+    }
+}
+
+/* tx.rollback: what the transaction acked is unacked again. */
+static void tx_unmark(struct channel *ch)
+{
+    for (uint32_t i = 0; i < ch->count; i++)
+        ring_at(ch, i)->tx_settled = false;
 }
 
 static void tx_discard(struct channel *ch)
@@ -805,13 +883,7 @@ static int on_tx(struct channel *ch, uint32_t id)
             rc = publish_route(ch, ch->tx_msgs[i], &batch, &rejected);
             wait = batch > wait ? batch : wait;
         }
-        for (uint32_t i = 0; i < ch->tx_nacks; i++) {
-            struct tx_ack *a = &ch->tx_acks[i];
-            /* A tag settled earlier in the same transaction is skipped, not an error. */
-            if (a->multiple || (a->tag >= ch->first_tag && a->tag - ch->first_tag < ch->count &&
-                                ring_at(ch, (uint32_t)(a->tag - ch->first_tag))->live))
-                settle_tags(ch, a->tag, a->multiple, (enum settle)a->how);
-        }
+        tx_settle(ch);
         ok.id = AMQP_TX_COMMIT_OK;
         if (wait && rc == 0) { /* commit-ok once the persistent messages are on disk */
             tx_discard(ch);
@@ -820,6 +892,7 @@ static int on_tx(struct channel *ch, uint32_t id)
             return 0;
         }
     } else {
+        tx_unmark(ch);
         ok.id = AMQP_TX_ROLLBACK_OK;
     }
     tx_discard(ch);
@@ -844,9 +917,61 @@ static int on_confirm_select(struct channel *ch, const struct amqp_confirm_selec
 
 /* ---- dispatch ------------------------------------------------------------------------ */
 
-int channel_handle_method(struct channel *ch, const struct amqp_method *m)
+/* The exchange and queue names a method carries (at most two). */
+static int name_fields(struct amqp_method *m, amqp_bytes_t *ret[2])
+{
+    switch (m->id) {
+    case AMQP_EXCHANGE_DECLARE: ret[0] = &m->u.exchange_declare.exchange; return 1;
+    case AMQP_EXCHANGE_DELETE: ret[0] = &m->u.exchange_delete.exchange; return 1;
+    case AMQP_EXCHANGE_BIND:
+        ret[0] = &m->u.exchange_bind.destination;
+        ret[1] = &m->u.exchange_bind.source;
+        return 2;
+    case AMQP_EXCHANGE_UNBIND:
+        ret[0] = &m->u.exchange_unbind.destination;
+        ret[1] = &m->u.exchange_unbind.source;
+        return 2;
+    case AMQP_QUEUE_DECLARE: ret[0] = &m->u.queue_declare.queue; return 1;
+    case AMQP_QUEUE_BIND:
+        ret[0] = &m->u.queue_bind.queue;
+        ret[1] = &m->u.queue_bind.exchange;
+        return 2;
+    case AMQP_QUEUE_UNBIND:
+        ret[0] = &m->u.queue_unbind.queue;
+        ret[1] = &m->u.queue_unbind.exchange;
+        return 2;
+    case AMQP_QUEUE_PURGE: ret[0] = &m->u.queue_purge.queue; return 1;
+    case AMQP_QUEUE_DELETE: ret[0] = &m->u.queue_delete.queue; return 1;
+    case AMQP_BASIC_CONSUME: ret[0] = &m->u.basic_consume.queue; return 1;
+    case AMQP_BASIC_PUBLISH: ret[0] = &m->u.basic_publish.exchange; return 1;
+    case AMQP_BASIC_GET: ret[0] = &m->u.basic_get.queue; return 1;
+    default: return 0;
+    }
+}
+
+/* RabbitMQ strips CR and LF from the exchange and queue names clients send, so "lf_test\n" is
+ * the queue lf_test. Stripped names are copied into buf (a shortstr each). */
+static void strip_cr_lf(struct amqp_method *m, uint8_t buf[2][256])
+{
+    amqp_bytes_t *names[2];
+    int n = name_fields(m, names);
+    for (int i = 0; i < n; i++) {
+        amqp_bytes_t *b = names[i];
+        if (!b->len || (!memchr(b->ptr, '\n', b->len) && !memchr(b->ptr, '\r', b->len)))
+            continue;
+        uint32_t k = 0;
+        for (uint32_t j = 0; j < b->len && j < 256; j++)
+            if (b->ptr[j] != '\n' && b->ptr[j] != '\r')
+                buf[i][k++] = b->ptr[j];
+        *b = (amqp_bytes_t){buf[i], k};
+    }
+}
+
+int channel_handle_method(struct channel *ch, struct amqp_method *m)
 {
     struct conn *c = ch->conn;
+    uint8_t names[2][256];
+    strip_cr_lf(m, names);
     switch (m->id) {
     case AMQP_CHANNEL_FLOW: {
         if (!m->u.channel_flow.active)

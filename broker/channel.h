@@ -25,6 +25,8 @@ struct delivery {
     struct consumer *c;     /* ref, NULL for basic.get */
     uint64_t at;            /* wall-clock ms it was sent (consumer acknowledgement timeout) */
     bool live;              /* false once acked, or for no-ack deliveries */
+    bool tx_settled;        /* acked/nacked/rejected in the open transaction: settled at
+                             * tx.commit, live again after tx.rollback */
 };
 
 struct channel {
@@ -77,8 +79,9 @@ struct channel {
 struct channel *channel_new(struct conn *c, uint16_t id);
 /* Tears the channel down: cancels its consumers, requeues unacked messages. Accepts NULL. */
 void channel_free(struct channel *ch);
-/* Handles one method frame. Returns 0 or an error for conn_fail(). */
-int channel_handle_method(struct channel *ch, const struct amqp_method *m);
+/* Handles one method frame (rewriting its exchange and queue names as RabbitMQ does: without
+ * CR and LF). Returns 0 or an error for conn_fail(). */
+int channel_handle_method(struct channel *ch, struct amqp_method *m);
 int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t len);
 int channel_handle_body(struct channel *ch, const uint8_t *payload, uint32_t len);
 /* True when the channel may take one more delivery for consumer c now. */
@@ -91,6 +94,8 @@ void channel_deliver(struct channel *ch, struct consumer *c, struct queue *q,
 void channel_on_durable(struct channel *ch, uint64_t durable);
 /* Sends the publisher confirms decided since the last flush (one basic.ack, multiple). */
 void channel_send_confirms(struct channel *ch);
+/* Asks for a dispatch of every queue the channel's consumers consume from. */
+void channel_kick_consumers(struct channel *ch);
 /* Tells the client its consumer was cancelled by the broker (queue deleted). */
 void channel_consumer_cancelled(struct channel *ch, struct consumer *c);
 

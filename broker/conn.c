@@ -166,11 +166,8 @@ static void drop_channel(struct conn *c, uint16_t id)
 static void kick_consumer_queues(struct conn *c)
 {
     struct channel *ch;
-    FOREACH_CHANNEL(c, ch) {
-        struct list *pos, *tmp;
-        list_foreach_safe(pos, tmp, &ch->consumers)
-            queue_kick(list_entry(pos, struct consumer, chlink)->q);
-    }
+    FOREACH_CHANNEL(c, ch)
+        channel_kick_consumers(ch);
 }
 
 static void on_write_done(uv_write_t *req, int status)
@@ -583,17 +580,27 @@ static int decode_error(struct conn *c, int status, const struct amqp_frame *f)
                     amqp_strerror(status));
 }
 
+/* The client closed: like RabbitMQ, answer close-ok and keep the socket open, discarding
+ * whatever else arrives (a client may have queued publishes behind its close), until the client
+ * closes it or, at the latest, after the heartbeat timeout capped at 30 s. */
+static void drain_after_close_ok(struct conn *c)
+{
+    struct amqp_method ok = {.id = AMQP_CONNECTION_CLOSE_OK};
+    conn_send_method(c, 0, &ok);
+    c->state = CONN_DRAINING;
+    uint64_t wait_s = c->heartbeat && c->heartbeat < 30 ? c->heartbeat : 30;
+    uv_timer_stop(&c->timer);
+    uv_timer_start(&c->timer, on_close_timeout, wait_s * 1000, 0);
+    update_reading(c);
+}
+
 static int handle_connection_method(struct conn *c, const struct amqp_method *m)
 {
     switch (m->id) {
-    case AMQP_CONNECTION_CLOSE: {
+    case AMQP_CONNECTION_CLOSE:
         channels_teardown(c);
-        struct amqp_method ok = {.id = AMQP_CONNECTION_CLOSE_OK};
-        conn_send_method(c, 0, &ok);
-        c->state = CONN_CLOSING;
-        c->close_after_flush = true;
+        drain_after_close_ok(c);
         return 0;
-    }
     case AMQP_CONNECTION_UPDATE_SECRET: {
         struct amqp_method ok = {.id = AMQP_CONNECTION_UPDATE_SECRET_OK};
         conn_send_method(c, 0, &ok);
@@ -653,9 +660,7 @@ static void handle_closing(struct conn *c, const struct amqp_frame *f)
     if (m.id == AMQP_CONNECTION_CLOSE_OK) {
         close_socket(c);
     } else if (m.id == AMQP_CONNECTION_CLOSE) {
-        struct amqp_method ok = {.id = AMQP_CONNECTION_CLOSE_OK};
-        conn_send_method(c, 0, &ok);
-        c->close_after_flush = true;
+        drain_after_close_ok(c);
     }
 }
 
@@ -779,9 +784,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
  * blocked by the memory alarm, not past this turn's read budget. */
 static void update_reading(struct conn *c)
 {
-    bool want = c->state != CONN_CLOSED && !c->read_done && !c->blocked && !c->hold_batch &&
-                !c->out_full &&
-                (c->turn != c->srv->turn || c->turn_bytes < c->srv->cfg.read_budget);
+    bool want = c->state != CONN_CLOSED && !c->read_done &&
+                (c->state == CONN_DRAINING ||
+                 (!c->blocked && !c->hold_batch && !c->out_full &&
+                  (c->turn != c->srv->turn || c->turn_bytes < c->srv->cfg.read_budget)));
     if (want == c->reading)
         return;
     c->reading = want;
@@ -830,6 +836,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void process_input(struct conn *c)
 {
     size_t off = 0;
+    if (c->state == CONN_DRAINING) {
+        c->in_len = 0;
+        return;
+    }
     if (c->state == CONN_HEADER) {
         int hc = amqp_protocol_header_check(c->in, c->in_len);
         if (hc == 0)
@@ -848,12 +858,13 @@ static void process_input(struct conn *c)
         off = AMQP_PROTOCOL_HEADER_SIZE;
         send_start(c);
     }
-    /* Until tune-ok the frame limit is the server's. Like RabbitMQ, accept payloads of up to
-     * frame_max octets (some old clients forget the 8 octets of frame overhead). */
-    uint32_t frame_max = (c->state >= CONN_OPENING && c->state != CONN_CLOSING
-                              ? c->frame_max
-                              : c->srv->cfg.frame_max) + AMQP_FRAME_OVERHEAD;
-    while (c->state != CONN_CLOSED && !c->close_after_flush && !c->hold_batch) {
+    /* Until tune-ok only the spec's frame-min-size is accepted (a peer that has not even logged
+     * in must not make us buffer frame_max), then the negotiated frame_max. Like RabbitMQ, accept
+     * payloads of up to that many octets (some old clients forget the 8 octets of overhead). */
+    uint32_t frame_max = (c->state >= CONN_OPENING ? c->frame_max : AMQP_FRAME_MIN_SIZE) +
+                         AMQP_FRAME_OVERHEAD;
+    while (c->state != CONN_CLOSED && c->state != CONN_DRAINING && !c->close_after_flush &&
+           !c->hold_batch) {
         struct amqp_frame f;
         long n = amqp_frame_parse(c->in + off, c->in_len - off, frame_max, &f);
         if (n == 0)
@@ -874,11 +885,18 @@ static void process_input(struct conn *c)
             off = c->in_len;
             break;
         }
-        if (c->state == CONN_OPEN)
+        /* Deliver what this frame made deliverable before the next frame is handled. */
+        if (c->srv->kick_head || !list_empty(&c->srv->ttl0))
+            server_dispatch(c->srv);
+        if (c->state >= CONN_OPENING)
             frame_max = c->frame_max + AMQP_FRAME_OVERHEAD;
     }
     if (c->state == CONN_CLOSED)
         return;
+    if (c->state == CONN_DRAINING) {
+        c->in_len = 0;
+        return;
+    }
     if (off == c->in_len)
         c->in_len = 0;
     else if (off) {
@@ -894,7 +912,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     if (nread < 0) {
-        if (c->state != CONN_CLOSING && nread != UV_EOF)
+        if (c->state < CONN_CLOSING && nread != UV_EOF)
             log_info("connection %llu (%s): read failed: %s", (unsigned long long)c->id, c->peer,
                      uv_strerror((int)nread));
         else if (c->state == CONN_OPEN)

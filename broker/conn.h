@@ -22,6 +22,7 @@ enum conn_state {
     CONN_OPENING, /* tuned, waiting for connection.open */
     CONN_OPEN,
     CONN_CLOSING, /* connection.close sent, waiting for close-ok */
+    CONN_DRAINING, /* close-ok sent: input is discarded until the client closes (or a timeout) */
     CONN_CLOSED,  /* socket closing; nothing more is read or written */
 };
 

@@ -268,7 +268,7 @@ int queue_push(struct queue *q, struct msg *m)
     uint64_t now = timers_now();
     struct qentry e = {m, q->next_seq++, expiry_of(q, m, now), 0, 0};
     if (e.expires == now && (q->opt.message_ttl == 0 || m->ttl == 0)) {
-        /* TTL 0: delivered in this loop turn if a consumer can take it, else expired. */
+        /* TTL 0: delivered at once if a consumer can take it, else expired (server_dispatch). */
         e.flags |= QE_TTL0;
         if (list_empty(&q->ttl0_link))
             list_insert_tail(&q->vhost->srv->ttl0, &q->ttl0_link);
@@ -318,7 +318,7 @@ int queue_requeue(struct queue *q, const struct qentry *re)
     if (q->opt.quorum && (e.flags & QE_STORED) && e.m->store_id && store(q))
         storage_put_idx(store(q), q->store_id, e.seq, e.m->store_id,
                         e.flags & QE_PERSISTENT ? 0 : STORAGE_IDX_TRANSIENT, e.expires, e.returns);
-    if ((e.flags & QE_TTL0) && list_empty(&q->ttl0_link)) /* back, but only for this turn */
+    if ((e.flags & QE_TTL0) && list_empty(&q->ttl0_link)) /* back, but only until the next dispatch */
         list_insert_tail(&q->vhost->srv->ttl0, &q->ttl0_link);
     arm_ttl(q);
     drop_head_over_limit(q);
@@ -409,7 +409,7 @@ static struct qentry take_front(struct queue *q)
 }
 
 /* Drops expired entries at the front (dead-lettering them with reason expired). `strict`:
- * expiry at exactly now still counts as alive (TTL 0 gets this loop turn). Returns the number
+ * expiry at exactly now still counts as alive (TTL 0 gets its dispatch). Returns the number
  * handled, at most `max`. */
 static uint32_t expire_front(struct queue *q, uint64_t now, bool strict, uint32_t max)
 {

@@ -19,7 +19,7 @@ enum qentry_flag {
     QE_REDELIVERED = 1 << 0,
     QE_STORED = 1 << 1,     /* has a qindex entry in storage (removed when settled) */
     QE_PERSISTENT = 1 << 2, /* a persistent message: counted in stored_count */
-    QE_TTL0 = 1 << 3,       /* TTL 0: delivered in this loop turn if a consumer can take it */
+    QE_TTL0 = 1 << 3,       /* TTL 0: delivered at once if a consumer can take it, else expired */
 };
 
 struct qentry {
@@ -97,7 +97,7 @@ struct queue {
     struct pentry *pend;     /* owned ring: paged-out entries waiting for their commit */
     uint32_t pend_cap, pend_head, pend_count;
     struct list pend_link;   /* in srv->pending_queues while pend_count > 0 */
-    struct list ttl0_link;   /* in srv->ttl0 while TTL-0 messages wait for this turn's end */
+    struct list ttl0_link;   /* in srv->ttl0 while TTL-0 messages wait for the dispatch */
 
     struct list bindings_in; /* of binding.dst_link */
     uint64_t route_pass;     /* routing walk that last added us */
@@ -148,7 +148,7 @@ uint64_t queue_ready(const struct queue *q);
 uint32_t queue_purge(struct queue *q);
 /* Batch `durable` is on disk: entries waiting for it move on. */
 void queue_on_durable(struct queue *q, uint64_t durable);
-/* End of a loop turn (after dispatch): TTL-0 messages nobody took expire now. */
+/* After a dispatch (server_dispatch): TTL-0 messages nobody took expire now. */
 void queue_expire_ttl0(struct queue *q);
 /* Writes the queue's storage metadata if it changed (before each batch is submitted). */
 void queue_flush_meta(struct queue *q);
@@ -160,9 +160,9 @@ uint32_t queue_delete(struct queue *q);
 void queue_add_consumer(struct queue *q, struct consumer *c);
 /* Detaches c; the queue may auto-delete. */
 void queue_remove_consumer(struct queue *q, struct consumer *c);
-/* Delivers ready messages to consumers that can take them; run from the before-sleep hook. */
+/* Delivers ready messages to consumers that can take them (run by server_dispatch). */
 void queue_dispatch(struct queue *q);
-/* Asks for a dispatch at the end of this loop turn. */
+/* Asks for a dispatch once the frame being handled is done (server_dispatch). */
 void queue_kick(struct queue *q);
 
 struct consumer *consumer_ref(struct consumer *c);

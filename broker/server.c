@@ -137,12 +137,10 @@ static void notify_loop(void *arg)
     uv_async_send(arg); /* runs on the writer thread */
 }
 
-/* Runs once per loop turn, before libuv blocks for I/O. */
-static void on_before_sleep(uv_prepare_t *h)
+void server_dispatch(struct server *s)
 {
-    struct server *s = h->data;
-    /* Dispatch may kick more queues (e.g. auto-delete); loop until quiet. */
-    /* TTL-0 expiry may dead-letter into queues that then need a dispatch: loop until quiet. */
+    /* Dispatch may kick more queues (e.g. auto-delete), and TTL-0 expiry may dead-letter into
+     * queues that then need a dispatch: loop until quiet. */
     do {
         while (s->kick_head) {
             struct queue *q = s->kick_head;
@@ -155,6 +153,13 @@ static void on_before_sleep(uv_prepare_t *h)
         while (!list_empty(&s->ttl0))
             queue_expire_ttl0(list_entry(s->ttl0.next, struct queue, ttl0_link));
     } while (s->kick_head);
+}
+
+/* Runs once per loop turn, before libuv blocks for I/O. */
+static void on_before_sleep(uv_prepare_t *h)
+{
+    struct server *s = h->data;
+    server_dispatch(s);
     update_alarms(s);
     /* Connections that used their read budget last turn may read again. */
     s->turn++;

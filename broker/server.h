@@ -83,8 +83,14 @@ void server_stop(struct server *s);
 void server_free(struct server *s);
 /* Schedules conn's output for the before-sleep flush. */
 void server_want_flush(struct server *s, struct conn *c);
-/* Schedules q for dispatch in the before-sleep hook (deduplicated). */
+/* Schedules q for dispatch (deduplicated): after the frame being handled, or in the
+ * before-sleep hook for kicks from timers and storage completions. */
 void server_kick_queue(struct server *s, struct queue *q);
+/* Dispatches every kicked queue now, then expires the TTL-0 messages nobody took. Called
+ * after each frame, so that deliveries happen in protocol order (a message published before
+ * a basic.cancel or basic.get reaches the consumer first, as in RabbitMQ), and from the
+ * before-sleep hook. */
+void server_dispatch(struct server *s);
 /* Fills buf with prefix + 22 random url-safe characters (RabbitMQ's amq.gen-/amq.ctag- style). */
 void server_gen_name(struct server *s, const char *prefix, char *buf, size_t size);
 
