@@ -650,7 +650,8 @@ static int handle_handshake(struct conn *c, const struct amqp_frame *f)
                     amqp_method_name(m.id));
 }
 
-/* While connection.close is outstanding only close and close-ok matter. */
+/* While a connection.close is outstanding (ours, or the client's that we answered) only close
+ * and close-ok matter; every other frame is dropped, as RabbitMQ does. */
 static void handle_closing(struct conn *c, const struct amqp_frame *f)
 {
     struct amqp_method m;
@@ -659,6 +660,9 @@ static void handle_closing(struct conn *c, const struct amqp_frame *f)
         return;
     if (m.id == AMQP_CONNECTION_CLOSE_OK) {
         close_socket(c);
+    } else if (m.id == AMQP_CONNECTION_CLOSE && c->state == CONN_DRAINING) {
+        struct amqp_method ok = {.id = AMQP_CONNECTION_CLOSE_OK};
+        conn_send_method(c, 0, &ok);
     } else if (m.id == AMQP_CONNECTION_CLOSE) {
         drain_after_close_ok(c);
     }
@@ -751,7 +755,7 @@ static int handle_channel_frame(struct conn *c, const struct amqp_frame *f)
 /* Handles one frame; returns an error that closes the connection, or 0. */
 static int handle_frame(struct conn *c, const struct amqp_frame *f)
 {
-    if (c->state == CONN_CLOSING) {
+    if (c->state >= CONN_CLOSING) {
         handle_closing(c, f);
         return 0;
     }
@@ -785,8 +789,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void update_reading(struct conn *c)
 {
     bool want = c->state != CONN_CLOSED && !c->read_done &&
-                (c->state == CONN_DRAINING ||
-                 (!c->blocked && !c->hold_batch && !c->out_full &&
+                !c->hold_batch &&
+                (c->state == CONN_DRAINING || /* input is only parsed for close/close-ok */
+                 (!c->blocked && !c->out_full &&
                   (c->turn != c->srv->turn || c->turn_bytes < c->srv->cfg.read_budget)));
     if (want == c->reading)
         return;
@@ -836,10 +841,6 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void process_input(struct conn *c)
 {
     size_t off = 0;
-    if (c->state == CONN_DRAINING) {
-        c->in_len = 0;
-        return;
-    }
     if (c->state == CONN_HEADER) {
         int hc = amqp_protocol_header_check(c->in, c->in_len);
         if (hc == 0)
@@ -863,14 +864,13 @@ static void process_input(struct conn *c)
      * payloads of up to that many octets (some old clients forget the 8 octets of overhead). */
     uint32_t frame_max = (c->state >= CONN_OPENING ? c->frame_max : AMQP_FRAME_MIN_SIZE) +
                          AMQP_FRAME_OVERHEAD;
-    while (c->state != CONN_CLOSED && c->state != CONN_DRAINING && !c->close_after_flush &&
-           !c->hold_batch) {
+    while (c->state != CONN_CLOSED && !c->close_after_flush && !c->hold_batch) {
         struct amqp_frame f;
         long n = amqp_frame_parse(c->in + off, c->in_len - off, frame_max, &f);
         if (n == 0)
             break;
         if (n < 0) {
-            if (c->state == CONN_CLOSING) { /* stop reading garbage after our close */
+            if (c->state >= CONN_CLOSING) { /* stop reading garbage after a close */
                 off = c->in_len;
                 break;
             }
@@ -893,10 +893,6 @@ static void process_input(struct conn *c)
     }
     if (c->state == CONN_CLOSED)
         return;
-    if (c->state == CONN_DRAINING) {
-        c->in_len = 0;
-        return;
-    }
     if (off == c->in_len)
         c->in_len = 0;
     else if (off) {
