@@ -917,61 +917,9 @@ static int on_confirm_select(struct channel *ch, const struct amqp_confirm_selec
 
 /* ---- dispatch ------------------------------------------------------------------------ */
 
-/* The exchange and queue names a method carries (at most two). */
-static int name_fields(struct amqp_method *m, amqp_bytes_t *ret[2])
-{
-    switch (m->id) {
-    case AMQP_EXCHANGE_DECLARE: ret[0] = &m->u.exchange_declare.exchange; return 1;
-    case AMQP_EXCHANGE_DELETE: ret[0] = &m->u.exchange_delete.exchange; return 1;
-    case AMQP_EXCHANGE_BIND:
-        ret[0] = &m->u.exchange_bind.destination;
-        ret[1] = &m->u.exchange_bind.source;
-        return 2;
-    case AMQP_EXCHANGE_UNBIND:
-        ret[0] = &m->u.exchange_unbind.destination;
-        ret[1] = &m->u.exchange_unbind.source;
-        return 2;
-    case AMQP_QUEUE_DECLARE: ret[0] = &m->u.queue_declare.queue; return 1;
-    case AMQP_QUEUE_BIND:
-        ret[0] = &m->u.queue_bind.queue;
-        ret[1] = &m->u.queue_bind.exchange;
-        return 2;
-    case AMQP_QUEUE_UNBIND:
-        ret[0] = &m->u.queue_unbind.queue;
-        ret[1] = &m->u.queue_unbind.exchange;
-        return 2;
-    case AMQP_QUEUE_PURGE: ret[0] = &m->u.queue_purge.queue; return 1;
-    case AMQP_QUEUE_DELETE: ret[0] = &m->u.queue_delete.queue; return 1;
-    case AMQP_BASIC_CONSUME: ret[0] = &m->u.basic_consume.queue; return 1;
-    case AMQP_BASIC_PUBLISH: ret[0] = &m->u.basic_publish.exchange; return 1;
-    case AMQP_BASIC_GET: ret[0] = &m->u.basic_get.queue; return 1;
-    default: return 0;
-    }
-}
-
-/* RabbitMQ strips CR and LF from the exchange and queue names clients send, so "lf_test\n" is
- * the queue lf_test. Stripped names are copied into buf (a shortstr each). */
-static void strip_cr_lf(struct amqp_method *m, uint8_t buf[2][256])
-{
-    amqp_bytes_t *names[2];
-    int n = name_fields(m, names);
-    for (int i = 0; i < n; i++) {
-        amqp_bytes_t *b = names[i];
-        if (!b->len || (!memchr(b->ptr, '\n', b->len) && !memchr(b->ptr, '\r', b->len)))
-            continue;
-        uint32_t k = 0;
-        for (uint32_t j = 0; j < b->len && j < 256; j++)
-            if (b->ptr[j] != '\n' && b->ptr[j] != '\r')
-                buf[i][k++] = b->ptr[j];
-        *b = (amqp_bytes_t){buf[i], k};
-    }
-}
-
-int channel_handle_method(struct channel *ch, struct amqp_method *m)
+int channel_handle_method(struct channel *ch, const struct amqp_method *m)
 {
     struct conn *c = ch->conn;
-    uint8_t names[2][256];
-    strip_cr_lf(m, names);
     switch (m->id) {
     case AMQP_CHANNEL_FLOW: {
         if (!m->u.channel_flow.active)

@@ -79,9 +79,8 @@ struct channel {
 struct channel *channel_new(struct conn *c, uint16_t id);
 /* Tears the channel down: cancels its consumers, requeues unacked messages. Accepts NULL. */
 void channel_free(struct channel *ch);
-/* Handles one method frame (rewriting its exchange and queue names as RabbitMQ does: without
- * CR and LF). Returns 0 or an error for conn_fail(). */
-int channel_handle_method(struct channel *ch, struct amqp_method *m);
+/* Handles one method frame. Returns 0 or an error for conn_fail(). */
+int channel_handle_method(struct channel *ch, const struct amqp_method *m);
 int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t len);
 int channel_handle_body(struct channel *ch, const uint8_t *payload, uint32_t len);
 /* True when the channel may take one more delivery for consumer c now. */

@@ -34,11 +34,32 @@ static int queue_name(struct channel *ch, amqp_bytes_t *name)
     return 0;
 }
 
-int declare_lookup_queue(struct channel *ch, amqp_bytes_t name, struct queue **ret)
+/* RabbitMQ strips CR and LF from the names that exchange.* and queue.declare/bind/unbind/delete
+ * carry ("lf_test\n" is lf_test), after the empty-name shortcut; basic.* and queue.purge keep
+ * them. A stripped copy goes to buf (a shortstr's 255 octets). */
+static amqp_bytes_t strip_cr_lf(amqp_bytes_t name, uint8_t *buf)
 {
-    int rc = queue_name(ch, &name);
-    if (rc < 0)
-        return rc;
+    if (!name.len || (!memchr(name.ptr, '\n', name.len) && !memchr(name.ptr, '\r', name.len)))
+        return name;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < name.len && i < 255; i++)
+        if (name.ptr[i] != '\n' && name.ptr[i] != '\r')
+            buf[n++] = name.ptr[i];
+    return (amqp_bytes_t){buf, n};
+}
+
+/* The queue a bind, unbind or delete names: the last declared one for "", else the name without
+ * CR and LF (which may leave "": the queue '', not the shortcut). */
+static int queue_target(struct channel *ch, amqp_bytes_t *name, uint8_t *buf)
+{
+    if (!name->len)
+        return queue_name(ch, name);
+    *name = strip_cr_lf(*name, buf);
+    return 0;
+}
+
+static int lookup_queue(struct channel *ch, amqp_bytes_t name, struct queue **ret)
+{
     struct vhost *vh = ch->conn->vhost;
     struct queue *q = vhost_queue(vh, name);
     if (!q)
@@ -53,6 +74,12 @@ int declare_lookup_queue(struct channel *ch, amqp_bytes_t name, struct queue **r
                         STR(name), vh->name);
     *ret = q;
     return 0;
+}
+
+int declare_lookup_queue(struct channel *ch, amqp_bytes_t name, struct queue **ret)
+{
+    int rc = queue_name(ch, &name);
+    return rc < 0 ? rc : lookup_queue(ch, name, ret);
 }
 
 static int not_default(struct channel *ch, amqp_bytes_t xname)
@@ -106,19 +133,21 @@ static int exchange_declare(struct channel *ch, const struct amqp_exchange_decla
 {
     struct vhost *vh = ch->conn->vhost;
     int rc, type = 0;
+    uint8_t buf[256];
+    amqp_bytes_t name = strip_cr_lf(d->exchange, buf);
     /* RabbitMQ checks the type (a connection error) before the name. */
     if (!d->passive && (type = exchange_type_parse(d->type)) < 0)
         return conn_err(ch->conn, -WERR_COMMAND_INVALID, "unknown exchange type '%.*s'",
                         STR(d->type));
-    if ((rc = not_default(ch, d->exchange)) < 0)
+    if ((rc = not_default(ch, name)) < 0)
         return rc;
     if (d->passive) {
         struct exchange *x;
-        if ((rc = lookup_exchange(ch, d->exchange, &x)) < 0)
+        if ((rc = lookup_exchange(ch, name, &x)) < 0)
             return rc;
         goto ok;
     }
-    struct exchange *x = vhost_exchange(vh, d->exchange);
+    struct exchange *x = vhost_exchange(vh, name);
     if (x) {
         char what[400];
         snprintf(what, sizeof what, "exchange '%s' in vhost '%s'", x->name, vh->name);
@@ -136,15 +165,15 @@ static int exchange_declare(struct channel *ch, const struct amqp_exchange_decla
             return rc;
         goto ok;
     }
-    if ((rc = reserved_name(ch, "exchange", d->exchange)) < 0)
+    if ((rc = reserved_name(ch, "exchange", name)) < 0)
         return rc;
     struct amqp_field ae;
     if (amqp_table_get(d->arguments, "alternate-exchange", &ae) == 1 && ae.type != 'S')
         return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
                         "invalid type '%s' for arg 'alternate-exchange' in exchange '%.*s' in "
                         "vhost '%s'",
-                        args_type_name(ae.type), STR(d->exchange), vh->name);
-    x = exchange_new(vh, d->exchange, (enum exchange_type)type, d->durable, d->auto_delete,
+                        args_type_name(ae.type), STR(name), vh->name);
+    x = exchange_new(vh, name, (enum exchange_type)type, d->durable, d->auto_delete,
                      d->internal, d->arguments);
     if (!x)
         return -ENOMEM;
@@ -161,14 +190,16 @@ ok:
 
 static int exchange_delete_method(struct channel *ch, const struct amqp_exchange_delete *d)
 {
-    int rc = not_default(ch, d->exchange);
+    uint8_t buf[256];
+    amqp_bytes_t name = strip_cr_lf(d->exchange, buf);
+    int rc = not_default(ch, name);
     if (rc < 0)
         return rc;
-    if (d->exchange.len >= 4 && memcmp(d->exchange.ptr, "amq.", 4) == 0)
+    if (name.len >= 4 && memcmp(name.ptr, "amq.", 4) == 0)
         return conn_err(ch->conn, -WERR_ACCESS_REFUSED,
                         "deletion of system exchange '%.*s' in vhost '%s' not allowed",
-                        STR(d->exchange), ch->conn->vhost->name);
-    struct exchange *x = vhost_exchange(ch->conn->vhost, d->exchange);
+                        STR(name), ch->conn->vhost->name);
+    struct exchange *x = vhost_exchange(ch->conn->vhost, name);
     if (x) { /* deleting a missing exchange succeeds, as in RabbitMQ 3.x */
         if (d->if_unused && x->nbindings)
             return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
@@ -185,10 +216,13 @@ static int exchange_bind(struct channel *ch, const struct amqp_exchange_bind *b,
 {
     struct exchange *src = NULL, *dst = NULL;
     int rc;
-    if ((rc = not_default(ch, b->source)) < 0 || (rc = not_default(ch, b->destination)) < 0)
+    uint8_t sbuf[256], dbuf[256];
+    amqp_bytes_t source = strip_cr_lf(b->source, sbuf);
+    amqp_bytes_t destination = strip_cr_lf(b->destination, dbuf);
+    if ((rc = not_default(ch, source)) < 0 || (rc = not_default(ch, destination)) < 0)
         return rc;
-    if ((rc = lookup_exchange(ch, b->source, &src)) < 0 ||
-        (rc = lookup_exchange(ch, b->destination, &dst)) < 0)
+    if ((rc = lookup_exchange(ch, source, &src)) < 0 ||
+        (rc = lookup_exchange(ch, destination, &dst)) < 0)
         return rc;
     if (bind && src->type == EX_HEADERS && (rc = args_check_x_match(ch->conn, b->arguments)) < 0)
         return rc;
@@ -210,7 +244,8 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
     struct conn *c = ch->conn;
     struct vhost *vh = c->vhost;
     char gen[64];
-    amqp_bytes_t name = d->queue;
+    uint8_t buf[256];
+    amqp_bytes_t name = strip_cr_lf(d->queue, buf);
     struct queue *q;
     int rc;
     if (name.len == 0 && !d->passive) {
@@ -229,10 +264,10 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
     if (d->passive) {
         if (name.len == 0) /* no last-queue shortcut here, as in RabbitMQ */
             return conn_err(c, -WERR_NOT_FOUND, "no queue '' in vhost '%s'", vh->name);
-        if ((rc = declare_lookup_queue(ch, name, &q)) < 0)
+        if ((rc = lookup_queue(ch, name, &q)) < 0)
             return rc;
     } else if (vhost_queue(vh, name)) {
-        if ((rc = declare_lookup_queue(ch, name, &q)) < 0)
+        if ((rc = lookup_queue(ch, name, &q)) < 0)
             return rc;
         char what[400];
         snprintf(what, sizeof what, "queue '%s' in vhost '%s'", q->name, vh->name);
@@ -311,15 +346,18 @@ static int queue_bind(struct channel *ch, amqp_bytes_t qname, amqp_bytes_t xname
     struct queue *q = NULL;
     struct exchange *x = NULL;
     int rc;
+    uint8_t qbuf[256], xbuf[256];
+    bool shortcut = qname.len == 0;
     /* Empty queue name: the last declared queue, and then also the routing key. */
-    if (qname.len == 0 && key.len == 0 && ch->last_queue[0])
+    if (shortcut && key.len == 0 && ch->last_queue[0])
         key = amqp_cstr(ch->last_queue);
+    xname = strip_cr_lf(xname, xbuf);
     if ((rc = not_default(ch, xname)) < 0)
         return rc;
-    if ((rc = declare_lookup_queue(ch, qname, &q)) < 0 ||
+    if ((rc = queue_target(ch, &qname, qbuf)) < 0 || (rc = lookup_queue(ch, qname, &q)) < 0 ||
         (rc = lookup_exchange(ch, xname, &x)) < 0) {
         /* Unbinding from a missing queue or exchange succeeds, as in RabbitMQ. */
-        if (!bind && rc == -WERR_NOT_FOUND && qname.len) {
+        if (!bind && rc == -WERR_NOT_FOUND && !shortcut) {
             ch->conn->err_text[0] = 0;
             return 0;
         }
@@ -336,14 +374,15 @@ static int queue_bind(struct channel *ch, amqp_bytes_t qname, amqp_bytes_t xname
 
 static int queue_delete_method(struct channel *ch, const struct amqp_queue_delete *d)
 {
+    uint8_t buf[256];
     amqp_bytes_t name = d->queue;
-    int rc = queue_name(ch, &name);
+    int rc = queue_target(ch, &name, buf);
     if (rc < 0)
         return rc;
     uint32_t n = 0;
     if (vhost_queue(ch->conn->vhost, name)) { /* deleting a missing queue succeeds */
         struct queue *q;
-        if ((rc = declare_lookup_queue(ch, name, &q)) < 0)
+        if ((rc = lookup_queue(ch, name, &q)) < 0)
             return rc;
         if (d->if_unused && q->consumer_count)
             return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "queue '%s' in vhost '%s' in use",
