@@ -201,6 +201,10 @@ int args_check_queue(struct conn *c, const char *queue, const char *vhost, amqp_
             return conn_err(c, -WERR_PRECONDITION_FAILED,
                             "invalid type '%s' for arg '%s' in queue '%s' in vhost '%s'",
                             args_type_name(v.type), key, queue, vhost);
+        } else if (rule == R_STR && v.v.bytes.len > 255) {
+            /* An exchange name or a routing key is a shortstr: a longer one could never be
+             * published with (Warren's own check; RabbitMQ 3.10 accepts it). */
+            snprintf(why, sizeof why, "{value_too_long,%u,max,255}", v.v.bytes.len);
         } else if (rule == R_BOOL && v.type != 't') {
             snprintf(why, sizeof why, "{unacceptable_type,%s}", args_type_name(v.type));
         } else if (rule == R_OVERFLOW) {

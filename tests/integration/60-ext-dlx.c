@@ -330,6 +330,53 @@ static void check_routing_key_needs_dlx(void)
     harness_log("x-dead-letter-routing-key without x-dead-letter-exchange: ok");
 }
 
+/* Warren's own check (RabbitMQ 3.10.8 accepts both): x-dead-letter-exchange and
+ * x-dead-letter-routing-key name a shortstr, so values over 255 bytes are refused at declare
+ * with 406 naming the argument (a longer key used to be cut to 8 bits at dead-lettering). */
+static void check_long_dead_letter_args(const harness_broker_t *b)
+{
+    if (harness_external(b))
+        return;
+    static const char *const keys[] = {"x-dead-letter-exchange", "x-dead-letter-routing-key"};
+    char big[301];
+    memset(big, 'k', 300);
+    big[300] = 0;
+    for (int i = 0; i < 2; i++) {
+        const char *q = harness_name("longarg%d", i);
+        harness_args_t a = {.n = 0};
+        harness_arg_str(&a, "x-dead-letter-exchange", i == 0 ? big : "amq.direct");
+        if (i == 1)
+            harness_arg_str(&a, "x-dead-letter-routing-key", big);
+        harness_channel_open(s_conn, 2);
+        amqp_queue_declare(s_conn, 2, amqp_cstring_bytes(q), 0, 0, 0, 0, harness_args_table(&a));
+        char text[512];
+        snprintf(text, sizeof text,
+                 "PRECONDITION_FAILED - invalid arg '%s' for queue '%s' in vhost '/': "
+                 "{value_too_long,300,max,255}",
+                 keys[i], q);
+        harness_expect_channel_close(s_conn, 2, amqp_get_rpc_reply(s_conn), 406, text, 50, 10);
+    }
+    /* 255 bytes is still a valid routing key: dead-lettering uses all of it. */
+    const char *q = harness_name("longarg-ok"), *dlq = harness_name("longarg-dlq");
+    big[255] = 0;
+    harness_queue_declare(s_conn, 1, dlq, 0, amqp_empty_table);
+    harness_queue_bind(s_conn, 1, dlq, "amq.direct", big, amqp_empty_table);
+    harness_args_t a = {.n = 0};
+    harness_arg_str(&a, "x-dead-letter-exchange", "amq.direct");
+    harness_arg_str(&a, "x-dead-letter-routing-key", big);
+    harness_queue_declare(s_conn, 1, q, 0, harness_args_table(&a));
+    publish_n(q, 1, 1);
+    harness_got_t g;
+    CHECK(harness_get(s_conn, 1, q, false, &g));
+    amqp_basic_reject(s_conn, 1, g.delivery_tag, 0);
+    harness_got_free(&g);
+    CHECK(harness_get_wait(s_conn, 1, dlq, true, 5000, &g));
+    CHECK_STREQ(g.routing_key, big);
+    CHECK_STREQ(g.body, "1");
+    harness_got_free(&g);
+    harness_log("dead-letter arguments over 255 bytes refused, 255 used whole: ok");
+}
+
 int main(void)
 {
     harness_watchdog(55);
@@ -343,6 +390,7 @@ int main(void)
     check_missing_dlx();
     check_routing();
     check_routing_key_needs_dlx();
+    check_long_dead_letter_args(&b);
 
     harness_disconnect(s_conn);
     harness_check_alive(&b);
