@@ -5,7 +5,7 @@
 #define WARREN_BINDING_H
 #include <stdbool.h>
 #include <stdint.h>
-#include "broker/list.h"
+#include "lib/list.h"
 #include "protocol/wire.h"
 
 struct exchange;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "broker/args.h"
-#include "broker/array.h"
+#include "lib/array.h"
 #include "broker/channel.h"
 #include "broker/conn.h"
 #include "broker/deadletter.h"

@@ -5,9 +5,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "broker/exchange.h"
-#include "broker/list.h"
+#include "lib/list.h"
 #include "broker/queue.h"
-#include "broker/timer.h"
+#include "lib/timer.h"
 #include "protocol/codec.h"
 
 struct conn;

@@ -14,7 +14,7 @@
 #include "broker/channel.h"
 #include "broker/conn.h"
 #include "broker/errors.h"
-#include "broker/log.h"
+#include "lib/log.h"
 #include "broker/msg.h"
 #include "broker/queue.h"
 #include "broker/server.h"

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
-#include "broker/list.h"
+#include "lib/list.h"
 #include "broker/outbuf.h"
 #include "protocol/codec.h"
 

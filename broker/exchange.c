@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "broker/array.h"
+#include "lib/array.h"
 #include "broker/binding.h"
 #include "broker/exchange.h"
 #include "broker/headers.h"

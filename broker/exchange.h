@@ -5,8 +5,8 @@
 #define WARREN_EXCHANGE_H
 #include <stdbool.h>
 #include <stdint.h>
-#include "broker/hmap.h"
-#include "broker/list.h"
+#include "lib/hmap.h"
+#include "lib/list.h"
 #include "protocol/wire.h"
 
 struct vhost;

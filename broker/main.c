@@ -6,7 +6,7 @@
 #include <string.h>
 #include <uv.h>
 #include "config.h"
-#include "broker/log.h"
+#include "lib/log.h"
 #include "broker/server.h"
 
 static void usage(FILE *f)

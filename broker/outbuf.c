@@ -3,7 +3,7 @@
  * blocks and the referenced body slices, in order; bytes == sum of iov lengths. */
 #include <stdlib.h>
 #include <string.h>
-#include "broker/array.h"
+#include "lib/array.h"
 #include "broker/msg.h"
 #include "broker/outbuf.h"
 

@@ -10,7 +10,7 @@
 #include <string.h>
 #include "broker/binding.h"
 #include "broker/exchange.h"
-#include "broker/log.h"
+#include "lib/log.h"
 #include "broker/msg.h"
 #include "broker/persist.h"
 #include "broker/queue.h"

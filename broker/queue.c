@@ -8,12 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include "broker/args.h"
-#include "broker/array.h"
+#include "lib/array.h"
 #include "broker/binding.h"
 #include "broker/channel.h"
 #include "broker/conn.h"
 #include "broker/deadletter.h"
-#include "broker/log.h"
+#include "lib/log.h"
 #include "broker/msg.h"
 #include "broker/persist.h"
 #include "broker/queue.h"

@@ -6,8 +6,8 @@
 #define WARREN_QUEUE_H
 #include <stdbool.h>
 #include <stdint.h>
-#include "broker/list.h"
-#include "broker/timer.h"
+#include "lib/list.h"
+#include "lib/timer.h"
 #include "protocol/wire.h"
 
 struct msg;

@@ -5,10 +5,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
-#include "broker/hmap.h"
-#include "broker/list.h"
+#include "lib/hmap.h"
+#include "lib/list.h"
 #include "broker/outbuf.h"
-#include "broker/timer.h"
+#include "lib/timer.h"
 
 struct conn;
 struct queue;

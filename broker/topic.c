@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "broker/hmap.h"
+#include "lib/hmap.h"
 #include "broker/topic.h"
 
 #define TOPIC_WORDS_MAX (TOPIC_PATTERN_MAX + 1) /* "..." of 255 bytes has 256 words */

@@ -2,7 +2,7 @@
  * through a vhost, even while only "/" exists. */
 #ifndef WARREN_VHOST_H
 #define WARREN_VHOST_H
-#include "broker/hmap.h"
+#include "lib/hmap.h"
 #include "protocol/wire.h"
 
 struct server;

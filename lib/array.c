@@ -2,7 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "broker/array.h"
+#include "lib/array.h"
 
 int array_reserve(void **arr, uint32_t *cap, uint32_t n, size_t elem, uint32_t first_cap)
 {

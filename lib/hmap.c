@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "broker/hmap.h"
+#include "lib/hmap.h"
 
 static uint32_t hash_of(const void *key, size_t len)
 {

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include "broker/log.h"
+#include "lib/log.h"
 
 enum log_level log_threshold = LOG_INFO;
 static const char *const names[LOG_LEVEL_MAX] = {"error", "warn", "info", "debug"};

@@ -3,8 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
-#include "broker/array.h"
-#include "broker/timer.h"
+#include "lib/array.h"
+#include "lib/timer.h"
 
 uint64_t timers_now(void)
 {

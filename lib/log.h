@@ -1,5 +1,5 @@
-/* log.h — leveled logging to stderr, one line per event. Only broker/ logs; the line
- * says what failed and what to do about it. */
+/* log.h — leveled logging to stderr, one line per event. Only broker/ logs (lib/, protocol/
+ * and storage/ return errors); the line says what failed and what to do about it. */
 #ifndef WARREN_LOG_H
 #define WARREN_LOG_H
 
