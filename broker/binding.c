@@ -73,7 +73,7 @@ int binding_add(struct exchange *src, struct queue *dq, struct exchange *dx, amq
     list_insert_tail(&src->bindings, &b->src_link);
     src->nbindings++;
     list_insert_tail(dq ? &dq->bindings_in : &dx->bindings_in, &b->dst_link);
-    persist_binding(src->vhost->srv, b);
+    persist_binding(src->vhost->broker, b);
     if (ret)
         *ret = b;
     return 0;
@@ -82,7 +82,7 @@ int binding_add(struct exchange *src, struct queue *dq, struct exchange *dx, amq
 void binding_free(struct binding *b)
 {
     struct exchange *src = b->src;
-    persist_binding_deleted(src->vhost->srv, b);
+    persist_binding_deleted(src->vhost->broker, b);
     exchange__unindex(src, b);
     hmap_del(&src->by_id, b->data, binding_id_len(b));
     list_remove(&b->src_link);

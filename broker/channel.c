@@ -80,10 +80,10 @@ static void arm_ack_timeout(struct channel *ch)
 {
     struct server *s = ch->conn->srv;
     if (s->cfg.consumer_timeout_ms && ch->count && ch->state == CH_OPEN)
-        timers_set(&s->timers, &ch->ack_timer, ch->ring[ch->head].at + s->cfg.consumer_timeout_ms,
+        timers_set(&s->b.timers, &ch->ack_timer, ch->ring[ch->head].at + s->cfg.consumer_timeout_ms,
                    on_ack_timeout);
     else
-        timers_cancel(&s->timers, &ch->ack_timer);
+        timers_cancel(&s->b.timers, &ch->ack_timer);
 }
 
 /* Pops dead entries off the head so that the head is live (or the ring is empty). */
@@ -211,8 +211,10 @@ static void settle_all(struct channel *ch, enum pick pick)
 
 /* ---- deliveries ---------------------------------------------------------------------- */
 
-bool channel_can_deliver(const struct channel *ch, const struct consumer *c)
+/* May consumer c take one more delivery now? */
+static bool consumer_can_take(struct consumer *c)
 {
+    struct channel *ch = c->owner;
     if (ch->state != CH_OPEN || !ch->active || c->cancelled)
         return false;
     if (conn_output_pending(ch->conn) > CONN_OUTPUT_HIGH) {
@@ -299,9 +301,11 @@ static uint64_t track(struct channel *ch, struct consumer *c, struct queue *q,
     return tag;
 }
 
-void channel_deliver(struct channel *ch, struct consumer *c, struct queue *q,
-                     const struct qentry *e)
+/* Sends basic.deliver for e (popped from q; the caller keeps its reference) to consumer c,
+ * recording it unless no-ack. */
+static void consumer_deliver(struct consumer *c, struct queue *q, const struct qentry *e)
 {
+    struct channel *ch = c->owner;
     struct msg *m = e->m;
     uint64_t tag = track(ch, c, q, e, c->no_ack);
     if (!tag) {
@@ -341,8 +345,10 @@ static void consumer_end(struct channel *ch, struct consumer *c)
     consumer_unref(c);
 }
 
-void channel_consumer_cancelled(struct channel *ch, struct consumer *c)
+/* The queue was deleted: the client hears of it (basic.cancel) when it asked to. */
+static void consumer_cancelled(struct consumer *c)
 {
+    struct channel *ch = c->owner;
     if (ch->conn->cap_consumer_cancel_notify && ch->state == CH_OPEN) {
         struct amqp_method m = {.id = AMQP_BASIC_CANCEL};
         m.u.basic_cancel.consumer_tag = (amqp_bytes_t){(const uint8_t *)c->tag, c->tag_len};
@@ -366,7 +372,7 @@ void channel_free(struct channel *ch)
     free(ch->tx_acks);
     list_remove(&ch->confirm_link);
     list_remove(&ch->wait_link);
-    timers_cancel(&ch->conn->srv->timers, &ch->ack_timer);
+    timers_cancel(&ch->conn->srv->b.timers, &ch->ack_timer);
     replyto_forget(ch);
     free(ch->pending);
     route_free(&ch->route);
@@ -424,7 +430,10 @@ static int on_basic_consume(struct channel *ch, const struct amqp_basic_consume 
     struct consumer *cons = calloc(1, sizeof *cons);
     if (!cons)
         return -ENOMEM;
-    cons->ch = ch;
+    static const struct consumer_ops ops = {consumer_can_take, consumer_deliver,
+                                            consumer_cancelled};
+    cons->ops = &ops;
+    cons->owner = ch;
     cons->refs = 1;
     cons->no_ack = bc->no_ack;
     cons->exclusive = bc->exclusive;
@@ -542,7 +551,7 @@ static int publish_route(struct channel *ch, struct msg *m, uint64_t *ret_batch,
             return rc;
         routed = ch->route.n > 0;
     }
-    if ((rc = publish_enqueue(ch->conn->srv, m, &ch->route, ret_batch, ret_rejected)) < 0)
+    if ((rc = publish_enqueue(&ch->conn->srv->b, m, &ch->route, ret_batch, ret_rejected)) < 0)
         return rc;
     if (!routed && (m->flags & MSG_MANDATORY)) {
         struct amqp_method r = {.id = AMQP_BASIC_RETURN};
@@ -611,7 +620,7 @@ void channel_send_confirms(struct channel *ch)
 {
     if (ch->state != CH_OPEN)
         return;
-    uint64_t durable = ch->conn->srv->durable_batch;
+    uint64_t durable = ch->conn->srv->b.durable_batch;
     while (ch->pending_count && ch->pending[ch->pending_head].batch <= durable) {
         struct pconfirm p = ch->pending[ch->pending_head];
         ch->pending_head = (ch->pending_head + 1) & (ch->pending_cap - 1);
@@ -952,7 +961,7 @@ int channel_handle_method(struct channel *ch, const struct amqp_method *m)
     default: {
         /* An entity change that reached storage is answered only once it is durable, as
          * RabbitMQ's declare-ok means: the connection holds its output and input until then. */
-        struct storage *st = c->srv->store;
+        struct storage *st = c->srv->b.store;
         uint64_t writes = st ? storage_writes(st) : 0;
         int rc = declare_method(ch, m);
         if (st && storage_writes(st) != writes)

@@ -83,19 +83,10 @@ void channel_free(struct channel *ch);
 int channel_handle_method(struct channel *ch, const struct amqp_method *m);
 int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t len);
 int channel_handle_body(struct channel *ch, const uint8_t *payload, uint32_t len);
-/* True when the channel may take one more delivery for consumer c now. */
-bool channel_can_deliver(const struct channel *ch, const struct consumer *c);
-/* Sends basic.deliver for entry e (popped from q; the caller keeps its reference) to
- * consumer c, recording it unless no-ack. */
-void channel_deliver(struct channel *ch, struct consumer *c, struct queue *q,
-                     const struct qentry *e);
 /* Storage batch `durable` is on disk: confirms and tx.commit-ok waiting for it go out. */
 void channel_on_durable(struct channel *ch, uint64_t durable);
 /* Sends the publisher confirms decided since the last flush (one basic.ack, multiple). */
 void channel_send_confirms(struct channel *ch);
 /* Asks for a dispatch of every queue the channel's consumers consume from. */
 void channel_kick_consumers(struct channel *ch);
-/* Tells the client its consumer was cancelled by the broker (queue deleted). */
-void channel_consumer_cancelled(struct channel *ch, struct consumer *c);
-
 #endif

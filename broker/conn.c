@@ -523,7 +523,7 @@ static void on_timer(uv_timer_t *t);
 
 static int on_open(struct conn *c, const struct amqp_connection_open *o)
 {
-    struct vhost *vh = hmap_get(&c->srv->vhosts, o->virtual_host.ptr, o->virtual_host.len);
+    struct vhost *vh = hmap_get(&c->srv->b.vhosts, o->virtual_host.ptr, o->virtual_host.len);
     if (!vh)
         return conn_err(c, -WERR_NOT_ALLOWED, "vhost %.*s not found", (int)o->virtual_host.len,
                         (const char *)o->virtual_host.ptr);
@@ -886,8 +886,8 @@ static void process_input(struct conn *c)
             break;
         }
         /* Deliver what this frame made deliverable before the next frame is handled. */
-        if (c->srv->kick_head || !list_empty(&c->srv->ttl0))
-            server_dispatch(c->srv);
+        if (c->srv->b.kick_head || !list_empty(&c->srv->b.ttl0))
+            broker_dispatch(&c->srv->b);
         if (c->state >= CONN_OPENING)
             frame_max = c->frame_max + AMQP_FRAME_OVERHEAD;
     }

@@ -18,7 +18,7 @@
 #include "broker/msgedit.h"
 #include "broker/publish.h"
 #include "broker/queue.h"
-#include "broker/server.h"
+#include "broker/broker.h"
 #include "lib/timer.h"
 #include "broker/vhost.h"
 #include "protocol/codec.h"
@@ -395,7 +395,7 @@ static void deliver_copy(struct vhost *vh, struct msg *nm, enum dl_reason reason
         }
         uint64_t batch;
         bool rejected;
-        publish_enqueue(vh->srv, nm, r, &batch, &rejected);
+        publish_enqueue(vh->broker, nm, r, &batch, &rejected);
     }
     route_free(r);
 }
@@ -405,7 +405,7 @@ void deadletter(struct queue *q, const struct qentry *e, enum dl_reason reason)
     if (!q->opt.has_dlx)
         return;
     struct vhost *vh = q->vhost;
-    struct server *s = vh->srv;
+    struct broker *s = vh->broker;
     if (!vhost_exchange(vh, q->opt.dlx))
         return; /* a missing DLX drops the message, as in RabbitMQ */
     struct msg *nm = make_copy(q, e->m, reasons[reason]);

@@ -181,7 +181,7 @@ static int exchange_declare(struct channel *ch, const struct amqp_exchange_decla
         exchange_free(x);
         return -ENOMEM;
     }
-    persist_exchange(ch->conn->srv, x);
+    persist_exchange(&ch->conn->srv->b, x);
 ok:
     if (!d->no_wait)
         reply(ch, AMQP_EXCHANGE_DECLARE_OK);
@@ -324,7 +324,7 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
             queue_unref(q);
             return -ENOMEM;
         }
-        persist_queue(c->srv, q);
+        persist_queue(&c->srv->b, q);
     }
     memcpy(ch->last_queue, q->name, (size_t)q->name_len + 1);
     queue_used(q);

@@ -102,7 +102,7 @@ void exchange_delete(struct exchange *x)
         binding_free(list_entry(pos, struct binding, src_link));
     list_foreach_safe(pos, tmp, &x->bindings_in)
         binding_free(list_entry(pos, struct binding, dst_link));
-    persist_exchange_deleted(x->vhost->srv, x);
+    persist_exchange_deleted(x->vhost->broker, x);
     vhost_remove_exchange(x->vhost, x);
     exchange_free(x);
 }

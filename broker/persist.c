@@ -14,7 +14,7 @@
 #include "broker/msg.h"
 #include "broker/persist.h"
 #include "broker/queue.h"
-#include "broker/server.h"
+#include "broker/broker.h"
 #include "broker/vhost.h"
 #include "storage/batch.h"
 #include "storage/env.h"
@@ -23,7 +23,7 @@
 
 #define MSG_HEAD 22
 
-static bool writable(const struct server *s)
+static bool writable(const struct broker *s)
 {
     return s->store && !s->recovering;
 }
@@ -45,7 +45,7 @@ static void release_msg(void *m)
     msg_unref(m);
 }
 
-uint64_t persist_msg(struct server *s, struct msg *m, uint32_t refs, bool set_store_id)
+uint64_t persist_msg(struct broker *s, struct msg *m, uint32_t refs, bool set_store_id)
 {
     uint8_t h[MSG_HEAD];
     h[0] = 1;
@@ -92,7 +92,7 @@ struct msg *persist_msg_load(const void *data, size_t len)
 
 /* ---- entities ------------------------------------------------------------------------- */
 
-void persist_exchange(struct server *s, struct exchange *x)
+void persist_exchange(struct broker *s, struct exchange *x)
 {
     if (!writable(s) || !x->durable)
         return;
@@ -105,14 +105,14 @@ void persist_exchange(struct server *s, struct exchange *x)
     storage_put_exchange(s->store, &r);
 }
 
-void persist_exchange_deleted(struct server *s, struct exchange *x)
+void persist_exchange_deleted(struct broker *s, struct exchange *x)
 {
     if (writable(s) && x->store_id)
         storage_del_entity(s->store, 'x', x->store_id);
     x->store_id = 0;
 }
 
-void persist_queue(struct server *s, struct queue *q)
+void persist_queue(struct broker *s, struct queue *q)
 {
     if (!writable(s) || !q->durable || q->exclusive)
         return;
@@ -125,14 +125,14 @@ void persist_queue(struct server *s, struct queue *q)
     storage_put_queue_meta(s->store, q->store_id, q->stored_count, q->delivered_seq);
 }
 
-void persist_queue_deleted(struct server *s, struct queue *q)
+void persist_queue_deleted(struct broker *s, struct queue *q)
 {
     if (writable(s) && q->store_id)
         storage_del_entity(s->store, 'q', q->store_id);
     q->store_id = 0;
 }
 
-void persist_binding(struct server *s, struct binding *b)
+void persist_binding(struct broker *s, struct binding *b)
 {
     if (!writable(s) || !b->src->durable)
         return;
@@ -147,7 +147,7 @@ void persist_binding(struct server *s, struct binding *b)
     storage_put_binding(s->store, &r);
 }
 
-void persist_binding_deleted(struct server *s, struct binding *b)
+void persist_binding_deleted(struct broker *s, struct binding *b)
 {
     if (writable(s) && b->store_id)
         storage_del_entity(s->store, 'b', b->store_id);
@@ -162,24 +162,19 @@ static amqp_bytes_t ab(struct st_bytes b)
 }
 
 /* The vhost named by a record, created if this is the first record naming it. */
-static struct vhost *record_vhost(struct server *s, struct st_bytes name)
+static struct vhost *record_vhost(struct broker *s, struct st_bytes name)
 {
     struct vhost *vh = hmap_get(&s->vhosts, name.p, name.len);
     if (vh)
         return vh;
     char buf[256];
     snprintf(buf, sizeof buf, "%.*s", (int)name.len, (const char *)name.p);
-    vh = vhost_new(s, buf);
-    if (vh && hmap_put(&s->vhosts, vh->name, strlen(vh->name), vh) < 0) {
-        vhost_free(vh);
-        vh = NULL;
-    }
-    return vh;
+    return broker_add_vhost(s, buf);
 }
 
 static int on_exchange(void *arg, const struct st_exchange *r)
 {
-    struct server *s = arg;
+    struct broker *s = arg;
     struct vhost *vh = record_vhost(s, r->vhost);
     if (!vh || r->type >= EX_TYPE_MAX)
         return vh ? STORAGE_E_CORRUPT : -ENOMEM;
@@ -198,7 +193,7 @@ static int on_exchange(void *arg, const struct st_exchange *r)
 
 static int on_queue(void *arg, const struct st_queue *r)
 {
-    struct server *s = arg;
+    struct broker *s = arg;
     struct vhost *vh = record_vhost(s, r->vhost);
     if (!vh)
         return -ENOMEM;
@@ -223,7 +218,7 @@ static int on_queue(void *arg, const struct st_queue *r)
 
 static int on_binding(void *arg, const struct st_binding *r)
 {
-    struct server *s = arg;
+    struct broker *s = arg;
     struct vhost *vh = record_vhost(s, r->vhost);
     if (!vh)
         return -ENOMEM;
@@ -242,7 +237,7 @@ static int on_binding(void *arg, const struct st_binding *r)
     return rc;
 }
 
-int persist_recover(struct server *s)
+int persist_recover(struct broker *s)
 {
     static const struct st_recover_ops ops = {on_exchange, on_queue, on_binding};
     s->recovering = true;

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
-struct server;
+struct broker;
 struct exchange;
 struct queue;
 struct binding;
@@ -16,20 +16,20 @@ struct st_entry;
 
 /* Recreates the stored exchanges, queues and bindings (before the listener opens). 0 or an
  * error, already logged. */
-int persist_recover(struct server *s);
+int persist_recover(struct broker *s);
 
 /* Entities: written when durable (bindings: when both ends are), removed when deleted. */
-void persist_exchange(struct server *s, struct exchange *x);
-void persist_exchange_deleted(struct server *s, struct exchange *x);
-void persist_queue(struct server *s, struct queue *q);
-void persist_queue_deleted(struct server *s, struct queue *q);
-void persist_binding(struct server *s, struct binding *b);
-void persist_binding_deleted(struct server *s, struct binding *b);
+void persist_exchange(struct broker *s, struct exchange *x);
+void persist_exchange_deleted(struct broker *s, struct exchange *x);
+void persist_queue(struct broker *s, struct queue *q);
+void persist_queue_deleted(struct broker *s, struct queue *q);
+void persist_binding(struct broker *s, struct binding *b);
+void persist_binding_deleted(struct broker *s, struct binding *b);
 
 /* Writes m's bytes under a new id (m->store_id, unless id is given), referenced by `refs` index
  * entries that the caller adds in this batch. The batch holds a reference on m until it is
  * committed. Returns the id. */
-uint64_t persist_msg(struct server *s, struct msg *m, uint32_t refs, bool set_store_id);
+uint64_t persist_msg(struct broker *s, struct msg *m, uint32_t refs, bool set_store_id);
 /* Rebuilds a message from stored bytes; NULL when they do not decode or memory is short. */
 struct msg *persist_msg_load(const void *data, size_t len);
 

@@ -7,10 +7,10 @@
 #include "broker/persist.h"
 #include "broker/publish.h"
 #include "broker/queue.h"
-#include "broker/server.h"
+#include "broker/broker.h"
 #include "storage/batch.h"
 
-int publish_enqueue(struct server *s, struct msg *m, struct route *r, uint64_t *ret_batch,
+int publish_enqueue(struct broker *s, struct msg *m, struct route *r, uint64_t *ret_batch,
                     bool *ret_rejected)
 {
     *ret_batch = 0;

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct server;
+struct broker;
 struct msg;
 struct route;
 
@@ -13,7 +13,7 @@ struct route;
  * written to storage once for all of them, and *ret_batch gets the storage batch it waits for
  * (0: none). Queues whose x-overflow refuses it are skipped and *ret_rejected set (for
  * reject-publish-dlx they dead-letter it). 0 or -ENOMEM. */
-int publish_enqueue(struct server *s, struct msg *m, struct route *r, uint64_t *ret_batch,
+int publish_enqueue(struct broker *s, struct msg *m, struct route *r, uint64_t *ret_batch,
                     bool *ret_rejected);
 
 #endif

@@ -10,14 +10,12 @@
 #include "broker/args.h"
 #include "lib/array.h"
 #include "broker/binding.h"
-#include "broker/channel.h"
-#include "broker/conn.h"
 #include "broker/deadletter.h"
 #include "lib/log.h"
 #include "broker/msg.h"
 #include "broker/persist.h"
 #include "broker/queue.h"
-#include "broker/server.h"
+#include "broker/broker.h"
 #include "broker/vhost.h"
 #include "storage/batch.h"
 #include "storage/env.h"
@@ -87,8 +85,8 @@ void queue_unref(struct queue *q)
     pend_clear(q);
     list_remove(&q->meta_link);
     list_remove(&q->ttl0_link);
-    timers_cancel(&q->vhost->srv->timers, &q->ttl_timer);
-    timers_cancel(&q->vhost->srv->timers, &q->expires_timer);
+    timers_cancel(&q->vhost->broker->timers, &q->ttl_timer);
+    timers_cancel(&q->vhost->broker->timers, &q->expires_timer);
     for (uint32_t i = 0; i <= q->opt.max_priority; i++)
         free(q->rings[i].e);
     free(q->rings);
@@ -100,14 +98,14 @@ void queue_unref(struct queue *q)
 
 static struct storage *store(const struct queue *q)
 {
-    return q->vhost->srv->store;
+    return q->vhost->broker->store;
 }
 
 static void meta_dirty(struct queue *q)
 {
     if (!q->meta_dirty && q->store_id && store(q)) {
         q->meta_dirty = true;
-        list_insert_tail(&q->vhost->srv->meta_dirty, &q->meta_link);
+        list_insert_tail(&q->vhost->broker->meta_dirty, &q->meta_link);
     }
 }
 
@@ -159,7 +157,7 @@ static int win_insert(struct queue *q, struct qentry e, bool at_tail)
         return rc;
     q->count++;
     q->ready_bytes += e.m->body_size;
-    q->vhost->srv->queued_mem += msg_mem(e.m);
+    q->vhost->broker->queued_mem += msg_mem(e.m);
     return 0;
 }
 
@@ -183,7 +181,7 @@ static bool win_pop(struct queue *q, struct qentry *ret)
         r->count--;
         q->count--;
         q->ready_bytes -= ret->m->body_size;
-        q->vhost->srv->queued_mem -= msg_mem(ret->m);
+        q->vhost->broker->queued_mem -= msg_mem(ret->m);
         return true;
     }
     return false;
@@ -204,7 +202,7 @@ static int pend_push(struct queue *q, struct pentry p)
         return -ENOMEM;
     q->pend[(q->pend_head + q->pend_count) & (q->pend_cap - 1)] = p;
     if (q->pend_count++ == 0)
-        list_insert_tail(&q->vhost->srv->pending_queues, &q->pend_link);
+        list_insert_tail(&q->vhost->broker->pending_queues, &q->pend_link);
     return 0;
 }
 
@@ -271,7 +269,7 @@ int queue_push(struct queue *q, struct msg *m)
         /* TTL 0: delivered at once if a consumer can take it, else expired (server_dispatch). */
         e.flags |= QE_TTL0;
         if (list_empty(&q->ttl0_link))
-            list_insert_tail(&q->vhost->srv->ttl0, &q->ttl0_link);
+            list_insert_tail(&q->vhost->broker->ttl0, &q->ttl0_link);
     }
     bool paged = false;
     if (q->store_id) {
@@ -282,7 +280,7 @@ int queue_push(struct queue *q, struct msg *m)
             q->stored_count++;
             meta_dirty(q);
         } else if (paged) { /* transient, but past the window: a copy of its own on disk */
-            id = persist_msg(q->vhost->srv, m, 1, false);
+            id = persist_msg(q->vhost->broker, m, 1, false);
             e.flags |= QE_STORED;
         }
         if (e.flags & QE_STORED)
@@ -319,7 +317,7 @@ int queue_requeue(struct queue *q, const struct qentry *re)
         storage_put_idx(store(q), q->store_id, e.seq, e.m->store_id,
                         e.flags & QE_PERSISTENT ? 0 : STORAGE_IDX_TRANSIENT, e.expires, e.returns);
     if ((e.flags & QE_TTL0) && list_empty(&q->ttl0_link)) /* back, but only until the next dispatch */
-        list_insert_tail(&q->vhost->srv->ttl0, &q->ttl0_link);
+        list_insert_tail(&q->vhost->broker->ttl0, &q->ttl0_link);
     arm_ttl(q);
     drop_head_over_limit(q);
     return 0;
@@ -449,7 +447,7 @@ static void on_ttl_timer(struct timer_item *it, uint64_t now)
         return; /* handled at the end of the turn, after dispatch */
     if (expire_front(q, now, false, EXPIRE_BATCH) == EXPIRE_BATCH) {
         /* A long run of expired messages: go on in the next loop turn, publishers first. */
-        timers_set(&q->vhost->srv->timers, &q->ttl_timer, now, on_ttl_timer);
+        timers_set(&q->vhost->broker->timers, &q->ttl_timer, now, on_ttl_timer);
         return;
     }
     arm_ttl(q);
@@ -460,7 +458,7 @@ static void on_ttl_timer(struct timer_item *it, uint64_t now)
  * timer pages them in). */
 static void arm_ttl(struct queue *q)
 {
-    struct timers *t = &q->vhost->srv->timers;
+    struct timers *t = &q->vhost->broker->timers;
     struct qentry *f = win_front(q);
     if (!q->deleted && f && f->expires && !(f->flags & QE_TTL0))
         timers_set(t, &q->ttl_timer, f->expires, on_ttl_timer);
@@ -484,7 +482,7 @@ static void on_expires_timer(struct timer_item *it, uint64_t now)
 static void arm_expires(struct queue *q)
 {
     if (q->opt.expires > 0 && !q->deleted)
-        timers_set(&q->vhost->srv->timers, &q->expires_timer,
+        timers_set(&q->vhost->broker->timers, &q->expires_timer,
                    timers_now() + (uint64_t)q->opt.expires, on_expires_timer);
 }
 
@@ -497,7 +495,7 @@ void queue_start_timers(struct queue *q)
 {
     arm_expires(q);
     if (q->disk_count) /* page the head in soon, to learn when it expires */
-        timers_set(&q->vhost->srv->timers, &q->ttl_timer, timers_now(), on_ttl_timer);
+        timers_set(&q->vhost->broker->timers, &q->ttl_timer, timers_now(), on_ttl_timer);
 }
 
 bool queue_pop(struct queue *q, struct qentry *ret)
@@ -620,7 +618,7 @@ void queue_remove_consumer(struct queue *q, struct consumer *c)
         queue_used(q); /* x-expires counts from the last consumer's departure */
     /* Not while shutting down: a durable auto-delete queue outlives a restart. */
     if (q->auto_delete && q->had_consumer && q->consumer_count == 0 && !q->deleted &&
-        !q->vhost->srv->stopping)
+        !q->vhost->broker->stopping)
         queue_delete(q);
     queue_unref(q);
 }
@@ -631,19 +629,19 @@ uint32_t queue_delete(struct queue *q)
         return 0;
     q->deleted = true;
     queue_ref(q); /* keep q alive through the teardown */
-    timers_cancel(&q->vhost->srv->timers, &q->ttl_timer);
-    timers_cancel(&q->vhost->srv->timers, &q->expires_timer);
+    timers_cancel(&q->vhost->broker->timers, &q->ttl_timer);
+    timers_cancel(&q->vhost->broker->timers, &q->expires_timer);
     struct list *pos, *tmp;
     list_foreach_safe(pos, tmp, &q->consumers) {
         struct consumer *c = list_entry(pos, struct consumer, qlink);
         detach(q, c);
-        channel_consumer_cancelled(c->ch, c);
+        c->ops->cancelled(c);
         queue_unref(q);
     }
     list_foreach_safe(pos, tmp, &q->bindings_in)
         binding_free(list_entry(pos, struct binding, dst_link));
     uint32_t n = queue_purge(q);
-    persist_queue_deleted(q->vhost->srv, q);
+    persist_queue_deleted(q->vhost->broker, q);
     vhost_remove_queue(q->vhost, q);
     queue_unref(q);
     return n;
@@ -652,7 +650,7 @@ uint32_t queue_delete(struct queue *q)
 void queue_kick(struct queue *q)
 {
     if (!q->kicked && !q->deleted && queue_ready(q) && q->consumer_count)
-        server_kick_queue(q->vhost->srv, q);
+        broker_kick_queue(q->vhost->broker, q);
 }
 
 void queue_dispatch(struct queue *q)
@@ -670,14 +668,14 @@ void queue_dispatch(struct queue *q)
                         q->active = c;
                 }
             chosen = q->active;
-            if (!channel_can_deliver(chosen->ch, chosen))
+            if (!chosen->ops->can_take(chosen))
                 return;
         } else {
             /* The highest x-priority among consumers that can take one; round-robin within a
              * priority: the one chosen moves to the tail. */
             list_foreach_safe(pos, tmp, &q->consumers) {
                 struct consumer *c = list_entry(pos, struct consumer, qlink);
-                if ((!chosen || c->priority > chosen->priority) && channel_can_deliver(c->ch, c))
+                if ((!chosen || c->priority > chosen->priority) && c->ops->can_take(c))
                     chosen = c;
             }
             if (!chosen)
@@ -688,7 +686,7 @@ void queue_dispatch(struct queue *q)
         struct qentry e;
         if (!queue_pop(q, &e))
             return;
-        channel_deliver(chosen->ch, chosen, q, &e);
+        chosen->ops->deliver(chosen, q, &e);
         msg_unref(e.m);
     }
 }

@@ -11,9 +11,7 @@
 #include "protocol/wire.h"
 
 struct msg;
-struct channel;
 struct vhost;
-struct conn;
 
 enum qentry_flag {
     QE_REDELIVERED = 1 << 0,
@@ -42,11 +40,27 @@ struct pentry {
     uint64_t batch;
 };
 
+struct consumer;
+struct queue;
+
+/* How a queue reaches a consumer: an AMQP channel, an HTTP "get" and a test harness each
+ * provide one, so the model never calls into a session. */
+struct consumer_ops {
+    /* May c take one more delivery now (prefetch, flow, output room)? */
+    bool (*can_take)(struct consumer *c);
+    /* Hands over e, popped from q; the caller keeps its reference on e's message. */
+    void (*deliver)(struct consumer *c, struct queue *q, const struct qentry *e);
+    /* q was deleted and c is detached from it already; the owner ends c. */
+    void (*cancelled)(struct consumer *c);
+};
+
 struct consumer {
+    const struct consumer_ops *ops; /* borrowed: static tables */
+    void *owner;           /* borrowed: the surface object behind ops (a channel); a consumer
+                            * never outlives it */
     struct list qlink;     /* in queue.consumers */
-    struct list chlink;    /* in channel.consumers */
+    struct list chlink;    /* in the owner's list of consumers */
     struct queue *q;       /* ref: while the consumer is attached */
-    struct channel *ch;    /* borrowed: a consumer never outlives its channel */
     uint32_t refs;         /* the channel's + one per unacked delivery */
     uint32_t prefetch;     /* 0 = unlimited */
     uint32_t unacked;

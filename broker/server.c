@@ -42,16 +42,6 @@ void server_want_flush(struct server *s, struct conn *c)
         list_insert_tail(&s->flush, &c->flush_link);
 }
 
-void server_kick_queue(struct server *s, struct queue *q)
-{
-    if (q->kicked)
-        return;
-    q->kicked = true;
-    queue_ref(q);
-    q->kick_next = s->kick_head;
-    s->kick_head = q;
-}
-
 void server_gen_name(struct server *s, const char *prefix, char *buf, size_t size)
 {
     static const char alphabet[] =
@@ -75,16 +65,16 @@ void server_gen_name(struct server *s, const char *prefix, char *buf, size_t siz
 static void update_alarms(struct server *s)
 {
     bool mem = s->mem_alarm;
-    if (!mem && s->queued_mem > s->mem_limit) {
+    if (!mem && s->b.queued_mem > s->mem_limit) {
         mem = true;
         log_warn("memory alarm: queued messages use %llu MiB, above the limit of %llu MiB; "
                  "publishers are blocked until consumers catch up",
-                 (unsigned long long)(s->queued_mem >> 20), (unsigned long long)(s->mem_limit >> 20));
-    } else if (mem && s->queued_mem < s->mem_limit / 10 * 8) {
+                 (unsigned long long)(s->b.queued_mem >> 20), (unsigned long long)(s->mem_limit >> 20));
+    } else if (mem && s->b.queued_mem < s->mem_limit / 10 * 8) {
         mem = false;
         log_info("memory alarm cleared; publishers may publish again");
     }
-    bool disk = storage_disk_full(s->store) != 0;
+    bool disk = storage_disk_full(s->b.store) != 0;
     if (disk != s->disk_alarm)
         log_msg(disk ? LOG_ERROR : LOG_INFO, disk ? "disk alarm: the data directory's disk is full; "
                 "publishers are blocked until space is freed" : "disk alarm cleared");
@@ -102,9 +92,9 @@ static void update_alarms(struct server *s)
  * changes (both in one transaction, so that recovery's counts match the index). */
 static void submit_batch(struct server *s)
 {
-    while (!list_empty(&s->meta_dirty))
-        queue_flush_meta(list_entry(s->meta_dirty.next, struct queue, meta_link));
-    storage_submit(s->store);
+    while (!list_empty(&s->b.meta_dirty))
+        queue_flush_meta(list_entry(s->b.meta_dirty.next, struct queue, meta_link));
+    storage_submit(s->b.store);
 }
 
 /* The writer thread committed one or more batches. */
@@ -112,22 +102,22 @@ static void on_store_done(uv_async_t *h)
 {
     struct server *s = h->data;
     int failed = 0;
-    uint64_t durable = storage_collect(s->store, &failed);
+    uint64_t durable = storage_collect(s->b.store, &failed);
     if (failed) {
         log_error("storage failure: %s; stopping so that a standby can take over (unconfirmed "
                   "messages were not confirmed)",
                   storage_strerror(failed));
         exit(70);
     }
-    if (durable > s->durable_batch)
-        s->durable_batch = durable;
+    if (durable > s->b.durable_batch)
+        s->b.durable_batch = durable;
     struct list *pos, *tmp;
-    list_foreach_safe(pos, tmp, &s->pending_queues)
-        queue_on_durable(list_entry(pos, struct queue, pend_link), s->durable_batch);
+    list_foreach_safe(pos, tmp, &s->b.pending_queues)
+        queue_on_durable(list_entry(pos, struct queue, pend_link), s->b.durable_batch);
     list_foreach_safe(pos, tmp, &s->waiting)
-        channel_on_durable(list_entry(pos, struct channel, wait_link), s->durable_batch);
+        channel_on_durable(list_entry(pos, struct channel, wait_link), s->b.durable_batch);
     list_foreach_safe(pos, tmp, &s->held)
-        conn_on_durable(list_entry(pos, struct conn, hold_link), s->durable_batch);
+        conn_on_durable(list_entry(pos, struct conn, hold_link), s->b.durable_batch);
     submit_batch(s); /* what gathered meanwhile */
     update_alarms(s);
 }
@@ -137,29 +127,11 @@ static void notify_loop(void *arg)
     uv_async_send(arg); /* runs on the writer thread */
 }
 
-void server_dispatch(struct server *s)
-{
-    /* Dispatch may kick more queues (e.g. auto-delete), and TTL-0 expiry may dead-letter into
-     * queues that then need a dispatch: loop until quiet. */
-    do {
-        while (s->kick_head) {
-            struct queue *q = s->kick_head;
-            s->kick_head = q->kick_next;
-            q->kicked = false;
-            if (!q->deleted)
-                queue_dispatch(q);
-            queue_unref(q);
-        }
-        while (!list_empty(&s->ttl0))
-            queue_expire_ttl0(list_entry(s->ttl0.next, struct queue, ttl0_link));
-    } while (s->kick_head);
-}
-
 /* Runs once per loop turn, before libuv blocks for I/O. */
 static void on_before_sleep(uv_prepare_t *h)
 {
     struct server *s = h->data;
-    server_dispatch(s);
+    broker_dispatch(&s->b);
     update_alarms(s);
     /* Connections that used their read budget last turn may read again. */
     s->turn++;
@@ -198,16 +170,14 @@ static void on_signal(uv_signal_t *h, int signum)
 int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
 {
     memset(s, 0, sizeof *s);
+    broker_init(&s->b, loop);
     s->loop = loop;
     s->cfg = *cfg;
     list_init(&s->conns);
     list_init(&s->flush);
     list_init(&s->paused);
-    list_init(&s->meta_dirty);
-    list_init(&s->pending_queues);
     list_init(&s->waiting);
     list_init(&s->held);
-    list_init(&s->ttl0);
     s->mem_limit = (uint64_t)((double)uv_get_total_memory() * cfg->memory_high_watermark);
     struct sockaddr_storage addr;
     if (uv_ip4_addr(cfg->bind, cfg->port, (struct sockaddr_in *)&addr) != 0 &&
@@ -216,7 +186,7 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
                   cfg->bind);
         return -EINVAL;
     }
-    int rc = storage_open(cfg->data_dir, cfg->sync, &s->store);
+    int rc = storage_open(cfg->data_dir, cfg->sync, &s->b.store);
     if (rc < 0) {
         const char *hint = rc == STORAGE_E_FORMAT
                                ? "start the Warren version that wrote it, or move it aside to "
@@ -228,19 +198,19 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
                   cfg->data_dir, storage_strerror(rc), STORAGE_FORMAT_VERSION, hint);
         return rc;
     }
-    s->default_vhost = vhost_new(s, "/");
-    if (!s->default_vhost || hmap_put(&s->vhosts, s->default_vhost->name, 1, s->default_vhost) < 0) {
+    s->b.default_vhost = broker_add_vhost(&s->b, "/");
+    if (!s->b.default_vhost) {
         log_error("out of memory while creating the default vhost");
         rc = -ENOMEM;
         goto fail;
     }
     uint64_t t0 = uv_hrtime();
-    if ((rc = persist_recover(s)) < 0)
+    if ((rc = persist_recover(&s->b)) < 0)
         goto fail;
     log_info("recovered the data directory in %.3f s", (double)(uv_hrtime() - t0) / 1e9);
     uv_async_init(loop, &s->store_async, on_store_done);
     s->store_async.data = s;
-    if ((rc = storage_start(s->store, notify_loop, &s->store_async)) < 0) {
+    if ((rc = storage_start(s->b.store, notify_loop, &s->store_async)) < 0) {
         log_error("cannot start the storage thread: %s", strerror(-rc));
         uv_close((uv_handle_t *)&s->store_async, NULL);
         goto fail;
@@ -257,9 +227,9 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
         uv_close((uv_handle_t *)&s->store_async, NULL);
         goto fail;
     }
-    timers_init(&s->timers, loop);
+    timers_init(&s->b.timers, loop);
     void *vv, *qv;
-    for (uint32_t it = 0; hmap_next(&s->vhosts, &it, &vv);)
+    for (uint32_t it = 0; hmap_next(&s->b.vhosts, &it, &vv);)
         for (uint32_t jt = 0; hmap_next(&((struct vhost *)vv)->queues, &jt, &qv);)
             queue_start_timers(qv);
     uv_prepare_init(loop, &s->before_sleep);
@@ -275,20 +245,17 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     return 0;
 fail:
     /* Close storage first: freeing the objects below must not be taken for deleting them. */
-    storage_close(s->store);
-    s->store = NULL;
-    void *v;
-    for (uint32_t it = 0; hmap_next(&s->vhosts, &it, &v);)
-        vhost_free(v);
-    hmap_free(&s->vhosts);
+    storage_close(s->b.store);
+    s->b.store = NULL;
+    broker_free(&s->b);
     return rc;
 }
 
 void server_stop(struct server *s)
 {
-    if (s->stopping)
+    if (s->b.stopping)
         return;
-    s->stopping = true;
+    s->b.stopping = true;
     uv_close((uv_handle_t *)&s->listener, NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
@@ -303,28 +270,17 @@ void server_stop(struct server *s)
     }
     uv_close((uv_handle_t *)&s->before_sleep, NULL);
     uv_close((uv_handle_t *)&s->store_async, NULL);
-    timers_close(&s->timers);
+    timers_close(&s->b.timers);
 }
 
 void server_free(struct server *s)
 {
-    while (s->kick_head) {
-        struct queue *q = s->kick_head;
-        s->kick_head = q->kick_next;
-        queue_unref(q);
-    }
     /* Commit what the last turn wrote before freeing the objects it references. */
-    int failed = 0;
-    while (!list_empty(&s->meta_dirty))
-        queue_flush_meta(list_entry(s->meta_dirty.next, struct queue, meta_link));
-    storage_close(s->store);
-    s->store = NULL;
-    void *v;
-    for (uint32_t it = 0; hmap_next(&s->vhosts, &it, &v);)
-        vhost_free(v);
-    hmap_free(&s->vhosts);
+    while (!list_empty(&s->b.meta_dirty))
+        queue_flush_meta(list_entry(s->b.meta_dirty.next, struct queue, meta_link));
+    storage_close(s->b.store);
+    s->b.store = NULL;
+    broker_free(&s->b);
     hmap_free(&s->replies);
-    free(s->dl_jobs);
     opool_drain(&s->opool);
-    (void)failed;
 }

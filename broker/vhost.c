@@ -18,12 +18,12 @@ static int add_exchange(struct vhost *vh, const char *name, enum exchange_type t
     return 0;
 }
 
-struct vhost *vhost_new(struct server *srv, const char *name)
+struct vhost *vhost_new(struct broker *b, const char *name)
 {
     struct vhost *vh = calloc(1, sizeof *vh);
     if (!vh)
         return NULL;
-    vh->srv = srv;
+    vh->broker = b;
     vh->name = strdup(name);
     /* The default exchange and RabbitMQ's predeclared ones. */
     if (!vh->name || add_exchange(vh, "", EX_DIRECT) < 0 ||

@@ -5,19 +5,19 @@
 #include "lib/hmap.h"
 #include "protocol/wire.h"
 
-struct server;
+struct broker;
 struct queue;
 struct exchange;
 
 struct vhost {
-    struct server *srv; /* borrowed: owns us */
+    struct broker *broker; /* borrowed: owns us */
     char *name;         /* owned */
     struct hmap queues;    /* name -> queue (ref) */
     struct hmap exchanges; /* name -> exchange (owned) */
     uint64_t route_pass;   /* numbers routing walks, for visited marks */
 };
 
-struct vhost *vhost_new(struct server *srv, const char *name);
+struct vhost *vhost_new(struct broker *b, const char *name);
 void vhost_free(struct vhost *vh);
 struct queue *vhost_queue(struct vhost *vh, amqp_bytes_t name);
 /* Adds q under its name; takes over the caller's reference. 0 or -ENOMEM. */

@@ -1,0 +1,58 @@
+/* broker.h — the broker model's process state, usable without any session: vhosts (and through
+ * them exchanges, queues and bindings), storage, the timer heap, the queues waiting for a
+ * dispatch, TTL-0 expiry, dead-letter jobs and the memory held by ready messages. A surface (the
+ * AMQP server, a test harness) embeds one and drives it; nothing here knows of connections.
+ * Invariant: a queue is on kick_head at most once (queue.kicked) and holds a reference there. */
+#ifndef WARREN_BROKER_H
+#define WARREN_BROKER_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+#include "lib/hmap.h"
+#include "lib/list.h"
+#include "lib/timer.h"
+
+struct queue;
+struct vhost;
+struct storage;
+struct msg;
+
+struct broker {
+    uv_loop_t *loop;            /* borrowed: the caller's */
+    struct hmap vhosts;         /* name -> struct vhost (owned) */
+    struct vhost *default_vhost;/* borrowed from vhosts */
+    struct storage *store;      /* owned; NULL: nothing is durable */
+    struct timers timers;       /* TTL, x-expires and consumer-timeout deadlines */
+    struct queue *kick_head;    /* ref: queues to dispatch, linked by queue.kick_next */
+    uint64_t queued_mem;        /* memory of ready messages in all queues */
+    uint64_t durable_batch;     /* newest storage batch known to be on disk */
+    struct list meta_dirty;     /* of queue.meta_link: queue metadata to write */
+    struct list pending_queues; /* of queue.pend_link: paged-out entries waiting for a commit */
+    struct list ttl0;           /* of queue.ttl0_link: TTL-0 messages to expire after dispatch */
+    struct dl_job {             /* dead-lettered copies waiting to be enqueued (deadletter.c) */
+        struct vhost *vh;       /* borrowed: vhosts outlive the broker's work */
+        struct msg *m;          /* ref */
+        int reason;             /* enum dl_reason */
+    } *dl_jobs;                 /* owned */
+    uint32_t dl_n, dl_cap;
+    bool dl_busy;
+    bool stopping;              /* shutting down: durable auto-delete queues are kept */
+    bool recovering;            /* persist_recover() is recreating stored objects */
+};
+
+/* Empty state on loop (no vhost yet, no storage: the caller opens it into b->store). */
+void broker_init(struct broker *b, uv_loop_t *loop);
+/* Releases the vhosts and everything in them, and the pending kicks and jobs. Storage must
+ * have been closed (b->store NULL) so that freeing objects is not taken for deleting them. */
+void broker_free(struct broker *b);
+/* Creates the vhost called name and adds it. NULL on OOM. */
+struct vhost *broker_add_vhost(struct broker *b, const char *name);
+/* Schedules q for dispatch (deduplicated): broker_dispatch runs it. */
+void broker_kick_queue(struct broker *b, struct queue *q);
+/* Dispatches every kicked queue now, then expires the TTL-0 messages nobody took, until quiet.
+ * The AMQP server calls it after each frame, so that deliveries happen in protocol order (a
+ * message published before a basic.cancel or basic.get reaches the consumer first, as in
+ * RabbitMQ), and from its before-sleep hook. */
+void broker_dispatch(struct broker *b);
+
+#endif
