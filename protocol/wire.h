@@ -1,12 +1,14 @@
-/* wire.h — byte-order helpers, the borrowed byte-string type and the codec's error codes.
- * Owns nothing: every amqp_bytes_t points into a buffer someone else owns (usually the
- * frame being decoded). Invariant: readers never look past the length they were given. */
+/* wire.h — the borrowed byte-string type, the codec's error codes and short names for the
+ * big-endian loads and stores of lib/byteorder.h. Owns nothing: every amqp_bytes_t points
+ * into a buffer someone else owns (usually the frame being decoded).
+ * Invariant: readers never look past the length they were given. */
 #ifndef WARREN_WIRE_H
 #define WARREN_WIRE_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include "lib/byteorder.h"
 
 typedef struct amqp_bytes {
     const uint8_t *ptr; /* borrowed */
@@ -48,17 +50,12 @@ enum amqp_status {
 /* A short English description of an amqp_status value. */
 const char *amqp_strerror(int status);
 
-static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static inline uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static inline uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) << 32 | rd32(p + 4); }
-static inline void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static inline void wr32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
-}
-static inline void wr64(uint8_t *p, uint64_t v) { wr32(p, (uint32_t)(v >> 32)); wr32(p + 4, (uint32_t)v); }
+/* Short names for lib/byteorder.h's big-endian loads and stores, used across the codec. */
+static inline uint16_t rd16(const uint8_t *p) { return load_be16(p); }
+static inline uint32_t rd32(const uint8_t *p) { return load_be32(p); }
+static inline uint64_t rd64(const uint8_t *p) { return load_be64(p); }
+static inline void wr16(uint8_t *p, uint16_t v) { store_be16(p, v); }
+static inline void wr32(uint8_t *p, uint32_t v) { store_be32(p, v); }
+static inline void wr64(uint8_t *p, uint64_t v) { store_be64(p, v); }
 
 #endif

@@ -201,14 +201,14 @@ static MDB_dbi entity_dbi(struct storage *st, char ent)
 static int msg_deref(struct storage *st, MDB_txn *txn, uint64_t msg_id)
 {
     uint8_t k[8];
-    st_put64(k, msg_id);
+    store_be64(k, msg_id);
     MDB_val key = {8, k}, val;
     int rc = mdb_get(txn, st->msg_refs, &key, &val);
     if (rc == 0 && val.mv_size == 4) {
-        uint32_t n = st_get32(val.mv_data);
+        uint32_t n = load_be32(val.mv_data);
         if (n > 2) {
             uint8_t v[4];
-            st_put32(v, n - 1);
+            store_be32(v, n - 1);
             val = (MDB_val){4, v};
             return mdb_put(txn, st->msg_refs, &key, &val, 0);
         }
@@ -225,19 +225,19 @@ static int del_index_from(struct storage *st, MDB_txn *txn, uint64_t qid, uint64
 {
     MDB_cursor *cur;
     uint8_t k[16];
-    st_put64(k, qid);
-    st_put64(k + 8, from);
+    store_be64(k, qid);
+    store_be64(k + 8, from);
     MDB_val key = {16, k}, val;
     int rc = mdb_cursor_open(txn, st->qindex, &cur);
     if (rc)
         return rc;
     rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-    while (rc == 0 && key.mv_size == 16 && st_get64(key.mv_data) == qid) {
+    while (rc == 0 && key.mv_size == 16 && load_be64(key.mv_data) == qid) {
         if (val.mv_size < 8) {
             rc = STORAGE_E_CORRUPT;
             break;
         }
-        uint64_t msg_id = st_get64(val.mv_data);
+        uint64_t msg_id = load_be64(val.mv_data);
         if ((rc = mdb_cursor_del(cur, 0)) != 0 || (rc = msg_deref(st, txn, msg_id)) != 0)
             break;
         /* After a delete the cursor rests on the next entry (or past the end). */
@@ -252,7 +252,7 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
     uint8_t k[16], v[24];
     MDB_val key = {8, k}, val;
     int rc;
-    st_put64(k, o->a);
+    store_be64(k, o->a);
     switch (o->kind) {
     case OP_PUT_ENTITY:
         val = (MDB_val){o->len, b->arena + o->off};
@@ -276,22 +276,22 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
             memcpy((uint8_t *)val.mv_data + o->hlen, o->body, o->blen);
         if (o->refs <= 1)
             return 0;
-        st_put32(v, o->refs);
+        store_be32(v, o->refs);
         val = (MDB_val){4, v};
         return mdb_put(txn, st->msg_refs, &key, &val, 0);
     case OP_PUT_IDX:
-        st_put64(k + 8, o->b);
+        store_be64(k + 8, o->b);
         key.mv_size = 16;
-        st_put64(v, o->c);
+        store_be64(v, o->c);
         v[8] = o->flags;
-        st_put32(v + 9, st->epoch);
-        st_put64(v + 13, o->off);
+        store_be32(v + 9, st->epoch);
+        store_be64(v + 13, o->off);
         v[21] = (uint8_t)(o->refs >> 8);
         v[22] = (uint8_t)o->refs;
         val = (MDB_val){23, v};
         return mdb_put(txn, st->qindex, &key, &val, 0);
     case OP_DEL_IDX:
-        st_put64(k + 8, o->b);
+        store_be64(k + 8, o->b);
         key.mv_size = 16;
         rc = mdb_get(txn, st->qindex, &key, &val);
         if (rc == MDB_NOTFOUND)
@@ -300,15 +300,15 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
             return rc;
         if (val.mv_size < 8)
             return STORAGE_E_CORRUPT;
-        uint64_t msg_id = st_get64(val.mv_data);
+        uint64_t msg_id = load_be64(val.mv_data);
         if ((rc = mdb_del(txn, st->qindex, &key, NULL)) != 0)
             return rc;
         return msg_deref(st, txn, msg_id);
     case OP_DEL_IDX_FROM:
         return del_index_from(st, txn, o->a, o->b);
     case OP_QMETA:
-        st_put64(v, o->b);
-        st_put64(v + 8, o->c);
+        store_be64(v, o->b);
+        store_be64(v + 8, o->c);
         val = (MDB_val){16, v};
         return mdb_put(txn, st->queue_meta, &key, &val, 0);
     default:

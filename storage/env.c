@@ -55,8 +55,8 @@ static int scan_ids(struct storage *st, MDB_txn *txn, MDB_dbi dbi)
     if (rc)
         return rc;
     rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    if (rc == 0 && k.mv_size >= 8 && st_get64(k.mv_data) >= st->next_id)
-        st->next_id = st_get64(k.mv_data) + 1;
+    if (rc == 0 && k.mv_size >= 8 && load_be64(k.mv_data) >= st->next_id)
+        st->next_id = load_be64(k.mv_data) + 1;
     mdb_cursor_close(cur);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
@@ -87,19 +87,16 @@ static int open_dbs(struct storage *st)
         val = (MDB_val){sizeof v, v};
         rc = mdb_put(txn, st->meta, &key, &val, 0);
     } else if (rc == 0) {
-        const uint8_t *p = val.mv_data;
-        if (val.mv_size != 4 ||
-            ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]) !=
-                STORAGE_FORMAT_VERSION)
+        if (val.mv_size != 4 || load_be32(val.mv_data) != STORAGE_FORMAT_VERSION)
             rc = STORAGE_E_FORMAT;
     }
     if (rc)
         goto fail;
     MDB_val ekey = {5, "epoch"}, eval;
     rc = mdb_get(txn, st->meta, &ekey, &eval);
-    st->epoch = rc == 0 && eval.mv_size == 4 ? st_get32(eval.mv_data) + 1 : 1;
+    st->epoch = rc == 0 && eval.mv_size == 4 ? load_be32(eval.mv_data) + 1 : 1;
     uint8_t ev[4];
-    st_put32(ev, st->epoch);
+    store_be32(ev, st->epoch);
     eval = (MDB_val){4, ev};
     if ((rc = mdb_put(txn, st->meta, &ekey, &eval, 0)) != 0)
         goto fail;

@@ -14,31 +14,31 @@
 static int queue_stats(struct storage *st, MDB_txn *txn, struct st_queue *q)
 {
     uint8_t k[16];
-    st_put64(k, q->id);
+    store_be64(k, q->id);
     MDB_val key = {8, k}, val;
     int rc = mdb_get(txn, st->queue_meta, &key, &val);
     if (rc == 0 && val.mv_size >= 16) {
-        q->count = st_get64(val.mv_data);
-        q->delivered_seq = st_get64((uint8_t *)val.mv_data + 8);
+        q->count = load_be64(val.mv_data);
+        q->delivered_seq = load_be64((uint8_t *)val.mv_data + 8);
     } else if (rc != MDB_NOTFOUND) {
         return rc ? rc : STORAGE_E_CORRUPT;
     }
     MDB_cursor *cur;
     if ((rc = mdb_cursor_open(txn, st->qindex, &cur)) != 0)
         return rc;
-    st_put64(k + 8, 0);
+    store_be64(k + 8, 0);
     key = (MDB_val){16, k};
     rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-    if (rc == 0 && key.mv_size == 16 && st_get64(key.mv_data) == q->id) {
-        q->first_seq = st_get64((uint8_t *)key.mv_data + 8);
+    if (rc == 0 && key.mv_size == 16 && load_be64(key.mv_data) == q->id) {
+        q->first_seq = load_be64((uint8_t *)key.mv_data + 8);
         /* The last entry: just before the first key of the next queue id. */
-        st_put64(k, q->id + 1);
-        st_put64(k + 8, 0);
+        store_be64(k, q->id + 1);
+        store_be64(k + 8, 0);
         key = (MDB_val){16, k};
         rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
         rc = mdb_cursor_get(cur, &key, &val, rc == 0 ? MDB_PREV : MDB_LAST);
         if (rc == 0)
-            q->next_seq = st_get64((uint8_t *)key.mv_data + 8) + 1;
+            q->next_seq = load_be64((uint8_t *)key.mv_data + 8) + 1;
     } else {
         q->count = 0;
     }
@@ -60,7 +60,7 @@ static int walk(struct storage *st, MDB_txn *txn, MDB_dbi dbi, char kind,
             rc = STORAGE_E_CORRUPT;
             break;
         }
-        uint64_t id = st_get64(key.mv_data);
+        uint64_t id = load_be64(key.mv_data);
         if (kind == 'x') {
             struct st_exchange x;
             if ((rc = st_exchange_decode(id, val.mv_data, val.mv_size, &x)) == 0)
@@ -110,26 +110,26 @@ int storage_read_queue(struct storage *st, uint64_t qid, uint64_t from, size_t m
     if ((rc = mdb_cursor_open(txn, st->qindex, &cur)) != 0)
         goto out;
     uint8_t k[16];
-    st_put64(k, qid);
-    st_put64(k + 8, from);
+    store_be64(k, qid);
+    store_be64(k + 8, from);
     MDB_val key = {16, k}, val;
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && n < max;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        if (key.mv_size != 16 || st_get64(key.mv_data) != qid)
+        if (key.mv_size != 16 || load_be64(key.mv_data) != qid)
             break;
         if (val.mv_size < 23) {
             rc = STORAGE_E_CORRUPT;
             goto out;
         }
         struct st_entry *e = &out[n];
-        e->seq = st_get64((uint8_t *)key.mv_data + 8);
-        e->msg_id = st_get64(val.mv_data);
+        e->seq = load_be64((uint8_t *)key.mv_data + 8);
+        e->msg_id = load_be64(val.mv_data);
         e->flags = ((uint8_t *)val.mv_data)[8];
-        e->stale = (e->flags & 1) && st_get32((uint8_t *)val.mv_data + 9) != st->epoch;
-        e->expires = st_get64((uint8_t *)val.mv_data + 13);
+        e->stale = (e->flags & 1) && load_be32((uint8_t *)val.mv_data + 9) != st->epoch;
+        e->expires = load_be64((uint8_t *)val.mv_data + 13);
         e->returns = (uint16_t)(((uint8_t *)val.mv_data)[21] << 8 | ((uint8_t *)val.mv_data)[22]);
         uint8_t mk[8];
-        st_put64(mk, e->msg_id);
+        store_be64(mk, e->msg_id);
         MDB_val mkey = {8, mk}, mval;
         if ((rc = mdb_get(txn, st->messages, &mkey, &mval)) != 0) {
             rc = rc == MDB_NOTFOUND ? STORAGE_E_CORRUPT : rc;

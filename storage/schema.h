@@ -1,8 +1,9 @@
 /* schema.h — storage-internal: the LMDB databases, their key and value layouts, and the
  * struct every storage file shares. Not included outside storage/.
  *
- * All integers are big-endian so that keys sort numerically. Ids (entities and messages) come
- * from one 64-bit counter; at open it restarts above the largest id found in any database.
+ * All integers are big-endian (lib/byteorder.h) so that keys sort numerically. Ids (entities
+ * and messages) come from one 64-bit counter; at open it restarts above the largest id found
+ * in any database.
  *
  *   meta        "format" -> u32 STORAGE_FORMAT_VERSION
  *               "epoch"  -> u32 number of opens; paged-out transient messages carry the
@@ -25,6 +26,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "lib/byteorder.h"
 
 struct st_batch;
 
@@ -55,27 +57,6 @@ struct storage {
     void (*notify)(void *arg);     /* called on the writer thread after each commit */
     void *notify_arg;
 };
-
-static inline void st_put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-static inline uint64_t st_get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-static inline void st_put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
-}
-static inline uint32_t st_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 /* For env.c / batch.c: frees batches still queued at close. */
 void storage__batches_free(struct storage *st);
