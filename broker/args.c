@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 #include "broker/args.h"
-#include "broker/conn.h"
 #include "broker/errors.h"
 #include "broker/queue.h"
 #include "protocol/table.h"
@@ -103,7 +102,7 @@ static void describe(const struct amqp_field *f, bool present, bool typed, char 
         snprintf(buf, size, "'%s'", v);
 }
 
-int args_check_x_match(struct conn *c, amqp_bytes_t args)
+int args_check_x_match(struct err *err, amqp_bytes_t args)
 {
     struct amqp_field v;
     if (amqp_table_get(args, "x-match", &v) != 1)
@@ -111,20 +110,20 @@ int args_check_x_match(struct conn *c, amqp_bytes_t args)
     char s[160];
     value_str(&v, s, sizeof s);
     if (v.type != 'S')
-        return conn_err(c, -WERR_PRECONDITION_FAILED,
+        return err_set(err, -WERR_PRECONDITION_FAILED,
                         "Invalid x-match field type %s (value %s); expected longstr",
                         args_type_name(v.type), s);
     static const char *const kinds[] = {"all", "any", "all-with-x", "any-with-x"};
     for (size_t i = 0; i < 4; i++)
         if (amqp_bytes_eq_str(v.v.bytes, kinds[i]))
             return 0;
-    return conn_err(c, -WERR_PRECONDITION_FAILED,
+    return err_set(err, -WERR_PRECONDITION_FAILED,
                     "Invalid x-match field value <<\"%s\">>; expected all, any, all-with-x, or "
                     "any-with-x",
                     s);
 }
 
-int args_equivalent(struct conn *c, const char *what, amqp_bytes_t cur, amqp_bytes_t got,
+int args_equivalent(struct err *err, const char *what, amqp_bytes_t cur, amqp_bytes_t got,
                     const char *const *keys)
 {
     for (; *keys; keys++) {
@@ -137,7 +136,7 @@ int args_equivalent(struct conn *c, const char *what, amqp_bytes_t cur, amqp_byt
         char rcv[200], now[200];
         describe(&b, hb, !(ha && hb), rcv, sizeof rcv);
         describe(&a, ha, !(ha && hb), now, sizeof now);
-        return conn_err(c, -WERR_PRECONDITION_FAILED,
+        return err_set(err, -WERR_PRECONDITION_FAILED,
                         "inequivalent arg '%s' for %s: received %s but current is %s", *keys, what,
                         rcv, now);
     }
@@ -170,12 +169,12 @@ static bool in_list(amqp_bytes_t v, const char *const *list)
     return false;
 }
 
-int args_check_queue(struct conn *c, const char *queue, const char *vhost, amqp_bytes_t args)
+int args_check_queue(struct err *err, const char *queue, const char *vhost, amqp_bytes_t args)
 {
     struct amqp_field dv;
     if (amqp_table_get(args, "x-dead-letter-routing-key", &dv) == 1 &&
         amqp_table_get(args, "x-dead-letter-exchange", &dv) != 1)
-        return conn_err(c, -WERR_PRECONDITION_FAILED,
+        return err_set(err, -WERR_PRECONDITION_FAILED,
                         "invalid arg 'x-dead-letter-routing-key' for queue '%s' in vhost '%s': "
                         "routing_key_but_no_dlx_defined",
                         queue, vhost);
@@ -198,7 +197,7 @@ int args_check_queue(struct conn *c, const char *queue, const char *vhost, amqp_
                 snprintf(why, sizeof why, "{max_value_exceeded,%" PRId64 "}", n);
         } else if ((rule == R_STR || rule == R_OVERFLOW || rule == R_QTYPE || rule == R_QMODE) &&
                    v.type != 'S') {
-            return conn_err(c, -WERR_PRECONDITION_FAILED,
+            return err_set(err, -WERR_PRECONDITION_FAILED,
                             "invalid type '%s' for arg '%s' in queue '%s' in vhost '%s'",
                             args_type_name(v.type), key, queue, vhost);
         } else if (rule == R_STR && v.v.bytes.len > 255) {
@@ -224,7 +223,7 @@ int args_check_queue(struct conn *c, const char *queue, const char *vhost, amqp_
                 snprintf(why, sizeof why, "invalid_queue_mode");
         }
         if (why[0])
-            return conn_err(c, -WERR_PRECONDITION_FAILED,
+            return err_set(err, -WERR_PRECONDITION_FAILED,
                             "invalid arg '%s' for queue '%s' in vhost '%s': %s", key, queue, vhost,
                             why);
     }

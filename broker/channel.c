@@ -66,13 +66,14 @@ static void on_ack_timeout(struct timer_item *it, uint64_t now)
     struct conn *c = ch->conn;
     uint64_t limit = c->srv->cfg.consumer_timeout_ms;
     (void)now;
+    struct err e;
     conn_fail(c, ch->id,
-              conn_err(c, -WERR_PRECONDITION_FAILED,
-                       "delivery acknowledgement on channel %u timed out. Timeout value used: "
-                       "%llu ms. This timeout value can be configured, see consumers doc guide "
-                       "to learn more",
-                       ch->id, (unsigned long long)limit),
-              0);
+              err_set(&e, -WERR_PRECONDITION_FAILED,
+                      "delivery acknowledgement on channel %u timed out. Timeout value used: "
+                      "%llu ms. This timeout value can be configured, see consumers doc guide "
+                      "to learn more",
+                      ch->id, (unsigned long long)limit),
+              &e, 0);
 }
 
 /* Keeps the acknowledgement timer on the oldest unacked delivery (the ring's head). */
@@ -182,7 +183,7 @@ static void settle_range(struct channel *ch, uint32_t from, uint32_t to, enum se
  * transaction has not settled yet, else RabbitMQ's 406 "unknown delivery tag". Returns 1 when
  * there is nothing to settle. */
 static int tag_range(struct channel *ch, uint64_t tag, bool multiple, uint32_t *ret_from,
-                     uint32_t *ret_to)
+                     uint32_t *ret_to, struct err *err)
 {
     if (multiple && tag == 0) {
         if (!ch->count)
@@ -195,7 +196,7 @@ static int tag_range(struct channel *ch, uint64_t tag, bool multiple, uint32_t *
     if (tag >= ch->first_tag && tag - ch->first_tag < ch->count)
         d = ring_at(ch, (uint32_t)(tag - ch->first_tag));
     if (!d || !d->live || d->tx_settled)
-        return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "unknown delivery tag %llu",
+        return err_set(err, -WERR_PRECONDITION_FAILED, "unknown delivery tag %llu",
                         (unsigned long long)tag);
     *ret_to = (uint32_t)(tag - ch->first_tag);
     *ret_from = multiple ? 0 : *ret_to;
@@ -382,10 +383,10 @@ void channel_free(struct channel *ch)
 
 /* ---- basic methods ------------------------------------------------------------------- */
 
-static int on_basic_qos(struct channel *ch, const struct amqp_basic_qos *q)
+static int on_basic_qos(struct channel *ch, const struct amqp_basic_qos *q, struct err *err)
 {
     if (q->prefetch_size != 0)
-        return conn_err(ch->conn, -WERR_NOT_IMPLEMENTED, "prefetch_size!=0 (%u)",
+        return err_set(err, -WERR_NOT_IMPLEMENTED, "prefetch_size!=0 (%u)",
                         q->prefetch_size);
     if (q->global)
         ch->global_prefetch = q->prefetch_count;
@@ -397,13 +398,13 @@ static int on_basic_qos(struct channel *ch, const struct amqp_basic_qos *q)
     return 0;
 }
 
-static int on_basic_consume(struct channel *ch, const struct amqp_basic_consume *bc)
+static int on_basic_consume(struct channel *ch, const struct amqp_basic_consume *bc, struct err *err)
 {
     struct conn *c = ch->conn;
     struct queue *q;
     if (amqp_bytes_eq_str(bc->queue, REPLYTO_QUEUE))
-        return replyto_consume(ch, bc);
-    int rc = declare_lookup_queue(ch, bc->queue, &q);
+        return replyto_consume(ch, bc, err);
+    int rc = declare_lookup_queue(ch, bc->queue, &q, err);
     if (rc < 0)
         return rc;
     char tag[256];
@@ -413,15 +414,15 @@ static int on_basic_consume(struct channel *ch, const struct amqp_basic_consume 
         t = amqp_cstr(tag);
     }
     if (find_consumer(ch, t))
-        return conn_err(c, -WERR_NOT_ALLOWED, "attempt to reuse consumer tag '%.*s'", STR(t));
+        return err_set(err, -WERR_NOT_ALLOWED, "attempt to reuse consumer tag '%.*s'", STR(t));
     if (q->exclusive_consumer || (bc->exclusive && q->consumer_count))
-        return conn_err(c, -WERR_ACCESS_REFUSED, "queue '%s' in vhost '%s' in exclusive use",
+        return err_set(err, -WERR_ACCESS_REFUSED, "queue '%s' in vhost '%s' in exclusive use",
                         q->name, q->vhost->name);
     struct amqp_field pr;
     int32_t prio = 0;
     if (amqp_table_get(bc->arguments, "x-priority", &pr) == 1) {
         if (!strchr("bBsuIilL", pr.type))
-            return conn_err(c, -WERR_PRECONDITION_FAILED,
+            return err_set(err, -WERR_PRECONDITION_FAILED,
                             "invalid arg 'x-priority' for queue '%s' in vhost '%s': \"expected "
                             "integer, got %s\"",
                             q->name, q->vhost->name, args_type_name(pr.type));
@@ -467,10 +468,10 @@ static int on_basic_cancel(struct channel *ch, const struct amqp_basic_cancel *b
     return 0;
 }
 
-static int on_basic_get(struct channel *ch, const struct amqp_basic_get *g)
+static int on_basic_get(struct channel *ch, const struct amqp_basic_get *g, struct err *err)
 {
     struct queue *q;
-    int rc = declare_lookup_queue(ch, g->queue, &q);
+    int rc = declare_lookup_queue(ch, g->queue, &q, err);
     if (rc < 0)
         return rc;
     struct qentry e;
@@ -498,10 +499,10 @@ static int on_basic_get(struct channel *ch, const struct amqp_basic_get *g)
     return 0;
 }
 
-static int on_basic_recover(struct channel *ch, bool requeue, bool reply)
+static int on_basic_recover(struct channel *ch, bool requeue, bool reply, struct err *err)
 {
     if (!requeue)
-        return conn_err(ch->conn, -WERR_NOT_IMPLEMENTED, "requeue=false");
+        return err_set(err, -WERR_NOT_IMPLEMENTED, "requeue=false");
     settle_all(ch, PICK_OPEN); /* not what the open transaction acked */
     if (reply) {
         struct amqp_method m = {.id = AMQP_BASIC_RECOVER_OK};
@@ -510,17 +511,17 @@ static int on_basic_recover(struct channel *ch, bool requeue, bool reply)
     return 0;
 }
 
-static int on_basic_publish(struct channel *ch, const struct amqp_basic_publish *p)
+static int on_basic_publish(struct channel *ch, const struct amqp_basic_publish *p, struct err *err)
 {
     if (p->immediate)
-        return conn_err(ch->conn, -WERR_NOT_IMPLEMENTED, "immediate=true");
+        return err_set(err, -WERR_NOT_IMPLEMENTED, "immediate=true");
     struct vhost *vh = ch->conn->vhost;
     struct exchange *x = vhost_exchange(vh, p->exchange);
     if (!x)
-        return conn_err(ch->conn, -WERR_NOT_FOUND, "no exchange '%.*s' in vhost '%s'",
+        return err_set(err, -WERR_NOT_FOUND, "no exchange '%.*s' in vhost '%s'",
                         STR(p->exchange), vh->name);
     if (x->internal)
-        return conn_err(ch->conn, -WERR_ACCESS_REFUSED,
+        return err_set(err, -WERR_ACCESS_REFUSED,
                         "cannot publish to internal exchange '%s' in vhost '%s'", x->name, vh->name);
     ch->pub_exchange_len = (uint8_t)p->exchange.len;
     memcpy(ch->pub_exchange, p->exchange.ptr, p->exchange.len);
@@ -639,13 +640,13 @@ void channel_send_confirms(struct channel *ch)
         list_remove(&ch->wait_link);
 }
 
-static int publish_complete(struct channel *ch)
+static int publish_complete(struct channel *ch, struct err *err)
 {
     struct msg *m = ch->building;
     ch->building = NULL;
     ch->ct = CT_IDLE;
     int rc = 0;
-    if ((m->flags & MSG_REPLY_PSEUDO) && (rc = replyto_rewrite(ch, &m)) < 0) {
+    if ((m->flags & MSG_REPLY_PSEUDO) && (rc = replyto_rewrite(ch, &m, err)) < 0) {
         msg_unref(m);
         return rc;
     }
@@ -726,28 +727,28 @@ static int strip_bcc(const struct amqp_content_header *h, struct amqp_wbuf *w)
     return d ? 0 : -ENOMEM;
 }
 
-int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t len)
+int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t len, struct err *err)
 {
     struct conn *c = ch->conn;
     struct amqp_content_header h;
     int st = amqp_content_header_decode(payload, len, &h);
     if (st == AMQP_E_CLASS)
-        return conn_err(c, -WERR_UNEXPECTED_FRAME,
+        return err_set(err, -WERR_UNEXPECTED_FRAME,
                         "expected content header for class 60, got one for class %u instead",
                         rd16(payload));
     if (st < 0)
-        return conn_err(c, -WERR_FRAME_ERROR, "cannot decode the content header: %s",
+        return err_set(err, -WERR_FRAME_ERROR, "cannot decode the content header: %s",
                         amqp_strerror(st));
     if (h.body_size > c->srv->cfg.max_message_size) {
         ch->ct = CT_IDLE;
-        return conn_err(c, -WERR_PRECONDITION_FAILED,
+        return err_set(err, -WERR_PRECONDITION_FAILED,
                         "message size %llu is larger than configured max size %llu",
                         (unsigned long long)h.body_size,
                         (unsigned long long)c->srv->cfg.max_message_size);
     }
     if ((h.props.flags & AMQP_P_USER_ID) && !amqp_bytes_eq_str(h.props.user_id, c->user)) {
         ch->ct = CT_IDLE;
-        return conn_err(c, -WERR_PRECONDITION_FAILED,
+        return err_set(err, -WERR_PRECONDITION_FAILED,
                         "user_id property set to '%.*s' but authenticated user was '%s'",
                         STR(h.props.user_id), c->user);
     }
@@ -756,7 +757,7 @@ int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t l
     if ((h.props.flags & AMQP_P_EXPIRATION) &&
         parse_expiration(h.props.expiration, &ttl, why, sizeof why) < 0) {
         ch->ct = CT_IDLE;
-        return conn_err(c, -WERR_PRECONDITION_FAILED, "invalid expiration '%.*s': %s",
+        return err_set(err, -WERR_PRECONDITION_FAILED, "invalid expiration '%.*s': %s",
                         STR(h.props.expiration), why);
     }
     amqp_bytes_t header = {payload, len}, bcc = {NULL, 0};
@@ -768,7 +769,7 @@ int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t l
         for (int i = 0; i < 2; i++)
             if (amqp_table_get(h.props.headers, sel[i], &f) == 1 && f.type != 'A') {
                 ch->ct = CT_IDLE;
-                return conn_err(c, -WERR_PRECONDITION_FAILED,
+                return err_set(err, -WERR_PRECONDITION_FAILED,
                                 "invalid message: {unacceptable_type_in_header,\"%s\",%s}",
                                 sel[i], args_type_name(f.type));
             }
@@ -797,32 +798,31 @@ int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t l
         m->flags |= MSG_REPLY_PSEUDO;
     ch->building = m;
     if (h.body_size == 0)
-        return publish_complete(ch);
+        return publish_complete(ch, err);
     ch->ct = CT_BODY;
     return 0;
 }
 
-int channel_handle_body(struct channel *ch, const uint8_t *payload, uint32_t len)
+int channel_handle_body(struct channel *ch, const uint8_t *payload, uint32_t len, struct err *err)
 {
-    struct conn *c = ch->conn;
     struct msg *m = ch->building;
     if (len > m->body_size - m->body_have)
-        return conn_err(c, -WERR_UNEXPECTED_FRAME, "content body exceeds the declared size %llu",
+        return err_set(err, -WERR_UNEXPECTED_FRAME, "content body exceeds the declared size %llu",
                         (unsigned long long)m->body_size);
     memcpy(m->body + m->body_have, payload, len);
     m->body_have += len;
     if (m->body_have == m->body_size)
-        return publish_complete(ch);
+        return publish_complete(ch, err);
     return 0;
 }
 
 /* ---- acks, transactions, confirms ---------------------------------------------------- */
 
 /* basic.ack / nack / reject: settled now, or at tx.commit in a transaction. */
-static int on_settle(struct channel *ch, uint64_t tag, bool multiple, enum settle how)
+static int on_settle(struct channel *ch, uint64_t tag, bool multiple, enum settle how, struct err *err)
 {
     uint32_t from, to;
-    int rc = tag_range(ch, tag, multiple, &from, &to);
+    int rc = tag_range(ch, tag, multiple, &from, &to, err);
     if (rc)
         return rc < 0 ? rc : 0;
     if (!ch->tx) {
@@ -873,18 +873,18 @@ static void tx_discard(struct channel *ch)
     ch->tx_nacks = 0;
 }
 
-static int on_tx(struct channel *ch, uint32_t id)
+static int on_tx(struct channel *ch, uint32_t id, struct err *err)
 {
     struct amqp_method ok = {0};
     int rc = 0;
     if (id == AMQP_TX_SELECT) {
         if (ch->confirm)
-            return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
+            return err_set(err, -WERR_PRECONDITION_FAILED,
                             "cannot switch from confirm to tx mode");
         ch->tx = true;
         ok.id = AMQP_TX_SELECT_OK;
     } else if (!ch->tx) {
-        return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "channel is not transactional");
+        return err_set(err, -WERR_PRECONDITION_FAILED, "channel is not transactional");
     } else if (id == AMQP_TX_COMMIT) {
         uint64_t wait = 0, batch;
         bool rejected;
@@ -911,10 +911,10 @@ static int on_tx(struct channel *ch, uint32_t id)
     return 0;
 }
 
-static int on_confirm_select(struct channel *ch, const struct amqp_confirm_select *s)
+static int on_confirm_select(struct channel *ch, const struct amqp_confirm_select *s, struct err *err)
 {
     if (ch->tx)
-        return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
+        return err_set(err, -WERR_PRECONDITION_FAILED,
                         "cannot switch from tx to confirm mode");
     ch->confirm = true;
     if (!s->nowait) {
@@ -926,49 +926,49 @@ static int on_confirm_select(struct channel *ch, const struct amqp_confirm_selec
 
 /* ---- dispatch ------------------------------------------------------------------------ */
 
-int channel_handle_method(struct channel *ch, const struct amqp_method *m)
+int channel_handle_method(struct channel *ch, const struct amqp_method *m, struct err *err)
 {
     struct conn *c = ch->conn;
     switch (m->id) {
     case AMQP_CHANNEL_FLOW: {
         if (!m->u.channel_flow.active)
-            return conn_err(c, -WERR_NOT_IMPLEMENTED, "active=false");
+            return err_set(err, -WERR_NOT_IMPLEMENTED, "active=false");
         struct amqp_method ok = {.id = AMQP_CHANNEL_FLOW_OK};
         ok.u.channel_flow_ok.active = true;
         conn_send_method(c, ch->id, &ok);
         return 0;
     }
-    case AMQP_BASIC_QOS: return on_basic_qos(ch, &m->u.basic_qos);
-    case AMQP_BASIC_CONSUME: return on_basic_consume(ch, &m->u.basic_consume);
+    case AMQP_BASIC_QOS: return on_basic_qos(ch, &m->u.basic_qos, err);
+    case AMQP_BASIC_CONSUME: return on_basic_consume(ch, &m->u.basic_consume, err);
     case AMQP_BASIC_CANCEL: return on_basic_cancel(ch, &m->u.basic_cancel);
-    case AMQP_BASIC_PUBLISH: return on_basic_publish(ch, &m->u.basic_publish);
-    case AMQP_BASIC_GET: return on_basic_get(ch, &m->u.basic_get);
+    case AMQP_BASIC_PUBLISH: return on_basic_publish(ch, &m->u.basic_publish, err);
+    case AMQP_BASIC_GET: return on_basic_get(ch, &m->u.basic_get, err);
     case AMQP_BASIC_ACK:
-        return on_settle(ch, m->u.basic_ack.delivery_tag, m->u.basic_ack.multiple, SETTLE_ACK);
+        return on_settle(ch, m->u.basic_ack.delivery_tag, m->u.basic_ack.multiple, SETTLE_ACK, err);
     case AMQP_BASIC_REJECT:
         return on_settle(ch, m->u.basic_reject.delivery_tag, false,
-                         m->u.basic_reject.requeue ? SETTLE_REQUEUE : SETTLE_DROP);
+                         m->u.basic_reject.requeue ? SETTLE_REQUEUE : SETTLE_DROP, err);
     case AMQP_BASIC_NACK:
         return on_settle(ch, m->u.basic_nack.delivery_tag, m->u.basic_nack.multiple,
-                         m->u.basic_nack.requeue ? SETTLE_REQUEUE : SETTLE_DROP);
+                         m->u.basic_nack.requeue ? SETTLE_REQUEUE : SETTLE_DROP, err);
     case AMQP_TX_SELECT:
     case AMQP_TX_COMMIT:
-    case AMQP_TX_ROLLBACK: return on_tx(ch, m->id);
-    case AMQP_CONFIRM_SELECT: return on_confirm_select(ch, &m->u.confirm_select);
-    case AMQP_BASIC_RECOVER: return on_basic_recover(ch, m->u.basic_recover.requeue, true);
+    case AMQP_TX_ROLLBACK: return on_tx(ch, m->id, err);
+    case AMQP_CONFIRM_SELECT: return on_confirm_select(ch, &m->u.confirm_select, err);
+    case AMQP_BASIC_RECOVER: return on_basic_recover(ch, m->u.basic_recover.requeue, true, err);
     case AMQP_BASIC_RECOVER_ASYNC:
-        return on_basic_recover(ch, m->u.basic_recover_async.requeue, false);
+        return on_basic_recover(ch, m->u.basic_recover_async.requeue, false, err);
     default: {
         /* An entity change that reached storage is answered only once it is durable, as
          * RabbitMQ's declare-ok means: the connection holds its output and input until then. */
         struct storage *st = c->srv->b.store;
         uint64_t writes = st ? storage_writes(st) : 0;
-        int rc = declare_method(ch, m);
+        int rc = declare_method(ch, m, err);
         if (st && storage_writes(st) != writes)
             conn_hold_until(c, storage_batch_no(st));
         if (rc != 1)
             return rc;
-        return conn_err(c, -WERR_COMMAND_INVALID, "unimplemented method");
+        return err_set(err, -WERR_COMMAND_INVALID, "unimplemented method");
     }
     }
 }

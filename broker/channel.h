@@ -10,6 +10,7 @@
 #include "lib/timer.h"
 #include "protocol/codec.h"
 
+struct err;
 struct conn;
 struct msg;
 struct queue;
@@ -80,9 +81,9 @@ struct channel *channel_new(struct conn *c, uint16_t id);
 /* Tears the channel down: cancels its consumers, requeues unacked messages. Accepts NULL. */
 void channel_free(struct channel *ch);
 /* Handles one method frame. Returns 0 or an error for conn_fail(). */
-int channel_handle_method(struct channel *ch, const struct amqp_method *m);
-int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t len);
-int channel_handle_body(struct channel *ch, const uint8_t *payload, uint32_t len);
+int channel_handle_method(struct channel *ch, const struct amqp_method *m, struct err *err);
+int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t len, struct err *err);
+int channel_handle_body(struct channel *ch, const uint8_t *payload, uint32_t len, struct err *err);
 /* Storage batch `durable` is on disk: confirms and tx.commit-ok waiting for it go out. */
 void channel_on_durable(struct channel *ch, uint64_t durable);
 /* Sends the publisher confirms decided since the last flush (one basic.ack, multiple). */

@@ -1,5 +1,5 @@
 /* conn.c — owns a connection's socket, buffers, negotiation and heartbeats, and the
- * mapping of errors to AMQP closes (conn_fail). Does not own channels' logic (channel.c)
+ * mapping of errors (code + struct err detail, as values) to AMQP closes (conn_fail). Does not own channels' logic (channel.c)
  * nor queues. Invariants: frames are parsed in place from `in` and nothing keeps a pointer
  * into it past the frame's handling; output leaves in one uv_write per loop turn; a
  * connection is freed only from the close callback of its last uv handle. */
@@ -261,20 +261,11 @@ void conn_flush(struct conn *c)
 
 /* ---- errors ---------------------------------------------------------------------- */
 
-int conn_err(struct conn *c, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->err_text, sizeof c->err_text, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-static void send_close(struct conn *c, uint16_t ch, int rc, uint32_t method)
+static void send_close(struct conn *c, uint16_t ch, int rc, const char *detail, uint32_t method)
 {
     const struct werr_info *e = err_info(rc);
     char text[256];
-    int n = snprintf(text, sizeof text, "%s - %s", e->text, c->err_text[0] ? c->err_text : err_str(rc));
+    int n = snprintf(text, sizeof text, "%s - %s", e->text, detail);
     if (n < 0 || (size_t)n >= sizeof text)
         n = sizeof text - 1;
     struct amqp_method m = {.id = ch ? AMQP_CHANNEL_CLOSE : AMQP_CONNECTION_CLOSE};
@@ -288,12 +279,10 @@ static void send_close(struct conn *c, uint16_t ch, int rc, uint32_t method)
 
 /* Handshake errors before tuning is done get no connection.close: like RabbitMQ, stop reading
  * and drop the socket after 3 s (which also slows down password guessing). */
-static void silent_close(struct conn *c, int rc)
+static void silent_close(struct conn *c, int rc, const char *detail)
 {
     log_warn("connection %llu (%s): handshake failed: %s - %s; closing in 3 s",
-             (unsigned long long)c->id, c->peer, err_info(rc)->text,
-             c->err_text[0] ? c->err_text : err_str(rc));
-    c->err_text[0] = 0;
+             (unsigned long long)c->id, c->peer, err_info(rc)->text, detail);
     c->state = CONN_CLOSING;
     c->read_done = true;
     update_reading(c);
@@ -301,26 +290,26 @@ static void silent_close(struct conn *c, int rc)
     uv_timer_start(&c->timer, on_close_timeout, 3000, 0);
 }
 
-void conn_fail(struct conn *c, uint16_t ch, int rc, uint32_t method)
+void conn_fail(struct conn *c, uint16_t ch, int rc, const struct err *err, uint32_t method)
 {
     if (c->state >= CONN_CLOSING)
         return;
+    /* The detail: the text that came with the error, else the code's own name. */
+    const char *detail = err && err->text[0] && err_is_werr(rc) ? err->text : err_str(rc);
     if (c->state < CONN_OPENING && rc != -WERR_LOGIN_REFUSED) {
-        silent_close(c, rc);
+        silent_close(c, rc, detail);
         return;
     }
     const struct werr_info *e = err_info(rc);
-    if (!err_is_werr(rc)) {
+    if (!err_is_werr(rc))
         log_error("connection %llu (%s): internal error: %s", (unsigned long long)c->id,
                   c->peer, err_str(rc));
-        c->err_text[0] = 0;
-    }
     struct channel **slot = ch ? chslot(c, ch, false) : NULL;
     if (e->scope == CHANNEL && slot && *slot) {
         struct channel *chan = *slot;
         log_debug("connection %llu: channel %u error %u: %s", (unsigned long long)c->id, ch,
-                  e->reply_code, c->err_text);
-        send_close(c, ch, rc, method);
+                  e->reply_code, detail);
+        send_close(c, ch, rc, detail, method);
         channel_free(chan);
         /* Keep a closing placeholder so frames until close-ok are dropped. */
         chan = channel_new(c, ch);
@@ -329,14 +318,12 @@ void conn_fail(struct conn *c, uint16_t ch, int rc, uint32_t method)
         else
             c->nchannels--;
         *slot = chan;
-        c->err_text[0] = 0;
         return;
     }
     log_warn("connection %llu (%s): closing with %u %s - %s", (unsigned long long)c->id, c->peer,
-             e->reply_code, e->text, c->err_text);
+             e->reply_code, e->text, detail);
     channels_teardown(c);
-    send_close(c, 0, rc, method);
-    c->err_text[0] = 0;
+    send_close(c, 0, rc, detail, method);
     c->state = CONN_CLOSING;
     /* Wait for close-ok, but not forever: reuse the timer as a close timeout. */
     uv_timer_stop(&c->timer);
@@ -402,7 +389,11 @@ static void close_socket(struct conn *c)
 void conn_shutdown(struct conn *c)
 {
     if (c->state == CONN_OPEN) {
-        conn_fail(c, 0, conn_err(c, -WERR_CONNECTION_FORCED, "broker forced connection closure with reason 'shutdown'"), 0);
+        struct err e;
+        conn_fail(c, 0,
+                  err_set(&e, -WERR_CONNECTION_FORCED,
+                          "broker forced connection closure with reason 'shutdown'"),
+                  &e, 0);
         c->close_after_flush = true;
         want_flush(c);
     } else {
@@ -468,27 +459,27 @@ static void read_client_capabilities(struct conn *c, amqp_bytes_t client_props)
         c->cap_connection_blocked = v.v.b;
 }
 
-static int on_start_ok(struct conn *c, const struct amqp_connection_start_ok *so)
+static int on_start_ok(struct conn *c, const struct amqp_connection_start_ok *so, struct err *err)
 {
     read_client_capabilities(c, so->client_properties);
     const char *why = "";
     int rc = auth_login(so->mechanism, so->response, c->loopback, c->user, sizeof c->user, &why);
     if (rc == -WERR_COMMAND_INVALID)
-        return conn_err(c, rc, "%s (mechanism '%.*s')", why, (int)so->mechanism.len,
+        return err_set(err, rc, "%s (mechanism '%.*s')", why, (int)so->mechanism.len,
                         (const char *)so->mechanism.ptr);
     if (rc < 0) {
         log_warn("connection %llu (%s): login refused (%.*s): %s", (unsigned long long)c->id,
                  c->peer, (int)so->mechanism.len, (const char *)so->mechanism.ptr, why);
         if (!c->cap_auth_failure_close) {
             /* Clients that did not ask for a close on auth failure expect the socket to drop. */
-            silent_close(c, rc);
+            silent_close(c, rc, err_str(rc));
             return 0;
         }
-        conn_err(c, rc,
+        err_set(err, rc,
                  "Login was refused using authentication mechanism %.*s. For details see the "
                  "broker logfile.",
                  (int)so->mechanism.len, (const char *)so->mechanism.ptr);
-        conn_fail(c, 0, rc, 0); /* RabbitMQ names no method here */
+        conn_fail(c, 0, rc, err, 0); /* RabbitMQ names no method here */
         return 0;
     }
     struct amqp_method m = {.id = AMQP_CONNECTION_TUNE};
@@ -500,17 +491,17 @@ static int on_start_ok(struct conn *c, const struct amqp_connection_start_ok *so
     return 0;
 }
 
-static int on_tune_ok(struct conn *c, const struct amqp_connection_tune_ok *t)
+static int on_tune_ok(struct conn *c, const struct amqp_connection_tune_ok *t, struct err *err)
 {
     const struct config *cfg = &c->srv->cfg;
     if (t->frame_max < AMQP_FRAME_MIN_SIZE)
-        return conn_err(c, -WERR_NOT_ALLOWED, "frame_max=%u < %u min size", t->frame_max,
+        return err_set(err, -WERR_NOT_ALLOWED, "frame_max=%u < %u min size", t->frame_max,
                         AMQP_FRAME_MIN_SIZE);
     if (t->frame_max > cfg->frame_max)
-        return conn_err(c, -WERR_NOT_ALLOWED, "frame_max=%u > %u max size", t->frame_max,
+        return err_set(err, -WERR_NOT_ALLOWED, "frame_max=%u > %u max size", t->frame_max,
                         cfg->frame_max);
     if (t->channel_max > cfg->channel_max)
-        return conn_err(c, -WERR_NOT_ALLOWED, "channel_max=%u > %u max size", t->channel_max,
+        return err_set(err, -WERR_NOT_ALLOWED, "channel_max=%u > %u max size", t->channel_max,
                         cfg->channel_max);
     c->frame_max = t->frame_max ? t->frame_max : cfg->frame_max;
     c->channel_max = t->channel_max ? t->channel_max : cfg->channel_max;
@@ -521,11 +512,11 @@ static int on_tune_ok(struct conn *c, const struct amqp_connection_tune_ok *t)
 
 static void on_timer(uv_timer_t *t);
 
-static int on_open(struct conn *c, const struct amqp_connection_open *o)
+static int on_open(struct conn *c, const struct amqp_connection_open *o, struct err *err)
 {
     struct vhost *vh = hmap_get(&c->srv->b.vhosts, o->virtual_host.ptr, o->virtual_host.len);
     if (!vh)
-        return conn_err(c, -WERR_NOT_ALLOWED, "vhost %.*s not found", (int)o->virtual_host.len,
+        return err_set(err, -WERR_NOT_ALLOWED, "vhost %.*s not found", (int)o->virtual_host.len,
                         (const char *)o->virtual_host.ptr);
     c->vhost = vh;
     c->state = CONN_OPEN;
@@ -568,14 +559,14 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- frame dispatch --------------------------------------------------------------- */
 
-static int decode_error(struct conn *c, int status, const struct amqp_frame *f)
+static int decode_error(int status, const struct amqp_frame *f, struct err *err)
 {
     if (status == AMQP_E_METHOD)
-        return conn_err(c, -WERR_NOT_IMPLEMENTED, "unknown method (class %u, method %u)",
+        return err_set(err, -WERR_NOT_IMPLEMENTED, "unknown method (class %u, method %u)",
                         f->size >= 2 ? rd16(f->payload) : 0,
                         f->size >= 4 ? rd16(f->payload + 2) : 0);
     /* RabbitMQ reports undecodable arguments as a frame error. */
-    return conn_err(c, -WERR_FRAME_ERROR, "cannot decode %s on channel %u: %s",
+    return err_set(err, -WERR_FRAME_ERROR, "cannot decode %s on channel %u: %s",
                     f->size >= 4 ? amqp_method_name(rd32(f->payload)) : "method", f->channel,
                     amqp_strerror(status));
 }
@@ -594,7 +585,7 @@ static void drain_after_close_ok(struct conn *c)
     update_reading(c);
 }
 
-static int handle_connection_method(struct conn *c, const struct amqp_method *m)
+static int handle_connection_method(struct conn *c, const struct amqp_method *m, struct err *err)
 {
     switch (m->id) {
     case AMQP_CONNECTION_CLOSE:
@@ -611,42 +602,42 @@ static int handle_connection_method(struct conn *c, const struct amqp_method *m)
         return 0;
     default:
         if (m->id >> 16 == AMQP_CLASS_CONNECTION)
-            return conn_err(c, -WERR_COMMAND_INVALID, "%s not expected now",
+            return err_set(err, -WERR_COMMAND_INVALID, "%s not expected now",
                             amqp_method_name(m->id));
-        return conn_err(c, -WERR_CHANNEL_ERROR, "unexpected method in connection state running");
+        return err_set(err, -WERR_CHANNEL_ERROR, "unexpected method in connection state running");
     }
 }
 
-static int handle_handshake(struct conn *c, const struct amqp_frame *f)
+static int handle_handshake(struct conn *c, const struct amqp_frame *f, struct err *err)
 {
     if (f->type == AMQP_FRAME_HEARTBEAT)
         return 0;
     if (f->type != AMQP_FRAME_METHOD || f->channel != 0)
-        return conn_err(c, -WERR_UNEXPECTED_FRAME, "frame type %u on channel %u during handshake",
+        return err_set(err, -WERR_UNEXPECTED_FRAME, "frame type %u on channel %u during handshake",
                         f->type, f->channel);
     struct amqp_method m;
     int st = amqp_method_decode(f->payload, f->size, &m);
     if (st < 0)
-        return decode_error(c, st, f);
+        return decode_error(st, f, err);
     if (m.id == AMQP_CONNECTION_CLOSE)
-        return handle_connection_method(c, &m);
+        return handle_connection_method(c, &m, err);
     switch (c->state) {
     case CONN_START:
         if (m.id == AMQP_CONNECTION_START_OK)
-            return on_start_ok(c, &m.u.connection_start_ok);
+            return on_start_ok(c, &m.u.connection_start_ok, err);
         break;
     case CONN_TUNE:
         if (m.id == AMQP_CONNECTION_TUNE_OK)
-            return on_tune_ok(c, &m.u.connection_tune_ok);
+            return on_tune_ok(c, &m.u.connection_tune_ok, err);
         break;
     case CONN_OPENING:
         if (m.id == AMQP_CONNECTION_OPEN)
-            return on_open(c, &m.u.connection_open);
+            return on_open(c, &m.u.connection_open, err);
         break;
     default:
         break;
     }
-    return conn_err(c, -WERR_COMMAND_INVALID, "%s not expected during the handshake",
+    return err_set(err, -WERR_COMMAND_INVALID, "%s not expected during the handshake",
                     amqp_method_name(m.id));
 }
 
@@ -668,7 +659,7 @@ static void handle_closing(struct conn *c, const struct amqp_frame *f)
     }
 }
 
-static int handle_channel_frame(struct conn *c, const struct amqp_frame *f)
+static int handle_channel_frame(struct conn *c, const struct amqp_frame *f, struct err *err)
 {
     uint16_t id = f->channel;
     struct channel *ch = get_channel(c, id);
@@ -676,7 +667,7 @@ static int handle_channel_frame(struct conn *c, const struct amqp_frame *f)
     if (f->type == AMQP_FRAME_METHOD) {
         int st = amqp_method_decode(f->payload, f->size, &m);
         if (st < 0)
-            return decode_error(c, st, f);
+            return decode_error(st, f, err);
     }
     if (ch && ch->state == CH_CLOSING) {
         if (f->type != AMQP_FRAME_METHOD)
@@ -691,12 +682,12 @@ static int handle_channel_frame(struct conn *c, const struct amqp_frame *f)
     }
     if (!ch) {
         if (f->type != AMQP_FRAME_METHOD || m.id != AMQP_CHANNEL_OPEN)
-            return conn_err(c, -WERR_CHANNEL_ERROR, "expected 'channel.open'");
+            return err_set(err, -WERR_CHANNEL_ERROR, "expected 'channel.open'");
         if (c->nchannels >= c->channel_max) {
-            conn_err(c, -WERR_NOT_ALLOWED,
+            err_set(err, -WERR_NOT_ALLOWED,
                      "number of channels opened (%u) has reached the negotiated channel_max (%u)",
                      c->nchannels, c->channel_max);
-            conn_fail(c, 0, -WERR_NOT_ALLOWED, 0); /* RabbitMQ names no method here */
+            conn_fail(c, 0, -WERR_NOT_ALLOWED, err, 0); /* RabbitMQ names no method here */
             return 0;
         }
         struct channel **slot = chslot(c, id, true);
@@ -712,19 +703,19 @@ static int handle_channel_frame(struct conn *c, const struct amqp_frame *f)
     int rc;
     /* Content frames must follow their method without other frames on the channel between. */
     if (ch->ct == CT_HEADER && f->type != AMQP_FRAME_HEADER) {
-        conn_fail(c, 0, conn_err(c, -WERR_UNEXPECTED_FRAME, "expected content header for class 60, "
-                                 "got non content header frame instead"), AMQP_BASIC_PUBLISH);
+        conn_fail(c, 0, err_set(err, -WERR_UNEXPECTED_FRAME, "expected content header for class 60, "
+                                "got non content header frame instead"), err, AMQP_BASIC_PUBLISH);
         return 0;
     }
     if (ch->ct == CT_BODY && f->type != AMQP_FRAME_BODY) {
-        conn_fail(c, 0, conn_err(c, -WERR_UNEXPECTED_FRAME, "expected content body, "
-                                 "got non content body frame instead"), AMQP_BASIC_PUBLISH);
+        conn_fail(c, 0, err_set(err, -WERR_UNEXPECTED_FRAME, "expected content body, "
+                                "got non content body frame instead"), err, AMQP_BASIC_PUBLISH);
         return 0;
     }
     switch (f->type) {
     case AMQP_FRAME_METHOD:
         if (m.id == AMQP_CHANNEL_OPEN)
-            return conn_err(c, -WERR_CHANNEL_ERROR, "second 'channel.open' seen");
+            return err_set(err, -WERR_CHANNEL_ERROR, "second 'channel.open' seen");
         if (m.id == AMQP_CHANNEL_CLOSE) {
             drop_channel(c, id);
             struct amqp_method ok = {.id = AMQP_CHANNEL_CLOSE_OK};
@@ -733,50 +724,50 @@ static int handle_channel_frame(struct conn *c, const struct amqp_frame *f)
         }
         if (m.id == AMQP_CHANNEL_CLOSE_OK)
             return 0;
-        rc = channel_handle_method(ch, &m);
+        rc = channel_handle_method(ch, &m, err);
         if (rc < 0)
-            conn_fail(c, id, rc, m.id);
+            conn_fail(c, id, rc, err, m.id);
         return 0;
     case AMQP_FRAME_HEADER:
     case AMQP_FRAME_BODY:
         if (ch->ct == CT_IDLE)
-            return conn_err(c, -WERR_UNEXPECTED_FRAME,
+            return err_set(err, -WERR_UNEXPECTED_FRAME,
                             "expected method frame, got non method frame instead");
-        rc = f->type == AMQP_FRAME_HEADER ? channel_handle_header(ch, f->payload, f->size)
-                                          : channel_handle_body(ch, f->payload, f->size);
+        rc = f->type == AMQP_FRAME_HEADER ? channel_handle_header(ch, f->payload, f->size, err)
+                                          : channel_handle_body(ch, f->payload, f->size, err);
         if (rc < 0)
-            conn_fail(c, id, rc, AMQP_BASIC_PUBLISH);
+            conn_fail(c, id, rc, err, AMQP_BASIC_PUBLISH);
         return 0;
     default:
-        return conn_err(c, -WERR_UNEXPECTED_FRAME, "heartbeat frame on channel %u", id);
+        return err_set(err, -WERR_UNEXPECTED_FRAME, "heartbeat frame on channel %u", id);
     }
 }
 
 /* Handles one frame; returns an error that closes the connection, or 0. */
-static int handle_frame(struct conn *c, const struct amqp_frame *f)
+static int handle_frame(struct conn *c, const struct amqp_frame *f, struct err *err)
 {
     if (c->state >= CONN_CLOSING) {
         handle_closing(c, f);
         return 0;
     }
     if (c->state != CONN_OPEN)
-        return handle_handshake(c, f);
+        return handle_handshake(c, f, err);
     if (f->type == AMQP_FRAME_HEARTBEAT) {
         if (f->channel != 0)
-            return conn_err(c, -WERR_UNEXPECTED_FRAME, "heartbeat frame on channel %u",
+            return err_set(err, -WERR_UNEXPECTED_FRAME, "heartbeat frame on channel %u",
                             f->channel);
         return 0;
     }
     if (f->channel == 0) {
         if (f->type != AMQP_FRAME_METHOD)
-            return conn_err(c, -WERR_UNEXPECTED_FRAME, "content frame on channel 0");
+            return err_set(err, -WERR_UNEXPECTED_FRAME, "content frame on channel 0");
         struct amqp_method m;
         int st = amqp_method_decode(f->payload, f->size, &m);
         if (st < 0)
-            return decode_error(c, st, f);
-        return handle_connection_method(c, &m);
+            return decode_error(st, f, err);
+        return handle_connection_method(c, &m, err);
     }
-    return handle_channel_frame(c, f);
+    return handle_channel_frame(c, f, err);
 }
 
 /* ---- reading --------------------------------------------------------------------- */
@@ -866,6 +857,7 @@ static void process_input(struct conn *c)
                          AMQP_FRAME_OVERHEAD;
     while (c->state != CONN_CLOSED && !c->close_after_flush && !c->hold_batch) {
         struct amqp_frame f;
+        struct err e = {.text = ""}, *err = &e; /* what went wrong with this frame, if anything */
         long n = amqp_frame_parse(c->in + off, c->in_len - off, frame_max, &f);
         if (n == 0)
             break;
@@ -874,14 +866,15 @@ static void process_input(struct conn *c)
                 off = c->in_len;
                 break;
             }
-            conn_fail(c, 0, conn_err(c, -WERR_FRAME_ERROR, "%s", amqp_strerror((int)n)), 0);
+            conn_fail(c, 0, err_set(err, -WERR_FRAME_ERROR, "%s", amqp_strerror((int)n)), err, 0);
             off = c->in_len;
             break;
         }
         off += (size_t)n;
-        int rc = handle_frame(c, &f);
+        int rc = handle_frame(c, &f, err);
         if (rc < 0) {
-            conn_fail(c, 0, rc, f.type == AMQP_FRAME_METHOD && f.size >= 4 ? rd32(f.payload) : 0);
+            conn_fail(c, 0, rc, err,
+                      f.type == AMQP_FRAME_METHOD && f.size >= 4 ? rd32(f.payload) : 0);
             off = c->in_len;
             break;
         }

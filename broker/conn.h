@@ -14,6 +14,7 @@ struct server;
 struct channel;
 struct vhost;
 struct msg;
+struct err;
 
 enum conn_state {
     CONN_HEADER,  /* waiting for the protocol header */
@@ -71,8 +72,6 @@ struct conn {
      * channel_max bounds how many are open at once, not their numbers (as in RabbitMQ). */
     struct channel **chpages[256];
     uint32_t nchannels;
-
-    char err_text[512]; /* detail of the last error, set by conn_err() */
 };
 
 /* Memory alarm on or off for this connection: publishers stop being read (and are told with
@@ -92,11 +91,10 @@ void conn_send_method(struct conn *c, uint16_t ch, const struct amqp_method *m);
 /* Queues a content method (deliver, get-ok, return) + the message's header and body frames,
  * split by the connection's frame_max. */
 void conn_send_content(struct conn *c, uint16_t ch, const struct amqp_method *m, struct msg *msg);
-/* Formats the detail text for rc into c->err_text and returns rc. */
-int conn_err(struct conn *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The one place errors become AMQP: a channel error closes channel ch (if ch is not 0),
- * anything else closes the connection. `method` is the method id that failed (or 0). */
-void conn_fail(struct conn *c, uint16_t ch, int rc, uint32_t method);
+ * anything else closes the connection. err (may be NULL) carries the detail text that follows
+ * the reply code's name; `method` is the method id that failed (or 0). */
+void conn_fail(struct conn *c, uint16_t ch, int rc, const struct err *err, uint32_t method);
 /* Holds c's output and stops handling its input until storage batch `batch` is durable, so
  * that a reply to a durable change leaves only when the change is on disk. */
 void conn_hold_until(struct conn *c, uint64_t batch);

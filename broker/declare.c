@@ -24,12 +24,12 @@
 /* ---- lookups ------------------------------------------------------------------------- */
 
 /* Resolves the empty name to the channel's last declared queue. */
-static int queue_name(struct channel *ch, amqp_bytes_t *name)
+static int queue_name(struct channel *ch, amqp_bytes_t *name, struct err *err)
 {
     if (name->len)
         return 0;
     if (!ch->last_queue[0])
-        return conn_err(ch->conn, -WERR_NOT_FOUND, "no previously declared queue");
+        return err_set(err, -WERR_NOT_FOUND, "no previously declared queue");
     *name = amqp_cstr(ch->last_queue);
     return 0;
 }
@@ -50,23 +50,23 @@ static amqp_bytes_t strip_cr_lf(amqp_bytes_t name, uint8_t *buf)
 
 /* The queue a bind, unbind or delete names: the last declared one for "", else the name without
  * CR and LF (which may leave "": the queue '', not the shortcut). */
-static int queue_target(struct channel *ch, amqp_bytes_t *name, uint8_t *buf)
+static int queue_target(struct channel *ch, amqp_bytes_t *name, uint8_t *buf, struct err *err)
 {
     if (!name->len)
-        return queue_name(ch, name);
+        return queue_name(ch, name, err);
     *name = strip_cr_lf(*name, buf);
     return 0;
 }
 
-static int lookup_queue(struct channel *ch, amqp_bytes_t name, struct queue **ret)
+static int lookup_queue(struct channel *ch, amqp_bytes_t name, struct queue **ret, struct err *err)
 {
     struct vhost *vh = ch->conn->vhost;
     struct queue *q = vhost_queue(vh, name);
     if (!q)
-        return conn_err(ch->conn, -WERR_NOT_FOUND, "no queue '%.*s' in vhost '%s'", STR(name),
+        return err_set(err, -WERR_NOT_FOUND, "no queue '%.*s' in vhost '%s'", STR(name),
                         vh->name);
     if (q->exclusive && q->owner != ch->conn)
-        return conn_err(ch->conn, -WERR_RESOURCE_LOCKED,
+        return err_set(err, -WERR_RESOURCE_LOCKED,
                         "cannot obtain exclusive access to locked queue '%.*s' in vhost '%s'. "
                         "It could be originally declared on another connection or the "
                         "exclusive property value does not match that of the original "
@@ -76,42 +76,42 @@ static int lookup_queue(struct channel *ch, amqp_bytes_t name, struct queue **re
     return 0;
 }
 
-int declare_lookup_queue(struct channel *ch, amqp_bytes_t name, struct queue **ret)
+int declare_lookup_queue(struct channel *ch, amqp_bytes_t name, struct queue **ret, struct err *err)
 {
-    int rc = queue_name(ch, &name);
-    return rc < 0 ? rc : lookup_queue(ch, name, ret);
+    int rc = queue_name(ch, &name, err);
+    return rc < 0 ? rc : lookup_queue(ch, name, ret, err);
 }
 
-static int not_default(struct channel *ch, amqp_bytes_t xname)
+static int not_default(amqp_bytes_t xname, struct err *err)
 {
     if (xname.len == 0)
-        return conn_err(ch->conn, -WERR_ACCESS_REFUSED,
+        return err_set(err, -WERR_ACCESS_REFUSED,
                         "operation not permitted on the default exchange");
     return 0;
 }
 
-static int lookup_exchange(struct channel *ch, amqp_bytes_t name, struct exchange **ret)
+static int lookup_exchange(struct channel *ch, amqp_bytes_t name, struct exchange **ret, struct err *err)
 {
     struct exchange *x = vhost_exchange(ch->conn->vhost, name);
     if (!x)
-        return conn_err(ch->conn, -WERR_NOT_FOUND, "no exchange '%.*s' in vhost '%s'", STR(name),
+        return err_set(err, -WERR_NOT_FOUND, "no exchange '%.*s' in vhost '%s'", STR(name),
                         ch->conn->vhost->name);
     *ret = x;
     return 0;
 }
 
-static int reserved_name(struct channel *ch, const char *kind, amqp_bytes_t name)
+static int reserved_name(const char *kind, amqp_bytes_t name, struct err *err)
 {
     if (name.len >= 4 && memcmp(name.ptr, "amq.", 4) == 0)
-        return conn_err(ch->conn, -WERR_ACCESS_REFUSED,
+        return err_set(err, -WERR_ACCESS_REFUSED,
                         "%s name '%.*s' contains reserved prefix 'amq.*'", kind, STR(name));
     return 0;
 }
 
-static int inequivalent(struct channel *ch, const char *arg, const char *what, const char *got,
-                        const char *cur)
+static int inequivalent(const char *arg, const char *what, const char *got,
+                        const char *cur, struct err *err)
 {
-    return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
+    return err_set(err, -WERR_PRECONDITION_FAILED,
                     "inequivalent arg '%s' for %s: received '%s' but current is '%s'", arg, what,
                     got, cur);
 }
@@ -129,7 +129,7 @@ static void reply(struct channel *ch, uint32_t id)
 
 /* ---- exchanges ----------------------------------------------------------------------- */
 
-static int exchange_declare(struct channel *ch, const struct amqp_exchange_declare *d)
+static int exchange_declare(struct channel *ch, const struct amqp_exchange_declare *d, struct err *err)
 {
     struct vhost *vh = ch->conn->vhost;
     int rc, type = 0;
@@ -137,13 +137,13 @@ static int exchange_declare(struct channel *ch, const struct amqp_exchange_decla
     amqp_bytes_t name = strip_cr_lf(d->exchange, buf);
     /* RabbitMQ checks the type (a connection error) before the name. */
     if (!d->passive && (type = exchange_type_parse(d->type)) < 0)
-        return conn_err(ch->conn, -WERR_COMMAND_INVALID, "unknown exchange type '%.*s'",
+        return err_set(err, -WERR_COMMAND_INVALID, "unknown exchange type '%.*s'",
                         STR(d->type));
-    if ((rc = not_default(ch, name)) < 0)
+    if ((rc = not_default(name, err)) < 0)
         return rc;
     if (d->passive) {
         struct exchange *x;
-        if ((rc = lookup_exchange(ch, name, &x)) < 0)
+        if ((rc = lookup_exchange(ch, name, &x, err)) < 0)
             return rc;
         goto ok;
     }
@@ -152,24 +152,24 @@ static int exchange_declare(struct channel *ch, const struct amqp_exchange_decla
         char what[400];
         snprintf(what, sizeof what, "exchange '%s' in vhost '%s'", x->name, vh->name);
         if (x->type != (enum exchange_type)type)
-            return inequivalent(ch, "type", what, exchange_type_name(type),
-                                exchange_type_name(x->type));
+            return inequivalent("type", what, exchange_type_name(type),
+                                exchange_type_name(x->type), err);
         if (x->durable != d->durable)
-            return inequivalent(ch, "durable", what, tf(d->durable), tf(x->durable));
+            return inequivalent("durable", what, tf(d->durable), tf(x->durable), err);
         if (x->auto_delete != d->auto_delete)
-            return inequivalent(ch, "auto_delete", what, tf(d->auto_delete), tf(x->auto_delete));
+            return inequivalent("auto_delete", what, tf(d->auto_delete), tf(x->auto_delete), err);
         if (x->internal != d->internal)
-            return inequivalent(ch, "internal", what, tf(d->internal), tf(x->internal));
-        if ((rc = args_equivalent(ch->conn, what, (amqp_bytes_t){x->args, x->args_len},
+            return inequivalent("internal", what, tf(d->internal), tf(x->internal), err);
+        if ((rc = args_equivalent(err, what, (amqp_bytes_t){x->args, x->args_len},
                                   d->arguments, args_exchange_keys)) < 0)
             return rc;
         goto ok;
     }
-    if ((rc = reserved_name(ch, "exchange", name)) < 0)
+    if ((rc = reserved_name("exchange", name, err)) < 0)
         return rc;
     struct amqp_field ae;
     if (amqp_table_get(d->arguments, "alternate-exchange", &ae) == 1 && ae.type != 'S')
-        return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
+        return err_set(err, -WERR_PRECONDITION_FAILED,
                         "invalid type '%s' for arg 'alternate-exchange' in exchange '%.*s' in "
                         "vhost '%s'",
                         args_type_name(ae.type), STR(name), vh->name);
@@ -188,21 +188,21 @@ ok:
     return 0;
 }
 
-static int exchange_delete_method(struct channel *ch, const struct amqp_exchange_delete *d)
+static int exchange_delete_method(struct channel *ch, const struct amqp_exchange_delete *d, struct err *err)
 {
     uint8_t buf[256];
     amqp_bytes_t name = strip_cr_lf(d->exchange, buf);
-    int rc = not_default(ch, name);
+    int rc = not_default(name, err);
     if (rc < 0)
         return rc;
     if (name.len >= 4 && memcmp(name.ptr, "amq.", 4) == 0)
-        return conn_err(ch->conn, -WERR_ACCESS_REFUSED,
+        return err_set(err, -WERR_ACCESS_REFUSED,
                         "deletion of system exchange '%.*s' in vhost '%s' not allowed",
                         STR(name), ch->conn->vhost->name);
     struct exchange *x = vhost_exchange(ch->conn->vhost, name);
     if (x) { /* deleting a missing exchange succeeds, as in RabbitMQ 3.x */
         if (d->if_unused && x->nbindings)
-            return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
+            return err_set(err, -WERR_PRECONDITION_FAILED,
                             "exchange '%s' in vhost '%s' in use", x->name, ch->conn->vhost->name);
         exchange_delete(x);
     }
@@ -212,19 +212,19 @@ static int exchange_delete_method(struct channel *ch, const struct amqp_exchange
 }
 
 /* exchange.bind and exchange.unbind share one layout. */
-static int exchange_bind(struct channel *ch, const struct amqp_exchange_bind *b, bool bind)
+static int exchange_bind(struct channel *ch, const struct amqp_exchange_bind *b, bool bind, struct err *err)
 {
     struct exchange *src = NULL, *dst = NULL;
     int rc;
     uint8_t sbuf[256], dbuf[256];
     amqp_bytes_t source = strip_cr_lf(b->source, sbuf);
     amqp_bytes_t destination = strip_cr_lf(b->destination, dbuf);
-    if ((rc = not_default(ch, source)) < 0 || (rc = not_default(ch, destination)) < 0)
+    if ((rc = not_default(source, err)) < 0 || (rc = not_default(destination, err)) < 0)
         return rc;
-    if ((rc = lookup_exchange(ch, source, &src)) < 0 ||
-        (rc = lookup_exchange(ch, destination, &dst)) < 0)
+    if ((rc = lookup_exchange(ch, source, &src, err)) < 0 ||
+        (rc = lookup_exchange(ch, destination, &dst, err)) < 0)
         return rc;
-    if (bind && src->type == EX_HEADERS && (rc = args_check_x_match(ch->conn, b->arguments)) < 0)
+    if (bind && src->type == EX_HEADERS && (rc = args_check_x_match(err, b->arguments)) < 0)
         return rc;
     if (bind)
         rc = binding_add(src, NULL, dst, b->routing_key, b->arguments, NULL);
@@ -239,7 +239,7 @@ static int exchange_bind(struct channel *ch, const struct amqp_exchange_bind *b,
 
 /* ---- queues -------------------------------------------------------------------------- */
 
-static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
+static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d, struct err *err)
 {
     struct conn *c = ch->conn;
     struct vhost *vh = c->vhost;
@@ -263,39 +263,39 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
     }
     if (d->passive) {
         if (name.len == 0) /* no last-queue shortcut here, as in RabbitMQ */
-            return conn_err(c, -WERR_NOT_FOUND, "no queue '' in vhost '%s'", vh->name);
-        if ((rc = lookup_queue(ch, name, &q)) < 0)
+            return err_set(err, -WERR_NOT_FOUND, "no queue '' in vhost '%s'", vh->name);
+        if ((rc = lookup_queue(ch, name, &q, err)) < 0)
             return rc;
     } else if (vhost_queue(vh, name)) {
-        if ((rc = lookup_queue(ch, name, &q)) < 0)
+        if ((rc = lookup_queue(ch, name, &q, err)) < 0)
             return rc;
         char what[400];
         snprintf(what, sizeof what, "queue '%s' in vhost '%s'", q->name, vh->name);
         if (q->durable != d->durable)
-            return inequivalent(ch, "durable", what, tf(d->durable), tf(q->durable));
+            return inequivalent("durable", what, tf(d->durable), tf(q->durable), err);
         if (q->auto_delete != d->auto_delete)
-            return inequivalent(ch, "auto_delete", what, tf(d->auto_delete), tf(q->auto_delete));
+            return inequivalent("auto_delete", what, tf(d->auto_delete), tf(q->auto_delete), err);
         if (d->exclusive != q->exclusive) /* RabbitMQ calls this a lock, not an inequivalence */
-            return conn_err(c, -WERR_RESOURCE_LOCKED,
+            return err_set(err, -WERR_RESOURCE_LOCKED,
                             "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. "
                             "It could be originally declared on another connection or the "
                             "exclusive property value does not match that of the original "
                             "declaration.",
                             q->name, vh->name);
-        if ((rc = args_equivalent(c, what, (amqp_bytes_t){q->args, q->args_len}, d->arguments,
+        if ((rc = args_equivalent(err, what, (amqp_bytes_t){q->args, q->args_len}, d->arguments,
                                   args_queue_keys)) < 0)
             return rc;
     } else {
-        if (name.ptr != (const uint8_t *)gen && (rc = reserved_name(ch, "queue", name)) < 0)
+        if (name.ptr != (const uint8_t *)gen && (rc = reserved_name("queue", name, err)) < 0)
             return rc;
         char qname[256];
         snprintf(qname, sizeof qname, "%.*s", STR(name));
-        if ((rc = args_check_queue(c, qname, vh->name, d->arguments)) < 0)
+        if ((rc = args_check_queue(err, qname, vh->name, d->arguments)) < 0)
             return rc;
         struct amqp_field qt;
         if (amqp_table_get(d->arguments, "x-queue-type", &qt) == 1 && qt.type == 'S') {
             if (amqp_bytes_eq_str(qt.v.bytes, "stream"))
-                return conn_err(c, -WERR_PRECONDITION_FAILED,
+                return err_set(err, -WERR_PRECONDITION_FAILED,
                                 "queue type 'stream' is not supported yet (queue '%s' in vhost "
                                 "'%s')",
                                 qname, vh->name);
@@ -304,11 +304,11 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
                               : !d->durable ? "non-durable" : NULL;
             bool quorum = amqp_bytes_eq_str(qt.v.bytes, "quorum");
             if (bad && quorum)
-                return conn_err(c, -WERR_PRECONDITION_FAILED,
+                return err_set(err, -WERR_PRECONDITION_FAILED,
                                 "invalid property '%s' for queue '%s' in vhost '%s'", bad, qname,
                                 vh->name);
             if (quorum && amqp_table_get(d->arguments, "x-max-priority", &qt) == 1)
-                return conn_err(c, -WERR_PRECONDITION_FAILED,
+                return err_set(err, -WERR_PRECONDITION_FAILED,
                                 "invalid arg 'x-max-priority' for queue '%s' in vhost '%s' of "
                                 "queue type rabbit_quorum_queue",
                                 qname, vh->name);
@@ -341,7 +341,7 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d)
 
 /* queue.bind and queue.unbind: same checks, then add or remove. */
 static int queue_bind(struct channel *ch, amqp_bytes_t qname, amqp_bytes_t xname,
-                      amqp_bytes_t key, amqp_bytes_t args, bool bind)
+                      amqp_bytes_t key, amqp_bytes_t args, bool bind, struct err *err)
 {
     struct queue *q = NULL;
     struct exchange *x = NULL;
@@ -352,19 +352,19 @@ static int queue_bind(struct channel *ch, amqp_bytes_t qname, amqp_bytes_t xname
     if (shortcut && key.len == 0 && ch->last_queue[0])
         key = amqp_cstr(ch->last_queue);
     xname = strip_cr_lf(xname, xbuf);
-    if ((rc = not_default(ch, xname)) < 0)
+    if ((rc = not_default(xname, err)) < 0)
         return rc;
-    if ((rc = queue_target(ch, &qname, qbuf)) < 0 || (rc = lookup_queue(ch, qname, &q)) < 0 ||
-        (rc = lookup_exchange(ch, xname, &x)) < 0) {
+    if ((rc = queue_target(ch, &qname, qbuf, err)) < 0 || (rc = lookup_queue(ch, qname, &q, err)) < 0 ||
+        (rc = lookup_exchange(ch, xname, &x, err)) < 0) {
         /* Unbinding from a missing queue or exchange succeeds, as in RabbitMQ. */
         if (!bind && rc == -WERR_NOT_FOUND && !shortcut) {
-            ch->conn->err_text[0] = 0;
+            err->text[0] = 0;
             return 0;
         }
         return rc;
     }
     if (bind) {
-        if (x->type == EX_HEADERS && (rc = args_check_x_match(ch->conn, args)) < 0)
+        if (x->type == EX_HEADERS && (rc = args_check_x_match(err, args)) < 0)
             return rc;
         return binding_add(x, q, NULL, key, args, NULL);
     }
@@ -372,23 +372,23 @@ static int queue_bind(struct channel *ch, amqp_bytes_t qname, amqp_bytes_t xname
     return 0;
 }
 
-static int queue_delete_method(struct channel *ch, const struct amqp_queue_delete *d)
+static int queue_delete_method(struct channel *ch, const struct amqp_queue_delete *d, struct err *err)
 {
     uint8_t buf[256];
     amqp_bytes_t name = d->queue;
-    int rc = queue_target(ch, &name, buf);
+    int rc = queue_target(ch, &name, buf, err);
     if (rc < 0)
         return rc;
     uint32_t n = 0;
     if (vhost_queue(ch->conn->vhost, name)) { /* deleting a missing queue succeeds */
         struct queue *q;
-        if ((rc = lookup_queue(ch, name, &q)) < 0)
+        if ((rc = lookup_queue(ch, name, &q, err)) < 0)
             return rc;
         if (d->if_unused && q->consumer_count)
-            return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "queue '%s' in vhost '%s' in use",
+            return err_set(err, -WERR_PRECONDITION_FAILED, "queue '%s' in vhost '%s' in use",
                             q->name, q->vhost->name);
         if (d->if_empty && queue_ready(q))
-            return conn_err(ch->conn, -WERR_PRECONDITION_FAILED,
+            return err_set(err, -WERR_PRECONDITION_FAILED,
                             "queue '%s' in vhost '%s' not empty", q->name, q->vhost->name);
         n = queue_delete(q);
     }
@@ -400,10 +400,10 @@ static int queue_delete_method(struct channel *ch, const struct amqp_queue_delet
     return 0;
 }
 
-static int queue_purge_method(struct channel *ch, const struct amqp_queue_purge *p)
+static int queue_purge_method(struct channel *ch, const struct amqp_queue_purge *p, struct err *err)
 {
     struct queue *q;
-    int rc = declare_lookup_queue(ch, p->queue, &q);
+    int rc = declare_lookup_queue(ch, p->queue, &q, err);
     if (rc < 0)
         return rc;
     uint32_t n = queue_purge(q);
@@ -415,36 +415,36 @@ static int queue_purge_method(struct channel *ch, const struct amqp_queue_purge 
     return 0;
 }
 
-int declare_method(struct channel *ch, const struct amqp_method *m)
+int declare_method(struct channel *ch, const struct amqp_method *m, struct err *err)
 {
     int rc;
     switch (m->id) {
-    case AMQP_EXCHANGE_DECLARE: return exchange_declare(ch, &m->u.exchange_declare);
-    case AMQP_EXCHANGE_DELETE: return exchange_delete_method(ch, &m->u.exchange_delete);
-    case AMQP_EXCHANGE_BIND: return exchange_bind(ch, &m->u.exchange_bind, true);
+    case AMQP_EXCHANGE_DECLARE: return exchange_declare(ch, &m->u.exchange_declare, err);
+    case AMQP_EXCHANGE_DELETE: return exchange_delete_method(ch, &m->u.exchange_delete, err);
+    case AMQP_EXCHANGE_BIND: return exchange_bind(ch, &m->u.exchange_bind, true, err);
     case AMQP_EXCHANGE_UNBIND: {
         const struct amqp_exchange_unbind *u = &m->u.exchange_unbind;
         struct amqp_exchange_bind b = {u->reserved_1, u->destination, u->source, u->routing_key,
                                        u->no_wait, u->arguments};
-        return exchange_bind(ch, &b, false);
+        return exchange_bind(ch, &b, false, err);
     }
-    case AMQP_QUEUE_DECLARE: return queue_declare(ch, &m->u.queue_declare);
+    case AMQP_QUEUE_DECLARE: return queue_declare(ch, &m->u.queue_declare, err);
     case AMQP_QUEUE_BIND: {
         const struct amqp_queue_bind *b = &m->u.queue_bind;
-        rc = queue_bind(ch, b->queue, b->exchange, b->routing_key, b->arguments, true);
+        rc = queue_bind(ch, b->queue, b->exchange, b->routing_key, b->arguments, true, err);
         if (rc == 0 && !b->no_wait)
             reply(ch, AMQP_QUEUE_BIND_OK);
         return rc;
     }
     case AMQP_QUEUE_UNBIND: {
         const struct amqp_queue_unbind *b = &m->u.queue_unbind;
-        rc = queue_bind(ch, b->queue, b->exchange, b->routing_key, b->arguments, false);
+        rc = queue_bind(ch, b->queue, b->exchange, b->routing_key, b->arguments, false, err);
         if (rc == 0)
             reply(ch, AMQP_QUEUE_UNBIND_OK);
         return rc;
     }
-    case AMQP_QUEUE_PURGE: return queue_purge_method(ch, &m->u.queue_purge);
-    case AMQP_QUEUE_DELETE: return queue_delete_method(ch, &m->u.queue_delete);
+    case AMQP_QUEUE_PURGE: return queue_purge_method(ch, &m->u.queue_purge, err);
+    case AMQP_QUEUE_DELETE: return queue_delete_method(ch, &m->u.queue_delete, err);
     default: return 1;
     }
 }

@@ -1,4 +1,6 @@
 /* errors.c — owns the error table built from errors.def. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include "broker/errors.h"
 
@@ -20,4 +22,13 @@ const char *err_str(int rc)
     if (err_is_werr(rc))
         return err_info(rc)->text;
     return strerror(-rc);
+}
+
+int err_set(struct err *e, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->text, sizeof e->text, fmt, ap);
+    va_end(ap);
+    return rc;
 }

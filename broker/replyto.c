@@ -13,13 +13,13 @@
 
 #define PREFIX REPLYTO_QUEUE "."
 
-int replyto_consume(struct channel *ch, const struct amqp_basic_consume *bc)
+int replyto_consume(struct channel *ch, const struct amqp_basic_consume *bc, struct err *err)
 {
     struct conn *c = ch->conn;
     if (!bc->no_ack)
-        return conn_err(c, -WERR_PRECONDITION_FAILED, "reply consumer cannot acknowledge");
+        return err_set(err, -WERR_PRECONDITION_FAILED, "reply consumer cannot acknowledge");
     if (ch->reply_name[0])
-        return conn_err(c, -WERR_PRECONDITION_FAILED, "reply consumer already set");
+        return err_set(err, -WERR_PRECONDITION_FAILED, "reply consumer already set");
     amqp_bytes_t t = bc->consumer_tag;
     char tag[64];
     if (!t.len) {
@@ -70,7 +70,7 @@ static void set_reply_to(struct amqp_basic_props *props, amqp_bytes_t headers,
     msg_copy_table(w, headers, NULL);
 }
 
-int replyto_rewrite(struct channel *ch, struct msg **m)
+int replyto_rewrite(struct channel *ch, struct msg **m, struct err *err)
 {
     struct amqp_content_header h;
     amqp_bytes_t hdr = msg_header(*m);
@@ -78,7 +78,7 @@ int replyto_rewrite(struct channel *ch, struct msg **m)
         !(h.props.flags & AMQP_P_REPLY_TO) || !amqp_bytes_eq_str(h.props.reply_to, REPLYTO_QUEUE))
         return 0;
     if (!ch->reply_name[0])
-        return conn_err(ch->conn, -WERR_PRECONDITION_FAILED, "fast reply consumer does not exist");
+        return err_set(err, -WERR_PRECONDITION_FAILED, "fast reply consumer does not exist");
     struct msg *nm = msg_edit(*m, msg_exchange(*m), msg_routing_key(*m), true, set_reply_to,
                               ch->reply_name);
     if (!nm)

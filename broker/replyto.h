@@ -9,18 +9,19 @@
 
 #define REPLYTO_QUEUE "amq.rabbitmq.reply-to"
 
+struct err;
 struct channel;
 struct server;
 struct msg;
 
 /* basic.consume of amq.rabbitmq.reply-to. 0 or an error for conn_fail(). */
-int replyto_consume(struct channel *ch, const struct amqp_basic_consume *bc);
+int replyto_consume(struct channel *ch, const struct amqp_basic_consume *bc, struct err *err);
 /* basic.cancel: true when tag named the reply consumer (now gone). */
 bool replyto_cancel(struct channel *ch, amqp_bytes_t tag);
 /* A publish with reply_to = amq.rabbitmq.reply-to gets the channel's reply name instead:
  * *m may be replaced by a rewritten copy (its reference moves). 0, -ENOMEM, or 406 when the
  * channel does not consume the pseudo-queue. */
-int replyto_rewrite(struct channel *ch, struct msg **m);
+int replyto_rewrite(struct channel *ch, struct msg **m, struct err *err);
 /* A publish to the default exchange: when its routing key is a reply name, delivers it to
  * that requester (if still there) and returns true. *ret_delivered is always false: RabbitMQ
  * routes a reply outside any queue, so a mandatory one is also returned (312 NO_ROUTE). */
