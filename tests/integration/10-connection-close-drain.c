@@ -44,58 +44,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* ---- frame builders -------------------------------------------------------------------------- */
-
-static void connection_close(wbuf_t *w)
-{
-    wbuf_t a = {0};
-    wb_u16(&a, 200);
-    wb_shortstr(&a, "bye");
-    wb_u16(&a, 0);
-    wb_u16(&a, 0);
-    wb_method(w, 0, 10, 50, a.p, a.len);
-    wb_free(&a);
-}
-
-/* basic.publish to queue q through the default exchange, with a content header (no
- * properties) and one body frame. */
-static void publish(wbuf_t *w, uint16_t ch, const char *q, const char *body)
-{
-    wbuf_t a = {0};
-    wb_u16(&a, 0);
-    wb_shortstr(&a, "");
-    wb_shortstr(&a, q);
-    wb_u8(&a, 0);
-    wb_method(w, ch, 60, 40, a.p, a.len);
-    wb_free(&a);
-    size_t n = strlen(body);
-    size_t m = wb_frame_begin(w, RAW_FRAME_HEADER, ch);
-    wb_u16(w, 60);
-    wb_u16(w, 0);
-    wb_u64(w, n);
-    wb_u16(w, 0);
-    wb_frame_end(w, m);
-    m = wb_frame_begin(w, RAW_FRAME_BODY, ch);
-    wb_bytes(w, body, n);
-    wb_frame_end(w, m);
-}
-
-static void channel_open(wbuf_t *w, uint16_t ch)
-{
-    wb_method(w, ch, 20, 10, "", 1);
-}
-
-static void queue_declare(wbuf_t *w, uint16_t ch, const char *q)
-{
-    wbuf_t a = {0};
-    wb_u16(&a, 0);
-    wb_shortstr(&a, q);
-    wb_u8(&a, 0);
-    wb_u32(&a, 0);
-    wb_method(w, ch, 50, 10, a.p, a.len);
-    wb_free(&a);
-}
-
 /* The junk written after close-ok in case b: well-formed frames, each of which would mean
  * something (or be an error) on an open connection. */
 static void junk_frame(wbuf_t *w, int i, const char *q)
@@ -104,13 +52,13 @@ static void junk_frame(wbuf_t *w, int i, const char *q)
     switch (i % 6) {
     case 0:
         snprintf(body, sizeof body, "junk-%d", i);
-        publish(w, 1, q, body);
+        wb_publish(w, 1, "", q, body);
         break;
     case 1:
-        queue_declare(w, 9, q); /* channel 9 was never opened */
+        wb_queue_declare(w, 9, q, 0); /* channel 9 was never opened */
         break;
     case 2:
-        channel_open(w, (uint16_t)(3 + i));
+        wb_channel_open(w, (uint16_t)(3 + i));
         break;
     case 3: {
         size_t m = wb_frame_begin(w, RAW_FRAME_HEARTBEAT, 1); /* heartbeat off channel 0 */
@@ -174,21 +122,6 @@ static void send_ok(int fd, const void *p, size_t n, const char *what)
            strerror(-rc));
 }
 
-/* Read close-ok: it must be the first frame after the client's connection.close. */
-static void expect_close_ok(int fd)
-{
-    raw_frame_t f;
-    int rc = raw_read_frame(fd, &f, 5000);
-    CHECKF(rc == 0, "waiting for connection.close-ok: %s", strerror(-rc));
-    CHECKF(f.type == RAW_FRAME_METHOD && f.channel == 0 && f.class_id == 10 &&
-               f.method_id == 51,
-           "first frame after connection.close: type %u channel %u %u.%u, want close-ok 10.51 "
-           "on channel 0",
-           f.type, f.channel, f.class_id, f.method_id);
-    CHECK_EQ(f.size, 4);
-    raw_frame_free(&f);
-}
-
 /* The client half-closes; the server must then close too, within timeout_ms, sending nothing
  * more. Returns how long it took. */
 static int64_t shutdown_and_wait(int fd, int timeout_ms, const char *what)
@@ -215,12 +148,12 @@ static int closed_connection(const harness_broker_t *b, uint16_t heartbeat, cons
     wbuf_t w = {0};
     if (pre)
         wb_bytes(&w, pre->p, pre->len);
-    connection_close(&w);
+    wb_connection_close(&w, 200, "bye");
     if (post)
         wb_bytes(&w, post->p, post->len);
     send_ok(fd, w.p, w.len, "connection.close");
     wb_free(&w);
-    expect_close_ok(fd);
+    raw_expect_close_ok(fd); /* the first frame after the client's connection.close */
     return fd;
 }
 
@@ -231,13 +164,13 @@ static int closed_connection(const harness_broker_t *b, uint16_t heartbeat, cons
 static void case_pipelined(const harness_broker_t *b, amqp_connection_state_t ctl, const char *q)
 {
     wbuf_t pre = {0}, post = {0};
-    publish(&pre, 1, q, "before");
+    wb_publish(&pre, 1, "", q, "before");
     for (int i = 1; i <= 5; i++) {
         char body[16];
         snprintf(body, sizeof body, "after-%d", i);
-        publish(&post, 1, q, body);
+        wb_publish(&post, 1, "", q, body);
     }
-    channel_open(&post, 2);
+    wb_channel_open(&post, 2);
     int fd = closed_connection(b, 0, &pre, &post);
     wb_free(&pre);
     wb_free(&post);
@@ -246,8 +179,8 @@ static void case_pipelined(const harness_broker_t *b, amqp_connection_state_t ct
     expect_silence(fd, 500, "a) after close-ok");
     /* More writes are taken and ignored. */
     wbuf_t w = {0};
-    publish(&w, 1, q, "after-6");
-    channel_open(&w, 3);
+    wb_publish(&w, 1, "", q, "after-6");
+    wb_channel_open(&w, 3);
     send_ok(fd, w.p, w.len, "a) publish after close-ok");
     wb_free(&w);
     expect_silence(fd, 300, "a) after a publish following close-ok");
@@ -333,10 +266,10 @@ static void case_repeat_close(const harness_broker_t *b)
 {
     int fd = closed_connection(b, 0, NULL, NULL);
     wbuf_t w = {0};
-    connection_close(&w);
+    wb_connection_close(&w, 200, "bye");
     send_ok(fd, w.p, w.len, "e) second connection.close");
     wb_free(&w);
-    expect_close_ok(fd);
+    raw_expect_close_ok(fd);
     expect_silence(fd, 300, "e) after the second close-ok");
     harness_log("e) second connection.close answered with close-ok, socket still open");
     wb_method(&w, 0, 10, 51, NULL, 0);
@@ -362,8 +295,7 @@ int main(void)
     const char *q = harness_name("q");
 
     /* A rabbitmq-c connection that watches the queue and must keep working throughout. */
-    amqp_connection_state_t ctl = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(ctl, 1);
+    amqp_connection_state_t ctl = harness_open(&b);
     harness_queue_declare(ctl, 1, q, 0, amqp_empty_table);
 
     case_pipelined(&b, ctl, q);
@@ -376,8 +308,5 @@ int main(void)
     harness_queue_delete(ctl, 1, q);
     CHECK_REPLY(amqp_channel_close(ctl, 1, AMQP_REPLY_SUCCESS));
     harness_disconnect(ctl);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -26,42 +26,9 @@ typedef struct frame_case {
 
 /* ---- builders ------------------------------------------------------------------------------ */
 
-static void queue_declare_args(wbuf_t *a, const char *name)
-{
-    wb_u16(a, 0); /* reserved-1 */
-    wb_shortstr(a, name);
-    wb_u8(a, 0);  /* passive durable exclusive auto-delete no-wait */
-    wb_u32(a, 0); /* arguments: empty table */
-}
-
-static void publish_args(wbuf_t *a, const char *routing_key)
-{
-    wb_u16(a, 0);
-    wb_shortstr(a, "");
-    wb_shortstr(a, routing_key);
-    wb_u8(a, 0);
-}
-
-static void content_header(wbuf_t *w, uint16_t ch, uint64_t body_size)
-{
-    size_t m = wb_frame_begin(w, RAW_FRAME_HEADER, ch);
-    wb_u16(w, 60); /* class basic */
-    wb_u16(w, 0);  /* weight */
-    wb_u64(w, body_size);
-    wb_u16(w, 0); /* no properties */
-    wb_frame_end(w, m);
-}
-
-static void body_frame(wbuf_t *w, uint16_t ch, const void *p, size_t n)
-{
-    size_t m = wb_frame_begin(w, RAW_FRAME_BODY, ch);
-    wb_bytes(w, p, n);
-    wb_frame_end(w, m);
-}
-
 static void b_bad_frame_end(wbuf_t *w)
 {
-    wb_method(w, 1, 20, 10, "", 1); /* channel.open */
+    wb_channel_open(w, 1);
     w->p[w->len - 1] = 0x00;
 }
 
@@ -84,61 +51,43 @@ static void b_unknown_type(wbuf_t *w)
 
 static void b_header_without_publish(wbuf_t *w)
 {
-    content_header(w, 1, 5);
+    wb_content_header(w, 1, 5);
 }
 
 static void b_body_without_publish(wbuf_t *w)
 {
-    body_frame(w, 1, "hello", 5);
+    wb_content_body(w, 1, "hello", 5);
 }
 
 static void b_method_before_header(wbuf_t *w)
 {
-    wbuf_t a = {0};
-    publish_args(&a, "q");
-    wb_method(w, 1, 60, 40, a.p, a.len);
-    wb_free(&a);
-    queue_declare_args(&a, "q");
-    wb_method(w, 1, 50, 10, a.p, a.len);
-    wb_free(&a);
+    wb_publish_method(w, 1, "", "q");
+    wb_queue_declare(w, 1, "q", 0);
 }
 
 static void b_method_before_body(wbuf_t *w)
 {
-    wbuf_t a = {0};
-    publish_args(&a, "q");
-    wb_method(w, 1, 60, 40, a.p, a.len);
-    content_header(w, 1, 5);
-    wb_free(&a);
-    queue_declare_args(&a, "q");
-    wb_method(w, 1, 50, 10, a.p, a.len);
-    wb_free(&a);
+    wb_publish_method(w, 1, "", "q");
+    wb_content_header(w, 1, 5);
+    wb_queue_declare(w, 1, "q", 0);
 }
 
 static void b_body_longer_than_header(wbuf_t *w)
 {
-    wbuf_t a = {0};
-    publish_args(&a, "q");
-    wb_method(w, 1, 60, 40, a.p, a.len);
-    wb_free(&a);
-    content_header(w, 1, 5);
-    body_frame(w, 1, "hello world", 11);
-    queue_declare_args(&a, "q");
-    wb_method(w, 1, 50, 10, a.p, a.len);
-    wb_free(&a);
+    wb_publish_method(w, 1, "", "q");
+    wb_content_header(w, 1, 5);
+    wb_content_body(w, 1, "hello world", 11);
+    wb_queue_declare(w, 1, "q", 0);
 }
 
 static void b_closed_channel(wbuf_t *w)
 {
-    wbuf_t a = {0};
-    queue_declare_args(&a, "q");
-    wb_method(w, 5, 50, 10, a.p, a.len);
-    wb_free(&a);
+    wb_queue_declare(w, 5, "q", 0);
 }
 
 static void b_second_open(wbuf_t *w)
 {
-    wb_method(w, 1, 20, 10, "", 1);
+    wb_channel_open(w, 1);
 }
 
 static void b_truncated_declare(wbuf_t *w)
@@ -176,10 +125,7 @@ static void b_heartbeat_on_channel(wbuf_t *w)
 
 static void b_channel_method_on_zero(wbuf_t *w)
 {
-    wbuf_t a = {0};
-    queue_declare_args(&a, "q");
-    wb_method(w, 0, 50, 10, a.p, a.len);
-    wb_free(&a);
+    wb_queue_declare(w, 0, "q", 0);
 }
 
 static void b_connection_method_on_channel(wbuf_t *w)
@@ -194,10 +140,7 @@ static void b_connection_method_on_channel(wbuf_t *w)
 
 static void b_header_wrong_class(wbuf_t *w)
 {
-    wbuf_t a = {0};
-    publish_args(&a, "q");
-    wb_method(w, 1, 60, 40, a.p, a.len);
-    wb_free(&a);
+    wb_publish_method(w, 1, "", "q");
     size_t m = wb_frame_begin(w, RAW_FRAME_HEADER, 1);
     wb_u16(w, 50); /* class queue: content headers belong to basic */
     wb_u16(w, 0);
@@ -330,12 +273,8 @@ static void check_frame_size_ok(const harness_broker_t *b, size_t n)
     raw_handshake(fd, 131072, 0, NULL);
     raw_channel_open(fd, 1);
     wbuf_t w = {0}, a = {0};
-    queue_declare_args(&a, "");
-    a.p[a.len - 5] = 0x08; /* exclusive */
-    wb_method(&w, 1, 50, 10, a.p, a.len);
-    CHECK(raw_send(fd, w.p, w.len) == 0);
-    wb_free(&w);
-    wb_free(&a);
+    wb_queue_declare(&w, 1, "", 0x08); /* server-named, auto-delete */
+    raw_send_wbuf(fd, &w);
     raw_frame_t f;
     CHECK(raw_read_method(fd, &f, 5000) == 0);
     CHECKF(f.class_id == 50 && f.method_id == 11, "queue.declare-ok expected, got %u.%u",
@@ -349,11 +288,9 @@ static void check_frame_size_ok(const harness_broker_t *b, size_t n)
     CHECK(body != NULL);
     for (size_t i = 0; i < n; i++)
         body[i] = (uint8_t)i;
-    publish_args(&a, qname);
-    wb_method(&w, 1, 60, 40, a.p, a.len);
-    content_header(&w, 1, n);
-    body_frame(&w, 1, body, n);
-    wb_free(&a);
+    wb_publish_method(&w, 1, "", qname);
+    wb_content_header(&w, 1, n);
+    wb_content_body(&w, 1, body, n);
     /* basic.get no-ack */
     wb_u16(&a, 0);
     wb_shortstr(&a, qname);
@@ -390,18 +327,14 @@ static void check_frame_size_ok(const harness_broker_t *b, size_t n)
 static void check_channel_max(const harness_broker_t *b)
 {
     int fd = raw_connect(b);
-    CHECK(raw_start(fd) == 0);
-    CHECK(raw_send_start_ok(fd, "PLAIN", "\0guest\0guest", 12, true) == 0);
-    raw_tune_t tune;
-    CHECK(raw_read_tune(fd, &tune, 5000) == 0);
+    raw_login(fd, NULL);
     CHECK(raw_send_tune_ok(fd, 2, 131072, 0) == 0);
     CHECK(raw_open_vhost(fd, "/") == 0);
     raw_channel_open(fd, 7);
     raw_channel_open(fd, 2047);
     wbuf_t w = {0};
-    wb_method(&w, 3, 20, 10, "", 1);
-    CHECK(raw_send(fd, w.p, w.len) == 0);
-    wb_free(&w);
+    wb_channel_open(&w, 3);
+    raw_send_wbuf(fd, &w);
     raw_close_t cl;
     int rc = raw_expect_close(fd, false, &cl, 5000);
     CHECKF(rc == 0, "third channel.open with channel_max 2: no connection.close (%s)",
@@ -435,8 +368,5 @@ int main(void)
     check_frame_size_ok(&b, 131072 - 8);
     check_frame_size_ok(&b, 131072);
     check_channel_max(&b);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -93,21 +93,10 @@ static void check_raw_start_and_tune(const harness_broker_t *b)
     CHECK(raw_open_vhost(fd, "/") == 0);
 
     /* Client-initiated close: close-ok on channel 0, then the server closes the socket. */
-    wbuf_t w = {0}, args = {0};
-    wb_u16(&args, 200);
-    wb_shortstr(&args, "bye");
-    wb_u16(&args, 0);
-    wb_u16(&args, 0);
-    wb_method(&w, 0, 10, 50, args.p, args.len);
-    CHECK(raw_send(fd, w.p, w.len) == 0);
-    wb_free(&w);
-    wb_free(&args);
-    CHECK(raw_read_method(fd, &f, 5000) == 0);
-    CHECK_EQ(f.channel, 0);
-    CHECK_EQ(f.class_id, 10);
-    CHECK_EQ(f.method_id, 51);
-    CHECK_EQ(f.size, 4);
-    raw_frame_free(&f);
+    wbuf_t w = {0};
+    wb_connection_close(&w, 200, "bye");
+    raw_send_wbuf(fd, &w);
+    raw_expect_close_ok(fd);
     /* Nothing may follow close-ok (EOF is fine, any byte is not). */
     size_t extra = 0;
     raw_wait_closed(fd, 300, &extra);
@@ -120,10 +109,8 @@ static void check_raw_start_and_tune(const harness_broker_t *b)
 static void check_bad_tune_ok(const harness_broker_t *b, uint32_t frame_max)
 {
     int fd = raw_connect(b);
-    CHECK(raw_start(fd) == 0);
-    CHECK(raw_send_start_ok(fd, "PLAIN", "\0guest\0guest", 12, true) == 0);
     raw_tune_t tune;
-    CHECK(raw_read_tune(fd, &tune, 5000) == 0);
+    raw_login(fd, &tune);
     CHECK(raw_send_tune_ok(fd, tune.channel_max, frame_max, 0) == 0);
     int64_t t0 = harness_now_ms();
     size_t extra = 0;
@@ -161,10 +148,7 @@ int main(void)
     CHECK_EQ(amqp_get_frame_max(conn), 8192);
     CHECK_EQ(amqp_get_channel_max(conn), 16);
     harness_channel_open(conn, 1);
-    amqp_queue_declare_ok_t *ok =
-        amqp_queue_declare(conn, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-    amqp_bytes_t q = amqp_bytes_malloc_dup(ok->queue);
+    amqp_bytes_t q = harness_queue_declare_anon(conn, 1);
     static uint8_t body[100000];
     for (size_t i = 0; i < sizeof body; i++)
         body[i] = (uint8_t)(i * 31 + 7);
@@ -186,8 +170,5 @@ int main(void)
     check_bad_tune_ok(&b, 1024);
     check_bad_tune_ok(&b, 1 << 20);
 
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

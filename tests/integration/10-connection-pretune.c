@@ -90,20 +90,10 @@ static void check_accepted(const harness_broker_t *b, size_t payload)
     harness_log("start-ok payload %zu octets: accepted, tune %u/%u/%u, open-ok", payload,
                 tune.channel_max, tune.frame_max, tune.heartbeat);
 
-    wbuf_t w = {0}, a = {0};
-    wb_u16(&a, 200);
-    wb_shortstr(&a, "bye");
-    wb_u16(&a, 0);
-    wb_u16(&a, 0);
-    wb_method(&w, 0, 10, 50, a.p, a.len);
-    CHECK(raw_send(fd, w.p, w.len) == 0);
-    wb_free(&w);
-    wb_free(&a);
-    raw_frame_t f;
-    CHECK(raw_read_method(fd, &f, 5000) == 0);
-    CHECKF(f.channel == 0 && f.class_id == 10 && f.method_id == 51, "want close-ok, got %u.%u",
-           f.class_id, f.method_id);
-    raw_frame_free(&f);
+    wbuf_t w = {0};
+    wb_connection_close(&w, 200, "bye");
+    raw_send_wbuf(fd, &w);
+    raw_expect_close_ok(fd);
     close(fd);
 }
 
@@ -223,12 +213,10 @@ static void refuse_header(const harness_broker_t *b, refused_t *r, const char *w
     r->what = what;
     r->closed_after = -1;
     r->fd = raw_connect(b);
-    CHECK(raw_start(r->fd) == 0);
-    if (after_tune) {
-        CHECK(raw_send_start_ok(r->fd, "PLAIN", "\0guest\0guest", 12, true) == 0);
-        raw_tune_t tune;
-        CHECK(raw_read_tune(r->fd, &tune, 5000) == 0);
-    }
+    if (after_tune)
+        raw_login(r->fd, NULL);
+    else
+        CHECK(raw_start(r->fd) == 0);
     uint8_t h[7] = {RAW_FRAME_METHOD, 0, 0, (uint8_t)(payload >> 24), (uint8_t)(payload >> 16),
                     (uint8_t)(payload >> 8), (uint8_t)payload};
     CHECK(raw_send(r->fd, h, sizeof h) == 0);
@@ -343,8 +331,5 @@ int main(void)
     check_refused(&b);
     check_big_frame_after_tune(&b);
 
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

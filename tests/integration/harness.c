@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,11 +389,7 @@ void harness_check_alive(const harness_broker_t *b)
     CHECKF(harness_broker_alive(b), "warrend is no longer running");
     amqp_connection_state_t conn = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(conn, 1);
-    amqp_queue_declare_ok_t *ok =
-        amqp_queue_declare(conn, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-    CHECK(ok != NULL);
-    amqp_bytes_t q = amqp_bytes_malloc_dup(ok->queue);
+    amqp_bytes_t q = harness_queue_declare_anon(conn, 1);
     CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, q, 0, 0, NULL,
                                   amqp_cstring_bytes("still alive")));
     amqp_rpc_reply_t r = amqp_basic_get(conn, 1, q, 1);
@@ -894,13 +891,9 @@ int raw_open_vhost(int fd, const char *vhost)
 void raw_handshake(int fd, uint32_t frame_max, uint16_t heartbeat, raw_tune_t *ret_tune)
 {
     raw_tune_t tune;
-    int rc = raw_start(fd);
-    CHECKF(rc == 0, "raw_start: %s", strerror(-rc));
-    CHECK(raw_send_start_ok(fd, "PLAIN", "\0guest\0guest", 12, true) == 0);
-    rc = raw_read_tune(fd, &tune, 10000);
-    CHECKF(rc == 0, "raw_read_tune: %s", strerror(-rc));
+    raw_login(fd, &tune);
     CHECK(raw_send_tune_ok(fd, tune.channel_max, frame_max, heartbeat) == 0);
-    rc = raw_open_vhost(fd, "/");
+    int rc = raw_open_vhost(fd, "/");
     CHECKF(rc == 0, "raw_open_vhost: %s", strerror(-rc));
     if (ret_tune)
         *ret_tune = tune;
@@ -909,7 +902,7 @@ void raw_handshake(int fd, uint32_t frame_max, uint16_t heartbeat, raw_tune_t *r
 void raw_channel_open(int fd, uint16_t ch)
 {
     wbuf_t frame = {0};
-    wb_method(&frame, ch, 20, 10, "", 1); /* reserved-1: empty shortstr */
+    wb_channel_open(&frame, ch);
     CHECK(send_wbuf(fd, &frame) == 0);
     raw_frame_t f;
     int rc = raw_read_method(fd, &f, 10000);
@@ -1083,13 +1076,11 @@ void harness_expect_quiet(amqp_connection_state_t conn, int ms, const char *what
 
 void harness_sync(amqp_connection_state_t conn, amqp_channel_t ch)
 {
-    amqp_exchange_declare(conn, ch, amqp_cstring_bytes("amq.direct"), amqp_cstring_bytes("direct"),
-                          1, 0, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    CHECK_REPLY(harness_round_trip(conn, ch));
 }
 
-int harness_drain(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue, char *out,
-                  size_t cap)
+static int drain(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue, bool marked,
+                 char *out, size_t cap)
 {
     size_t len = 0;
     int n = 0;
@@ -1102,15 +1093,29 @@ int harness_drain(amqp_connection_state_t conn, amqp_channel_t ch, const char *q
             return n;
         CHECKF(r.reply.id == AMQP_BASIC_GET_OK_METHOD, "basic.get on '%s' answered %s", queue,
                method_name(r.reply.id));
+        bool redelivered = ((const amqp_basic_get_ok_t *)r.reply.decoded)->redelivered;
         amqp_message_t msg;
         CHECK_REPLY(amqp_read_message(conn, ch, &msg, 0));
-        int w = snprintf(out + len, cap > len ? cap - len : 0, "%s%.*s", n ? " " : "",
-                         (int)msg.body.len, (const char *)msg.body.bytes);
+        int w = snprintf(out + len, cap > len ? cap - len : 0, "%s%.*s%s", n ? " " : "",
+                         (int)msg.body.len, (const char *)msg.body.bytes,
+                         marked && redelivered ? "r" : "");
         if (w > 0)
             len = len + (size_t)w < cap ? len + (size_t)w : (cap ? cap - 1 : 0);
         amqp_destroy_message(&msg);
         n++;
     }
+}
+
+int harness_drain(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue, char *out,
+                  size_t cap)
+{
+    return drain(conn, ch, queue, false, out, cap);
+}
+
+int harness_drain_marked(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                         char *out, size_t cap)
+{
+    return drain(conn, ch, queue, true, out, cap);
 }
 
 void harness_expect_drain(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
@@ -1836,23 +1841,9 @@ void harness_expect_maxlen_dead(amqp_connection_state_t conn, amqp_channel_t ch,
 uint64_t harness_expect_delivery(amqp_connection_state_t conn, const char *tag, int body,
                                  bool redel)
 {
-    amqp_envelope_t env;
-    struct timeval tv = {.tv_sec = 5};
-    amqp_maybe_release_buffers(conn);
-    amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &tv, 0);
-    char buf[512];
-    CHECKF(r.reply_type == AMQP_RESPONSE_NORMAL, "waiting for message %d to %s: %s", body, tag,
-           harness_reply_str(r, buf, sizeof buf));
     char want[16];
     snprintf(want, sizeof want, "%d", body);
-    CHECKF(harness_bytes_is(env.consumer_tag, tag) && harness_bytes_is(env.message.body, want) &&
-               (bool)env.redelivered == redel,
-           "got %.*s (redelivered %d) for %.*s, want %s (redelivered %d) for %s",
-           (int)env.message.body.len, (const char *)env.message.body.bytes, env.redelivered,
-           (int)env.consumer_tag.len, (const char *)env.consumer_tag.bytes, want, redel, tag);
-    uint64_t dt = env.delivery_tag;
-    amqp_destroy_envelope(&env);
-    return dt;
+    return harness_expect_message(conn, 0, tag, want, redel);
 }
 
 void harness_expect_death_headers(const harness_got_t *g, const char *want, const char *what)
@@ -1875,4 +1866,537 @@ void harness_publish_range(amqp_connection_state_t conn, const char *q, int firs
         CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0,
                                       NULL, amqp_cstring_bytes(body)));
     }
+}
+
+/* ---- shared building blocks (issue 9) -------------------------------------------------------- */
+
+amqp_connection_state_t harness_open(const harness_broker_t *b)
+{
+    amqp_connection_state_t conn = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
+    harness_channel_open(conn, 1);
+    return conn;
+}
+
+int harness_finish(harness_broker_t *b)
+{
+    harness_check_alive(b);
+    CHECK(harness_broker_stop(b) == 0);
+    harness_log("PASS");
+    return 0;
+}
+
+amqp_connection_state_t harness_reopen(harness_broker_t *b, amqp_connection_state_t conn,
+                                       bool crash)
+{
+    if (crash)
+        harness_broker_crash_restart(b);
+    else
+        harness_broker_restart(b);
+    if (conn)
+        amqp_destroy_connection(conn);
+    return harness_open(b);
+}
+
+amqp_bytes_t harness_queue_declare_anon(amqp_connection_state_t conn, amqp_channel_t ch)
+{
+    amqp_queue_declare_ok_t *ok =
+        amqp_queue_declare(conn, ch, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    CHECK(ok != NULL);
+    return amqp_bytes_malloc_dup(ok->queue);
+}
+
+void harness_publish(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,
+                     const char *key, const char *body)
+{
+    harness_publish_props(conn, ch, exchange, key, false, NULL, body);
+}
+
+void harness_publish_props(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,
+                           const char *key, bool mandatory, const amqp_basic_properties_t *props,
+                           const char *body)
+{
+    CHECK_AMQP(amqp_basic_publish(conn, ch, amqp_cstring_bytes(exchange), amqp_cstring_bytes(key),
+                                  mandatory, 0, props, amqp_cstring_bytes(body)));
+}
+
+void harness_publish_headers(amqp_connection_state_t conn, amqp_channel_t ch,
+                             const char *exchange, const char *key, const amqp_table_t *headers,
+                             const char *body)
+{
+    amqp_basic_properties_t p;
+    memset(&p, 0, sizeof p);
+    if (headers) {
+        p._flags = AMQP_BASIC_HEADERS_FLAG;
+        p.headers = *headers;
+    }
+    harness_publish_props(conn, ch, exchange, key, false, &p, body);
+}
+
+amqp_rpc_reply_t harness_round_trip(amqp_connection_state_t conn, amqp_channel_t ch)
+{
+    amqp_exchange_declare(conn, ch, amqp_cstring_bytes("amq.direct"), amqp_cstring_bytes("direct"),
+                          1, 0, 0, 0, amqp_empty_table);
+    return amqp_get_rpc_reply(conn);
+}
+
+void harness_confirm_select(amqp_connection_state_t conn, amqp_channel_t ch)
+{
+    amqp_confirm_select(conn, ch);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
+void harness_tx(amqp_connection_state_t conn, amqp_channel_t ch, char what)
+{
+    CHECKF(what == 's' || what == 'c' || what == 'r', "harness_tx: '%c'", what);
+    if (what == 's')
+        amqp_tx_select(conn, ch);
+    else if (what == 'c')
+        amqp_tx_commit(conn, ch);
+    else
+        amqp_tx_rollback(conn, ch);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
+uint32_t harness_queue_purge(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue)
+{
+    amqp_queue_purge_ok_t *ok = amqp_queue_purge(conn, ch, amqp_cstring_bytes(queue));
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    CHECK(ok != NULL);
+    return ok->message_count;
+}
+
+void harness_queue_unbind(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                          const char *exchange, const char *key, amqp_table_t args)
+{
+    amqp_queue_unbind(conn, ch, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
+                      amqp_cstring_bytes(key), args);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
+void harness_exchange_unbind(amqp_connection_state_t conn, amqp_channel_t ch,
+                             const char *destination, const char *source, const char *key)
+{
+    amqp_exchange_unbind(conn, ch, amqp_cstring_bytes(destination), amqp_cstring_bytes(source),
+                         amqp_cstring_bytes(key), amqp_empty_table);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
+void harness_consume(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                     const char *tag, unsigned flags, amqp_table_t args)
+{
+    amqp_basic_consume(conn, ch, amqp_cstring_bytes(queue),
+                       tag ? amqp_cstring_bytes(tag) : amqp_empty_bytes, 0,
+                       !!(flags & HARNESS_CONSUME_NO_ACK), !!(flags & HARNESS_CONSUME_EXCLUSIVE),
+                       args);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
+void harness_cancel(amqp_connection_state_t conn, amqp_channel_t ch, const char *tag)
+{
+    amqp_basic_cancel(conn, ch, amqp_cstring_bytes(tag));
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+}
+
+bool harness_next_delivery(amqp_connection_state_t conn, int timeout_ms, amqp_envelope_t *ret)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    amqp_maybe_release_buffers(conn);
+    amqp_rpc_reply_t r = amqp_consume_message(conn, ret, &tv, 0);
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT)
+        return false;
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+        r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+        amqp_frame_t f;
+        CHECK_AMQP(harness_next_frame(conn, &f, 1000));
+        CHECKF(0, "waiting for a delivery, got frame type %u on channel %u (%s)", f.frame_type,
+               f.channel, f.frame_type == AMQP_FRAME_METHOD ? method_name(f.payload.method.id) : "-");
+    }
+    CHECK_REPLY(r);
+    return true;
+}
+
+uint64_t harness_expect_message(amqp_connection_state_t conn, amqp_channel_t ch, const char *tag,
+                                const char *body, bool redel)
+{
+    amqp_envelope_t env;
+    CHECKF(harness_next_delivery(conn, 5000, &env), "no delivery of '%s' within 5 s", body);
+    CHECKF((ch == 0 || env.channel == ch) && (!tag || harness_bytes_is(env.consumer_tag, tag)) &&
+               harness_bytes_is(env.message.body, body) && (bool)env.redelivered == redel,
+           "got '%.*s' (redelivered %d) for %.*s on channel %u, want '%s' (redelivered %d) for %s "
+           "on channel %u",
+           (int)env.message.body.len, (const char *)env.message.body.bytes, env.redelivered,
+           (int)env.consumer_tag.len, (const char *)env.consumer_tag.bytes, env.channel, body,
+           redel, tag ? tag : "any consumer", ch);
+    uint64_t dt = env.delivery_tag;
+    amqp_destroy_envelope(&env);
+    return dt;
+}
+
+int harness_body_int(amqp_bytes_t body)
+{
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%.*s", (int)body.len, (const char *)body.bytes);
+    return atoi(tmp);
+}
+
+void harness_read_return(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,
+                         const char *key, amqp_message_t *ret_msg)
+{
+    amqp_frame_t f;
+    int st = harness_next_frame(conn, &f, 5000);
+    CHECKF(st == 0, "no basic.return for %s/%s: %s", exchange, key, amqp_error_string2(st));
+    CHECKF(f.frame_type == AMQP_FRAME_METHOD && f.channel == ch &&
+               f.payload.method.id == AMQP_BASIC_RETURN_METHOD,
+           "want basic.return on channel %u, got frame type %u (%s) on %u", ch, f.frame_type,
+           f.frame_type == AMQP_FRAME_METHOD ? method_name(f.payload.method.id) : "-", f.channel);
+    const amqp_basic_return_t *ret = f.payload.method.decoded;
+    CHECK_EQ(ret->reply_code, 312);
+    CHECKF(harness_bytes_is(ret->reply_text, "NO_ROUTE"), "reply text '%.*s'",
+           (int)ret->reply_text.len, (const char *)ret->reply_text.bytes);
+    CHECKF(harness_bytes_is(ret->exchange, exchange), "returned exchange '%.*s', want '%s'",
+           (int)ret->exchange.len, (const char *)ret->exchange.bytes, exchange);
+    CHECKF(harness_bytes_is(ret->routing_key, key), "returned routing key '%.*s', want '%s'",
+           (int)ret->routing_key.len, (const char *)ret->routing_key.bytes, key);
+    CHECK_REPLY(amqp_read_message(conn, ch, ret_msg, 0));
+}
+
+void harness_expect_return(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,
+                           const char *key, const char *body)
+{
+    amqp_message_t msg;
+    harness_read_return(conn, ch, exchange, key, &msg);
+    CHECKF(harness_bytes_is(msg.body, body), "returned body '%.*s', want '%s'", (int)msg.body.len,
+           (const char *)msg.body.bytes, body);
+    amqp_destroy_message(&msg);
+}
+
+void harness_expect_no_return(amqp_connection_state_t conn, amqp_channel_t ch, const char *what)
+{
+    harness_sync(conn, ch);
+    if (amqp_frames_enqueued(conn)) {
+        amqp_frame_t f;
+        CHECK_AMQP(amqp_simple_wait_frame(conn, &f));
+        CHECKF(0, "%s: unexpected %s on channel %u", what,
+               f.frame_type == AMQP_FRAME_METHOD ? method_name(f.payload.method.id)
+                                                 : "content frame",
+               f.channel);
+    }
+}
+
+void harness_expect_steady(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                           int64_t want, int ms, const char *what)
+{
+    int64_t t0 = harness_now_ms(), deadline = t0 + ms;
+    for (;;) {
+        uint32_t n = 0;
+        amqp_rpc_reply_t r = harness_queue_peek(conn, ch, queue, &n, NULL);
+        char buf[512];
+        CHECKF(r.reply_type == AMQP_RESPONSE_NORMAL, "%s: queue %s gone after %lld ms (%s)", what,
+               queue, (long long)(harness_now_ms() - t0), harness_reply_str(r, buf, sizeof buf));
+        CHECKF(want < 0 || n == want, "%s: queue %s holds %u messages after %lld ms, want %lld",
+               what, queue, n, (long long)(harness_now_ms() - t0), (long long)want);
+        if (harness_now_ms() >= deadline)
+            return;
+        usleep(10000);
+    }
+}
+
+/* ---- table and property comparison ----------------------------------------------------------- */
+
+static bool table_eq_at(const amqp_table_t *a, const amqp_table_t *b, bool any_order,
+                        const char *path, char *where, size_t cap);
+
+static void set_where(char *where, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_where(char *where, size_t cap, const char *fmt, ...)
+{
+    if (!where || !cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(where, cap, fmt, ap);
+    va_end(ap);
+}
+
+static bool value_eq_at(const amqp_field_value_t *a, const amqp_field_value_t *b, bool any_order,
+                        const char *path, char *where, size_t cap)
+{
+    if (a->kind != b->kind) {
+        set_where(where, cap, "%s: type '%c' != '%c'", path, a->kind, b->kind);
+        return false;
+    }
+    bool eq = true;
+    switch (a->kind) {
+    case AMQP_FIELD_KIND_BOOLEAN:
+        eq = !a->value.boolean == !b->value.boolean;
+        break;
+    case AMQP_FIELD_KIND_I8:
+    case AMQP_FIELD_KIND_U8:
+        eq = a->value.u8 == b->value.u8;
+        break;
+    case AMQP_FIELD_KIND_I16:
+    case AMQP_FIELD_KIND_U16:
+        eq = a->value.u16 == b->value.u16;
+        break;
+    case AMQP_FIELD_KIND_I32:
+    case AMQP_FIELD_KIND_U32:
+        eq = a->value.u32 == b->value.u32;
+        break;
+    case AMQP_FIELD_KIND_F32:
+        eq = memcmp(&a->value.f32, &b->value.f32, sizeof(float)) == 0;
+        break;
+    case AMQP_FIELD_KIND_I64:
+    case AMQP_FIELD_KIND_U64:
+    case AMQP_FIELD_KIND_TIMESTAMP:
+        eq = a->value.u64 == b->value.u64;
+        break;
+    case AMQP_FIELD_KIND_F64:
+        eq = memcmp(&a->value.f64, &b->value.f64, sizeof(double)) == 0;
+        break;
+    case AMQP_FIELD_KIND_DECIMAL:
+        eq = a->value.decimal.decimals == b->value.decimal.decimals &&
+             a->value.decimal.value == b->value.decimal.value;
+        break;
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES:
+        eq = a->value.bytes.len == b->value.bytes.len &&
+             (a->value.bytes.len == 0 ||
+              memcmp(a->value.bytes.bytes, b->value.bytes.bytes, a->value.bytes.len) == 0);
+        break;
+    case AMQP_FIELD_KIND_VOID:
+        break;
+    case AMQP_FIELD_KIND_ARRAY:
+        if (a->value.array.num_entries != b->value.array.num_entries) {
+            set_where(where, cap, "%s: %d entries != %d", path, a->value.array.num_entries,
+                      b->value.array.num_entries);
+            return false;
+        }
+        for (int k = 0; k < a->value.array.num_entries; k++) {
+            char sub[512];
+            snprintf(sub, sizeof sub, "%s[%d]", path, k);
+            if (!value_eq_at(&a->value.array.entries[k], &b->value.array.entries[k], any_order,
+                             sub, where, cap))
+                return false;
+        }
+        return true;
+    case AMQP_FIELD_KIND_TABLE:
+        return table_eq_at(&a->value.table, &b->value.table, any_order, path, where, cap);
+    default:
+        set_where(where, cap, "%s: unknown type '%c'", path, a->kind);
+        return false;
+    }
+    if (!eq)
+        set_where(where, cap, "%s: value differs (type '%c')", path, a->kind);
+    return eq;
+}
+
+static bool table_eq_at(const amqp_table_t *a, const amqp_table_t *b, bool any_order,
+                        const char *path, char *where, size_t cap)
+{
+    if (a->num_entries != b->num_entries) {
+        set_where(where, cap, "%s: %d entries != %d", path[0] ? path : "table", a->num_entries,
+                  b->num_entries);
+        return false;
+    }
+    for (int k = 0; k < a->num_entries; k++) {
+        const amqp_table_entry_t *e = &a->entries[k];
+        char key[256], sub[512];
+        snprintf(key, sizeof key, "%.*s", (int)e->key.len, (const char *)e->key.bytes);
+        snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", key);
+        const amqp_field_value_t *other;
+        if (any_order) {
+            other = harness_table_get(b, key);
+            if (!other) {
+                set_where(where, cap, "%s: missing", sub);
+                return false;
+            }
+        } else {
+            if (!harness_bytes_is(b->entries[k].key, key)) {
+                set_where(where, cap, "%s: key %.*s at position %d", sub,
+                          (int)b->entries[k].key.len, (const char *)b->entries[k].key.bytes, k);
+                return false;
+            }
+            other = &b->entries[k].value;
+        }
+        if (!value_eq_at(&e->value, other, any_order, sub, where, cap))
+            return false;
+    }
+    return true;
+}
+
+bool harness_table_eq(const amqp_table_t *a, const amqp_table_t *b, bool any_order, char *where,
+                      size_t cap)
+{
+    return table_eq_at(a, b, any_order, "", where, cap);
+}
+
+const char *harness_props_diff(const amqp_basic_properties_t *want,
+                               const amqp_basic_properties_t *got, bool any_order, char *buf,
+                               size_t cap)
+{
+    if (want->_flags != got->_flags) {
+        snprintf(buf, cap, "property flags 0x%04x, want 0x%04x", got->_flags, want->_flags);
+        return buf;
+    }
+    amqp_flags_t f = want->_flags;
+    static const struct {
+        amqp_flags_t flag;
+        size_t offset;
+        const char *name;
+    } strs[] = {
+#define PROP(flag, field) {flag, offsetof(amqp_basic_properties_t, field), #field}
+        PROP(AMQP_BASIC_CONTENT_TYPE_FLAG, content_type),
+        PROP(AMQP_BASIC_CONTENT_ENCODING_FLAG, content_encoding),
+        PROP(AMQP_BASIC_CORRELATION_ID_FLAG, correlation_id),
+        PROP(AMQP_BASIC_REPLY_TO_FLAG, reply_to),
+        PROP(AMQP_BASIC_EXPIRATION_FLAG, expiration),
+        PROP(AMQP_BASIC_MESSAGE_ID_FLAG, message_id),
+        PROP(AMQP_BASIC_TYPE_FLAG, type),
+        PROP(AMQP_BASIC_USER_ID_FLAG, user_id),
+        PROP(AMQP_BASIC_APP_ID_FLAG, app_id),
+        PROP(AMQP_BASIC_CLUSTER_ID_FLAG, cluster_id),
+#undef PROP
+    };
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        if (!(f & strs[i].flag))
+            continue;
+        const amqp_bytes_t *w = (const void *)((const char *)want + strs[i].offset);
+        const amqp_bytes_t *g = (const void *)((const char *)got + strs[i].offset);
+        if (w->len != g->len || (w->len && memcmp(w->bytes, g->bytes, w->len) != 0)) {
+            snprintf(buf, cap, "%s \"%.*s\", want \"%.*s\"", strs[i].name, (int)g->len,
+                     (const char *)g->bytes, (int)w->len, (const char *)w->bytes);
+            return buf;
+        }
+    }
+    if ((f & AMQP_BASIC_DELIVERY_MODE_FLAG) && want->delivery_mode != got->delivery_mode) {
+        snprintf(buf, cap, "delivery_mode %u, want %u", got->delivery_mode, want->delivery_mode);
+        return buf;
+    }
+    if ((f & AMQP_BASIC_PRIORITY_FLAG) && want->priority != got->priority) {
+        snprintf(buf, cap, "priority %u, want %u", got->priority, want->priority);
+        return buf;
+    }
+    if ((f & AMQP_BASIC_TIMESTAMP_FLAG) && want->timestamp != got->timestamp) {
+        snprintf(buf, cap, "timestamp %llu, want %llu", (unsigned long long)got->timestamp,
+                 (unsigned long long)want->timestamp);
+        return buf;
+    }
+    if ((f & AMQP_BASIC_HEADERS_FLAG) &&
+        !table_eq_at(&want->headers, &got->headers, any_order, "headers", buf, cap))
+        return buf;
+    return NULL;
+}
+
+amqp_table_t harness_dl_args(harness_args_t *a, long ttl, long maxlen, const char *dlx,
+                             const char *dlrk)
+{
+    a->n = 0;
+    if (ttl >= 0)
+        harness_arg_int(a, "x-message-ttl", 'I', ttl);
+    if (maxlen >= 0)
+        harness_arg_int(a, "x-max-length", 'I', maxlen);
+    if (dlx)
+        harness_arg_str(a, "x-dead-letter-exchange", dlx);
+    if (dlrk)
+        harness_arg_str(a, "x-dead-letter-routing-key", dlrk);
+    return harness_args_table(a);
+}
+
+/* ---- raw frames used by several tests -------------------------------------------------------- */
+
+void wb_publish_method(wbuf_t *w, uint16_t channel, const char *exchange,
+                       const char *routing_key)
+{
+    wbuf_t a = {0};
+    wb_u16(&a, 0); /* reserved-1 */
+    wb_shortstr(&a, exchange);
+    wb_shortstr(&a, routing_key);
+    wb_u8(&a, 0); /* mandatory immediate */
+    wb_method(w, channel, 60, 40, a.p, a.len);
+    wb_free(&a);
+}
+
+void wb_content_header(wbuf_t *w, uint16_t channel, uint64_t body_size)
+{
+    size_t m = wb_frame_begin(w, RAW_FRAME_HEADER, channel);
+    wb_u16(w, 60); /* class basic */
+    wb_u16(w, 0);  /* weight */
+    wb_u64(w, body_size);
+    wb_u16(w, 0); /* no properties */
+    wb_frame_end(w, m);
+}
+
+void wb_content_body(wbuf_t *w, uint16_t channel, const void *p, size_t n)
+{
+    size_t m = wb_frame_begin(w, RAW_FRAME_BODY, channel);
+    wb_bytes(w, p, n);
+    wb_frame_end(w, m);
+}
+
+void wb_publish(wbuf_t *w, uint16_t channel, const char *exchange, const char *routing_key,
+                const char *body)
+{
+    size_t n = strlen(body);
+    wb_publish_method(w, channel, exchange, routing_key);
+    wb_content_header(w, channel, n);
+    if (n)
+        wb_content_body(w, channel, body, n);
+}
+
+void wb_channel_open(wbuf_t *w, uint16_t channel)
+{
+    wb_method(w, channel, 20, 10, "", 1); /* reserved-1: empty shortstr */
+}
+
+void wb_queue_declare(wbuf_t *w, uint16_t channel, const char *name, uint8_t bits)
+{
+    wbuf_t a = {0};
+    wb_u16(&a, 0); /* reserved-1 */
+    wb_shortstr(&a, name);
+    wb_u8(&a, bits);
+    wb_u32(&a, 0); /* arguments: empty table */
+    wb_method(w, channel, 50, 10, a.p, a.len);
+    wb_free(&a);
+}
+
+void wb_connection_close(wbuf_t *w, uint16_t code, const char *text)
+{
+    wbuf_t a = {0};
+    wb_u16(&a, code);
+    wb_shortstr(&a, text);
+    wb_u16(&a, 0);
+    wb_u16(&a, 0);
+    wb_method(w, 0, 10, 50, a.p, a.len);
+    wb_free(&a);
+}
+
+void raw_send_wbuf(int fd, wbuf_t *w)
+{
+    int rc = send_wbuf(fd, w);
+    CHECKF(rc == 0, "send: %s", strerror(-rc));
+}
+
+void raw_login(int fd, raw_tune_t *ret_tune)
+{
+    raw_tune_t tune;
+    int rc = raw_start(fd);
+    CHECKF(rc == 0, "raw_start: %s", strerror(-rc));
+    CHECK(raw_send_start_ok(fd, "PLAIN", "\0guest\0guest", 12, true) == 0);
+    rc = raw_read_tune(fd, &tune, 10000);
+    CHECKF(rc == 0, "raw_read_tune: %s", strerror(-rc));
+    if (ret_tune)
+        *ret_tune = tune;
+}
+
+void raw_expect_close_ok(int fd)
+{
+    raw_frame_t f;
+    int rc = raw_read_frame(fd, &f, 5000);
+    CHECKF(rc == 0, "waiting for connection.close-ok: %s", strerror(-rc));
+    CHECKF(f.type == RAW_FRAME_METHOD && f.channel == 0 && f.class_id == 10 && f.method_id == 51,
+           "frame type %u channel %u %u.%u, want connection.close-ok 10.51 on channel 0", f.type,
+           f.channel, f.class_id, f.method_id);
+    CHECK_EQ(f.size, 4);
+    raw_frame_free(&f);
 }

@@ -515,4 +515,179 @@ void harness_qos(amqp_connection_state_t conn, amqp_channel_t ch, uint16_t prefe
  * default exchange on channel 1. */
 void harness_publish_range(amqp_connection_state_t conn, const char *q, int first, int last);
 
+
+/* ---- shared building blocks: connect, publish, consume, compare (issue 9) ------------------ */
+
+/* harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0) with channel 1 open: the connection most
+ * tests start with. Fails the test like harness_connect(). */
+amqp_connection_state_t harness_open(const harness_broker_t *b);
+
+/* The end of a test's main: the broker must still serve a new connection (harness_check_alive())
+ * and then stop cleanly (harness_broker_stop() == 0), else the test fails; logs PASS. Returns 0,
+ * main's exit status. */
+int harness_finish(harness_broker_t *b);
+
+/* Restart our warrend on its data dir (SIGTERM, or SIGKILL when crash: harness_broker_restart()
+ * / harness_broker_crash_restart()), destroy conn (the broker closed it on its way down; may be
+ * NULL) and return harness_open() of the new one. Fails the test like those do. */
+amqp_connection_state_t harness_reopen(harness_broker_t *b, amqp_connection_state_t conn,
+                                       bool crash);
+
+/* queue.declare on ch of a server-named exclusive auto-delete queue, which must succeed. Returns
+ * its name (amqp_bytes_free() it). */
+amqp_bytes_t harness_queue_declare_anon(amqp_connection_state_t conn, amqp_channel_t ch);
+
+/* basic.publish of body (a C string) to exchange with routing key key on ch: no properties, not
+ * mandatory. Fails the test when rabbitmq-c cannot send it. */
+void harness_publish(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,
+                     const char *key, const char *body);
+
+/* harness_publish() with the mandatory flag and properties (NULL: none). */
+void harness_publish_props(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,
+                           const char *key, bool mandatory, const amqp_basic_properties_t *props,
+                           const char *body);
+
+/* harness_publish() with a headers property holding headers (NULL: no properties at all). */
+void harness_publish_headers(amqp_connection_state_t conn, amqp_channel_t ch,
+                             const char *exchange, const char *key, const amqp_table_t *headers,
+                             const char *body);
+
+/* A synchronous round trip on ch (a passive exchange.declare of amq.direct), its reply returned
+ * unchecked: normal, or the channel.close that an earlier asynchronous method on ch (a publish,
+ * an ack) caused. harness_sync() is the same round trip when it must succeed. */
+amqp_rpc_reply_t harness_round_trip(amqp_connection_state_t conn, amqp_channel_t ch);
+
+/* confirm.select on ch, which must be answered with select-ok. */
+void harness_confirm_select(amqp_connection_state_t conn, amqp_channel_t ch);
+
+/* tx.select (what 's'), tx.commit ('c') or tx.rollback ('r') on ch, which must succeed. */
+void harness_tx(amqp_connection_state_t conn, amqp_channel_t ch, char what);
+
+/* queue.purge of queue on ch, which must succeed. Returns purge-ok's message_count. */
+uint32_t harness_queue_purge(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue);
+
+/* queue.unbind of queue from exchange with key and args (amqp_empty_table: none); must succeed. */
+void harness_queue_unbind(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                          const char *exchange, const char *key, amqp_table_t args);
+
+/* exchange.unbind of destination from source with key, no arguments (the method's argument
+ * order, like harness_exchange_bind()); must succeed. */
+void harness_exchange_unbind(amqp_connection_state_t conn, amqp_channel_t ch,
+                             const char *destination, const char *source, const char *key);
+
+enum harness_consume_flags {
+    HARNESS_CONSUME_NO_ACK = 1 << 0,
+    HARNESS_CONSUME_EXCLUSIVE = 1 << 1,
+};
+
+/* basic.consume of queue on ch with consumer tag tag (NULL: the server picks one), flags (enum
+ * harness_consume_flags, 0: manual ack, not exclusive) and args (amqp_empty_table: none); it
+ * must be answered with consume-ok, else the test fails. */
+void harness_consume(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                     const char *tag, unsigned flags, amqp_table_t args);
+
+/* basic.cancel of consumer tag on ch, which must be answered with cancel-ok. */
+void harness_cancel(amqp_connection_state_t conn, amqp_channel_t ch, const char *tag);
+
+/* The next delivery, if one comes within timeout_ms, into *ret (amqp_destroy_envelope() it):
+ * true; false when none came in time. Any other frame (a channel.close, a basic.return ...) or a
+ * lost connection fails the test, naming what came. */
+bool harness_next_delivery(amqp_connection_state_t conn, int timeout_ms, amqp_envelope_t *ret);
+
+/* The next delivery (within 5 s) must be on channel ch (0: any), for consumer tag (NULL: any),
+ * with body and the redelivered flag redel, else the test fails saying what came instead.
+ * Returns its delivery tag. */
+uint64_t harness_expect_message(amqp_connection_state_t conn, amqp_channel_t ch, const char *tag,
+                                const char *body, bool redel);
+
+/* The body read as a decimal number (atoi() of its first 31 octets). */
+int harness_body_int(amqp_bytes_t body);
+
+/* harness_drain() that appends "r" to the bodies of redelivered messages: "3r 7r 8". Returns how
+ * many came. */
+int harness_drain_marked(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                         char *out, size_t cap);
+
+/* The next frame (one rabbitmq-c has queued, or one arriving within 5 s) must be a basic.return
+ * 312 NO_ROUTE on ch naming exchange and routing key key, else the test fails; *ret_msg gets the
+ * returned message (amqp_destroy_message() it). To require that it came before the reply to a
+ * later method, check amqp_frames_enqueued() after that reply first. */
+void harness_read_return(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,
+                         const char *key, amqp_message_t *ret_msg);
+
+/* harness_read_return() of a message whose body must be body (the test fails otherwise). */
+void harness_expect_return(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,
+                           const char *key, const char *body);
+
+/* After a round trip on ch (harness_sync()), nothing may be queued: no basic.return, no
+ * delivery. Otherwise the test fails with "<what>: unexpected <method> on channel N". */
+void harness_expect_no_return(amqp_connection_state_t conn, amqp_channel_t ch, const char *what);
+
+/* A quiet period for a queue: passive-declare queue every 10 ms for ms; it must exist each time
+ * and, when want >= 0, hold exactly want messages (nothing may delete, fill or empty it
+ * meanwhile). The test fails at the first poll that differs, with "<what>: ...". */
+void harness_expect_steady(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
+                           int64_t want, int ms, const char *what);
+
+/* a and b hold the same keys with the same field types and values, nested tables and arrays
+ * alike (floats compared bit for bit): in the same order, or with any_order each of a's keys is
+ * looked up in b (nested tables too). True when they do; false with where (may be NULL) set to
+ * the path of the first difference ("deeper.level: value differs (type 's')"). */
+bool harness_table_eq(const amqp_table_t *a, const amqp_table_t *b, bool any_order, char *where,
+                      size_t cap);
+
+/* The first basic property in which got differs from want, described in buf ("priority 3, want
+ * 7", "headers.seq: value differs (type 'I')"); NULL when none does. The flags must be equal;
+ * then each property they name is compared, the headers with harness_table_eq(any_order). */
+const char *harness_props_diff(const amqp_basic_properties_t *want,
+                               const amqp_basic_properties_t *got, bool any_order, char *buf,
+                               size_t cap);
+
+/* The arguments of a dead-lettering queue, written to a (emptied first): x-message-ttl ttl and
+ * x-max-length maxlen as signedint (each left out when < 0), x-dead-letter-exchange dlx and
+ * x-dead-letter-routing-key dlrk as longstr (each left out when NULL). Returns
+ * harness_args_table(a). */
+amqp_table_t harness_dl_args(harness_args_t *a, long ttl, long maxlen, const char *dlx,
+                             const char *dlrk);
+
+/* ---- raw frames used by several tests (issue 9) -------------------------------------------- */
+
+/* basic.publish to exchange with routing_key on channel (mandatory and immediate off): the
+ * method frame alone. */
+void wb_publish_method(wbuf_t *w, uint16_t channel, const char *exchange,
+                       const char *routing_key);
+
+/* A content header frame of class basic announcing body_size octets, with no properties. */
+void wb_content_header(wbuf_t *w, uint16_t channel, uint64_t body_size);
+
+/* One content body frame holding the n octets at p. */
+void wb_content_body(wbuf_t *w, uint16_t channel, const void *p, size_t n);
+
+/* A whole publish of body (a C string): wb_publish_method(), wb_content_header() and one body
+ * frame (none for an empty body). */
+void wb_publish(wbuf_t *w, uint16_t channel, const char *exchange, const char *routing_key,
+                const char *body);
+
+/* channel.open on channel. */
+void wb_channel_open(wbuf_t *w, uint16_t channel);
+
+/* queue.declare of name on channel with the flag octet bits (1 passive, 2 durable, 4 exclusive,
+ * 8 auto-delete, 16 no-wait) and no arguments. */
+void wb_queue_declare(wbuf_t *w, uint16_t channel, const char *name, uint8_t bits);
+
+/* connection.close with reply code and text, class and method 0. */
+void wb_connection_close(wbuf_t *w, uint16_t code, const char *text);
+
+/* Send all of w and free it; the test fails when the send fails. */
+void raw_send_wbuf(int fd, wbuf_t *w);
+
+/* The handshake up to the client's tune-ok: protocol header, connection.start, start-ok (PLAIN
+ * guest/guest, announcing authentication_failure_close) and connection.tune, which goes to
+ * *ret_tune (may be NULL). Fails the test on any error. */
+void raw_login(int fd, raw_tune_t *ret_tune);
+
+/* The next frame must be connection.close-ok (channel 0, a 4-octet payload); fails the test
+ * otherwise. */
+void raw_expect_close_ok(int fd);
+
 #endif
