@@ -7,7 +7,7 @@
 #include <uv.h>
 #include "config.h"
 #include "lib/log.h"
-#include "broker/server.h"
+#include "broker/amqp/server.h"
 
 static void usage(FILE *f)
 {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "storage/batch.h"
 #include "storage/env.h"
+#include "storage/qindex.h"
 #include "storage/records.h"
 #include "storage/schema.h"
 
@@ -224,21 +225,21 @@ static int msg_deref(struct storage *st, MDB_txn *txn, uint64_t msg_id)
 static int del_index_from(struct storage *st, MDB_txn *txn, uint64_t qid, uint64_t from)
 {
     MDB_cursor *cur;
-    uint8_t k[16];
-    store_be64(k, qid);
-    store_be64(k + 8, from);
-    MDB_val key = {16, k}, val;
+    uint8_t k[QINDEX_KEY_SIZE];
+    qindex_key_encode(k, qid, from);
+    MDB_val key = {sizeof k, k}, val;
     int rc = mdb_cursor_open(txn, st->qindex, &cur);
     if (rc)
         return rc;
     rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-    while (rc == 0 && key.mv_size == 16 && load_be64(key.mv_data) == qid) {
-        if (val.mv_size < 8) {
-            rc = STORAGE_E_CORRUPT;
+    while (rc == 0) {
+        uint64_t kq, kseq;
+        struct qindex_val v;
+        if ((rc = qindex_key_decode(key.mv_data, key.mv_size, &kq, &kseq)) != 0 || kq != qid)
             break;
-        }
-        uint64_t msg_id = load_be64(val.mv_data);
-        if ((rc = mdb_cursor_del(cur, 0)) != 0 || (rc = msg_deref(st, txn, msg_id)) != 0)
+        if ((rc = qindex_val_decode(val.mv_data, val.mv_size, &v)) != 0)
+            break;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0 || (rc = msg_deref(st, txn, v.msg_id)) != 0)
             break;
         /* After a delete the cursor rests on the next entry (or past the end). */
         rc = mdb_cursor_get(cur, &key, &val, MDB_GET_CURRENT);
@@ -249,7 +250,7 @@ static int del_index_from(struct storage *st, MDB_txn *txn, uint64_t qid, uint64
 
 static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, const struct op *o)
 {
-    uint8_t k[16], v[24];
+    uint8_t k[QINDEX_KEY_SIZE], v[QINDEX_VAL_SIZE];
     MDB_val key = {8, k}, val;
     int rc;
     store_be64(k, o->a);
@@ -280,36 +281,33 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
         val = (MDB_val){4, v};
         return mdb_put(txn, st->msg_refs, &key, &val, 0);
     case OP_PUT_IDX:
-        store_be64(k + 8, o->b);
-        key.mv_size = 16;
-        store_be64(v, o->c);
-        v[8] = o->flags;
-        store_be32(v + 9, st->epoch);
-        store_be64(v + 13, o->off);
-        v[21] = (uint8_t)(o->refs >> 8);
-        v[22] = (uint8_t)o->refs;
-        val = (MDB_val){23, v};
+        qindex_key_encode(k, o->a, o->b);
+        key.mv_size = QINDEX_KEY_SIZE;
+        qindex_val_encode(v, &(struct qindex_val){.msg_id = o->c, .flags = o->flags,
+                                                  .epoch = st->epoch, .expires = o->off,
+                                                  .returns = (uint16_t)o->refs});
+        val = (MDB_val){QINDEX_VAL_SIZE, v};
         return mdb_put(txn, st->qindex, &key, &val, 0);
-    case OP_DEL_IDX:
-        store_be64(k + 8, o->b);
-        key.mv_size = 16;
+    case OP_DEL_IDX: {
+        struct qindex_val iv;
+        qindex_key_encode(k, o->a, o->b);
+        key.mv_size = QINDEX_KEY_SIZE;
         rc = mdb_get(txn, st->qindex, &key, &val);
         if (rc == MDB_NOTFOUND)
             return 0;
         if (rc)
             return rc;
-        if (val.mv_size < 8)
-            return STORAGE_E_CORRUPT;
-        uint64_t msg_id = load_be64(val.mv_data);
+        if ((rc = qindex_val_decode(val.mv_data, val.mv_size, &iv)) != 0)
+            return rc;
         if ((rc = mdb_del(txn, st->qindex, &key, NULL)) != 0)
             return rc;
-        return msg_deref(st, txn, msg_id);
+        return msg_deref(st, txn, iv.msg_id);
+    }
     case OP_DEL_IDX_FROM:
         return del_index_from(st, txn, o->a, o->b);
     case OP_QMETA:
-        store_be64(v, o->b);
-        store_be64(v + 8, o->c);
-        val = (MDB_val){16, v};
+        qindex_meta_encode(v, &(struct qindex_meta){.count = o->b, .delivered_seq = o->c});
+        val = (MDB_val){QINDEX_META_SIZE, v};
         return mdb_put(txn, st->queue_meta, &key, &val, 0);
     default:
         return EINVAL;

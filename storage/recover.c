@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "storage/env.h"
+#include "storage/qindex.h"
 #include "storage/records.h"
 #include "storage/recover.h"
 #include "storage/schema.h"
@@ -13,33 +14,37 @@
 /* Fills the index-derived fields of q: count, delivered mark, seq range. */
 static int queue_stats(struct storage *st, MDB_txn *txn, struct st_queue *q)
 {
-    uint8_t k[16];
+    uint8_t k[QINDEX_KEY_SIZE];
     store_be64(k, q->id);
     MDB_val key = {8, k}, val;
+    struct qindex_meta meta;
     int rc = mdb_get(txn, st->queue_meta, &key, &val);
-    if (rc == 0 && val.mv_size >= 16) {
-        q->count = load_be64(val.mv_data);
-        q->delivered_seq = load_be64((uint8_t *)val.mv_data + 8);
+    if (rc == 0) {
+        if ((rc = qindex_meta_decode(val.mv_data, val.mv_size, &meta)) != 0)
+            return rc;
+        q->count = meta.count;
+        q->delivered_seq = meta.delivered_seq;
     } else if (rc != MDB_NOTFOUND) {
-        return rc ? rc : STORAGE_E_CORRUPT;
+        return rc;
     }
     MDB_cursor *cur;
     if ((rc = mdb_cursor_open(txn, st->qindex, &cur)) != 0)
         return rc;
-    store_be64(k + 8, 0);
-    key = (MDB_val){16, k};
+    uint64_t kq, seq;
+    qindex_key_encode(k, q->id, 0);
+    key = (MDB_val){sizeof k, k};
     rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-    if (rc == 0 && key.mv_size == 16 && load_be64(key.mv_data) == q->id) {
-        q->first_seq = load_be64((uint8_t *)key.mv_data + 8);
+    if (rc == 0 && (rc = qindex_key_decode(key.mv_data, key.mv_size, &kq, &seq)) == 0 &&
+        kq == q->id) {
+        q->first_seq = seq;
         /* The last entry: just before the first key of the next queue id. */
-        store_be64(k, q->id + 1);
-        store_be64(k + 8, 0);
-        key = (MDB_val){16, k};
+        qindex_key_encode(k, q->id + 1, 0);
+        key = (MDB_val){sizeof k, k};
         rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
         rc = mdb_cursor_get(cur, &key, &val, rc == 0 ? MDB_PREV : MDB_LAST);
-        if (rc == 0)
-            q->next_seq = load_be64((uint8_t *)key.mv_data + 8) + 1;
-    } else {
+        if (rc == 0 && (rc = qindex_key_decode(key.mv_data, key.mv_size, &kq, &seq)) == 0)
+            q->next_seq = seq + 1;
+    } else if (rc == 0 || rc == MDB_NOTFOUND) {
         q->count = 0;
     }
     mdb_cursor_close(cur);
@@ -109,25 +114,26 @@ int storage_read_queue(struct storage *st, uint64_t qid, uint64_t from, size_t m
     }
     if ((rc = mdb_cursor_open(txn, st->qindex, &cur)) != 0)
         goto out;
-    uint8_t k[16];
-    store_be64(k, qid);
-    store_be64(k + 8, from);
-    MDB_val key = {16, k}, val;
+    uint8_t k[QINDEX_KEY_SIZE];
+    qindex_key_encode(k, qid, from);
+    MDB_val key = {sizeof k, k}, val;
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && n < max;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        if (key.mv_size != 16 || load_be64(key.mv_data) != qid)
-            break;
-        if (val.mv_size < 23) {
-            rc = STORAGE_E_CORRUPT;
+        uint64_t kq, seq;
+        struct qindex_val v;
+        if ((rc = qindex_key_decode(key.mv_data, key.mv_size, &kq, &seq)) != 0)
             goto out;
-        }
+        if (kq != qid)
+            break;
+        if ((rc = qindex_val_decode(val.mv_data, val.mv_size, &v)) != 0)
+            goto out;
         struct st_entry *e = &out[n];
-        e->seq = load_be64((uint8_t *)key.mv_data + 8);
-        e->msg_id = load_be64(val.mv_data);
-        e->flags = ((uint8_t *)val.mv_data)[8];
-        e->stale = (e->flags & 1) && load_be32((uint8_t *)val.mv_data + 9) != st->epoch;
-        e->expires = load_be64((uint8_t *)val.mv_data + 13);
-        e->returns = (uint16_t)(((uint8_t *)val.mv_data)[21] << 8 | ((uint8_t *)val.mv_data)[22]);
+        e->seq = seq;
+        e->msg_id = v.msg_id;
+        e->flags = v.flags;
+        e->stale = qindex_val_stale(&v, st->epoch);
+        e->expires = v.expires;
+        e->returns = v.returns;
         uint8_t mk[8];
         store_be64(mk, e->msg_id);
         MDB_val mkey = {8, mk}, mval;

@@ -10,13 +10,13 @@
  *                           epoch they were written in and are dropped in later ones
  *   exchanges   u64 id -> u8 type, u8 flags, u8 vhost_len, vhost, u8 name_len, name, args
  *   queues      u64 id -> u8 flags, u8 vhost_len, vhost, u8 name_len, name, args
- *   queue_meta  u64 id -> u64 persistent entries in qindex, u64 highest delivered seq
+ *   queue_meta  u64 id -> per-queue index record: layout in qindex.h
  *   bindings    u64 id -> u8 dest kind ('q'|'x'), then u8-length vhost, source, destination
  *                         and key, then args
  *   messages    u64 id -> the broker's opaque message bytes (written once per message)
  *   msg_refs    u64 id -> u32 queue-index entries that name it, present only when above one
- *   qindex      u64 queue id, u64 seq -> u64 message id, u8 flags (STORAGE_IDX_*),
- *                         u32 epoch, u64 expiry (wall-clock ms, 0: none), u16 returns
+ *   qindex      u64 queue id, u64 seq -> the message it names, with flags, epoch, expiry and
+ *                         returns: layout in qindex.h (the one place that encodes it)
  *
  * Invariant: a message is in `messages` exactly while at least one qindex entry names it;
  * msg_refs holds the number of those entries whenever it is more than one. */

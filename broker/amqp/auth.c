@@ -1,8 +1,8 @@
 /* auth.c — owns credential checks. Holds no state between calls; the user list is built in
  * until the security work moves users into storage. */
 #include <string.h>
-#include "broker/auth.h"
-#include "broker/errors.h"
+#include "broker/amqp/auth.h"
+#include "broker/model/errors.h"
 #include "protocol/table.h"
 
 struct user {

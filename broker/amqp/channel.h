@@ -4,9 +4,9 @@
 #define WARREN_CHANNEL_H
 #include <stdbool.h>
 #include <stdint.h>
-#include "broker/exchange.h"
+#include "broker/model/exchange.h"
 #include "lib/list.h"
-#include "broker/queue.h"
+#include "broker/model/queue.h"
 #include "lib/timer.h"
 #include "protocol/codec.h"
 

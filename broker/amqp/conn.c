@@ -10,15 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include "config.h"
-#include "broker/auth.h"
-#include "broker/channel.h"
-#include "broker/conn.h"
-#include "broker/errors.h"
+#include "broker/amqp/auth.h"
+#include "broker/amqp/channel.h"
+#include "broker/amqp/conn.h"
+#include "broker/model/errors.h"
 #include "lib/log.h"
-#include "broker/msg.h"
-#include "broker/queue.h"
-#include "broker/server.h"
-#include "broker/vhost.h"
+#include "broker/model/msg.h"
+#include "broker/model/queue.h"
+#include "broker/amqp/server.h"
+#include "broker/model/vhost.h"
 #include "protocol/frame.h"
 #include "protocol/table.h"
 

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "lib/list.h"
-#include "broker/outbuf.h"
+#include "broker/amqp/outbuf.h"
 #include "protocol/codec.h"
 
 struct server;

@@ -5,18 +5,18 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include "broker/args.h"
-#include "broker/binding.h"
-#include "broker/channel.h"
-#include "broker/conn.h"
-#include "broker/declare.h"
-#include "broker/errors.h"
-#include "broker/exchange.h"
-#include "broker/persist.h"
-#include "broker/queue.h"
-#include "broker/replyto.h"
-#include "broker/server.h"
-#include "broker/vhost.h"
+#include "broker/model/args.h"
+#include "broker/model/binding.h"
+#include "broker/amqp/channel.h"
+#include "broker/amqp/conn.h"
+#include "broker/amqp/declare.h"
+#include "broker/model/errors.h"
+#include "broker/model/exchange.h"
+#include "broker/model/persist.h"
+#include "broker/model/queue.h"
+#include "broker/amqp/replyto.h"
+#include "broker/amqp/server.h"
+#include "broker/model/vhost.h"
 #include "protocol/table.h"
 
 #define STR(b) (int)(b).len, (const char *)(b).ptr

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lib/array.h"
-#include "broker/msg.h"
-#include "broker/outbuf.h"
+#include "broker/model/msg.h"
+#include "broker/amqp/outbuf.h"
 
 #define POOL_MAX 256
 

@@ -3,13 +3,13 @@
  * a reply consumer. */
 #include <errno.h>
 #include <string.h>
-#include "broker/channel.h"
-#include "broker/conn.h"
-#include "broker/errors.h"
-#include "broker/msg.h"
-#include "broker/msgedit.h"
-#include "broker/replyto.h"
-#include "broker/server.h"
+#include "broker/amqp/channel.h"
+#include "broker/amqp/conn.h"
+#include "broker/model/errors.h"
+#include "broker/model/msg.h"
+#include "broker/model/msgedit.h"
+#include "broker/amqp/replyto.h"
+#include "broker/amqp/server.h"
 
 #define PREFIX REPLYTO_QUEUE "."
 

@@ -7,14 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/rand.h>
-#include "broker/channel.h"
-#include "broker/conn.h"
-#include "broker/errors.h"
+#include "broker/amqp/channel.h"
+#include "broker/amqp/conn.h"
+#include "broker/model/errors.h"
 #include "lib/log.h"
-#include "broker/persist.h"
-#include "broker/queue.h"
-#include "broker/server.h"
-#include "broker/vhost.h"
+#include "broker/model/persist.h"
+#include "broker/model/queue.h"
+#include "broker/amqp/server.h"
+#include "broker/model/vhost.h"
 #include "storage/batch.h"
 #include "storage/env.h"
 

@@ -8,9 +8,9 @@
 #include <uv.h>
 #include "lib/hmap.h"
 #include "lib/list.h"
-#include "broker/outbuf.h"
+#include "broker/amqp/outbuf.h"
 #include "lib/timer.h"
-#include "broker/broker.h"
+#include "broker/model/broker.h"
 
 struct conn;
 struct queue;

@@ -4,9 +4,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include "broker/args.h"
-#include "broker/errors.h"
-#include "broker/queue.h"
+#include "broker/model/args.h"
+#include "broker/model/errors.h"
+#include "broker/model/queue.h"
 #include "protocol/table.h"
 
 const char *const args_queue_keys[] = {

@@ -4,12 +4,12 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "broker/binding.h"
-#include "broker/exchange.h"
-#include "broker/headers.h"
-#include "broker/persist.h"
-#include "broker/queue.h"
-#include "broker/vhost.h"
+#include "broker/model/binding.h"
+#include "broker/model/exchange.h"
+#include "broker/model/headers.h"
+#include "broker/model/persist.h"
+#include "broker/model/queue.h"
+#include "broker/model/vhost.h"
 
 /* Writes the identity of (dq | dx, key, args) into id (room for BINDING_ID_HEAD + key + args). */
 static void write_id(uint8_t *id, struct queue *dq, struct exchange *dx, amqp_bytes_t key,

@@ -2,10 +2,10 @@
  * TTL-0 list. Does not own connections, listeners or output (the AMQP server does). */
 #include <stdlib.h>
 #include <string.h>
-#include "broker/broker.h"
-#include "broker/msg.h"
-#include "broker/queue.h"
-#include "broker/vhost.h"
+#include "broker/model/broker.h"
+#include "broker/model/msg.h"
+#include "broker/model/queue.h"
+#include "broker/model/vhost.h"
 
 void broker_init(struct broker *b, uv_loop_t *loop)
 {

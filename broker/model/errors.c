@@ -2,11 +2,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include "broker/errors.h"
+#include "broker/model/errors.h"
 
 static const struct werr_info table[] = {
 #define WERR(name, code, scope, text) [WERR_##name - WERR_BASE_ - 1] = {code, scope, text},
-#include "broker/errors.def"
+#include "broker/model/errors.def"
 #undef WERR
 };
 

@@ -11,7 +11,7 @@ enum werr_scope { CHANNEL, CONNECTION };
 enum werr {
     WERR_BASE_ = 1000, /* above every errno value */
 #define WERR(name, code, scope, text) WERR_##name,
-#include "broker/errors.def"
+#include "broker/model/errors.def"
 #undef WERR
     WERR_MAX_
 };

@@ -9,14 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lib/array.h"
-#include "broker/binding.h"
-#include "broker/exchange.h"
-#include "broker/headers.h"
-#include "broker/msg.h"
-#include "broker/persist.h"
-#include "broker/queue.h"
-#include "broker/topic.h"
-#include "broker/vhost.h"
+#include "broker/model/binding.h"
+#include "broker/model/exchange.h"
+#include "broker/model/headers.h"
+#include "broker/model/msg.h"
+#include "broker/model/persist.h"
+#include "broker/model/queue.h"
+#include "broker/model/topic.h"
+#include "broker/model/vhost.h"
 #include "protocol/codec.h"
 #include "protocol/table.h"
 

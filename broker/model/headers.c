@@ -3,7 +3,7 @@
  * ==: numbers by value whatever their width, strings and byte arrays by bytes. Keys starting
  * with "x-" are ignored except by the *-with-x kinds; x-match itself is always ignored. */
 #include <string.h>
-#include "broker/headers.h"
+#include "broker/model/headers.h"
 #include "protocol/table.h"
 
 enum headers_match headers_match_kind(amqp_bytes_t args)

@@ -3,7 +3,7 @@
 #ifndef WARREN_HEADERS_H
 #define WARREN_HEADERS_H
 #include <stdbool.h>
-#include "broker/binding.h"
+#include "broker/model/binding.h"
 
 /* The x-match kind named in binding arguments (default all). */
 enum headers_match headers_match_kind(amqp_bytes_t binding_args);

@@ -1,7 +1,7 @@
 /* msg.c — owns message allocation and lifetime. Invariant: refs > 0 while any queue,
  * unacked delivery, output buffer or channel under assembly holds the message. */
 #include <stdlib.h>
-#include "broker/msg.h"
+#include "broker/model/msg.h"
 
 struct msg *msg_new(amqp_bytes_t exchange, amqp_bytes_t routing_key, amqp_bytes_t header,
                     amqp_bytes_t bcc, uint64_t body_size)

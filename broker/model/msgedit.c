@@ -1,8 +1,8 @@
 /* msgedit.c — owns header rewriting: decode the stored content header, let the caller change
  * properties and headers, encode it again into a new message. */
 #include <string.h>
-#include "broker/msg.h"
-#include "broker/msgedit.h"
+#include "broker/model/msg.h"
+#include "broker/model/msgedit.h"
 
 void msg_copy_table(struct amqp_wbuf *w, amqp_bytes_t t, bool (*skip)(amqp_bytes_t key))
 {

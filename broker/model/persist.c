@@ -8,14 +8,14 @@
  * the message's own bytes (exchange, routing key, content header, BCC keys, body). */
 #include <errno.h>
 #include <string.h>
-#include "broker/binding.h"
-#include "broker/exchange.h"
+#include "broker/model/binding.h"
+#include "broker/model/exchange.h"
 #include "lib/log.h"
-#include "broker/msg.h"
-#include "broker/persist.h"
-#include "broker/queue.h"
-#include "broker/broker.h"
-#include "broker/vhost.h"
+#include "broker/model/msg.h"
+#include "broker/model/persist.h"
+#include "broker/model/queue.h"
+#include "broker/model/broker.h"
+#include "broker/model/vhost.h"
 #include "storage/batch.h"
 #include "storage/env.h"
 #include "storage/records.h"

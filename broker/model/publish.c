@@ -1,13 +1,13 @@
 /* publish.c — owns the step from a routing result to enqueued messages: overflow refusals,
  * the single storage write for all durable queues, and the dispatch kicks. Invariant: a stored
  * message's reference count equals the number of queues that got an index entry for it. */
-#include "broker/deadletter.h"
-#include "broker/exchange.h"
-#include "broker/msg.h"
-#include "broker/persist.h"
-#include "broker/publish.h"
-#include "broker/queue.h"
-#include "broker/broker.h"
+#include "broker/model/deadletter.h"
+#include "broker/model/exchange.h"
+#include "broker/model/msg.h"
+#include "broker/model/persist.h"
+#include "broker/model/publish.h"
+#include "broker/model/queue.h"
+#include "broker/model/broker.h"
 #include "storage/batch.h"
 
 int publish_enqueue(struct broker *s, struct msg *m, struct route *r, uint64_t *ret_batch,

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lib/hmap.h"
-#include "broker/topic.h"
+#include "broker/model/topic.h"
 
 #define TOPIC_WORDS_MAX (TOPIC_PATTERN_MAX + 1) /* "..." of 255 bytes has 256 words */
 #define NONE UINT32_MAX /* no word, no slot */

@@ -3,9 +3,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "broker/exchange.h"
-#include "broker/queue.h"
-#include "broker/vhost.h"
+#include "broker/model/exchange.h"
+#include "broker/model/queue.h"
+#include "broker/model/vhost.h"
 
 static int add_exchange(struct vhost *vh, const char *name, enum exchange_type type)
 {

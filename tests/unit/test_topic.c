@@ -8,7 +8,7 @@
 
 #include "unit.h"
 
-#include "broker/topic.h"
+#include "broker/model/topic.h"
 
 /* ---- helpers ------------------------------------------------------------------------- */
 

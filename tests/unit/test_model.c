@@ -1,0 +1,271 @@
+/* test_model.c — the broker model driven without any session: this executable links only
+ * broker/model (with lib/, protocol/, storage/), so if the model ever calls into broker/amqp it
+ * stops linking. It declares an exchange and queues (with the argument rules and their error
+ * values), binds, routes, enqueues, consumes through a test consumer (the consumer_ops
+ * interface an AMQP channel also implements), acks, and deletes, asserting exact counts. */
+#include <uv.h>
+
+#include "unit.h"
+
+#include "broker/model/args.h"
+#include "broker/model/binding.h"
+#include "broker/model/broker.h"
+#include "broker/model/errors.h"
+#include "broker/model/exchange.h"
+#include "broker/model/msg.h"
+#include "broker/model/publish.h"
+#include "broker/model/queue.h"
+#include "broker/model/vhost.h"
+#include "protocol/codec.h"
+#include "protocol/table.h"
+
+/* ---- a consumer that is neither a channel nor a connection --------------------------------- */
+
+struct test_consumer {
+    struct consumer c;
+    uint32_t credit;          /* deliveries it may still take */
+    uint32_t n;               /* deliveries taken */
+    struct qentry got[16];    /* what it holds unacked (message refs) */
+    struct queue *from[16];   /* borrowed */
+    bool cancelled;
+};
+
+static bool tc_can_take(struct consumer *c)
+{
+    return ((struct test_consumer *)c->owner)->credit > 0;
+}
+
+static void tc_deliver(struct consumer *c, struct queue *q, const struct qentry *e)
+{
+    struct test_consumer *t = c->owner;
+    assert_true(t->n < 16);
+    t->credit--;
+    t->got[t->n] = *e;
+    t->from[t->n++] = q;
+    msg_ref(e->m); /* the queue's caller drops its own reference */
+    queue_delivered(q, e);
+}
+
+static void tc_cancelled(struct consumer *c)
+{
+    ((struct test_consumer *)c->owner)->cancelled = true;
+}
+
+static const struct consumer_ops tc_ops = {tc_can_take, tc_deliver, tc_cancelled};
+
+static void tc_attach(struct test_consumer *t, struct queue *q, uint32_t credit)
+{
+    memset(t, 0, sizeof *t);
+    t->c.ops = &tc_ops;
+    t->c.owner = t;
+    t->c.refs = 1;
+    t->credit = credit;
+    queue_add_consumer(q, &t->c);
+}
+
+/* The consumer acks delivery i: the queue forgets the message. */
+static void tc_ack(struct test_consumer *t, uint32_t i)
+{
+    queue_settled(t->from[i], &t->got[i]);
+    msg_unref(t->got[i].m);
+    t->got[i].m = NULL;
+}
+
+static const char *tc_body(const struct test_consumer *t, uint32_t i)
+{
+    static char buf[64];
+    const struct msg *m = t->got[i].m;
+    snprintf(buf, sizeof buf, "%.*s", (int)m->body_size, (const char *)m->body);
+    return buf;
+}
+
+/* ---- fixture: a loop, a broker with vhost "/", exchange "x" (direct) ------------------------ */
+
+struct fixture {
+    uv_loop_t loop;
+    struct broker b;
+    struct vhost *vh;
+    struct exchange *x;
+    struct route r;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    broker_init(&f->b, &f->loop);
+    timers_init(&f->b.timers, &f->loop);
+    f->vh = broker_add_vhost(&f->b, "/");
+    assert_non_null(f->vh);
+    f->x = exchange_new(f->vh, amqp_cstr("x"), EX_DIRECT, false, false, false, amqp_cstr(""));
+    assert_non_null(f->x);
+    assert_int_equal(vhost_add_exchange(f->vh, f->x), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    route_free(&f->r);
+    broker_free(&f->b);
+    timers_close(&f->b.timers);
+    uv_run(&f->loop, UV_RUN_DEFAULT); /* the timer handle's close */
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    free(f);
+    return 0;
+}
+
+/* Declares queue `name` with arguments args (checked by the model's rules first). */
+static struct queue *declare_queue(struct fixture *f, const char *name, amqp_bytes_t args)
+{
+    struct err err = {.text = ""};
+    assert_int_equal(args_check_queue(&err, name, "/", args), 0);
+    struct queue *q = queue_new(f->vh, amqp_cstr(name), args);
+    assert_non_null(q);
+    assert_int_equal(vhost_add_queue(f->vh, q), 0);
+    return q;
+}
+
+/* Publishes body to x with routing key rk; returns how many queues it reached. */
+static uint32_t publish(struct fixture *f, const char *rk, const char *body)
+{
+    struct amqp_basic_props props = {0};
+    uint8_t hdr[64];
+    long n = amqp_content_header_encode(&props, strlen(body), hdr);
+    assert_true(n > 0);
+    struct msg *m = msg_new(amqp_cstr("x"), amqp_cstr(rk), (amqp_bytes_t){hdr, (uint32_t)n},
+                            amqp_cstr(""), strlen(body));
+    assert_non_null(m);
+    memcpy(m->body, body, strlen(body));
+    m->body_have = m->body_size;
+    f->r.n = 0;
+    assert_int_equal(exchange_route(f->x, m, &f->r), 0);
+    uint32_t routed = f->r.n;
+    uint64_t batch = 1;
+    bool rejected = true;
+    assert_int_equal(publish_enqueue(&f->b, m, &f->r, &batch, &rejected), 0);
+    assert_int_equal(batch, 0);     /* nothing durable: no storage batch to wait for */
+    assert_false(rejected);
+    msg_unref(m);
+    return routed;
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+static void test_declare_bind_route_consume_ack(void **state)
+{
+    struct fixture *f = *state;
+    struct queue *q = declare_queue(f, "q", amqp_cstr(""));
+    assert_ptr_equal(vhost_queue(f->vh, amqp_cstr("q")), q);
+    assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
+
+    assert_int_equal(publish(f, "k", "m1"), 1);
+    assert_int_equal(publish(f, "other", "lost"), 0); /* unroutable: no queue */
+    assert_int_equal(queue_ready(q), 1);
+
+    struct test_consumer t;
+    tc_attach(&t, q, 1);
+    broker_dispatch(&f->b);
+    assert_int_equal(t.n, 1);
+    assert_string_equal(tc_body(&t, 0), "m1");
+    assert_int_equal(queue_ready(q), 0);
+
+    /* No credit left: new messages wait in the queue, in order, until it has some. */
+    assert_int_equal(publish(f, "k", "m2"), 1);
+    assert_int_equal(publish(f, "k", "m3"), 1);
+    broker_dispatch(&f->b);
+    assert_int_equal(t.n, 1);
+    assert_int_equal(queue_ready(q), 2);
+    tc_ack(&t, 0);
+    t.credit = 5;
+    queue_kick(q);
+    broker_dispatch(&f->b);
+    assert_int_equal(t.n, 3);
+    assert_string_equal(tc_body(&t, 1), "m2");
+    assert_string_equal(tc_body(&t, 2), "m3");
+    assert_int_equal(queue_ready(q), 0);
+    tc_ack(&t, 1);
+
+    /* A requeued delivery goes back to its place and comes out marked redelivered. */
+    assert_int_equal(queue_requeue(q, &t.got[2]), 0);
+    msg_unref(t.got[2].m);
+    queue_kick(q);
+    broker_dispatch(&f->b);
+    assert_int_equal(t.n, 4);
+    assert_string_equal(tc_body(&t, 3), "m3");
+    assert_true(t.got[3].flags & QE_REDELIVERED);
+    tc_ack(&t, 3);
+
+    /* Deleting the queue cancels its consumer through the interface. */
+    assert_false(t.cancelled);
+    assert_int_equal(queue_delete(q), 0);
+    assert_true(t.cancelled);
+    assert_null(vhost_queue(f->vh, amqp_cstr("q")));
+    assert_int_equal(f->b.queued_mem, 0);
+}
+
+static void test_round_robin_and_fanout(void **state)
+{
+    struct fixture *f = *state;
+    struct queue *q1 = declare_queue(f, "q1", amqp_cstr(""));
+    struct queue *q2 = declare_queue(f, "q2", amqp_cstr(""));
+    assert_int_equal(binding_add(f->x, q1, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
+    assert_int_equal(binding_add(f->x, q2, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
+    struct test_consumer a, b, c;
+    tc_attach(&a, q1, 10);
+    tc_attach(&b, q1, 10);
+    tc_attach(&c, q2, 10);
+    for (int i = 0; i < 4; i++) {
+        char body[8];
+        snprintf(body, sizeof body, "%d", i);
+        assert_int_equal(publish(f, "k", body), 2); /* one message, two queues */
+    }
+    broker_dispatch(&f->b);
+    assert_int_equal(a.n, 2); /* q1's consumers take turns */
+    assert_int_equal(b.n, 2);
+    assert_int_equal(c.n, 4);
+    assert_ptr_equal(a.got[0].m, c.got[0].m); /* N queues hold N references, not N copies */
+    assert_string_equal(tc_body(&a, 0), "0");
+    assert_string_equal(tc_body(&b, 0), "1");
+    for (uint32_t i = 0; i < 2; i++) {
+        tc_ack(&a, i);
+        tc_ack(&b, i);
+    }
+    for (uint32_t i = 0; i < 4; i++)
+        tc_ack(&c, i);
+    queue_remove_consumer(q1, &a.c);
+    queue_remove_consumer(q1, &b.c);
+    queue_remove_consumer(q2, &c.c);
+    assert_int_equal(q1->consumer_count, 0);
+    assert_int_equal(f->b.queued_mem, 0);
+}
+
+/* The argument rules answer with an error value (code + RabbitMQ's text), no session needed. */
+static void test_argument_errors_are_values(void **state)
+{
+    (void)state;
+    struct amqp_wbuf w = {0};
+    size_t top = amqp_tw_begin(&w);
+    amqp_tw_key(&w, "x-max-priority");
+    amqp_tw_int(&w, 'I', 300);
+    amqp_tw_end(&w, top);
+    struct err err = {.text = ""};
+    assert_int_equal(args_check_queue(&err, "pq", "/", amqp_tw_body(&w, top)),
+                     -WERR_PRECONDITION_FAILED);
+    assert_string_equal(err.text, "invalid arg 'x-max-priority' for queue 'pq' in vhost '/': "
+                                  "{max_value_exceeded,300}");
+    assert_int_equal(err_info(-WERR_PRECONDITION_FAILED)->reply_code, 406);
+    amqp_wbuf_free(&w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_declare_bind_route_consume_ack, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_robin_and_fanout, setup, teardown),
+        cmocka_unit_test(test_argument_errors_are_values),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
