@@ -28,12 +28,6 @@
 
 static char s_q[64], s_nowhere[64];
 
-static void confirm_select(amqp_connection_state_t conn, amqp_channel_t ch)
-{
-    amqp_confirm_select(conn, ch);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 /* Message seq's fate: routed, unroutable, unroutable with mandatory. */
 enum { ROUTED, UNROUTABLE, RETURNED };
 
@@ -52,13 +46,6 @@ typedef struct confirms {
     int nconfirmed, nreturned, nacks, nmultiple;
 } confirms_t;
 
-static int body_int(amqp_bytes_t b)
-{
-    char tmp[32];
-    snprintf(tmp, sizeof tmp, "%.*s", (int)b.len, (const char *)b.bytes);
-    return atoi(tmp);
-}
-
 /* Read frames on ch until seqs 1..upto are all confirmed. */
 static void collect(amqp_connection_state_t conn, amqp_channel_t ch, confirms_t *c, int upto)
 {
@@ -76,7 +63,7 @@ static void collect(amqp_connection_state_t conn, amqp_channel_t ch, confirms_t 
             CHECK(ret->reply_text.len == 8 && memcmp(ret->reply_text.bytes, "NO_ROUTE", 8) == 0);
             amqp_message_t msg;
             CHECK_REPLY(amqp_read_message(conn, ch, &msg, 0));
-            int seq = body_int(msg.body);
+            int seq = harness_body_int(msg.body);
             amqp_destroy_message(&msg);
             CHECKF(seq >= 1 && seq <= upto && fate(seq) == RETURNED, "returned message %d", seq);
             CHECKF(!c->confirmed[seq], "basic.return for %d after its ack", seq);
@@ -115,9 +102,7 @@ static void publish(amqp_connection_state_t conn, amqp_channel_t ch, int seq)
     char body[16];
     snprintf(body, sizeof body, "%d", seq);
     int f = fate(seq);
-    CHECK_AMQP(amqp_basic_publish(conn, ch, amqp_empty_bytes,
-                                  amqp_cstring_bytes(f == ROUTED ? s_q : s_nowhere),
-                                  f == RETURNED, 0, NULL, amqp_cstring_bytes(body)));
+    harness_publish_props(conn, ch, "", f == ROUTED ? s_q : s_nowhere, f == RETURNED, NULL, body);
 }
 
 static void check_confirms(amqp_connection_state_t conn)
@@ -126,10 +111,9 @@ static void check_confirms(amqp_connection_state_t conn)
     memset(&c, 0, sizeof c);
     harness_channel_open(conn, 2);
     /* not numbered: published before confirm.select */
-    CHECK_AMQP(amqp_basic_publish(conn, 2, amqp_empty_bytes, amqp_cstring_bytes(s_q), 0, 0, NULL,
-                                  amqp_cstring_bytes("0")));
-    confirm_select(conn, 2);
-    confirm_select(conn, 2); /* again: fine */
+    harness_publish(conn, 2, "", s_q, "0");
+    harness_confirm_select(conn, 2);
+    harness_confirm_select(conn, 2); /* again: fine */
     for (int seq = 1; seq <= N; seq++)
         publish(conn, 2, seq);
     collect(conn, 2, &c, N);
@@ -152,13 +136,12 @@ static void check_confirms(amqp_connection_state_t conn)
     static confirms_t c3;
     memset(&c3, 0, sizeof c3);
     harness_channel_open(conn, 3);
-    confirm_select(conn, 3);
+    harness_confirm_select(conn, 3);
     for (int seq = 1; seq <= 3; seq++)
         publish(conn, 3, seq);
     collect(conn, 3, &c3, 3);
     /* and channel 2 carries on from N + 1 */
-    CHECK_AMQP(amqp_basic_publish(conn, 2, amqp_empty_bytes, amqp_cstring_bytes(s_q), 0, 0, NULL,
-                                  amqp_cstring_bytes("late")));
+    harness_publish(conn, 2, "", s_q, "late");
     amqp_frame_t f;
     CHECK_AMQP(harness_next_frame(conn, &f, 10000));
     CHECKF(f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD,
@@ -184,12 +167,11 @@ static void check_fanout(amqp_connection_state_t conn)
     static confirms_t c;
     memset(&c, 0, sizeof c);
     harness_channel_open(conn, 5);
-    confirm_select(conn, 5);
+    harness_confirm_select(conn, 5);
     for (int seq = 1; seq <= 50; seq++) {
         char body[16];
         snprintf(body, sizeof body, "%d", seq);
-        CHECK_AMQP(amqp_basic_publish(conn, 5, amqp_cstring_bytes(x), amqp_empty_bytes, 0, 0,
-                                      NULL, amqp_cstring_bytes(body)));
+        harness_publish(conn, 5, x, "", body);
     }
     collect(conn, 5, &c, 50);
     harness_expect_quiet(conn, 300, "after 50 fanout publishes were confirmed");
@@ -206,14 +188,13 @@ static void check_fanout(amqp_connection_state_t conn)
 static void check_tx_exclusion(amqp_connection_state_t conn)
 {
     harness_channel_open(conn, 4);
-    amqp_tx_select(conn, 4);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_tx(conn, 4, 's');
     amqp_confirm_select(conn, 4);
     harness_expect_channel_close(conn, 4, amqp_get_rpc_reply(conn), 406,
                                  "PRECONDITION_FAILED - cannot switch from tx to confirm mode",
                                  85, 10);
     harness_channel_open(conn, 4);
-    confirm_select(conn, 4);
+    harness_confirm_select(conn, 4);
     amqp_tx_select(conn, 4);
     harness_expect_channel_close(conn, 4, amqp_get_rpc_reply(conn), 406,
                                  "PRECONDITION_FAILED - cannot switch from confirm to tx mode",
@@ -229,16 +210,12 @@ int main(void)
     snprintf(s_q, sizeof s_q, "it-confirms-%d", (int)getpid());
     snprintf(s_nowhere, sizeof s_nowhere, "it-confirms-nowhere-%d", (int)getpid());
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     harness_queue_declare(conn, 1, s_q, 0, amqp_empty_table);
     check_confirms(conn);
     check_fanout(conn);
     check_tx_exclusion(conn);
     harness_queue_delete(conn, 1, s_q);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

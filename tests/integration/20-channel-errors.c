@@ -69,9 +69,7 @@ int main(void)
     /* 404: publish to an exchange that does not exist */
     char exchange[64];
     snprintf(exchange, sizeof exchange, "it-no-exchange-%d", (int)getpid());
-    CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_cstring_bytes(exchange),
-                                  amqp_cstring_bytes(s_queue), 0, 0, NULL,
-                                  amqp_cstring_bytes("lost")));
+    harness_publish(conn, 1, exchange, s_queue, "lost");
     snprintf(s_text, sizeof s_text, "NOT_FOUND - no exchange '%s' in vhost '/'", exchange);
     harness_expect_channel_close(conn, 1, sync_on(conn, 1), 404, s_text, 60, 40);
     reopen_and_check(conn, 1);
@@ -109,8 +107,7 @@ int main(void)
     memset(&props, 0, sizeof props);
     props._flags = AMQP_BASIC_USER_ID_FLAG;
     props.user_id = amqp_cstring_bytes("bob");
-    CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(s_queue), 0, 0,
-                                  &props, amqp_cstring_bytes("from bob")));
+    harness_publish_props(conn, 1, "", s_queue, false, &props, "from bob");
     harness_expect_channel_close(
         conn, 1, sync_on(conn, 1), 406,
         "PRECONDITION_FAILED - user_id property set to 'bob' but authenticated user was 'guest'",
@@ -127,8 +124,5 @@ int main(void)
 
     harness_disconnect(other);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

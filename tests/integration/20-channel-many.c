@@ -27,8 +27,7 @@ static char queue_names[NCHAN + 1][64];
 static void publish_and_get(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
                             const char *body)
 {
-    CHECK_AMQP(amqp_basic_publish(conn, ch, amqp_empty_bytes, amqp_cstring_bytes(queue), 0, 0,
-                                  NULL, amqp_cstring_bytes(body)));
+    harness_publish(conn, ch, "", queue, body);
     amqp_rpc_reply_t r = amqp_basic_get(conn, ch, amqp_cstring_bytes(queue), 1);
     CHECK_REPLY(r);
     CHECK_EQ(r.reply.id, AMQP_BASIC_GET_OK_METHOD);
@@ -58,9 +57,7 @@ static void check_many_channels(const harness_broker_t *b)
     for (amqp_channel_t ch = 1; ch <= NCHAN; ch++) {
         char body[64];
         snprintf(body, sizeof body, "message on channel %u", ch);
-        CHECK_AMQP(amqp_basic_publish(conn, ch, amqp_empty_bytes,
-                                      amqp_cstring_bytes(queue_names[ch]), 0, 0, NULL,
-                                      amqp_cstring_bytes(body)));
+        harness_publish(conn, ch, "", queue_names[ch], body);
     }
     int got = 0;
     for (amqp_channel_t ch = NCHAN; ch >= 1; ch--) {
@@ -145,24 +142,10 @@ static void check_channel_exception(const harness_broker_t *b)
 /* channel.flow active=false is a connection exception in RabbitMQ 3.x. */
 static void check_flow_false(const harness_broker_t *b)
 {
-    amqp_connection_state_t conn = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(b);
     amqp_channel_flow(conn, 1, 0);
-    char buf[512];
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
-    harness_log("channel.flow active=false -> %s", harness_reply_str(r, buf, sizeof buf));
-    CHECKF(r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-               r.reply.id == AMQP_CONNECTION_CLOSE_METHOD,
-           "want connection.close 540, got %s", buf);
-    const amqp_connection_close_t *c = r.reply.decoded;
-    CHECK_EQ(c->reply_code, 540);
-    CHECK(c->reply_text.len == 30 &&
-          memcmp(c->reply_text.bytes, "NOT_IMPLEMENTED - active=false", 30) == 0);
-    CHECK_EQ(c->class_id, 20);
-    CHECK_EQ(c->method_id, 20);
-    amqp_connection_close_ok_t ok = {0};
-    CHECK_AMQP(amqp_send_method(conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok));
-    amqp_destroy_connection(conn);
+    harness_expect_connection_close(conn, amqp_get_rpc_reply(conn), 540,
+                                    "NOT_IMPLEMENTED - active=false", 20, 20);
 }
 
 int main(void)
@@ -175,8 +158,5 @@ int main(void)
     check_channel_exception(&b);
     check_flow_false(&b);
 
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -30,27 +30,13 @@
 static char s_q[64];
 static int s_pid;
 
-static void publish(amqp_connection_state_t conn, amqp_channel_t ch, const char *x,
-                    const char *key, bool mandatory, const char *body)
-{
-    CHECK_AMQP(amqp_basic_publish(conn, ch, amqp_cstring_bytes(x), amqp_cstring_bytes(key),
-                                  mandatory, 0, NULL, amqp_cstring_bytes(body)));
-}
-
-/* A round trip on ch: everything the server sent before it has been read and kept. */
-static void sync_on(amqp_connection_state_t conn, amqp_channel_t ch)
-{
-    amqp_basic_qos(conn, ch, 0, 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 static void check_get(amqp_connection_state_t conn)
 {
     amqp_rpc_reply_t r = amqp_basic_get(conn, 1, amqp_cstring_bytes(s_q), 1);
     CHECK_REPLY(r);
     CHECKF(r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD, "got %s", amqp_method_name(r.reply.id));
     for (int i = 0; i < 3; i++)
-        publish(conn, 1, "", s_q, false, i == 0 ? "zero" : i == 1 ? "one" : "two");
+        harness_publish(conn, 1, "", s_q, i == 0 ? "zero" : i == 1 ? "one" : "two");
     CHECK_EQ(harness_wait_message_count(conn, 1, s_q, 3, 5000), 3);
     const char *want[] = {"zero", "one", "two"};
     for (int i = 0; i < 3; i++) {
@@ -72,45 +58,24 @@ static void check_get(amqp_connection_state_t conn)
     CHECK_REPLY(r);
     CHECKF(r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD, "got %s", amqp_method_name(r.reply.id));
     CHECK_AMQP(amqp_basic_ack(conn, 1, 3, 1));
-    sync_on(conn, 1);
+    harness_sync(conn, 1);
     harness_log("basic.get: ok");
-}
-
-static void expect_return(amqp_connection_state_t conn, amqp_channel_t ch, const char *x,
-                          const char *key, const char *body)
-{
-    amqp_frame_t f;
-    CHECK_AMQP(harness_next_frame(conn, &f, 5000));
-    CHECKF(f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_RETURN_METHOD,
-           "want basic.return, got frame type %u (%s)", f.frame_type,
-           f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id) : "-");
-    CHECK_EQ(f.channel, ch);
-    amqp_basic_return_t *ret = f.payload.method.decoded;
-    CHECK_EQ(ret->reply_code, 312);
-    CHECK(harness_bytes_is(ret->reply_text, "NO_ROUTE"));
-    CHECK(harness_bytes_is(ret->exchange, x));
-    CHECK(harness_bytes_is(ret->routing_key, key));
-    amqp_message_t msg;
-    CHECK_REPLY(amqp_read_message(conn, ch, &msg, 0));
-    CHECK(harness_bytes_is(msg.body, body));
-    amqp_destroy_message(&msg);
 }
 
 static void check_mandatory(amqp_connection_state_t conn)
 {
     char nowhere[96];
     snprintf(nowhere, sizeof nowhere, "%s-nowhere", s_q);
-    publish(conn, 1, "", nowhere, true, "lost 1");
-    publish(conn, 1, "amq.direct", nowhere, true, "lost 2");
-    publish(conn, 1, "", s_q, true, "delivered");
-    publish(conn, 1, "", nowhere, false, "dropped silently");
-    sync_on(conn, 1);
-    expect_return(conn, 1, "", nowhere, "lost 1");
-    expect_return(conn, 1, "amq.direct", nowhere, "lost 2");
+    harness_publish_props(conn, 1, "", nowhere, true, NULL, "lost 1");
+    harness_publish_props(conn, 1, "amq.direct", nowhere, true, NULL, "lost 2");
+    harness_publish_props(conn, 1, "", s_q, true, NULL, "delivered");
+    harness_publish(conn, 1, "", nowhere, "dropped silently");
+    harness_sync(conn, 1);
+    harness_expect_return(conn, 1, "", nowhere, "lost 1");
+    harness_expect_return(conn, 1, "amq.direct", nowhere, "lost 2");
     harness_expect_quiet(conn, 300, "after the two basic.return");
     CHECK_EQ(harness_wait_message_count(conn, 1, s_q, 1, 5000), 1);
-    amqp_queue_purge(conn, 1, amqp_cstring_bytes(s_q));
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_purge(conn, 1, s_q);
     harness_log("mandatory -> basic.return 312 NO_ROUTE: ok");
 }
 
@@ -144,9 +109,7 @@ static void check_cc_bcc(amqp_connection_state_t conn)
     memset(&props, 0, sizeof props);
     props._flags = AMQP_BASIC_HEADERS_FLAG;
     props.headers = (amqp_table_t){.num_entries = 3, .entries = h};
-    CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_cstring_bytes("amq.direct"),
-                                  amqp_cstring_bytes("k-main"), 0, 0, &props,
-                                  amqp_cstring_bytes("cc")));
+    harness_publish_props(conn, 1, "amq.direct", "k-main", false, &props, "cc");
     for (int i = 0; i < 3; i++) {
         CHECK_EQ(harness_wait_message_count(conn, 1, q[i], 1, 5000), 1);
         amqp_rpc_reply_t r = amqp_basic_get(conn, 1, amqp_cstring_bytes(q[i]), 1);
@@ -179,7 +142,7 @@ static void check_cc_bcc(amqp_connection_state_t conn)
 static void check_recover_async(amqp_connection_state_t conn)
 {
     for (int i = 0; i < 2; i++)
-        publish(conn, 1, "", s_q, false, "r");
+        harness_publish(conn, 1, "", s_q, "r");
     CHECK_EQ(harness_wait_message_count(conn, 1, s_q, 2, 5000), 2);
     harness_channel_open(conn, 2);
     for (int i = 0; i < 2; i++) {
@@ -192,7 +155,7 @@ static void check_recover_async(amqp_connection_state_t conn)
     }
     amqp_basic_recover_async_t ra = {.requeue = 1};
     CHECK_AMQP(amqp_send_method(conn, 2, AMQP_BASIC_RECOVER_ASYNC_METHOD, &ra));
-    sync_on(conn, 2);
+    harness_sync(conn, 2);
     CHECK(!amqp_frames_enqueued(conn)); /* no reply to recover-async */
     CHECK_EQ(harness_wait_message_count(conn, 1, s_q, 2, 5000), 2);
     amqp_rpc_reply_t r = amqp_basic_get(conn, 1, amqp_cstring_bytes(s_q), 1);
@@ -203,8 +166,7 @@ static void check_recover_async(amqp_connection_state_t conn)
     CHECK_REPLY(amqp_read_message(conn, 1, &msg, 0));
     amqp_destroy_message(&msg);
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
-    amqp_queue_purge(conn, 1, amqp_cstring_bytes(s_q));
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_purge(conn, 1, s_q);
     harness_log("basic.recover-async requeue=true: ok");
 }
 
@@ -219,37 +181,32 @@ static void check_flow_true(amqp_connection_state_t conn)
 /* Each refused method on a connection of its own (the 540 closes the connection). */
 static void check_not_implemented(const harness_broker_t *b)
 {
-    amqp_connection_state_t conn = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(b);
     CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(s_q), 0, 1, NULL,
                                   amqp_cstring_bytes("immediate")));
     amqp_basic_qos(conn, 1, 0, 0, 0);
     harness_expect_connection_close(conn, amqp_get_rpc_reply(conn), 540,
                                     "NOT_IMPLEMENTED - immediate=true", 60, 40);
 
-    conn = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    conn = harness_open(b);
     amqp_basic_recover_async_t ra = {.requeue = 0};
     CHECK_AMQP(amqp_send_method(conn, 1, AMQP_BASIC_RECOVER_ASYNC_METHOD, &ra));
     amqp_basic_qos(conn, 1, 0, 0, 0);
     harness_expect_connection_close(conn, amqp_get_rpc_reply(conn), 540,
                                     "NOT_IMPLEMENTED - requeue=false", 60, 100);
 
-    conn = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    conn = harness_open(b);
     amqp_basic_recover(conn, 1, 0);
     harness_expect_connection_close(conn, amqp_get_rpc_reply(conn), 540,
                                     "NOT_IMPLEMENTED - requeue=false", 60, 110);
 
-    conn = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    conn = harness_open(b);
     amqp_channel_flow(conn, 1, 0);
     harness_expect_connection_close(conn, amqp_get_rpc_reply(conn), 540,
                                     "NOT_IMPLEMENTED - active=false", 20, 20);
 
     /* nothing published with immediate=true got anywhere */
-    conn = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    conn = harness_open(b);
     uint32_t m = 99;
     CHECK_REPLY(harness_queue_peek(conn, 1, s_q, &m, NULL));
     CHECK_EQ(m, 0);
@@ -265,8 +222,7 @@ int main(void)
     s_pid = (int)getpid();
     snprintf(s_q, sizeof s_q, "it-misc-%d", s_pid);
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     harness_queue_declare(conn, 1, s_q, 0, amqp_empty_table);
     check_get(conn);
     check_mandatory(conn);
@@ -276,8 +232,5 @@ int main(void)
     check_not_implemented(&b);
     harness_queue_delete(conn, 1, s_q);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -40,33 +40,23 @@ typedef struct tally {
 
 static void fill(amqp_connection_state_t conn, const char *q, int n)
 {
-    harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
-    amqp_queue_purge(conn, 1, amqp_cstring_bytes(q));
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-    harness_publish_range(conn, q, 1, n);
-    CHECK_EQ(harness_wait_message_count(conn, 1, q, (uint32_t)n, 5000), n);
+    harness_fill(conn, q, 1, n);
 }
 
 static void consume(amqp_connection_state_t conn, amqp_channel_t ch, const char *q, int k,
                     bool no_ack)
 {
-    char tag[8];
+    char tag[16];
     snprintf(tag, sizeof tag, "c%d", k);
-    amqp_basic_consume(conn, ch, amqp_cstring_bytes(q), amqp_cstring_bytes(tag), 0, no_ack, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_consume(conn, ch, q, tag, no_ack ? HARNESS_CONSUME_NO_ACK : 0, amqp_empty_table);
 }
 
 /* One delivery within timeout_ms, counted in t: true; false on timeout. */
 static bool next_delivery(amqp_connection_state_t conn, tally_t *t, int timeout_ms)
 {
     amqp_envelope_t env;
-    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-    amqp_maybe_release_buffers(conn);
-    amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &tv, 0);
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT)
+    if (!harness_next_delivery(conn, timeout_ms, &env))
         return false;
-    CHECK_REPLY(r);
     CHECKF(env.consumer_tag.len == 2 && ((char *)env.consumer_tag.bytes)[0] == 'c',
            "consumer tag %.*s", (int)env.consumer_tag.len, (char *)env.consumer_tag.bytes);
     int k = ((char *)env.consumer_tag.bytes)[1] - '0';
@@ -240,8 +230,7 @@ int main(void)
     harness_broker_t b;
     harness_broker_start(&b);
     harness_name_init("it-qosg");
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     check_no_ack(conn);
     static const int ten[NQ] = {10, 10, 10}, one[NQ] = {1, 10, 10}, two[NQ] = {2, 10, 10};
     check_liveness(conn, 3, 1, ten, ACK_EACH, false);
@@ -252,8 +241,5 @@ int main(void)
     check_liveness(conn, 8, 2, two, ACK_OLDEST, true);
     check_liveness(conn, 9, 3, ten, ACK_EACH, false);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

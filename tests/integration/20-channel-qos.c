@@ -34,25 +34,14 @@ static char s_q[NQ][64];
 /* Queue k, emptied and filled with PER_QUEUE messages. */
 static void fill(amqp_connection_state_t conn, int k)
 {
-    harness_queue_declare(conn, 1, s_q[k], 0, amqp_empty_table);
-    amqp_queue_purge(conn, 1, amqp_cstring_bytes(s_q[k]));
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-    for (int i = 0; i < PER_QUEUE; i++) {
-        char body[16];
-        snprintf(body, sizeof body, "%d", i);
-        CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(s_q[k]), 0,
-                                      0, NULL, amqp_cstring_bytes(body)));
-    }
-    CHECK_EQ(harness_wait_message_count(conn, 1, s_q[k], PER_QUEUE, 5000), PER_QUEUE);
+    harness_fill(conn, s_q[k], 0, PER_QUEUE - 1);
 }
 
 static void consume(amqp_connection_state_t conn, amqp_channel_t ch, int k)
 {
     char tag[32];
     snprintf(tag, sizeof tag, "c%d", k);
-    amqp_basic_consume(conn, ch, amqp_cstring_bytes(s_q[k]), amqp_cstring_bytes(tag), 0, 0, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_consume(conn, ch, s_q[k], tag, 0, amqp_empty_table);
 }
 
 typedef struct tally {
@@ -64,15 +53,8 @@ typedef struct tally {
 /* Take deliveries until none arrives for 300 ms; count them. Nothing is acked. */
 static void collect(amqp_connection_state_t conn, tally_t *t)
 {
-    for (;;) {
-        amqp_envelope_t env;
-        struct timeval tv = {.tv_sec = 0, .tv_usec = 300000};
-        amqp_maybe_release_buffers(conn);
-        amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &tv, 0);
-        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-            r.library_error == AMQP_STATUS_TIMEOUT)
-            return;
-        CHECK_REPLY(r);
+    amqp_envelope_t env;
+    while (harness_next_delivery(conn, 300, &env)) {
         CHECK(env.consumer_tag.len == 2 && ((char *)env.consumer_tag.bytes)[0] == 'c');
         int k = ((char *)env.consumer_tag.bytes)[1] - '0';
         CHECK(k >= 0 && k < NQ);
@@ -235,8 +217,7 @@ static void check_get_ignores_prefetch(amqp_connection_state_t conn)
 
 static void check_prefetch_size(const harness_broker_t *b)
 {
-    amqp_connection_state_t conn = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(b);
     amqp_basic_qos(conn, 1, 1000, 10, 0);
     harness_expect_connection_close(conn, amqp_get_rpc_reply(conn), 540,
                                     "NOT_IMPLEMENTED - prefetch_size!=0 (1000)", 60, 10);
@@ -251,8 +232,7 @@ int main(void)
     for (int k = 0; k < NQ; k++)
         snprintf(s_q[k], sizeof s_q[k], "it-qos-%d-%d", k, (int)getpid());
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     check_per_consumer(conn);
     check_global(conn);
     check_both(conn);
@@ -262,8 +242,5 @@ int main(void)
         harness_queue_delete(conn, 1, s_q[k]);
     }
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

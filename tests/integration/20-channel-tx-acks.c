@@ -41,44 +41,15 @@ static char s_q[128];
 
 static void tx(char what)
 {
-    if (what == 's')
-        amqp_tx_select(s_conn, 2);
-    else if (what == 'c')
-        amqp_tx_commit(s_conn, 2);
-    else
-        amqp_tx_rollback(s_conn, 2);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
-/* A round trip on channel 2: everything sent on it before has been handled. */
-static void sync2(void)
-{
-    amqp_basic_qos(s_conn, 2, 0, 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-}
-
-/* basic.get, no-ack, on channel 1 until empty: bodies with "r" for redelivered. */
-static const char *drain(void)
-{
-    static char out[256];
-    out[0] = '\0';
-    for (;;) {
-        harness_got_t g;
-        if (!harness_get(s_conn, 1, s_q, true, &g))
-            break;
-        size_t l = strlen(out);
-        snprintf(out + l, sizeof out - l, "%s%.32s%s", l ? " " : "", g.body,
-                 g.redelivered ? "r" : "");
-        harness_got_free(&g);
-    }
-    return out;
+    harness_tx(s_conn, 2, what);
 }
 
 /* The queue comes to hold exactly want (bodies, "r" for redelivered), taken from it. */
 static void expect_queue(uint32_t n, const char *want, const char *what)
 {
     harness_expect_count(s_conn, 1, s_q, n, what);
-    const char *got = drain();
+    char got[256];
+    harness_drain_marked(s_conn, 1, s_q, got, sizeof got);
     CHECKF(strcmp(got, want) == 0, "%s: queue held \"%s\", want \"%s\"", what, got, want);
 }
 
@@ -171,7 +142,7 @@ static void check_double_acks(void)
     setup();
     CHECK_AMQP(amqp_basic_ack(s_conn, 2, 2, 0));
     CHECK_AMQP(amqp_basic_ack(s_conn, 2, 3, 1));
-    sync2();
+    harness_sync(s_conn, 2);
     tx('c');
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
     expect_queue(0, "", "ack 2 then ack multiple up to 3, committed");
@@ -180,7 +151,7 @@ static void check_double_acks(void)
     CHECK_AMQP(amqp_basic_ack(s_conn, 2, 2, 0));
     tx('r');
     CHECK_AMQP(amqp_basic_ack(s_conn, 2, 2, 0));
-    sync2();
+    harness_sync(s_conn, 2);
     tx('c');
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
     expect_queue(2, "1r 3r", "ack, rollback, ack again, commit");
@@ -224,9 +195,7 @@ static void check_recover(void)
     harness_expect_count(s_conn, 1, s_q, 3, "published");
     harness_channel_open(s_conn, 2);
     tx('s');
-    amqp_basic_consume(s_conn, 2, amqp_cstring_bytes(s_q), amqp_cstring_bytes("c"), 0, 0, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_consume(s_conn, 2, s_q, "c", 0, amqp_empty_table);
     CHECK_EQ(harness_expect_delivery(s_conn, "c", 1, false), 1);
     CHECK_EQ(harness_expect_delivery(s_conn, "c", 2, false), 2);
     CHECK_EQ(harness_expect_delivery(s_conn, "c", 3, false), 3);
@@ -237,8 +206,7 @@ static void check_recover(void)
     CHECK_EQ(harness_expect_delivery(s_conn, "c", 3, true), 5);
     harness_expect_quiet(s_conn, 300, "a redelivery of the message acked in the open transaction");
     tx('c');
-    amqp_basic_cancel(s_conn, 2, amqp_cstring_bytes("c"));
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_cancel(s_conn, 2, "c");
     CHECK_EQ(harness_queue_count(s_conn, 1, s_q), 0);
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
     expect_queue(2, "1r 3r", "consumer: recover, commit, close");
@@ -249,14 +217,12 @@ static void check_recover(void)
     amqp_basic_recover(s_conn, 2, 1);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     harness_expect_count(s_conn, 1, s_q, 2, "recover before the rollback");
-    tx('r');
-    usleep(100000);
+    tx('r'); /* synchronous: the rollback has been done when rollback-ok comes */
     CHECK_EQ(harness_queue_count(s_conn, 1, s_q), 2);
     amqp_basic_recover(s_conn, 2, 1);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     expect_queue(3, "1r 2r 3r", "recover after the rollback");
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
-    usleep(100000);
     CHECK_EQ(harness_queue_count(s_conn, 1, s_q), 0);
     harness_log("(b) basic.recover skips uncommitted acks; rollback restores them: ok");
 }
@@ -305,12 +271,10 @@ static void check_nack_then_ack(void)
     amqp_basic_recover(s_conn, 2, 1);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
     harness_expect_count(s_conn, 1, s_q, 2, "recover after an uncommitted nack");
-    usleep(100000);
     CHECK_EQ(harness_queue_count(s_conn, 1, s_q), 2);
     tx('c');
     expect_queue(3, "1r 2r 3r", "uncommitted nack requeue=true: requeued at commit");
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
-    usleep(100000);
     CHECK_EQ(harness_queue_count(s_conn, 1, s_q), 0);
     harness_log("(c) ack after nack/reject in a transaction: 406: ok");
 }
@@ -322,8 +286,7 @@ int main(void)
     harness_broker_start(&b);
     harness_name_init("it-txa");
     snprintf(s_q, sizeof s_q, "%s", harness_name("q"));
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
     harness_queue_delete(s_conn, 1, s_q);
     harness_queue_declare(s_conn, 1, s_q, 0, amqp_empty_table);
 
@@ -333,8 +296,5 @@ int main(void)
 
     harness_queue_delete(s_conn, 1, s_q);
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -26,53 +26,20 @@ static char s_q[64];
 
 static void publish(amqp_connection_state_t conn, amqp_channel_t ch, const char *body)
 {
-    CHECK_AMQP(amqp_basic_publish(conn, ch, amqp_empty_bytes, amqp_cstring_bytes(s_q), 0, 0, NULL,
-                                  amqp_cstring_bytes(body)));
+    harness_publish(conn, ch, "", s_q, body);
 }
 
-/* A round trip on ch: the broker has handled everything sent on ch before it. */
-static void sync_on(amqp_connection_state_t conn, amqp_channel_t ch)
-{
-    amqp_basic_qos(conn, ch, 0, 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
+/* The ready messages in the queue (a passive declare on channel 1). */
 static uint32_t ready(amqp_connection_state_t conn)
 {
-    uint32_t m = 0;
-    CHECK_REPLY(harness_queue_peek(conn, 1, s_q, &m, NULL));
-    return m;
-}
-
-static void tx(amqp_connection_state_t conn, amqp_channel_t ch, char what)
-{
-    if (what == 's')
-        amqp_tx_select(conn, ch);
-    else if (what == 'c')
-        amqp_tx_commit(conn, ch);
-    else
-        amqp_tx_rollback(conn, ch);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    return harness_queue_count(conn, 1, s_q);
 }
 
 /* basic.get, no-ack, until empty: bodies with "r" for redelivered, space separated. */
 static const char *drain(amqp_connection_state_t conn)
 {
     static char out[512];
-    out[0] = '\0';
-    for (;;) {
-        amqp_rpc_reply_t r = amqp_basic_get(conn, 1, amqp_cstring_bytes(s_q), 1);
-        CHECK_REPLY(r);
-        if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
-            break;
-        bool red = ((amqp_basic_get_ok_t *)r.reply.decoded)->redelivered;
-        amqp_message_t msg;
-        CHECK_REPLY(amqp_read_message(conn, 1, &msg, 0));
-        size_t l = strlen(out);
-        snprintf(out + l, sizeof out - l, "%s%.*s%s", l ? " " : "", (int)msg.body.len,
-                 (const char *)msg.body.bytes, red ? "r" : "");
-        amqp_destroy_message(&msg);
-    }
+    harness_drain_marked(conn, 1, s_q, out, sizeof out);
     harness_log("queue holds: \"%s\"", out);
     return out;
 }
@@ -93,44 +60,40 @@ static void check_not_transactional(amqp_connection_state_t conn)
 static void check_publishes(amqp_connection_state_t conn)
 {
     harness_channel_open(conn, 2);
-    tx(conn, 2, 's');
-    tx(conn, 2, 's'); /* again: fine */
+    harness_tx(conn, 2, 's');
+    harness_tx(conn, 2, 's'); /* again: fine */
     publish(conn, 2, "a");
     publish(conn, 2, "b");
     publish(conn, 2, "c");
-    sync_on(conn, 2);
-    usleep(100000);
+    harness_sync(conn, 2); /* the publishes have been handled when the reply comes */
     CHECK_EQ(ready(conn), 0);
-    tx(conn, 2, 'c');
+    harness_tx(conn, 2, 'c');
     CHECK_EQ(harness_wait_message_count(conn, 1, s_q, 3, 5000), 3);
     CHECK_STREQ(drain(conn), "a b c");
 
     /* rollback discards; the next transaction starts empty */
     publish(conn, 2, "d");
     publish(conn, 2, "e");
-    tx(conn, 2, 'r');
-    tx(conn, 2, 'c');
-    usleep(100000);
+    harness_tx(conn, 2, 'r');
+    harness_tx(conn, 2, 'c');
     CHECK_EQ(ready(conn), 0);
     publish(conn, 2, "f");
-    tx(conn, 2, 'c');
+    harness_tx(conn, 2, 'c');
     CHECK_EQ(harness_wait_message_count(conn, 1, s_q, 1, 5000), 1);
     CHECK_STREQ(drain(conn), "f");
 
     /* a channel closed mid-transaction discards it */
     publish(conn, 2, "g");
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
-    usleep(100000);
     CHECK_EQ(ready(conn), 0);
 
     /* mandatory and unroutable: returned at commit, before commit-ok */
     harness_channel_open(conn, 2);
-    tx(conn, 2, 's');
+    harness_tx(conn, 2, 's');
     char nowhere[96];
     snprintf(nowhere, sizeof nowhere, "%s-nowhere", s_q);
-    CHECK_AMQP(amqp_basic_publish(conn, 2, amqp_empty_bytes, amqp_cstring_bytes(nowhere), 1, 0,
-                                  NULL, amqp_cstring_bytes("unroutable")));
-    sync_on(conn, 2);
+    harness_publish_props(conn, 2, "", nowhere, true, NULL, "unroutable");
+    harness_sync(conn, 2);
     harness_expect_quiet(conn, 300, "basic.return before tx.commit");
     amqp_tx_commit(conn, 2);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
@@ -176,21 +139,21 @@ static void check_acks(amqp_connection_state_t conn)
     /* acks not committed: closing the channel returns all three */
     fill3(conn);
     harness_channel_open(conn, 2);
-    tx(conn, 2, 's');
+    harness_tx(conn, 2, 's');
     get3(conn, 2, false);
     CHECK_AMQP(amqp_basic_ack(conn, 2, 1, 0));
     CHECK_AMQP(amqp_basic_ack(conn, 2, 3, 0));
-    sync_on(conn, 2);
+    harness_sync(conn, 2);
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
     CHECK_EQ(harness_wait_message_count(conn, 1, s_q, 3, 5000), 3);
 
     /* committed: they are gone */
     harness_channel_open(conn, 2);
-    tx(conn, 2, 's');
+    harness_tx(conn, 2, 's');
     get3(conn, 2, true);
     CHECK_AMQP(amqp_basic_ack(conn, 2, 1, 0));
     CHECK_AMQP(amqp_basic_ack(conn, 2, 3, 0));
-    tx(conn, 2, 'c');
+    harness_tx(conn, 2, 'c');
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
     CHECK_EQ(harness_wait_message_count(conn, 1, s_q, 1, 5000), 1);
     CHECK_STREQ(drain(conn), "2r");
@@ -198,11 +161,10 @@ static void check_acks(amqp_connection_state_t conn)
     /* rolled back: still unacked; recover puts them back */
     fill3(conn);
     harness_channel_open(conn, 2);
-    tx(conn, 2, 's');
+    harness_tx(conn, 2, 's');
     get3(conn, 2, false);
     CHECK_AMQP(amqp_basic_ack(conn, 2, 3, 1));
-    tx(conn, 2, 'r');
-    usleep(100000);
+    harness_tx(conn, 2, 'r');
     CHECK_EQ(ready(conn), 0);
     amqp_basic_recover(conn, 2, 1);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
@@ -214,10 +176,9 @@ static void check_acks(amqp_connection_state_t conn)
     get3(conn, 2, false); /* tags 4, 5, 6 (the channel's numbering goes on) */
     CHECK_AMQP(amqp_basic_reject(conn, 2, 5, 1));
     CHECK_AMQP(amqp_basic_ack(conn, 2, 4, 0));
-    sync_on(conn, 2);
-    usleep(100000);
+    harness_sync(conn, 2);
     CHECK_EQ(ready(conn), 0);
-    tx(conn, 2, 'c');
+    harness_tx(conn, 2, 'c');
     CHECK_EQ(harness_wait_message_count(conn, 1, s_q, 1, 5000), 1);
     CHECK_STREQ(drain(conn), "2r");
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS)); /* 3 comes back */
@@ -233,16 +194,12 @@ int main(void)
     harness_broker_start(&b);
     snprintf(s_q, sizeof s_q, "it-tx-%d", (int)getpid());
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     harness_queue_declare(conn, 1, s_q, 0, amqp_empty_table);
     check_not_transactional(conn);
     check_publishes(conn);
     check_acks(conn);
     harness_queue_delete(conn, 1, s_q);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -1906,6 +1906,16 @@ amqp_bytes_t harness_queue_declare_anon(amqp_connection_state_t conn, amqp_chann
     return amqp_bytes_malloc_dup(ok->queue);
 }
 
+void harness_fill(amqp_connection_state_t conn, const char *queue, int first, int last)
+{
+    harness_queue_declare(conn, 1, queue, 0, amqp_empty_table);
+    harness_queue_purge(conn, 1, queue);
+    harness_publish_range(conn, queue, first, last);
+    uint32_t want = (uint32_t)(last - first + 1);
+    uint32_t n = harness_wait_message_count(conn, 1, queue, want, 5000);
+    CHECKF(n == want, "queue %s holds %u messages, want %u", queue, n, want);
+}
+
 void harness_publish(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,
                      const char *key, const char *body)
 {

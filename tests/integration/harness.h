@@ -537,6 +537,11 @@ amqp_connection_state_t harness_reopen(harness_broker_t *b, amqp_connection_stat
  * its name (amqp_bytes_free() it). */
 amqp_bytes_t harness_queue_declare_anon(amqp_connection_state_t conn, amqp_channel_t ch);
 
+/* Make queue (a plain queue, declared on channel 1) hold exactly the messages "first" ..
+ * "last": purge it, harness_publish_range() them and wait (<= 5 s) until it counts them all; the
+ * test fails otherwise. */
+void harness_fill(amqp_connection_state_t conn, const char *queue, int first, int last);
+
 /* basic.publish of body (a C string) to exchange with routing key key on ch: no properties, not
  * mandatory. Fails the test when rabbitmq-c cannot send it. */
 void harness_publish(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,
