@@ -240,4 +240,6 @@ void opts_parse(struct opts *o, int argc, char **argv)
         opts_die("--exchange is longer than 255 bytes.");
     if (strlen(o->queue_prefix) > 240)
         opts_die("--queue-prefix is longer than 240 bytes.");
+    if (o->expiration && strlen(o->expiration) > 255)
+        opts_die("--expiration is longer than 255 bytes.");
 }

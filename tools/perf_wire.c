@@ -1,6 +1,7 @@
-/* perf_wire.c — frame encoding and batched, non-blocking socket writes for warren-perf's
- * publishers and ackers (see perf_wire.h). Owns the write buffer, never the socket.
- * Frame layout (AMQP 0-9-1 §4.2.3): type u8, channel u16, size u32, payload, 0xCE. */
+/* perf_wire.c — batched, non-blocking socket writes for warren-perf's publishers, ackers and
+ * binders (see perf_wire.h). Owns the write buffer, never the socket. Every frame is encoded by
+ * protocol/ (the broker's own codec) straight into the buffer; this file only reserves room,
+ * frames the payloads and splits bodies. Invariant: buf[0..len) holds whole frames only. */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -8,21 +9,8 @@
 #include <sys/socket.h>
 
 #include "perf_wire.h"
-
-enum {
-    FRAME_METHOD = 1,
-    FRAME_HEADER = 2,
-    FRAME_BODY = 3,
-    FRAME_END = 0xCE,
-    FRAME_OVERHEAD = 8, /* 7-byte header + end octet */
-    CLASS_QUEUE = 50,
-    QUEUE_BIND = 20,
-    CLASS_BASIC = 60,
-    BASIC_PUBLISH = 40,
-    BASIC_ACK = 80,
-    PROP_DELIVERY_MODE = 1 << 12,
-    PROP_EXPIRATION = 1 << 8,
-};
+#include "protocol/codec.h"
+#include "protocol/frame.h"
 
 int wbuf_init(struct wbuf *w, int fd, uint32_t frame_max, const atomic_bool *stop)
 {
@@ -83,95 +71,94 @@ static int reserve(struct wbuf *w, size_t n)
     return wbuf_flush(w);
 }
 
-static uint8_t *put8(uint8_t *p, uint8_t v)
+/* Write the header and end octet of a frame with a size-byte payload at dst; returns where
+ * the payload goes. */
+static uint8_t *frame_write(uint8_t *dst, uint8_t type, uint16_t ch, size_t size)
 {
-    *p = v;
-    return p + 1;
+    amqp_frame_header_write(dst, type, ch, (uint32_t)size);
+    dst[AMQP_FRAME_HEADER_SIZE + size] = AMQP_FRAME_END;
+    return dst + AMQP_FRAME_HEADER_SIZE;
 }
 
-static uint8_t *put16(uint8_t *p, uint16_t v)
+/* Append a frame in room reserved before; returns where its payload goes. */
+static uint8_t *frame_put(struct wbuf *w, uint8_t type, uint16_t ch, size_t size)
 {
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-    return p + 2;
+    uint8_t *p = frame_write(w->buf + w->len, type, ch, size);
+    w->len += AMQP_FRAME_OVERHEAD + size;
+    return p;
 }
 
-static uint8_t *put32(uint8_t *p, uint32_t v)
+/* A codec size error as -errno: a shortstr over 255 bytes, or (never, for the fixed methods
+ * built here) an unknown method or property flag. */
+static int codec_errno(long rc)
 {
-    p = put16(p, (uint16_t)(v >> 16));
-    return put16(p, (uint16_t)v);
+    return rc == AMQP_E_TOO_LONG ? -ENAMETOOLONG : -EINVAL;
 }
 
-static uint8_t *put64(uint8_t *p, uint64_t v)
+/* Append one method frame. */
+static int put_method(struct wbuf *w, uint16_t ch, const struct amqp_method *m)
 {
-    p = put32(p, (uint32_t)(v >> 32));
-    return put32(p, (uint32_t)v);
-}
-
-static uint8_t *put_shortstr(uint8_t *p, const char *s, size_t len)
-{
-    p = put8(p, (uint8_t)len);
-    memcpy(p, s, len);
-    return p + len;
-}
-
-/* Write a frame header at p for a payload of size bytes; returns the payload start. */
-static uint8_t *frame_open(uint8_t *p, uint8_t type, uint16_t ch, uint32_t size)
-{
-    p = put8(p, type);
-    p = put16(p, ch);
-    return put32(p, size);
-}
-
-int wire_publish(struct wbuf *w, uint16_t ch, const char *exchange, const char *rkey,
-                 uint8_t delivery_mode, const char *expiration, const void *body, size_t len)
-{
-    size_t exlen = strlen(exchange), rklen = strlen(rkey);
-    size_t xplen = expiration ? strlen(expiration) : 0;
-    if (xplen > 255)
-        xplen = 255;
-    if (exlen > 255)
-        exlen = 255;
-    if (rklen > 255)
-        rklen = 255;
-    uint32_t method_size = 2 + 2 + 2 + 1 + (uint32_t)exlen + 1 + (uint32_t)rklen + 1;
-    uint32_t header_size = 2 + 2 + 8 + 2 + 1 + (expiration ? 1 + (uint32_t)xplen : 0);
-    int rc = reserve(w, 2 * FRAME_OVERHEAD + method_size + header_size);
+    long size = amqp_method_size(m);
+    if (size < 0)
+        return codec_errno(size);
+    int rc = reserve(w, AMQP_FRAME_OVERHEAD + (size_t)size);
     if (rc)
         return rc;
+    amqp_method_encode(m, frame_put(w, AMQP_FRAME_METHOD, ch, (size_t)size));
+    return 0;
+}
 
-    uint8_t *p = w->buf + w->len;
-    p = frame_open(p, FRAME_METHOD, ch, method_size);
-    p = put16(p, CLASS_BASIC);
-    p = put16(p, BASIC_PUBLISH);
-    p = put16(p, 0); /* reserved-1 (ticket) */
-    p = put_shortstr(p, exchange, exlen);
-    p = put_shortstr(p, rkey, rklen);
-    p = put8(p, 0); /* mandatory = immediate = false */
-    p = put8(p, FRAME_END);
+int wire_pub_init(struct wire_pub *p, uint16_t ch, const char *exchange, const char *rkey,
+                  uint8_t delivery_mode, const char *expiration, size_t body_len)
+{
+    const struct amqp_method m = {
+        .id = AMQP_BASIC_PUBLISH,
+        .u.basic_publish = {.exchange = amqp_cstr(exchange), .routing_key = amqp_cstr(rkey)},
+    };
+    struct amqp_basic_props props = {.flags = AMQP_P_DELIVERY_MODE,
+                                     .delivery_mode = delivery_mode};
+    if (expiration) {
+        props.flags |= AMQP_P_EXPIRATION;
+        props.expiration = amqp_cstr(expiration);
+    }
+    long msize = amqp_method_size(&m), hsize = amqp_content_header_size(&props);
+    if (msize < 0 || hsize < 0)
+        return codec_errno(msize < 0 ? msize : hsize);
+    size_t len = 2 * AMQP_FRAME_OVERHEAD + (size_t)msize + (size_t)hsize;
+    uint8_t *head = malloc(len);
+    if (!head)
+        return -ENOMEM;
+    amqp_method_encode(&m, frame_write(head, AMQP_FRAME_METHOD, ch, (size_t)msize));
+    uint8_t *hdr = head + AMQP_FRAME_OVERHEAD + msize;
+    amqp_content_header_encode(&props, body_len,
+                               frame_write(hdr, AMQP_FRAME_HEADER, ch, (size_t)hsize));
+    *p = (struct wire_pub){.head = head, .head_len = len, .body_len = body_len, .channel = ch};
+    return 0;
+}
 
-    p = frame_open(p, FRAME_HEADER, ch, header_size);
-    p = put16(p, CLASS_BASIC);
-    p = put16(p, 0); /* weight */
-    p = put64(p, len);
-    p = put16(p, PROP_DELIVERY_MODE | (expiration ? PROP_EXPIRATION : 0));
-    p = put8(p, delivery_mode);
-    if (expiration)
-        p = put_shortstr(p, expiration, xplen);
-    p = put8(p, FRAME_END);
-    w->len = (size_t)(p - w->buf);
+void wire_pub_free(struct wire_pub *p)
+{
+    free(p->head);
+    p->head = NULL;
+}
+
+int wire_publish(struct wbuf *w, const struct wire_pub *p, const void *body)
+{
+    /* Method and content header go in together, so a failed flush leaves no half message. */
+    int rc = reserve(w, p->head_len);
+    if (rc)
+        return rc;
+    memcpy(w->buf + w->len, p->head, p->head_len);
+    w->len += p->head_len;
 
     const uint8_t *src = body;
-    size_t max_chunk = w->frame_max - FRAME_OVERHEAD;
+    size_t len = p->body_len, max_chunk = w->frame_max - AMQP_FRAME_OVERHEAD;
     while (len > 0) {
         size_t chunk = len < max_chunk ? len : max_chunk;
-        rc = reserve(w, FRAME_OVERHEAD + chunk);
+        rc = reserve(w, AMQP_FRAME_OVERHEAD + chunk);
         if (rc)
             return rc;
-        p = frame_open(w->buf + w->len, FRAME_BODY, ch, (uint32_t)chunk);
-        memcpy(p, src, chunk);
-        p = put8(p + chunk, FRAME_END);
-        w->len = (size_t)(p - w->buf);
+        memcpy(frame_put(w, AMQP_FRAME_BODY, p->channel, chunk), src, chunk);
         src += chunk;
         len -= chunk;
     }
@@ -180,46 +167,23 @@ int wire_publish(struct wbuf *w, uint16_t ch, const char *exchange, const char *
 
 int wire_ack(struct wbuf *w, uint16_t ch, uint64_t tag, bool multiple)
 {
-    const uint32_t size = 2 + 2 + 8 + 1;
-    int rc = reserve(w, FRAME_OVERHEAD + size);
-    if (rc)
-        return rc;
-    uint8_t *p = frame_open(w->buf + w->len, FRAME_METHOD, ch, size);
-    p = put16(p, CLASS_BASIC);
-    p = put16(p, BASIC_ACK);
-    p = put64(p, tag);
-    p = put8(p, multiple ? 1 : 0);
-    p = put8(p, FRAME_END);
-    w->len = (size_t)(p - w->buf);
-    return 0;
+    const struct amqp_method m = {.id = AMQP_BASIC_ACK,
+                                  .u.basic_ack = {.delivery_tag = tag, .multiple = multiple}};
+    return put_method(w, ch, &m);
 }
 
 int wire_queue_bind(struct wbuf *w, uint16_t ch, const char *queue, const char *exchange,
                     const char *key, bool nowait)
 {
-    size_t qlen = strlen(queue), exlen = strlen(exchange), klen = strlen(key);
-    if (qlen > 255)
-        qlen = 255;
-    if (exlen > 255)
-        exlen = 255;
-    if (klen > 255)
-        klen = 255;
-    /* class, method, reserved-1, three shortstrs, no-wait bit, empty table (u32 length 0) */
-    uint32_t size = 2 + 2 + 2 + 1 + (uint32_t)qlen + 1 + (uint32_t)exlen + 1 + (uint32_t)klen +
-                    1 + 4;
-    int rc = reserve(w, FRAME_OVERHEAD + size);
-    if (rc)
-        return rc;
-    uint8_t *p = frame_open(w->buf + w->len, FRAME_METHOD, ch, size);
-    p = put16(p, CLASS_QUEUE);
-    p = put16(p, QUEUE_BIND);
-    p = put16(p, 0); /* reserved-1 (ticket) */
-    p = put_shortstr(p, queue, qlen);
-    p = put_shortstr(p, exchange, exlen);
-    p = put_shortstr(p, key, klen);
-    p = put8(p, nowait ? 1 : 0);
-    p = put32(p, 0);
-    p = put8(p, FRAME_END);
-    w->len = (size_t)(p - w->buf);
-    return 0;
+    const struct amqp_method m = {
+        .id = AMQP_QUEUE_BIND,
+        .u.queue_bind = {.queue = amqp_cstr(queue), .exchange = amqp_cstr(exchange),
+                         .routing_key = amqp_cstr(key), .no_wait = nowait},
+    };
+    return put_method(w, ch, &m);
+}
+
+const char *wire_method_name(uint32_t id)
+{
+    return amqp_method_name(id);
 }

@@ -1,9 +1,9 @@
-/* perf_wire.h — the hot-path writer of warren-perf: encodes basic.publish (method, content
- * header, body frames), basic.ack and pipelined queue.bind straight into a per-connection buffer and writes it to the
- * socket of a rabbitmq-c connection in batches. rabbitmq-c still owns the socket, the handshake,
- * every RPC and all reading; this only adds bytes to the outgoing stream.
- * Invariant: buf holds whole frames only, so the stream stays valid between flushes; `broken`
- * is set once a flush gives up part-way, after which nothing more may be sent on the socket. */
+/* perf_wire.h — warren-perf's hot-path writer: basic.publish (method and content header encoded
+ * once per route by protocol/, copied before each body), basic.ack and pipelined queue.bind,
+ * framed by protocol/ into a per-connection buffer and sent in batches on a rabbitmq-c socket.
+ * rabbitmq-c owns the socket, the handshake, every RPC and all reading. Plain C strings only:
+ * protocol/'s type names clash with rabbitmq-c's. Invariant: buf holds whole frames only;
+ * `broken` is set once a flush gives up part-way, and then nothing more may be sent. */
 #ifndef WARREN_TOOLS_PERF_WIRE_H
 #define WARREN_TOOLS_PERF_WIRE_H
 
@@ -34,20 +34,41 @@ void wbuf_free(struct wbuf *w);
  * was set while the socket could not take more (w->broken is then set), or -errno. */
 int wbuf_flush(struct wbuf *w);
 
-/* Append one basic.publish on channel ch with a content header carrying only delivery-mode
- * (1 transient, 2 persistent), then the body split into frames. Flushes first when the buffer
- * cannot take a frame. exchange and rkey are at most 255 bytes; expiration is the per-message
- * TTL property (milliseconds as text) or NULL. Returns 0 or a wbuf_flush error. */
-int wire_publish(struct wbuf *w, uint16_t ch, const char *exchange, const char *rkey,
-                 uint8_t delivery_mode, const char *expiration, const void *body, size_t len);
+/* The frames every basic.publish to one route starts with, encoded once by protocol/: the
+ * method frame, then a content header carrying delivery-mode (1 transient, 2 persistent),
+ * expiration if set, and the body size. Read-only once built, so threads may share one. */
+typedef struct wire_pub {
+    uint8_t *head;   /* owned: method frame + content header frame, head_len bytes */
+    size_t head_len;
+    size_t body_len; /* every body sent with this template is this long */
+    uint16_t channel;
+} wire_pub_t;
+
+/* Build p for publishes on channel ch to exchange with routing key rkey; expiration is the
+ * per-message TTL property (milliseconds as text) or NULL. Returns 0, -ENAMETOOLONG when
+ * exchange, rkey or expiration is over 255 bytes, or -ENOMEM; p is untouched on failure. */
+int wire_pub_init(struct wire_pub *p, uint16_t ch, const char *exchange, const char *rkey,
+                  uint8_t delivery_mode, const char *expiration, size_t body_len);
+
+/* Release p's frames; accepts an already-freed template. */
+void wire_pub_free(struct wire_pub *p);
+
+/* Append one basic.publish: p's frames, then p->body_len bytes of body split into body frames.
+ * Flushes first when the buffer cannot take a frame. Returns 0 or a wbuf_flush error. */
+int wire_publish(struct wbuf *w, const struct wire_pub *p, const void *body);
 
 /* Append one basic.ack on channel ch. Returns 0 or a wbuf_flush error. */
 int wire_ack(struct wbuf *w, uint16_t ch, uint64_t tag, bool multiple);
 
-/* Append one queue.bind on channel ch with empty arguments; queue, exchange and key are at most
- * 255 bytes. With nowait the broker answers nothing unless it closes the channel. Returns 0 or
- * a wbuf_flush error. */
+/* Append one queue.bind on channel ch with empty arguments. With nowait the broker answers
+ * nothing unless it closes the channel. Returns 0, -ENAMETOOLONG when queue, exchange or key is
+ * over 255 bytes, or a wbuf_flush error. */
 int wire_queue_bind(struct wbuf *w, uint16_t ch, const char *queue, const char *exchange,
                     const char *key, bool nowait);
+
+/* The "class.method" name of method id ((class << 16) | method), "unknown" if there is none.
+ * protocol/ and rabbitmq-c both export amqp_method_name(); in this binary the static
+ * protocol/ one wins at link time, so callers name methods through here, on purpose. */
+const char *wire_method_name(uint32_t id);
 
 #endif

@@ -3,8 +3,8 @@
  * and queues it declares itself (and deletes at the end unless --keep). Reports send, receive
  * and confirm rates and end-to-end latency from a CLOCK_MONOTONIC stamp at the start of each
  * body. Owns the options, the topology and the worker threads; rabbitmq-c owns each connection,
- * perf_wire.c the hot-path writes, perf_hist.c the latency histograms, perf_bind.c the keys of
- * --extra-bindings.
+ * perf_wire.c the hot-path writes (frames encoded by protocol/), perf_hist.c the latency
+ * histograms, perf_bind.c the keys of --extra-bindings.
  * Invariant: a worker's counters are written by that worker only (main reads them relaxed); its
  * histogram is read only after the worker has been joined. */
 #include <errno.h>
@@ -55,6 +55,7 @@ struct run {
     char (*qname)[256];       /* owned: queue i's name */
     char (*pubkey)[256];      /* owned: routing key that reaches queue i */
     char (*bindkey)[256];     /* owned: binding key of queue i */
+    struct wire_pub *pub;     /* owned: the publish frames that reach queue i (o->queues) */
     unsigned queues_declared; /* how many of qname[] exist because of us (main only) */
     bool exchange_declared;   /* main only */
     char xqname[256];         /* the queue holding --extra-bindings */
@@ -231,7 +232,7 @@ static void describe_close(const amqp_method_t *m, char *buf, size_t n)
                  (int)c->reply_text.len, (const char *)c->reply_text.bytes);
     } else {
         snprintf(buf, n, "the broker answered with unexpected method %s",
-                 amqp_method_name(m->id));
+                 wire_method_name(m->id));
     }
 }
 
@@ -377,7 +378,8 @@ static void perf_disconnect(amqp_connection_state_t c, bool polite)
 /* ---- topology ----------------------------------------------------------------------------- */
 
 /* Names: queue i is "<prefix><i>"; direct routes by the queue name, topic by "perf.<i>.m"
- * against "perf.<i>.*", fanout ignores keys. */
+ * against "perf.<i>.*", fanout ignores keys. Then the publish frames for each route. Returns 0
+ * or a wire_pub_init error. */
 static int make_names(struct run *r)
 {
     const struct opts *o = r->o;
@@ -402,6 +404,15 @@ static int make_names(struct run *r)
         }
     }
     snprintf(r->xqname, sizeof r->xqname, "%sextra", o->queue_prefix);
+    r->pub = calloc(o->queues, sizeof *r->pub);
+    if (!r->pub)
+        return -ENOMEM;
+    for (unsigned i = 0; i < o->queues; i++) {
+        int rc = wire_pub_init(&r->pub[i], CHANNEL, o->exchange, r->pubkey[i], r->delivery_mode,
+                               o->expiration, o->size);
+        if (rc < 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -750,8 +761,7 @@ static void publish_loop(struct worker *w, uint8_t *body)
         }
         uint64_t ts = now_ns();
         memcpy(body, &ts, sizeof ts);
-        int rc = wire_publish(&w->wb, CHANNEL, o->exchange, r->pubkey[q], r->delivery_mode,
-                              o->expiration, body, o->size);
+        int rc = wire_publish(&w->wb, &r->pub[q], body);
         if (rc < 0) {
             if (!stopping(r))
                 run_fail(r, "producer %u: cannot write to the broker: %s", w->id, strerror(-rc));
@@ -1285,8 +1295,9 @@ int main(int argc, char **argv)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r.cond, &ca);
-    if (make_names(&r) < 0)
-        opts_die("out of memory.");
+    int rc = make_names(&r);
+    if (rc < 0)
+        opts_die("cannot prepare the publishes: %s.", strerror(-rc));
 
     if (!o.json)
         print_banner(&o);
@@ -1365,6 +1376,9 @@ int main(int argc, char **argv)
     free(r.qname);
     free(r.pubkey);
     free(r.bindkey);
+    for (unsigned i = 0; r.pub && i < o.queues; i++)
+        wire_pub_free(&r.pub[i]);
+    free(r.pub);
     free(o.uri_copy);
     return status;
 }
