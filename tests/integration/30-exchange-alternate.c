@@ -37,22 +37,13 @@ static void xdeclare(const char *x, const char *type, const char *ae, int intern
 
 static void publish(const char *x, const char *key, const char *body, int mandatory)
 {
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(key),
-                                  mandatory, 0, NULL, amqp_cstring_bytes(body)));
+    harness_publish_props(s_conn, 1, x, key, mandatory, NULL, body);
 }
 
 /* After the publishes so far on channel 1: no basic.return came. */
 static void expect_no_return(const char *what)
 {
-    harness_sync(s_conn, 1);
-    if (amqp_frames_enqueued(s_conn)) {
-        amqp_frame_t f;
-        CHECK_AMQP(amqp_simple_wait_frame(s_conn, &f));
-        CHECKF(0, "%s: unexpected %s on channel %u", what,
-               f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id)
-                                                 : "content frame",
-               f.channel);
-    }
+    harness_expect_no_return(s_conn, 1, what);
 }
 
 /* After the publishes so far on channel 1: exactly one basic.return 312 NO_ROUTE of body. */
@@ -60,24 +51,7 @@ static void expect_return(const char *body, const char *x, const char *key)
 {
     harness_sync(s_conn, 1);
     CHECKF(amqp_frames_enqueued(s_conn), "no basic.return for '%s'", body);
-    amqp_frame_t f;
-    CHECK_AMQP(amqp_simple_wait_frame(s_conn, &f));
-    CHECKF(f.frame_type == AMQP_FRAME_METHOD && f.channel == 1 &&
-               f.payload.method.id == AMQP_BASIC_RETURN_METHOD,
-           "want basic.return on channel 1, got frame type %u (%s) on %u", f.frame_type,
-           f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id) : "-",
-           f.channel);
-    const amqp_basic_return_t *ret = f.payload.method.decoded;
-    CHECK_EQ(ret->reply_code, 312);
-    CHECKF(harness_bytes_is(ret->reply_text, "NO_ROUTE"), "reply text '%.*s'", (int)ret->reply_text.len,
-           (const char *)ret->reply_text.bytes);
-    CHECK(harness_bytes_is(ret->exchange, x));
-    CHECK(harness_bytes_is(ret->routing_key, key));
-    amqp_message_t msg;
-    CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
-    CHECKF(harness_bytes_is(msg.body, body), "returned body '%.*s', want '%s'", (int)msg.body.len,
-           (const char *)msg.body.bytes, body);
-    amqp_destroy_message(&msg);
+    harness_expect_return(s_conn, 1, x, key, body);
     CHECKF(!amqp_frames_enqueued(s_conn), "more than one basic.return");
 }
 
@@ -104,9 +78,7 @@ static void check_basic(void)
     harness_log("AE: unroutable messages go to it, routable ones do not, no basic.return");
 
     /* without the AE's queue, the AE routes nothing: mandatory returns */
-    amqp_queue_unbind(s_conn, 1, amqp_cstring_bytes(qae), amqp_cstring_bytes(ae),
-                      amqp_empty_bytes, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_unbind(s_conn, 1, qae, ae, "", amqp_empty_table);
     publish(x, "z", "lost", 1);
     expect_return("lost", x, "z");
     harness_expect_drain(s_conn, 1, qae, "", "after unbinding the AE's queue");
@@ -181,9 +153,7 @@ static void check_with_e2e(void)
     xdeclare(x8, "fanout", NULL, 0);
     harness_queue_declare(s_conn, 1, q7, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q7, ae7, "", amqp_empty_table);
-    amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(x8), amqp_cstring_bytes(x7),
-                       amqp_cstring_bytes("k"), amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_bind(s_conn, 1, x8, x7, "k");
     publish(x7, "k", "to-x8", 1);
     expect_return("to-x8", x7, "k");
     publish(x7, "j", "to-ae7", 1);
@@ -198,9 +168,7 @@ static void check_with_e2e(void)
     xdeclare(x9, "fanout", NULL, 0);
     harness_queue_declare(s_conn, 1, q10, HARNESS_QUEUE_EXCLUSIVE, amqp_empty_table);
     harness_queue_bind(s_conn, 1, q10, ae10, "", amqp_empty_table);
-    amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(x10), amqp_cstring_bytes(x9),
-                       amqp_empty_bytes, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_bind(s_conn, 1, x10, x9, "");
     publish(x9, "k", "via-ae10", 1);
     expect_no_return("AE of the destination exchange");
     harness_expect_get(s_conn, 1, q10, "via-ae10", x9, "k");
@@ -217,8 +185,7 @@ int main(void)
     harness_broker_start(&b);
     harness_name_init("it-xa");
 
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
 
     check_basic();
     check_chain();
@@ -226,8 +193,5 @@ int main(void)
     check_with_e2e();
 
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

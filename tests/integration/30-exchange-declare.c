@@ -183,8 +183,7 @@ static void check_unknown_type(void)
 {
     const char *names[] = {harness_name("weird"), "amq.direct", ""};
     for (int i = 0; i < 3; i++) {
-        amqp_connection_state_t c = harness_connect(s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-        harness_channel_open(c, 1);
+        amqp_connection_state_t c = harness_open(s_broker);
         amqp_exchange_declare(c, 1, amqp_cstring_bytes(names[i]), amqp_cstring_bytes("nosuch"),
                               0, 0, 0, 0, amqp_empty_table);
         harness_expect_connection_close(c, amqp_get_rpc_reply(c), 503,
@@ -259,7 +258,7 @@ static void check_default_exchange(const char *queue)
     expect_close(amqp_get_rpc_reply(s_conn), 403, 40, 40, text);
 
     /* ... and it still routes by queue name. */
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, dflt, q, 0, 0, NULL, amqp_cstring_bytes("dflt")));
+    harness_publish(s_conn, 1, "", queue, "dflt");
     char got[64];
     CHECK_EQ(harness_drain(s_conn, 1, queue, got, sizeof got), 1);
     CHECK_STREQ(got, "dflt");
@@ -290,27 +289,17 @@ static void check_delete(const char *queue)
     expect_close(amqp_get_rpc_reply(s_conn), 404, 40, 30,
                  "NOT_FOUND - no exchange '%s' in vhost '/'", nx);
     /* unbinding what was never bound is fine */
-    amqp_queue_unbind(s_conn, 1, q, amqp_cstring_bytes(x), amqp_cstring_bytes("nokey"),
-                      amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_exchange_unbind(s_conn, 1, amqp_cstring_bytes(dst), amqp_cstring_bytes(x),
-                         amqp_cstring_bytes("nokey"), amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_unbind(s_conn, 1, queue, x, "nokey", amqp_empty_table);
+    harness_exchange_unbind(s_conn, 1, dst, x, "nokey");
 
     /* in use as the source of a queue binding */
-    amqp_queue_bind(s_conn, 1, q, amqp_cstring_bytes(x), amqp_cstring_bytes("k"),
-                    amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_bind(s_conn, 1, queue, x, "k", amqp_empty_table);
     expect_close(delete_x(x, 1), 406, 40, 20,
                  "PRECONDITION_FAILED - exchange '%s' in vhost '/' in use", x);
-    amqp_queue_unbind(s_conn, 1, q, amqp_cstring_bytes(x), amqp_cstring_bytes("k"),
-                      amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_unbind(s_conn, 1, queue, x, "k", amqp_empty_table);
 
     /* in use as the source of an exchange binding; the destination is not "in use" */
-    amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(dst), amqp_cstring_bytes(x),
-                       amqp_cstring_bytes("k"), amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_bind(s_conn, 1, dst, x, "k");
     expect_close(delete_x(x, 1), 406, 40, 20,
                  "PRECONDITION_FAILED - exchange '%s' in vhost '/' in use", x);
     CHECK_REPLY(delete_x(dst, 1)); /* takes the x -> dst binding with it */
@@ -326,23 +315,17 @@ static void check_delete(const char *queue)
 
     /* delete without if-unused removes the bindings: a new exchange of that name is empty */
     CHECK_REPLY(declare(x, "direct", 0, 0, 0, 0, amqp_empty_table));
-    amqp_queue_bind(s_conn, 1, q, amqp_cstring_bytes(x), amqp_cstring_bytes("k"),
-                    amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_bind(s_conn, 1, queue, x, "k", amqp_empty_table);
     CHECK_REPLY(delete_x(x, 0));
     CHECK_REPLY(declare(x, "direct", 0, 0, 0, 0, amqp_empty_table));
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("k"), 0, 0,
-                                  NULL, amqp_cstring_bytes("old-binding")));
+    harness_publish(s_conn, 1, x, "k", "old-binding");
     CHECK_REPLY(delete_x(x, 1)); /* unused: the old binding went with the old exchange */
     char got[64];
     CHECK_EQ(harness_drain(s_conn, 1, queue, got, sizeof got), 0);
 
     /* publishing to a deleted exchange: 404 on basic.publish */
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("k"), 0, 0,
-                                  NULL, amqp_cstring_bytes("gone")));
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes("amq.direct"), amqp_empty_bytes, 1, 0, 0,
-                          0, amqp_empty_table);
-    expect_close(amqp_get_rpc_reply(s_conn), 404, 60, 40,
+    harness_publish(s_conn, 1, x, "k", "gone");
+    expect_close(harness_round_trip(s_conn, 1), 404, 60, 40,
                  "NOT_FOUND - no exchange '%s' in vhost '/'", x);
     harness_log("delete: if-unused 406, missing ok, bindings go with the exchange");
 }
@@ -355,8 +338,7 @@ int main(void)
     s_broker = &b;
     harness_name_init("it-xd");
 
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
     char queue[128]; /* harness_name() buffers are reused */
     snprintf(queue, sizeof queue, "%s", harness_name("q"));
     harness_queue_declare(s_conn, 1, queue, HARNESS_QUEUE_EXCLUSIVE | HARNESS_QUEUE_AUTO_DELETE,
@@ -373,8 +355,5 @@ int main(void)
     for (int i = 0; i < 4; i++)
         CHECK_REPLY(delete_x(harness_name(types[i]), 0));
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

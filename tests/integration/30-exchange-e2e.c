@@ -25,15 +25,12 @@ static amqp_connection_state_t s_conn;
 /* source -> destination */
 static void xunbind(const char *src, const char *dst, const char *key)
 {
-    amqp_exchange_unbind(s_conn, 1, amqp_cstring_bytes(dst), amqp_cstring_bytes(src),
-                         amqp_cstring_bytes(key), amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_unbind(s_conn, 1, dst, src, key);
 }
 
 static void publish(const char *x, const char *key, const char *body)
 {
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(key), 0, 0,
-                                  NULL, amqp_cstring_bytes(body)));
+    harness_publish(s_conn, 1, x, key, body);
 }
 
 /* x1 (direct) -a.b-> x2 (fanout) -> x3 (topic) -a.#-> q1, and x2 -> q2 */
@@ -201,16 +198,12 @@ int main(void)
     harness_broker_start(&b);
     harness_name_init("it-xe");
 
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
 
     check_chain();
     check_fan_in();
     check_loops();
 
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -30,15 +30,7 @@ static amqp_connection_state_t s_conn;
 /* After what was published so far on channel 1: no basic.return (or anything else) came. */
 static void expect_no_return(const char *what)
 {
-    harness_sync(s_conn, 1);
-    if (amqp_frames_enqueued(s_conn)) {
-        amqp_frame_t f;
-        CHECK_AMQP(amqp_simple_wait_frame(s_conn, &f));
-        CHECKF(0, "%s: unexpected %s on channel %u", what,
-               f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id)
-                                                 : "content frame",
-               f.channel);
-    }
+    harness_expect_no_return(s_conn, 1, what);
 }
 
 /* The next queued frames are a basic.return 312 NO_ROUTE for x/key; *ret_msg gets the message
@@ -46,22 +38,7 @@ static void expect_no_return(const char *what)
 static void read_return(const char *x, const char *key, amqp_message_t *ret_msg)
 {
     CHECKF(amqp_frames_enqueued(s_conn), "no basic.return for %s/%s", x, key);
-    amqp_frame_t f;
-    CHECK_AMQP(amqp_simple_wait_frame(s_conn, &f));
-    CHECKF(f.frame_type == AMQP_FRAME_METHOD && f.channel == 1 &&
-               f.payload.method.id == AMQP_BASIC_RETURN_METHOD,
-           "want basic.return on channel 1, got frame type %u (%s) on %u", f.frame_type,
-           f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id) : "-",
-           f.channel);
-    const amqp_basic_return_t *ret = f.payload.method.decoded;
-    CHECK_EQ(ret->reply_code, 312);
-    CHECKF(harness_bytes_is(ret->reply_text, "NO_ROUTE"), "reply text '%.*s'", (int)ret->reply_text.len,
-           (const char *)ret->reply_text.bytes);
-    CHECKF(harness_bytes_is(ret->exchange, x), "returned exchange '%.*s', want '%s'",
-           (int)ret->exchange.len, (const char *)ret->exchange.bytes, x);
-    CHECKF(harness_bytes_is(ret->routing_key, key), "returned routing key '%.*s', want '%s'",
-           (int)ret->routing_key.len, (const char *)ret->routing_key.bytes, key);
-    CHECK_REPLY(amqp_read_message(s_conn, 1, ret_msg, 0));
+    harness_read_return(s_conn, 1, x, key, ret_msg);
 }
 
 /* ---- message properties --------------------------------------------------------------------- */
@@ -204,8 +181,7 @@ static void check_mandatory(void)
 
     /* through the default exchange to a queue that does not exist */
     const char *nq = harness_name("no-such-queue");
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(nq), 1, 0,
-                                  &pp.p, amqp_cstring_bytes("to-nobody")));
+    harness_publish_props(s_conn, 1, "", nq, true, &pp.p, "to-nobody");
     harness_sync(s_conn, 1);
     amqp_message_t msg;
     read_return("", nq, &msg);
@@ -213,23 +189,18 @@ static void check_mandatory(void)
     amqp_destroy_message(&msg);
 
     /* routable and mandatory: delivered, no return; unroutable, not mandatory: dropped */
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("k"), 1, 0,
-                                  &pp.p, amqp_cstring_bytes("routed")));
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("nope"), 0,
-                                  0, &pp.p, amqp_cstring_bytes("dropped")));
+    harness_publish_props(s_conn, 1, x, "k", true, &pp.p, "routed");
+    harness_publish_props(s_conn, 1, x, "nope", false, &pp.p, "dropped");
     expect_no_return("mandatory routable / not mandatory unroutable");
     expect_get(q, "routed", "k", NULL);
     harness_expect_drain(s_conn, 1, q, "", "mandatory");
 
     /* to a missing exchange: a channel error, not a return */
     const char *nx = harness_name("no-such-exchange");
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(nx), amqp_cstring_bytes("k"), 1, 0,
-                                  NULL, amqp_cstring_bytes("x")));
-    amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes("amq.direct"), amqp_empty_bytes, 1, 0, 0,
-                          0, amqp_empty_table);
+    harness_publish_props(s_conn, 1, nx, "k", true, NULL, "x");
     char text[256];
     snprintf(text, sizeof text, "NOT_FOUND - no exchange '%s' in vhost '/'", nx);
-    harness_expect_channel_close(s_conn, 1, amqp_get_rpc_reply(s_conn), 404, text, 60, 40);
+    harness_expect_channel_close(s_conn, 1, harness_round_trip(s_conn, 1), 404, text, 60, 40);
     harness_channel_open(s_conn, 1);
     harness_exchange_delete(s_conn, 1, x);
     harness_log("mandatory routable: no return; missing exchange: 404");
@@ -258,17 +229,13 @@ static void check_cc_bcc(void)
     props_t pp;
 
     make_props(&pp, cc_b, NULL);
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("a"), 0, 0,
-                                  &pp.p, amqp_cstring_bytes("cc")));
+    harness_publish_props(s_conn, 1, x, "a", false, &pp.p, "cc");
     make_props(&pp, NULL, bcc_c);
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("a"), 0, 0,
-                                  &pp.p, amqp_cstring_bytes("bcc")));
+    harness_publish_props(s_conn, 1, x, "a", false, &pp.p, "bcc");
     make_props(&pp, cc_bc, bcc_d);
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("zz"), 1, 0,
-                                  &pp.p, amqp_cstring_bytes("both")));
+    harness_publish_props(s_conn, 1, x, "zz", true, &pp.p, "both");
     make_props(&pp, cc_aa, NULL);
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("a"), 0, 0,
-                                  &pp.p, amqp_cstring_bytes("dup")));
+    harness_publish_props(s_conn, 1, x, "a", false, &pp.p, "dup");
     expect_no_return("CC/BCC routed");
 
     expect_get(qa, "cc", "a", cc_b);
@@ -289,12 +256,10 @@ static void check_cc_bcc(void)
     static const char *const cc_q[] = {NULL, NULL};
     const char *const cc_qb[] = {qb, NULL};
     make_props(&pp, cc_qb, cc_q);
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(qa), 0, 0,
-                                  &pp.p, amqp_cstring_bytes("dflt")));
+    harness_publish_props(s_conn, 1, "", qa, false, &pp.p, "dflt");
     static const char *const bcc_t[] = {"t.x", "t.y.z", NULL};
     make_props(&pp, NULL, bcc_t);
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(t), amqp_cstring_bytes("u"), 0, 0,
-                                  &pp.p, amqp_cstring_bytes("topic")));
+    harness_publish_props(s_conn, 1, t, "u", false, &pp.p, "topic");
     expect_get(qa, "dflt", qa, cc_qb);
     expect_get(qb, "dflt", qa, cc_qb);
     expect_get(qd, "topic", "u", NULL);
@@ -305,8 +270,7 @@ static void check_cc_bcc(void)
     static const char *const cc_none[] = {"nope1", NULL};
     static const char *const bcc_none[] = {"nope2", NULL};
     make_props(&pp, cc_none, bcc_none);
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("nope"), 1,
-                                  0, &pp.p, amqp_cstring_bytes("ret")));
+    harness_publish_props(s_conn, 1, x, "nope", true, &pp.p, "ret");
     harness_sync(s_conn, 1);
     amqp_message_t msg;
     read_return(x, "nope", &msg);
@@ -328,8 +292,7 @@ static void check_cc_bcc(void)
     pp.headers[1].value.value.array.num_entries = 3;
     pp.headers[1].value.value.array.entries = mixed;
     pp.p.headers.num_entries = 2;
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("none"), 0,
-                                  0, &pp.p, amqp_cstring_bytes("mixed")));
+    harness_publish_props(s_conn, 1, x, "none", false, &pp.p, "mixed");
     harness_expect_drain(s_conn, 1, qb, "mixed", "CC with mixed element types");
     harness_expect_drain(s_conn, 1, qc, "", "CC with mixed element types");
 
@@ -349,12 +312,9 @@ static void check_cc_bcc(void)
         pp.headers[1].key = amqp_cstring_bytes(bad[i].key);
         pp.headers[1].value = bad[i].v;
         pp.p.headers.num_entries = 2;
-        CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes("a"), 0,
-                                      0, &pp.p, amqp_cstring_bytes("bad")));
-        amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes("amq.direct"), amqp_empty_bytes, 1, 0,
-                              0, 0, amqp_empty_table);
-        harness_expect_channel_close(s_conn, 1, amqp_get_rpc_reply(s_conn), 406, bad[i].text, 60,
-                                     40);
+        harness_publish_props(s_conn, 1, x, "a", false, &pp.p, "bad");
+        harness_expect_channel_close(s_conn, 1, harness_round_trip(s_conn, 1), 406, bad[i].text,
+                                     60, 40);
         harness_channel_open(s_conn, 1);
     }
     harness_expect_drain(s_conn, 1, qa, "", "after the bad CC/BCC");
@@ -372,15 +332,11 @@ int main(void)
     harness_broker_start(&b);
     harness_name_init("it-xm");
 
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
 
     check_mandatory();
     check_cc_bcc();
 
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

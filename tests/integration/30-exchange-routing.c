@@ -37,21 +37,12 @@ static const char *s_prefix; /* borrowed: harness_name_init()'s, lives for the w
 
 static void qunbind(const char *q, const char *x, const char *key, amqp_table_t args)
 {
-    amqp_queue_unbind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
-                      amqp_cstring_bytes(key), args);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_unbind(s_conn, 1, q, x, key, args);
 }
 
 static void publish(const char *x, const char *key, const char *body, const amqp_table_t *headers)
 {
-    amqp_basic_properties_t p;
-    memset(&p, 0, sizeof p);
-    if (headers) {
-        p._flags = AMQP_BASIC_HEADERS_FLAG;
-        p.headers = *headers;
-    }
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(key), 0, 0,
-                                  &p, amqp_cstring_bytes(body)));
+    harness_publish_headers(s_conn, 1, x, key, headers, body);
 }
 
 static void expect_close(uint16_t code, uint16_t cls, uint16_t mth, const char *fmt, ...)
@@ -66,11 +57,8 @@ static void expect_close(uint16_t code, uint16_t cls, uint16_t mth, const char *
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     amqp_rpc_reply_t r = amqp_get_rpc_reply(s_conn);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL) { /* an asynchronous method: ask again */
-        amqp_exchange_declare(s_conn, 1, amqp_cstring_bytes("amq.direct"), amqp_empty_bytes, 1,
-                              0, 0, 0, amqp_empty_table);
-        r = amqp_get_rpc_reply(s_conn);
-    }
+    if (r.reply_type == AMQP_RESPONSE_NORMAL) /* an asynchronous method: ask again */
+        r = harness_round_trip(s_conn, 1);
     harness_expect_channel_close(s_conn, 1, r, code, text, cls, mth);
     harness_channel_open(s_conn, 1);
 }
@@ -435,12 +423,8 @@ static void check_auto_delete(void)
     harness_exchange_declare(s_conn, 1, dst, "fanout", 0, amqp_empty_table);
     harness_exchange_declare(s_conn, 1, x, "fanout",
                              HARNESS_EXCHANGE_AUTO_DELETE, amqp_empty_table);
-    amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(dst), amqp_cstring_bytes(x),
-                       amqp_empty_bytes, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_exchange_unbind(s_conn, 1, amqp_cstring_bytes(dst), amqp_cstring_bytes(x),
-                         amqp_empty_bytes, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_bind(s_conn, 1, dst, x, "");
+    harness_exchange_unbind(s_conn, 1, dst, x, "");
     CHECK(!exchange_exists(x));
     CHECK(exchange_exists(dst));
     harness_exchange_delete(s_conn, 1, dst);
@@ -462,9 +446,7 @@ static void check_internal(void)
     /* the queue is exclusive to this connection, which survived */
     harness_expect_drain(s_conn, 1, q, "", "internal exchange, published to directly");
 
-    amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(xi), amqp_cstring_bytes(front),
-                       amqp_cstring_bytes("in"), amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_bind(s_conn, 1, xi, front, "in");
     publish(front, "in", "m1", NULL);
     publish(front, "out", "m2", NULL);
     harness_expect_drain(s_conn, 1, q, "m1", "internal exchange behind an exchange binding");
@@ -480,8 +462,7 @@ int main(void)
     harness_broker_start(&b);
     s_prefix = harness_name_init("it-xr");
 
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
 
     check_direct();
     check_fanout();
@@ -491,8 +472,5 @@ int main(void)
     check_internal();
 
     harness_disconnect(s_conn); /* the queues are exclusive: they go with it */
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

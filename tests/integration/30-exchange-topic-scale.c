@@ -34,9 +34,7 @@ static void pattern(int i, char *out, size_t cap, int *ret_queue)
 static void bind_nowait(const char *q, const char *key, bool unbind)
 {
     if (unbind) { /* queue.unbind has no no-wait */
-        amqp_queue_unbind(s_conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(s_x),
-                          amqp_cstring_bytes(key), amqp_empty_table);
-        CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+        harness_queue_unbind(s_conn, 1, q, s_x, key, amqp_empty_table);
         return;
     }
     amqp_queue_bind_t m;
@@ -58,9 +56,7 @@ typedef struct route_case {
 static void check_routes(const route_case_t *cases, int ncases, const char *when)
 {
     for (int c = 0; c < ncases; c++)
-        CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(s_x),
-                                      amqp_cstring_bytes(cases[c].key), 0, 0, NULL,
-                                      amqp_cstring_bytes(cases[c].key)));
+        harness_publish(s_conn, 1, s_x, cases[c].key, cases[c].key);
     /* Expected per queue: the keys of the cases naming it, in publish order. */
     for (int q = 0; q < NQ; q++) {
         char want[1024] = "", got[1024];
@@ -87,8 +83,7 @@ int main(void)
     const int nbind = harness_external(&b) ? 20000 : 100000;
     const int nmax = nbind / 4 - 1; /* the highest <n> in the patterns */
 
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
     snprintf(s_x, sizeof s_x, "it-xt-%d", (int)getpid());
     harness_exchange_declare(s_conn, 1, s_x, "topic", 0, amqp_empty_table);
     for (int q = 0; q < NQ; q++) {
@@ -157,8 +152,5 @@ int main(void)
     harness_exchange_delete(s_conn, 1, s_x);
     harness_log("exchange deleted in %lld ms", (long long)(harness_now_ms() - t0));
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }
