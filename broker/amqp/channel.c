@@ -143,8 +143,7 @@ static void settle(struct channel *ch, struct delivery *d, enum settle how, uint
     if (d->c) {
         d->c->unacked--;
         ch->consumer_live--;
-        if (d->c->q)
-            queue_kick(d->c->q);
+        consumer_wake(d->c);
         consumer_unref(d->c);
     }
     msg_unref(d->e.m);
@@ -233,7 +232,7 @@ void channel_kick_consumers(struct channel *ch)
 {
     struct list *pos, *tmp;
     list_foreach_safe(pos, tmp, &ch->consumers)
-        queue_kick(list_entry(pos, struct consumer, chlink)->q);
+        consumer_wake(list_entry(pos, struct consumer, chlink));
 }
 
 static bool is_delivery_count(amqp_bytes_t k)
@@ -442,13 +441,16 @@ static int on_basic_consume(struct channel *ch, const struct amqp_basic_consume 
     cons->priority = prio;
     cons->tag_len = (uint8_t)t.len;
     memcpy(cons->tag, t.ptr, t.len);
+    if (queue_add_consumer(q, cons) < 0) {
+        free(cons);
+        return -ENOMEM;
+    }
     list_insert_tail(&ch->consumers, &cons->chlink);
     if (!bc->no_wait) {
         struct amqp_method m = {.id = AMQP_BASIC_CONSUME_OK};
         m.u.basic_consume_ok.consumer_tag = t;
         conn_send_method(c, ch->id, &m);
     }
-    queue_add_consumer(q, cons);
     queue_used(q);
     return 0;
 }

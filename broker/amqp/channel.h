@@ -88,6 +88,6 @@ int channel_handle_body(struct channel *ch, const uint8_t *payload, uint32_t len
 void channel_on_durable(struct channel *ch, uint64_t durable);
 /* Sends the publisher confirms decided since the last flush (one basic.ack, multiple). */
 void channel_send_confirms(struct channel *ch);
-/* Asks for a dispatch of every queue the channel's consumers consume from. */
+/* Wakes every consumer of the channel (consumer_wake): its limits may have changed. */
 void channel_kick_consumers(struct channel *ch);
 #endif

@@ -90,6 +90,7 @@ void queue_unref(struct queue *q)
     for (uint32_t i = 0; i <= q->opt.max_priority; i++)
         free(q->rings[i].e);
     free(q->rings);
+    free(q->buckets);
     free(q->pend);
     free(q->args);
     free(q->name);
@@ -583,9 +584,39 @@ uint32_t queue_purge(struct queue *q)
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
-void queue_add_consumer(struct queue *q, struct consumer *c)
+/* The bucket for priority p, created (in order, highest first) when missing. NULL on OOM. */
+static struct cbucket *bucket_for(struct queue *q, int32_t p)
 {
+    uint32_t i = 0;
+    while (i < q->nbuckets && q->buckets[i]->priority > p)
+        i++;
+    if (i < q->nbuckets && q->buckets[i]->priority == p)
+        return q->buckets[i];
+    struct cbucket *b = malloc(sizeof *b);
+    if (!b || array_reserve((void **)&q->buckets, &q->buckets_cap, q->nbuckets,
+                            sizeof *q->buckets, 2) < 0) {
+        free(b);
+        return NULL;
+    }
+    *b = (struct cbucket){.priority = p};
+    list_init(&b->ready);
+    list_init(&b->parked);
+    memmove(&q->buckets[i + 1], &q->buckets[i], (q->nbuckets - i) * sizeof *q->buckets);
+    q->buckets[i] = b;
+    q->nbuckets++;
+    return b;
+}
+
+int queue_add_consumer(struct queue *q, struct consumer *c)
+{
+    struct cbucket *b = bucket_for(q, c->priority);
+    if (!b)
+        return -ENOMEM;
     c->q = q;
+    c->bucket = b;
+    c->parked = false;
+    b->count++;
+    list_insert_tail(&b->ready, &c->dlink);
     queue_ref(q);
     list_insert_tail(&q->consumers, &c->qlink);
     q->consumer_count++;
@@ -595,6 +626,7 @@ void queue_add_consumer(struct queue *q, struct consumer *c)
     if (q->opt.single_active && !q->active)
         q->active = c; /* the first one is active until it goes */
     queue_kick(q);
+    return 0;
 }
 
 /* Unlinks c from q without the auto-delete check. */
@@ -605,10 +637,33 @@ static void detach(struct queue *q, struct consumer *c)
         queue_kick(q); /* the next one takes over */
     }
     list_remove(&c->qlink);
+    list_remove(&c->dlink);
+    struct cbucket *b = c->bucket;
+    if (--b->count == 0) { /* the last of its priority: the bucket goes */
+        uint32_t i = 0;
+        while (q->buckets[i] != b)
+            i++;
+        memmove(&q->buckets[i], &q->buckets[i + 1], (q->nbuckets - i - 1) * sizeof *q->buckets);
+        q->nbuckets--;
+        free(b);
+    }
+    c->bucket = NULL;
     q->consumer_count--;
     if (c->exclusive)
         q->exclusive_consumer = false;
     c->q = NULL;
+}
+
+void consumer_wake(struct consumer *c)
+{
+    if (!c->q)
+        return;
+    if (c->parked) {
+        list_remove(&c->dlink);
+        list_insert_tail(&c->bucket->ready, &c->dlink);
+        c->parked = false;
+    }
+    queue_kick(c->q);
 }
 
 void queue_remove_consumer(struct queue *q, struct consumer *c)
@@ -653,35 +708,48 @@ void queue_kick(struct queue *q)
         broker_kick_queue(q->vhost->broker, q);
 }
 
+/* The next consumer to serve: the head of the highest-priority bucket's ready list that can
+ * take a delivery now. Those that cannot are parked on the way (each at most once until woken),
+ * so a dispatch costs O(priorities + consumers that became full), not O(consumers). */
+static struct consumer *next_consumer(struct queue *q)
+{
+    for (uint32_t i = 0; i < q->nbuckets; i++) {
+        struct cbucket *b = q->buckets[i];
+        while (!list_empty(&b->ready)) {
+            struct consumer *c = list_entry(b->ready.next, struct consumer, dlink);
+            if (c->ops->can_take(c)) {
+                list_remove(&c->dlink); /* round-robin: to the tail */
+                list_insert_tail(&b->ready, &c->dlink);
+                return c;
+            }
+            list_remove(&c->dlink);
+            list_insert_tail(&b->parked, &c->dlink);
+            c->parked = true;
+        }
+    }
+    return NULL;
+}
+
 void queue_dispatch(struct queue *q)
 {
-    while (queue_ready(q) && !list_empty(&q->consumers)) {
-        struct consumer *chosen = NULL;
-        struct list *pos, *tmp;
+    while (queue_ready(q) && q->consumer_count) {
+        struct consumer *chosen;
         if (q->opt.single_active) {
             /* Single active consumer: it stays until it goes; then the waiting one with the
              * highest priority, the oldest first (the list is never rotated). */
-            if (!q->active)
+            if (!q->active) {
+                struct list *pos, *tmp;
                 list_foreach_safe(pos, tmp, &q->consumers) {
                     struct consumer *c = list_entry(pos, struct consumer, qlink);
                     if (!q->active || c->priority > q->active->priority)
                         q->active = c;
                 }
+            }
             chosen = q->active;
             if (!chosen->ops->can_take(chosen))
                 return;
-        } else {
-            /* The highest x-priority among consumers that can take one; round-robin within a
-             * priority: the one chosen moves to the tail. */
-            list_foreach_safe(pos, tmp, &q->consumers) {
-                struct consumer *c = list_entry(pos, struct consumer, qlink);
-                if ((!chosen || c->priority > chosen->priority) && c->ops->can_take(c))
-                    chosen = c;
-            }
-            if (!chosen)
-                return;
-            list_remove(&chosen->qlink);
-            list_insert_tail(&q->consumers, &chosen->qlink);
+        } else if (!(chosen = next_consumer(q))) {
+            return;
         }
         struct qentry e;
         if (!queue_pop(q, &e))

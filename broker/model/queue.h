@@ -1,7 +1,8 @@
 /* queue.h — a queue and its consumers. Ready messages are, in order: a ring of message
  * references in memory (the head window, O(1) push/pop), then for durable queues that grew
  * past the window a run of messages kept only on disk, then messages whose write is still
- * being committed. Consumers are served round-robin. */
+ * being committed. Consumers are served by x-priority, round-robin within a priority, through
+ * the consumer_ops interface; with x-single-active-consumer one of them at a time. */
 #ifndef WARREN_QUEUE_H
 #define WARREN_QUEUE_H
 #include <stdbool.h>
@@ -43,6 +44,17 @@ struct pentry {
 struct consumer;
 struct queue;
 
+/* A queue's consumers of one x-priority: those that may take deliveries, served round-robin
+ * from the head, and those parked because they could not (prefetch full, output throttled)
+ * until their owner wakes them. Dispatch touches only the ready ones, so its cost does not
+ * grow with the number of full consumers. */
+struct cbucket {
+    int32_t priority;
+    struct list ready;  /* of consumer.dlink */
+    struct list parked; /* of consumer.dlink */
+    uint32_t count;     /* ready + parked */
+};
+
 /* How a queue reaches a consumer: an AMQP channel, an HTTP "get" and a test harness each
  * provide one, so the model never calls into a session. */
 struct consumer_ops {
@@ -58,7 +70,10 @@ struct consumer {
     const struct consumer_ops *ops; /* borrowed: static tables */
     void *owner;           /* borrowed: the surface object behind ops (a channel); a consumer
                             * never outlives it */
-    struct list qlink;     /* in queue.consumers */
+    struct list qlink;     /* in queue.consumers (all of them, in arrival order) */
+    struct list dlink;     /* in its bucket's ready or parked list */
+    struct cbucket *bucket;/* borrowed: q's bucket for our priority, while attached */
+    bool parked;           /* its can_take said no: skipped until consumer_wake */
     struct list chlink;    /* in the owner's list of consumers */
     struct queue *q;       /* ref: while the consumer is attached */
     uint32_t refs;         /* the channel's + one per unacked delivery */
@@ -121,8 +136,10 @@ struct queue {
     struct timer_item expires_timer; /* x-expires: deletion after disuse */
     uint64_t bytes_all;              /* body bytes of all ready messages (length limits) */
 
-    struct list consumers; /* of consumer.qlink, in round-robin order */
+    struct list consumers; /* of consumer.qlink, in arrival order */
     uint32_t consumer_count;
+    struct cbucket **buckets; /* owned (and each bucket): by priority, highest first */
+    uint32_t nbuckets, buckets_cap;
     bool exclusive_consumer;
     struct consumer *active; /* borrowed: x-single-active-consumer's current one, or NULL */
     struct queue *kick_next;
@@ -170,14 +187,19 @@ void queue_flush_meta(struct queue *q);
  * ready messages dropped, the queue removed from its vhost. Returns the ready count. */
 uint32_t queue_delete(struct queue *q);
 
-/* Attaches c (already filled in) to q. */
-void queue_add_consumer(struct queue *q, struct consumer *c);
+/* Attaches c (already filled in) to q. 0 or -ENOMEM. */
+int queue_add_consumer(struct queue *q, struct consumer *c)
+    __attribute__((warn_unused_result));
 /* Detaches c; the queue may auto-delete. */
 void queue_remove_consumer(struct queue *q, struct consumer *c);
 /* Delivers ready messages to consumers that can take them (run by server_dispatch). */
 void queue_dispatch(struct queue *q);
 /* Asks for a dispatch once the frame being handled is done (server_dispatch). */
 void queue_kick(struct queue *q);
+
+/* Something that kept c from taking deliveries may have changed (an ack, a qos change, output
+ * drained): c is ready again and its queue gets a dispatch. Accepts a detached consumer. */
+void consumer_wake(struct consumer *c);
 
 struct consumer *consumer_ref(struct consumer *c);
 void consumer_unref(struct consumer *c);

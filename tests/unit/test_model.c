@@ -30,8 +30,11 @@ struct test_consumer {
     bool cancelled;
 };
 
+static unsigned s_can_take_calls;
+
 static bool tc_can_take(struct consumer *c)
 {
+    s_can_take_calls++;
     return ((struct test_consumer *)c->owner)->credit > 0;
 }
 
@@ -53,14 +56,21 @@ static void tc_cancelled(struct consumer *c)
 
 static const struct consumer_ops tc_ops = {tc_can_take, tc_deliver, tc_cancelled};
 
-static void tc_attach(struct test_consumer *t, struct queue *q, uint32_t credit)
+static void tc_attach_prio(struct test_consumer *t, struct queue *q, uint32_t credit,
+                           int32_t priority)
 {
     memset(t, 0, sizeof *t);
     t->c.ops = &tc_ops;
     t->c.owner = t;
     t->c.refs = 1;
+    t->c.priority = priority;
     t->credit = credit;
-    queue_add_consumer(q, &t->c);
+    assert_int_equal(queue_add_consumer(q, &t->c), 0);
+}
+
+static void tc_attach(struct test_consumer *t, struct queue *q, uint32_t credit)
+{
+    tc_attach_prio(t, q, credit, 0);
 }
 
 /* The consumer acks delivery i: the queue forgets the message. */
@@ -180,7 +190,7 @@ static void test_declare_bind_route_consume_ack(void **state)
     assert_int_equal(queue_ready(q), 2);
     tc_ack(&t, 0);
     t.credit = 5;
-    queue_kick(q);
+    consumer_wake(&t.c); /* it was parked while it had no credit */
     broker_dispatch(&f->b);
     assert_int_equal(t.n, 3);
     assert_string_equal(tc_body(&t, 1), "m2");
@@ -242,6 +252,53 @@ static void test_round_robin_and_fanout(void **state)
     assert_int_equal(f->b.queued_mem, 0);
 }
 
+/* Full consumers are parked: once asked, they are not asked again until woken, so a dispatch
+ * costs the same with 1 or 2,000 consumers whose prefetch is full. Priorities come first. */
+static void test_full_consumers_are_parked(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 2000 };
+    struct queue *q = declare_queue(f, "pq", amqp_cstr(""));
+    assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
+    struct test_consumer *t = calloc(N, sizeof *t);
+    assert_non_null(t);
+    for (int i = 0; i < N; i++)
+        tc_attach_prio(&t[i], q, 0, i == N - 1 ? 5 : 0);
+    assert_int_equal(q->nbuckets, 2);
+
+    assert_int_equal(publish(f, "k", "a"), 1);
+    s_can_take_calls = 0;
+    broker_dispatch(&f->b);
+    assert_int_equal(s_can_take_calls, N); /* each asked once, then parked */
+    assert_int_equal(queue_ready(q), 1);
+    s_can_take_calls = 0;
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(publish(f, "k", "b"), 1);
+    broker_dispatch(&f->b);
+    assert_int_equal(s_can_take_calls, 0); /* nobody asked again */
+    assert_int_equal(queue_ready(q), 101);
+
+    /* Waking one consumer (its ack freed a slot) costs one question per delivery. */
+    t[7].credit = 1;
+    t[N - 1].credit = 2;
+    consumer_wake(&t[7].c);
+    consumer_wake(&t[N - 1].c);
+    s_can_take_calls = 0;
+    broker_dispatch(&f->b);
+    assert_int_equal(t[N - 1].n, 2); /* the higher priority first */
+    assert_int_equal(t[7].n, 1);
+    assert_string_equal(tc_body(&t[N - 1], 0), "a");
+    assert_true(s_can_take_calls <= 6);
+    assert_int_equal(queue_ready(q), 98);
+    for (uint32_t i = 0; i < 2; i++)
+        tc_ack(&t[N - 1], i);
+    tc_ack(&t[7], 0);
+    assert_int_equal(queue_delete(q), 98);
+    for (int i = 0; i < N; i++)
+        assert_true(t[i].cancelled);
+    free(t);
+}
+
 /* The argument rules answer with an error value (code + RabbitMQ's text), no session needed. */
 static void test_argument_errors_are_values(void **state)
 {
@@ -265,6 +322,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_declare_bind_route_consume_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_robin_and_fanout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_consumers_are_parked, setup, teardown),
         cmocka_unit_test(test_argument_errors_are_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
