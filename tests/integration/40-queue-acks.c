@@ -43,18 +43,12 @@ static char s_q[64];
 static void fresh_queue(amqp_connection_state_t conn)
 {
     harness_queue_declare(conn, 1, s_q, 0, amqp_empty_table);
-    amqp_queue_purge(conn, 1, amqp_cstring_bytes(s_q));
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_purge(conn, 1, s_q);
 }
 
 static void publish_only(amqp_connection_state_t conn, int first, int last)
 {
-    for (int i = first; i <= last; i++) {
-        char body[16];
-        snprintf(body, sizeof body, "%d", i);
-        CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(s_q), 0, 0,
-                                      NULL, amqp_cstring_bytes(body)));
-    }
+    harness_publish_range(conn, s_q, first, last);
 }
 
 /* Publish bodies first..last and wait until the queue shows them. */
@@ -65,13 +59,6 @@ static void publish_range(amqp_connection_state_t conn, int first, int last)
     publish_only(conn, first, last);
     uint32_t want = before + (uint32_t)(last - first + 1);
     CHECK_EQ(harness_wait_message_count(conn, 1, s_q, want, 5000), want);
-}
-
-static int body_int(amqp_bytes_t b)
-{
-    char tmp[32];
-    snprintf(tmp, sizeof tmp, "%.*s", (int)b.len, (const char *)b.bytes);
-    return atoi(tmp);
 }
 
 /* basic.get with manual ack on ch: the body number; checks tag and redelivered. */
@@ -86,7 +73,7 @@ static int get_one(amqp_connection_state_t conn, amqp_channel_t ch, uint64_t wan
     CHECK_EQ(ok->redelivered, want_redelivered);
     amqp_message_t msg;
     CHECK_REPLY(amqp_read_message(conn, ch, &msg, 0));
-    int n = body_int(msg.body);
+    int n = harness_body_int(msg.body);
     amqp_destroy_message(&msg);
     return n;
 }
@@ -109,21 +96,7 @@ static void get_range(amqp_connection_state_t conn, amqp_channel_t ch, int first
 static const char *drain(amqp_connection_state_t conn)
 {
     static char out[1024];
-    out[0] = '\0';
-    for (;;) {
-        amqp_rpc_reply_t r = amqp_basic_get(conn, 1, amqp_cstring_bytes(s_q), 1);
-        CHECK_REPLY(r);
-        if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
-            break;
-        amqp_basic_get_ok_t *ok = r.reply.decoded;
-        bool redelivered = ok->redelivered;
-        amqp_message_t msg;
-        CHECK_REPLY(amqp_read_message(conn, 1, &msg, 0));
-        size_t l = strlen(out);
-        snprintf(out + l, sizeof out - l, "%s%d%s", l ? " " : "", body_int(msg.body),
-                 redelivered ? "r" : "");
-        amqp_destroy_message(&msg);
-    }
+    harness_drain_marked(conn, 1, s_q, out, sizeof out);
     harness_log("queue holds: \"%s\"", out);
     return out;
 }
@@ -132,8 +105,7 @@ static const char *drain(amqp_connection_state_t conn)
  * a bad one, returns the channel.close). */
 static amqp_rpc_reply_t sync_on(amqp_connection_state_t conn, amqp_channel_t ch)
 {
-    amqp_basic_qos(conn, ch, 0, 0, 0);
-    return amqp_get_rpc_reply(conn);
+    return harness_round_trip(conn, ch);
 }
 
 static void check_positions(amqp_connection_state_t conn)
@@ -164,8 +136,7 @@ static void check_positions(amqp_connection_state_t conn)
     CHECK_STREQ(drain(conn), "2r 4r 6 7 8 9 10");
     CHECK_AMQP(amqp_basic_ack(conn, 2, 0, 1)); /* 1, 3, 5 */
     CHECK_REPLY(sync_on(conn, 2));
-    CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
-    usleep(100000);
+    CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS)); /* nothing unacked to return */
     CHECK_STREQ(drain(conn), "");
 
     /* A requeued message fetched again and requeued again keeps its place. */
@@ -201,7 +172,6 @@ static void check_multiple(amqp_connection_state_t conn)
     CHECK_STREQ(drain(conn), "3r 4r 7r 8r");
     /* Nothing is outstanding any more: closing the channel brings nothing back. */
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
-    usleep(100000);
     CHECK_STREQ(drain(conn), "");
 
     /* ack tag 0 multiple: everything outstanding */
@@ -211,7 +181,6 @@ static void check_multiple(amqp_connection_state_t conn)
     CHECK_AMQP(amqp_basic_ack(conn, 2, 0, 1));
     CHECK_REPLY(sync_on(conn, 2));
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
-    usleep(100000);
     CHECK_STREQ(drain(conn), "");
 
     /* nack multiple requeue=false drops a range */
@@ -319,16 +288,13 @@ static void check_recover(amqp_connection_state_t conn)
 
     /* a consumer gets its unacked messages again, redelivered, with new tags */
     harness_channel_open(conn, 2);
-    amqp_basic_consume(conn, 2, amqp_cstring_bytes(s_q), amqp_cstring_bytes("recover"), 0, 0, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_consume(conn, 2, s_q, "recover", 0, amqp_empty_table);
     publish_only(conn, 1, 3);
     for (int i = 1; i <= 3; i++) {
         amqp_envelope_t env;
-        struct timeval tv = {.tv_sec = 5};
-        CHECK_REPLY(amqp_consume_message(conn, &env, &tv, 0));
+        CHECK(harness_next_delivery(conn, 5000, &env));
         CHECK_EQ(env.delivery_tag, i);
-        CHECK_EQ(body_int(env.message.body), i);
+        CHECK_EQ(harness_body_int(env.message.body), i);
         CHECK(!env.redelivered);
         amqp_destroy_envelope(&env);
     }
@@ -338,10 +304,9 @@ static void check_recover(amqp_connection_state_t conn)
     const int want[] = {1, 3};
     for (int i = 0; i < 2; i++) {
         amqp_envelope_t env;
-        struct timeval tv = {.tv_sec = 5};
-        CHECK_REPLY(amqp_consume_message(conn, &env, &tv, 0));
+        CHECK(harness_next_delivery(conn, 5000, &env));
         CHECK_EQ(env.delivery_tag, 4 + i);
-        CHECK_EQ(body_int(env.message.body), want[i]);
+        CHECK_EQ(harness_body_int(env.message.body), want[i]);
         CHECK(env.redelivered);
         amqp_destroy_envelope(&env);
     }
@@ -349,7 +314,6 @@ static void check_recover(amqp_connection_state_t conn)
     CHECK_AMQP(amqp_basic_ack(conn, 2, 5, 1));
     CHECK_REPLY(sync_on(conn, 2));
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
-    usleep(100000);
     CHECK_STREQ(drain(conn), "");
     harness_log("basic.recover requeue=true: ok");
 }
@@ -360,11 +324,8 @@ static void check_consumer_requeue_and_deleted_queue(amqp_connection_state_t con
 {
     fresh_queue(conn);
     harness_channel_open(conn, 2);
-    amqp_basic_qos(conn, 2, 0, 1, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-    amqp_basic_consume(conn, 2, amqp_cstring_bytes(s_q), amqp_cstring_bytes("nacker"), 0, 0, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_qos(conn, 2, 1, false);
+    harness_consume(conn, 2, s_q, "nacker", 0, amqp_empty_table);
     publish_only(conn, 1, 2);
     const struct {
         int body;
@@ -372,10 +333,9 @@ static void check_consumer_requeue_and_deleted_queue(amqp_connection_state_t con
     } want[] = {{1, false}, {1, true}, {1, true}, {2, false}};
     for (int i = 0; i < 4; i++) {
         amqp_envelope_t env;
-        struct timeval tv = {.tv_sec = 5};
-        CHECK_REPLY(amqp_consume_message(conn, &env, &tv, 0));
+        CHECK(harness_next_delivery(conn, 5000, &env));
         CHECK_EQ(env.delivery_tag, i + 1);
-        CHECK_EQ(body_int(env.message.body), want[i].body);
+        CHECK_EQ(harness_body_int(env.message.body), want[i].body);
         CHECK_EQ(env.redelivered, want[i].redelivered);
         if (i < 2)
             CHECK_AMQP(amqp_basic_nack(conn, 2, env.delivery_tag, 0, 1));
@@ -412,8 +372,7 @@ static void check_close_returns(const harness_broker_t *b, amqp_connection_state
     CHECK_STREQ(drain(conn), "1r 2r 3r 4 5");
 
     /* connection close, with both a consumer's and basic.get's unacked messages */
-    amqp_connection_state_t other = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(other, 1);
+    amqp_connection_state_t other = harness_open(b);
     harness_channel_open(other, 2);
     publish_range(conn, 1, 6);
     amqp_rpc_reply_t r = amqp_basic_get(other, 1, amqp_cstring_bytes(s_q), 0);
@@ -421,18 +380,14 @@ static void check_close_returns(const harness_broker_t *b, amqp_connection_state
     CHECK_EQ(r.reply.id, AMQP_BASIC_GET_OK_METHOD);
     amqp_message_t msg;
     CHECK_REPLY(amqp_read_message(other, 1, &msg, 0));
-    CHECK_EQ(body_int(msg.body), 1);
+    CHECK_EQ(harness_body_int(msg.body), 1);
     amqp_destroy_message(&msg);
-    amqp_basic_qos(other, 2, 0, 2, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(other));
-    amqp_basic_consume(other, 2, amqp_cstring_bytes(s_q), amqp_empty_bytes, 0, 0, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(other));
+    harness_qos(other, 2, 2, false);
+    harness_consume(other, 2, s_q, NULL, 0, amqp_empty_table);
     for (int i = 2; i <= 3; i++) {
         amqp_envelope_t env;
-        struct timeval tv = {.tv_sec = 5};
-        CHECK_REPLY(amqp_consume_message(other, &env, &tv, 0));
-        CHECK_EQ(body_int(env.message.body), i);
+        CHECK(harness_next_delivery(other, 5000, &env));
+        CHECK_EQ(harness_body_int(env.message.body), i);
         amqp_destroy_envelope(&env);
     }
     CHECK_EQ(harness_wait_message_count(conn, 1, s_q, 3, 5000), 3);
@@ -450,8 +405,7 @@ int main(void)
     s_pid = (int)getpid();
     snprintf(s_q, sizeof s_q, "it-acks-%d", s_pid);
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     check_positions(conn);
     check_multiple(conn);
     check_unknown_tags(conn);
@@ -460,8 +414,5 @@ int main(void)
     check_close_returns(&b, conn);
     harness_queue_delete(conn, 1, s_q);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -35,19 +35,6 @@
 static char s_text[512];
 static int s_pid;
 
-static void publish(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,
-                    const char *key, amqp_table_t *headers, const char *body)
-{
-    amqp_basic_properties_t props;
-    memset(&props, 0, sizeof props);
-    if (headers) {
-        props._flags = AMQP_BASIC_HEADERS_FLAG;
-        props.headers = *headers;
-    }
-    CHECK_AMQP(amqp_basic_publish(conn, ch, amqp_cstring_bytes(exchange), amqp_cstring_bytes(key),
-                                  0, 0, &props, amqp_cstring_bytes(body)));
-}
-
 static amqp_table_t table1(amqp_table_entry_t *e, const char *k1, const char *v1)
 {
     e[0].key = amqp_cstring_bytes(k1);
@@ -64,20 +51,6 @@ static amqp_table_t table2(amqp_table_entry_t *e, const char *k1, const char *v1
     return (amqp_table_t){.num_entries = 2, .entries = e};
 }
 
-static void bind(amqp_connection_state_t conn, const char *q, const char *x, const char *key,
-                 amqp_table_t args)
-{
-    harness_queue_bind(conn, 1, q, x, key, args);
-}
-
-static void unbind(amqp_connection_state_t conn, const char *q, const char *x, const char *key,
-                   amqp_table_t args)
-{
-    amqp_queue_unbind(conn, 1, amqp_cstring_bytes(q), amqp_cstring_bytes(x),
-                      amqp_cstring_bytes(key), args);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
 static void check_bind_unbind(amqp_connection_state_t conn)
 {
     char q[64], got[256];
@@ -86,32 +59,40 @@ static void check_bind_unbind(amqp_connection_state_t conn)
     amqp_table_entry_t a[2], b[2], m[2];
 
     /* Headers exchange: the arguments are the binding. */
-    bind(conn, q, "amq.headers", "", table2(a, "x-match", "all", "colour", "red"));
-    publish(conn, 1, "amq.headers", "", (amqp_table_t[]){table1(m, "colour", "red")}, "red1");
-    publish(conn, 1, "amq.headers", "", (amqp_table_t[]){table1(m, "colour", "blue")}, "blue1");
+    harness_queue_bind(conn, 1, q, "amq.headers", "",
+                       table2(a, "x-match", "all", "colour", "red"));
+    harness_publish_headers(conn, 1, "amq.headers", "",
+                            (amqp_table_t[]){table1(m, "colour", "red")}, "red1");
+    harness_publish_headers(conn, 1, "amq.headers", "",
+                            (amqp_table_t[]){table1(m, "colour", "blue")}, "blue1");
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 1, 5000), 1);
     harness_drain(conn, 1, q, got, sizeof got);
     CHECK_STREQ(got, "red1");
     /* Unbind with other arguments removes nothing (and is not an error). */
-    unbind(conn, q, "amq.headers", "", table2(a, "x-match", "all", "colour", "blue"));
-    publish(conn, 1, "amq.headers", "", (amqp_table_t[]){table1(m, "colour", "red")}, "red2");
+    harness_queue_unbind(conn, 1, q, "amq.headers", "",
+                         table2(a, "x-match", "all", "colour", "blue"));
+    harness_publish_headers(conn, 1, "amq.headers", "",
+                            (amqp_table_t[]){table1(m, "colour", "red")}, "red2");
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 1, 5000), 1);
     harness_drain(conn, 1, q, got, sizeof got);
     CHECK_STREQ(got, "red2");
-    unbind(conn, q, "amq.headers", "", table2(a, "x-match", "all", "colour", "red"));
-    publish(conn, 1, "amq.headers", "", (amqp_table_t[]){table1(m, "colour", "red")}, "red3");
+    harness_queue_unbind(conn, 1, q, "amq.headers", "",
+                         table2(a, "x-match", "all", "colour", "red"));
+    harness_publish_headers(conn, 1, "amq.headers", "",
+                            (amqp_table_t[]){table1(m, "colour", "red")}, "red3");
 
     /* Direct exchange: same key, two argument tables = two bindings; one copy per publish. */
-    bind(conn, q, "amq.direct", "k", table1(a, "x-tag", "one"));
-    bind(conn, q, "amq.direct", "k", table1(b, "x-tag", "two"));
-    bind(conn, q, "amq.direct", "k", table1(b, "x-tag", "two")); /* again: no-op */
-    publish(conn, 1, "amq.direct", "k", NULL, "k1");
-    unbind(conn, q, "amq.direct", "k", table1(a, "x-tag", "one"));
-    publish(conn, 1, "amq.direct", "k", NULL, "k2");
-    unbind(conn, q, "amq.direct", "k", table1(b, "x-tag", "two"));
-    unbind(conn, q, "amq.direct", "k", table1(b, "x-tag", "two")); /* gone already: still ok */
-    publish(conn, 1, "amq.direct", "k", NULL, "k3");
-    publish(conn, 1, "", q, NULL, "end"); /* the default binding: a marker */
+    harness_queue_bind(conn, 1, q, "amq.direct", "k", table1(a, "x-tag", "one"));
+    harness_queue_bind(conn, 1, q, "amq.direct", "k", table1(b, "x-tag", "two"));
+    harness_queue_bind(conn, 1, q, "amq.direct", "k", table1(b, "x-tag", "two")); /* again: no-op */
+    harness_publish(conn, 1, "amq.direct", "k", "k1");
+    harness_queue_unbind(conn, 1, q, "amq.direct", "k", table1(a, "x-tag", "one"));
+    harness_publish(conn, 1, "amq.direct", "k", "k2");
+    harness_queue_unbind(conn, 1, q, "amq.direct", "k", table1(b, "x-tag", "two"));
+    /* gone already: still ok */
+    harness_queue_unbind(conn, 1, q, "amq.direct", "k", table1(b, "x-tag", "two"));
+    harness_publish(conn, 1, "amq.direct", "k", "k3");
+    harness_publish(conn, 1, "", q, "end"); /* the default binding: a marker */
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 3, 5000), 3);
     harness_drain(conn, 1, q, got, sizeof got);
     CHECK_STREQ(got, "k1 k2 end");
@@ -125,14 +106,12 @@ static void check_purge(amqp_connection_state_t conn)
     char q[64], got[256];
     snprintf(q, sizeof q, "it-purge-%d", s_pid);
     harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
-    amqp_queue_purge_ok_t *pok = amqp_queue_purge(conn, 1, amqp_cstring_bytes(q));
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-    CHECK_EQ(pok->message_count, 0);
+    CHECK_EQ(harness_queue_purge(conn, 1, q), 0);
 
     for (int i = 1; i <= 5; i++) {
         char body[8];
         snprintf(body, sizeof body, "%d", i);
-        publish(conn, 1, "", q, NULL, body);
+        harness_publish(conn, 1, "", q, body);
     }
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 5, 5000), 5);
     /* Take two without acking them on channel 2. */
@@ -145,9 +124,7 @@ static void check_purge(amqp_connection_state_t conn)
         CHECK_REPLY(amqp_read_message(conn, 2, &msg, 0));
         amqp_destroy_message(&msg);
     }
-    pok = amqp_queue_purge(conn, 1, amqp_cstring_bytes(q));
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-    CHECK_EQ(pok->message_count, 3);
+    CHECK_EQ(harness_queue_purge(conn, 1, q), 3);
     uint32_t n = 99;
     CHECK_REPLY(harness_queue_peek(conn, 1, q, &n, NULL));
     CHECK_EQ(n, 0);
@@ -183,7 +160,7 @@ static void check_delete(amqp_connection_state_t conn)
 
     /* if-empty with ready messages: 406 */
     for (int i = 0; i < 4; i++)
-        publish(conn, 1, "", q, NULL, "m");
+        harness_publish(conn, 1, "", q, "m");
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 4, 5000), 4);
     amqp_queue_delete(conn, 1, qb, 0, 1);
     snprintf(s_text, sizeof s_text, "PRECONDITION_FAILED - queue '%s' in vhost '/' not empty", q);
@@ -210,7 +187,7 @@ static void check_delete(amqp_connection_state_t conn)
     /* Plain delete returns the number of ready messages. */
     harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
     for (int i = 0; i < 7; i++)
-        publish(conn, 1, "", q, NULL, "m");
+        harness_publish(conn, 1, "", q, "m");
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 7, 5000), 7);
     dok = amqp_queue_delete(conn, 1, qb, 0, 0);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
@@ -272,8 +249,8 @@ static void check_empty_name(amqp_connection_state_t conn)
     /* bind "" with key "": the key is the queue's name. */
     amqp_queue_bind(conn, 3, e, amqp_cstring_bytes("amq.direct"), e, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
-    publish(conn, 1, "amq.direct", q2, NULL, "via amq.direct");
-    publish(conn, 1, "amq.direct", "", NULL, "empty key: unroutable");
+    harness_publish(conn, 1, "amq.direct", q2, "via amq.direct");
+    harness_publish(conn, 1, "amq.direct", "", "empty key: unroutable");
     CHECK_EQ(harness_wait_message_count(conn, 1, q2, 1, 5000), 1);
     amqp_rpc_reply_t r = amqp_basic_get(conn, 3, e, 1);
     CHECK_REPLY(r);
@@ -287,18 +264,18 @@ static void check_empty_name(amqp_connection_state_t conn)
     /* unbind "" "" removes it again */
     amqp_queue_unbind(conn, 3, e, amqp_cstring_bytes("amq.direct"), e, amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
-    publish(conn, 1, "amq.direct", q2, NULL, "unbound");
+    harness_publish(conn, 1, "amq.direct", q2, "unbound");
 
     /* purge "" and delete "" act on q2, not q1. */
-    publish(conn, 1, "", q1, NULL, "in q1");
-    publish(conn, 1, "", q2, NULL, "in q2 a");
-    publish(conn, 1, "", q2, NULL, "in q2 b");
+    harness_publish(conn, 1, "", q1, "in q1");
+    harness_publish(conn, 1, "", q2, "in q2 a");
+    harness_publish(conn, 1, "", q2, "in q2 b");
     CHECK_EQ(harness_wait_message_count(conn, 1, q2, 2, 5000), 2);
     CHECK_EQ(harness_wait_message_count(conn, 1, q1, 1, 5000), 1);
     amqp_queue_purge_ok_t *pok = amqp_queue_purge(conn, 3, e);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
     CHECK_EQ(pok->message_count, 2);
-    publish(conn, 1, "", q2, NULL, "in q2 c");
+    harness_publish(conn, 1, "", q2, "in q2 c");
     CHECK_EQ(harness_wait_message_count(conn, 1, q2, 1, 5000), 1);
     amqp_queue_delete_ok_t *dok = amqp_queue_delete(conn, 3, e, 0, 0);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
@@ -317,12 +294,10 @@ static void check_empty_name(amqp_connection_state_t conn)
 
     /* basic.consume "" on the last declared queue */
     harness_queue_declare(conn, 3, q1, 0, amqp_empty_table);
-    publish(conn, 1, "", q1, NULL, "consumed");
-    amqp_basic_consume(conn, 3, e, amqp_cstring_bytes("ctag-empty"), 0, 1, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_publish(conn, 1, "", q1, "consumed");
+    harness_consume(conn, 3, "", "ctag-empty", HARNESS_CONSUME_NO_ACK, amqp_empty_table);
     amqp_envelope_t env;
-    struct timeval tv = {.tv_sec = 5};
-    CHECK_REPLY(amqp_consume_message(conn, &env, &tv, 0));
+    CHECK(harness_next_delivery(conn, 5000, &env));
     CHECK(env.routing_key.len == strlen(q1) && memcmp(env.routing_key.bytes, q1, strlen(q1)) == 0);
     CHECK(env.message.body.len == 8 && memcmp(env.message.body.bytes, "consumed", 8) == 0);
     amqp_destroy_envelope(&env);
@@ -355,9 +330,9 @@ static void check_missing(amqp_connection_state_t conn)
     harness_expect_channel_close(conn, 1, amqp_get_rpc_reply(conn), 404, s_text, 50, 20);
     harness_channel_open(conn, 1);
 
-    unbind(conn, mq, "amq.direct", "k", amqp_empty_table);
-    unbind(conn, q, mx, "k", amqp_empty_table);
-    unbind(conn, mq, mx, "k", amqp_empty_table);
+    harness_queue_unbind(conn, 1, mq, "amq.direct", "k", amqp_empty_table);
+    harness_queue_unbind(conn, 1, q, mx, "k", amqp_empty_table);
+    harness_queue_unbind(conn, 1, mq, mx, "k", amqp_empty_table);
 
     harness_queue_declare(conn, 1, q, 0,
                           amqp_empty_table); /* the channel's last declared queue is q ... */
@@ -376,16 +351,12 @@ int main(void)
     harness_broker_start(&b);
     s_pid = (int)getpid();
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     check_bind_unbind(conn);
     check_purge(conn);
     check_delete(conn);
     check_empty_name(conn);
     check_missing(conn);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -34,36 +34,13 @@ static int s_pid;
 
 static void publish_n(amqp_connection_state_t conn, const char *q, int first, int n)
 {
-    for (int i = first; i < first + n; i++) {
-        char body[16];
-        snprintf(body, sizeof body, "%d", i);
-        CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0,
-                                      NULL, amqp_cstring_bytes(body)));
-    }
-}
-
-static int body_int(amqp_bytes_t b)
-{
-    char tmp[32];
-    snprintf(tmp, sizeof tmp, "%.*s", (int)b.len, (const char *)b.bytes);
-    return atoi(tmp);
+    harness_publish_range(conn, q, first, first + n - 1);
 }
 
 /* Next delivery within 5 s; fails on anything else. */
 static void next_delivery(amqp_connection_state_t conn, amqp_envelope_t *env)
 {
-    struct timeval tv = {.tv_sec = 5};
-    amqp_maybe_release_buffers(conn);
-    amqp_rpc_reply_t r = amqp_consume_message(conn, env, &tv, 0);
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-        r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-        amqp_frame_t f;
-        CHECK_AMQP(harness_next_frame(conn, &f, 1000));
-        CHECKF(0, "waiting for a delivery, got frame type %u on channel %u (%s)", f.frame_type,
-               f.channel,
-               f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id) : "-");
-    }
-    CHECK_REPLY(r);
+    CHECKF(harness_next_delivery(conn, 5000, env), "no delivery within 5 s");
 }
 
 static amqp_bytes_t consume(amqp_connection_state_t conn, amqp_channel_t ch, const char *q,
@@ -110,7 +87,7 @@ static void check_no_ack_and_cancel(amqp_connection_state_t conn)
         CHECK(!env.redelivered);
         CHECK(env.consumer_tag.len == tag.len &&
               memcmp(env.consumer_tag.bytes, tag.bytes, tag.len) == 0);
-        CHECK_EQ(body_int(env.message.body), i);
+        CHECK_EQ(harness_body_int(env.message.body), i);
         amqp_destroy_envelope(&env);
     }
     cancel(conn, 2, tag);
@@ -120,7 +97,6 @@ static void check_no_ack_and_cancel(amqp_connection_state_t conn)
     harness_expect_quiet(conn, 300, "after basic.cancel");
     /* no-ack deliveries are gone for good: closing the channel brings nothing back */
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
-    usleep(100000);
     uint32_t m = 0, c = 99;
     CHECK_REPLY(harness_queue_peek(conn, 1, q, &m, &c));
     CHECK_EQ(m, 1);
@@ -138,8 +114,7 @@ static void check_duplicate_tag(const harness_broker_t *b)
 {
     char q[64];
     snprintf(q, sizeof q, "it-consume-dup-%d", s_pid);
-    amqp_connection_state_t conn = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(b);
     harness_channel_open(conn, 2);
     harness_queue_declare(conn, 1, q, HARNESS_QUEUE_AUTO_DELETE, amqp_empty_table);
     amqp_bytes_free(consume(conn, 1, q, "dup-tag", false, false));
@@ -160,8 +135,7 @@ static void check_exclusive(amqp_connection_state_t conn, const harness_broker_t
     harness_queue_declare(conn, 1, q, 0, amqp_empty_table);
     snprintf(s_text, sizeof s_text, "ACCESS_REFUSED - queue '%s' in vhost '/' in exclusive use",
              q);
-    amqp_connection_state_t other = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(other, 1);
+    amqp_connection_state_t other = harness_open(b);
 
     /* A plain consumer exists: exclusive consume is refused, on any connection. */
     harness_channel_open(conn, 2);
@@ -272,7 +246,7 @@ static void check_round_robin(amqp_connection_state_t conn)
         CHECK(env.consumer_tag.len == tags[k].len &&
               memcmp(env.consumer_tag.bytes, tags[k].bytes, tags[k].len) == 0);
         CHECK_EQ(env.delivery_tag, next_tag[k]++);
-        int n = body_int(env.message.body);
+        int n = harness_body_int(env.message.body);
         CHECK(n >= 0 && n < NMSG);
         owner[n] = k;
         count[k]++;
@@ -305,14 +279,13 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
     char q[64];
     snprintf(q, sizeof q, "it-consume-handover-%d", s_pid);
     harness_queue_declare(conn, 1, q, HARNESS_QUEUE_AUTO_DELETE, amqp_empty_table);
-    amqp_connection_state_t first = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(first, 1);
+    amqp_connection_state_t first = harness_open(b);
     amqp_bytes_free(consume(first, 1, q, "first", false, false));
     publish_n(conn, q, 1, 3);
     for (int i = 1; i <= 3; i++) {
         amqp_envelope_t env;
         next_delivery(first, &env);
-        CHECK_EQ(body_int(env.message.body), i);
+        CHECK_EQ(harness_body_int(env.message.body), i);
         CHECK(!env.redelivered);
         amqp_destroy_envelope(&env);
     }
@@ -326,15 +299,14 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
         next_delivery(conn, &env);
         CHECK(harness_bytes_is(env.consumer_tag, "second"));
         CHECK_EQ(env.delivery_tag, i);
-        CHECK_EQ(body_int(env.message.body), i);
+        CHECK_EQ(harness_body_int(env.message.body), i);
         CHECK(env.redelivered);
         CHECK_AMQP(amqp_basic_ack(conn, 2, env.delivery_tag, 0));
         amqp_destroy_envelope(&env);
     }
     harness_disconnect(first);
     /* The only consumer left is on conn; "first" re-connects as the last consumer. */
-    first = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(first, 1);
+    first = harness_open(b);
     amqp_bytes_free(consume(first, 1, q, "again", true, false));
     cancel(conn, 2, second);
     amqp_bytes_free(second);
@@ -354,8 +326,7 @@ int main(void)
     harness_broker_start(&b);
     s_pid = (int)getpid();
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     check_no_ack_and_cancel(conn);
     check_duplicate_tag(&b);
     check_exclusive(conn, &b);
@@ -363,8 +334,5 @@ int main(void)
     check_round_robin(conn);
     check_handover(&b, conn);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -269,23 +269,17 @@ static void check_counts(const harness_broker_t *b, amqp_connection_state_t conn
     amqp_queue_declare_ok_t *ok;
     CHECK_REPLY(declare(conn, 1, q, false, false, false, false, amqp_empty_table, &ok));
     for (int i = 0; i < 3; i++)
-        CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0,
-                                      NULL, amqp_cstring_bytes("counted")));
+        harness_publish(conn, 1, "", q, "counted");
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 3, 5000), 3);
     CHECK_REPLY(declare(conn, 1, q, false, false, false, false, amqp_empty_table, &ok));
     CHECK_EQ(ok->message_count, 3);
     CHECK_EQ(ok->consumer_count, 0);
 
     /* Two consumers with prefetch 1 each hold one unacked message: 1 ready, 2 consumers. */
-    amqp_connection_state_t c2 = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(c2, 1);
-    amqp_basic_qos(c2, 1, 0, 1, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(c2));
-    for (int i = 0; i < 2; i++) {
-        amqp_basic_consume(c2, 1, amqp_cstring_bytes(q), amqp_empty_bytes, 0, 0, 0,
-                           amqp_empty_table);
-        CHECK_REPLY(amqp_get_rpc_reply(c2));
-    }
+    amqp_connection_state_t c2 = harness_open(b);
+    harness_qos(c2, 1, 1, false);
+    for (int i = 0; i < 2; i++)
+        harness_consume(c2, 1, q, NULL, 0, amqp_empty_table);
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 1, 5000), 1);
     CHECK_REPLY(declare(conn, 1, q, false, false, false, false, amqp_empty_table, &ok));
     CHECK_EQ(ok->message_count, 1);
@@ -306,15 +300,13 @@ static void check_counts(const harness_broker_t *b, amqp_connection_state_t conn
 static void check_exclusive(const harness_broker_t *b, amqp_connection_state_t conn,
                             const char *q)
 {
-    amqp_connection_state_t owner = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(owner, 1);
+    amqp_connection_state_t owner = harness_open(b);
     amqp_queue_declare_ok_t *ok;
     CHECK_REPLY(declare(owner, 1, q, false, false, true, false, amqp_empty_table, &ok));
     /* The owner may use it freely. */
     CHECK_REPLY(declare(owner, 1, q, false, false, true, false, amqp_empty_table, &ok));
     CHECK_REPLY(declare(owner, 1, q, true, false, false, false, amqp_empty_table, &ok));
-    CHECK_AMQP(amqp_basic_publish(owner, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, NULL,
-                                  amqp_cstring_bytes("mine")));
+    harness_publish(owner, 1, "", q, "mine");
     CHECK_EQ(harness_wait_message_count(owner, 1, q, 1, 5000), 1);
 
     /* Everybody else: 405 on everything. */
@@ -386,13 +378,10 @@ static void check_auto_delete(amqp_connection_state_t conn, const char *q)
     amqp_queue_declare_ok_t *ok;
     CHECK_REPLY(declare(conn, 1, q, false, false, false, true, amqp_empty_table, &ok));
     /* Never had a consumer: it stays, whatever happens around it. */
-    CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, NULL,
-                                  amqp_cstring_bytes("x")));
+    harness_publish(conn, 1, "", q, "x");
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 1, 5000), 1);
-    amqp_queue_purge(conn, 1, amqp_cstring_bytes(q));
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-    usleep(200000);
-    CHECK_REPLY(harness_queue_peek(conn, 1, q, NULL, NULL));
+    harness_queue_purge(conn, 1, q);
+    harness_expect_steady(conn, 1, q, -1, 200, "auto-delete queue that never had a consumer");
 
     /* Two consumers: cancelling one keeps it; cancelling the last deletes it. */
     harness_channel_open(conn, 2);
@@ -401,7 +390,7 @@ static void check_auto_delete(amqp_connection_state_t conn, const char *q)
     CHECK_REPLY(harness_queue_peek(conn, 1, q, NULL, &c));
     CHECK_EQ(c, 2);
     cancel(conn, 2, t1);
-    usleep(200000);
+    harness_expect_steady(conn, 1, q, -1, 200, "auto-delete queue with a consumer left");
     CHECK_REPLY(harness_queue_peek(conn, 1, q, NULL, &c));
     CHECK_EQ(c, 1);
     cancel(conn, 2, t2);
@@ -460,8 +449,7 @@ int main(void)
     harness_broker_t b;
     harness_broker_start(&b);
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     char q[64], q2[64], dq[64];
     snprintf(q, sizeof q, "it-declare-%d", (int)getpid());
     snprintf(q2, sizeof q2, "it-declare-args-%d", (int)getpid());
@@ -478,8 +466,5 @@ int main(void)
     harness_queue_delete(conn, 1, q); /* the first one; deleting a missing queue is fine too */
 
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -59,21 +59,7 @@ static void p_method(wbuf_t *w, uint16_t ch, uint16_t cls, uint16_t m, wbuf_t *a
 
 static void p_publish(wbuf_t *w, uint16_t ch, const char *q, const char *body)
 {
-    wbuf_t a = {0};
-    wb_u16(&a, 0);
-    wb_shortstr(&a, "");
-    wb_shortstr(&a, q);
-    wb_u8(&a, 0); /* mandatory immediate */
-    p_method(w, ch, 60, 40, &a);
-    size_t m = wb_frame_begin(w, RAW_FRAME_HEADER, ch);
-    wb_u16(w, 60);
-    wb_u16(w, 0);
-    wb_u64(w, strlen(body));
-    wb_u16(w, 0); /* no properties */
-    wb_frame_end(w, m);
-    m = wb_frame_begin(w, RAW_FRAME_BODY, ch);
-    wb_bytes(w, body, strlen(body));
-    wb_frame_end(w, m);
+    wb_publish(w, ch, "", q, body);
 }
 
 /* basic.consume with an x-priority argument when prio != NO_PRIO. */
@@ -136,12 +122,7 @@ static void p_qos(wbuf_t *w, uint16_t ch, uint16_t prefetch)
 
 static void p_declare_passive(wbuf_t *w, uint16_t ch, const char *q)
 {
-    wbuf_t a = {0};
-    wb_u16(&a, 0);
-    wb_shortstr(&a, q);
-    wb_u8(&a, 1); /* passive */
-    wb_u32(&a, 0);
-    p_method(w, ch, 50, 10, &a);
+    wb_queue_declare(w, ch, q, 1); /* passive */
 }
 
 /* ---- reading what comes back --------------------------------------------------------------- */
@@ -320,8 +301,7 @@ static const char *fresh_queue(const char *what)
 {
     const char *q = harness_name("%s", what);
     harness_queue_declare(s_conn, 1, q, 0, amqp_empty_table);
-    amqp_queue_purge(s_conn, 1, amqp_cstring_bytes(q));
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_purge(s_conn, 1, q);
     return q;
 }
 
@@ -501,8 +481,7 @@ int main(void)
     harness_broker_t b;
     harness_broker_start(&b);
     harness_name_init("it-dorder");
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
 
     int fd = raw_connect(&b);
     raw_handshake(fd, 131072, 0, NULL);
@@ -513,8 +492,5 @@ int main(void)
     close(fd);
 
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -141,8 +141,7 @@ static amqp_rpc_reply_t xdeclare(amqp_channel_t ch, const char *name, const char
 
 static void publish(const char *x, const char *key, const char *body, bool mandatory)
 {
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(key),
-                                  mandatory, 0, NULL, amqp_cstring_bytes(body)));
+    harness_publish_props(s_conn, 1, x, key, mandatory, NULL, body);
 }
 
 /* A mandatory publish on channel 1 that must come back: basic.return 312 NO_ROUTE naming
@@ -151,24 +150,7 @@ static void expect_returned(const char *x, const char *key, const char *body)
 {
     publish(x, key, body, true);
     harness_sync(s_conn, 1);
-    amqp_frame_t f;
-    int st = harness_next_frame(s_conn, &f, 2000);
-    CHECKF(st == 0, "no basic.return for '%s' to '%s' with key '%s': %s", body, esc(x), esc(key),
-           amqp_error_string2(st));
-    CHECKF(f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_RETURN_METHOD,
-           "want basic.return for '%s', got frame type %u (%s)", body, f.frame_type,
-           f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id) : "-");
-    amqp_basic_return_t *ret = f.payload.method.decoded;
-    CHECK_EQ(ret->reply_code, 312);
-    CHECK(harness_bytes_is(ret->reply_text, "NO_ROUTE"));
-    CHECKF(harness_bytes_is(ret->exchange, x) && harness_bytes_is(ret->routing_key, key),
-           "returned with exchange '%.*s' key '%.*s', want '%s' '%s'", (int)ret->exchange.len,
-           (const char *)ret->exchange.bytes, (int)ret->routing_key.len,
-           (const char *)ret->routing_key.bytes, esc(x), esc(key));
-    amqp_message_t msg;
-    CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
-    CHECK(harness_bytes_is(msg.body, body));
-    amqp_destroy_message(&msg);
+    harness_expect_return(s_conn, 1, x, key, body);
 }
 
 /* q comes to hold one message: body, published to exchange x with key. Taken. */
@@ -289,16 +271,10 @@ static void check_not_stripped(void)
 
     /* the exchange of basic.publish */
     const char *x_lf = nm("x\n");
-    CHECK_AMQP(amqp_basic_publish(s_conn, 2, amqp_cstring_bytes(x_lf), amqp_cstring_bytes("k"), 0,
-                                  0, NULL, amqp_cstring_bytes("to x\\n")));
-    amqp_exchange_declare(s_conn, 2, amqp_cstring_bytes("amq.direct"),
-                          amqp_cstring_bytes("direct"), 1, 0, 0, 0, amqp_empty_table);
-    expect_close(2, amqp_get_rpc_reply(s_conn), 404, not_found("exchange", x_lf), 60, 40);
-    CHECK_AMQP(amqp_basic_publish(s_conn, 2, amqp_cstring_bytes("\n"), amqp_cstring_bytes(s_q), 0,
-                                  0, NULL, amqp_cstring_bytes("to \\n")));
-    amqp_exchange_declare(s_conn, 2, amqp_cstring_bytes("amq.direct"),
-                          amqp_cstring_bytes("direct"), 1, 0, 0, 0, amqp_empty_table);
-    expect_close(2, amqp_get_rpc_reply(s_conn), 404, not_found("exchange", "\n"), 60, 40);
+    harness_publish(s_conn, 2, x_lf, "k", "to x\\n");
+    expect_close(2, harness_round_trip(s_conn, 2), 404, not_found("exchange", x_lf), 60, 40);
+    harness_publish(s_conn, 2, "\n", s_q, "to \\n");
+    expect_close(2, harness_round_trip(s_conn, 2), 404, not_found("exchange", "\n"), 60, 40);
     CHECK_EQ(harness_queue_count(s_conn, 1, s_q), 1);
     harness_expect_get(s_conn, 1, s_q, "1", "", s_q);
     harness_log("basic.publish/get/consume and queue.purge keep CR and LF: ok");
@@ -346,9 +322,7 @@ static void check_bindings(void)
     expect_one(s_q, "b3", s_x, "kk\n");
 
     /* queue.unbind: both names stripped */
-    amqp_queue_unbind(s_conn, 1, amqp_cstring_bytes(nm("\nlf_test")),
-                      amqp_cstring_bytes(nm("\rx")), amqp_cstring_bytes("k"), amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_queue_unbind(s_conn, 1, nm("\nlf_test"), nm("\rx"), "k", amqp_empty_table);
     expect_returned(s_x, "k", "b4");
     CHECK_EQ(harness_queue_count(s_conn, 1, s_q), 0);
 
@@ -370,14 +344,10 @@ static void check_bindings(void)
     harness_exchange_declare(s_conn, 1, nm("y\r"), "fanout", 0, amqp_empty_table);
     CHECK_REPLY(xdeclare(1, y, "fanout", true));
     harness_queue_bind(s_conn, 1, s_q, s_x, "k", amqp_empty_table);
-    amqp_exchange_bind(s_conn, 1, amqp_cstring_bytes(nm("x\n")), amqp_cstring_bytes(nm("\r\ny")),
-                       amqp_cstring_bytes(""), amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_bind(s_conn, 1, nm("x\n"), nm("\r\ny"), "");
     publish(y, "k", "e1", false);
     expect_one(s_q, "e1", y, "k");
-    amqp_exchange_unbind(s_conn, 1, amqp_cstring_bytes(nm("x\r")), amqp_cstring_bytes(nm("y\n")),
-                         amqp_cstring_bytes(""), amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_exchange_unbind(s_conn, 1, nm("x\r"), nm("y\n"), "");
     expect_returned(y, "k", "e2");
     CHECK_EQ(harness_queue_count(s_conn, 1, s_q), 0);
 
@@ -435,8 +405,7 @@ int main(void)
     harness_name_init("it-crlf");
     snprintf(s_q, sizeof s_q, "%s", harness_name("lf_test"));
     snprintf(s_x, sizeof s_x, "%s", harness_name("x"));
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
     harness_channel_open(s_conn, 2);
 
     check_queue_declare();
@@ -446,8 +415,5 @@ int main(void)
     check_deletes();
 
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -181,138 +181,14 @@ static void build_props(int i, props_buf_t *pb)
                      AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_APP_ID_FLAG;
 }
 
-/* ---- deep comparison ------------------------------------------------------------------------ */
-
-static char s_where[256]; /* path of the first difference, for the failure message */
-
-static bool bytes_eq(amqp_bytes_t a, amqp_bytes_t b)
-{
-    return a.len == b.len && (a.len == 0 || memcmp(a.bytes, b.bytes, a.len) == 0);
-}
-
-static bool table_eq(const amqp_table_t *a, const amqp_table_t *b, const char *path);
-
-static bool value_eq(const amqp_field_value_t *a, const amqp_field_value_t *b, const char *path)
-{
-    if (a->kind != b->kind) {
-        snprintf(s_where, sizeof s_where, "%s: type '%c' != '%c'", path, a->kind, b->kind);
-        return false;
-    }
-    bool eq = true;
-    switch (a->kind) {
-    case AMQP_FIELD_KIND_BOOLEAN:
-        eq = !a->value.boolean == !b->value.boolean;
-        break;
-    case AMQP_FIELD_KIND_I8:
-    case AMQP_FIELD_KIND_U8:
-        eq = a->value.u8 == b->value.u8;
-        break;
-    case AMQP_FIELD_KIND_I16:
-    case AMQP_FIELD_KIND_U16:
-        eq = a->value.u16 == b->value.u16;
-        break;
-    case AMQP_FIELD_KIND_I32:
-    case AMQP_FIELD_KIND_U32:
-        eq = a->value.u32 == b->value.u32;
-        break;
-    case AMQP_FIELD_KIND_F32:
-        eq = memcmp(&a->value.f32, &b->value.f32, sizeof(float)) == 0;
-        break;
-    case AMQP_FIELD_KIND_I64:
-    case AMQP_FIELD_KIND_U64:
-    case AMQP_FIELD_KIND_TIMESTAMP:
-        eq = a->value.u64 == b->value.u64;
-        break;
-    case AMQP_FIELD_KIND_F64:
-        eq = memcmp(&a->value.f64, &b->value.f64, sizeof(double)) == 0;
-        break;
-    case AMQP_FIELD_KIND_DECIMAL:
-        eq = a->value.decimal.decimals == b->value.decimal.decimals &&
-             a->value.decimal.value == b->value.decimal.value;
-        break;
-    case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES:
-        eq = bytes_eq(a->value.bytes, b->value.bytes);
-        break;
-    case AMQP_FIELD_KIND_VOID:
-        break;
-    case AMQP_FIELD_KIND_ARRAY:
-        if (a->value.array.num_entries != b->value.array.num_entries) {
-            snprintf(s_where, sizeof s_where, "%s: %d entries != %d", path,
-                     a->value.array.num_entries, b->value.array.num_entries);
-            return false;
-        }
-        for (int k = 0; k < a->value.array.num_entries; k++) {
-            char sub[200];
-            snprintf(sub, sizeof sub, "%s[%d]", path, k);
-            if (!value_eq(&a->value.array.entries[k], &b->value.array.entries[k], sub))
-                return false;
-        }
-        return true;
-    case AMQP_FIELD_KIND_TABLE:
-        return table_eq(&a->value.table, &b->value.table, path);
-    default:
-        snprintf(s_where, sizeof s_where, "%s: unknown type '%c'", path, a->kind);
-        return false;
-    }
-    if (!eq)
-        snprintf(s_where, sizeof s_where, "%s: value differs (type '%c')", path, a->kind);
-    return eq;
-}
-
-static bool table_eq(const amqp_table_t *a, const amqp_table_t *b, const char *path)
-{
-    if (a->num_entries != b->num_entries) {
-        snprintf(s_where, sizeof s_where, "%s: %d entries != %d", path, a->num_entries,
-                 b->num_entries);
-        return false;
-    }
-    for (int k = 0; k < a->num_entries; k++) {
-        char sub[200];
-        snprintf(sub, sizeof sub, "%s.%.*s", path, (int)a->entries[k].key.len,
-                 (const char *)a->entries[k].key.bytes);
-        if (!bytes_eq(a->entries[k].key, b->entries[k].key)) {
-            snprintf(s_where, sizeof s_where, "%s: key %.*s at position %d", sub,
-                     (int)b->entries[k].key.len, (const char *)b->entries[k].key.bytes, k);
-            return false;
-        }
-        if (!value_eq(&a->entries[k].value, &b->entries[k].value, sub))
-            return false;
-    }
-    return true;
-}
+/* ---- comparison ---------------------------------------------------------------------------- */
 
 static void check_props(int i, const amqp_basic_properties_t *want,
                         const amqp_basic_properties_t *got)
 {
-    CHECKF(want->_flags == got->_flags, "message %d: property flags 0x%04x, want 0x%04x", i,
-           got->_flags, want->_flags);
-    amqp_flags_t f = want->_flags;
-#define BYTES_FIELD(flag, field)                                                                  \
-    if (f & (flag))                                                                               \
-        CHECKF(bytes_eq(want->field, got->field), "message %d: " #field " \"%.*s\", want \"%.*s\"", \
-               i, (int)got->field.len, (const char *)got->field.bytes, (int)want->field.len,       \
-               (const char *)want->field.bytes);
-    BYTES_FIELD(AMQP_BASIC_CONTENT_TYPE_FLAG, content_type)
-    BYTES_FIELD(AMQP_BASIC_CONTENT_ENCODING_FLAG, content_encoding)
-    BYTES_FIELD(AMQP_BASIC_CORRELATION_ID_FLAG, correlation_id)
-    BYTES_FIELD(AMQP_BASIC_REPLY_TO_FLAG, reply_to)
-    BYTES_FIELD(AMQP_BASIC_EXPIRATION_FLAG, expiration)
-    BYTES_FIELD(AMQP_BASIC_MESSAGE_ID_FLAG, message_id)
-    BYTES_FIELD(AMQP_BASIC_TYPE_FLAG, type)
-    BYTES_FIELD(AMQP_BASIC_USER_ID_FLAG, user_id)
-    BYTES_FIELD(AMQP_BASIC_APP_ID_FLAG, app_id)
-#undef BYTES_FIELD
-    if (f & AMQP_BASIC_DELIVERY_MODE_FLAG)
-        CHECKF(want->delivery_mode == got->delivery_mode, "message %d: delivery_mode %u", i,
-               got->delivery_mode);
-    if (f & AMQP_BASIC_PRIORITY_FLAG)
-        CHECKF(want->priority == got->priority, "message %d: priority %u", i, got->priority);
-    if (f & AMQP_BASIC_TIMESTAMP_FLAG)
-        CHECKF(want->timestamp == got->timestamp, "message %d: timestamp %llu", i,
-               (unsigned long long)got->timestamp);
-    if (f & AMQP_BASIC_HEADERS_FLAG)
-        CHECKF(table_eq(&want->headers, &got->headers, "headers"), "message %d: %s", i, s_where);
+    char diff[512];
+    const char *d = harness_props_diff(want, got, false, diff, sizeof diff);
+    CHECKF(d == NULL, "message %d: %s", i, d);
 }
 
 /* ---- the test ------------------------------------------------------------------------------- */
@@ -357,7 +233,7 @@ static void check_declare(amqp_connection_state_t conn, const char *qname)
     CHECK_EQ(m, 0);
     CHECK_EQ(c, 0);
     amqp_bytes_t q2 = declare(conn, 1, "", false, NULL, NULL);
-    CHECK(!bytes_eq(q, q2));
+    CHECK(!harness_bytes_eq(q, q2));
     /* It is a real queue: publish to it by name and get the message back. */
     CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, q, 0, 0, NULL,
                                   amqp_cstring_bytes("to a server-named queue")));
@@ -366,7 +242,7 @@ static void check_declare(amqp_connection_state_t conn, const char *qname)
     CHECK_EQ(r.reply.id, AMQP_BASIC_GET_OK_METHOD);
     amqp_message_t msg;
     CHECK_REPLY(amqp_read_message(conn, 1, &msg, 0));
-    CHECK(bytes_eq(msg.body, amqp_cstring_bytes("to a server-named queue")));
+    CHECK(harness_bytes_eq(msg.body, amqp_cstring_bytes("to a server-named queue")));
     amqp_destroy_message(&msg);
     delete_queue(conn, 1, q);
     delete_queue(conn, 1, q2);
@@ -418,7 +294,7 @@ static void consume_all(const harness_broker_t *b, amqp_connection_state_t conn,
         CHECKF(env.delivery_tag == (uint64_t)i + 1, "message %d: delivery tag %llu", i,
                (unsigned long long)env.delivery_tag);
         CHECK(!env.redelivered);
-        CHECK(bytes_eq(env.consumer_tag, ctag));
+        CHECK(harness_bytes_eq(env.consumer_tag, ctag));
         CHECK(env.exchange.len == 0);
         CHECK(env.routing_key.len == strlen(qname) &&
               memcmp(env.routing_key.bytes, qname, env.routing_key.len) == 0);
@@ -439,16 +315,11 @@ static void consume_all(const harness_broker_t *b, amqp_connection_state_t conn,
     CHECK_EQ(count, NMSG);
 
     /* Exactly NMSG: nothing more arrives. */
-    amqp_envelope_t env;
-    struct timeval tv = {.tv_sec = 0, .tv_usec = 300000};
-    amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &tv, 0);
-    CHECKF(r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-               r.library_error == AMQP_STATUS_TIMEOUT,
-           "something arrived after message %d", NMSG);
+    harness_expect_quiet(conn, 300, "after the last message");
 
     amqp_basic_cancel_ok_t *cancel = amqp_basic_cancel(conn, CONSUME_CH, ctag);
     CHECK_REPLY(amqp_get_rpc_reply(conn));
-    CHECK(bytes_eq(cancel->consumer_tag, ctag));
+    CHECK(harness_bytes_eq(cancel->consumer_tag, ctag));
     amqp_bytes_free(ctag);
     harness_log("consumed and acked %d messages in order, bodies and properties identical", count);
 }
@@ -481,7 +352,7 @@ static void check_basic_get(amqp_connection_state_t conn)
         CHECK_EQ(ok->delivery_tag, i + 1);
         CHECK(!ok->redelivered);
         CHECK(ok->exchange.len == 0);
-        CHECK(bytes_eq(ok->routing_key, q));
+        CHECK(harness_bytes_eq(ok->routing_key, q));
         uint64_t tag = ok->delivery_tag;
         amqp_message_t msg;
         CHECK_REPLY(amqp_read_message(conn, GET_CH, &msg, 0));
@@ -514,8 +385,7 @@ int main(void)
     harness_broker_t b;
     harness_broker_start(&b);
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     harness_channel_open(conn, 2);
     harness_channel_open(conn, CONSUME_CH);
     harness_channel_open(conn, GET_CH);
@@ -527,13 +397,9 @@ int main(void)
     publish_all(conn, qname);
     /* Publishes are asynchronous (in RabbitMQ a passive declare right after them may not count
      * them all yet): wait until declare-ok shows them, and exactly them. */
-    uint32_t m = 0, c = 99;
-    for (int64_t until = harness_now_ms() + 10000; harness_now_ms() < until; usleep(20000)) {
-        amqp_bytes_free(declare(conn, 1, qname, true, &m, &c));
-        if (m >= NMSG)
-            break;
-    }
+    uint32_t m = harness_wait_message_count(conn, 1, qname, NMSG, 10000), c = 99;
     CHECK_EQ(m, NMSG);
+    CHECK_REPLY(harness_queue_peek(conn, 1, qname, NULL, &c));
     CHECK_EQ(c, 0);
     int64_t t1 = harness_now_ms();
     consume_all(&b, conn, qname);

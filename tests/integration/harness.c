@@ -426,6 +426,19 @@ void harness_expect_channel_close(amqp_connection_state_t conn, amqp_channel_t c
     CHECK_AMQP(amqp_send_method(conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok));
 }
 
+void harness_expect_channel_reopen(amqp_connection_state_t conn, amqp_channel_t ch,
+                                   amqp_rpc_reply_t r, uint16_t code, uint16_t class_id,
+                                   uint16_t method_id, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    harness_expect_channel_close(conn, ch, r, code, text, class_id, method_id);
+    harness_channel_open(conn, ch);
+}
+
 const amqp_field_value_t *harness_table_get(const amqp_table_t *t, const char *key)
 {
     size_t kl = strlen(key);
@@ -440,6 +453,11 @@ const amqp_field_value_t *harness_table_get(const amqp_table_t *t, const char *k
 bool harness_bytes_is(amqp_bytes_t b, const char *s)
 {
     return b.len == strlen(s) && (b.len == 0 || memcmp(b.bytes, s, b.len) == 0);
+}
+
+bool harness_bytes_eq(amqp_bytes_t a, amqp_bytes_t b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.bytes, b.bytes, a.len) == 0);
 }
 
 static char s_name_prefix[64];
@@ -2020,7 +2038,8 @@ bool harness_next_delivery(amqp_connection_state_t conn, int timeout_ms, amqp_en
         amqp_frame_t f;
         CHECK_AMQP(harness_next_frame(conn, &f, 1000));
         CHECKF(0, "waiting for a delivery, got frame type %u on channel %u (%s)", f.frame_type,
-               f.channel, f.frame_type == AMQP_FRAME_METHOD ? method_name(f.payload.method.id) : "-");
+               f.channel,
+               f.frame_type == AMQP_FRAME_METHOD ? method_name(f.payload.method.id) : "-");
     }
     CHECK_REPLY(r);
     return true;
@@ -2170,9 +2189,7 @@ static bool value_eq_at(const amqp_field_value_t *a, const amqp_field_value_t *b
         break;
     case AMQP_FIELD_KIND_UTF8:
     case AMQP_FIELD_KIND_BYTES:
-        eq = a->value.bytes.len == b->value.bytes.len &&
-             (a->value.bytes.len == 0 ||
-              memcmp(a->value.bytes.bytes, b->value.bytes.bytes, a->value.bytes.len) == 0);
+        eq = harness_bytes_eq(a->value.bytes, b->value.bytes);
         break;
     case AMQP_FIELD_KIND_VOID:
         break;
@@ -2273,7 +2290,7 @@ const char *harness_props_diff(const amqp_basic_properties_t *want,
             continue;
         const amqp_bytes_t *w = (const void *)((const char *)want + strs[i].offset);
         const amqp_bytes_t *g = (const void *)((const char *)got + strs[i].offset);
-        if (w->len != g->len || (w->len && memcmp(w->bytes, g->bytes, w->len) != 0)) {
+        if (!harness_bytes_eq(*w, *g)) {
             snprintf(buf, cap, "%s \"%.*s\", want \"%.*s\"", strs[i].name, (int)g->len,
                      (const char *)g->bytes, (int)w->len, (const char *)w->bytes);
             return buf;

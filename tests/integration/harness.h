@@ -137,12 +137,22 @@ void harness_expect_channel_close(amqp_connection_state_t conn, amqp_channel_t c
                                   amqp_rpc_reply_t r, uint16_t code, const char *text,
                                   uint16_t class_id, uint16_t method_id);
 
+/* harness_expect_channel_close() with the text printf-formatted, then channel.open of ch again
+ * (which must succeed), for a test that goes on using the channel. */
+void harness_expect_channel_reopen(amqp_connection_state_t conn, amqp_channel_t ch,
+                                   amqp_rpc_reply_t r, uint16_t code, uint16_t class_id,
+                                   uint16_t method_id, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
 /* Look a key up in a table; NULL when absent. */
 const amqp_field_value_t *harness_table_get(const amqp_table_t *t, const char *key);
 
 /* b holds exactly the bytes of the C string s (no NUL); an empty b (bytes may be NULL) matches
  * only "". */
 bool harness_bytes_is(amqp_bytes_t b, const char *s);
+
+/* a and b hold the same octets (either may be empty with bytes NULL). */
+bool harness_bytes_eq(amqp_bytes_t a, amqp_bytes_t b);
 
 /* Set the prefix harness_name() puts before every name to "<tag>-<pid>" ("it-xa-1234"), so
  * that test runs and tests do not share queues or exchanges. Call it once, at the start of main.
