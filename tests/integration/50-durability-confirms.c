@@ -27,18 +27,9 @@ static amqp_connection_state_t s_conn; /* owned */
 static const amqp_basic_properties_t s_persistent = {._flags = AMQP_BASIC_DELIVERY_MODE_FLAG,
                                                      .delivery_mode = 2};
 
-static void connect_broker(void)
-{
-    s_conn = harness_connect(&s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
-}
-
 static void crash_restart(void)
 {
-    harness_broker_kill9(&s_broker);
-    amqp_destroy_connection(s_conn);
-    harness_broker_respawn(&s_broker, NULL);
-    connect_broker();
+    s_conn = harness_reopen(&s_broker, s_conn, true);
 }
 
 /* "<tag>-<i>;" padded to 20..520 bytes with a pattern that depends on i. */
@@ -95,9 +86,7 @@ static int expect_sequence(const char *q, const char *tag, int min, int max)
     CHECKF(n >= (uint32_t)min && n <= (uint32_t)max, "queue %s counts %u, want %d..%d", q, n, min,
            max);
     harness_channel_open(s_conn, 9);
-    amqp_basic_consume(s_conn, 9, amqp_cstring_bytes(q), amqp_empty_bytes, 0, 1, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_consume(s_conn, 9, q, NULL, HARNESS_CONSUME_NO_ACK, amqp_empty_table);
     char want[600];
     for (int i = 0; i < (int)n; i++) {
         amqp_envelope_t env;
@@ -126,8 +115,7 @@ static void confirms_then_kill(void)
     for (amqp_channel_t ch = 1; ch <= 2; ch++) {
         if (ch > 1)
             harness_channel_open(s_conn, ch);
-        amqp_confirm_select(s_conn, ch);
-        CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+        harness_confirm_select(s_conn, ch);
     }
     s_confirmed[1] = s_confirmed[2] = 0;
     for (int i = 0; i < EACH; i++) {
@@ -152,8 +140,7 @@ static void kill_mid_stream(void)
 {
     enum { TOTAL = 20000, KILL_AT = 5000, WINDOW = 1000 };
     harness_queue_declare(s_conn, 1, "dq.c", HARNESS_QUEUE_DURABLE, amqp_empty_table);
-    amqp_confirm_select(s_conn, 1);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_confirm_select(s_conn, 1);
     s_confirmed[1] = 0;
     int published = 0;
     while (s_confirmed[1] < KILL_AT) {
@@ -175,13 +162,7 @@ static void kill_mid_stream(void)
 
 static void tx(amqp_channel_t ch, char what)
 {
-    if (what == 's')
-        amqp_tx_select(s_conn, ch);
-    else if (what == 'c')
-        amqp_tx_commit(s_conn, ch);
-    else
-        amqp_tx_rollback(s_conn, ch);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_tx(s_conn, ch, what);
 }
 
 /* tx: 1,000 committed, 10 rolled back, 500 committed, 10 uncommitted, SIGKILL. */
@@ -213,8 +194,7 @@ static void transient_paged_then_kill(void)
 {
     enum { TOTAL = 3000 };
     harness_queue_declare(s_conn, 1, "dq.mixed", HARNESS_QUEUE_DURABLE, amqp_empty_table);
-    amqp_confirm_select(s_conn, 1);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_confirm_select(s_conn, 1);
     s_confirmed[1] = 0;
     amqp_basic_properties_t transient = {._flags = AMQP_BASIC_DELIVERY_MODE_FLAG,
                                          .delivery_mode = 1};
@@ -248,7 +228,7 @@ int main(void)
     harness_watchdog(100);
     harness_broker_start(&s_broker);
     harness_require_own_broker(&s_broker);
-    connect_broker();
+    s_conn = harness_open(&s_broker);
 
     confirms_then_kill();
     kill_mid_stream();

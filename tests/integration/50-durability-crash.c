@@ -31,13 +31,6 @@
 #define NTHREADS 2
 #define NQUEUES 2
 
-#define CHECK_MDB(call)                                                                           \
-    do {                                                                                          \
-        int check_rc_ = (call);                                                                   \
-        if (check_rc_ != 0)                                                                       \
-            harness_fail(__FILE__, __LINE__, #call, "%s", mdb_strerror(check_rc_));               \
-    } while (0)
-
 static harness_broker_t s_broker;
 static const char *const s_queues[NQUEUES] = {"dq.crash1", "dq.crash2"};
 static atomic_bool s_stop;
@@ -454,8 +447,7 @@ int main(void)
     harness_require_own_broker(&s_broker);
     harness_log("%d rounds, WARREN_CRASH_SEED=%u", rounds, seed);
 
-    amqp_connection_state_t conn = harness_connect(&s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&s_broker);
     harness_exchange_declare(conn, 1, "cx", "fanout", HARNESS_EXCHANGE_DURABLE, amqp_empty_table);
     for (int q = 0; q < NQUEUES; q++) {
         harness_queue_declare(conn, 1, s_queues[q], HARNESS_QUEUE_DURABLE, amqp_empty_table);
@@ -485,8 +477,7 @@ int main(void)
         size_t stored = check_env(round);
 
         harness_broker_respawn(&s_broker, NULL);
-        conn = harness_connect(&s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-        harness_channel_open(conn, 1);
+        conn = harness_open(&s_broker);
         uint64_t got[NQUEUES], dups[NQUEUES], extra[NQUEUES];
         for (int q = 0; q < NQUEUES; q++)
             extra[q] = drain(conn, q, &got[q], &dups[q]);
@@ -512,9 +503,7 @@ int main(void)
     CHECKF(total_conf > 0, "no message was confirmed in %d rounds", rounds);
 
     /* A clean restart after the last drain: its no-ack deliveries are stored as acked. */
-    harness_broker_restart(&s_broker);
-    conn = harness_connect(&s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    conn = harness_reopen(&s_broker, NULL, false);
     for (int q = 0; q < NQUEUES; q++) {
         uint32_t n = 99;
         CHECK_REPLY(harness_queue_peek(conn, 1, s_queues[q], &n, NULL));

@@ -93,11 +93,9 @@ int main(void)
     static const char *const caps[] = {"connection.blocked", NULL};
     amqp_connection_state_t conn = harness_connect_caps(&b, caps);
     harness_channel_open(conn, 1);
-    amqp_confirm_select(conn, 1);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_confirm_select(conn, 1);
     amqp_bytes_t q = amqp_cstring_bytes("it-diskfull");
-    amqp_queue_declare(conn, 1, q, 0, 1, 0, 0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_declare(conn, 1, "it-diskfull", HARNESS_QUEUE_DURABLE, amqp_empty_table);
 
     /* Leave a little room, then publish 4 KiB persistent messages until confirms stop. */
     char filler[128];

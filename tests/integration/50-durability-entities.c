@@ -98,23 +98,18 @@ static void expect_no_queue(const char *q)
                  "NOT_FOUND - no queue '%s' in vhost '/'", q);
 }
 
-static void connect_broker(void)
+/* Restart warrend (SIGTERM, or SIGKILL when crash) on its data dir; s_conn, which the broker
+ * closed, is replaced by a new connection with channel 1 open. */
+static void restart(bool crash)
 {
-    s_conn = harness_connect(&s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_reopen(&s_broker, s_conn, crash);
 }
 
 static void publish(const char *x, const char *key, const char *body, const char *header_h)
 {
-    amqp_basic_properties_t props;
-    memset(&props, 0, sizeof props);
     amqp_table_entry_t h;
-    if (header_h) {
-        props._flags = AMQP_BASIC_HEADERS_FLAG;
-        props.headers = str_arg(&h, "h", header_h);
-    }
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(key), 0, 0,
-                                  &props, amqp_cstring_bytes(body)));
+    amqp_table_t t = str_arg(&h, "h", header_h ? header_h : "");
+    harness_publish_headers(s_conn, 1, x, key, header_h ? &t : NULL, body);
 }
 
 /* ---- the entities --------------------------------------------------------------------------- */
@@ -359,12 +354,9 @@ static void change_then_crash(void)
                       amqp_cstring_bytes("k1"), amqp_empty_table);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 
-    amqp_confirm_select(s_conn, 1);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_confirm_select(s_conn, 1);
     amqp_basic_properties_t props = {._flags = AMQP_BASIC_DELIVERY_MODE_FLAG, .delivery_mode = 2};
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes("d.late"),
-                                  amqp_cstring_bytes("late"), 0, 0, &props,
-                                  amqp_cstring_bytes("p1")));
+    harness_publish_props(s_conn, 1, "d.late", "late", false, &props, "p1");
     amqp_frame_t f;
     int st = harness_next_frame(s_conn, &f, 10000);
     CHECKF(st == 0, "waiting for the confirm: %s", amqp_error_string2(st));
@@ -372,10 +364,7 @@ static void change_then_crash(void)
            "wanted basic.ack, got frame type %u (%s)", f.frame_type,
            f.frame_type == AMQP_FRAME_METHOD ? amqp_method_name(f.payload.method.id) : "-");
 
-    harness_broker_kill9(&s_broker);
-    amqp_destroy_connection(s_conn);
-    harness_broker_respawn(&s_broker, NULL);
-    connect_broker();
+    restart(true);
 
     uint32_t n = 0;
     CHECK_REPLY(xdecl("d.late", "direct", true, false, false, false, amqp_empty_table));
@@ -419,10 +408,7 @@ static void declare_then_crash(void)
         if (round > 0) { /* and the previous round's queue deleted */
             harness_queue_delete(s_conn, 1, prev);
         }
-        harness_broker_kill9(&s_broker);
-        amqp_destroy_connection(s_conn);
-        harness_broker_respawn(&s_broker, NULL);
-        connect_broker();
+        restart(true);
         bool has_x = exists(false, x), has_q = exists(true, q);
         if (!has_x || !has_q) {
             harness_log("round %d: LOST %s%s (declare-ok came before the SIGKILL)", round,
@@ -454,14 +440,12 @@ int main(void)
     harness_watchdog(120);
     harness_broker_start(&s_broker);
     harness_require_own_broker(&s_broker);
-    connect_broker();
+    s_conn = harness_open(&s_broker);
 
     declare_all();
     check_routing(false);
 
-    harness_broker_restart(&s_broker);
-    amqp_destroy_connection(s_conn); /* the broker went away under it */
-    connect_broker();
+    restart(false);
 
     check_existence();
     check_equivalence();
@@ -473,9 +457,7 @@ int main(void)
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
 
     /* A second restart: what came back once comes back again. */
-    harness_broker_restart(&s_broker);
-    amqp_destroy_connection(s_conn);
-    connect_broker();
+    restart(false);
     check_existence();
     check_equivalence();
     check_behaviour();

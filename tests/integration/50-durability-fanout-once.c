@@ -26,13 +26,6 @@
 #define P 10      /* persistent messages through fx2: 1 durable queue, 1 non-durable */
 #define BODY 1024 /* bytes per body */
 
-#define CHECK_MDB(call)                                                                           \
-    do {                                                                                          \
-        int check_rc_ = (call);                                                                   \
-        if (check_rc_ != 0)                                                                       \
-            harness_fail(__FILE__, __LINE__, #call, "%s", mdb_strerror(check_rc_));               \
-    } while (0)
-
 static harness_broker_t s_broker;
 static amqp_connection_state_t s_conn; /* owned: channel 1 open */
 
@@ -113,12 +106,6 @@ static void check_db(size_t messages, size_t qindex, size_t msg_refs, uint32_t r
            c.message_bytes, messages * BODY, messages * (BODY + 512));
 }
 
-static void connect_broker(void)
-{
-    s_conn = harness_connect(&s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
-}
-
 static void stop(void)
 {
     harness_disconnect(s_conn);
@@ -128,7 +115,7 @@ static void stop(void)
 static void start(void)
 {
     harness_broker_respawn(&s_broker, NULL);
-    connect_broker();
+    s_conn = harness_open(&s_broker);
 }
 
 static void make_body(char *body, const char *tag, int i)
@@ -167,8 +154,7 @@ static void take_and_ack(const char *q, const char *tag, int n)
 /* Publish with confirms and wait for all of them (a multiple ack may cover several). */
 static void publish_confirmed(void)
 {
-    amqp_confirm_select(s_conn, 1);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_confirm_select(s_conn, 1);
     char body[BODY + 1];
     amqp_basic_properties_t persistent = {._flags = AMQP_BASIC_DELIVERY_MODE_FLAG,
                                           .delivery_mode = 2};
@@ -236,7 +222,7 @@ int main(void)
     harness_watchdog(100);
     harness_broker_start(&s_broker);
     harness_require_own_broker(&s_broker);
-    connect_broker();
+    s_conn = harness_open(&s_broker);
 
     declare_all();
     stop();

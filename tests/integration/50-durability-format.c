@@ -24,13 +24,6 @@
 #include <amqp_framing.h>
 #include <lmdb.h>
 
-#define CHECK_MDB(call)                                                                           \
-    do {                                                                                          \
-        int check_rc_ = (call);                                                                   \
-        if (check_rc_ != 0)                                                                       \
-            harness_fail(__FILE__, __LINE__, #call, "%s", mdb_strerror(check_rc_));               \
-    } while (0)
-
 #define NMSG 3
 
 static harness_broker_t s_broker;
@@ -77,16 +70,9 @@ static bool contains_ci(const char *hay, const char *needle)
     return false;
 }
 
-static amqp_connection_state_t connect_broker(void)
-{
-    amqp_connection_state_t conn = harness_connect(&s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
-    return conn;
-}
-
 static uint32_t stored_count(void)
 {
-    amqp_connection_state_t conn = connect_broker();
+    amqp_connection_state_t conn = harness_open(&s_broker);
     uint32_t n = 0;
     CHECK_REPLY(harness_queue_peek(conn, 1, "dq.keep", &n, NULL));
     harness_disconnect(conn);
@@ -170,12 +156,11 @@ int main(void)
     harness_broker_start(&s_broker);
     harness_require_own_broker(&s_broker);
 
-    amqp_connection_state_t conn = connect_broker();
+    amqp_connection_state_t conn = harness_open(&s_broker);
     harness_queue_declare(conn, 1, "dq.keep", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     amqp_basic_properties_t props = {._flags = AMQP_BASIC_DELIVERY_MODE_FLAG, .delivery_mode = 2};
     for (int i = 0; i < NMSG; i++)
-        CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes("dq.keep"), 0,
-                                      0, &props, amqp_cstring_bytes("kept")));
+        harness_publish_props(conn, 1, "", "dq.keep", false, &props, "kept");
     CHECK_EQ(harness_wait_message_count(conn, 1, "dq.keep", NMSG, 2000), NMSG);
     harness_disconnect(conn);
 

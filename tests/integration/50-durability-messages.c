@@ -28,17 +28,10 @@
 static harness_broker_t s_broker;
 static amqp_connection_state_t s_conn; /* owned: channel 1 open */
 
-static void connect_broker(void)
-{
-    s_conn = harness_connect(&s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
-}
-
+/* The broker closes s_conn (320) on its way down; a new one has channel 1 open. */
 static void restart(void)
 {
-    harness_broker_restart(&s_broker);
-    amqp_destroy_connection(s_conn); /* the broker closed it (320) on its way down */
-    connect_broker();
+    s_conn = harness_reopen(&s_broker, s_conn, false);
 }
 
 static void expect_no_queue(const char *q)
@@ -57,30 +50,15 @@ static void publish_short(const char *q, const char *prefix, int n, int dm)
     snprintf(body, sizeof body, "%s%d", prefix, n);
     amqp_basic_properties_t props = {._flags = dm ? AMQP_BASIC_DELIVERY_MODE_FLAG : 0,
                                      .delivery_mode = (uint8_t)dm};
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, &props,
-                                  amqp_cstring_bytes(body)));
+    harness_publish_props(s_conn, 1, "", q, false, &props, body);
 }
 
 /* basic.get (no-ack) until empty: bodies joined by spaces, "r" appended when redelivered. */
 static const char *drain_flags(const char *q)
 {
     static char out[8192];
-    size_t len = 0;
-    out[0] = '\0';
-    for (;;) {
-        amqp_rpc_reply_t r = amqp_basic_get(s_conn, 1, amqp_cstring_bytes(q), 1);
-        CHECK_REPLY(r);
-        if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
-            break;
-        bool red = ((amqp_basic_get_ok_t *)r.reply.decoded)->redelivered;
-        amqp_message_t msg;
-        CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
-        len += (size_t)snprintf(out + len, sizeof out - len, "%s%.*s%s", len ? " " : "",
-                                (int)msg.body.len, (const char *)msg.body.bytes, red ? "r" : "");
-        CHECK(len < sizeof out);
-        amqp_destroy_message(&msg);
-        amqp_maybe_release_buffers(s_conn);
-    }
+    harness_drain_marked(s_conn, 1, q, out, sizeof out);
+    CHECK(strlen(out) < sizeof out - 1);
     return out;
 }
 
@@ -224,84 +202,6 @@ static void order_props(int i, props_buf_t *b)
     p->headers = (amqp_table_t){n, h};
 }
 
-static bool bytes_eq(amqp_bytes_t a, amqp_bytes_t b)
-{
-    return a.len == b.len && (a.len == 0 || memcmp(a.bytes, b.bytes, a.len) == 0);
-}
-
-static bool table_eq(const amqp_table_t *a, const amqp_table_t *b);
-
-static bool value_eq(const amqp_field_value_t *a, const amqp_field_value_t *b)
-{
-    if (a->kind != b->kind)
-        return false;
-    switch (a->kind) {
-    case AMQP_FIELD_KIND_BOOLEAN: return !a->value.boolean == !b->value.boolean;
-    case AMQP_FIELD_KIND_I32: return a->value.i32 == b->value.i32;
-    case AMQP_FIELD_KIND_I64: return a->value.i64 == b->value.i64;
-    case AMQP_FIELD_KIND_F64: return memcmp(&a->value.f64, &b->value.f64, sizeof(double)) == 0;
-    case AMQP_FIELD_KIND_TIMESTAMP: return a->value.u64 == b->value.u64;
-    case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES: return bytes_eq(a->value.bytes, b->value.bytes);
-    case AMQP_FIELD_KIND_VOID: return true;
-    case AMQP_FIELD_KIND_TABLE: return table_eq(&a->value.table, &b->value.table);
-    case AMQP_FIELD_KIND_ARRAY:
-        if (a->value.array.num_entries != b->value.array.num_entries)
-            return false;
-        for (int k = 0; k < a->value.array.num_entries; k++)
-            if (!value_eq(&a->value.array.entries[k], &b->value.array.entries[k]))
-                return false;
-        return true;
-    default: return false;
-    }
-}
-
-static bool table_eq(const amqp_table_t *a, const amqp_table_t *b)
-{
-    if (a->num_entries != b->num_entries)
-        return false;
-    for (int k = 0; k < a->num_entries; k++) {
-        char key[128];
-        snprintf(key, sizeof key, "%.*s", (int)a->entries[k].key.len,
-                 (const char *)a->entries[k].key.bytes);
-        const amqp_field_value_t *v = harness_table_get(b, key);
-        if (!v || !value_eq(&a->entries[k].value, v))
-            return false;
-    }
-    return true;
-}
-
-/* Which property of got differs from want; NULL when none. */
-static const char *props_diff(const amqp_basic_properties_t *want,
-                              const amqp_basic_properties_t *got)
-{
-    if (want->_flags != got->_flags)
-        return "the set of properties";
-#define SAME_BYTES(f)                                                                             \
-    if (!bytes_eq(want->f, got->f))                                                               \
-        return #f;
-    SAME_BYTES(content_type)
-    SAME_BYTES(content_encoding)
-    SAME_BYTES(correlation_id)
-    SAME_BYTES(reply_to)
-    SAME_BYTES(expiration)
-    SAME_BYTES(message_id)
-    SAME_BYTES(type)
-    SAME_BYTES(user_id)
-    SAME_BYTES(app_id)
-    SAME_BYTES(cluster_id)
-#undef SAME_BYTES
-    if (want->delivery_mode != got->delivery_mode)
-        return "delivery_mode";
-    if (want->priority != got->priority)
-        return "priority";
-    if (want->timestamp != got->timestamp)
-        return "timestamp";
-    if (!table_eq(&want->headers, &got->headers))
-        return "headers";
-    return NULL;
-}
-
 static void publish_order(void)
 {
     uint8_t *body = malloc(1048576);
@@ -339,8 +239,9 @@ static int check_order(bool after)
         CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
         props_buf_t pb;
         order_props(i, &pb);
-        const char *diff = props_diff(&pb.p, &msg.properties);
-        CHECKF(diff == NULL, "message %d (%s): %s differs (got message_id \"%.*s\")", i,
+        char buf[512];
+        const char *diff = harness_props_diff(&pb.p, &msg.properties, true, buf, sizeof buf);
+        CHECKF(diff == NULL, "message %d (%s): %s (got message_id \"%.*s\")", i,
                after ? "after the restart" : "before the restart", diff,
                (int)msg.properties.message_id.len, (const char *)msg.properties.message_id.bytes);
         order_body(i, body, order_size(i));
@@ -389,18 +290,14 @@ static void small_before(void)
     for (int i = 0; i < 10; i++)
         publish_short("dq.consumer", "c", i, 2);
     harness_channel_open(s_conn, 2);
-    amqp_basic_qos(s_conn, 2, 0, 4, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_basic_consume(s_conn, 2, amqp_cstring_bytes("dq.consumer"), amqp_empty_bytes, 0, 0, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_qos(s_conn, 2, 4, false);
+    harness_consume(s_conn, 2, "dq.consumer", NULL, 0, amqp_empty_table);
     for (int i = 0; i < 5; i++) {
         amqp_envelope_t env;
-        struct timeval tv = {.tv_sec = 10};
-        CHECK_REPLY(amqp_consume_message(s_conn, &env, &tv, 0));
+        CHECK(harness_next_delivery(s_conn, 10000, &env));
         char want[8];
         snprintf(want, sizeof want, "c%d", i);
-        CHECKF(bytes_eq(env.message.body, amqp_cstring_bytes(want)), "consumer got %.*s, want %s",
+        CHECKF(harness_bytes_is(env.message.body, want), "consumer got %.*s, want %s",
                (int)env.message.body.len, (const char *)env.message.body.bytes, want);
         if (i == 0)
             CHECK_AMQP(amqp_basic_ack(s_conn, 2, env.delivery_tag, 0));
@@ -445,18 +342,14 @@ static void small_before(void)
     harness_queue_declare(s_conn, 1, "dq.purged", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     for (int i = 0; i < 50; i++)
         publish_short("dq.purged", "old", i, 2);
-    amqp_queue_purge_ok_t *pok = amqp_queue_purge(s_conn, 1, amqp_cstring_bytes("dq.purged"));
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    CHECK_EQ(pok->message_count, 50);
+    CHECK_EQ(harness_queue_purge(s_conn, 1, "dq.purged"), 50);
     for (int i = 0; i < 3; i++)
         publish_short("dq.purged", "p", i, 2);
     harness_queue_declare(s_conn, 1, "dq.bigpurge", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     for (int i = 0; i < 5000; i++)
         publish_short("dq.bigpurge", "bp", i, 2);
     CHECK_EQ(harness_wait_message_count(s_conn, 1, "dq.bigpurge", 5000, 5000), 5000);
-    pok = amqp_queue_purge(s_conn, 1, amqp_cstring_bytes("dq.bigpurge"));
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    CHECK_EQ(pok->message_count, 5000);
+    CHECK_EQ(harness_queue_purge(s_conn, 1, "dq.bigpurge"), 5000);
 
     /* 6: deleted with messages (one past the window), declared last so that their ids are the
      * highest the store has seen. */
@@ -550,7 +443,7 @@ static void big_before(void)
         amqp_message_t msg;
         CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
         big_body(i, body, sizeof body);
-        CHECKF(bytes_eq(msg.body, amqp_cstring_bytes(body)), "dq.big message %d: got %.*s", i,
+        CHECKF(harness_bytes_is(msg.body, body), "dq.big message %d: got %.*s", i,
                (int)msg.body.len, (const char *)msg.body.bytes);
         amqp_destroy_message(&msg);
         amqp_maybe_release_buffers(s_conn);
@@ -565,11 +458,8 @@ static void big_after(void)
 {
     CHECK_EQ(harness_queue_count(s_conn, 1, "dq.big"), BIG_N - BIG_PRE);
     harness_channel_open(s_conn, 4);
-    amqp_basic_qos(s_conn, 4, 0, 1000, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_basic_consume(s_conn, 4, amqp_cstring_bytes("dq.big"), amqp_cstring_bytes("big"), 0, 0,
-                       0, amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_qos(s_conn, 4, 1000, false);
+    harness_consume(s_conn, 4, "dq.big", "big", 0, amqp_empty_table);
     char body[128];
     for (int i = BIG_PRE; i < BIG_N; i++) {
         amqp_envelope_t env;
@@ -578,7 +468,7 @@ static void big_after(void)
         amqp_rpc_reply_t r = amqp_consume_message(s_conn, &env, &tv, 0);
         CHECKF(r.reply_type == AMQP_RESPONSE_NORMAL, "waiting for dq.big message %d", i);
         big_body(i, body, sizeof body);
-        CHECKF(bytes_eq(env.message.body, amqp_cstring_bytes(body)),
+        CHECKF(harness_bytes_is(env.message.body, body),
                "dq.big message %d after the restart: got %.*s", i, (int)env.message.body.len,
                (const char *)env.message.body.bytes);
         CHECKF(!env.redelivered, "dq.big message %d redelivered", i);
@@ -586,8 +476,7 @@ static void big_after(void)
             CHECK_AMQP(amqp_basic_ack(s_conn, 4, env.delivery_tag, 1));
         amqp_destroy_envelope(&env);
     }
-    amqp_basic_cancel(s_conn, 4, amqp_cstring_bytes("big"));
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_cancel(s_conn, 4, "big");
     CHECK_EQ(harness_queue_count(s_conn, 1, "dq.big"), 0);
     harness_log("dq.big after the restart: %d more, in order, none redelivered", BIG_N - BIG_PRE);
 }
@@ -597,7 +486,7 @@ int main(void)
     harness_watchdog(150);
     harness_broker_start(&s_broker);
     harness_require_own_broker(&s_broker);
-    connect_broker();
+    s_conn = harness_open(&s_broker);
 
     harness_queue_declare(s_conn, 1, "dq.order", HARNESS_QUEUE_DURABLE, amqp_empty_table);
     publish_order();

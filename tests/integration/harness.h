@@ -68,6 +68,15 @@ _Noreturn void harness_fail(const char *file, int line, const char *expr, const 
         }                                                                                         \
     } while (0)
 
+/* An LMDB call that must return 0, for the tests that open warrend's environment themselves
+ * while it is stopped (they include <lmdb.h>; nothing else expands this). */
+#define CHECK_MDB(call)                                                                           \
+    do {                                                                                          \
+        int check_rc_ = (call);                                                                   \
+        if (check_rc_ != 0)                                                                       \
+            harness_fail(__FILE__, __LINE__, #call, "%s", mdb_strerror(check_rc_));               \
+    } while (0)
+
 /* Describe a reply: "ok", "library error: ...", "server channel.close 404 NOT_FOUND - ...". */
 const char *harness_reply_str(amqp_rpc_reply_t r, char *buf, size_t n);
 
