@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "config.h"
+#include "lib/array.h"
 #include "broker/amqp/auth.h"
 #include "broker/amqp/channel.h"
 #include "broker/amqp/conn.h"
@@ -130,7 +131,13 @@ static void send_heartbeat(struct conn *c)
 /* The slot of channel id, allocating its page when `create`; NULL when absent. */
 static struct channel **chslot(struct conn *c, uint16_t id, bool create)
 {
-    struct channel ***page = &c->chpages[id >> 8];
+    if (id < CONN_LOW_CHANNELS)
+        return &c->low[id];
+    if (!c->pages) {
+        if (!create || !(c->pages = calloc(256, sizeof *c->pages)))
+            return NULL;
+    }
+    struct channel ***page = &c->pages[id >> 8];
     if (!*page) {
         if (!create)
             return NULL;
@@ -139,6 +146,18 @@ static struct channel **chslot(struct conn *c, uint16_t id, bool create)
             return NULL;
     }
     return &(*page)[id & 255];
+}
+
+/* Calls fn on every open channel's slot. */
+static void each_channel(struct conn *c, void (*fn)(struct channel **slot))
+{
+    for (uint32_t i = 0; i < CONN_LOW_CHANNELS; i++)
+        if (c->low[i])
+            fn(&c->low[i]);
+    for (uint32_t p = 0; c->pages && p < 256; p++)
+        for (uint32_t i = 0; c->pages[p] && i < 256; i++)
+            if (c->pages[p][i])
+                fn(&c->pages[p][i]);
 }
 
 static struct channel *get_channel(struct conn *c, uint16_t id)
@@ -158,16 +177,14 @@ static void drop_channel(struct conn *c, uint16_t id)
     }
 }
 
-#define FOREACH_CHANNEL(c, ch)                                                                   \
-    for (uint32_t p_ = 0; p_ < 256; p_++)                                                        \
-        for (uint32_t i_ = 0; c->chpages[p_] && i_ < 256; i_++)                                  \
-            if ((ch = c->chpages[p_][i_]) != NULL)
+static void wake_consumers(struct channel **slot)
+{
+    channel_kick_consumers(*slot);
+}
 
 static void kick_consumer_queues(struct conn *c)
 {
-    struct channel *ch;
-    FOREACH_CHANNEL(c, ch)
-        channel_kick_consumers(ch);
+    each_channel(c, wake_consumers);
 }
 
 static void on_write_done(uv_write_t *req, int status)
@@ -337,16 +354,19 @@ static void on_close_timeout(uv_timer_t *t)
     close_socket(t->data);
 }
 
+static void free_channel(struct channel **slot)
+{
+    channel_free(*slot);
+    *slot = NULL;
+}
+
 static void channels_teardown(struct conn *c)
 {
-    for (uint32_t p = 0; p < 256; p++) {
-        if (!c->chpages[p])
-            continue;
-        for (uint32_t i = 0; i < 256; i++)
-            channel_free(c->chpages[p][i]);
-        free(c->chpages[p]);
-        c->chpages[p] = NULL;
-    }
+    each_channel(c, free_channel);
+    for (uint32_t p = 0; c->pages && p < 256; p++)
+        free(c->pages[p]);
+    free(c->pages);
+    c->pages = NULL;
     c->nchannels = 0;
     /* Exclusive queues die with their owner. */
     struct vhost *vh = c->vhost;
@@ -821,12 +841,52 @@ void conn_note_publish(struct conn *c)
         conn_set_blocked(c, true);
 }
 
+/* Gives the input buffer back (to the server's pool when it is a standard one) once every byte
+ * in it is handled, so that idle connections hold none. */
+static void in_release(struct conn *c)
+{
+    if (!c->in || c->in_len)
+        return;
+    struct server *s = c->srv;
+    if (c->in_cap == CONN_IN_BLOCK && s->in_nfree < CONN_IN_POOL_MAX &&
+        array_reserve((void **)&s->in_free, &s->in_free_cap, s->in_nfree, sizeof *s->in_free,
+                      8) == 0)
+        s->in_free[s->in_nfree++] = c->in;
+    else
+        free(c->in);
+    c->in = NULL;
+    c->in_cap = 0;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     struct conn *c = h->data;
-    buf->base = (char *)c->in + c->in_len;
-    buf->len = c->in_cap - c->in_len;
+    struct server *s = c->srv;
+    if (!c->in) {
+        c->in = s->in_nfree ? s->in_free[--s->in_nfree] : malloc(CONN_IN_BLOCK);
+        c->in_cap = c->in ? CONN_IN_BLOCK : 0;
+    }
+    /* No memory: libuv reports UV_ENOBUFS and the connection is closed. */
+    buf->base = c->in ? (char *)c->in + c->in_len : NULL;
+    buf->len = c->in ? c->in_cap - c->in_len : 0;
+}
+
+/* The frame at the start of the buffer is incomplete: makes room for all of it (frame_max was
+ * checked against its header already). false on OOM. */
+static bool in_grow(struct conn *c)
+{
+    if (c->state == CONN_HEADER || c->in_len < AMQP_FRAME_HEADER_SIZE)
+        return true;
+    size_t need = (size_t)rd32(c->in + 3) + AMQP_FRAME_OVERHEAD;
+    if (need <= c->in_cap)
+        return true;
+    uint8_t *bigger = realloc(c->in, need);
+    if (!bigger)
+        return false;
+    c->in = bigger;
+    c->in_cap = need;
+    return true;
 }
 
 static void process_input(struct conn *c)
@@ -892,14 +952,23 @@ static void process_input(struct conn *c)
         memmove(c->in, c->in + off, c->in_len - off);
         c->in_len -= off;
     }
+    if (!in_grow(c)) {
+        log_error("connection %llu (%s): out of memory for a %u-byte frame; closing it",
+                  (unsigned long long)c->id, c->peer, rd32(c->in + 3));
+        close_socket(c);
+        return;
+    }
+    in_release(c);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
     struct conn *c = s->data;
-    if (nread == 0)
+    if (nread == 0) { /* nothing after all (EAGAIN) */
+        in_release(c);
         return;
+    }
     if (nread < 0) {
         if (c->state < CONN_CLOSING && nread != UV_EOF)
             log_info("connection %llu (%s): read failed: %s", (unsigned long long)c->id, c->peer,
@@ -964,18 +1033,11 @@ void conn_accept(struct server *s, uv_stream_t *listener)
     }
     c->srv = s;
     c->id = ++s->seq;
-    c->in_cap = (size_t)s->cfg.frame_max + 2 * AMQP_FRAME_OVERHEAD + 4096;
-    c->in = malloc(c->in_cap);
     c->out[0].pool = c->out[1].pool = &s->opool;
     list_init(&c->flush_link);
     list_init(&c->pause_link);
     list_init(&c->hold_link);
     list_init(&c->confirms);
-    if (!c->in) {
-        free(c);
-        log_error("cannot accept a connection: out of memory");
-        return;
-    }
     uv_tcp_init(s->loop, &c->tcp);
     uv_timer_init(s->loop, &c->timer);
     c->tcp.data = c->timer.data = c;

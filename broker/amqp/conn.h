@@ -16,6 +16,10 @@ struct vhost;
 struct msg;
 struct err;
 
+#define CONN_LOW_CHANNELS 16      /* channel numbers kept inline in struct conn */
+#define CONN_IN_BLOCK (64u << 10) /* a pooled input buffer */
+#define CONN_IN_POOL_MAX 64       /* free input buffers the server keeps */
+
 enum conn_state {
     CONN_HEADER,  /* waiting for the protocol header */
     CONN_START,   /* connection.start sent, waiting for start-ok */
@@ -57,8 +61,10 @@ struct conn {
     uint16_t heartbeat;
     bool cap_consumer_cancel_notify, cap_auth_failure_close, cap_connection_blocked;
 
-    /* Input: frames are parsed in place from in[0..in_len). */
-    uint8_t *in; /* owned */
+    /* Input: frames are parsed in place from in[0..in_len). The buffer is taken (from the
+     * server's pool) when a read begins and given back once every byte is handled, so an idle
+     * connection holds none; it grows past CONN_IN_BLOCK only for a frame that needs it. */
+    uint8_t *in; /* owned; NULL while empty */
     size_t in_len, in_cap;
     uint64_t last_recv_ms, last_send_ms;
 
@@ -68,9 +74,11 @@ struct conn {
     uv_write_t wreq;
 
     struct list confirms;      /* of channel.confirm_link: confirms to send at the flush */
-    /* Channels by number: 256 lazily allocated pages of 256 slots (owned, as are the channels).
+    /* Channels by number: the first CONN_LOW_CHANNELS inline (what nearly every client uses),
+     * the rest in 256 lazily allocated pages of 256 slots (owned, as are the channels).
      * channel_max bounds how many are open at once, not their numbers (as in RabbitMQ). */
-    struct channel **chpages[256];
+    struct channel *low[CONN_LOW_CHANNELS];
+    struct channel ***pages; /* owned: 256 page pointers, allocated for the first high number */
     uint32_t nchannels;
 };
 

@@ -283,4 +283,7 @@ void server_free(struct server *s)
     broker_free(&s->b);
     hmap_free(&s->replies);
     opool_drain(&s->opool);
+    while (s->in_nfree)
+        free(s->in_free[--s->in_nfree]);
+    free(s->in_free);
 }

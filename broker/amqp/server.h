@@ -41,6 +41,8 @@ struct server {
     uv_prepare_t before_sleep;
     uv_signal_t sig_int, sig_term;
     struct opool opool;
+    uint8_t **in_free;          /* owned: free input buffers of CONN_IN_BLOCK bytes (owned) */
+    uint32_t in_nfree, in_free_cap;
     struct list conns;          /* of conn.link */
     struct list flush;          /* of conn.flush_link: connections with output to write */
     struct hmap replies;        /* direct reply-to name -> channel (borrowed) */
