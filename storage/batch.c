@@ -358,19 +358,20 @@ static int commit_batch(struct storage *st, const struct st_batch *b)
             continue;
         }
         if (rc == ENOSPC || rc == EDQUOT || (rc == EIO && disk_nearly_full(st, b))) {
+            bool first = atomic_exchange(&st->disk_full, 1) == 0;
             pthread_mutex_lock(&st->mu);
-            bool stop = st->closing, first = !st->disk_full;
+            bool stop = st->closing;
             void (*notify)(void *) = st->notify;
+            void *notify_arg = st->notify_arg;
             pthread_mutex_unlock(&st->mu);
-            st->disk_full = 1;
             if (first && notify) /* let the loop block publishers now */
-                notify(st->notify_arg);
+                notify(notify_arg);
             if (stop)
                 return rc;
             sleep(1);
             continue;
         }
-        st->disk_full = 0;
+        atomic_store(&st->disk_full, 0); /* before writer_main's notify: the loop sees it */
         return rc;
     }
 }
@@ -464,7 +465,7 @@ uint64_t storage_collect(struct storage *st, int *ret_failed)
 
 int storage_disk_full(const struct storage *st)
 {
-    return st->disk_full;
+    return atomic_load(&st->disk_full);
 }
 
 void storage__batches_free(struct storage *st)
@@ -475,12 +476,12 @@ void storage__batches_free(struct storage *st)
         st->notify = NULL;
         st->closing = true; /* a commit stuck on a full disk gives up (it was never confirmed) */
         pthread_mutex_unlock(&st->mu);
-        while (storage_submit(st) || st->inflight) {
+        do { /* inflight is the writer's: read it under mu only */
             pthread_mutex_lock(&st->mu);
             while (st->inflight)
                 pthread_cond_wait(&st->cond, &st->mu);
             pthread_mutex_unlock(&st->mu);
-        }
+        } while (storage_submit(st));
         pthread_mutex_lock(&st->mu);
         st->stopping = true;
         pthread_cond_broadcast(&st->cond);

@@ -24,6 +24,7 @@
 #define WARREN_STORAGE_SCHEMA_H
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "lib/byteorder.h"
@@ -39,22 +40,27 @@ struct storage {
     uint32_t epoch;   /* this open's number */
     bool sync;        /* fsync each commit (false only with --sync=none) */
 
-    /* Writer thread and its hand-over (guarded by mu). */
+    /* The writer thread and its hand-over. Threads: "mu" fields are read and written under mu
+     * only; "loop" fields belong to the loop thread (batch_seq and open are changed under mu by
+     * storage_submit, but only the loop thread ever reads or changes them); "atomic" ones are
+     * read without a lock. Set before the thread starts and constant while it runs: thread,
+     * notify_arg. Invariant: inflight is non-NULL exactly while the writer owns a batch. */
     pthread_t thread;
-    bool thread_started, stopping;
-    bool closing;                  /* storage_close began: a full disk is no longer waited out */
+    bool thread_started;           /* loop */
+    bool stopping;                 /* mu: the writer exits once inflight is done */
+    bool closing;                  /* mu: closing: a full disk is no longer waited out */
     pthread_mutex_t mu;
-    pthread_cond_t cond;
-    pthread_rwlock_t map_lock;     /* readers on the loop thread vs. map growth */
-    struct st_batch *open;         /* loop thread: collects this turn's writes */
-    struct st_batch *inflight;     /* writer thread: being committed */
-    struct st_batch *done_head;    /* committed, waiting for storage_collect */
-    struct st_batch **done_tail;
-    uint64_t batch_seq;            /* number of the open batch */
-    uint64_t ops_added;            /* writes ever added (loop thread) */
-    int failed;                    /* sticky error; 0 while healthy */
-    volatile int disk_full;        /* set while a commit waits for disk space */
-    void (*notify)(void *arg);     /* called on the writer thread after each commit */
+    pthread_cond_t cond;           /* with mu: inflight taken or done, stopping */
+    pthread_rwlock_t map_lock;     /* readers on the loop thread vs. map growth by the writer */
+    struct st_batch *open;         /* loop: collects this turn's writes */
+    struct st_batch *inflight;     /* mu: handed to the writer, being committed */
+    struct st_batch *done_head;    /* mu: committed, waiting for storage_collect */
+    struct st_batch **done_tail;   /* mu */
+    uint64_t batch_seq;            /* loop: number of the open batch */
+    uint64_t ops_added;            /* loop: writes ever added */
+    int failed;                    /* mu: sticky error; 0 while healthy */
+    atomic_int disk_full;          /* atomic: set while a commit waits for disk space */
+    void (*notify)(void *arg);     /* mu: called on the writer thread after each commit */
     void *notify_arg;
 };
 

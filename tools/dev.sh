@@ -2,6 +2,7 @@
 # tools/dev.sh — one entry point for developers and CI.
 #   tools/dev.sh run [warrend flags]   install missing packages, build, run warrend on :5672 with ./data
 #   tools/dev.sh test                  install missing packages, build with ASan+UBSan, run every test,
+#                                      then storage and durability tests under TSan (build-tsan);
 #                                      print "N passed, N failed" (exit 1 on any failure)
 #   tools/dev.sh fuzz [seconds]        build the libFuzzer target with clang and run it
 #   tools/dev.sh deps                  only install the missing Debian packages
@@ -47,6 +48,51 @@ build() { # build DIR [meson options...]
     ninja -C "$dir" >/dev/null || ninja -C "$dir"
 }
 
+# Adds one meson test run to passed/failed: count STATUS LOG. meson's summary lines are
+# "Ok: N", "Fail: N", "Unexpected Pass: N", "Timeout: N"; a failed run that counted no failure
+# (a build error, say) counts as one.
+count() {
+    local status=$1 log=$2 ok fail upass tmo
+    ok=$(sed -n 's/^Ok:[[:space:]]*\([0-9]*\).*/\1/p' "$log" 2>/dev/null | tail -1)
+    fail=$(sed -n 's/^Fail:[[:space:]]*\([0-9]*\).*/\1/p' "$log" 2>/dev/null | tail -1)
+    upass=$(sed -n 's/^Unexpected Pass:[[:space:]]*\([0-9]*\).*/\1/p' "$log" 2>/dev/null | tail -1)
+    tmo=$(sed -n 's/^Timeout:[[:space:]]*\([0-9]*\).*/\1/p' "$log" 2>/dev/null | tail -1)
+    local f=$(( ${fail:-0} + ${upass:-0} + ${tmo:-0} ))
+    if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    passed=$(( passed + ${ok:-0} ))
+    failed=$(( failed + f ))
+}
+
+# ThreadSanitizer over what shares memory between the loop and the storage writer thread: the
+# storage unit tests (suite 'storage') and the durability tests (50-durability-*,
+# 60-ext-*-restart). About 30 s on two cores once build-tsan exists. A race fails the test
+# (halt_on_error; warrend exits 66). Kernels with more mmap ASLR bits than TSan supports (e.g.
+# vm.mmap_rnd_bits=32) make TSan binaries die at start: then the tests run under
+# "setarch -R" (no ASLR, inherited by the warrend each test starts).
+tsan_tests() {
+    build build-tsan -Db_sanitize=thread -Db_lundef=false
+    local tests probe wrapper=() rc=0
+    tests=$(meson test -C build-tsan --list 2>/dev/null |
+            sed -n -e 's/^warren:[^ ]*storage[^ ]* \/ //p' \
+                   -e 's/^warren:integration \/ \(50-durability-.*\|60-ext-.*-restart\)$/\1/p')
+    [ -n "$tests" ] || return 0 # tests not built (no cmocka or rabbitmq-c)
+    probe=build-tsan/tests/unit/test_qindex
+    if ! "$probe" >/dev/null 2>&1; then
+        if setarch "$(uname -m)" -R "$probe" >/dev/null 2>&1; then
+            wrapper=(--wrapper "setarch $(uname -m) -R")
+        else
+            echo "dev.sh: ThreadSanitizer binaries do not run on this machine; TSan tests skipped" >&2
+            "$probe" 2>&1 | tail -3 >&2
+            return 0
+        fi
+    fi
+    # shellcheck disable=SC2086 # one test name per word
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+        meson test -C build-tsan --no-rebuild --print-errorlogs --num-processes 2 \
+        "${wrapper[@]}" $tests || rc=$?
+    count "$rc" build-tsan/meson-logs/testlog.txt
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -63,19 +109,15 @@ test)
     build build-test -Db_sanitize=address,undefined -Db_lundef=false
     export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
-    log=build-test/meson-logs/testlog.txt
+    passed=0 failed=0
     set +e
     meson test -C build-test --print-errorlogs --num-processes 2 "$@"
-    status=$?
+    count $? build-test/meson-logs/testlog.txt
     set -e
-    # meson's summary lines: "Ok: N", "Fail: N", "Unexpected Pass: N", "Timeout: N"
-    ok=$(sed -n 's/^Ok:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
-    fail=$(sed -n 's/^Fail:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
-    upass=$(sed -n 's/^Unexpected Pass:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
-    tmo=$(sed -n 's/^Timeout:[[:space:]]*\([0-9]*\).*/\1/p' "$log" | tail -1)
-    passed=${ok:-0}
-    failed=$(( ${fail:-0} + ${upass:-0} + ${tmo:-0} ))
-    if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+    # With a test selection on the command line, TSan runs only when asked (WARREN_TSAN=1).
+    if [ "${WARREN_TSAN:-$([ $# -eq 0 ] && echo 1 || echo 0)}" = 1 ]; then
+        tsan_tests
+    fi
     echo "${passed} passed, ${failed} failed"
     [ "$failed" -eq 0 ] ;;
 fuzz)
