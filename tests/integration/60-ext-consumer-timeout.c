@@ -31,35 +31,12 @@ static char s_q[64];
 
 static void publish(amqp_connection_state_t conn, const char *body)
 {
-    CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(s_q), 0, 0, NULL,
-                                  amqp_cstring_bytes(body)));
+    harness_publish(conn, 1, "", s_q, body);
 }
 
 static void consume(amqp_connection_state_t conn, amqp_channel_t ch, bool no_ack)
 {
-    amqp_basic_consume(conn, ch, amqp_cstring_bytes(s_q), amqp_empty_bytes, 0, no_ack, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-}
-
-/* The next delivery on conn, on channel ch, with this body; returns its delivery tag. */
-static uint64_t expect_delivery(amqp_connection_state_t conn, amqp_channel_t ch, const char *body,
-                                bool redelivered)
-{
-    amqp_envelope_t env;
-    struct timeval tv = {.tv_sec = 5};
-    amqp_maybe_release_buffers(conn);
-    amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &tv, 0);
-    char buf[512];
-    CHECKF(r.reply_type == AMQP_RESPONSE_NORMAL, "waiting for %s: %s", body,
-           harness_reply_str(r, buf, sizeof buf));
-    CHECK_EQ(env.channel, ch);
-    CHECKF(harness_bytes_is(env.message.body, body), "got %.*s, want %s", (int)env.message.body.len,
-           (const char *)env.message.body.bytes, body);
-    CHECK_EQ(env.redelivered, redelivered);
-    uint64_t tag = env.delivery_tag;
-    amqp_destroy_envelope(&env);
-    return tag;
+    harness_consume(conn, ch, s_q, NULL, (no_ack ? HARNESS_CONSUME_NO_ACK : 0), amqp_empty_table);
 }
 
 /* Wait (at most the timeout + 10 s) for the channel.close of the timeout on ch, which must not
@@ -97,8 +74,8 @@ static void check_consumer(amqp_connection_state_t conn)
     publish(conn, "c1");
     publish(conn, "c2");
     int64_t t0 = harness_now_ms();
-    expect_delivery(conn, 2, "c1", false);
-    expect_delivery(conn, 2, "c2", false);
+    harness_expect_message(conn, 2, NULL, "c1", false);
+    harness_expect_message(conn, 2, NULL, "c2", false);
     expect_timeout_close(conn, 2, t0);
 
     /* Channel 1 still works; the queue has both back and no consumer. */
@@ -108,8 +85,8 @@ static void check_consumer(amqp_connection_state_t conn)
     CHECK_EQ(c, 0);
     harness_channel_open(conn, 2);
     consume(conn, 2, true);
-    expect_delivery(conn, 2, "c1", true);
-    expect_delivery(conn, 2, "c2", true);
+    harness_expect_message(conn, 2, NULL, "c1", true);
+    harness_expect_message(conn, 2, NULL, "c2", true);
     CHECK_REPLY(amqp_channel_close(conn, 2, AMQP_REPLY_SUCCESS));
     harness_log("unacked consumer delivery: channel closed, messages requeued: ok");
 }
@@ -148,9 +125,9 @@ static void check_in_time(amqp_connection_state_t conn)
         char body[16];
         snprintf(body, sizeof body, "a%d", i);
         publish(conn, body);
-        uint64_t tag = expect_delivery(conn, 4, body, false);
+        uint64_t tag = harness_expect_message(conn, 4, NULL, body, false);
         CHECK_AMQP(amqp_basic_ack(conn, 4, tag, 0));
-        usleep((useconds_t)step * 1000);
+        harness_expect_quiet(conn, step, "channel 4, acking in time");
     }
     harness_sync(conn, 4);
     CHECKF(!amqp_frames_enqueued(conn), "something came while acking in time");
@@ -171,9 +148,9 @@ static void check_in_time(amqp_connection_state_t conn)
     amqp_destroy_message(&msg);
     consume(conn, 5, true);
     publish(conn, "n1");
-    expect_delivery(conn, 5, "n1", false);
+    harness_expect_message(conn, 5, NULL, "n1", false);
     expect_timeout_close(conn, 6, t0);
-    expect_delivery(conn, 5, "held", true);
+    harness_expect_message(conn, 5, NULL, "held", true);
     harness_expect_quiet(conn, 2 * s_timeout_ms, "no-ack consumer after twice the timeout");
     CHECK_REPLY(amqp_channel_close(conn, 5, AMQP_REPLY_SUCCESS));
     harness_log("no-ack deliveries and acked ones never time out: ok");
@@ -197,16 +174,12 @@ int main(void)
     s_pid = (int)getpid();
     snprintf(s_q, sizeof s_q, "it-consumer-timeout-%d", s_pid);
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     harness_queue_declare(conn, 1, s_q, 0, amqp_empty_table);
     check_consumer(conn);
     check_get(conn);
     check_in_time(conn);
     harness_queue_delete(conn, 1, s_q);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -36,16 +36,8 @@ static const char *s_prefix; /* borrowed: harness_name_init()'s, lives for the w
 static void qdeclare(const char *q, long ttl, long maxlen, const char *dlx, const char *dlrk)
 {
     harness_queue_delete(s_conn, 1, q);
-    harness_args_t a = {.n = 0};
-    if (ttl >= 0)
-        harness_arg_int(&a, "x-message-ttl", 'I', ttl);
-    if (maxlen >= 0)
-        harness_arg_int(&a, "x-max-length", 'I', maxlen);
-    if (dlx)
-        harness_arg_str(&a, "x-dead-letter-exchange", dlx);
-    if (dlrk)
-        harness_arg_str(&a, "x-dead-letter-routing-key", dlrk);
-    harness_queue_declare(s_conn, 1, q, 0, harness_args_table(&a));
+    harness_args_t a;
+    harness_queue_declare(s_conn, 1, q, 0, harness_dl_args(&a, ttl, maxlen, dlx, dlrk));
 }
 
 static void fanout(const char *x)
@@ -56,8 +48,7 @@ static void fanout(const char *x)
 
 static void publish(const char *q, const char *body)
 {
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, NULL,
-                                  amqp_cstring_bytes(body)));
+    harness_publish(s_conn, 1, "", q, body);
 }
 
 /* x-death reduced to "reason:queue:count" entries in order ("expired:B:1 expired:A:1"), with
@@ -107,6 +98,7 @@ static void expect_msg(const char *q, const char *body, const char *want_deaths,
         harness_got_free(&g);
 }
 
+/* ms after now (time for the TTLs to run out), q is empty. */
 static void expect_empty_after(const char *q, int ms, const char *what)
 {
     usleep((useconds_t)ms * 1000);
@@ -274,8 +266,7 @@ int main(void)
     harness_broker_t b;
     harness_broker_start(&b);
     s_prefix = harness_name_init("it-cyc");
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
 
     check_self_cycles();
     check_two_queue_cycle();
@@ -283,8 +274,5 @@ int main(void)
     check_rejected_once_goes_forever();
 
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

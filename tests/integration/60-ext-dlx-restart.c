@@ -22,27 +22,17 @@
 static harness_broker_t s_broker;
 static amqp_connection_state_t s_conn; /* owned: channel 1 open */
 
-static void connect_broker(void)
-{
-    s_conn = harness_connect(&s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
-}
-
+/* The broker closes s_conn on its way down; a new one has channel 1 open. */
 static void restart(void)
 {
-    harness_broker_restart(&s_broker);
-    amqp_destroy_connection(s_conn); /* the broker closed it on its way down */
-    connect_broker();
+    s_conn = harness_reopen(&s_broker, s_conn, false);
 }
 
 static void qdeclare(const char *q, long maxlen, const char *dlq)
 {
-    harness_args_t a = {.n = 0};
-    if (maxlen >= 0)
-        harness_arg_int(&a, "x-max-length", 'I', maxlen);
-    harness_arg_str(&a, "x-dead-letter-exchange", "");
-    harness_arg_str(&a, "x-dead-letter-routing-key", dlq);
-    harness_queue_declare(s_conn, 1, q, HARNESS_QUEUE_DURABLE, harness_args_table(&a));
+    harness_args_t a;
+    harness_queue_declare(s_conn, 1, q, HARNESS_QUEUE_DURABLE,
+                          harness_dl_args(&a, -1, maxlen, "", dlq));
 }
 
 static void publish(const char *q, const char *body, int delivery_mode, bool with_headers)
@@ -61,8 +51,7 @@ static void publish(const char *q, const char *body, int delivery_mode, bool wit
         p.headers.entries = h;
         p.expiration = amqp_cstring_bytes("60000");
     }
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, &p,
-                                  amqp_cstring_bytes(body)));
+    harness_publish_props(s_conn, 1, "", q, false, &p, body);
 }
 
 /* Take the next message from q (manual ack, waiting <= 5 s); check its body. */
@@ -96,7 +85,7 @@ int main(void)
     harness_watchdog(55);
     harness_broker_start(&s_broker);
     harness_require_own_broker(&s_broker);
-    connect_broker();
+    s_conn = harness_open(&s_broker);
     const char *w = "dlxr.work", *d = "dlxr.dead", *m = "dlxr.max";
     qdeclare(w, -1, d);
     qdeclare(d, -1, w);

@@ -47,19 +47,14 @@ static amqp_connection_state_t s_conn;
 static void qdeclare(const char *q, const char *dlx, const char *dlrk)
 {
     harness_queue_delete(s_conn, 1, q);
-    harness_args_t a = {.n = 0};
-    if (dlx)
-        harness_arg_str(&a, "x-dead-letter-exchange", dlx);
-    if (dlrk)
-        harness_arg_str(&a, "x-dead-letter-routing-key", dlrk);
-    harness_queue_declare(s_conn, 1, q, 0, harness_args_table(&a));
+    harness_args_t a;
+    harness_queue_declare(s_conn, 1, q, 0, harness_dl_args(&a, -1, -1, dlx, dlrk));
 }
 
 static void publish(const char *x, const char *key, const amqp_basic_properties_t *p,
                     const char *body)
 {
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_cstring_bytes(x), amqp_cstring_bytes(key), 0,
-                                  0, p, amqp_cstring_bytes(body)));
+    harness_publish_props(s_conn, 1, x, key, false, p, body);
 }
 
 /* Take the message from q (waiting <= 5 s), manual ack; caller rejects or acks. */
@@ -370,16 +365,12 @@ int main(void)
     harness_broker_t b;
     harness_broker_start(&b);
     harness_name_init("it-xdeath");
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
 
     check_first_death();
     check_ring();
     check_client_headers();
 
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

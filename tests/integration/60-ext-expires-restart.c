@@ -23,8 +23,7 @@ static amqp_connection_state_t s_conn; /* owned: channels 1 and 3 open */
 
 static void connect_broker(void)
 {
-    s_conn = harness_connect(&s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&s_broker);
     harness_channel_open(s_conn, 3);
 }
 
@@ -61,8 +60,7 @@ static void publish(const char *q, const char *body)
     memset(&p, 0, sizeof p);
     p._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
     p.delivery_mode = 2;
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, &p,
-                                  amqp_cstring_bytes(body)));
+    harness_publish_props(s_conn, 1, "", q, false, &p, body);
 }
 
 int main(void)

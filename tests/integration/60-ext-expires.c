@@ -100,8 +100,7 @@ static void use_redeclare(const char *q)
 
 static void publish(const char *q)
 {
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, NULL,
-                                  amqp_cstring_bytes("p")));
+    harness_publish(s_conn, 1, "", q, "p");
 }
 
 static void check_idle_and_consumer(void)
@@ -113,12 +112,9 @@ static void check_idle_and_consumer(void)
     const char *c = harness_name("consumed");
     declare_expiring(1, c, 300, NULL);
     harness_channel_open(s_conn, 2);
-    amqp_basic_consume(s_conn, 2, amqp_cstring_bytes(c), amqp_cstring_bytes("keep"), 0, 1, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_consume(s_conn, 2, c, "keep", HARNESS_CONSUME_NO_ACK, amqp_empty_table);
     keep_using(c, 900, NULL, "x-expires 300 with a consumer");
-    amqp_basic_cancel(s_conn, 2, amqp_cstring_bytes("keep"));
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_cancel(s_conn, 2, "keep");
     wait_gone(c, NULL, "x-expires 300 after the consumer was cancelled");
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
     harness_log("idle queue expires; a consumer keeps it: ok");
@@ -155,9 +151,7 @@ static void check_messages_dropped(void)
     uint32_t n = harness_wait_message_count(s_conn, 1, q, 3, 5000);
     CHECK_EQ(n, 3);
     wait_gone(q, NULL, "x-expires 300 with messages");
-    usleep(200000);
-    CHECK_REPLY(harness_queue_peek(s_conn, 1, dlq, &n, NULL));
-    CHECKF(n == 0, "an expired queue dead-lettered %u messages", n);
+    harness_expect_steady(s_conn, 1, dlq, 0, 200, "an expired queue's messages dead-lettered");
 
     amqp_queue_declare_ok_t ok = declare_expiring(1, q, 300, dlq);
     CHECK_EQ(ok.message_count, 0);
@@ -173,8 +167,7 @@ int main(void)
     harness_broker_t b;
     harness_broker_start(&b);
     harness_name_init("it-expires");
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
     harness_channel_open(s_conn, PROBE_CH);
 
     check_idle_and_consumer();
@@ -182,8 +175,5 @@ int main(void)
     check_messages_dropped();
 
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -52,11 +52,7 @@ static void qdeclare(const char *q, long maxlen, long maxbytes, const char *over
 /* Publish on channel 1 (no confirms) the space-separated words of bodies. */
 static void publish_plain(const char *q, const char *bodies)
 {
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", bodies);
-    for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save))
-        CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0,
-                                      NULL, amqp_cstring_bytes(w)));
+    harness_publish_words(s_conn, 1, "", q, bodies);
 }
 
 /* Publish on the confirm channel 2 the space-separated words of bodies ("-" is an empty body)
@@ -73,8 +69,7 @@ static const char *publish_confirmed(const char *x, const char *key, const char 
     for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
         CHECK(n < MAXPUB);
         const char *body = strcmp(w, "-") == 0 ? "" : w;
-        CHECK_AMQP(amqp_basic_publish(s_conn, 2, amqp_cstring_bytes(x), amqp_cstring_bytes(key),
-                                      mandatory, 0, NULL, amqp_cstring_bytes(body)));
+        harness_publish_props(s_conn, 2, x, key, mandatory, NULL, body);
         result[n++] = '?';
         s_seq++;
     }
@@ -144,8 +139,7 @@ static void check_reject_publish(void)
     /* confirms: ack ack nack nack */
     expect_confirms("", q, "1 2 3 4", false, "aann", "reject-publish x-max-length 2");
     harness_expect_drain(s_conn, 1, q, "1 2", "reject-publish under confirms");
-    usleep(100000);
-    CHECK_EQ(harness_queue_count(s_conn, 1, dlq), 0);
+    harness_expect_steady(s_conn, 1, dlq, 0, 100, "refused publishes dead-lettered");
 
     /* drained: accepted again */
     expect_confirms("", q, "5 6 7", false, "aan", "reject-publish after draining");
@@ -228,19 +222,14 @@ int main(void)
     harness_broker_t b;
     harness_broker_start(&b);
     harness_name_init("it-lenrej");
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
     harness_channel_open(s_conn, 2);
-    amqp_confirm_select(s_conn, 2);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_confirm_select(s_conn, 2);
 
     check_reject_publish();
     check_reject_publish_dlx();
     check_fanout_and_mandatory();
 
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -50,19 +50,10 @@ static void qdeclare(const char *q, long maxlen, long maxbytes, const char *over
     harness_queue_declare(s_conn, 1, q, 0, harness_args_table(&a));
 }
 
-static void publish(const char *q, const char *body)
-{
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, NULL,
-                                  amqp_cstring_bytes(body)));
-}
-
 /* Publish the space-separated words of bodies, in order. */
 static void publish_words(const char *q, const char *bodies)
 {
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", bodies);
-    for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save))
-        publish(q, w);
+    harness_publish_words(s_conn, 1, "", q, bodies);
 }
 
 static void check_max_length(void)
@@ -161,8 +152,7 @@ static void check_unacked_not_counted(void)
     /* back at the head, over the limit: dropped in the order they come back */
     CHECK_AMQP(amqp_basic_nack(s_conn, 2, g2.delivery_tag, 0, 1));
     CHECK_AMQP(amqp_basic_nack(s_conn, 2, g1.delivery_tag, 0, 1));
-    amqp_basic_qos(s_conn, 2, 0, 0, 0);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_sync(s_conn, 2);
     harness_expect_maxlen_dead(s_conn, 1, dlq, q, "2 1");
     harness_expect_drain(s_conn, 1, q, "4 5", "after requeueing two over the limit");
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
@@ -178,16 +168,12 @@ int main(void)
     harness_broker_t b;
     harness_broker_start(&b);
     harness_name_init("it-len");
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
 
     check_max_length();
     check_max_bytes();
     check_unacked_not_counted();
 
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

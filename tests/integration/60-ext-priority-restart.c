@@ -34,10 +34,8 @@ static void reset_confirms(void)
 
 static void connect_confirm(void)
 {
-    s_conn = harness_connect(&s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
-    amqp_confirm_select(s_conn, 1);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    s_conn = harness_open(&s_broker);
+    harness_confirm_select(s_conn, 1);
     reset_confirms();
 }
 
@@ -61,8 +59,7 @@ static void publish(const char *q, const char *body, int prio, bool persistent)
         p._flags |= AMQP_BASIC_PRIORITY_FLAG;
         p.priority = (uint8_t)prio;
     }
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, &p,
-                                  amqp_cstring_bytes(body)));
+    harness_publish_props(s_conn, 1, "", q, false, &p, body);
     s_confirms.published++;
 }
 
@@ -140,8 +137,7 @@ int main(void)
     CHECK_EQ(harness_wait_message_count(s_conn, 1, s_q, 10, 5000), 10);
     CHECKF(harness_wait_queue_gone(s_conn, 1, s_tq, 0), "transient queue %s survived", s_tq);
     harness_channel_open(s_conn, 1);
-    amqp_confirm_select(s_conn, 1);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_confirm_select(s_conn, 1);
     reset_confirms();
     CHECK_REPLY(declare(s_q, true, 5));
     snprintf(s_text, sizeof s_text,
@@ -150,8 +146,7 @@ int main(void)
              s_q);
     harness_expect_channel_close(s_conn, 1, declare(s_q, true, 3), 406, s_text, 50, 10);
     harness_channel_open(s_conn, 1);
-    amqp_confirm_select(s_conn, 1);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_confirm_select(s_conn, 1);
     reset_confirms();
     /* New messages take their place among the recovered ones. */
     publish(s_q, "new5", 5, true);

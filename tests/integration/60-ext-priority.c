@@ -59,8 +59,7 @@ static void publish_prio(amqp_connection_state_t conn, const char *q, const char
         p._flags = AMQP_BASIC_PRIORITY_FLAG;
         p.priority = (uint8_t)prio;
     }
-    CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, &p,
-                                  amqp_cstring_bytes(body)));
+    harness_publish_props(conn, 1, "", q, false, &p, body);
 }
 
 /* The messages of the ordering checks: body "<letter><priority>", priority NO_PRIO for none. */
@@ -121,9 +120,7 @@ static void check_consume_order(amqp_connection_state_t conn)
     CHECK_REPLY(declare_prio(conn, 1, q, 5));
     publish_mix(conn, q);
     harness_channel_open(conn, 2);
-    amqp_basic_consume(conn, 2, amqp_cstring_bytes(q), amqp_empty_bytes, 0, 0, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_consume(conn, 2, q, NULL, 0, amqp_empty_table);
     size_t len = 0;
     for (int i = 0; i < 10; i++) {
         amqp_envelope_t env;
@@ -294,9 +291,7 @@ static void check_counts_purge(amqp_connection_state_t conn)
         publish_prio(conn, q, body, i % 3 == 0 ? NO_PRIO : i % 12);
     }
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 30, 5000), 30);
-    amqp_queue_purge_ok_t *ok = amqp_queue_purge(conn, 1, amqp_cstring_bytes(q));
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-    CHECK_EQ(ok->message_count, 30);
+    CHECK_EQ(harness_queue_purge(conn, 1, q), 30);
     uint32_t m = 99;
     CHECK_REPLY(harness_queue_peek(conn, 1, q, &m, NULL));
     CHECK_EQ(m, 0);
@@ -314,8 +309,7 @@ int main(void)
     harness_broker_start(&b);
     s_pid = (int)getpid();
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     check_get_order(conn);
     check_consume_order(conn);
     check_requeue(conn);
@@ -323,8 +317,5 @@ int main(void)
     check_declare_errors(conn);
     check_counts_purge(conn);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -31,10 +31,8 @@ static void reset_confirms(void)
 
 static void connect_confirm(void)
 {
-    s_conn = harness_connect(&s_broker, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
-    amqp_confirm_select(s_conn, 1);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    s_conn = harness_open(&s_broker);
+    harness_confirm_select(s_conn, 1);
     reset_confirms();
 }
 
@@ -70,8 +68,7 @@ static void publish(const char *q, const char *body, int dm)
         p._flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
         p.delivery_mode = (uint8_t)dm;
     }
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, &p,
-                                  amqp_cstring_bytes(body)));
+    harness_publish_props(s_conn, 1, "", q, false, &p, body);
     s_confirms.published++;
 }
 
@@ -85,21 +82,11 @@ static void wait_confirms(void)
  * delivery tag. */
 static uint64_t get_one(const char *q, const char *body, int dm, int64_t count)
 {
-    int64_t deadline = harness_now_ms() + 5000;
-    amqp_rpc_reply_t r;
-    for (;;) {
-        r = amqp_basic_get(s_conn, 1, amqp_cstring_bytes(q), 0);
-        CHECK_REPLY(r);
-        if (r.reply.id == AMQP_BASIC_GET_OK_METHOD)
-            break;
-        CHECKF(harness_now_ms() < deadline, "%s: no %s after 5 s", q, body);
-        usleep(10000);
-    }
-    amqp_basic_get_ok_t *ok = r.reply.decoded;
-    uint64_t tag = ok->delivery_tag;
-    bool redelivered = ok->redelivered;
-    amqp_message_t msg;
-    CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
+    harness_got_t g;
+    CHECKF(harness_get_wait(s_conn, 1, q, false, 5000, &g), "%s: no %s after 5 s", q, body);
+    uint64_t tag = g.delivery_tag;
+    bool redelivered = g.redelivered;
+    amqp_message_t msg = g.msg;
     CHECKF(harness_bytes_is(msg.body, body), "got %.*s, want %s", (int)msg.body.len,
            (const char *)msg.body.bytes, body);
     CHECKF(redelivered == (count > 0), "%s: redelivered %d", body, redelivered);
@@ -118,7 +105,7 @@ static uint64_t get_one(const char *q, const char *body, int dm, int64_t count)
     CHECKF(dc && dc->kind == AMQP_FIELD_KIND_I64 && dc->value.i64 == count,
            "%s: x-delivery-count %lld, want %lld", body, dc ? (long long)dc->value.i64 : -1LL,
            (long long)count);
-    amqp_destroy_message(&msg);
+    harness_got_free(&g);
     return tag;
 }
 
@@ -176,23 +163,15 @@ int main(void)
     /* p's count carries on: 2 now, the limit of 3 lets it come once more, then it dies. */
     CHECK_AMQP(amqp_basic_nack(s_conn, 1, get_one(s_lq, "p", 1, 2), 0, 1));
     CHECK_AMQP(amqp_basic_nack(s_conn, 1, get_one(s_lq, "p", 1, 3), 0, 1));
-    int64_t deadline = harness_now_ms() + 5000;
-    for (;;) {
-        amqp_rpc_reply_t r = amqp_basic_get(s_conn, 1, amqp_cstring_bytes(s_dlq), 1);
-        CHECK_REPLY(r);
-        if (r.reply.id == AMQP_BASIC_GET_OK_METHOD) {
-            amqp_message_t msg;
-            CHECK_REPLY(amqp_read_message(s_conn, 1, &msg, 0));
-            CHECK(harness_bytes_is(msg.body, "p"));
-            const amqp_field_value_t *v =
-                harness_table_get(&msg.properties.headers, "x-first-death-reason");
-            CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 && harness_bytes_is(v->value.bytes, "delivery_limit"));
-            amqp_destroy_message(&msg);
-            break;
-        }
-        CHECKF(harness_now_ms() < deadline, "p was not dead-lettered after the restart");
-        usleep(10000);
-    }
+    harness_got_t g;
+    CHECKF(harness_get_wait(s_conn, 1, s_dlq, true, 5000, &g),
+           "p was not dead-lettered after the restart");
+    CHECK(harness_bytes_is(g.msg.body, "p"));
+    const amqp_field_value_t *v =
+        harness_table_get(&g.msg.properties.headers, "x-first-death-reason");
+    CHECK(v && v->kind == AMQP_FIELD_KIND_UTF8 &&
+          harness_bytes_is(v->value.bytes, "delivery_limit"));
+    harness_got_free(&g);
     expect_empty(s_lq);
     harness_log("after a SIGTERM restart: all four kept, delivery count carried on: ok");
 

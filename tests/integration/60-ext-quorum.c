@@ -138,8 +138,7 @@ static void check_declare(amqp_connection_state_t conn)
 
     /* classic: an ordinary (even exclusive, auto-delete, transient) queue. */
     CHECK_REPLY(declare(conn, 1, q, false, true, true, "classic", -1, NULL));
-    CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, NULL,
-                                  amqp_cstring_bytes("classic")));
+    harness_publish(conn, 1, "", q, "classic");
     char got[64];
     CHECK_EQ(harness_wait_message_count(conn, 1, q, 1, 5000), 1);
     CHECK_EQ(harness_drain(conn, 1, q, got, sizeof got), 1);
@@ -188,8 +187,7 @@ static void publish_transient(amqp_connection_state_t conn, const char *q, const
     p._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
     p.delivery_mode = 1;
     p.headers = (amqp_table_t){.num_entries = 1, .entries = &h};
-    CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, &p,
-                                  amqp_cstring_bytes(body)));
+    harness_publish_props(conn, 1, "", q, false, &p, body);
 }
 
 /* basic.get (ack mode) on ch until a message comes (quorum queues count a publish a moment
@@ -198,23 +196,13 @@ static void publish_transient(amqp_connection_state_t conn, const char *q, const
 static uint64_t get_one(amqp_connection_state_t conn, amqp_channel_t ch, const char *q,
                         const char *body, int64_t count)
 {
-    int64_t deadline = harness_now_ms() + 5000;
-    amqp_rpc_reply_t r;
-    for (;;) {
-        r = amqp_basic_get(conn, ch, amqp_cstring_bytes(q), 0);
-        CHECK_REPLY(r);
-        if (r.reply.id == AMQP_BASIC_GET_OK_METHOD)
-            break;
-        CHECKF(harness_now_ms() < deadline, "%s: nothing to get after 5 s (want x-delivery-count "
-                                            "%lld)", q, (long long)count);
-        usleep(10000);
-    }
-    amqp_basic_get_ok_t *ok = r.reply.decoded;
-    uint64_t tag = ok->delivery_tag;
-    CHECKF((bool)ok->redelivered == (count > 0), "redelivered %d at x-delivery-count %lld",
-           ok->redelivered, (long long)count);
-    amqp_message_t msg;
-    CHECK_REPLY(amqp_read_message(conn, ch, &msg, 0));
+    harness_got_t g;
+    CHECKF(harness_get_wait(conn, ch, q, false, 5000, &g),
+           "%s: nothing to get after 5 s (want x-delivery-count %lld)", q, (long long)count);
+    uint64_t tag = g.delivery_tag;
+    CHECKF(g.redelivered == (count > 0), "redelivered %d at x-delivery-count %lld",
+           g.redelivered, (long long)count);
+    amqp_message_t msg = g.msg;
     CHECK(harness_bytes_is(msg.body, body));
     CHECK((msg.properties._flags & AMQP_BASIC_DELIVERY_MODE_FLAG) &&
           msg.properties.delivery_mode == 1);
@@ -226,7 +214,7 @@ static uint64_t get_one(amqp_connection_state_t conn, amqp_channel_t ch, const c
            "x-delivery-count %s (kind %c, %lld), want long %lld", dc ? "present" : "absent",
            dc ? dc->kind : '-', dc ? (long long)dc->value.i64 : 0LL, (long long)count);
     CHECK_EQ(msg.properties.headers.num_entries, 2);
-    amqp_destroy_message(&msg);
+    harness_got_free(&g);
     return tag;
 }
 
@@ -234,19 +222,10 @@ static uint64_t get_one(amqp_connection_state_t conn, amqp_channel_t ch, const c
 static void expect_dead_lettered(amqp_connection_state_t conn, const char *dlq, const char *q,
                                  const char *body)
 {
-    int64_t deadline = harness_now_ms() + 5000;
-    amqp_rpc_reply_t r;
-    for (;;) {
-        r = amqp_basic_get(conn, 1, amqp_cstring_bytes(dlq), 1);
-        CHECK_REPLY(r);
-        if (r.reply.id == AMQP_BASIC_GET_OK_METHOD)
-            break;
-        CHECKF(harness_now_ms() < deadline, "%s was not dead-lettered to %s within 5 s", body,
-               dlq);
-        usleep(10000);
-    }
-    amqp_message_t msg;
-    CHECK_REPLY(amqp_read_message(conn, 1, &msg, 0));
+    harness_got_t g;
+    CHECKF(harness_get_wait(conn, 1, dlq, true, 5000, &g),
+           "%s was not dead-lettered to %s within 5 s", body, dlq);
+    amqp_message_t msg = g.msg;
     CHECK(harness_bytes_is(msg.body, body));
     const amqp_table_t *h = &msg.properties.headers;
     CHECK(msg.properties._flags & AMQP_BASIC_HEADERS_FLAG);
@@ -279,7 +258,7 @@ static void expect_dead_lettered(amqp_connection_state_t conn, const char *dlq, 
     CHECK(v && v->kind == AMQP_FIELD_KIND_ARRAY && v->value.array.num_entries == 1 &&
           v->value.array.entries[0].kind == AMQP_FIELD_KIND_UTF8 &&
           harness_bytes_is(v->value.array.entries[0].value.bytes, q));
-    amqp_destroy_message(&msg);
+    harness_got_free(&g);
 }
 
 /* A quorum queue dead-lettering through dlx (a fanout bound to dlq). */
@@ -322,9 +301,7 @@ static void check_delivery_limit(amqp_connection_state_t conn)
     publish_transient(conn, q, "closer");
     for (int n = 0; n <= 1; n++) {
         harness_channel_open(conn, 2);
-        amqp_basic_consume(conn, 2, amqp_cstring_bytes(q), amqp_empty_bytes, 0, 0, 0,
-                           amqp_empty_table);
-        CHECK_REPLY(amqp_get_rpc_reply(conn));
+        harness_consume(conn, 2, q, NULL, 0, amqp_empty_table);
         amqp_envelope_t env;
         struct timeval tv = {.tv_sec = 5};
         amqp_maybe_release_buffers(conn);
@@ -391,15 +368,11 @@ int main(void)
     s_pid = (int)getpid();
     s_external = harness_external(&b);
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     check_declare(conn);
     check_stream(conn);
     check_delivery_limit(conn);
     check_default_limit(conn);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -69,8 +69,7 @@ static void publish(amqp_connection_state_t conn, amqp_channel_t ch, const char 
         p._flags |= AMQP_BASIC_REPLY_TO_FLAG;
         p.reply_to = amqp_cstring_bytes(reply_to);
     }
-    CHECK_AMQP(amqp_basic_publish(conn, ch, amqp_cstring_bytes(exchange), amqp_cstring_bytes(rk),
-                                  mandatory, 0, &p, amqp_cstring_bytes(body)));
+    harness_publish_props(conn, ch, exchange, rk, mandatory, &p, body);
 }
 
 /* The next frame on conn must be a channel.close with this code and text; answer it. */
@@ -92,17 +91,10 @@ static void expect_async_close(amqp_connection_state_t conn, amqp_channel_t ch, 
 static void get_request(amqp_connection_state_t conn, char *body, size_t bcap, char *reply_to,
                         size_t rcap)
 {
-    int64_t deadline = harness_now_ms() + 5000;
-    for (;;) {
-        amqp_rpc_reply_t r = amqp_basic_get(conn, 1, amqp_cstring_bytes(s_rpcq), 1);
-        CHECK_REPLY(r);
-        if (r.reply.id == AMQP_BASIC_GET_OK_METHOD)
-            break;
-        CHECKF(harness_now_ms() < deadline, "no request in %s after 5 s", s_rpcq);
-        usleep(10000);
-    }
-    amqp_message_t msg;
-    CHECK_REPLY(amqp_read_message(conn, 1, &msg, 0));
+    harness_got_t g;
+    CHECKF(harness_get_wait(conn, 1, s_rpcq, true, 5000, &g), "no request in %s after 5 s",
+           s_rpcq);
+    amqp_message_t msg = g.msg;
     snprintf(body, bcap, "%.*s", (int)msg.body.len, (const char *)msg.body.bytes);
     CHECKF(msg.properties._flags & AMQP_BASIC_REPLY_TO_FLAG, "request %s has no reply_to", body);
     snprintf(reply_to, rcap, "%.*s", (int)msg.properties.reply_to.len,
@@ -113,7 +105,7 @@ static void get_request(amqp_connection_state_t conn, char *body, size_t bcap, c
           harness_bytes_is(msg.properties.correlation_id, corr));
     CHECK((msg.properties._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) &&
           harness_bytes_is(msg.properties.content_type, "text/plain"));
-    amqp_destroy_message(&msg);
+    harness_got_free(&g);
 }
 
 /* The next delivery on conn is the reply body for consumer tag on ch, routed with name. */
@@ -198,8 +190,7 @@ static void expect_declare_ok(amqp_connection_state_t conn, amqp_channel_t ch, c
 /* The refusals on the requester's side. */
 static void check_errors(const harness_broker_t *b)
 {
-    amqp_connection_state_t conn = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(b);
     expect_declare_ok(conn, 1, RT);
 
     publish(conn, 1, "", s_rpcq, false, RT, "no-consumer");
@@ -224,16 +215,14 @@ static void check_errors(const harness_broker_t *b)
                        60, 40);
 
     /* Nor does a cancelled one. */
-    amqp_basic_cancel(conn, 1, amqp_cstring_bytes("rt-ch1"));
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_cancel(conn, 1, "rt-ch1");
     publish(conn, 1, "", s_rpcq, false, RT, "cancelled");
     expect_async_close(conn, 1, 406, "PRECONDITION_FAILED - fast reply consumer does not exist",
                        60, 40);
     harness_disconnect(conn);
 
     uint32_t m = 99;
-    amqp_connection_state_t peek = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(peek, 1);
+    amqp_connection_state_t peek = harness_open(b);
     CHECK_REPLY(harness_queue_peek(peek, 1, s_rpcq, &m, NULL));
     CHECK_EQ(m, 0); /* none of the refused requests was routed */
     harness_disconnect(peek);
@@ -306,8 +295,7 @@ static void check_round_trip(const harness_broker_t *b)
 
     /* Gone requesters: r1 cancels (then consumes RT again: a new name), r2's channel closes,
      * then r1's connection closes. */
-    amqp_basic_cancel(r1, 1, amqp_cstring_bytes("rt-r1"));
-    CHECK_REPLY(amqp_get_rpc_reply(r1));
+    harness_cancel(r1, 1, "rt-r1");
     expect_unroutable(srv, r1, "", n1, "after-cancel");
     CHECK_REPLY(consume_rt(r1, 1, "rt-r1-again", true));
     expect_unroutable(srv, r1, "", n1, "after-reconsume");
@@ -379,16 +367,12 @@ int main(void)
     s_pid = (int)getpid();
     snprintf(s_rpcq, sizeof s_rpcq, "it-reply-to-rpc-%d", s_pid);
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     harness_queue_declare(conn, 1, s_rpcq, 0, amqp_empty_table);
     check_errors(&b);
     check_round_trip(&b);
     check_mandatory_live(&b);
     harness_queue_delete(conn, 1, s_rpcq);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

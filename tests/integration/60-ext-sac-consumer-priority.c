@@ -37,10 +37,9 @@ static void consume(amqp_connection_state_t conn, amqp_channel_t ch, const char 
     amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-priority")};
     e.value.kind = AMQP_FIELD_KIND_I32;
     e.value.value.i32 = prio;
-    amqp_basic_consume(conn, ch, amqp_cstring_bytes(q), amqp_cstring_bytes(tag), 0, 0, 0,
-                       prio != NO_PRIO ? (amqp_table_t){.num_entries = 1, .entries = &e}
-                                       : amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_consume(conn, ch, q, tag, 0,
+                    prio != NO_PRIO ? (amqp_table_t){.num_entries = 1, .entries = &e}
+                                    : amqp_empty_table);
 }
 
 /* Deliveries seen by one connection: who got which body, with the redelivered flag. */
@@ -151,10 +150,8 @@ static void check_round_robin_within(amqp_connection_state_t conn)
     /* Without the two 5s, the default 0 is above -5. */
     CHECK_AMQP(amqp_basic_ack(conn, 3, s.dtag[5], 1));
     CHECK_AMQP(amqp_basic_ack(conn, 5, s.dtag[6], 1));
-    amqp_basic_cancel(conn, 3, amqp_cstring_bytes("h1"));
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
-    amqp_basic_cancel(conn, 5, amqp_cstring_bytes("h2"));
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_cancel(conn, 3, "h1");
+    harness_cancel(conn, 5, "h2");
     harness_publish_range(conn, q, 7, 9);
     order[0] = '\0';
     collect(conn, &s, 3, order, sizeof order);
@@ -189,8 +186,7 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
     harness_publish_range(conn, q, 1, 1);
     collect(hc, &hs, 1, order, sizeof order);
     expect_got(&hs, 1, "high", false);
-    amqp_basic_cancel(hc, 1, amqp_cstring_bytes("high"));
-    CHECK_REPLY(amqp_get_rpc_reply(hc));
+    harness_cancel(hc, 1, "high");
     harness_publish_range(conn, q, 2, 3);
     collect(lc, &ls, 2, order, sizeof order);
     expect_got(&ls, 2, "low", false);
@@ -231,8 +227,7 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
     expect_got(&ls, 8, "low", false);
 
     /* A new high consumer is served first again. */
-    hc = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(hc, 1);
+    hc = harness_open(b);
     consume(hc, 1, q, "high4", 10);
     harness_publish_range(conn, q, 9, 10);
     collect(hc, &hs, 2, order, sizeof order);
@@ -277,15 +272,11 @@ int main(void)
     harness_broker_start(&b);
     s_pid = (int)getpid();
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     check_overflow_to_lower(conn);
     check_round_robin_within(conn);
     check_handover(&b, conn);
     check_invalid(conn);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

@@ -31,8 +31,7 @@ static void publish_range(amqp_connection_state_t conn, int first, int last)
     for (int i = first; i <= last; i++) {
         char body[16];
         snprintf(body, sizeof body, "%d", i);
-        CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(s_q), 0, 0,
-                                      NULL, amqp_cstring_bytes(body)));
+        harness_publish(conn, 1, "", s_q, body);
     }
 }
 
@@ -73,15 +72,12 @@ int main(void)
     snprintf(s_refused, sizeof s_refused,
              "ACCESS_REFUSED - queue '%s' in vhost '/' in exclusive use", s_q);
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     harness_queue_declare(conn, 1, s_q, 0, amqp_empty_table);
-    amqp_connection_state_t other = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(other, 1);
+    amqp_connection_state_t other = harness_open(&b);
 
     /* e1 (prefetch 2) holds 1 and 2; 3 and 4 are ready. Others are refused; basic.get works. */
-    amqp_connection_state_t ec = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(ec, 1);
+    amqp_connection_state_t ec = harness_open(&b);
     harness_qos(ec, 1, 2, false);
     CHECK_REPLY(try_consume(ec, 1, "e1", true));
     publish_range(conn, 1, 5);
@@ -103,8 +99,7 @@ int main(void)
     expect_counts(conn, 2, 1);
 
     /* Cancel e1: it keeps 1 and 2; other consumes (not exclusively) and gets 4 and 5. */
-    amqp_basic_cancel(ec, 1, amqp_cstring_bytes("e1"));
-    CHECK_REPLY(amqp_get_rpc_reply(ec));
+    harness_cancel(ec, 1, "e1");
     expect_counts(conn, 2, 0);
     CHECK_REPLY(try_consume(other, 1, "o1", false));
     harness_expect_delivery(other, "o1", 4, false);
@@ -113,8 +108,7 @@ int main(void)
     harness_sync(ec, 1);
     CHECK_AMQP(amqp_basic_ack(other, 1, 0, 1));
     harness_sync(other, 1);
-    amqp_basic_cancel(other, 1, amqp_cstring_bytes("o1"));
-    CHECK_REPLY(amqp_get_rpc_reply(other));
+    harness_cancel(other, 1, "o1");
     expect_counts(conn, 0, 0);
     harness_log("exclusive consumer cancelled: others may consume: ok");
 
@@ -155,8 +149,5 @@ int main(void)
     expect_counts(conn, 0, 0);
     harness_queue_delete(conn, 1, s_q);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

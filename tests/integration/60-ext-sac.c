@@ -64,15 +64,13 @@ static void consume(amqp_connection_state_t conn, amqp_channel_t ch, const char 
     amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-priority")};
     e.value.kind = AMQP_FIELD_KIND_I32;
     e.value.value.i32 = prio;
-    amqp_basic_consume(conn, ch, amqp_cstring_bytes(q), amqp_cstring_bytes(tag), 0, 0, 0,
-                       prio ? (amqp_table_t){.num_entries = 1, .entries = &e} : amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_consume(conn, ch, q, tag, 0,
+                    prio ? (amqp_table_t){.num_entries = 1, .entries = &e} : amqp_empty_table);
 }
 
 static void cancel(amqp_connection_state_t conn, amqp_channel_t ch, const char *tag)
 {
-    amqp_basic_cancel(conn, ch, amqp_cstring_bytes(tag));
-    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_cancel(conn, ch, tag);
 }
 
 static void expect_counts(amqp_connection_state_t conn, const char *q, uint32_t messages,
@@ -324,16 +322,12 @@ int main(void)
     harness_broker_start(&b);
     s_pid = (int)getpid();
 
-    amqp_connection_state_t conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(conn, 1);
+    amqp_connection_state_t conn = harness_open(&b);
     check_handover(&b, conn);
     check_cancel_with_ready(&b, conn);
     check_waiting_order(conn);
     check_sac_false(conn);
     check_declare_errors(conn);
     harness_disconnect(conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

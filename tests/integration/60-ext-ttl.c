@@ -68,8 +68,7 @@ static void publish_ch(amqp_channel_t ch, const char *x, const char *q, const ch
         p._flags = AMQP_BASIC_EXPIRATION_FLAG;
         p.expiration = amqp_cstring_bytes(expiration);
     }
-    CHECK_AMQP(amqp_basic_publish(s_conn, ch, amqp_cstring_bytes(x), amqp_cstring_bytes(q), 0, 0,
-                                  &p, amqp_cstring_bytes(body)));
+    harness_publish_props(s_conn, ch, x, q, false, &p, body);
 }
 
 static void publish(const char *q, const char *body, const char *expiration)
@@ -298,9 +297,7 @@ static void check_per_message_and_lower(void)
     publish(qlow, "old2", NULL);
     usleep(400000);
     harness_channel_open(s_conn, 2);
-    amqp_basic_consume(s_conn, 2, amqp_cstring_bytes(qlow), amqp_cstring_bytes("late"), 0, 1, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_consume(s_conn, 2, qlow, "late", HARNESS_CONSUME_NO_ACK, amqp_empty_table);
     harness_expect_quiet(s_conn, 300, "a delivery of an expired message to a late consumer");
     CHECK_REPLY(amqp_channel_close(s_conn, 2, AMQP_REPLY_SUCCESS));
     expect_dead_letter(dlq, "old2", qlow, "expired", NULL);
@@ -333,9 +330,7 @@ static void check_ttl_zero(void)
 
     /* a consumer that can take it at once gets it, expiration "0" and all */
     harness_channel_open(s_conn, 2);
-    amqp_basic_consume(s_conn, 2, amqp_cstring_bytes(q), amqp_cstring_bytes("c0"), 0, 1, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_consume(s_conn, 2, q, "c0", HARNESS_CONSUME_NO_ACK, amqp_empty_table);
     publish(q, "zero-consumed", "0");
     amqp_envelope_t env;
     struct timeval tv = {.tv_sec = 5};
@@ -357,9 +352,7 @@ static void check_ttl_zero(void)
     harness_channel_open(s_conn, 2);
     amqp_basic_qos(s_conn, 2, 0, 1, 0);
     CHECK_REPLY(amqp_get_rpc_reply(s_conn));
-    amqp_basic_consume(s_conn, 2, amqp_cstring_bytes(q0), amqp_cstring_bytes("c1"), 0, 0, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_consume(s_conn, 2, q0, "c1", 0, amqp_empty_table);
     publish(q0, "a", NULL);
     publish(q0, "b", NULL);
     amqp_maybe_release_buffers(s_conn);
@@ -397,7 +390,7 @@ static void check_unacked_and_requeue(void)
     CHECK_STREQ(held.body, "held");
     /* "behind" expires while "held" is unacked; "held" does not */
     expect_dead_letter(dlq, "behind", q, "expired", NULL);
-    usleep(400000);
+    harness_expect_steady(s_conn, 1, dlq, 0, 400, "dead-letter queue while 'held' is unacked");
     expect_empty(dlq, "dead-letter queue while 'held' is unacked");
     /* requeued after its TTL: expired at once */
     CHECK_AMQP(amqp_basic_nack(s_conn, 2, held.delivery_tag, 0, 1));
@@ -439,8 +432,7 @@ int main(void)
     harness_broker_t b;
     harness_broker_start(&b);
     harness_name_init("it-ttl");
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
 
     check_invalid_expiration();
     check_idle_queue_expires();
@@ -449,8 +441,5 @@ int main(void)
     check_unacked_and_requeue();
 
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

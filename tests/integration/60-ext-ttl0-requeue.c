@@ -57,35 +57,18 @@ static void publish(const char *q, const char *body, const char *expiration)
         p._flags = AMQP_BASIC_EXPIRATION_FLAG;
         p.expiration = amqp_cstring_bytes(expiration);
     }
-    CHECK_AMQP(amqp_basic_publish(s_conn, 1, amqp_empty_bytes, amqp_cstring_bytes(q), 0, 0, &p,
-                                  amqp_cstring_bytes(body)));
+    harness_publish_props(s_conn, 1, "", q, false, &p, body);
 }
 
 static void consume(amqp_channel_t ch, const char *q, const char *tag)
 {
-    amqp_basic_consume(s_conn, ch, amqp_cstring_bytes(q), amqp_cstring_bytes(tag), 0, 0, 0,
-                       amqp_empty_table);
-    CHECK_REPLY(amqp_get_rpc_reply(s_conn));
+    harness_consume(s_conn, ch, q, tag, 0, amqp_empty_table);
 }
 
 /* The next delivery (<= 5 s) is body for consumer tag with flag redel; returns its tag. */
 static uint64_t expect_delivery(const char *tag, const char *body, bool redel)
 {
-    amqp_envelope_t env;
-    struct timeval tv = {.tv_sec = 5};
-    amqp_maybe_release_buffers(s_conn);
-    amqp_rpc_reply_t r = amqp_consume_message(s_conn, &env, &tv, 0);
-    char buf[512];
-    CHECKF(r.reply_type == AMQP_RESPONSE_NORMAL, "waiting for '%s' to %s: %s", body, tag,
-           harness_reply_str(r, buf, sizeof buf));
-    CHECKF(harness_bytes_is(env.consumer_tag, tag) && harness_bytes_is(env.message.body, body) &&
-               (bool)env.redelivered == redel,
-           "got '%.*s' (redelivered %d) for %.*s, want '%s' (redelivered %d) for %s",
-           (int)env.message.body.len, (const char *)env.message.body.bytes, env.redelivered,
-           (int)env.consumer_tag.len, (const char *)env.consumer_tag.bytes, body, redel, tag);
-    uint64_t dt = env.delivery_tag;
-    amqp_destroy_envelope(&env);
-    return dt;
+    return harness_expect_message(s_conn, 0, tag, body, redel);
 }
 
 /* The headers of a first death by expiry from q (published to q through the default exchange);
@@ -202,8 +185,7 @@ static void check_single(void)
         harness_expect_quiet(s_conn, 300, "a redelivery of the expired TTL-0 message");
         CHECK_EQ(harness_queue_count(s_conn, 1, q), 0);
         CHECK_REPLY(amqp_channel_close(s_conn, cases[i].how == 'c' ? 3 : 2, AMQP_REPLY_SUCCESS));
-        /* nothing was left unacked on the closed channel either */
-        usleep(100000);
+        /* nothing was left unacked on the closed channel either (close-ok says it is done) */
         CHECK_EQ(harness_queue_count(s_conn, 1, q), 0);
         expect_empty(dlq, cases[i].what);
         harness_log("%s: %s: ok", cases[i].what, dlx ? "dead-lettered (expired)" : "dropped");
@@ -299,15 +281,11 @@ int main(void)
     harness_broker_t b;
     harness_broker_start(&b);
     harness_name_init("it-ttl0");
-    s_conn = harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
-    harness_channel_open(s_conn, 1);
+    s_conn = harness_open(&b);
 
     check_single();
     check_several();
 
     harness_disconnect(s_conn);
-    harness_check_alive(&b);
-    CHECK(harness_broker_stop(&b) == 0);
-    harness_log("PASS");
-    return 0;
+    return harness_finish(&b);
 }

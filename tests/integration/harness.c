@@ -1831,12 +1831,19 @@ void harness_wait_confirms(amqp_connection_state_t conn, harness_confirms_t *c)
 void harness_expect_maxlen_dead(amqp_connection_state_t conn, amqp_channel_t ch, const char *dlq,
                                 const char *q, const char *bodies)
 {
+    harness_expect_first_deaths(conn, ch, dlq, q, "maxlen", bodies);
+}
+
+void harness_expect_first_deaths(amqp_connection_state_t conn, amqp_channel_t ch,
+                                 const char *dlq, const char *q, const char *reason,
+                                 const char *bodies)
+{
     char want_h[1024];
     snprintf(want_h, sizeof want_h,
-             "{x-death:A[F{count:l1,reason:S\"maxlen\",queue:S\"%s\",time:T*,exchange:S\"\","
+             "{x-death:A[F{count:l1,reason:S\"%s\",queue:S\"%s\",time:T*,exchange:S\"\","
              "routing-keys:A[S\"%s\"]}],x-first-death-exchange:S\"\",x-first-death-queue:S\"%s\","
-             "x-first-death-reason:S\"maxlen\"}",
-             q, q, q);
+             "x-first-death-reason:S\"%s\"}",
+             reason, q, q, q, reason);
     uint32_t n = 0;
     for (const char *p = bodies; *p; p++)
         n += (*p == ' ');
@@ -1932,6 +1939,16 @@ void harness_fill(amqp_connection_state_t conn, const char *queue, int first, in
     uint32_t want = (uint32_t)(last - first + 1);
     uint32_t n = harness_wait_message_count(conn, 1, queue, want, 5000);
     CHECKF(n == want, "queue %s holds %u messages, want %u", queue, n, want);
+}
+
+void harness_publish_words(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,
+                           const char *key, const char *words)
+{
+    char buf[1024];
+    CHECKF(strlen(words) < sizeof buf, "harness_publish_words: %zu octets", strlen(words));
+    snprintf(buf, sizeof buf, "%s", words);
+    for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save))
+        harness_publish(conn, ch, exchange, key, strcmp(w, "-") == 0 ? "" : w);
 }
 
 void harness_publish(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,

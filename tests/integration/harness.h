@@ -514,7 +514,12 @@ void harness_wait_confirms(amqp_connection_state_t conn, harness_confirms_t *c);
 
 /* dlq (on ch) holds (or comes to hold, <= 5 s) exactly the dead letters named by bodies
  * (space-separated, in order), each a first death from q through the default exchange with
- * reason maxlen (headers as harness_got_death_headers() renders them). Takes them (no-ack). */
+ * reason (headers as harness_got_death_headers() renders them). Takes them (no-ack). */
+void harness_expect_first_deaths(amqp_connection_state_t conn, amqp_channel_t ch,
+                                 const char *dlq, const char *q, const char *reason,
+                                 const char *bodies);
+
+/* harness_expect_first_deaths() with reason maxlen. */
 void harness_expect_maxlen_dead(amqp_connection_state_t conn, amqp_channel_t ch, const char *dlq,
                                 const char *q, const char *bodies);
 
@@ -560,6 +565,11 @@ amqp_bytes_t harness_queue_declare_anon(amqp_connection_state_t conn, amqp_chann
  * "last": purge it, harness_publish_range() them and wait (<= 5 s) until it counts them all; the
  * test fails otherwise. */
 void harness_fill(amqp_connection_state_t conn, const char *queue, int first, int last);
+
+/* harness_publish() of each space-separated word of words, in order ("-" publishes an empty
+ * body). */
+void harness_publish_words(amqp_connection_state_t conn, amqp_channel_t ch, const char *exchange,
+                           const char *key, const char *words);
 
 /* basic.publish of body (a C string) to exchange with routing key key on ch: no properties, not
  * mandatory. Fails the test when rabbitmq-c cannot send it. */
