@@ -337,7 +337,7 @@ static struct consumer *find_consumer(struct channel *ch, amqp_bytes_t tag)
 /* Detaches c from its queue and from the channel, dropping the channel's reference. */
 static void consumer_end(struct channel *ch, struct consumer *c)
 {
-    (void)ch;
+    ch->conn->nconsumers--;
     c->cancelled = true;
     list_remove(&c->chlink);
     if (c->q)
@@ -446,6 +446,7 @@ static int on_basic_consume(struct channel *ch, const struct amqp_basic_consume 
         return -ENOMEM;
     }
     list_insert_tail(&ch->consumers, &cons->chlink);
+    c->nconsumers++;
     if (!bc->no_wait) {
         struct amqp_method m = {.id = AMQP_BASIC_CONSUME_OK};
         m.u.basic_consume_ok.consumer_tag = t;
@@ -556,6 +557,11 @@ static int publish_route(struct channel *ch, struct msg *m, uint64_t *ret_batch,
     }
     if ((rc = publish_enqueue(&ch->conn->srv->b, m, &ch->route, ret_batch, ret_rejected)) < 0)
         return rc;
+    for (uint32_t i = 0; i < ch->route.n; i++)
+        if (queue_flow_high(ch->route.q[i])) {
+            conn_flow_pause(ch->conn, ch->route.q[i]);
+            break;
+        }
     if (!routed && (m->flags & MSG_MANDATORY)) {
         struct amqp_method r = {.id = AMQP_BASIC_RETURN};
         r.u.basic_return.reply_code = 312;
@@ -823,7 +829,7 @@ int channel_handle_body(struct channel *ch, const uint8_t *payload, uint32_t len
 /* basic.ack / nack / reject: settled now, or at tx.commit in a transaction. */
 static int on_settle(struct channel *ch, uint64_t tag, bool multiple, enum settle how, struct err *err)
 {
-    uint32_t from, to;
+    uint32_t from = 0, to = 0;
     int rc = tag_range(ch, tag, multiple, &from, &to, err);
     if (rc)
         return rc < 0 ? rc : 0;

@@ -5,6 +5,7 @@
  * connection is freed only from the close callback of its last uv handle. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -397,6 +398,7 @@ static void close_socket(struct conn *c)
         return;
     c->state = CONN_CLOSED;
     channels_teardown(c);
+    queue_flow_cancel(&c->flow);
     list_remove(&c->link);
     list_remove(&c->flush_link);
     list_remove(&c->pause_link);
@@ -800,7 +802,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void update_reading(struct conn *c)
 {
     bool want = c->state != CONN_CLOSED && !c->read_done &&
-                !c->hold_batch &&
+                !c->hold_batch && !c->flow.q &&
                 (c->state == CONN_DRAINING || /* input is only parsed for close/close-ok */
                  (!c->blocked && !c->out_full &&
                   (c->turn != c->srv->turn || c->turn_bytes < c->srv->cfg.read_budget)));
@@ -831,6 +833,21 @@ void conn_set_blocked(struct conn *c, bool on)
             m.u.connection_blocked.reason = AMQP_BYTES_LIT("low on memory");
         conn_send_method(c, 0, &m);
     }
+    update_reading(c);
+}
+
+static void on_flow_resume(struct flow_waiter *w)
+{
+    struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, flow));
+    update_reading(c);
+}
+
+void conn_flow_pause(struct conn *c, struct queue *q)
+{
+    if (c->flow.q || c->nconsumers || c->state != CONN_OPEN)
+        return;
+    c->flow.resume = on_flow_resume;
+    queue_flow_wait(q, &c->flow);
     update_reading(c);
 }
 

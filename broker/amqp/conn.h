@@ -8,6 +8,7 @@
 #include <uv.h>
 #include "lib/list.h"
 #include "broker/amqp/outbuf.h"
+#include "broker/model/queue.h"
 #include "protocol/codec.h"
 
 struct server;
@@ -44,6 +45,9 @@ struct conn {
     bool publisher;     /* has published: the memory alarm blocks it */
     bool blocked;       /* blocked by the memory alarm */
     bool out_full;      /* output above CONN_OUTPUT_HIGH: we stop reading until it drains */
+    struct flow_waiter flow; /* waiting for a queue far ahead of its consumers: not read */
+    uint32_t nconsumers; /* consumers on our channels: such a connection is never paused by
+                          * flow control, its acks may be what drains the queue */
     uint64_t hold_batch; /* output and input wait for this storage batch (0: none) */
     struct list hold_link; /* in srv->held while hold_batch != 0 */
     uint64_t turn;      /* srv->turn when turn_bytes was last reset */
@@ -89,6 +93,9 @@ void conn_set_blocked(struct conn *c, bool on);
 void conn_resume(struct conn *c);
 /* A publish arrived on c: marks it a publisher (blocked at once during an alarm). */
 void conn_note_publish(struct conn *c);
+/* c published to q, which is far ahead of its consumers (queue_flow_high): c is not read until
+ * q drains, unless c consumes itself or waits already. */
+void conn_flow_pause(struct conn *c, struct queue *q);
 /* Accepts a new connection on the listener. */
 void conn_accept(struct server *s, uv_stream_t *listener);
 /* Begins an orderly close (connection.close 320 CONNECTION_FORCED) for shutdown. */

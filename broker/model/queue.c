@@ -64,6 +64,7 @@ struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args)
     list_init(&q->meta_link);
     list_init(&q->pend_link);
     list_init(&q->ttl0_link);
+    list_init(&q->flow_waiters);
     return q;
 }
 
@@ -398,12 +399,45 @@ static void refill(struct queue *q)
     }
 }
 
+void queue_flow_wait(struct queue *q, struct flow_waiter *w)
+{
+    queue_ref(q);
+    w->q = q;
+    list_insert_tail(&q->flow_waiters, &w->link);
+}
+
+void queue_flow_cancel(struct flow_waiter *w)
+{
+    if (!w->q)
+        return;
+    list_remove(&w->link);
+    queue_unref(w->q);
+    w->q = NULL;
+}
+
+/* Lets the waiting publishers go once q has drained to the low mark, has no consumer left to
+ * wait for, or is gone. */
+static void flow_release(struct queue *q)
+{
+    if (list_empty(&q->flow_waiters) ||
+        (q->consumer_count && !q->deleted && queue_ready(q) > QUEUE_FLOW_LOW))
+        return;
+    queue_ref(q);
+    while (!list_empty(&q->flow_waiters)) {
+        struct flow_waiter *w = list_entry(q->flow_waiters.next, struct flow_waiter, link);
+        queue_flow_cancel(w);
+        w->resume(w);
+    }
+    queue_unref(q);
+}
+
 /* Removes the front entry (known to exist) from the window. */
 static struct qentry take_front(struct queue *q)
 {
     struct qentry e;
     win_pop(q, &e);
     q->bytes_all -= e.m->body_size;
+    flow_release(q);
     return e;
 }
 
@@ -581,6 +615,7 @@ uint32_t queue_purge(struct queue *q)
     q->disk_count = q->disk_persistent = 0;
     q->bytes_all = 0;
     arm_ttl(q);
+    flow_release(q);
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
@@ -669,6 +704,7 @@ void consumer_wake(struct consumer *c)
 void queue_remove_consumer(struct queue *q, struct consumer *c)
 {
     detach(q, c);
+    flow_release(q); /* nobody left to wait for? */
     if (q->consumer_count == 0)
         queue_used(q); /* x-expires counts from the last consumer's departure */
     /* Not while shutting down: a durable auto-delete queue outlives a restart. */
@@ -695,7 +731,7 @@ uint32_t queue_delete(struct queue *q)
     }
     list_foreach_safe(pos, tmp, &q->bindings_in)
         binding_free(list_entry(pos, struct binding, dst_link));
-    uint32_t n = queue_purge(q);
+    uint32_t n = queue_purge(q); /* (releases the publishers waiting for q) */
     persist_queue_deleted(q->vhost->broker, q);
     vhost_remove_queue(q->vhost, q);
     queue_unref(q);

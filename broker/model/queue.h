@@ -85,6 +85,19 @@ struct consumer {
     char tag[256];
 };
 
+/* Flow control: a publisher whose message went to a queue that is more than QUEUE_FLOW_HIGH
+ * ready messages ahead of its consumers waits (its session stops reading) until the queue is
+ * down to QUEUE_FLOW_LOW, loses its consumers or is deleted. A queue without consumers never
+ * holds publishers back (it is being filled for later). */
+#define QUEUE_FLOW_HIGH 4096
+#define QUEUE_FLOW_LOW 2048
+
+struct flow_waiter {
+    struct list link;  /* in queue.flow_waiters */
+    struct queue *q;   /* ref while waiting, else NULL */
+    void (*resume)(struct flow_waiter *w); /* borrowed: the session's */
+};
+
 enum overflow { OVERFLOW_DROP_HEAD, OVERFLOW_REJECT_PUBLISH, OVERFLOW_REJECT_PUBLISH_DLX };
 
 /* RabbitMQ's x- arguments, parsed once at declare (validated by args_check_queue). */
@@ -136,6 +149,7 @@ struct queue {
     struct timer_item expires_timer; /* x-expires: deletion after disuse */
     uint64_t bytes_all;              /* body bytes of all ready messages (length limits) */
 
+    struct list flow_waiters; /* of flow_waiter.link: publishers waiting for us to drain */
     struct list consumers; /* of consumer.qlink, in arrival order */
     uint32_t consumer_count;
     struct cbucket **buckets; /* owned (and each bucket): by priority, highest first */
@@ -186,6 +200,17 @@ void queue_flush_meta(struct queue *q);
 /* Deletes q: consumers are cancelled (with basic.cancel where the client asked for it),
  * ready messages dropped, the queue removed from its vhost. Returns the ready count. */
 uint32_t queue_delete(struct queue *q);
+
+/* True when a publisher that just routed to q should wait for q to drain. */
+static inline bool queue_flow_high(const struct queue *q)
+{
+    return q->consumer_count && q->count + q->pend_count + q->disk_count > QUEUE_FLOW_HIGH;
+}
+/* w waits for q (queue_flow_high was true): w->resume is called once q has drained, lost its
+ * consumers or is deleted. w must not be waiting already. */
+void queue_flow_wait(struct queue *q, struct flow_waiter *w);
+/* w stops waiting (its session is closing), without a resume call. Accepts a w not waiting. */
+void queue_flow_cancel(struct flow_waiter *w);
 
 /* Attaches c (already filled in) to q. 0 or -ENOMEM. */
 int queue_add_consumer(struct queue *q, struct consumer *c)
