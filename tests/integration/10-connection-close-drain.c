@@ -288,14 +288,10 @@ static void case_repeat_close(const harness_broker_t *b)
 
 int main(void)
 {
-    harness_watchdog(50);
     harness_broker_t b;
-    harness_broker_start(&b);
-    harness_name_init("it-cd");
-    const char *q = harness_name("q");
-
     /* A rabbitmq-c connection that watches the queue and must keep working throughout. */
-    amqp_connection_state_t ctl = harness_open(&b);
+    amqp_connection_state_t ctl = harness_begin(&b, 50, "it-cd");
+    const char *q = harness_name("q");
     harness_queue_declare(ctl, 1, q, 0, amqp_empty_table);
 
     case_pipelined(&b, ctl, q);

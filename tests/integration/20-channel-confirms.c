@@ -204,13 +204,11 @@ static void check_tx_exclusion(amqp_connection_state_t conn)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, NULL);
     snprintf(s_q, sizeof s_q, "it-confirms-%d", (int)getpid());
     snprintf(s_nowhere, sizeof s_nowhere, "it-confirms-nowhere-%d", (int)getpid());
 
-    amqp_connection_state_t conn = harness_open(&b);
     harness_queue_declare(conn, 1, s_q, 0, amqp_empty_table);
     check_confirms(conn);
     check_fanout(conn);

@@ -216,13 +216,11 @@ static void check_not_implemented(const harness_broker_t *b)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, NULL);
     s_pid = (int)getpid();
     snprintf(s_q, sizeof s_q, "it-misc-%d", s_pid);
 
-    amqp_connection_state_t conn = harness_open(&b);
     harness_queue_declare(conn, 1, s_q, 0, amqp_empty_table);
     check_get(conn);
     check_mandatory(conn);

@@ -226,11 +226,8 @@ static void check_liveness(amqp_connection_state_t conn, amqp_channel_t ch, int 
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
-    harness_name_init("it-qosg");
-    amqp_connection_state_t conn = harness_open(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, "it-qosg");
     check_no_ack(conn);
     static const int ten[NQ] = {10, 10, 10}, one[NQ] = {1, 10, 10}, two[NQ] = {2, 10, 10};
     check_liveness(conn, 3, 1, ten, ACK_EACH, false);

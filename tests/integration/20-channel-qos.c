@@ -226,13 +226,10 @@ static void check_prefetch_size(const harness_broker_t *b)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, NULL);
     for (int k = 0; k < NQ; k++)
         snprintf(s_q[k], sizeof s_q[k], "it-qos-%d-%d", k, (int)getpid());
-
-    amqp_connection_state_t conn = harness_open(&b);
     check_per_consumer(conn);
     check_global(conn);
     check_both(conn);

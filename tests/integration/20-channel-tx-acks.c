@@ -281,12 +281,9 @@ static void check_nack_then_ack(void)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
-    harness_name_init("it-txa");
+    s_conn = harness_begin(&b, 55, "it-txa");
     snprintf(s_q, sizeof s_q, "%s", harness_name("q"));
-    s_conn = harness_open(&b);
     harness_queue_delete(s_conn, 1, s_q);
     harness_queue_declare(s_conn, 1, s_q, 0, amqp_empty_table);
 

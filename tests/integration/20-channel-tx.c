@@ -189,12 +189,10 @@ static void check_acks(amqp_connection_state_t conn)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, NULL);
     snprintf(s_q, sizeof s_q, "it-tx-%d", (int)getpid());
 
-    amqp_connection_state_t conn = harness_open(&b);
     harness_queue_declare(conn, 1, s_q, 0, amqp_empty_table);
     check_not_transactional(conn);
     check_publishes(conn);

@@ -180,12 +180,8 @@ static void check_with_e2e(void)
 
 int main(void)
 {
-    harness_watchdog(50);
     harness_broker_t b;
-    harness_broker_start(&b);
-    harness_name_init("it-xa");
-
-    s_conn = harness_open(&b);
+    s_conn = harness_begin(&b, 50, "it-xa");
 
     check_basic();
     check_chain();

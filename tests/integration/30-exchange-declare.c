@@ -332,13 +332,9 @@ static void check_delete(const char *queue)
 
 int main(void)
 {
-    harness_watchdog(50);
     harness_broker_t b;
-    harness_broker_start(&b);
+    s_conn = harness_begin(&b, 50, "it-xd");
     s_broker = &b;
-    harness_name_init("it-xd");
-
-    s_conn = harness_open(&b);
     char queue[128]; /* harness_name() buffers are reused */
     snprintf(queue, sizeof queue, "%s", harness_name("q"));
     harness_queue_declare(s_conn, 1, queue, HARNESS_QUEUE_EXCLUSIVE | HARNESS_QUEUE_AUTO_DELETE,

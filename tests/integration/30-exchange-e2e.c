@@ -193,12 +193,8 @@ static void check_loops(void)
 
 int main(void)
 {
-    harness_watchdog(50);
     harness_broker_t b;
-    harness_broker_start(&b);
-    harness_name_init("it-xe");
-
-    s_conn = harness_open(&b);
+    s_conn = harness_begin(&b, 50, "it-xe");
 
     check_chain();
     check_fan_in();

@@ -327,12 +327,8 @@ static void check_cc_bcc(void)
 
 int main(void)
 {
-    harness_watchdog(50);
     harness_broker_t b;
-    harness_broker_start(&b);
-    harness_name_init("it-xm");
-
-    s_conn = harness_open(&b);
+    s_conn = harness_begin(&b, 50, "it-xm");
 
     check_mandatory();
     check_cc_bcc();

@@ -457,12 +457,9 @@ static void check_internal(void)
 
 int main(void)
 {
-    harness_watchdog(50);
     harness_broker_t b;
-    harness_broker_start(&b);
+    s_conn = harness_begin(&b, 50, NULL);
     s_prefix = harness_name_init("it-xr");
-
-    s_conn = harness_open(&b);
 
     check_direct();
     check_fanout();

@@ -77,13 +77,10 @@ static void check_routes(const route_case_t *cases, int ncases, const char *when
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    s_conn = harness_begin(&b, 55, NULL);
     const int nbind = harness_external(&b) ? 20000 : 100000;
     const int nmax = nbind / 4 - 1; /* the highest <n> in the patterns */
-
-    s_conn = harness_open(&b);
     snprintf(s_x, sizeof s_x, "it-xt-%d", (int)getpid());
     harness_exchange_declare(s_conn, 1, s_x, "topic", 0, amqp_empty_table);
     for (int q = 0; q < NQ; q++) {

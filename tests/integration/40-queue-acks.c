@@ -399,13 +399,11 @@ static void check_close_returns(const harness_broker_t *b, amqp_connection_state
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, NULL);
     s_pid = (int)getpid();
     snprintf(s_q, sizeof s_q, "it-acks-%d", s_pid);
 
-    amqp_connection_state_t conn = harness_open(&b);
     check_positions(conn);
     check_multiple(conn);
     check_unknown_tags(conn);

@@ -321,12 +321,10 @@ static void check_handover(const harness_broker_t *b, amqp_connection_state_t co
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, NULL);
     s_pid = (int)getpid();
 
-    amqp_connection_state_t conn = harness_open(&b);
     check_no_ack_and_cancel(conn);
     check_duplicate_tag(&b);
     check_exclusive(conn, &b);

@@ -445,11 +445,9 @@ static void check_reserved_prefix(amqp_connection_state_t conn)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, NULL);
 
-    amqp_connection_state_t conn = harness_open(&b);
     char q[64], q2[64], dq[64];
     snprintf(q, sizeof q, "it-declare-%d", (int)getpid());
     snprintf(q2, sizeof q2, "it-declare-args-%d", (int)getpid());

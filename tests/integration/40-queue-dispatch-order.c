@@ -477,11 +477,8 @@ static void check_priorities(int fd)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
-    harness_name_init("it-dorder");
-    s_conn = harness_open(&b);
+    s_conn = harness_begin(&b, 55, "it-dorder");
 
     int fd = raw_connect(&b);
     raw_handshake(fd, 131072, 0, NULL);

@@ -399,13 +399,10 @@ static void check_deletes(void)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
-    harness_name_init("it-crlf");
+    s_conn = harness_begin(&b, 55, "it-crlf");
     snprintf(s_q, sizeof s_q, "%s", harness_name("lf_test"));
     snprintf(s_x, sizeof s_x, "%s", harness_name("x"));
-    s_conn = harness_open(&b);
     harness_channel_open(s_conn, 2);
 
     check_queue_declare();

@@ -381,11 +381,9 @@ static void check_basic_get(amqp_connection_state_t conn)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, NULL);
 
-    amqp_connection_state_t conn = harness_open(&b);
     harness_channel_open(conn, 2);
     harness_channel_open(conn, CONSUME_CH);
     harness_channel_open(conn, GET_CH);

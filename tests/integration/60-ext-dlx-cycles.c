@@ -262,11 +262,9 @@ static void check_rejected_once_goes_forever(void)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    s_conn = harness_begin(&b, 55, NULL);
     s_prefix = harness_name_init("it-cyc");
-    s_conn = harness_open(&b);
 
     check_self_cycles();
     check_two_queue_cycle();

@@ -361,11 +361,8 @@ static void check_client_headers(void)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
-    harness_name_init("it-xdeath");
-    s_conn = harness_open(&b);
+    s_conn = harness_begin(&b, 55, "it-xdeath");
 
     check_first_death();
     check_ring();

@@ -347,11 +347,8 @@ static void check_long_dead_letter_args(const harness_broker_t *b)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
-    harness_name_init("it-dlx");
-    s_conn = harness_open(&b);
+    s_conn = harness_begin(&b, 55, "it-dlx");
 
     check_triggers();
     check_missing_dlx();

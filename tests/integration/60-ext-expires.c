@@ -163,11 +163,8 @@ static void check_messages_dropped(void)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
-    harness_name_init("it-expires");
-    s_conn = harness_open(&b);
+    s_conn = harness_begin(&b, 55, "it-expires");
     harness_channel_open(s_conn, PROBE_CH);
 
     check_idle_and_consumer();

@@ -36,18 +36,9 @@ static void qdeclare(const char *q, long maxlen, long maxbytes, const char *over
                      const char *dlq)
 {
     harness_queue_delete(s_conn, 1, q);
-    harness_args_t a = {.n = 0};
-    if (maxlen >= 0)
-        harness_arg_int(&a, "x-max-length", 'I', maxlen);
-    if (maxbytes >= 0)
-        harness_arg_int(&a, "x-max-length-bytes", 'l', maxbytes);
-    if (overflow)
-        harness_arg_str(&a, "x-overflow", overflow);
-    if (dlq) {
-        harness_arg_str(&a, "x-dead-letter-exchange", "");
-        harness_arg_str(&a, "x-dead-letter-routing-key", dlq);
-    }
-    harness_queue_declare(s_conn, 1, q, 0, harness_args_table(&a));
+    harness_args_t a;
+    harness_queue_declare(s_conn, 1, q, 0,
+                          harness_length_args(&a, maxlen, maxbytes, 'I', overflow, dlq));
 }
 
 /* Publish the space-separated words of bodies, in order. */
@@ -164,11 +155,8 @@ static void check_unacked_not_counted(void)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
-    harness_name_init("it-len");
-    s_conn = harness_open(&b);
+    s_conn = harness_begin(&b, 55, "it-len");
 
     check_max_length();
     check_max_bytes();

@@ -34,9 +34,7 @@ static void reset_confirms(void)
 
 static void connect_confirm(void)
 {
-    s_conn = harness_open(&s_broker);
-    harness_confirm_select(s_conn, 1);
-    reset_confirms();
+    s_conn = harness_open_confirms(&s_broker, &s_confirms);
 }
 
 static amqp_rpc_reply_t declare(const char *q, bool durable, int max)

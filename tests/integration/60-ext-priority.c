@@ -304,12 +304,10 @@ static void check_counts_purge(amqp_connection_state_t conn)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, NULL);
     s_pid = (int)getpid();
 
-    amqp_connection_state_t conn = harness_open(&b);
     check_get_order(conn);
     check_consume_order(conn);
     check_requeue(conn);

@@ -24,16 +24,9 @@ static amqp_connection_state_t s_conn; /* owned: channel 1 open, in confirm mode
 static char s_q[64], s_q2[64], s_lq[64], s_dlx[64], s_dlq[64];
 static harness_confirms_t s_confirms; /* channel 1's publishes and confirms */
 
-static void reset_confirms(void)
-{
-    memset(&s_confirms, 0, sizeof s_confirms);
-}
-
 static void connect_confirm(void)
 {
-    s_conn = harness_open(&s_broker);
-    harness_confirm_select(s_conn, 1);
-    reset_confirms();
+    s_conn = harness_open_confirms(&s_broker, &s_confirms);
 }
 
 /* A durable quorum queue, with x-delivery-limit and a DLX when limit >= 0. */

@@ -362,13 +362,10 @@ static void check_default_limit(amqp_connection_state_t conn)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, NULL);
     s_pid = (int)getpid();
     s_external = harness_external(&b);
-
-    amqp_connection_state_t conn = harness_open(&b);
     check_declare(conn);
     check_stream(conn);
     check_delivery_limit(conn);

@@ -361,13 +361,11 @@ static void check_mandatory_live(const harness_broker_t *b)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, NULL);
     s_pid = (int)getpid();
     snprintf(s_rpcq, sizeof s_rpcq, "it-reply-to-rpc-%d", s_pid);
 
-    amqp_connection_state_t conn = harness_open(&b);
     harness_queue_declare(conn, 1, s_rpcq, 0, amqp_empty_table);
     check_errors(&b);
     check_round_trip(&b);

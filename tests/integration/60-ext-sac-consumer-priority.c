@@ -267,12 +267,10 @@ static void check_invalid(amqp_connection_state_t conn)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, NULL);
     s_pid = (int)getpid();
 
-    amqp_connection_state_t conn = harness_open(&b);
     check_overflow_to_lower(conn);
     check_round_robin_within(conn);
     check_handover(&b, conn);

@@ -64,15 +64,12 @@ static void expect_counts(amqp_connection_state_t conn, uint32_t messages, uint3
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, NULL);
     s_pid = (int)getpid();
     snprintf(s_q, sizeof s_q, "it-excl-consumer-%d", s_pid);
     snprintf(s_refused, sizeof s_refused,
              "ACCESS_REFUSED - queue '%s' in vhost '/' in exclusive use", s_q);
-
-    amqp_connection_state_t conn = harness_open(&b);
     harness_queue_declare(conn, 1, s_q, 0, amqp_empty_table);
     amqp_connection_state_t other = harness_open(&b);
 

@@ -317,12 +317,10 @@ static void check_declare_errors(amqp_connection_state_t conn)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
+    amqp_connection_state_t conn = harness_begin(&b, 55, NULL);
     s_pid = (int)getpid();
 
-    amqp_connection_state_t conn = harness_open(&b);
     check_handover(&b, conn);
     check_cancel_with_ready(&b, conn);
     check_waiting_order(conn);

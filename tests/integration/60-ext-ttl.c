@@ -48,14 +48,8 @@ static amqp_connection_state_t s_conn;
 static void qdeclare(const char *q, long ttl, const char *dlq)
 {
     harness_queue_delete(s_conn, 1, q);
-    harness_args_t a = {.n = 0};
-    if (ttl >= 0)
-        harness_arg_int(&a, "x-message-ttl", 'I', ttl);
-    if (dlq) {
-        harness_arg_str(&a, "x-dead-letter-exchange", "");
-        harness_arg_str(&a, "x-dead-letter-routing-key", dlq);
-    }
-    harness_queue_declare(s_conn, 1, q, 0, harness_args_table(&a));
+    harness_args_t a;
+    harness_queue_declare(s_conn, 1, q, 0, harness_dl_args(&a, ttl, -1, dlq ? "" : NULL, dlq));
 }
 
 /* Publish body to q through the default exchange on ch, with expiration when not NULL. */
@@ -428,11 +422,8 @@ static void check_unacked_and_requeue(void)
 
 int main(void)
 {
-    harness_watchdog(55);
     harness_broker_t b;
-    harness_broker_start(&b);
-    harness_name_init("it-ttl");
-    s_conn = harness_open(&b);
+    s_conn = harness_begin(&b, 55, "it-ttl");
 
     check_invalid_expiration();
     check_idle_queue_expires();

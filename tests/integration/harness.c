@@ -1902,6 +1902,15 @@ amqp_connection_state_t harness_open(const harness_broker_t *b)
     return conn;
 }
 
+amqp_connection_state_t harness_begin(harness_broker_t *b, unsigned watchdog_s, const char *tag)
+{
+    harness_watchdog(watchdog_s);
+    harness_broker_start(b);
+    if (tag)
+        harness_name_init(tag);
+    return harness_open(b);
+}
+
 int harness_finish(harness_broker_t *b)
 {
     harness_check_alive(b);
@@ -2345,6 +2354,31 @@ amqp_table_t harness_dl_args(harness_args_t *a, long ttl, long maxlen, const cha
     if (dlrk)
         harness_arg_str(a, "x-dead-letter-routing-key", dlrk);
     return harness_args_table(a);
+}
+
+amqp_table_t harness_length_args(harness_args_t *a, long maxlen, long maxbytes, char bytes_kind,
+                                 const char *overflow, const char *dlq)
+{
+    a->n = 0;
+    if (maxlen >= 0)
+        harness_arg_int(a, "x-max-length", 'I', maxlen);
+    if (maxbytes >= 0)
+        harness_arg_int(a, "x-max-length-bytes", bytes_kind, maxbytes);
+    if (overflow)
+        harness_arg_str(a, "x-overflow", overflow);
+    if (dlq) {
+        harness_arg_str(a, "x-dead-letter-exchange", "");
+        harness_arg_str(a, "x-dead-letter-routing-key", dlq);
+    }
+    return harness_args_table(a);
+}
+
+amqp_connection_state_t harness_open_confirms(const harness_broker_t *b, harness_confirms_t *c)
+{
+    amqp_connection_state_t conn = harness_open(b);
+    harness_confirm_select(conn, 1);
+    memset(c, 0, sizeof *c);
+    return conn;
 }
 
 /* ---- raw frames used by several tests -------------------------------------------------------- */

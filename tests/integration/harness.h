@@ -546,6 +546,11 @@ void harness_publish_range(amqp_connection_state_t conn, const char *q, int firs
  * tests start with. Fails the test like harness_connect(). */
 amqp_connection_state_t harness_open(const harness_broker_t *b);
 
+/* The start of a test's main: harness_watchdog(watchdog_s), harness_broker_start(b),
+ * harness_name_init(tag) unless tag is NULL, then harness_open(b), which is returned (channel 1
+ * open). Fails or skips the test as those do. */
+amqp_connection_state_t harness_begin(harness_broker_t *b, unsigned watchdog_s, const char *tag);
+
 /* The end of a test's main: the broker must still serve a new connection (harness_check_alive())
  * and then stop cleanly (harness_broker_stop() == 0), else the test fails; logs PASS. Returns 0,
  * main's exit status. */
@@ -683,6 +688,16 @@ const char *harness_props_diff(const amqp_basic_properties_t *want,
  * harness_args_table(a). */
 amqp_table_t harness_dl_args(harness_args_t *a, long ttl, long maxlen, const char *dlx,
                              const char *dlrk);
+
+/* The arguments of a length-limited queue, written to a (emptied first): x-max-length maxlen as
+ * signedint and x-max-length-bytes maxbytes with field type bytes_kind (each left out when < 0),
+ * x-overflow overflow (NULL: none) and, when dlq is not NULL, dead-lettering to dlq through the
+ * default exchange. Returns harness_args_table(a). */
+amqp_table_t harness_length_args(harness_args_t *a, long maxlen, long maxbytes, char bytes_kind,
+                                 const char *overflow, const char *dlq);
+
+/* harness_open() with channel 1 in confirm mode (confirm.select) and *c zeroed for it. */
+amqp_connection_state_t harness_open_confirms(const harness_broker_t *b, harness_confirms_t *c);
 
 /* ---- raw frames used by several tests (issue 9) -------------------------------------------- */
 
