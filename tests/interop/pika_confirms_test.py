@@ -13,7 +13,13 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # pika_test exits 77 when pika is missing
-from pika_test import check, connection_params, fail, run_test  # noqa: E402
+from pika_test import (  # noqa: E402
+    check,
+    check_channel_works,
+    connection_params,
+    expect_channel_error,
+    run_test,
+)
 
 import pika  # noqa: E402
 import pika.exceptions  # noqa: E402
@@ -98,17 +104,10 @@ def run(broker):
     bad = conn.channel()
     bad.confirm_delivery()
     missing = f"pika-confirms-missing-{os.getpid()}"
-    try:
-        bad.basic_publish(exchange=missing, routing_key="k", body=b"lost")
-        fail("publish to a missing exchange was confirmed")
-    except pika.exceptions.ChannelClosedByBroker as e:
-        check(e.reply_code == 404, f"reply code {e.reply_code}")
-        check(e.reply_text == f"NOT_FOUND - no exchange '{missing}' in vhost '/'",
-              f"reply text {e.reply_text!r}")
-    check(ch.is_open, "the other channel was closed too")
-    ch.basic_publish(exchange="", routing_key=qname, body=b"after")
-    method, _, body = ch.basic_get(queue=qname, auto_ack=True)
-    check(body == b"after", "the confirm channel stopped working")
+    expect_channel_error(lambda: bad.basic_publish(exchange=missing, routing_key="k", body=b"lost"),
+                         404, f"NOT_FOUND - no exchange '{missing}' in vhost '/'",
+                         "publish to a missing exchange was confirmed")
+    check_channel_works(ch, qname, b"after", "the confirm channel stopped working")
     print("404 on a confirm channel; the other one still confirms")
 
     ch.close()

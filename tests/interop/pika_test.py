@@ -33,6 +33,25 @@ def check(cond, msg):
         fail(msg)
 
 
+def expect_channel_error(action, code, text, what):
+    """action() must make the broker close its channel with exactly code and text; what says
+    what went wrong when it returns instead."""
+    try:
+        action()
+        fail(what)
+    except pika.exceptions.ChannelClosedByBroker as e:
+        check(e.reply_code == code, f"reply code {e.reply_code}")
+        check(e.reply_text == text, f"reply text {e.reply_text!r}")
+
+
+def check_channel_works(ch, qname, body, what):
+    """ch is still open and carries a message to qname and back (what: the failure message)."""
+    check(ch.is_open, "the other channel was closed too")
+    ch.basic_publish(exchange="", routing_key=qname, body=body)
+    _, _, got = ch.basic_get(queue=qname, auto_ack=True)
+    check(got == body, what)
+
+
 class Broker:
     """warrend on a free port with a temp data dir, or an external broker."""
 
@@ -260,17 +279,10 @@ def run(broker):
     # A channel error closes only that channel, with RabbitMQ's reply.
     missing = f"pika-missing-{os.getpid()}"
     bad = conn.channel()
-    try:
-        bad.basic_get(queue=missing)
-        fail("basic_get on a missing queue did not close the channel")
-    except pika.exceptions.ChannelClosedByBroker as e:
-        check(e.reply_code == 404, f"reply code {e.reply_code}")
-        check(e.reply_text == f"NOT_FOUND - no queue '{missing}' in vhost '/'",
-              f"reply text {e.reply_text!r}")
-    check(ch.is_open, "the other channel was closed too")
-    ch.basic_publish(exchange="", routing_key=qname, body=b"still here")
-    method, _, body = ch.basic_get(queue=qname, auto_ack=True)
-    check(body == b"still here", "the other channel stopped working")
+    expect_channel_error(lambda: bad.basic_get(queue=missing), 404,
+                         f"NOT_FOUND - no queue '{missing}' in vhost '/'",
+                         "basic_get on a missing queue did not close the channel")
+    check_channel_works(ch, qname, b"still here", "the other channel stopped working")
     print("404 on one channel, the other channel still works")
 
     ch.close()
