@@ -152,16 +152,7 @@ int main(void)
     static uint8_t body[100000];
     for (size_t i = 0; i < sizeof body; i++)
         body[i] = (uint8_t)(i * 31 + 7);
-    amqp_bytes_t bb = {.len = sizeof body, .bytes = body};
-    CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, q, 0, 0, NULL, bb));
-    amqp_rpc_reply_t r = amqp_basic_get(conn, 1, q, 1);
-    CHECK_REPLY(r);
-    CHECK_EQ(r.reply.id, AMQP_BASIC_GET_OK_METHOD);
-    amqp_message_t msg;
-    CHECK_REPLY(amqp_read_message(conn, 1, &msg, 0));
-    CHECK_EQ(msg.body.len, sizeof body);
-    CHECK(memcmp(msg.body.bytes, body, sizeof body) == 0);
-    amqp_destroy_message(&msg);
+    harness_publish_get(conn, 1, q, (amqp_bytes_t){.len = sizeof body, .bytes = body});
     amqp_bytes_free(q);
     harness_disconnect(conn);
 

@@ -89,15 +89,7 @@ static void ping(amqp_connection_state_t conn, amqp_bytes_t q, int i)
 {
     char body[32];
     int n = snprintf(body, sizeof body, "ping %d", i);
-    amqp_bytes_t bb = {.len = (size_t)n, .bytes = body};
-    CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, q, 0, 0, NULL, bb));
-    amqp_rpc_reply_t r = amqp_basic_get(conn, 1, q, 1);
-    CHECK_REPLY(r);
-    CHECK_EQ(r.reply.id, AMQP_BASIC_GET_OK_METHOD);
-    amqp_message_t msg;
-    CHECK_REPLY(amqp_read_message(conn, 1, &msg, 0));
-    CHECK(msg.body.len == (size_t)n && memcmp(msg.body.bytes, body, (size_t)n) == 0);
-    amqp_destroy_message(&msg);
+    harness_publish_get(conn, 1, q, (amqp_bytes_t){.len = (size_t)n, .bytes = body});
 }
 
 int main(void)

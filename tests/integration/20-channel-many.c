@@ -27,14 +27,7 @@ static char queue_names[NCHAN + 1][64];
 static void publish_and_get(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue,
                             const char *body)
 {
-    harness_publish(conn, ch, "", queue, body);
-    amqp_rpc_reply_t r = amqp_basic_get(conn, ch, amqp_cstring_bytes(queue), 1);
-    CHECK_REPLY(r);
-    CHECK_EQ(r.reply.id, AMQP_BASIC_GET_OK_METHOD);
-    amqp_message_t msg;
-    CHECK_REPLY(amqp_read_message(conn, ch, &msg, 0));
-    CHECK(msg.body.len == strlen(body) && memcmp(msg.body.bytes, body, msg.body.len) == 0);
-    amqp_destroy_message(&msg);
+    harness_publish_get(conn, ch, amqp_cstring_bytes(queue), amqp_cstring_bytes(body));
 }
 
 static void check_many_channels(const harness_broker_t *b)

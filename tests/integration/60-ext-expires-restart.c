@@ -42,16 +42,7 @@ static void declare(const char *q, long expires, const char *dlq)
 /* queue.bind on channel 3: not "use" of the queue (see 60-ext-expires). */
 static bool exists(const char *q)
 {
-    amqp_queue_bind(s_conn, 3, amqp_cstring_bytes(q), amqp_cstring_bytes("amq.direct"),
-                    amqp_cstring_bytes("probe"), amqp_empty_table);
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(s_conn);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return true;
-    char text[256];
-    snprintf(text, sizeof text, "NOT_FOUND - no queue '%s' in vhost '/'", q);
-    harness_expect_channel_close(s_conn, 3, r, 404, text, 50, 20);
-    harness_channel_open(s_conn, 3);
-    return false;
+    return harness_queue_exists(s_conn, 3, q);
 }
 
 static void publish(const char *q, const char *body)

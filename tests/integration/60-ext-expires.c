@@ -45,16 +45,7 @@ static amqp_queue_declare_ok_t declare_expiring(amqp_channel_t ch, const char *q
 /* Does q exist? Asked with queue.bind on PROBE_CH, which is not "use". */
 static bool exists(const char *q)
 {
-    amqp_queue_bind(s_conn, PROBE_CH, amqp_cstring_bytes(q), amqp_cstring_bytes("amq.direct"),
-                    amqp_cstring_bytes("probe"), amqp_empty_table);
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(s_conn);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL)
-        return true;
-    char text[256];
-    snprintf(text, sizeof text, "NOT_FOUND - no queue '%s' in vhost '/'", q);
-    harness_expect_channel_close(s_conn, PROBE_CH, r, 404, text, 50, 20);
-    harness_channel_open(s_conn, PROBE_CH);
-    return false;
+    return harness_queue_exists(s_conn, PROBE_CH, q);
 }
 
 /* Wait (<= 5 s) until q is gone; fail otherwise. Between probes, call tick (may be NULL). */

@@ -390,15 +390,7 @@ void harness_check_alive(const harness_broker_t *b)
     amqp_connection_state_t conn = harness_connect(b, 0, AMQP_DEFAULT_FRAME_SIZE, 0);
     harness_channel_open(conn, 1);
     amqp_bytes_t q = harness_queue_declare_anon(conn, 1);
-    CHECK_AMQP(amqp_basic_publish(conn, 1, amqp_empty_bytes, q, 0, 0, NULL,
-                                  amqp_cstring_bytes("still alive")));
-    amqp_rpc_reply_t r = amqp_basic_get(conn, 1, q, 1);
-    CHECK_REPLY(r);
-    CHECKF(r.reply.id == AMQP_BASIC_GET_OK_METHOD, "got %s", method_name(r.reply.id));
-    amqp_message_t msg;
-    CHECK_REPLY(amqp_read_message(conn, 1, &msg, 0));
-    CHECK(msg.body.len == 11 && memcmp(msg.body.bytes, "still alive", 11) == 0);
-    amqp_destroy_message(&msg);
+    harness_publish_get(conn, 1, q, amqp_cstring_bytes("still alive"));
     amqp_bytes_free(q);
     CHECK_REPLY(amqp_channel_close(conn, 1, AMQP_REPLY_SUCCESS));
     harness_disconnect(conn);
@@ -1938,6 +1930,33 @@ amqp_bytes_t harness_queue_declare_anon(amqp_connection_state_t conn, amqp_chann
     CHECK_REPLY(amqp_get_rpc_reply(conn));
     CHECK(ok != NULL);
     return amqp_bytes_malloc_dup(ok->queue);
+}
+
+void harness_publish_get(amqp_connection_state_t conn, amqp_channel_t ch, amqp_bytes_t queue,
+                         amqp_bytes_t body)
+{
+    CHECK_AMQP(amqp_basic_publish(conn, ch, amqp_empty_bytes, queue, 0, 0, NULL, body));
+    amqp_rpc_reply_t r = amqp_basic_get(conn, ch, queue, 1);
+    CHECK_REPLY(r);
+    CHECKF(r.reply.id == AMQP_BASIC_GET_OK_METHOD, "basic.get after a publish: %s",
+           method_name(r.reply.id));
+    amqp_message_t msg;
+    CHECK_REPLY(amqp_read_message(conn, ch, &msg, 0));
+    CHECKF(harness_bytes_eq(msg.body, body), "got %zu octets back, published %zu (or others)",
+           msg.body.len, body.len);
+    amqp_destroy_message(&msg);
+}
+
+bool harness_queue_exists(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue)
+{
+    amqp_queue_bind(conn, ch, amqp_cstring_bytes(queue), amqp_cstring_bytes("amq.direct"),
+                    amqp_cstring_bytes("probe"), amqp_empty_table);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return true;
+    harness_expect_channel_reopen(conn, ch, r, 404, 50, 20,
+                                  "NOT_FOUND - no queue '%s' in vhost '/'", queue);
+    return false;
 }
 
 void harness_fill(amqp_connection_state_t conn, const char *queue, int first, int last)

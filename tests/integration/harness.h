@@ -566,6 +566,17 @@ amqp_connection_state_t harness_reopen(harness_broker_t *b, amqp_connection_stat
  * its name (amqp_bytes_free() it). */
 amqp_bytes_t harness_queue_declare_anon(amqp_connection_state_t conn, amqp_channel_t ch);
 
+/* Publish body to queue through the default exchange on ch and take it back with one basic.get
+ * (no-ack): get-ok must come with exactly these octets, else the test fails. */
+void harness_publish_get(amqp_connection_state_t conn, amqp_channel_t ch, amqp_bytes_t queue,
+                         amqp_bytes_t body);
+
+/* Does queue exist? Asked with a queue.bind of it to amq.direct (key "probe") on ch, which,
+ * unlike a passive declare, does not count as using the queue (x-expires). True when bound;
+ * false on 404 "NOT_FOUND - no queue 'Q' in vhost '/'", after which ch is open again. Anything
+ * else fails the test. */
+bool harness_queue_exists(amqp_connection_state_t conn, amqp_channel_t ch, const char *queue);
+
 /* Make queue (a plain queue, declared on channel 1) hold exactly the messages "first" ..
  * "last": purge it, harness_publish_range() them and wait (<= 5 s) until it counts them all; the
  * test fails otherwise. */
