@@ -2,8 +2,10 @@
  * added during a turn, in one LMDB write transaction, flushed before notify() runs.
  * Invariants: batches commit in number order, one at a time; a batch's borrowed message bytes
  * stay untouched until storage_collect() releases them on the loop thread; after the first
- * failed commit nothing else is committed (st->failed is sticky). */
+ * failed commit, or the first write lost for want of memory, nothing else is committed
+ * (st->failed is sticky). Adding to a batch never aborts: it returns -ENOMEM. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -19,10 +21,10 @@ enum op_kind { OP_PUT_ENTITY, OP_DEL_ENTITY, OP_PUT_MSG, OP_PUT_IDX, OP_DEL_IDX,
 struct op {
     uint8_t kind;
     char ent;       /* 'x' 'q' 'b' for entity ops */
-    uint8_t flags;
-    uint32_t refs;
+    uint8_t flags;  /* OP_PUT_IDX: STORAGE_IDX_* */
+    uint32_t refs;  /* OP_PUT_MSG: index entries naming it; OP_PUT_IDX: returns */
     uint64_t a, b, c; /* ids, seqs: see the add functions */
-    size_t off, len;  /* entity record in the arena */
+    size_t off, len;  /* entity record or message head in the arena; OP_PUT_IDX: off = expiry */
     const void *body; /* borrowed message bytes (the head is in the arena) */
     size_t hlen, blen;
     void (*release)(void *);
@@ -41,28 +43,71 @@ struct st_batch {
 
 /* ---- building (loop thread) ---------------------------------------------------------- */
 
-static struct st_batch *open_batch(struct storage *st)
+/* Makes room in the open batch (creating it) for nops more ops and nbytes more arena bytes.
+ * 0, or -ENOMEM with nothing changed but spare capacity. */
+static int batch_room(struct storage *st, size_t nops, size_t nbytes)
 {
-    if (!st->open) {
-        st->open = calloc(1, sizeof *st->open);
-        if (!st->open)
-            abort(); /* nothing sensible is left to do: durability would silently stop */
-        st->open->no = st->batch_seq ? st->batch_seq : (st->batch_seq = 1);
+    struct st_batch *b = st->open;
+    if (!b) {
+        if (!(b = calloc(1, sizeof *b)))
+            return -ENOMEM;
+        b->no = st->batch_seq ? st->batch_seq : (st->batch_seq = 1);
+        st->open = b;
     }
-    return st->open;
-}
-
-static struct op *add_op(struct storage *st, enum op_kind kind)
-{
-    struct st_batch *b = open_batch(st);
-    if (b->nops == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 256;
+    if (b->cap - b->nops < nops) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->nops < nops) {
+            if (cap > SIZE_MAX / 2 / sizeof *b->ops)
+                return -ENOMEM;
+            cap *= 2;
+        }
         struct op *ops = realloc(b->ops, cap * sizeof *ops);
         if (!ops)
-            abort(); /* see open_batch */
+            return -ENOMEM;
         b->ops = ops;
         b->cap = cap;
     }
+    if (b->acap - b->alen < nbytes) {
+        size_t cap = b->acap ? b->acap : 4096;
+        while (cap - b->alen < nbytes) {
+            if (cap > SIZE_MAX / 2)
+                return -ENOMEM;
+            cap *= 2;
+        }
+        uint8_t *a = realloc(b->arena, cap);
+        if (!a)
+            return -ENOMEM;
+        b->arena = a;
+        b->acap = cap;
+    }
+    return 0;
+}
+
+int storage_reserve(struct storage *st, size_t nwrites, size_t nbytes)
+{
+    return batch_room(st, nwrites, nbytes);
+}
+
+/* A write found no room and is lost: what is stored would no longer match what the caller
+ * believes, so storage fails as if a commit had (sticky; nothing more becomes durable). The
+ * loop is woken to learn it from storage_collect. Returns rc. */
+static int write_lost(struct storage *st, int rc)
+{
+    pthread_mutex_lock(&st->mu);
+    if (!st->failed)
+        st->failed = rc;
+    void (*notify)(void *) = st->notify;
+    void *notify_arg = st->notify_arg;
+    pthread_mutex_unlock(&st->mu);
+    if (notify)
+        notify(notify_arg);
+    return rc;
+}
+
+/* The next op of the open batch, after batch_room() made room for it. */
+static struct op *add_op(struct storage *st, enum op_kind kind)
+{
+    struct st_batch *b = st->open;
     struct op *o = &b->ops[b->nops++];
     st->ops_added++;
     memset(o, 0, sizeof *o);
@@ -70,26 +115,20 @@ static struct op *add_op(struct storage *st, enum op_kind kind)
     return o;
 }
 
+/* n bytes of the open batch's arena, after batch_room() made room for them. */
 static uint8_t *arena(struct storage *st, size_t n, size_t *ret_off)
 {
-    struct st_batch *b = open_batch(st);
-    if (b->acap - b->alen < n) {
-        size_t cap = b->acap ? b->acap : 4096;
-        while (cap - b->alen < n)
-            cap *= 2;
-        uint8_t *a = realloc(b->arena, cap);
-        if (!a)
-            abort(); /* see open_batch */
-        b->arena = a;
-        b->acap = cap;
-    }
+    struct st_batch *b = st->open;
     *ret_off = b->alen;
     b->alen += n;
     return b->arena + *ret_off;
 }
 
-static void put_entity(struct storage *st, char ent, uint64_t id, size_t size, uint8_t **ret)
+static int put_entity(struct storage *st, char ent, uint64_t id, size_t size, uint8_t **ret)
 {
+    int rc = batch_room(st, 1, size);
+    if (rc < 0)
+        return write_lost(st, rc);
     size_t off;
     uint8_t *p = arena(st, size, &off);
     struct op *o = add_op(st, OP_PUT_ENTITY);
@@ -98,40 +137,67 @@ static void put_entity(struct storage *st, char ent, uint64_t id, size_t size, u
     o->off = off;
     o->len = size;
     *ret = p;
+    return 0;
 }
 
-void storage_put_exchange(struct storage *st, const struct st_exchange *x)
+int storage_put_exchange(struct storage *st, const struct st_exchange *x)
 {
     uint8_t *p;
-    put_entity(st, 'x', x->id, st_exchange_size(x), &p);
-    st_exchange_encode(x, p);
+    int rc = put_entity(st, 'x', x->id, st_exchange_size(x), &p);
+    if (rc == 0)
+        st_exchange_encode(x, p);
+    return rc;
 }
 
-void storage_put_queue(struct storage *st, const struct st_queue *q)
+int storage_put_queue(struct storage *st, const struct st_queue *q)
 {
     uint8_t *p;
-    put_entity(st, 'q', q->id, st_queue_size(q), &p);
-    st_queue_encode(q, p);
+    int rc = put_entity(st, 'q', q->id, st_queue_size(q), &p);
+    if (rc == 0)
+        st_queue_encode(q, p);
+    return rc;
 }
 
-void storage_put_binding(struct storage *st, const struct st_binding *b)
+int storage_put_binding(struct storage *st, const struct st_binding *b)
 {
     uint8_t *p;
-    put_entity(st, 'b', b->id, st_binding_size(b), &p);
-    st_binding_encode(b, p);
+    int rc = put_entity(st, 'b', b->id, st_binding_size(b), &p);
+    if (rc == 0)
+        st_binding_encode(b, p);
+    return rc;
 }
 
-void storage_del_entity(struct storage *st, char kind, uint64_t id)
+/* The next op of the open batch, or NULL after write_lost(). */
+static struct op *new_op(struct storage *st, enum op_kind kind)
 {
-    struct op *o = add_op(st, OP_DEL_ENTITY);
+    int rc = batch_room(st, 1, 0);
+    if (rc < 0) {
+        write_lost(st, rc);
+        return NULL;
+    }
+    return add_op(st, kind);
+}
+
+int storage_del_entity(struct storage *st, char kind, uint64_t id)
+{
+    struct op *o = new_op(st, OP_DEL_ENTITY);
+    if (!o)
+        return -ENOMEM;
     o->ent = kind;
     o->a = id;
+    return 0;
 }
 
-void storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const void *head,
-                     size_t hlen, const void *body, size_t blen, void (*release)(void *),
-                     void *release_arg)
+int storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const void *head,
+                    size_t hlen, const void *body, size_t blen, void (*release)(void *),
+                    void *release_arg)
 {
+    int rc = batch_room(st, 1, hlen);
+    if (rc < 0) {
+        if (release)
+            release(release_arg);
+        return write_lost(st, rc);
+    }
     size_t off;
     uint8_t *copy = arena(st, hlen, &off);
     memcpy(copy, head, hlen);
@@ -144,41 +210,54 @@ void storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const v
     o->blen = blen;
     o->release = release;
     o->release_arg = release_arg;
+    return 0;
 }
 
-void storage_put_idx(struct storage *st, uint64_t qid, uint64_t seq, uint64_t msg_id,
-                     uint8_t flags, uint64_t expires, uint16_t returns)
+int storage_put_idx(struct storage *st, uint64_t qid, uint64_t seq, uint64_t msg_id,
+                    uint8_t flags, uint64_t expires, uint16_t returns)
 {
-    struct op *o = add_op(st, OP_PUT_IDX);
-    o->refs = returns;
+    struct op *o = new_op(st, OP_PUT_IDX);
+    if (!o)
+        return -ENOMEM;
     o->a = qid;
     o->b = seq;
     o->c = msg_id;
     o->flags = flags;
     o->off = expires;
+    o->refs = returns;
+    return 0;
 }
 
-void storage_del_idx(struct storage *st, uint64_t qid, uint64_t seq)
+int storage_del_idx(struct storage *st, uint64_t qid, uint64_t seq)
 {
-    struct op *o = add_op(st, OP_DEL_IDX);
+    struct op *o = new_op(st, OP_DEL_IDX);
+    if (!o)
+        return -ENOMEM;
     o->a = qid;
     o->b = seq;
+    return 0;
 }
 
-void storage_del_idx_from(struct storage *st, uint64_t qid, uint64_t from)
+int storage_del_idx_from(struct storage *st, uint64_t qid, uint64_t from)
 {
-    struct op *o = add_op(st, OP_DEL_IDX_FROM);
+    struct op *o = new_op(st, OP_DEL_IDX_FROM);
+    if (!o)
+        return -ENOMEM;
     o->a = qid;
     o->b = from;
+    return 0;
 }
 
-void storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
-                            uint64_t delivered_seq)
+int storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
+                           uint64_t delivered_seq)
 {
-    struct op *o = add_op(st, OP_QMETA);
+    struct op *o = new_op(st, OP_QMETA);
+    if (!o)
+        return -ENOMEM;
     o->a = qid;
     o->b = count;
     o->c = delivered_seq;
+    return 0;
 }
 
 uint64_t storage_writes(const struct storage *st)

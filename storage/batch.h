@@ -18,8 +18,8 @@ enum storage_idx_flag {
     STORAGE_IDX_TRANSIENT = 1 << 0, /* paged-out transient message: dropped at recovery */
 };
 
-/* Starts the writer thread; notify(arg) runs on it after every commit (typically a
- * uv_async_send). 0 or -errno. */
+/* Starts the writer thread; notify(arg) runs on it after every commit, and on the loop thread
+ * when a write is lost (below): typically a uv_async_send. 0 or -errno. */
 int storage_start(struct storage *st, void (*notify)(void *arg), void *arg);
 /* How many writes were ever added: compare before and after an operation to learn whether it
  * wrote anything. */
@@ -27,37 +27,52 @@ uint64_t storage_writes(const struct storage *st);
 /* Number of the open batch: the writes added now become durable with it. */
 uint64_t storage_batch_no(const struct storage *st);
 
-/* Writes, added to the open batch (loop thread). Records are copied. */
-void storage_put_exchange(struct storage *st, const struct st_exchange *x);
-void storage_put_queue(struct storage *st, const struct st_queue *q);
-void storage_put_binding(struct storage *st, const struct st_binding *b);
+/* Writes, added to the open batch (loop thread). Records are copied.
+ *
+ * Each returns 0, or -ENOMEM when the batch could not grow; none aborts. A write that fails
+ * is lost, so storage fails as after a failed commit (sticky): the open batch and every later
+ * one are never committed, and storage_collect() reports -ENOMEM (notify is called so that the
+ * loop looks). To refuse an operation instead (a publish, a declare), storage_reserve() room
+ * for all its writes first: writes covered by a reservation cannot fail. */
+
+/* Makes room in the open batch for `nwrites` more writes of the functions below carrying
+ * `nbytes` more copied bytes in all (st_*_size() of entity records, hlen of messages; index and
+ * delete writes carry none). That many such writes added before the next storage_submit()
+ * cannot fail. 0, or -ENOMEM with storage still healthy (nothing was added). */
+int storage_reserve(struct storage *st, size_t nwrites, size_t nbytes);
+
+int storage_put_exchange(struct storage *st, const struct st_exchange *x);
+int storage_put_queue(struct storage *st, const struct st_queue *q);
+int storage_put_binding(struct storage *st, const struct st_binding *b);
 /* Deleting a queue also deletes its index entries and the messages only they named. */
-void storage_del_entity(struct storage *st, char kind /* 'x' 'q' 'b' */, uint64_t id);
+int storage_del_entity(struct storage *st, char kind /* 'x' 'q' 'b' */, uint64_t id);
 /* A message, referenced by `refs` index entries added in this same batch. The bytes are
- * head[0..hlen) (copied) then body[0..blen) (borrowed until release(release_arg) is called
- * on the loop thread by storage_collect). */
-void storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const void *head,
-                     size_t hlen, const void *body, size_t blen, void (*release)(void *),
-                     void *release_arg);
+ * head[0..hlen) (copied) then body[0..blen) (borrowed until release(release_arg) is called).
+ * release is called exactly once, on the loop thread: by storage_collect() once the batch is
+ * done, or before this returns when it fails. */
+int storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const void *head,
+                    size_t hlen, const void *body, size_t blen, void (*release)(void *),
+                    void *release_arg);
 /* expires: wall-clock ms after which the message is dead (TTL), 0 for never; returns: times
  * it came back unacked (quorum queues' delivery count). Putting an existing (qid, seq) again
  * updates it. */
-void storage_put_idx(struct storage *st, uint64_t qid, uint64_t seq, uint64_t msg_id,
-                     uint8_t flags, uint64_t expires, uint16_t returns);
+int storage_put_idx(struct storage *st, uint64_t qid, uint64_t seq, uint64_t msg_id,
+                    uint8_t flags, uint64_t expires, uint16_t returns);
 /* Removes an index entry (ack, drop) and the message when no entry names it any more. */
-void storage_del_idx(struct storage *st, uint64_t qid, uint64_t seq);
+int storage_del_idx(struct storage *st, uint64_t qid, uint64_t seq);
 /* Removes every index entry of qid with seq >= from (purge of the paged-out part). */
-void storage_del_idx_from(struct storage *st, uint64_t qid, uint64_t from);
+int storage_del_idx_from(struct storage *st, uint64_t qid, uint64_t from);
 /* count: persistent index entries of qid; delivered_seq: the highest seq delivered. */
-void storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
-                            uint64_t delivered_seq);
+int storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
+                           uint64_t delivered_seq);
 
 /* Hands the open batch to the writer unless one is being committed. Returns 1 when it did,
  * 0 when there was nothing to do or the writer is busy (submit again after collecting). */
 int storage_submit(struct storage *st);
 /* Loop thread, after notify: releases committed batches' borrowed data and returns the
- * number of the newest durable batch (0 if none yet). *ret_failed gets the sticky error of the
- * writer (0 while healthy): after it nothing more becomes durable. */
+ * number of the newest durable batch (0 if none yet). *ret_failed gets the sticky error (0
+ * while healthy): a failed commit's, or -ENOMEM after a lost write. After it nothing more
+ * becomes durable. */
 uint64_t storage_collect(struct storage *st, int *ret_failed);
 /* True while a commit is held up by a full disk (the writer retries every second). */
 int storage_disk_full(const struct storage *st);

@@ -120,11 +120,15 @@ int storage_open(const char *dir, bool sync, struct storage **ret)
     if (!st)
         return -ENOMEM;
     st->sync = sync;
-    st->dir = strdup(dir);
+    st->lock_fd = -1;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cond, NULL);
     pthread_rwlock_init(&st->map_lock, NULL);
     st->done_tail = &st->done_head;
+    if (!(st->dir = strdup(dir))) {
+        rc = -ENOMEM;
+        goto fail;
+    }
     char path[4096];
     snprintf(path, sizeof path, "%s/warrend.lock", dir);
     st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
