@@ -3,16 +3,36 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdbool.h>
+#include <sys/random.h>
+#include <time.h>
 #include "lib/hmap.h"
+#include "lib/siphash.h"
 
-static uint32_t hash_of(const void *key, size_t len)
+/* Client-chosen names (queues, routing keys) are hashed under a random key per process, so
+ * that nobody can pick names that all probe one run of slots. */
+static uint8_t s_key[16];
+static bool s_keyed;
+
+void hmap_seed(const uint8_t key[16])
 {
-    /* FNV-1a, then avoid the two reserved values. */
-    const uint8_t *p = key;
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h < 2 ? h + 2 : h;
+    memcpy(s_key, key, sizeof s_key);
+    s_keyed = true;
+}
+
+uint32_t hmap_hash(const void *key, size_t len)
+{
+    if (!s_keyed) {
+        uint8_t k[16];
+        if (getrandom(k, sizeof k, 0) != (ssize_t)sizeof k) { /* no entropy yet: rare */
+            uint64_t t = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&s_key;
+            for (size_t i = 0; i < sizeof k; i++)
+                k[i] = (uint8_t)(t >> (8 * (i % 8)) ^ i);
+        }
+        hmap_seed(k);
+    }
+    uint32_t h = (uint32_t)siphash(s_key, key, len, 1, 3);
+    return h < 2 ? h + 2 : h; /* 0 and 1 mark empty and deleted slots */
 }
 
 static struct hmap_slot *find(const struct hmap *m, const void *key, size_t klen, uint32_t h)
@@ -30,7 +50,7 @@ static struct hmap_slot *find(const struct hmap *m, const void *key, size_t klen
 
 void *hmap_get(const struct hmap *m, const void *key, size_t klen)
 {
-    struct hmap_slot *s = find(m, key, klen, hash_of(key, klen));
+    struct hmap_slot *s = find(m, key, klen, hmap_hash(key, klen));
     return s ? s->value : NULL;
 }
 
@@ -60,7 +80,7 @@ static int grow(struct hmap *m)
 
 int hmap_put(struct hmap *m, const void *key, size_t klen, void *value)
 {
-    uint32_t h = hash_of(key, klen);
+    uint32_t h = hmap_hash(key, klen);
     struct hmap_slot *s = find(m, key, klen, h);
     if (s) {
         s->key = key;
@@ -84,7 +104,7 @@ int hmap_put(struct hmap *m, const void *key, size_t klen, void *value)
 
 void *hmap_del(struct hmap *m, const void *key, size_t klen)
 {
-    struct hmap_slot *s = find(m, key, klen, hash_of(key, klen));
+    struct hmap_slot *s = find(m, key, klen, hmap_hash(key, klen));
     if (!s)
         return NULL;
     void *v = s->value;

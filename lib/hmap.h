@@ -17,6 +17,11 @@ struct hmap {
     uint32_t cap, count, used; /* used counts tombstones too */
 };
 
+/* The slot hash of a key: SipHash-1-3 under a random per-process key (drawn at first use). */
+uint32_t hmap_hash(const void *key, size_t klen);
+/* Sets that key (tests; warrend lets the first hash draw one). */
+void hmap_seed(const uint8_t key[16]);
+
 /* Returns the value stored under key, or NULL. */
 void *hmap_get(const struct hmap *m, const void *key, size_t klen);
 /* Stores value under key (replacing any); 0 or -ENOMEM. */
