@@ -1,5 +1,6 @@
-/* channel.h — one AMQP channel: method handling for channel, queue, basic (and later
- * exchange/confirm/tx), content assembly of publishes, and the unacked delivery ring. */
+/* channel.h — one AMQP channel: basic.*, confirm.* and tx.* methods (exchange.* and queue.* go
+ * to declare.c), content assembly of publishes, the unacked delivery ring, and the channel's
+ * side of the consumer interface (consumer_ops). */
 #ifndef WARREN_CHANNEL_H
 #define WARREN_CHANNEL_H
 #include <stdbool.h>

@@ -1,6 +1,7 @@
 /* conn.h — one client connection: its socket, input buffer, output buffers, negotiation
- * state, heartbeats and channels. Errors from any layer come back here as return codes and
- * are turned into channel.close / connection.close by conn_fail() and nowhere else. */
+ * state, heartbeats, flow-control pause and channels. Errors from any layer come back here as
+ * return codes with a struct err and are turned into channel.close / connection.close by
+ * conn_fail() and nowhere else. */
 #ifndef WARREN_CONN_H
 #define WARREN_CONN_H
 #include <stdbool.h>

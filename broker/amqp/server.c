@@ -1,7 +1,8 @@
-/* server.c — owns the listener, the connection list, the vhosts, storage, and the
- * before-sleep hook. Invariant: each loop turn ends with queue dispatch, then (later) the
- * storage batch commit, then one flush per connection with output — in that order, so a
- * confirm never leaves before the data it confirms is durable. */
+/* server.c — owns the listener, the connection list, the broker model it embeds (opening its
+ * storage and vhost at start), the memory and disk alarms and the before-sleep hook.
+ * Invariant: each loop turn ends with queue dispatch, then the storage batch submit, then one
+ * flush per connection with output — in that order, so a confirm never leaves before the data
+ * it confirms is durable. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

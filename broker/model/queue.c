@@ -1,8 +1,11 @@
-/* queue.c — owns queue state: the ready ring, the consumer list, and dispatch. Does not own
- * message bodies (refcounted in msg.c) nor unacked deliveries (the channel's ring).
- * Invariants: ring holds `count` entries starting at `head` (mod cap, cap a power of two);
- * ready_bytes is the sum of their body sizes (and srv->queued_mem counts their memory); a deleted queue has no consumers and no
- * entries and is not in its vhost's map. */
+/* queue.c — owns queue state: the ready rings (one per priority), paging to and from storage,
+ * TTL and length limits, the consumers (by priority, ready or parked) and dispatch, and the
+ * publishers waiting for it to drain (flow control). Does not own message bodies (refcounted
+ * in msg.c) nor unacked deliveries (the session's). Invariants: each ring holds `count` entries
+ * from `head` (mod cap, a power of two); ready_bytes is the sum of their body sizes (and
+ * broker.queued_mem counts their memory); every consumer is in exactly one list of its bucket;
+ * a deleted queue has no consumers, no entries, no waiting publishers and is not in its
+ * vhost's map. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
