@@ -1,6 +1,8 @@
 /* recover.c — owns the read side of storage: the start-up walk over entities and the
  * page-in of queue messages. Start-up cost grows with the number of entities, not of
- * messages: per queue it reads one metadata record and two index keys (first and last). */
+ * messages: per queue it reads one metadata record and two index keys (first and last).
+ * Page-in hands each message's bytes, borrowed from the map, to the caller, which copies
+ * them once into its own object. Invariant: no borrowed byte outlives the read transaction. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -100,12 +102,13 @@ int storage_recover(struct storage *st, const struct st_recover_ops *ops, void *
     return rc;
 }
 
-int storage_read_queue(struct storage *st, uint64_t qid, uint64_t from, size_t max,
-                       struct st_entry *out, size_t *ret_n)
+int storage_scan_queue(struct storage *st, uint64_t qid, uint64_t from, size_t max,
+                       st_entry_cb cb, void *arg, size_t *ret_n)
 {
     size_t n = 0;
     MDB_txn *txn;
     MDB_cursor *cur = NULL;
+    /* Held through the callbacks: the bytes they see are in the map, which must not move. */
     pthread_rwlock_rdlock(&st->map_lock);
     int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
     if (rc) {
@@ -127,40 +130,75 @@ int storage_read_queue(struct storage *st, uint64_t qid, uint64_t from, size_t m
             break;
         if ((rc = qindex_val_decode(val.mv_data, val.mv_size, &v)) != 0)
             goto out;
-        struct st_entry *e = &out[n];
-        e->seq = seq;
-        e->msg_id = v.msg_id;
-        e->flags = v.flags;
-        e->stale = qindex_val_stale(&v, st->epoch);
-        e->expires = v.expires;
-        e->returns = v.returns;
-        uint8_t mk[8];
-        store_be64(mk, e->msg_id);
-        MDB_val mkey = {8, mk}, mval;
-        if ((rc = mdb_get(txn, st->messages, &mkey, &mval)) != 0) {
-            rc = rc == MDB_NOTFOUND ? STORAGE_E_CORRUPT : rc;
-            goto out;
+        struct st_entry e = {
+            .seq = seq,
+            .msg_id = v.msg_id,
+            .flags = v.flags,
+            .stale = qindex_val_stale(&v, st->epoch),
+            .expires = v.expires,
+            .returns = v.returns,
+        };
+        MDB_val mval = {0, NULL};
+        if (!e.stale) { /* a stale entry's message is not read: it is to be dropped */
+            uint8_t mk[8];
+            store_be64(mk, e.msg_id);
+            MDB_val mkey = {sizeof mk, mk};
+            if ((rc = mdb_get(txn, st->messages, &mkey, &mval)) != 0) {
+                rc = rc == MDB_NOTFOUND ? STORAGE_E_CORRUPT : rc;
+                goto out;
+            }
         }
-        e->data = malloc(mval.mv_size ? mval.mv_size : 1);
-        if (!e->data) {
-            rc = -ENOMEM;
+        e.len = mval.mv_size;
+        if ((rc = cb(arg, &e, mval.mv_data, mval.mv_size)) < 0)
             goto out;
-        }
-        memcpy(e->data, mval.mv_data, mval.mv_size);
-        e->len = mval.mv_size;
         n++;
+        if (rc > 0) { /* the caller has had enough */
+            rc = 0;
+            break;
+        }
     }
     if (rc == MDB_NOTFOUND)
         rc = 0;
 out:
-    if (rc) {
-        while (n)
-            free(out[--n].data);
-    }
     if (cur)
         mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&st->map_lock);
-    *ret_n = n;
+    if (rc == 0)
+        *ret_n = n;
+    return rc;
+}
+
+/* storage_read_queue's callback: a malloc'd copy of each message into out[n]. */
+struct read_copy {
+    struct st_entry *out; /* borrowed: the caller's array */
+    size_t n;
+};
+
+static int read_copy(void *arg, const struct st_entry *e, const void *data, size_t len)
+{
+    struct read_copy *c = arg;
+    struct st_entry *d = &c->out[c->n];
+    *d = *e;
+    if (data) {
+        if (!(d->data = malloc(len ? len : 1)))
+            return -ENOMEM;
+        memcpy(d->data, data, len);
+    }
+    c->n++;
+    return 0;
+}
+
+int storage_read_queue(struct storage *st, uint64_t qid, uint64_t from, size_t max,
+                       struct st_entry *out, size_t *ret_n)
+{
+    struct read_copy c = {out, 0};
+    size_t n;
+    int rc = storage_scan_queue(st, qid, from, max, read_copy, &c, &n);
+    if (rc) {
+        while (c.n)
+            free(out[--c.n].data);
+    }
+    *ret_n = c.n;
     return rc;
 }

@@ -3,6 +3,7 @@
  * never block the writer: LMDB readers see the last committed state. */
 #ifndef WARREN_STORAGE_RECOVER_H
 #define WARREN_STORAGE_RECOVER_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,14 +25,34 @@ int storage_recover(struct storage *st, const struct st_recover_ops *ops, void *
 struct st_entry {
     uint64_t seq, msg_id;
     uint8_t flags;  /* STORAGE_IDX_* */
-    bool stale;     /* a transient message from before the last start: drop it */
+    bool stale;     /* a transient message from before the last start: drop it (no bytes) */
     uint64_t expires; /* wall-clock ms (TTL), 0: never */
     uint16_t returns; /* times it came back unacked (quorum delivery count) */
-    void *data;     /* owned by the caller (malloc): the message bytes */
-    size_t len;
+    void *data;     /* storage_read_queue: owned by the caller (malloc), NULL when stale;
+                     * storage_scan_queue: NULL (the bytes are the callback's data) */
+    size_t len;     /* message bytes */
 };
-/* Reads up to max index entries of queue qid with seq >= from, each with a malloc'd copy of
- * its message. *ret_n gets the count (0 at the end). 0 or an error (nothing allocated). */
+
+/* Called by storage_scan_queue for one index entry. data[0..len) are the stored message bytes,
+ * borrowed from the database (read-only memory): valid only until the callback returns, so
+ * copy what is kept, once, straight into its own object. data is NULL for a stale entry.
+ * Returns 0 to go on, > 0 to stop after this entry, < 0 to stop with that error. It may add
+ * writes (storage_put_* / storage_del_*: storage_del_idx for a stale entry, say) but must not
+ * read storage (storage_scan_queue, storage_read_queue, storage_recover). */
+typedef int (*st_entry_cb)(void *arg, const struct st_entry *e, const void *data, size_t len);
+
+/* Walks up to max index entries of queue qid with seq >= from, in seq order, calling cb for
+ * each with its message's bytes (one read-only transaction, no copy, no allocation). 0 with
+ * *ret_n the number of entries cb took (0 at the end of the queue), or an error: the callback's
+ * negative return, STORAGE_E_CORRUPT (an entry or its message does not decode or is missing)
+ * or an LMDB code; *ret_n untouched then. */
+int storage_scan_queue(struct storage *st, uint64_t qid, uint64_t from, size_t max,
+                       st_entry_cb cb, void *arg, size_t *ret_n);
+
+/* The copying form of storage_scan_queue: fills out[0..*ret_n) with a malloc'd copy of each
+ * message (data NULL when stale). 0 or an error (nothing allocated, *ret_n = 0). Kept until the
+ * broker's page-in moves to storage_scan_queue (it costs a malloc and a copy per message that
+ * the broker then copies again). */
 int storage_read_queue(struct storage *st, uint64_t qid, uint64_t from, size_t max,
                        struct st_entry *out, size_t *ret_n);
 
