@@ -1,5 +1,6 @@
 /* timer.c — owns the deadline heap and its one uv timer. Invariants: heap[i]->idx == i + 1;
  * every parent's `when` <= its children's; the uv timer is armed for heap[0] when n > 0. */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
@@ -53,6 +54,8 @@ static void on_uv_timer(uv_timer_t *h);
 
 static void arm(struct timers *t)
 {
+    if (t->closed)
+        return;
     if (t->n == 0) {
         uv_timer_stop(&t->uv);
         t->armed = 0;
@@ -101,13 +104,32 @@ void timers_close(struct timers *t)
     for (uint32_t i = 0; i < t->n; i++)
         t->heap[i]->idx = 0;
     t->n = 0;
-    free(t->heap);
-    t->heap = NULL;
-    t->cap = 0;
+    t->closed = true; /* items may still be scheduled while objects are torn down: never fired */
     uv_close((uv_handle_t *)&t->uv, NULL);
 }
 
-int timers_set(struct timers *t, struct timer_item *item, uint64_t when, timer_cb fire)
+void timers_free(struct timers *t)
+{
+    free(t->heap);
+    t->heap = NULL;
+    t->cap = t->n = t->reserved = 0;
+}
+
+int timers_reserve(struct timers *t, uint32_t n)
+{
+    while (t->cap < t->reserved + n)
+        if (array_reserve((void **)&t->heap, &t->cap, t->cap, sizeof *t->heap, 64) < 0)
+            return -ENOMEM;
+    t->reserved += n;
+    return 0;
+}
+
+void timers_unreserve(struct timers *t, uint32_t n)
+{
+    t->reserved -= n;
+}
+
+void timers_set(struct timers *t, struct timer_item *item, uint64_t when, timer_cb fire)
 {
     item->fire = fire;
     if (item->idx) {
@@ -118,14 +140,12 @@ int timers_set(struct timers *t, struct timer_item *item, uint64_t when, timer_c
         else
             sift_down(t, item->idx - 1);
     } else {
-        if (array_reserve((void **)&t->heap, &t->cap, t->n, sizeof *t->heap, 64) < 0)
-            return -ENOMEM;
+        assert(t->n < t->cap); /* a slot was reserved for every item (timers_reserve) */
         item->when = when;
         place(t, t->n++, item);
         sift_up(t, t->n - 1);
     }
     arm(t);
-    return 0;
 }
 
 void timers_cancel(struct timers *t, struct timer_item *item)

@@ -31,8 +31,10 @@
 struct channel *channel_new(struct conn *c, uint16_t id)
 {
     struct channel *ch = calloc(1, sizeof *ch);
-    if (!ch)
+    if (!ch || timers_reserve(&c->srv->b.timers, 1) < 0) { /* the ack timer's heap slot */
+        free(ch);
         return NULL;
+    }
     ch->conn = c;
     ch->id = id;
     ch->active = true;
@@ -373,6 +375,7 @@ void channel_free(struct channel *ch)
     list_remove(&ch->confirm_link);
     list_remove(&ch->wait_link);
     timers_cancel(&ch->conn->srv->b.timers, &ch->ack_timer);
+    timers_unreserve(&ch->conn->srv->b.timers, 1);
     replyto_forget(ch);
     free(ch->pending);
     route_free(&ch->route);

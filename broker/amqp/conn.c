@@ -809,10 +809,17 @@ static void update_reading(struct conn *c)
     if (want == c->reading)
         return;
     c->reading = want;
-    if (want)
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    else
+    if (!want) {
         uv_read_stop((uv_stream_t *)&c->tcp);
+        return;
+    }
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc < 0) {
+        log_warn("connection %llu (%s): cannot read from the socket: %s; closing it",
+                 (unsigned long long)c->id, c->peer, uv_strerror(rc));
+        c->reading = false;
+        close_socket(c);
+    }
 }
 
 void conn_resume(struct conn *c)

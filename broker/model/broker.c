@@ -30,6 +30,7 @@ void broker_free(struct broker *b)
     for (uint32_t i = 0; i < b->dl_n; i++)
         msg_unref(b->dl_jobs[i].m);
     free(b->dl_jobs);
+    timers_free(&b->timers);
     b->dl_jobs = NULL;
     b->dl_n = b->dl_cap = 0;
 }

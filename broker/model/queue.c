@@ -53,7 +53,9 @@ struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args)
     q->args_len = args.len;
     args_queue_opts((amqp_bytes_t){q->args, q->args_len}, &q->opt);
     q->rings = calloc((size_t)q->opt.max_priority + 1, sizeof *q->rings);
-    if (!q->rings) {
+    /* Heap room for the TTL and x-expires timers, so that arming them cannot fail later. */
+    if (!q->rings || timers_reserve(&vh->broker->timers, 2) < 0) {
+        free(q->rings);
         free(q->name);
         free(q->args);
         free(q);
@@ -91,6 +93,7 @@ void queue_unref(struct queue *q)
     list_remove(&q->ttl0_link);
     timers_cancel(&q->vhost->broker->timers, &q->ttl_timer);
     timers_cancel(&q->vhost->broker->timers, &q->expires_timer);
+    timers_unreserve(&q->vhost->broker->timers, 2);
     for (uint32_t i = 0; i <= q->opt.max_priority; i++)
         free(q->rings[i].e);
     free(q->rings);
