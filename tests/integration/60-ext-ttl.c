@@ -43,14 +43,6 @@
 
 static amqp_connection_state_t s_conn;
 
-/* Declare q (deleting an old one first) with x-message-ttl (ttl < 0: none) and, when dlq is
- * given, dead-lettering to it through the default exchange. */
-static void qdeclare(const char *q, long ttl, const char *dlq)
-{
-    harness_queue_delete(s_conn, 1, q);
-    harness_args_t a;
-    harness_queue_declare(s_conn, 1, q, 0, harness_dl_args(&a, ttl, -1, dlq ? "" : NULL, dlq));
-}
 
 /* Publish body to q through the default exchange on ch, with expiration when not NULL. */
 static void publish_ch(amqp_channel_t ch, const char *x, const char *q, const char *body,
@@ -173,7 +165,7 @@ static void expect_bad_expiration(const char *x, const char *key, const char *ex
 static void check_invalid_expiration(void)
 {
     const char *q = harness_name("inv");
-    qdeclare(q, -1, NULL);
+    harness_ttl_queue(s_conn, q, -1, NULL);
     expect_bad_expiration("", q, "abc", "no_integer");
     expect_bad_expiration("", q, "", "no_integer");
     expect_bad_expiration("", q, "-1", "{value_negative,-1}");
@@ -216,9 +208,9 @@ static void check_idle_queue_expires(void)
 {
     const char *q = harness_name("idle"), *dlq = harness_name("idle-dlq"),
                *plain = harness_name("idle-plain");
-    qdeclare(dlq, -1, NULL);
-    qdeclare(q, 300, dlq);
-    qdeclare(plain, 300, NULL);
+    harness_ttl_queue(s_conn, dlq, -1, NULL);
+    harness_ttl_queue(s_conn, q, 300, dlq);
+    harness_ttl_queue(s_conn, plain, 300, NULL);
     char body[8];
     for (int i = 1; i <= 5; i++) {
         snprintf(body, sizeof body, "%d", i);
@@ -246,10 +238,10 @@ static void check_per_message_and_lower(void)
 {
     const char *dlq = harness_name("pm-dlq"), *q = harness_name("pm"), *qlow = harness_name("q200"),
                *mlow = harness_name("q60000");
-    qdeclare(dlq, -1, NULL);
-    qdeclare(q, -1, dlq);
-    qdeclare(qlow, 200, dlq);
-    qdeclare(mlow, 60000, dlq);
+    harness_ttl_queue(s_conn, dlq, -1, NULL);
+    harness_ttl_queue(s_conn, q, -1, dlq);
+    harness_ttl_queue(s_conn, qlow, 200, dlq);
+    harness_ttl_queue(s_conn, mlow, 60000, dlq);
 
     publish(q, "short", "300");
     publish(qlow, "q200-m60000", "60000");
@@ -309,9 +301,9 @@ static void check_per_message_and_lower(void)
 static void check_ttl_zero(void)
 {
     const char *dlq = harness_name("z-dlq"), *q = harness_name("z"), *q0 = harness_name("z-queue0");
-    qdeclare(dlq, -1, NULL);
-    qdeclare(q, -1, dlq);
-    qdeclare(q0, 0, dlq);
+    harness_ttl_queue(s_conn, dlq, -1, NULL);
+    harness_ttl_queue(s_conn, q, -1, dlq);
+    harness_ttl_queue(s_conn, q0, 0, dlq);
 
     /* nobody to take them: expired at once */
     publish(q, "zero", "0");
@@ -372,8 +364,8 @@ static void check_ttl_zero(void)
 static void check_unacked_and_requeue(void)
 {
     const char *dlq = harness_name("u-dlq"), *q = harness_name("u");
-    qdeclare(dlq, -1, NULL);
-    qdeclare(q, 300, dlq);
+    harness_ttl_queue(s_conn, dlq, -1, NULL);
+    harness_ttl_queue(s_conn, q, 300, dlq);
     publish(q, "held", NULL);
     publish(q, "behind", NULL);
     harness_expect_count(s_conn, 1, q, 2, "published");
@@ -400,8 +392,8 @@ static void check_unacked_and_requeue(void)
                *ql = harness_name("fan-long");
     harness_exchange_declare(s_conn, 1, x, "fanout",
                              HARNESS_EXCHANGE_AUTO_DELETE, amqp_empty_table);
-    qdeclare(qs, 100, NULL);
-    qdeclare(ql, 60000, NULL);
+    harness_ttl_queue(s_conn, qs, 100, NULL);
+    harness_ttl_queue(s_conn, ql, 60000, NULL);
     harness_queue_bind(s_conn, 1, qs, x, "", amqp_empty_table);
     harness_queue_bind(s_conn, 1, ql, x, "", amqp_empty_table);
     publish_ch(1, x, "", "both", NULL);

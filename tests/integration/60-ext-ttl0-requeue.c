@@ -33,14 +33,6 @@
 
 static amqp_connection_state_t s_conn;
 
-/* Declare q (deleting an old one first) with x-message-ttl (ttl < 0: none) and, when dlq is
- * given, dead-lettering to it through the default exchange. */
-static void qdeclare(const char *q, long ttl, const char *dlq)
-{
-    harness_queue_delete(s_conn, 1, q);
-    harness_args_t a;
-    harness_queue_declare(s_conn, 1, q, 0, harness_dl_args(&a, ttl, -1, dlq ? "" : NULL, dlq));
-}
 
 /* Publish body to q through the default exchange on channel 1, with expiration when given. */
 static void publish(const char *q, const char *body, const char *expiration)
@@ -121,11 +113,11 @@ static void check_single(void)
     const char *dlq = harness_name("dlq"), *q0 = harness_name("ttl0"),
                *q0n = harness_name("ttl0-nodlx"), *qp = harness_name("plain"),
                *qpn = harness_name("plain-nodlx");
-    qdeclare(dlq, -1, NULL);
-    qdeclare(q0, 0, dlq);
-    qdeclare(q0n, 0, NULL);
-    qdeclare(qp, -1, dlq);
-    qdeclare(qpn, -1, NULL);
+    harness_ttl_queue(s_conn, dlq, -1, NULL);
+    harness_ttl_queue(s_conn, q0, 0, dlq);
+    harness_ttl_queue(s_conn, q0n, 0, NULL);
+    harness_ttl_queue(s_conn, qp, -1, dlq);
+    harness_ttl_queue(s_conn, qpn, -1, NULL);
 
     static const struct {
         const char *what;
@@ -197,9 +189,9 @@ static void check_several(void)
 {
     const char *dlq = harness_name("m-dlq"), *q0 = harness_name("m-ttl0"),
                *qp = harness_name("m-plain");
-    qdeclare(dlq, -1, NULL);
-    qdeclare(q0, 0, dlq);
-    qdeclare(qp, -1, dlq);
+    harness_ttl_queue(s_conn, dlq, -1, NULL);
+    harness_ttl_queue(s_conn, q0, 0, dlq);
+    harness_ttl_queue(s_conn, qp, -1, dlq);
 
     /* nack multiple: dead-lettered in delivery order */
     harness_channel_open(s_conn, 2);

@@ -2375,6 +2375,13 @@ amqp_table_t harness_dl_args(harness_args_t *a, long ttl, long maxlen, const cha
     return harness_args_table(a);
 }
 
+void harness_ttl_queue(amqp_connection_state_t conn, const char *q, long ttl, const char *dlq)
+{
+    harness_queue_delete(conn, 1, q);
+    harness_args_t a;
+    harness_queue_declare(conn, 1, q, 0, harness_dl_args(&a, ttl, -1, dlq ? "" : NULL, dlq));
+}
+
 amqp_table_t harness_length_args(harness_args_t *a, long maxlen, long maxbytes, char bytes_kind,
                                  const char *overflow, const char *dlq)
 {

@@ -700,6 +700,10 @@ const char *harness_props_diff(const amqp_basic_properties_t *want,
 amqp_table_t harness_dl_args(harness_args_t *a, long ttl, long maxlen, const char *dlx,
                              const char *dlrk);
 
+/* Declares q afresh on channel 1 (deleting an old one first) with x-message-ttl ttl (< 0: none)
+ * and, when dlq is not NULL, dead-lettering to dlq through the default exchange. */
+void harness_ttl_queue(amqp_connection_state_t conn, const char *q, long ttl, const char *dlq);
+
 /* The arguments of a length-limited queue, written to a (emptied first): x-max-length maxlen as
  * signedint and x-max-length-bytes maxbytes with field type bytes_kind (each left out when < 0),
  * x-overflow overflow (NULL: none) and, when dlq is not NULL, dead-lettering to dlq through the
