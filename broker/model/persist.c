@@ -65,29 +65,35 @@ uint64_t persist_msg(struct broker *s, struct msg *m, uint32_t refs, bool set_st
     return id;
 }
 
-struct msg *persist_msg_load(const void *data, size_t len)
+int persist_reserve(struct broker *s, uint32_t nqueues)
+{
+    return storage_reserve(s->store, 1 + 3 * (size_t)nqueues, (1 + (size_t)nqueues) * MSG_HEAD);
+}
+
+int persist_msg_load(const void *data, size_t len, struct msg **ret)
 {
     const uint8_t *p = data;
     if (len < MSG_HEAD || p[0] != 1)
-        return NULL;
+        return -EINVAL;
     uint32_t hlen = rd32(p + 6), blen = rd32(p + 10);
     uint64_t body = rd64(p + 14);
     uint64_t need = (uint64_t)MSG_HEAD + p[1] + p[2] + hlen + blen + body;
     if (need != len)
-        return NULL;
+        return -EINVAL;
     const uint8_t *d = p + MSG_HEAD;
     amqp_bytes_t ex = {d, p[1]}, rk = {d + p[1], p[2]}, hdr = {d + p[1] + p[2], hlen},
                  bcc = {hdr.ptr + hlen, blen};
     struct msg *m = msg_new(ex, rk, hdr, bcc, body);
     if (!m)
-        return NULL;
+        return -ENOMEM;
     m->delivery_mode = p[3];
     m->priority = p[4];
     m->flags = p[5];
     if (body)
         memcpy(m->body, bcc.ptr + blen, body);
     m->body_have = body;
-    return m;
+    *ret = m;
+    return 0;
 }
 
 /* ---- entities ------------------------------------------------------------------------- */

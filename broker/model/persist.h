@@ -30,7 +30,12 @@ void persist_binding_deleted(struct broker *s, struct binding *b);
  * entries that the caller adds in this batch. The batch holds a reference on m until it is
  * committed. Returns the id. */
 uint64_t persist_msg(struct broker *s, struct msg *m, uint32_t refs, bool set_store_id);
-/* Rebuilds a message from stored bytes; NULL when they do not decode or memory is short. */
-struct msg *persist_msg_load(const void *data, size_t len);
+/* Makes room in the storage batch for every write one publish to nqueues queues can add (the
+ * message once; per queue an index entry, a transient copy past the window, a drop-head
+ * deletion), so that none of them can fail. 0 or -ENOMEM (nothing changed). */
+int persist_reserve(struct broker *s, uint32_t nqueues);
+/* Rebuilds a message from stored bytes (one allocation, one copy) into *ret: 0, -EINVAL when
+ * they do not decode, -ENOMEM when memory is short (*ret untouched on failure). */
+int persist_msg_load(const void *data, size_t len, struct msg **ret);
 
 #endif

@@ -15,6 +15,9 @@ int publish_enqueue(struct broker *s, struct msg *m, struct route *r, uint64_t *
 {
     *ret_batch = 0;
     *ret_rejected = false;
+    int rc;
+    if (s->store && r->n && (rc = persist_reserve(s, r->n)) < 0)
+        return rc; /* refused before anything changed; storage stays healthy */
     /* Queues that refuse it (x-overflow reject-publish*) are taken out first. */
     uint32_t k = 0;
     for (uint32_t i = 0; i < r->n; i++) {
@@ -40,8 +43,7 @@ int publish_enqueue(struct broker *s, struct msg *m, struct route *r, uint64_t *
         }
     }
     for (uint32_t i = 0; i < r->n; i++) {
-        int rc = queue_push(r->q[i], m);
-        if (rc < 0)
+        if ((rc = queue_push(r->q[i], m)) < 0)
             return rc;
         queue_kick(r->q[i]);
     }

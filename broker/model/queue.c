@@ -333,14 +333,67 @@ int queue_requeue(struct queue *q, const struct qentry *re)
 
 /* ---- pop, page-in, expiry ------------------------------------------------------------ */
 
-/* Reads the next part of the on-disk run into the window. */
+/* page_in's storage_scan_queue callback: one index entry, its message built straight from the
+ * stored bytes (borrowed from the map until we return: persist_msg_load copies them once).
+ * Out of memory stops the scan with the entry still counted on disk, to be read again later. */
+static int page_in_entry(void *arg, const struct st_entry *se, const void *data, size_t len)
+{
+    struct queue *q = arg;
+    if (se->stale) { /* a transient message from before the restart */
+        q->disk_head = se->seq + 1;
+        storage_del_idx(store(q), q->store_id, se->seq);
+        return 0;
+    }
+    bool persistent = !(se->flags & STORAGE_IDX_TRANSIENT);
+    struct msg *m = NULL;
+    int rc = persist_msg_load(data, len, &m);
+    if (rc == -ENOMEM)
+        return rc;
+    q->disk_head = se->seq + 1;
+    q->disk_count--;
+    if (persistent)
+        q->disk_persistent--;
+    if (rc < 0) {
+        log_error("queue '%s': stored message %llu does not decode; dropping it", q->name,
+                  (unsigned long long)se->msg_id);
+        storage_del_idx(store(q), q->store_id, se->seq);
+        if (persistent) {
+            q->stored_count--;
+            meta_dirty(q);
+        }
+        return 0;
+    }
+    uint8_t flags = QE_STORED | (persistent ? QE_PERSISTENT : 0) |
+                    (se->seq <= q->delivered_seq ? QE_REDELIVERED : 0);
+    m->store_id = se->msg_id; /* for updates of its index entry (quorum returns) */
+    struct qentry e = {m, se->seq, se->expires, se->returns, flags};
+    if (win_insert(q, e, true) < 0) { /* undo: the entry stays on disk */
+        msg_unref(m);
+        q->disk_head = se->seq;
+        q->disk_count++;
+        if (persistent)
+            q->disk_persistent++;
+        return -ENOMEM;
+    }
+    return 0; /* the window owns m */
+}
+
+/* Reads the next part of the on-disk run into the window. Out of memory leaves the rest on disk
+ * (a later pop tries again): no client action stops the broker. Any other read failure is a
+ * storage failure: sticky, and the broker stops so that a standby can take over. */
 static void page_in(struct queue *q)
 {
-    struct st_entry ents[64];
     /* A priority queue reads everything: order across priorities needs every message. */
     while (q->disk_count && !window_full(q) && (q->opt.max_priority || q->count < PAGE_IN)) {
         size_t n = 0, want = q->disk_count < 64 ? (size_t)q->disk_count : 64;
-        int rc = storage_read_queue(store(q), q->store_id, q->disk_head, want, ents, &n);
+        int rc = storage_scan_queue(store(q), q->store_id, q->disk_head, want, page_in_entry, q,
+                                    &n);
+        if (rc == -ENOMEM) {
+            log_warn("out of memory reading queue '%s' back from storage; its remaining %llu "
+                     "messages stay on disk until memory frees up",
+                     q->name, (unsigned long long)q->disk_count);
+            return;
+        }
         if (rc) {
             log_error("cannot read queue '%s' back from storage: %s; stopping so that a standby "
                       "can take over",
@@ -352,39 +405,6 @@ static void page_in(struct queue *q)
                       q->name, (unsigned long long)q->disk_count);
             q->disk_count = q->disk_persistent = 0;
             break;
-        }
-        for (size_t i = 0; i < n; i++) {
-            struct st_entry *se = &ents[i];
-            q->disk_head = se->seq + 1;
-            if (se->stale) { /* a transient message from before the restart */
-                storage_del_idx(store(q), q->store_id, se->seq);
-                free(se->data);
-                continue;
-            }
-            bool persistent = !(se->flags & STORAGE_IDX_TRANSIENT);
-            q->disk_count--;
-            if (persistent)
-                q->disk_persistent--;
-            struct msg *m = persist_msg_load(se->data, se->len);
-            free(se->data);
-            if (!m) {
-                log_error("queue '%s': stored message %llu does not decode; dropping it",
-                          q->name, (unsigned long long)se->msg_id);
-                storage_del_idx(store(q), q->store_id, se->seq);
-                if (persistent) {
-                    q->stored_count--;
-                    meta_dirty(q);
-                }
-                continue;
-            }
-            uint8_t flags = QE_STORED | (persistent ? QE_PERSISTENT : 0) |
-                            (se->seq <= q->delivered_seq ? QE_REDELIVERED : 0);
-            m->store_id = se->msg_id; /* for updates of its index entry (quorum returns) */
-            struct qentry e = {m, se->seq, se->expires, se->returns, flags};
-            if (win_insert(q, e, true) < 0) { /* the window owns m */
-                log_error("out of memory paging in queue '%s'", q->name);
-                exit(70);
-            }
         }
     }
 }
