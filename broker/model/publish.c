@@ -33,6 +33,11 @@ int publish_enqueue(struct broker *s, struct msg *m, struct route *r, uint64_t *
         }
     }
     r->n = k;
+    /* Room in every queue before anything is written: a publish that fails now fails whole,
+     * and a stored message's count stays equal to its index entries. */
+    for (uint32_t i = 0; i < r->n; i++)
+        if ((rc = queue_reserve(r->q[i], m)) < 0)
+            return rc;
     if (s->store) {
         uint32_t durable = 0;
         for (uint32_t i = 0; i < r->n; i++) /* quorum queues persist every message */

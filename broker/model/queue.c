@@ -6,6 +6,7 @@
  * broker.queued_mem counts their memory); every consumer is in exactly one list of its bucket;
  * a deleted queue has no consumers, no entries, no waiting publishers and is not in its
  * vhost's map. */
+#include <assert.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -268,8 +269,23 @@ static uint64_t expiry_of(const struct queue *q, const struct msg *m, uint64_t n
 
 static void drop_head_over_limit(struct queue *q);
 
+int queue_reserve(struct queue *q, const struct msg *m)
+{
+    struct qring *r = ring_for(q, m);
+    if (ring_reserve((void **)&r->e, &r->cap, &r->head, r->count, sizeof *r->e, 16) < 0)
+        return -ENOMEM;
+    if (q->store_id && ring_reserve((void **)&q->pend, &q->pend_cap, &q->pend_head,
+                                    q->pend_count, sizeof *q->pend, 64) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
 int queue_push(struct queue *q, struct msg *m)
 {
+    /* Room first, so that nothing below fails halfway (a stored count, an index entry). */
+    int rc = queue_reserve(q, m);
+    if (rc < 0)
+        return rc;
     struct storage *st = store(q);
     uint64_t now = timers_now();
     struct qentry e = {m, q->next_seq++, expiry_of(q, m, now), 0, 0};
@@ -296,11 +312,8 @@ int queue_push(struct queue *q, struct msg *m)
                             e.flags & QE_PERSISTENT ? 0 : STORAGE_IDX_TRANSIENT, e.expires, 0);
     }
     msg_ref(m);
-    int rc = paged ? pend_push(q, (struct pentry){e, storage_batch_no(st)}) : win_insert(q, e, true);
-    if (rc < 0) {
-        msg_unref(m);
-        return rc;
-    }
+    rc = paged ? pend_push(q, (struct pentry){e, storage_batch_no(st)}) : win_insert(q, e, true);
+    assert(rc == 0); /* queue_reserve made room */
     q->bytes_all += m->body_size;
     if (!paged && win_front(q) == qring_at(ring_for(q, m), ring_for(q, m)->count - 1))
         arm_ttl(q); /* it is the next one out */

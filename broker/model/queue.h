@@ -167,6 +167,8 @@ void queue_ref(struct queue *q);
 void queue_unref(struct queue *q);
 /* True when a publish of m must be refused (x-overflow reject-publish*, queue full). */
 bool queue_rejects(const struct queue *q, const struct msg *m);
+/* Makes room for one more entry for m, so that queue_push(q, m) cannot fail: 0 or -ENOMEM. */
+int queue_reserve(struct queue *q, const struct msg *m) __attribute__((warn_unused_result));
 /* Appends m (taking a new reference) at the tail; a persistent message already given to
  * storage (m->store_id) gets an index entry, and past the memory window the message is paged
  * out. Length limits with drop-head then drop (dead-letter) the oldest. 0 or -ENOMEM. */
