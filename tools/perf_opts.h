@@ -11,7 +11,7 @@
 
 #define HEADER_LEN 12 /* body prefix: u64 send time (ns), u32 run id; the smallest -s */
 #define MAX_QUEUES 10000
-#define MAX_CLIENTS 1000
+#define MAX_CLIENTS 4000
 #define MAX_EXTRA_BINDINGS 10000000
 
 enum ex_type { EX_DIRECT, EX_FANOUT, EX_TOPIC, EX_TYPE_MAX };
