@@ -7,11 +7,14 @@ static inline uint64_t rotl(uint64_t x, int b)
     return (x << b) | (x >> (64 - b));
 }
 
-static inline uint64_t load_le64(const uint8_t *p)
+/* n (<= 8) little-endian bytes as a number: one unaligned load on little-endian hosts. */
+static inline uint64_t load_le(const uint8_t *p, size_t n)
 {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
+    memcpy(&v, p, n);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v) >> (8 * (8 - n));
+#endif
     return v;
 }
 
@@ -36,21 +39,19 @@ static inline uint64_t load_le64(const uint8_t *p)
 uint64_t siphash(const uint8_t key[16], const void *data, size_t len, int c, int d)
 {
     const uint8_t *p = data;
-    uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
+    uint64_t k0 = load_le(key, 8), k1 = load_le(key + 8, 8);
     uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
     uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
     size_t whole = len & ~(size_t)7;
     for (size_t i = 0; i < whole; i += 8) {
-        uint64_t m = load_le64(p + i);
+        uint64_t m = load_le(p + i, 8);
         v3 ^= m;
         for (int r = 0; r < c; r++)
             SIPROUND(v0, v1, v2, v3);
         v0 ^= m;
     }
     /* The last block: the remaining bytes, and the length's low byte on top. */
-    uint64_t b = (uint64_t)len << 56;
-    for (size_t i = whole; i < len; i++)
-        b |= (uint64_t)p[i] << (8 * (i - whole));
+    uint64_t b = (uint64_t)len << 56 | (len > whole ? load_le(p + whole, len - whole) : 0);
     v3 ^= b;
     for (int r = 0; r < c; r++)
         SIPROUND(v0, v1, v2, v3);
