@@ -16,7 +16,10 @@ int publish_enqueue(struct broker *s, struct msg *m, struct route *r, uint64_t *
     *ret_batch = 0;
     *ret_rejected = false;
     int rc;
-    if (s->store && r->n && (rc = persist_reserve(s, r->n)) < 0)
+    uint32_t stored = 0; /* queues kept in storage: each may add writes */
+    for (uint32_t i = 0; s->store && i < r->n; i++)
+        stored += r->q[i]->store_id != 0;
+    if (stored && (rc = persist_reserve(s, stored)) < 0)
         return rc; /* refused before anything changed; storage stays healthy */
     /* Queues that refuse it (x-overflow reject-publish*) are taken out first. */
     uint32_t k = 0;
