@@ -673,6 +673,19 @@ static int publish_complete(struct channel *ch, struct err *err)
     uint64_t batch;
     bool rejected;
     rc = publish_route(ch, m, &batch, &rejected);
+    if (rc == -ENOMEM) {
+        /* Out of memory: the publish was refused whole (queues and storage make room before
+         * anything changes). Under confirms it is nacked and the channel goes on; otherwise
+         * the channel is closed so that the client learns it was not taken. */
+        if (ch->confirm) {
+            batch = 0;
+            rejected = true;
+            rc = 0;
+        } else {
+            rc = err_set(err, -WERR_NO_MEMORY,
+                         "out of memory: the message was not enqueued, publish it again later");
+        }
+    }
     if (rc == 0 && ch->confirm) {
         ch->publish_seq++;
         rc = confirm_publish(ch, batch, rejected);

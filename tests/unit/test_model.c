@@ -3,6 +3,7 @@
  * stops linking. It declares an exchange and queues (with the argument rules and their error
  * values), binds, routes, enqueues, consumes through a test consumer (the consumer_ops
  * interface an AMQP channel also implements), acks, and deletes, asserting exact counts. */
+#include <errno.h>
 #include <uv.h>
 
 #include "unit.h"
@@ -18,6 +19,20 @@
 #include "broker/model/vhost.h"
 #include "protocol/codec.h"
 #include "protocol/table.h"
+
+/* ---- allocation failures on demand (the executable is linked with --wrap=malloc, which
+ * reaches the model's and lib/'s calls, not the libraries') ---------------------------------- */
+
+void *__real_malloc(size_t n);
+void *__wrap_malloc(size_t n);
+static int s_fail_malloc_in; /* 0: never; n: the n-th malloc from now fails (once) */
+
+void *__wrap_malloc(size_t n)
+{
+    if (s_fail_malloc_in && --s_fail_malloc_in == 0)
+        return NULL;
+    return __real_malloc(n);
+}
 
 /* ---- a consumer that is neither a channel nor a connection --------------------------------- */
 
@@ -299,6 +314,48 @@ static void test_full_consumers_are_parked(void **state)
     free(t);
 }
 
+/* A publish to several queues that runs out of memory fails whole: no queue keeps the message
+ * (a stored message's reference count must equal the index entries its queues wrote). */
+static void test_publish_fails_whole(void **state)
+{
+    struct fixture *f = *state;
+    struct queue *q1 = declare_queue(f, "w1", amqp_cstr(""));
+    struct queue *q2 = declare_queue(f, "w2", amqp_cstr(""));
+    assert_int_equal(binding_add(f->x, q1, NULL, amqp_cstr("both"), amqp_cstr(""), NULL), 0);
+    assert_int_equal(binding_add(f->x, q2, NULL, amqp_cstr("both"), amqp_cstr(""), NULL), 0);
+    assert_int_equal(binding_add(f->x, q2, NULL, amqp_cstr("two"), amqp_cstr(""), NULL), 0);
+    assert_int_equal(publish(f, "both", "warm"), 2); /* rings and route arrays exist now */
+    while (q2->rings[0].count < q2->rings[0].cap) /* q2's ring is full, q1's is not */
+        assert_int_equal(publish(f, "two", "fill"), 1);
+    uint64_t r1 = queue_ready(q1), r2 = queue_ready(q2);
+
+    struct amqp_basic_props props = {0};
+    uint8_t hdr[64];
+    long n = amqp_content_header_encode(&props, 1, hdr);
+    struct msg *m = msg_new(amqp_cstr("x"), amqp_cstr("both"), (amqp_bytes_t){hdr, (uint32_t)n},
+                            amqp_cstr(""), 1);
+    assert_non_null(m);
+    m->body[0] = 'z';
+    m->body_have = 1;
+    f->r.n = 0;
+    assert_int_equal(exchange_route(f->x, m, &f->r), 0);
+    assert_int_equal(f->r.n, 2);
+    uint64_t batch;
+    bool rejected;
+    s_fail_malloc_in = 1; /* q2's ring cannot grow */
+    int rc = publish_enqueue(&f->b, m, &f->r, &batch, &rejected);
+    s_fail_malloc_in = 0;
+    assert_int_equal(rc, -ENOMEM);
+    assert_int_equal(queue_ready(q1), r1); /* q1 did not take it either */
+    assert_int_equal(queue_ready(q2), r2);
+    assert_int_equal(m->refs, 1);          /* nobody holds a reference */
+    msg_unref(m);
+    /* With memory back, the same publish goes through to both. */
+    assert_int_equal(publish(f, "both", "again"), 2);
+    assert_int_equal(queue_ready(q1), r1 + 1);
+    assert_int_equal(queue_ready(q2), r2 + 1);
+}
+
 /* The argument rules answer with an error value (code + RabbitMQ's text), no session needed. */
 static void test_argument_errors_are_values(void **state)
 {
@@ -323,6 +380,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_declare_bind_route_consume_ack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_robin_and_fanout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_consumers_are_parked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_fails_whole, setup, teardown),
         cmocka_unit_test(test_argument_errors_are_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
