@@ -127,6 +127,7 @@ static bool expired(const struct qentry *e, uint64_t now)
 static void settle(struct channel *ch, struct delivery *d, enum settle how, uint64_t now)
 {
     struct queue *q = d->q;
+    queue_unhold(q, &d->e); /* its place comes back: a requeue below cannot fail */
     if (how == SETTLE_REQUEUE && expired(&d->e, now)) {
         deadletter(q, &d->e, DL_EXPIRED);
         queue_settled(q, &d->e);
@@ -284,9 +285,13 @@ static uint64_t track(struct channel *ch, struct consumer *c, struct queue *q,
     }
     uint64_t tag = ch->next_tag++;
     struct delivery d = {*e, q, c, timers_now(), true, false};
+    if (queue_hold(q, e) < 0) { /* out of memory: it goes back (its slot is free) */
+        ch->next_tag--;
+        return 0;
+    }
     msg_ref(e->m);
     if (ring_push(ch, d) < 0) {
-        /* Out of memory: the message goes back rather than being lost. */
+        queue_unhold(q, e);
         msg_unref(e->m);
         ch->next_tag--;
         return 0;

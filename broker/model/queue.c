@@ -135,9 +135,18 @@ static struct qentry *qring_at(const struct qring *r, uint32_t i)
 
 /* Inserts e by seq: at the tail for new entries, among the requeued ones near the head for a
  * requeue (requeued messages go back to their original place). */
+/* Room for `extra` more entries beyond those in the ring and those held for a return. */
+static int qring_room(struct qring *r, uint32_t extra)
+{
+    while (r->cap < r->count + r->held + extra) /* count = cap: grow (copying the live part) */
+        if (ring_reserve((void **)&r->e, &r->cap, &r->head, r->cap, sizeof *r->e, 16) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
 static int qring_insert(struct qring *r, struct qentry e, bool at_tail)
 {
-    if (ring_reserve((void **)&r->e, &r->cap, &r->head, r->count, sizeof e, 16) < 0)
+    if (qring_room(r, 1) < 0)
         return -ENOMEM;
     if (at_tail) {
         *qring_at(r, r->count++) = e;
@@ -271,8 +280,7 @@ static void drop_head_over_limit(struct queue *q);
 
 int queue_reserve(struct queue *q, const struct msg *m)
 {
-    struct qring *r = ring_for(q, m);
-    if (ring_reserve((void **)&r->e, &r->cap, &r->head, r->count, sizeof *r->e, 16) < 0)
+    if (qring_room(ring_for(q, m), 1) < 0)
         return -ENOMEM;
     if (q->store_id && ring_reserve((void **)&q->pend, &q->pend_cap, &q->pend_head,
                                     q->pend_count, sizeof *q->pend, 64) < 0)
@@ -319,6 +327,22 @@ int queue_push(struct queue *q, struct msg *m)
         arm_ttl(q); /* it is the next one out */
     drop_head_over_limit(q);
     return 0;
+}
+
+int queue_hold(struct queue *q, const struct qentry *e)
+{
+    struct qring *r = ring_for(q, e->m);
+    if (qring_room(r, 1) < 0)
+        return -ENOMEM;
+    r->held++;
+    return 0;
+}
+
+void queue_unhold(struct queue *q, const struct qentry *e)
+{
+    struct qring *r = ring_for(q, e->m);
+    assert(r->held > 0);
+    r->held--;
 }
 
 int queue_requeue(struct queue *q, const struct qentry *re)

@@ -33,6 +33,7 @@ struct qentry {
 struct qring {
     struct qentry *e; /* owned, capacity a power of two */
     uint32_t cap, head, count;
+    uint32_t held;    /* entries out for delivery that may come back: cap >= count + held */
 };
 
 /* Entries whose storage write is in batch `batch`, not yet known durable. */
@@ -173,8 +174,14 @@ int queue_reserve(struct queue *q, const struct msg *m) __attribute__((warn_unus
  * storage (m->store_id) gets an index entry, and past the memory window the message is paged
  * out. Length limits with drop-head then drop (dead-letter) the oldest. 0 or -ENOMEM. */
 int queue_push(struct queue *q, struct msg *m);
+/* e (popped from q) goes to a client that may give it back: its place in the ring is kept, so
+ * that requeueing it cannot fail. 0 or -ENOMEM (then it must not be handed out). */
+int queue_hold(struct queue *q, const struct qentry *e) __attribute__((warn_unused_result));
+/* Gives back the place queue_hold kept, when the client settles e (before queue_requeue). */
+void queue_unhold(struct queue *q, const struct qentry *e);
 /* Puts an entry popped earlier back at its place by seq (requeue), marked redelivered;
- * takes a new reference. 0 or -ENOMEM. */
+ * takes a new reference. Cannot fail for an entry held until now or just popped; else 0 or
+ * -ENOMEM. */
 int queue_requeue(struct queue *q, const struct qentry *e);
 /* Removes the head into *ret (the reference moves to the caller), paging in from disk when
  * the window is empty. false when the queue is empty. */

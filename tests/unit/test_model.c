@@ -62,6 +62,7 @@ static void tc_deliver(struct consumer *c, struct queue *q, const struct qentry 
     t->from[t->n++] = q;
     msg_ref(e->m); /* the queue's caller drops its own reference */
     queue_delivered(q, e);
+    assert_int_equal(queue_hold(q, e), 0); /* it may come back, as a channel's may */
 }
 
 static void tc_cancelled(struct consumer *c)
@@ -91,6 +92,7 @@ static void tc_attach(struct test_consumer *t, struct queue *q, uint32_t credit)
 /* The consumer acks delivery i: the queue forgets the message. */
 static void tc_ack(struct test_consumer *t, uint32_t i)
 {
+    queue_unhold(t->from[i], &t->got[i]);
     queue_settled(t->from[i], &t->got[i]);
     msg_unref(t->got[i].m);
     t->got[i].m = NULL;
@@ -214,6 +216,7 @@ static void test_declare_bind_route_consume_ack(void **state)
     tc_ack(&t, 1);
 
     /* A requeued delivery goes back to its place and comes out marked redelivered. */
+    queue_unhold(q, &t.got[2]);
     assert_int_equal(queue_requeue(q, &t.got[2]), 0);
     msg_unref(t.got[2].m);
     queue_kick(q);
@@ -356,6 +359,38 @@ static void test_publish_fails_whole(void **state)
     assert_int_equal(queue_ready(q2), r2 + 1);
 }
 
+/* A delivery that comes back is never lost for want of memory: its place in the ring was kept
+ * when it went out, however full the queue got meanwhile. */
+static void test_requeue_needs_no_memory(void **state)
+{
+    struct fixture *f = *state;
+    struct queue *q = declare_queue(f, "rq", amqp_cstr(""));
+    assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
+    struct test_consumer t;
+    tc_attach(&t, q, 1);
+    assert_int_equal(publish(f, "k", "out"), 1);
+    broker_dispatch(&f->b);
+    assert_int_equal(t.n, 1);
+    while (q->rings[0].count + q->rings[0].held < q->rings[0].cap) /* the ring is full */
+        assert_int_equal(publish(f, "k", "more"), 1);
+    uint32_t ready = (uint32_t)queue_ready(q);
+    queue_unhold(q, &t.got[0]);
+    s_fail_malloc_in = 1; /* no memory at all */
+    int rc = queue_requeue(q, &t.got[0]);
+    s_fail_malloc_in = 0;
+    assert_int_equal(rc, 0);
+    msg_unref(t.got[0].m);
+    assert_int_equal(queue_ready(q), ready + 1);
+    struct qentry e;
+    assert_true(queue_pop(q, &e)); /* back at the head, where it was */
+    assert_int_equal(e.m->body_size, 3);
+    assert_memory_equal(e.m->body, "out", 3);
+    assert_true(e.flags & QE_REDELIVERED);
+    queue_settled(q, &e);
+    msg_unref(e.m);
+    queue_remove_consumer(q, &t.c);
+}
+
 /* The argument rules answer with an error value (code + RabbitMQ's text), no session needed. */
 static void test_argument_errors_are_values(void **state)
 {
@@ -381,6 +416,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_robin_and_fanout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_consumers_are_parked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_fails_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_requeue_needs_no_memory, setup, teardown),
         cmocka_unit_test(test_argument_errors_are_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
