@@ -2,21 +2,11 @@
  * trips at the edges, the key order LMDB relies on ((queue id, seq) numerically = memcmp),
  * the exact format-1 bytes, and every truncated or damaged value rejected with the outputs
  * left untouched. */
-#include "unit.h"
+#include "unit_storage.h"
 
 #include "storage/batch.h"
 #include "storage/env.h"
 #include "storage/qindex.h"
-
-/* Fails with file, line, the expression and both codes spelled out by storage_strerror(). */
-#define assert_st(expr, want)                                                                  \
-    do {                                                                                       \
-        int rc_ = (expr), want_ = (want);                                                      \
-        if (rc_ != want_)                                                                      \
-            fail_msg("%s = %d (%s), want %d (%s)", #expr, rc_,                                 \
-                     rc_ ? storage_strerror(rc_) : "ok", want_,                                \
-                     want_ ? storage_strerror(want_) : "ok");                                  \
-    } while (0)
 
 static const uint64_t edges[] = {0, 1, 0xff, 0x100, 0xffff, 0x10000, 0xffffffffu,
                                  0x100000000ull, 0x00ff00ff00ff00ffull, UINT64_MAX - 1,

@@ -8,7 +8,7 @@
  * Allocation failures are injected with the linker's --wrap for malloc, calloc and realloc
  * (tests/unit/meson.build): only calls from this file and the static storage library go
  * through the wrappers; LMDB, libc and cmocka allocate as usual. Also run under TSan. */
-#include "unit.h"
+#include "unit_storage.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -61,14 +61,6 @@ void *__wrap_realloc(void *p, size_t n)
 
 /* ---- an environment with its writer thread ---------------------------------------------- */
 
-#define assert_st(expr, want)                                                                  \
-    do {                                                                                       \
-        int rc_ = (expr), want_ = (want);                                                      \
-        if (rc_ != want_)                                                                      \
-            fail_msg("%s = %d (%s), want %d (%s)", #expr, rc_,                                 \
-                     rc_ ? storage_strerror(rc_) : "ok", want_,                                \
-                     want_ ? storage_strerror(want_) : "ok");                                  \
-    } while (0)
 
 struct env {
     char dir[64];
