@@ -61,7 +61,6 @@ void *__wrap_realloc(void *p, size_t n)
 
 /* ---- an environment with its writer thread ---------------------------------------------- */
 
-
 struct env {
     char dir[64];
     struct storage *st; /* owned */
