@@ -54,8 +54,8 @@ struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args)
     q->args_len = args.len;
     args_queue_opts((amqp_bytes_t){q->args, q->args_len}, &q->opt);
     q->rings = calloc((size_t)q->opt.max_priority + 1, sizeof *q->rings);
-    /* Heap room for the TTL and x-expires timers, so that arming them cannot fail later. */
-    if (!q->rings || timers_reserve(&vh->broker->timers, 2) < 0) {
+    /* Heap room for the TTL, x-expires and flow timers, so that arming them cannot fail. */
+    if (!q->rings || timers_reserve(&vh->broker->timers, 3) < 0) {
         free(q->rings);
         free(q->name);
         free(q->args);
@@ -94,7 +94,8 @@ void queue_unref(struct queue *q)
     list_remove(&q->ttl0_link);
     timers_cancel(&q->vhost->broker->timers, &q->ttl_timer);
     timers_cancel(&q->vhost->broker->timers, &q->expires_timer);
-    timers_unreserve(&q->vhost->broker->timers, 2);
+    timers_cancel(&q->vhost->broker->timers, &q->flow_timer);
+    timers_unreserve(&q->vhost->broker->timers, 3);
     for (uint32_t i = 0; i <= q->opt.max_priority; i++)
         free(q->rings[i].e);
     free(q->rings);
@@ -462,11 +463,47 @@ static void refill(struct queue *q)
     }
 }
 
+static uint64_t loop_now(const struct queue *q)
+{
+    return uv_now(q->vhost->broker->loop);
+}
+
+bool queue_flow_high(const struct queue *q)
+{
+    return q->consumer_count && queue_ready(q) > QUEUE_FLOW_HIGH &&
+           loop_now(q) - q->last_delivery < QUEUE_FLOW_IDLE_MS;
+}
+
+static void flow_release(struct queue *q, bool force);
+static void on_flow_timer(struct timer_item *it, uint64_t now);
+
+/* The waiting publishers' deadline: deliveries stopped for QUEUE_FLOW_IDLE_MS, let them go. */
+static void arm_flow(struct queue *q)
+{
+    uint64_t idle = loop_now(q) - q->last_delivery;
+    timers_set(&q->vhost->broker->timers, &q->flow_timer,
+               timers_now() + (idle < QUEUE_FLOW_IDLE_MS ? QUEUE_FLOW_IDLE_MS - idle : 0),
+               on_flow_timer);
+}
+
+static void on_flow_timer(struct timer_item *it, uint64_t now)
+{
+    (void)now;
+    struct queue *q = (struct queue *)((char *)it - offsetof(struct queue, flow_timer));
+    if (loop_now(q) - q->last_delivery >= QUEUE_FLOW_IDLE_MS)
+        flow_release(q, true);
+    else if (!list_empty(&q->flow_waiters))
+        arm_flow(q);
+}
+
 void queue_flow_wait(struct queue *q, struct flow_waiter *w)
 {
     queue_ref(q);
     w->q = q;
+    bool first = list_empty(&q->flow_waiters);
     list_insert_tail(&q->flow_waiters, &w->link);
+    if (first)
+        arm_flow(q);
 }
 
 void queue_flow_cancel(struct flow_waiter *w)
@@ -479,12 +516,13 @@ void queue_flow_cancel(struct flow_waiter *w)
 }
 
 /* Lets the waiting publishers go once q has drained to the low mark, has no consumer left to
- * wait for, or is gone. */
-static void flow_release(struct queue *q)
+ * wait for, or is gone (or at once when `force`: its consumers stopped taking messages). */
+static void flow_release(struct queue *q, bool force)
 {
     if (list_empty(&q->flow_waiters) ||
-        (q->consumer_count && !q->deleted && queue_ready(q) > QUEUE_FLOW_LOW))
+        (!force && q->consumer_count && !q->deleted && queue_ready(q) > QUEUE_FLOW_LOW))
         return;
+    timers_cancel(&q->vhost->broker->timers, &q->flow_timer);
     queue_ref(q);
     while (!list_empty(&q->flow_waiters)) {
         struct flow_waiter *w = list_entry(q->flow_waiters.next, struct flow_waiter, link);
@@ -500,7 +538,7 @@ static struct qentry take_front(struct queue *q)
     struct qentry e;
     win_pop(q, &e);
     q->bytes_all -= e.m->body_size;
-    flow_release(q);
+    flow_release(q, false);
     return e;
 }
 
@@ -678,7 +716,7 @@ uint32_t queue_purge(struct queue *q)
     q->disk_count = q->disk_persistent = 0;
     q->bytes_all = 0;
     arm_ttl(q);
-    flow_release(q);
+    flow_release(q, false);
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
@@ -767,7 +805,7 @@ void consumer_wake(struct consumer *c)
 void queue_remove_consumer(struct queue *q, struct consumer *c)
 {
     detach(q, c);
-    flow_release(q); /* nobody left to wait for? */
+    flow_release(q, false); /* nobody left to wait for? */
     if (q->consumer_count == 0)
         queue_used(q); /* x-expires counts from the last consumer's departure */
     /* Not while shutting down: a durable auto-delete queue outlives a restart. */
@@ -855,6 +893,7 @@ void queue_dispatch(struct queue *q)
             return;
         chosen->ops->deliver(chosen, q, &e);
         msg_unref(e.m);
+        q->last_delivery = loop_now(q);
     }
 }
 

@@ -87,11 +87,15 @@ struct consumer {
 };
 
 /* Flow control: a publisher whose message went to a queue that is more than QUEUE_FLOW_HIGH
- * ready messages ahead of its consumers waits (its session stops reading) until the queue is
- * down to QUEUE_FLOW_LOW, loses its consumers or is deleted. A queue without consumers never
- * holds publishers back (it is being filled for later). */
+ * ready messages ahead of consumers that are draining it (a delivery within the last
+ * QUEUE_FLOW_IDLE_MS) waits (its session stops reading) until the queue is down to
+ * QUEUE_FLOW_LOW, loses its consumers, is deleted, or its consumers stop taking messages for
+ * QUEUE_FLOW_IDLE_MS. So publishers are paced to consumers that keep up, never stalled by a
+ * queue without consumers (filled for later) nor by slow or stuck ones (as with RabbitMQ, such a
+ * queue grows; memory alarms and paging bound it). */
 #define QUEUE_FLOW_HIGH 4096
 #define QUEUE_FLOW_LOW 2048
+#define QUEUE_FLOW_IDLE_MS 100
 
 struct flow_waiter {
     struct list link;  /* in queue.flow_waiters */
@@ -151,6 +155,8 @@ struct queue {
     uint64_t bytes_all;              /* body bytes of all ready messages (length limits) */
 
     struct list flow_waiters; /* of flow_waiter.link: publishers waiting for us to drain */
+    uint64_t last_delivery;   /* uv_now() of the last delivery to a consumer */
+    struct timer_item flow_timer; /* lets the waiting publishers go if deliveries stop */
     struct list consumers; /* of consumer.qlink, in arrival order */
     uint32_t consumer_count;
     struct cbucket **buckets; /* owned (and each bucket): by priority, highest first */
@@ -211,12 +217,9 @@ void queue_flush_meta(struct queue *q);
 uint32_t queue_delete(struct queue *q);
 
 /* True when a publisher that just routed to q should wait for q to drain. */
-static inline bool queue_flow_high(const struct queue *q)
-{
-    return q->consumer_count && q->count + q->pend_count + q->disk_count > QUEUE_FLOW_HIGH;
-}
+bool queue_flow_high(const struct queue *q);
 /* w waits for q (queue_flow_high was true): w->resume is called once q has drained, lost its
- * consumers or is deleted. w must not be waiting already. */
+ * consumers, stopped delivering or is deleted. w must not be waiting already. */
 void queue_flow_wait(struct queue *q, struct flow_waiter *w);
 /* w stops waiting (its session is closing), without a resume call. Accepts a w not waiting. */
 void queue_flow_cancel(struct flow_waiter *w);
