@@ -656,6 +656,21 @@ void channel_send_confirms(struct channel *ch)
         list_remove(&ch->wait_link);
 }
 
+void channel_nack_pending(struct channel *ch)
+{
+    if (ch->state != CH_OPEN || !ch->confirm)
+        return;
+    channel_send_confirms(ch); /* what is already known durable (or needs no disk) */
+    if (ch->publish_seq <= ch->acked_upto)
+        return;
+    struct amqp_method m = {.id = AMQP_BASIC_NACK};
+    m.u.basic_nack.delivery_tag = ch->publish_seq;
+    m.u.basic_nack.multiple = ch->publish_seq - ch->acked_upto > 1;
+    conn_send_method(ch->conn, ch->id, &m);
+    ch->acked_upto = ch->confirm_upto = ch->publish_seq;
+    ch->pending_count = 0;
+}
+
 static int publish_complete(struct channel *ch, struct err *err)
 {
     struct msg *m = ch->building;

@@ -87,6 +87,9 @@ int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t l
 int channel_handle_body(struct channel *ch, const uint8_t *payload, uint32_t len, struct err *err);
 /* Storage batch `durable` is on disk: confirms and tx.commit-ok waiting for it go out. */
 void channel_on_durable(struct channel *ch, uint64_t durable);
+/* Storage failed for good: confirms already decided go out, then one basic.nack (multiple)
+ * for every publish still unconfirmed; nothing more is confirmed on this channel. */
+void channel_nack_pending(struct channel *ch);
 /* Sends the publisher confirms decided since the last flush (one basic.ack, multiple). */
 void channel_send_confirms(struct channel *ch);
 /* Wakes every consumer of the channel (consumer_wake): its limits may have changed. */

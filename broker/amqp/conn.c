@@ -242,6 +242,23 @@ void conn_on_durable(struct conn *c, uint64_t durable)
         update_reading(c);
 }
 
+static void nack_pending(struct channel **slot)
+{
+    channel_nack_pending(*slot);
+}
+
+void conn_storage_failed(struct conn *c)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    each_channel(c, nack_pending);
+    if (c->writing || c->hold_batch)
+        return; /* a write is under way: what follows cannot overtake it */
+    struct outbuf *ob = fill_buf(c);
+    if (ob->niov)
+        (void)uv_try_write((uv_stream_t *)&c->tcp, ob->iov, ob->niov); /* best effort */
+}
+
 void conn_flush(struct conn *c)
 {
     while (!list_empty(&c->confirms)) {

@@ -120,6 +120,9 @@ void conn_on_durable(struct conn *c, uint64_t durable);
 void conn_want_confirms(struct conn *c, struct channel *ch);
 /* Output bytes waiting for the socket: used to stop delivering to slow consumers. */
 size_t conn_output_pending(const struct conn *c);
+/* Storage failed for good and the process is about to exit: every channel nacks what it has
+ * not confirmed (channel_nack_pending) and that output is written at once, best effort. */
+void conn_storage_failed(struct conn *c);
 /* Writes what this turn queued (called from the server's before-sleep hook). */
 void conn_flush(struct conn *c);
 

@@ -104,14 +104,17 @@ static void on_store_done(uv_async_t *h)
     struct server *s = h->data;
     int failed = 0;
     uint64_t durable = storage_collect(s->b.store, &failed);
-    if (failed) {
-        log_error("storage failure: %s; stopping so that a standby can take over (unconfirmed "
-                  "messages were not confirmed)",
-                  storage_strerror(failed));
-        exit(70);
-    }
     if (durable > s->b.durable_batch)
         s->b.durable_batch = durable;
+    if (failed) { /* sticky: confirm nothing more, nack what is pending, stop */
+        log_error("storage failure: %s; stopping so that a standby can take over (unconfirmed "
+                  "messages were nacked)",
+                  storage_strerror(failed));
+        struct list *pos, *tmp;
+        list_foreach_safe(pos, tmp, &s->conns)
+            conn_storage_failed(list_entry(pos, struct conn, link));
+        exit(70);
+    }
     struct list *pos, *tmp;
     list_foreach_safe(pos, tmp, &s->b.pending_queues)
         queue_on_durable(list_entry(pos, struct queue, pend_link), s->b.durable_batch);
