@@ -29,13 +29,23 @@
 
 void *__real_malloc(size_t n);
 void *__wrap_malloc(size_t n);
-static int s_fail_malloc_in; /* 0: never; n: the n-th malloc from now fails (once) */
+void *__real_realloc(void *p, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+static int s_fail_malloc_in; /* 0: never; n: the n-th malloc or realloc from now fails (once) */
+static bool s_fail_all;       /* every malloc and realloc fails */
 
 void *__wrap_malloc(size_t n)
 {
-    if (s_fail_malloc_in && --s_fail_malloc_in == 0)
+    if (s_fail_all || (s_fail_malloc_in && --s_fail_malloc_in == 0))
         return NULL;
     return __real_malloc(n);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    if (s_fail_all || (s_fail_malloc_in && --s_fail_malloc_in == 0))
+        return NULL;
+    return __real_realloc(p, n);
 }
 
 /* ---- a consumer that is neither a channel nor a connection --------------------------------- */
@@ -395,6 +405,46 @@ static void test_requeue_needs_no_memory(void **state)
     queue_remove_consumer(q, &t.c);
 }
 
+/* A TTL is armed even when memory runs out at that moment: the timer's heap slot was reserved
+ * when the queue was created (before, arming could fail silently and the message never
+ * expired). */
+static void test_ttl_armed_without_memory(void **state)
+{
+    struct fixture *f = *state;
+    struct amqp_wbuf w = {0};
+    size_t top = amqp_tw_begin(&w);
+    amqp_tw_key(&w, "x-message-ttl");
+    amqp_tw_int(&w, 'I', 30);
+    amqp_tw_end(&w, top);
+    struct queue *q = declare_queue(f, "ttl", amqp_tw_body(&w, top));
+    amqp_wbuf_free(&w);
+    assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
+    struct amqp_basic_props props = {0};
+    uint8_t hdr[64];
+    long n = amqp_content_header_encode(&props, 1, hdr);
+    struct msg *m = msg_new(amqp_cstr("x"), amqp_cstr("k"), (amqp_bytes_t){hdr, (uint32_t)n},
+                            amqp_cstr(""), 1);
+    assert_non_null(m);
+    m->body[0] = 't';
+    m->body_have = 1;
+    f->r.n = 0;
+    assert_int_equal(exchange_route(f->x, m, &f->r), 0);
+    assert_int_equal(queue_reserve(q, m), 0); /* the ring exists: the push itself allocates not */
+    uint64_t batch;
+    bool rejected;
+    s_fail_all = true; /* no memory at all while the message is enqueued and its TTL armed */
+    int rc = publish_enqueue(&f->b, m, &f->r, &batch, &rejected);
+    s_fail_all = false;
+    msg_unref(m);
+    assert_int_equal(rc, 0);
+    assert_int_equal(queue_ready(q), 1);
+    for (int i = 0; i < 100 && queue_ready(q); i++) { /* the loop fires the TTL timer */
+        usleep(5000);
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    }
+    assert_int_equal(queue_ready(q), 0); /* it expired */
+}
+
 /* Storage for the paging test: a temporary data dir and its writer thread. */
 static void on_commit(void *arg)
 {
@@ -527,6 +577,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_publish_fails_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requeue_needs_no_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_page_in_out_of_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ttl_armed_without_memory, setup, teardown),
         cmocka_unit_test(test_argument_errors_are_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
