@@ -7,14 +7,17 @@
 #include <uv.h>
 #include "config.h"
 #include "lib/log.h"
+#include "broker/amqp/conf.h"
 #include "broker/amqp/server.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: warrend [options]\n"
+            "  --config FILE     read settings from FILE (RabbitMQ's rabbitmq.conf format);\n"
+            "                    the flags below override it\n"
             "  --port N          AMQP port to listen on (default 5672)\n"
-            "  --bind ADDR       address to listen on (default 0.0.0.0)\n"
+            "  --bind ADDR       address to listen on (default: every IPv4 and IPv6 address)\n"
             "  --data-dir DIR    where durable state is kept (default ./data)\n"
             "  --log-level L     error, warn, info or debug (default info)\n"
             "  --heartbeat S     heartbeat interval proposed to clients, 0 to disable (default 60)\n"
@@ -46,12 +49,29 @@ static int parse_uint(const char *flag, const char *s, unsigned long min, unsign
     return 0;
 }
 
+enum { O_CONFIG = 256 + 100 }; /* out of the way of main's option codes */
+
+/* --config's argument, found before the other flags are applied (they override the file). */
+static const char *find_config(int argc, char **argv, const struct option *opts)
+{
+    const char *path = NULL;
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+        if (opt == O_CONFIG)
+            path = optarg;
+    opterr = 1;
+    optind = 0; /* glibc: start over */
+    return path;
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
     config_defaults(&cfg);
     enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_MEM, O_SYNC_MODE, O_CTIMEOUT, O_VERSION, O_HELP };
     static const struct option opts[] = {
+        {"config", required_argument, NULL, O_CONFIG},
         {"port", required_argument, NULL, O_PORT},
         {"bind", required_argument, NULL, O_BIND},
         {"data-dir", required_argument, NULL, O_DATA},
@@ -65,34 +85,55 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
-    int opt;
+    int opt, rc = 0;
     unsigned long v;
+    int file_log_level = -1;
+    const char *config_path = find_config(argc, argv, opts);
+    if (config_path && conf_load(&cfg, config_path, &file_log_level) < 0) {
+        rc = CONF_EXIT;
+        goto out;
+    }
+    if (file_log_level >= 0 && file_log_level < LOG_LEVEL_MAX)
+        log_threshold = (enum log_level)file_log_level;
+    struct config_listener *dl;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (opt) {
         case O_PORT:
             if (parse_uint("--port", optarg, 0, 65535, &v) < 0)
-                return 2;
-            cfg.port = (int)v;
+                { rc = 2; goto out; }
+            if (!(dl = conf_default_listener(&cfg)))
+                { fprintf(stderr, "warrend: more than %d listeners\n", CONFIG_LISTENERS_MAX); rc = 2; goto out; }
+            dl->port = (int)v;
             break;
-        case O_BIND: cfg.bind = optarg; break;
+        case O_BIND:
+            if (!(dl = conf_default_listener(&cfg)))
+                { fprintf(stderr, "warrend: more than %d listeners\n", CONFIG_LISTENERS_MAX); rc = 2; goto out; }
+            if (strlen(optarg) >= sizeof dl->addr) {
+                fprintf(stderr, "warrend: --bind '%s' is not an IPv4 or IPv6 address\n", optarg);
+                { rc = 2; goto out; }
+            }
+            snprintf(dl->addr, sizeof dl->addr, "%s", optarg);
+            break;
+        case O_CONFIG: break; /* read above */
         case O_DATA: cfg.data_dir = optarg; break;
         case O_LOG: {
             int l = log_level_parse(optarg);
             if (l < 0) {
                 fprintf(stderr, "warrend: --log-level must be error, warn, info or debug, not '%s'\n", optarg);
-                return 2;
+                { rc = 2; goto out; }
             }
             log_threshold = (enum log_level)l;
+            file_log_level = -1; /* the flag wins over log.console.level = none */
             break;
         }
         case O_HB:
             if (parse_uint("--heartbeat", optarg, 0, 65535, &v) < 0)
-                return 2;
+                { rc = 2; goto out; }
             cfg.heartbeat = (uint16_t)v;
             break;
         case O_FRAME:
             if (parse_uint("--frame-max", optarg, 4096, 1048576, &v) < 0)
-                return 2;
+                { rc = 2; goto out; }
             cfg.frame_max = (uint32_t)v;
             break;
         case O_MEM: {
@@ -101,7 +142,7 @@ int main(int argc, char **argv)
             if (*end || end == optarg || !(f > 0 && f <= 1)) {
                 fprintf(stderr, "warrend: --vm-memory-high-watermark must be a fraction in (0, 1], "
                                 "not '%s'\n", optarg);
-                return 2;
+                { rc = 2; goto out; }
             }
             cfg.memory_high_watermark = f;
             break;
@@ -109,36 +150,43 @@ int main(int argc, char **argv)
         case O_SYNC_MODE:
             if (strcmp(optarg, "fsync") != 0 && strcmp(optarg, "none") != 0) {
                 fprintf(stderr, "warrend: --sync must be 'fsync' or 'none', not '%s'\n", optarg);
-                return 2;
+                { rc = 2; goto out; }
             }
             cfg.sync = strcmp(optarg, "fsync") == 0;
             break;
         case O_CTIMEOUT:
             if (parse_uint("--consumer-timeout", optarg, 0, 0xffffffffUL, &v) < 0)
-                return 2;
+                { rc = 2; goto out; }
             cfg.consumer_timeout_ms = v;
             break;
-        case O_VERSION: printf("warrend %s\n", WARREN_VERSION); return 0;
+        case O_VERSION: printf("warrend %s\n", WARREN_VERSION); { rc = 0; goto out; }
         case 'h':
-        case O_HELP: usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case O_HELP: usage(stdout); { rc = 0; goto out; }
+        default: usage(stderr); { rc = 2; goto out; }
         }
     }
     if (optind < argc) {
         fprintf(stderr, "warrend: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
-        return 2;
+        { rc = 2; goto out; }
     }
     uv_loop_t *loop = uv_default_loop();
     struct server srv;
     if (!cfg.sync)
         log_warn("--sync=none: commits are not flushed to disk; a crash can lose confirmed "
                  "messages");
-    if (server_start(&srv, loop, &cfg) < 0)
-        return 1;
+    if (server_start(&srv, loop, &cfg) < 0) {
+        rc = 1;
+        goto out;
+    }
+    /* log.console.level = none: quiet once started (start-up errors were still shown). */
+    if (file_log_level == CONF_LOG_NONE && !freopen("/dev/null", "w", stderr))
+        log_warn("log.console.level = none: cannot redirect stderr to /dev/null");
     uv_run(loop, UV_RUN_DEFAULT);
     server_free(&srv);
     uv_loop_close(loop);
     log_info("warrend stopped");
-    return 0;
+out:
+    conf_free(&cfg);
+    return rc;
 }

@@ -1,4 +1,4 @@
-/* server.c — owns the listener, the connection list, the broker model it embeds (opening its
+/* server.c — owns the listeners, the connection list, the broker model it embeds (opening its
  * storage and vhost at start), the memory and disk alarms and the before-sleep hook.
  * Invariant: each loop turn ends with queue dispatch, then the storage batch submit, then one
  * flush per connection with output — in that order, so a confirm never leaves before the data
@@ -22,8 +22,8 @@
 void config_defaults(struct config *cfg)
 {
     *cfg = (struct config){
-        .bind = "0.0.0.0",
-        .port = 5672,
+        .listeners = {{.name = "default", .addr = "", .port = 5672}},
+        .nlisteners = 1,
         .data_dir = "./data",
         .sync = true,
         .channel_max = 2047,
@@ -34,6 +34,15 @@ void config_defaults(struct config *cfg)
         .memory_high_watermark = 0.4,
         .consumer_timeout_ms = 30 * 60 * 1000,
         .read_budget = 256u << 10,
+        .default_user = "guest",
+        .default_pass = "guest",
+        .default_vhost = "/",
+        .default_user_tags = CONFIG_TAG_ADMINISTRATOR,
+        .default_perm_configure = ".*",
+        .default_perm_write = ".*",
+        .default_perm_read = ".*",
+        .loopback_guest = true,
+        .disk_free_limit = 50000000, /* RabbitMQ's 50MB */
     };
 }
 
@@ -171,6 +180,49 @@ static void on_signal(uv_signal_t *h, int signum)
     server_stop(s);
 }
 
+/* Opens s->listeners[s->nlisteners] for l and counts it. A listener without an address takes
+ * every IPv4 and IPv6 address, as RabbitMQ: "::" dual-stack (libuv clears IPV6_V6ONLY unless
+ * UV_TCP_IPV6ONLY is given), or 0.0.0.0 when the machine has no IPv6. 0 or a libuv error, after
+ * a log line. */
+static int listen_one(struct server *s, const struct config_listener *l)
+{
+    uv_tcp_t *h = &s->listeners[s->nlisteners];
+    struct sockaddr_storage addr;
+    const char *shown = l->addr;
+    int rc;
+    if (!l->addr[0]) {
+        shown = "[::] (every IPv4 and IPv6 address)";
+        uv_ip6_addr("::", l->port, (struct sockaddr_in6 *)&addr);
+        rc = uv_tcp_init_ex(s->loop, h, AF_INET6);
+        if (rc == UV_EAFNOSUPPORT) {
+            shown = "0.0.0.0 (every IPv4 address; this machine has no IPv6)";
+            uv_ip4_addr("0.0.0.0", l->port, (struct sockaddr_in *)&addr);
+            rc = uv_tcp_init_ex(s->loop, h, AF_INET);
+        }
+        if (rc < 0) {
+            log_error("cannot create a socket for port %d: %s", l->port, uv_strerror(rc));
+            return rc;
+        }
+    } else {
+        if (uv_ip4_addr(l->addr, l->port, (struct sockaddr_in *)&addr) != 0)
+            uv_ip6_addr(l->addr, l->port, (struct sockaddr_in6 *)&addr);
+        uv_tcp_init(s->loop, h);
+    }
+    h->data = s;
+    rc = uv_tcp_bind(h, (struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)h, 511, on_connection);
+    if (rc < 0) {
+        log_error("cannot listen on %s port %d: %s; is another broker running on that port?",
+                  shown, l->port, uv_strerror(rc));
+        uv_close((uv_handle_t *)h, NULL);
+        return rc;
+    }
+    s->nlisteners++;
+    log_info("listening for AMQP on %s port %d", shown, l->port);
+    return 0;
+}
+
 int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
 {
     memset(s, 0, sizeof *s);
@@ -183,12 +235,15 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     list_init(&s->waiting);
     list_init(&s->held);
     s->mem_limit = (uint64_t)((double)uv_get_total_memory() * cfg->memory_high_watermark);
-    struct sockaddr_storage addr;
-    if (uv_ip4_addr(cfg->bind, cfg->port, (struct sockaddr_in *)&addr) != 0 &&
-        uv_ip6_addr(cfg->bind, cfg->port, (struct sockaddr_in6 *)&addr) != 0) {
-        log_error("--bind '%s' is not an IPv4 or IPv6 address (names are not resolved)",
-                  cfg->bind);
-        return -EINVAL;
+    for (unsigned i = 0; i < cfg->nlisteners; i++) {
+        const struct config_listener *l = &cfg->listeners[i];
+        struct sockaddr_storage addr;
+        if (l->addr[0] && uv_ip4_addr(l->addr, l->port, (struct sockaddr_in *)&addr) != 0 &&
+            uv_ip6_addr(l->addr, l->port, (struct sockaddr_in6 *)&addr) != 0) {
+            log_error("--bind '%s' is not an IPv4 or IPv6 address (names are not resolved)",
+                      l->addr);
+            return -EINVAL;
+        }
     }
     int rc = storage_open(cfg->data_dir, cfg->sync, &s->b.store);
     if (rc < 0) {
@@ -219,18 +274,16 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
         uv_close((uv_handle_t *)&s->store_async, NULL);
         goto fail;
     }
-    uv_tcp_init(loop, &s->listener);
-    s->listener.data = s;
-    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
-    if (rc < 0) {
-        log_error("cannot listen on %s:%d: %s; is another broker running on that port?",
-                  cfg->bind, cfg->port, uv_strerror(rc));
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        uv_close((uv_handle_t *)&s->store_async, NULL);
-        goto fail;
+    for (unsigned i = 0; i < cfg->nlisteners; i++) {
+        if ((rc = listen_one(s, &cfg->listeners[i])) < 0) {
+            while (s->nlisteners)
+                uv_close((uv_handle_t *)&s->listeners[--s->nlisteners], NULL);
+            uv_close((uv_handle_t *)&s->store_async, NULL);
+            goto fail;
+        }
     }
+    if (!cfg->nlisteners)
+        log_warn("no AMQP listener (listeners.tcp = none): clients cannot connect");
     timers_init(&s->b.timers, loop);
     void *vv, *qv;
     for (uint32_t it = 0; hmap_next(&s->b.vhosts, &it, &vv);)
@@ -245,7 +298,7 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     signal(SIGPIPE, SIG_IGN);
-    log_info("warrend listening on %s:%d, data in %s", cfg->bind, cfg->port, cfg->data_dir);
+    log_info("warrend started, data in %s", cfg->data_dir);
     return 0;
 fail:
     /* Close storage first: freeing the objects below must not be taken for deleting them. */
@@ -260,7 +313,8 @@ void server_stop(struct server *s)
     if (s->b.stopping)
         return;
     s->b.stopping = true;
-    uv_close((uv_handle_t *)&s->listener, NULL);
+    for (unsigned i = 0; i < s->nlisteners; i++)
+        uv_close((uv_handle_t *)&s->listeners[i], NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
     struct list *pos, *tmp;

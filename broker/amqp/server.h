@@ -17,10 +17,26 @@ struct queue;
 struct vhost;
 struct storage;
 
-struct config {
-    const char *bind;     /* borrowed: argv */
+/* One AMQP listener: listeners.tcp.<name> in the configuration file, or --port/--bind. */
+#define CONFIG_LISTENERS_MAX 8
+struct config_listener {
+    char name[32]; /* "default" for listeners.tcp.default and --port/--bind */
+    char addr[48]; /* IPv4 or IPv6 literal; "" = every IPv4 and IPv6 address */
     int port;
-    const char *data_dir; /* borrowed: argv */
+};
+
+/* Tags a default user may have (default_user_tags.<tag> = true). */
+enum config_tag {
+    CONFIG_TAG_ADMINISTRATOR = 1 << 0,
+    CONFIG_TAG_MANAGEMENT = 1 << 1,
+    CONFIG_TAG_MONITORING = 1 << 2,
+    CONFIG_TAG_POLICYMAKER = 1 << 3,
+};
+
+struct config {
+    struct config_listener listeners[CONFIG_LISTENERS_MAX];
+    unsigned nlisteners;  /* 0: no AMQP listener (listeners.tcp = none) */
+    const char *data_dir; /* borrowed: argv, or owned by _owned (conf_load) */
     bool sync;            /* fsync every commit (false: --sync=none, unsafe) */
     uint16_t channel_max;
     uint32_t frame_max;
@@ -30,6 +46,18 @@ struct config {
     double memory_high_watermark; /* fraction of physical memory (RabbitMQ's relative one) */
     uint64_t consumer_timeout_ms; /* unacked deliveries older than this close the channel; 0 off */
     uint32_t read_budget;         /* bytes one connection may have parsed per loop turn */
+
+    /* Stored for the tenancy work (users and vhosts); nothing reads them yet. Strings are
+     * borrowed from _owned. */
+    const char *default_user, *default_pass, *default_vhost;
+    unsigned default_user_tags;   /* of enum config_tag */
+    const char *default_perm_configure, *default_perm_write, *default_perm_read;
+    bool loopback_guest;          /* guest may log in from loopback addresses only */
+    uint64_t disk_free_limit;     /* bytes */
+    const char *load_definitions; /* NULL: none */
+
+    char **_owned;                /* owned: strings read from the configuration file */
+    unsigned _nowned;
 };
 void config_defaults(struct config *cfg);
 
@@ -37,7 +65,8 @@ struct server {
     struct broker b;            /* the model: vhosts, queues, storage, timers, dispatch */
     uv_loop_t *loop;            /* borrowed: the caller's */
     struct config cfg;
-    uv_tcp_t listener;
+    uv_tcp_t listeners[CONFIG_LISTENERS_MAX]; /* the first cfg.nlisteners are open */
+    unsigned nlisteners;
     uv_prepare_t before_sleep;
     uv_signal_t sig_int, sig_term;
     struct opool opool;

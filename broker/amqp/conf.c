@@ -1,0 +1,336 @@
+/* conf.c — owns reading rabbitmq.conf (new-style: key = value, # comments, no sections) with
+ * inih, checking each key and value and storing it in struct config. Does not own the defaults
+ * (server.c) nor the flags (main.c, applied after the file so that they override it).
+ * Invariant: the first problem stops the parse and is logged once, as "file:line: problem". */
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <uv.h>
+#include "broker/amqp/conf.h"
+#include "lib/log.h"
+
+struct conf_parse {
+    struct config *cfg;   /* borrowed: the caller's */
+    char err[512];        /* the first problem; "" while there is none */
+    bool listeners_none;  /* listeners.tcp = none: wins over listeners.tcp.<name>, as RabbitMQ */
+    int log_level;        /* -1, a log_level or CONF_LOG_NONE */
+};
+
+static int fail(struct conf_parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct conf_parse *p, const char *fmt, ...)
+{
+    if (!p->err[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(p->err, sizeof p->err, fmt, ap);
+        va_end(ap);
+    }
+    return 0; /* inih: error */
+}
+
+static int set_str(struct conf_parse *p, const char **field, const char *v)
+{
+    struct config *cfg = p->cfg;
+    char **owned = realloc(cfg->_owned, (cfg->_nowned + 1) * sizeof *owned);
+    if (!owned)
+        return fail(p, "out of memory");
+    cfg->_owned = owned;
+    char *s = strdup(v);
+    if (!s)
+        return fail(p, "out of memory");
+    owned[cfg->_nowned++] = s;
+    *field = s;
+    return 1;
+}
+
+/* An unsigned integer in [min, max] (decimal, nothing else on the line). */
+static bool parse_u64(const char *v, uint64_t min, uint64_t max, uint64_t *ret)
+{
+    if (*v < '0' || *v > '9')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || *end || n < min || n > max)
+        return false;
+    *ret = n;
+    return true;
+}
+
+static bool parse_bool(const char *v, bool *ret)
+{
+    if (strcmp(v, "true") == 0)
+        *ret = true;
+    else if (strcmp(v, "false") == 0)
+        *ret = false;
+    else
+        return false;
+    return true;
+}
+
+/* RabbitMQ's information units: plain bytes, k/kiB/M/MiB/G/GiB/T/TiB (powers of 1024) or
+ * kB/MB/GB/TB (powers of 1000). */
+static bool parse_bytes(const char *v, uint64_t *ret)
+{
+    static const struct { const char *unit; uint64_t mul; } units[] = {
+        {"", 1},
+        {"k", 1ull << 10}, {"kiB", 1ull << 10}, {"K", 1ull << 10}, {"KiB", 1ull << 10},
+        {"M", 1ull << 20}, {"MiB", 1ull << 20}, {"G", 1ull << 30}, {"GiB", 1ull << 30},
+        {"T", 1ull << 40}, {"TiB", 1ull << 40},
+        {"kB", 1000}, {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000ull},
+        {"TB", 1000000000000ull},
+    };
+    if (*v < '0' || *v > '9')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno)
+        return false;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(end, units[i].unit) == 0) {
+            if (n > UINT64_MAX / units[i].mul)
+                return false;
+            *ret = n * units[i].mul;
+            return true;
+        }
+    return false;
+}
+
+/* "5672", "1.2.3.4:5672", "[::1]:5672" or "::1:5672" (the last colon splits, as RabbitMQ). */
+static int parse_listener(struct conf_parse *p, const char *key, const char *name, const char *v)
+{
+    struct config_listener l = {0};
+    snprintf(l.name, sizeof l.name, "%s", name);
+    if (strlen(name) >= sizeof l.name)
+        return fail(p, "listener name '%s' is longer than %zu characters", name,
+                    sizeof l.name - 1);
+    const char *colon = strrchr(v, ':');
+    const char *port = colon ? colon + 1 : v;
+    uint64_t n;
+    if (!parse_u64(port, 1, 65535, &n))
+        return fail(p, "%s: '%s' is not a port (1..65535) nor address:port", key, v);
+    l.port = (int)n;
+    if (colon) {
+        const char *a = v;
+        size_t len = (size_t)(colon - v);
+        if (len >= 2 && a[0] == '[' && a[len - 1] == ']') {
+            a++;
+            len -= 2;
+        }
+        if (len == 0 || len >= sizeof l.addr)
+            return fail(p, "%s: '%s' is not address:port", key, v);
+        memcpy(l.addr, a, len);
+        l.addr[len] = 0;
+        unsigned char buf[16];
+        if (uv_inet_pton(AF_INET, l.addr, buf) != 0 && uv_inet_pton(AF_INET6, l.addr, buf) != 0)
+            return fail(p, "%s: '%s' is not an IPv4 or IPv6 address (names are not resolved)",
+                        key, l.addr);
+    }
+    struct config *cfg = p->cfg;
+    for (unsigned i = 0; i < cfg->nlisteners; i++)
+        if (strcmp(cfg->listeners[i].name, l.name) == 0) {
+            cfg->listeners[i] = l;
+            return 1;
+        }
+    if (cfg->nlisteners == CONFIG_LISTENERS_MAX)
+        return fail(p, "%s: more than %d listeners", key, CONFIG_LISTENERS_MAX);
+    cfg->listeners[cfg->nlisteners++] = l;
+    return 1;
+}
+
+static int on_key(void *user, const char *section, const char *key, const char *v)
+{
+    struct conf_parse *p = user;
+    struct config *cfg = p->cfg;
+    uint64_t n;
+    bool b;
+    if (section[0])
+        return fail(p, "sections ([%s]) are not part of rabbitmq.conf", section);
+    if (strcmp(key, "listeners.tcp") == 0) {
+        if (strcmp(v, "none") != 0)
+            return fail(p, "listeners.tcp: only 'none' may be given here, not '%s' (use "
+                           "listeners.tcp.default = PORT)", v);
+        p->listeners_none = true;
+        return 1;
+    }
+    if (strncmp(key, "listeners.tcp.", 14) == 0 && key[14])
+        return parse_listener(p, key, key + 14, v);
+    if (strcmp(key, "heartbeat") == 0) {
+        if (!parse_u64(v, 0, 65535, &n))
+            return fail(p, "heartbeat: '%s' is not a number of seconds (0..65535)", v);
+        cfg->heartbeat = (uint16_t)n;
+        return 1;
+    }
+    if (strcmp(key, "frame_max") == 0) {
+        if (!parse_u64(v, 4096, 1048576, &n))
+            return fail(p, "frame_max: '%s' is not a number from 4096 to 1048576", v);
+        cfg->frame_max = (uint32_t)n;
+        return 1;
+    }
+    if (strcmp(key, "channel_max") == 0) {
+        if (!parse_u64(v, 0, 65535, &n))
+            return fail(p, "channel_max: '%s' is not a number from 0 to 65535", v);
+        cfg->channel_max = n ? (uint16_t)n : 65535; /* 0: no limit, as RabbitMQ */
+        return 1;
+    }
+    if (strcmp(key, "max_message_size") == 0) {
+        if (!parse_u64(v, 1, 536870912, &n))
+            return fail(p, "max_message_size: '%s' is not a number of bytes from 1 to "
+                           "536870912", v);
+        cfg->max_message_size = n;
+        return 1;
+    }
+    if (strcmp(key, "consumer_timeout") == 0) {
+        if (!parse_u64(v, 0, 0xffffffffu, &n))
+            return fail(p, "consumer_timeout: '%s' is not a number of milliseconds", v);
+        cfg->consumer_timeout_ms = n;
+        return 1;
+    }
+    if (strcmp(key, "vm_memory_high_watermark.relative") == 0) {
+        char *end;
+        double f = strtod(v, &end);
+        if (*end || end == v || !(f > 0 && f <= 1))
+            return fail(p, "vm_memory_high_watermark.relative: '%s' is not a fraction in (0, 1]",
+                        v);
+        cfg->memory_high_watermark = f;
+        return 1;
+    }
+    if (strcmp(key, "log.console.level") == 0) {
+        static const struct { const char *name; int level; } levels[] = {
+            {"debug", LOG_DEBUG}, {"info", LOG_INFO}, {"notice", LOG_INFO},
+            {"warning", LOG_WARN}, {"error", LOG_ERROR}, {"critical", LOG_ERROR},
+            {"alert", LOG_ERROR}, {"emergency", LOG_ERROR}, {"none", CONF_LOG_NONE},
+        };
+        for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+            if (strcmp(v, levels[i].name) == 0) {
+                p->log_level = levels[i].level;
+                return 1;
+            }
+        return fail(p, "log.console.level: '%s' is not debug, info, warning, error, critical or "
+                       "none", v);
+    }
+    if (strcmp(key, "data_dir") == 0) {
+        if (!v[0])
+            return fail(p, "data_dir is empty");
+        return set_str(p, &cfg->data_dir, v);
+    }
+    /* Stored for the tenancy work. */
+    if (strcmp(key, "default_user") == 0 || strcmp(key, "default_pass") == 0 ||
+        strcmp(key, "default_vhost") == 0) {
+        if (!v[0])
+            return fail(p, "%s is empty", key);
+        return set_str(p, key[8] == 'u' ? &cfg->default_user
+                          : key[8] == 'p' ? &cfg->default_pass : &cfg->default_vhost, v);
+    }
+    if (strncmp(key, "default_user_tags.", 18) == 0) {
+        static const struct { const char *name; unsigned tag; } tags[] = {
+            {"administrator", CONFIG_TAG_ADMINISTRATOR}, {"management", CONFIG_TAG_MANAGEMENT},
+            {"monitoring", CONFIG_TAG_MONITORING}, {"policymaker", CONFIG_TAG_POLICYMAKER},
+        };
+        for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++)
+            if (strcmp(key + 18, tags[i].name) == 0) {
+                if (!parse_bool(v, &b))
+                    return fail(p, "%s: '%s' is not true or false", key, v);
+                cfg->default_user_tags = b ? cfg->default_user_tags | tags[i].tag
+                                           : cfg->default_user_tags & ~tags[i].tag;
+                return 1;
+            }
+        return fail(p, "unknown key '%s' (tags: administrator, management, monitoring, "
+                       "policymaker)", key);
+    }
+    if (strcmp(key, "default_permissions.configure") == 0)
+        return set_str(p, &cfg->default_perm_configure, v);
+    if (strcmp(key, "default_permissions.write") == 0)
+        return set_str(p, &cfg->default_perm_write, v);
+    if (strcmp(key, "default_permissions.read") == 0)
+        return set_str(p, &cfg->default_perm_read, v);
+    if (strcmp(key, "loopback_users") == 0) {
+        if (strcmp(v, "none") != 0)
+            return fail(p, "loopback_users: only 'none' may be given here, not '%s'", v);
+        cfg->loopback_guest = false;
+        return 1;
+    }
+    if (strcmp(key, "loopback_users.guest") == 0) {
+        if (!parse_bool(v, &cfg->loopback_guest))
+            return fail(p, "%s: '%s' is not true or false", key, v);
+        return 1;
+    }
+    if (strcmp(key, "disk_free_limit.absolute") == 0) {
+        if (!parse_bytes(v, &cfg->disk_free_limit))
+            return fail(p, "disk_free_limit.absolute: '%s' is not a size (bytes, or a number "
+                           "with kB, MB, GB, k, M, G, kiB, MiB or GiB)", v);
+        return 1;
+    }
+    if (strcmp(key, "load_definitions") == 0) {
+        if (!v[0])
+            return fail(p, "load_definitions is empty");
+        if (access(v, R_OK) != 0)
+            return fail(p, "load_definitions: cannot read '%s': %s", v, strerror(errno));
+        return set_str(p, &cfg->load_definitions, v);
+    }
+    return fail(p, "unknown key '%s'", key);
+}
+
+int conf_load(struct config *cfg, const char *path, int *ret_log_level)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        log_error("%s: cannot read the configuration file: %s", path, strerror(errno));
+        return -1;
+    }
+    /* rabbitmq.conf: '#' comments (also after a value, preceded by a space); an indented line
+     * is a line of its own, not a continuation; lines of any length. These knobs are
+     * variables in Debian's libinih (upstream has them as compile-time macros). */
+    ini_start_comment_prefixes = (char *)"#";
+    ini_inline_comment_prefixes = (char *)"#";
+    ini_allow_inline_comments = true;
+    ini_allow_multiline = false;
+    ini_stop_on_first_error = true;
+    ini_use_stack = false;
+    ini_allow_realloc = true;
+    ini_max_line = 1 << 16;
+    struct conf_parse p = {.cfg = cfg, .log_level = -1};
+    int line = ini_parse_file(f, on_key, &p);
+    int read_err = ferror(f);
+    fclose(f);
+    if (line > 0) {
+        log_error("%s:%d: %s", path, line,
+                  p.err[0] ? p.err : "expected 'key = value' (or a # comment)");
+        return -1;
+    }
+    if (line < 0 || read_err) {
+        log_error("%s: cannot read the configuration file: %s", path,
+                  line == -2 ? "out of memory" : "read error");
+        return -1;
+    }
+    if (p.listeners_none)
+        cfg->nlisteners = 0;
+    *ret_log_level = p.log_level;
+    return 0;
+}
+
+struct config_listener *conf_default_listener(struct config *cfg)
+{
+    for (unsigned i = 0; i < cfg->nlisteners; i++)
+        if (strcmp(cfg->listeners[i].name, "default") == 0)
+            return &cfg->listeners[i];
+    if (cfg->nlisteners == CONFIG_LISTENERS_MAX)
+        return NULL;
+    struct config_listener *l = &cfg->listeners[cfg->nlisteners++];
+    *l = (struct config_listener){.name = "default", .port = 5672};
+    return l;
+}
+
+void conf_free(struct config *cfg)
+{
+    while (cfg->_nowned)
+        free(cfg->_owned[--cfg->_nowned]);
+    free(cfg->_owned);
+    cfg->_owned = NULL;
+}
