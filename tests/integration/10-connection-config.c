@@ -35,25 +35,11 @@ static const char *write_conf(const char *name, const char *text)
     return path;
 }
 
-/* exec $WARREND --config conf --data-dir data_dir; its stderr to err_fd when >= 0. */
+/* $WARREND --config conf --data-dir data_dir; its stderr to err_fd when >= 0. */
 static pid_t spawn(const char *conf, const char *data_dir, int err_fd)
 {
-    const char *exe = getenv("WARREND");
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    CHECKF(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        if (err_fd >= 0) {
-            dup2(err_fd, 2);
-            close(err_fd);
-        }
-        execl(exe, exe, "--config", conf, "--data-dir", data_dir, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    const char *const args[] = {"--config", conf, "--data-dir", data_dir, NULL};
+    return harness_warrend_spawn(args, err_fd);
 }
 
 /* A TCP connection to addr (an IPv4 or IPv6 literal) and port: the fd, or -1. */
@@ -177,40 +163,12 @@ static void expect_failure(const char *what, const char *conf, int line, int por
 {
     harness_broker_t b = {0};
     make_data_dir(&b);
-    int p[2];
-    CHECK(pipe2(p, O_CLOEXEC) == 0);
-    pid_t pid = spawn(conf, b.data_dir, p[1]);
-    close(p[1]);
     char err[4096];
-    size_t len = 0;
     bool listened = false;
-    int status = 0;
-    int64_t deadline = harness_now_ms() + 10000;
-    for (;;) {
-        struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-        if (poll(&pfd, 1, 5) > 0 && len < sizeof err - 1) {
-            ssize_t n = read(p[0], err + len, sizeof err - 1 - len);
-            if (n > 0)
-                len += (size_t)n;
-        }
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            break;
-        int fd = tcp_connect("127.0.0.1", port);
-        if (fd >= 0) {
-            listened = true;
-            close(fd);
-        }
-        if (harness_now_ms() > deadline) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-            harness_fail(__FILE__, __LINE__, what, "%s", "warrend was still running after 10 s");
-        }
-    }
-    ssize_t n;
-    while (len < sizeof err - 1 && (n = read(p[0], err + len, sizeof err - 1 - len)) > 0)
-        len += (size_t)n;
-    close(p[0]);
-    err[len] = 0;
+    const char *const args[] = {"--config", conf, "--data-dir", b.data_dir, NULL};
+    int status = harness_warrend_run_args(args, port, 10000, err, sizeof err, &listened);
+    CHECKF(status != -1, "%s: warrend was still running after 10 s", what);
+    size_t len = strlen(err);
     CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 78, "%s: status %d, want exit 78", what,
            status);
     CHECKF(!listened, "%s: warrend listened on %d", what, port);

@@ -1168,20 +1168,10 @@ void harness_require_own_broker(const harness_broker_t *b)
 }
 
 /* Fork and exec exe on data_dir and port; the child's stderr goes to err_fd when >= 0. */
-static pid_t spawn_warrend(const char *exe, const char *data_dir, int port,
-                           const char *const *extra, int err_fd)
+/* fork + exec exe with argv (argv[0] included, NULL-ended); its stderr to err_fd when >= 0. The
+ * child dies with us (PR_SET_PDEATHSIG). */
+static pid_t spawn_argv(const char *exe, const char *const *argv, int err_fd)
 {
-    char portbuf[16];
-    snprintf(portbuf, sizeof portbuf, "%d", port);
-    const char *argv[40] = {exe,          "--port",      portbuf, "--bind", "127.0.0.1",
-                            "--data-dir", data_dir,      "--log-level", "warn"};
-    int n = 9;
-    for (int i = 0; extra && extra[i]; i++) {
-        CHECKF(n < 39, "too many extra warrend arguments");
-        argv[n++] = extra[i];
-    }
-    argv[n] = NULL;
-
     pid_t parent = getpid();
     pid_t pid = fork();
     CHECKF(pid >= 0, "fork: %s", strerror(errno));
@@ -1198,6 +1188,22 @@ static pid_t spawn_warrend(const char *exe, const char *data_dir, int port,
         _exit(127);
     }
     return pid;
+}
+
+static pid_t spawn_warrend(const char *exe, const char *data_dir, int port,
+                           const char *const *extra, int err_fd)
+{
+    char portbuf[16];
+    snprintf(portbuf, sizeof portbuf, "%d", port);
+    const char *argv[40] = {exe,          "--port",      portbuf, "--bind", "127.0.0.1",
+                            "--data-dir", data_dir,      "--log-level", "warn"};
+    int n = 9;
+    for (int i = 0; extra && extra[i]; i++) {
+        CHECKF(n < 39, "too many extra warrend arguments");
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
+    return spawn_argv(exe, argv, err_fd);
 }
 
 static const char *warrend_exe(void)
@@ -1314,12 +1320,35 @@ void harness_broker_crash_restart(harness_broker_t *b)
     harness_broker_respawn(b, NULL);
 }
 
+pid_t harness_warrend_spawn(const char *const *args, int err_fd)
+{
+    const char *argv[40] = {warrend_exe()};
+    int n = 1;
+    for (int i = 0; args && args[i]; i++) {
+        CHECKF(n < 39, "too many warrend arguments");
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    return spawn_argv(argv[0], argv, err_fd);
+}
+
 int harness_warrend_run(const char *data_dir, int port, int timeout_ms, char *err, size_t cap,
                         bool *ret_listened)
 {
+    char portbuf[16];
+    snprintf(portbuf, sizeof portbuf, "%d", port);
+    const char *const args[] = {"--port",     portbuf,  "--bind",      "127.0.0.1",
+                                "--data-dir", data_dir, "--log-level", "warn",
+                                NULL};
+    return harness_warrend_run_args(args, port, timeout_ms, err, cap, ret_listened);
+}
+
+int harness_warrend_run_args(const char *const *args, int port, int timeout_ms, char *err,
+                             size_t cap, bool *ret_listened)
+{
     int p[2];
     CHECKF(pipe2(p, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
-    pid_t pid = spawn_warrend(warrend_exe(), data_dir, port, NULL, p[1]);
+    pid_t pid = harness_warrend_spawn(args, p[1]);
     close(p[1]);
     size_t len = 0;
     bool listened = false, eof = false;

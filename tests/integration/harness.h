@@ -384,6 +384,15 @@ void harness_broker_crash_restart(harness_broker_t *b);
  * is killed); *ret_listened (may be NULL) says whether it ever accepted a TCP connection. */
 int harness_warrend_run(const char *data_dir, int port, int timeout_ms, char *err, size_t cap,
                         bool *ret_listened);
+/* harness_warrend_run() with exactly these arguments after the program name (a NULL-ended
+ * list: no --port, --bind or --data-dir of the harness's own); port is where it must not
+ * listen. */
+int harness_warrend_run_args(const char *const *args, int port, int timeout_ms, char *err,
+                             size_t cap, bool *ret_listened);
+
+/* fork + exec $WARREND with exactly args after the program name (NULL-ended); its stderr goes
+ * to err_fd when >= 0; the child dies with the test. Returns its pid. */
+pid_t harness_warrend_spawn(const char *const *args, int err_fd);
 
 /* ---- queue arguments, typed tables and basic.get (issue 5 tests: TTL, DLX, limits) ---------- */
 
