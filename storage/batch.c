@@ -16,15 +16,20 @@
 #include "storage/records.h"
 #include "storage/schema.h"
 
-enum op_kind { OP_PUT_ENTITY, OP_DEL_ENTITY, OP_PUT_MSG, OP_PUT_IDX, OP_DEL_IDX, OP_DEL_IDX_FROM, OP_QMETA };
+enum op_kind {
+    OP_PUT_ENTITY, OP_DEL_ENTITY, OP_PUT_MSG, OP_PUT_IDX, OP_DEL_IDX, OP_DEL_IDX_FROM, OP_QMETA,
+    OP_PUT_KEYED, OP_DEL_KEYED, /* tenancy records: key (and value) in the arena */
+    OP_SEEDED,                  /* meta "seeded" */
+};
 
 struct op {
     uint8_t kind;
-    char ent;       /* 'x' 'q' 'b' for entity ops */
+    char ent;       /* 'x' 'q' 'b' for entity ops; 'u' 'v' 'p' 't' for keyed ops */
     uint8_t flags;  /* OP_PUT_IDX: STORAGE_IDX_* */
     uint32_t refs;  /* OP_PUT_MSG: index entries naming it; OP_PUT_IDX: returns */
-    uint64_t a, b, c; /* ids, seqs: see the add functions */
-    size_t off, len;  /* entity record or message head in the arena; OP_PUT_IDX: off = expiry */
+    uint64_t a, b, c; /* ids, seqs: see the add functions; keyed ops: b = key size */
+    size_t off, len;  /* entity record, message head or key + value in the arena;
+                       * OP_PUT_IDX: off = expiry */
     const void *body; /* borrowed message bytes (the head is in the arena) */
     size_t hlen, blen;
     void (*release)(void *);
@@ -167,6 +172,24 @@ int storage_put_binding(struct storage *st, const struct st_binding *b)
     return rc;
 }
 
+/* Adds a put of a tenancy record of `size` bytes (key first): the caller encodes it into
+ * *ret_p and sets (*ret_op)->b to its key size. */
+static int put_keyed(struct storage *st, char ent, size_t size, uint8_t **ret_p,
+                     struct op **ret_op)
+{
+    int rc = batch_room(st, 1, size);
+    if (rc < 0)
+        return write_lost(st, rc);
+    size_t off;
+    *ret_p = arena(st, size, &off);
+    struct op *o = add_op(st, OP_PUT_KEYED);
+    o->ent = ent;
+    o->off = off;
+    o->len = size;
+    *ret_op = o;
+    return 0;
+}
+
 /* The next op of the open batch, or NULL after write_lost(). */
 static struct op *new_op(struct storage *st, enum op_kind kind)
 {
@@ -176,6 +199,87 @@ static struct op *new_op(struct storage *st, enum op_kind kind)
         return NULL;
     }
     return add_op(st, kind);
+}
+
+/* Adds a put of the record r: fits/size/encode are its records.h functions. */
+#define PUT_KEYED(st, ent, r, fits, size, encode)                                              \
+    do {                                                                                       \
+        if (!fits(r))                                                                          \
+            return -ENAMETOOLONG;                                                              \
+        uint8_t *p_;                                                                           \
+        struct op *o_;                                                                         \
+        int rc_ = put_keyed(st, ent, size(r), &p_, &o_);                                       \
+        if (rc_ == 0)                                                                          \
+            o_->b = encode(r, p_);                                                             \
+        return rc_;                                                                            \
+    } while (0)
+
+int storage_put_user(struct storage *st, const struct st_user *u)
+{
+    PUT_KEYED(st, 'u', u, st_user_fits, st_user_size, st_user_encode);
+}
+
+int storage_put_vhost(struct storage *st, const struct st_vhost *v)
+{
+    PUT_KEYED(st, 'v', v, st_vhost_fits, st_vhost_size, st_vhost_encode);
+}
+
+int storage_put_permission(struct storage *st, const struct st_permission *pm)
+{
+    PUT_KEYED(st, 'p', pm, st_permission_fits, st_permission_size, st_permission_encode);
+}
+
+int storage_put_topic_permission(struct storage *st, const struct st_topic_permission *tp)
+{
+    PUT_KEYED(st, 't', tp, st_topic_permission_fits, st_topic_permission_size,
+              st_topic_permission_encode);
+}
+
+int storage_put_seeded(struct storage *st)
+{
+    return new_op(st, OP_SEEDED) ? 0 : -ENOMEM;
+}
+
+/* Adds a delete of the key made of names[0..n). */
+static int del_keyed(struct storage *st, char ent, const struct st_bytes *names, size_t n)
+{
+    size_t klen = st_key_size(names, n);
+    if (!klen)
+        return -ENAMETOOLONG;
+    int rc = batch_room(st, 1, klen);
+    if (rc < 0)
+        return write_lost(st, rc);
+    size_t off;
+    st_key_encode(names, n, arena(st, klen, &off));
+    struct op *o = add_op(st, OP_DEL_KEYED);
+    o->ent = ent;
+    o->b = klen;
+    o->off = off;
+    o->len = klen;
+    return 0;
+}
+
+int storage_del_user(struct storage *st, struct st_bytes name)
+{
+    return del_keyed(st, 'u', &name, 1);
+}
+
+int storage_del_vhost(struct storage *st, struct st_bytes name)
+{
+    return del_keyed(st, 'v', &name, 1);
+}
+
+int storage_del_permission(struct storage *st, struct st_bytes user, struct st_bytes vhost)
+{
+    struct st_bytes names[] = {user, vhost};
+    return del_keyed(st, 'p', names, 2);
+}
+
+int storage_del_topic_permission(struct storage *st, struct st_bytes user, struct st_bytes vhost,
+                                 struct st_bytes exchange)
+{
+    struct st_bytes names[] = {user, vhost, exchange};
+    return del_keyed(st, 't', names, 3);
 }
 
 int storage_del_entity(struct storage *st, char kind, uint64_t id)
@@ -275,6 +379,20 @@ uint64_t storage_batch_no(const struct storage *st)
 static MDB_dbi entity_dbi(struct storage *st, char ent)
 {
     return ent == 'x' ? st->exchanges : ent == 'q' ? st->queues : st->bindings;
+}
+
+static MDB_dbi keyed_dbi(struct storage *st, char ent)
+{
+    switch (ent) {
+    case 'u':
+        return st->users;
+    case 'v':
+        return st->vhosts;
+    case 'p':
+        return st->permissions;
+    default:
+        return st->topic_permissions;
+    }
 }
 
 /* One index entry less names msg_id: drop the message when it was the last. */
@@ -384,6 +502,18 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
     }
     case OP_DEL_IDX_FROM:
         return del_index_from(st, txn, o->a, o->b);
+    case OP_PUT_KEYED:
+        key = (MDB_val){o->b, b->arena + o->off};
+        val = (MDB_val){o->len - o->b, b->arena + o->off + o->b};
+        return mdb_put(txn, keyed_dbi(st, o->ent), &key, &val, 0);
+    case OP_DEL_KEYED:
+        key = (MDB_val){o->b, b->arena + o->off};
+        rc = mdb_del(txn, keyed_dbi(st, o->ent), &key, NULL);
+        return rc == MDB_NOTFOUND ? 0 : rc;
+    case OP_SEEDED:
+        key = (MDB_val){6, "seeded"};
+        val = (MDB_val){0, ""};
+        return mdb_put(txn, st->meta, &key, &val, 0);
     case OP_QMETA:
         qindex_meta_encode(v, &(struct qindex_meta){.count = o->b, .delivered_seq = o->c});
         val = (MDB_val){QINDEX_META_SIZE, v};

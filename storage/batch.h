@@ -13,6 +13,11 @@ struct storage;
 struct st_exchange;
 struct st_queue;
 struct st_binding;
+struct st_bytes;
+struct st_user;
+struct st_vhost;
+struct st_permission;
+struct st_topic_permission;
 
 enum storage_idx_flag {
     STORAGE_IDX_TRANSIENT = 1 << 0, /* paged-out transient message: dropped at recovery */
@@ -53,6 +58,28 @@ int storage_del_entity(struct storage *st, char kind /* 'x' 'q' 'b' */, uint64_t
 int storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const void *head,
                     size_t hlen, const void *body, size_t blen, void (*release)(void *),
                     void *release_arg);
+
+/* Tenancy records (records.h, layout in schema.h), keyed by their names: putting a record
+ * again under the same names replaces it; deleting one that is not there does nothing. The
+ * bytes each carries (for storage_reserve): st_*_size() of the record for a put, and for a
+ * delete its key, one byte per name plus the names' lengths (st_key_size()). Besides
+ * -ENOMEM (a lost write, as above), each returns -ENAMETOOLONG with nothing added and storage
+ * healthy when a name breaks the key limits of records.h (or a string is over 4 GiB).
+ * Nothing cascades: deleting a vhost or a user leaves its permissions, topic permissions and
+ * entities; the broker deletes those itself, in the same batch. */
+int storage_put_user(struct storage *st, const struct st_user *u);
+int storage_del_user(struct storage *st, struct st_bytes name);
+int storage_put_vhost(struct storage *st, const struct st_vhost *v);
+int storage_del_vhost(struct storage *st, struct st_bytes name);
+int storage_put_permission(struct storage *st, const struct st_permission *pm);
+int storage_del_permission(struct storage *st, struct st_bytes user, struct st_bytes vhost);
+int storage_put_topic_permission(struct storage *st, const struct st_topic_permission *tp);
+int storage_del_topic_permission(struct storage *st, struct st_bytes user, struct st_bytes vhost,
+                                 struct st_bytes exchange);
+/* Records that the broker has seeded the tenancy (storage_is_new(), env.h): add it to the
+ * batch that stores the default user and vhost. Carries no bytes. 0 or -ENOMEM. */
+int storage_put_seeded(struct storage *st);
+
 /* expires: wall-clock ms after which the message is dead (TTL), 0 for never; returns: times
  * it came back unacked (quorum queues' delivery count). Putting an existing (qid, seq) again
  * updates it. */

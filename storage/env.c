@@ -71,6 +71,8 @@ static int open_dbs(struct storage *st)
         {"meta", &st->meta}, {"exchanges", &st->exchanges}, {"queues", &st->queues},
         {"queue_meta", &st->queue_meta}, {"bindings", &st->bindings},
         {"messages", &st->messages}, {"msg_refs", &st->msg_refs}, {"qindex", &st->qindex},
+        {"users", &st->users}, {"vhosts", &st->vhosts}, {"permissions", &st->permissions},
+        {"topic_permissions", &st->topic_permissions},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
         if ((rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi)) != 0)
@@ -100,6 +102,11 @@ static int open_dbs(struct storage *st)
     eval = (MDB_val){4, ev};
     if ((rc = mdb_put(txn, st->meta, &ekey, &eval, 0)) != 0)
         goto fail;
+    MDB_val skey = {6, "seeded"}, sval;
+    rc = mdb_get(txn, st->meta, &skey, &sval);
+    if (rc && rc != MDB_NOTFOUND)
+        goto fail;
+    st->is_new = rc == MDB_NOTFOUND;
     return mdb_txn_commit(txn);
 fail:
     mdb_txn_abort(txn);
@@ -109,6 +116,11 @@ fail:
 uint64_t storage_new_id(struct storage *st)
 {
     return st->next_id++;
+}
+
+bool storage_is_new(const struct storage *st)
+{
+    return st->is_new;
 }
 
 int storage_open(const char *dir, bool sync, struct storage **ret)
@@ -142,7 +154,7 @@ int storage_open(const char *dir, bool sync, struct storage **ret)
     }
     if ((rc = mdb_env_create(&st->env)) != 0)
         goto fail;
-    mdb_env_set_maxdbs(st->env, 16);
+    mdb_env_set_maxdbs(st->env, 32); /* 12 in use (schema.h); not stored in the file */
     /* The map starts at 1 GiB (or the file's size, if larger) and doubles when full. */
     mdb_env_set_mapsize(st->env, (size_t)1 << 30);
     if ((rc = mdb_env_open(st->env, dir, MDB_NOTLS | (sync ? 0 : MDB_NOSYNC), 0640)) != 0)

@@ -26,5 +26,11 @@ void storage_close(struct storage *st);
 const char *storage_strerror(int rc);
 /* A new id for an entity or message, unique in this data dir. Loop thread only. */
 uint64_t storage_new_id(struct storage *st);
+/* True when the data dir's tenancy has never been seeded: it was created by this open, or
+ * written before tenancy records existed, or the batch that seeded it never became durable
+ * (a crash right after the first start). The broker then stores its default user, vhost and
+ * permissions, with storage_put_seeded() in the same batch (batch.h), as RabbitMQ seeds on a
+ * node's first boot only. Stays as it was at open. */
+bool storage_is_new(const struct storage *st);
 
 #endif

@@ -1,4 +1,5 @@
-/* recover.c — owns the read side of storage: the start-up walk over entities and the
+/* recover.c — owns the read side of storage: the start-up walk over tenancy records and
+ * entities and the
  * page-in of queue messages. Start-up cost grows with the number of entities, not of
  * messages: per queue it reads one metadata record and two index keys (first and last).
  * Page-in hands each message's bytes, borrowed from the map, to the caller, which copies
@@ -89,13 +90,59 @@ static int walk(struct storage *st, MDB_txn *txn, MDB_dbi dbi, char kind,
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* Walks a tenancy table (kind 'v' 'u' 'p' 't'), when ops has its callback. */
+static int walk_keyed(struct storage *st, MDB_txn *txn, char kind,
+                      const struct st_recover_ops *ops, void *arg)
+{
+    MDB_dbi dbi = kind == 'v' ? st->vhosts : kind == 'u' ? st->users
+                : kind == 'p' ? st->permissions : st->topic_permissions;
+    if ((kind == 'v' && !ops->vhost) || (kind == 'u' && !ops->user) ||
+        (kind == 'p' && !ops->permission) || (kind == 't' && !ops->topic_permission))
+        return 0;
+    MDB_cursor *cur;
+    MDB_val key, val;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc)
+        return rc;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        const uint8_t *k = key.mv_data, *v = val.mv_data;
+        size_t kl = key.mv_size, vl = val.mv_size;
+        if (kind == 'v') {
+            struct st_vhost r;
+            if ((rc = st_vhost_decode(k, kl, v, vl, &r)) == 0)
+                rc = ops->vhost(arg, &r);
+        } else if (kind == 'u') {
+            struct st_user r;
+            if ((rc = st_user_decode(k, kl, v, vl, &r)) == 0)
+                rc = ops->user(arg, &r);
+        } else if (kind == 'p') {
+            struct st_permission r;
+            if ((rc = st_permission_decode(k, kl, v, vl, &r)) == 0)
+                rc = ops->permission(arg, &r);
+        } else {
+            struct st_topic_permission r;
+            if ((rc = st_topic_permission_decode(k, kl, v, vl, &r)) == 0)
+                rc = ops->topic_permission(arg, &r);
+        }
+        if (rc)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 int storage_recover(struct storage *st, const struct st_recover_ops *ops, void *arg)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
     if (rc)
         return rc;
-    if ((rc = walk(st, txn, st->exchanges, 'x', ops, arg)) == 0 &&
+    if ((rc = walk_keyed(st, txn, 'v', ops, arg)) == 0 &&
+        (rc = walk_keyed(st, txn, 'u', ops, arg)) == 0 &&
+        (rc = walk_keyed(st, txn, 'p', ops, arg)) == 0 &&
+        (rc = walk_keyed(st, txn, 't', ops, arg)) == 0 &&
+        (rc = walk(st, txn, st->exchanges, 'x', ops, arg)) == 0 &&
         (rc = walk(st, txn, st->queues, 'q', ops, arg)) == 0)
         rc = walk(st, txn, st->bindings, 'b', ops, arg);
     mdb_txn_abort(txn);

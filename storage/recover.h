@@ -11,15 +11,27 @@ struct storage;
 struct st_exchange;
 struct st_queue;
 struct st_binding;
+struct st_user;
+struct st_vhost;
+struct st_permission;
+struct st_topic_permission;
 
-/* Callbacks for storage_recover; a non-zero return stops the walk and is returned. */
+/* Callbacks for storage_recover; a non-zero return stops the walk and is returned. The
+ * tenancy ones are optional (NULL: that table is not read). */
 struct st_recover_ops {
     int (*exchange)(void *arg, const struct st_exchange *x);
     int (*queue)(void *arg, const struct st_queue *q);
     int (*binding)(void *arg, const struct st_binding *b);
+    int (*vhost)(void *arg, const struct st_vhost *v);
+    int (*user)(void *arg, const struct st_user *u);
+    int (*permission)(void *arg, const struct st_permission *pm);
+    int (*topic_permission)(void *arg, const struct st_topic_permission *tp);
 };
-/* Calls ops for every exchange, then every queue (with its message count, seq range and
- * delivered mark: index metadata only, no message is read), then every binding. */
+/* In one read transaction, calls ops for every vhost, then every user, every permission and
+ * every topic permission (each table in key order: schema.h), then every exchange, every
+ * queue (with its message count, seq range and delivered mark: index metadata only, no
+ * message is read), then every binding. Records may name vhosts or users that are not
+ * stored (storage does not cascade deletes): the broker decides what to do with them. */
 int storage_recover(struct storage *st, const struct st_recover_ops *ops, void *arg);
 
 struct st_entry {

@@ -8,6 +8,9 @@
  *   meta        "format" -> u32 STORAGE_FORMAT_VERSION
  *               "epoch"  -> u32 number of opens; paged-out transient messages carry the
  *                           epoch they were written in and are dropped in later ones
+ *               "seeded" -> empty: the broker has stored its first users and vhosts
+ *                           (storage_put_seeded); absent in a new data dir and in one
+ *                           written before tenancy records existed
  *   exchanges   u64 id -> u8 type, u8 flags, u8 vhost_len, vhost, u8 name_len, name, args
  *   queues      u64 id -> u8 flags, u8 vhost_len, vhost, u8 name_len, name, args
  *   queue_meta  u64 id -> per-queue index record: layout in qindex.h
@@ -17,6 +20,20 @@
  *   msg_refs    u64 id -> u32 queue-index entries that name it, present only when above one
  *   qindex      u64 queue id, u64 seq -> the message it names, with flags, epoch, expiry and
  *                         returns: layout in qindex.h (the one place that encodes it)
+ *
+ * Tenancy (users, vhosts and what users may do in them). Keys are names, each as a u8 length
+ * and its bytes (so no name is mistaken for a prefix of another, and an empty name is a
+ * 1-byte key); a name is at most 255 bytes and a key at most 511 (records.h). Values are
+ * strings, each as a u32 length and its bytes, filling the value exactly.
+ *   users              name -> password_hash (base64), hashing (algorithm name), tags
+ *   vhosts             name -> i64 max_connections, i64 max_queues (-1: none), then the
+ *                             strings description, default_queue_type
+ *   permissions        user, vhost -> configure, write, read (regular expressions)
+ *   topic_permissions  user, vhost, exchange -> write, read (regular expressions)
+ * Storage does not cascade: deleting a vhost or a user leaves the permissions, topic
+ * permissions and entities that name it; the broker deletes those itself, in the same batch.
+ * These databases were added within format version 1: an older data dir gets them, empty,
+ * at its next open (and has no "seeded" record, so the broker seeds it).
  *
  * Invariant: a message is in `messages` exactly while at least one qindex entry names it;
  * msg_refs holds the number of those entries whenever it is more than one. */
@@ -34,11 +51,13 @@ struct st_batch;
 struct storage {
     MDB_env *env; /* owned */
     MDB_dbi meta, exchanges, queues, queue_meta, bindings, messages, msg_refs, qindex;
+    MDB_dbi users, vhosts, permissions, topic_permissions;
     int lock_fd;      /* owned: flock on <dir>/warrend.lock keeps a second process out */
     char *dir;        /* owned: the data directory, for free-space checks */
     uint64_t next_id; /* loop thread only */
     uint32_t epoch;   /* this open's number */
     bool sync;        /* fsync each commit (false only with --sync=none) */
+    bool is_new;      /* meta had no "seeded" record at open */
 
     /* The writer thread and its hand-over. Threads: "mu" fields are read and written under mu
      * only; "loop" fields belong to the loop thread (batch_seq and open are changed under mu by
