@@ -245,7 +245,8 @@ static int on_binding(void *arg, const struct st_binding *r)
 
 int persist_recover(struct broker *s)
 {
-    static const struct st_recover_ops ops = {on_exchange, on_queue, on_binding};
+    static const struct st_recover_ops ops = {
+        .exchange = on_exchange, .queue = on_queue, .binding = on_binding};
     s->recovering = true;
     int rc = storage_recover(s->store, &ops, s);
     s->recovering = false;

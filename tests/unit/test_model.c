@@ -495,7 +495,7 @@ static void test_page_in_out_of_memory(void **state)
                                 amqp_cstr(""), 4);
         assert_non_null(m);
         m->delivery_mode = 2;
-        char body[5];
+        char body[12];
         snprintf(body, sizeof body, "%04d", i % 10000);
         memcpy(m->body, body, 4);
         m->body_have = 4;
@@ -514,7 +514,7 @@ static void test_page_in_out_of_memory(void **state)
     int next = 0;
     while (q->count) { /* empty the memory window */
         assert_true(queue_pop(q, &e));
-        char want[5];
+        char want[12];
         snprintf(want, sizeof want, "%04d", next++);
         assert_memory_equal(e.m->body, want, 4);
         queue_settled(q, &e);
@@ -528,14 +528,14 @@ static void test_page_in_out_of_memory(void **state)
      * way nothing was lost or dropped: every message is still on disk, in memory or in e. */
     assert_int_equal(q->disk_count + q->count + (got ? 1 : 0), on_disk);
     if (got) {
-        char want[5];
+        char want[12];
         snprintf(want, sizeof want, "%04d", next++);
         assert_memory_equal(e.m->body, want, 4);
         queue_settled(q, &e);
         msg_unref(e.m);
     }
     while (queue_pop(q, &e)) { /* memory is back: the rest, in order */
-        char want[5];
+        char want[12];
         snprintf(want, sizeof want, "%04d", next++);
         assert_memory_equal(e.m->body, want, 4);
         queue_settled(q, &e);
