@@ -169,20 +169,34 @@ static struct queue *declare_queue(struct fixture *f, const char *name, amqp_byt
     return q;
 }
 
-/* Publishes body to x with routing key rk; returns how many queues it reached. */
-static uint32_t publish(struct fixture *f, const char *rk, const char *body)
+/* A message published to x with routing key rk and body (delivery_mode 2 when persistent),
+ * already routed into f->r. The caller enqueues it (publish_enqueue) and drops its reference. */
+static struct msg *routed_msg(struct fixture *f, const char *rk, const char *body, bool persistent)
 {
     struct amqp_basic_props props = {0};
+    if (persistent) {
+        props.flags = AMQP_P_DELIVERY_MODE;
+        props.delivery_mode = 2;
+    }
     uint8_t hdr[64];
     long n = amqp_content_header_encode(&props, strlen(body), hdr);
     assert_true(n > 0);
     struct msg *m = msg_new(amqp_cstr("x"), amqp_cstr(rk), (amqp_bytes_t){hdr, (uint32_t)n},
                             amqp_cstr(""), strlen(body));
     assert_non_null(m);
+    if (persistent)
+        m->delivery_mode = 2;
     memcpy(m->body, body, strlen(body));
     m->body_have = m->body_size;
     f->r.n = 0;
     assert_int_equal(exchange_route(f->x, m, &f->r), 0);
+    return m;
+}
+
+/* Publishes body to x with routing key rk; returns how many queues it reached. */
+static uint32_t publish(struct fixture *f, const char *rk, const char *body)
+{
+    struct msg *m = routed_msg(f, rk, body, false);
     uint32_t routed = f->r.n;
     uint64_t batch = 1;
     bool rejected = true;
@@ -346,16 +360,7 @@ static void test_publish_fails_whole(void **state)
         assert_int_equal(publish(f, "two", "fill"), 1);
     uint64_t r1 = queue_ready(q1), r2 = queue_ready(q2);
 
-    struct amqp_basic_props props = {0};
-    uint8_t hdr[64];
-    long n = amqp_content_header_encode(&props, 1, hdr);
-    struct msg *m = msg_new(amqp_cstr("x"), amqp_cstr("both"), (amqp_bytes_t){hdr, (uint32_t)n},
-                            amqp_cstr(""), 1);
-    assert_non_null(m);
-    m->body[0] = 'z';
-    m->body_have = 1;
-    f->r.n = 0;
-    assert_int_equal(exchange_route(f->x, m, &f->r), 0);
+    struct msg *m = routed_msg(f, "both", "z", false);
     assert_int_equal(f->r.n, 2);
     uint64_t batch;
     bool rejected;
@@ -419,16 +424,7 @@ static void test_ttl_armed_without_memory(void **state)
     struct queue *q = declare_queue(f, "ttl", amqp_tw_body(&w, top));
     amqp_wbuf_free(&w);
     assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
-    struct amqp_basic_props props = {0};
-    uint8_t hdr[64];
-    long n = amqp_content_header_encode(&props, 1, hdr);
-    struct msg *m = msg_new(amqp_cstr("x"), amqp_cstr("k"), (amqp_bytes_t){hdr, (uint32_t)n},
-                            amqp_cstr(""), 1);
-    assert_non_null(m);
-    m->body[0] = 't';
-    m->body_have = 1;
-    f->r.n = 0;
-    assert_int_equal(exchange_route(f->x, m, &f->r), 0);
+    struct msg *m = routed_msg(f, "k", "t", false);
     assert_int_equal(queue_reserve(q, m), 0); /* the ring exists: the push itself allocates not */
     uint64_t batch;
     bool rejected;
@@ -486,21 +482,10 @@ static void test_page_in_out_of_memory(void **state)
     assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
 
     enum { N = 3000 }; /* past the 2048-message window */
-    struct amqp_basic_props props = {.flags = AMQP_P_DELIVERY_MODE, .delivery_mode = 2};
-    uint8_t hdr[64];
-    long hn = amqp_content_header_encode(&props, 4, hdr);
-    assert_true(hn > 0);
     for (int i = 0; i < N; i++) {
-        struct msg *m = msg_new(amqp_cstr("x"), amqp_cstr("k"), (amqp_bytes_t){hdr, (uint32_t)hn},
-                                amqp_cstr(""), 4);
-        assert_non_null(m);
-        m->delivery_mode = 2;
         char body[12];
         snprintf(body, sizeof body, "%04d", i % 10000);
-        memcpy(m->body, body, 4);
-        m->body_have = 4;
-        f->r.n = 0;
-        assert_int_equal(exchange_route(f->x, m, &f->r), 0);
+        struct msg *m = routed_msg(f, "k", body, true);
         uint64_t batch;
         bool rejected;
         assert_int_equal(publish_enqueue(&f->b, m, &f->r, &batch, &rejected), 0);
