@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(gcc clang pkg-config meson ninja-build python3
           libuv1-dev libssl-dev liblmdb-dev librabbitmq-dev
-          libcmocka-dev amqp-tools python3-pika lmdb-utils python3-matplotlib libinih-dev)
+          libcmocka-dev amqp-tools python3-pika lmdb-utils python3-matplotlib libinih-dev
+          libpcre2-dev libjansson-dev)
 
 deps() {
     local missing=()

@@ -1,42 +1,48 @@
-/* auth.c — owns credential checks. Holds no state between calls; the user list is built in
- * until the security work moves users into storage. */
+/* auth.c — owns credential checks against the stored users and the per-address login throttle
+ * (auth.h). Holds no user data itself: users.c does. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "broker/amqp/auth.h"
 #include "broker/model/errors.h"
+#include "broker/model/users.h"
 #include "protocol/table.h"
 
-struct user {
-    const char *name, *password;
-    bool loopback_only;
-};
-static const struct user users[] = {{"guest", "guest", true}};
-
-static int check(amqp_bytes_t user, amqp_bytes_t pass, bool loopback, char *ret_user,
-                 size_t user_size, const char **why)
+static int check(struct broker *b, amqp_bytes_t name, amqp_bytes_t pass, bool loopback,
+                 bool loopback_guest, const char **why)
 {
-    for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) {
-        if (!amqp_bytes_eq_str(user, users[i].name))
-            continue;
-        if (!amqp_bytes_eq_str(pass, users[i].password)) {
-            *why = "invalid credentials";
-            return -WERR_LOGIN_REFUSED;
-        }
-        if (users[i].loopback_only && !loopback) {
-            *why = "user can only connect via localhost";
-            return -WERR_LOGIN_REFUSED;
-        }
-        size_t n = user.len < user_size - 1 ? user.len : user_size - 1;
-        memcpy(ret_user, user.ptr, n);
-        ret_user[n] = 0;
-        return 0;
+    struct user *u = users_find(b, (const char *)name.ptr, name.len);
+    if (!u) {
+        *why = "user does not exist";
+        return -WERR_LOGIN_REFUSED;
     }
-    *why = "user does not exist";
-    return -WERR_LOGIN_REFUSED;
+    if (!u->hash[0]) {
+        *why = "user has no password and cannot log in with one";
+        return -WERR_LOGIN_REFUSED;
+    }
+    if (password_check(u->hash, u->algo, (const char *)pass.ptr, pass.len) != 1) {
+        *why = "invalid credentials";
+        return -WERR_LOGIN_REFUSED;
+    }
+    if (loopback_guest && !loopback && strcmp(u->name, "guest") == 0) {
+        *why = "user can only log in via localhost";
+        return -WERR_LOGIN_REFUSED;
+    }
+    return 0;
 }
 
-int auth_login(amqp_bytes_t mechanism, amqp_bytes_t response, bool loopback, char *ret_user,
-               size_t user_size, const char **why)
+static void copy_name(amqp_bytes_t user, char *ret_user, size_t user_size)
 {
+    size_t n = user.len < user_size - 1 ? user.len : user_size - 1;
+    memcpy(ret_user, user.ptr, n);
+    ret_user[n] = 0;
+}
+
+int auth_login(struct broker *b, amqp_bytes_t mechanism, amqp_bytes_t response, bool loopback,
+               bool loopback_guest, char *ret_user, size_t user_size, const char **why)
+{
+    amqp_bytes_t user, pass;
+    ret_user[0] = 0;
     if (amqp_bytes_eq_str(mechanism, "PLAIN")) {
         /* [authzid] NUL authcid NUL passwd */
         const uint8_t *p = response.ptr, *end = p + response.len;
@@ -46,20 +52,100 @@ int auth_login(amqp_bytes_t mechanism, amqp_bytes_t response, bool loopback, cha
             *why = "malformed PLAIN response";
             return -WERR_COMMAND_INVALID;
         }
-        amqp_bytes_t user = {z1 + 1, (uint32_t)(z2 - z1 - 1)};
-        amqp_bytes_t pass = {z2 + 1, (uint32_t)(end - z2 - 1)};
-        return check(user, pass, loopback, ret_user, user_size, why);
-    }
-    if (amqp_bytes_eq_str(mechanism, "AMQPLAIN")) {
-        struct amqp_field login, pass;
+        user = (amqp_bytes_t){z1 + 1, (uint32_t)(z2 - z1 - 1)};
+        pass = (amqp_bytes_t){z2 + 1, (uint32_t)(end - z2 - 1)};
+    } else if (amqp_bytes_eq_str(mechanism, "AMQPLAIN")) {
+        struct amqp_field login, pw;
         if (amqp_table_validate(response, 0) < 0 || amqp_table_get(response, "LOGIN", &login) != 1 ||
-            amqp_table_get(response, "PASSWORD", &pass) != 1 || login.type != 'S' ||
-            pass.type != 'S') {
+            amqp_table_get(response, "PASSWORD", &pw) != 1 || login.type != 'S' ||
+            pw.type != 'S') {
             *why = "malformed AMQPLAIN response";
             return -WERR_COMMAND_INVALID;
         }
-        return check(login.v.bytes, pass.v.bytes, loopback, ret_user, user_size, why);
+        user = login.v.bytes;
+        pass = pw.v.bytes;
+    } else {
+        *why = "unknown authentication mechanism";
+        return -WERR_COMMAND_INVALID;
     }
-    *why = "unknown authentication mechanism";
-    return -WERR_COMMAND_INVALID;
+    copy_name(user, ret_user, user_size);
+    return check(b, user, pass, loopback, loopback_guest, why);
+}
+
+bool auth_check_secret(struct broker *b, const char *user, amqp_bytes_t secret)
+{
+    struct user *u = users_find(b, user, strlen(user));
+    return u && u->hash[0] &&
+           password_check(u->hash, u->algo, (const char *)secret.ptr, secret.len) == 1;
+}
+
+/* ---- throttle ------------------------------------------------------------------------------ */
+
+struct auth_addr {
+    uint64_t next_ms;      /* the next free answer slot */
+    uint64_t last_fail_ms; /* forgotten AUTH_THROTTLE_FORGET_MS after this */
+    char addr[];           /* the key */
+};
+
+#define SLOT_MS (1000 / AUTH_THROTTLE_RATE)
+
+static void forget_old(struct auth_throttle *t, uint64_t now, bool all_but_newest)
+{
+    void *v;
+    uint64_t newest = 0;
+    for (uint32_t it = 0; all_but_newest && hmap_next(&t->addrs, &it, &v);)
+        if (((struct auth_addr *)v)->last_fail_ms > newest)
+            newest = ((struct auth_addr *)v)->last_fail_ms;
+    for (uint32_t it = 0; hmap_next(&t->addrs, &it, &v);) {
+        struct auth_addr *a = v;
+        if (now - a->last_fail_ms > AUTH_THROTTLE_FORGET_MS ||
+            (all_but_newest && a->last_fail_ms < newest)) {
+            hmap_del(&t->addrs, a->addr, strlen(a->addr));
+            free(a);
+        }
+    }
+}
+
+uint64_t auth_throttle_slot(struct auth_throttle *t, const char *addr, uint64_t now)
+{
+    struct auth_addr *a = hmap_get(&t->addrs, addr, strlen(addr));
+    if (!a)
+        return now;
+    if (now - a->last_fail_ms > AUTH_THROTTLE_FORGET_MS) {
+        hmap_del(&t->addrs, addr, strlen(addr));
+        free(a);
+        return now;
+    }
+    uint64_t slot = a->next_ms > now ? a->next_ms : now;
+    a->next_ms = slot + SLOT_MS;
+    return slot;
+}
+
+void auth_throttle_failed(struct auth_throttle *t, const char *addr, uint64_t now)
+{
+    struct auth_addr *a = hmap_get(&t->addrs, addr, strlen(addr));
+    if (!a) {
+        if (t->addrs.count >= AUTH_THROTTLE_MAX)
+            forget_old(t, now, false);
+        if (t->addrs.count >= AUTH_THROTTLE_MAX)
+            forget_old(t, now, true);
+        size_t n = strlen(addr);
+        if (!(a = malloc(sizeof *a + n + 1)))
+            return; /* untracked: not slowed down, which is the safe side for service */
+        memcpy(a->addr, addr, n + 1);
+        a->next_ms = now + SLOT_MS;
+        if (hmap_put(&t->addrs, a->addr, n, a) < 0) {
+            free(a);
+            return;
+        }
+    }
+    a->last_fail_ms = now;
+}
+
+void auth_throttle_free(struct auth_throttle *t)
+{
+    void *v;
+    for (uint32_t it = 0; hmap_next(&t->addrs, &it, &v);)
+        free(v);
+    hmap_free(&t->addrs);
 }

@@ -11,6 +11,7 @@
 #include "broker/model/args.h"
 #include "lib/array.h"
 #include "broker/amqp/channel.h"
+#include "broker/model/users.h"
 #include "broker/amqp/conn.h"
 #include "broker/model/deadletter.h"
 #include "broker/amqp/declare.h"
@@ -528,12 +529,17 @@ static int on_basic_publish(struct channel *ch, const struct amqp_basic_publish 
         return err_set(err, -WERR_NOT_IMPLEMENTED, "immediate=true");
     struct vhost *vh = ch->conn->vhost;
     struct exchange *x = vhost_exchange(vh, p->exchange);
+    int rc = access_check(&ch->conn->access, ACCESS_WRITE, ACCESS_EXCHANGE, p->exchange, x, err);
+    if (rc < 0)
+        return rc;
     if (!x)
         return err_set(err, -WERR_NOT_FOUND, "no exchange '%.*s' in vhost '%s'",
                         STR(p->exchange), vh->name);
     if (x->internal)
         return err_set(err, -WERR_ACCESS_REFUSED,
                         "cannot publish to internal exchange '%s' in vhost '%s'", x->name, vh->name);
+    if ((rc = access_check_topic(&ch->conn->access, ACCESS_WRITE, x, p->routing_key, err)) < 0)
+        return rc;
     ch->pub_exchange_len = (uint8_t)p->exchange.len;
     memcpy(ch->pub_exchange, p->exchange.ptr, p->exchange.len);
     ch->pub_rk_len = (uint8_t)p->routing_key.len;
@@ -771,6 +777,13 @@ static int strip_bcc(const struct amqp_content_header *h, struct amqp_wbuf *w)
     return d ? 0 : -ENOMEM;
 }
 
+/* May c's user publish with another user's user_id (the impersonator tag)? */
+static bool user_is_impersonator(struct conn *c)
+{
+    struct user *u = users_find(&c->srv->b, c->user, strlen(c->user));
+    return u && (u->tag_bits & USER_TAG_IMPERSONATOR);
+}
+
 int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t len, struct err *err)
 {
     struct conn *c = ch->conn;
@@ -790,7 +803,8 @@ int channel_handle_header(struct channel *ch, const uint8_t *payload, uint32_t l
                         (unsigned long long)h.body_size,
                         (unsigned long long)c->srv->cfg.max_message_size);
     }
-    if ((h.props.flags & AMQP_P_USER_ID) && !amqp_bytes_eq_str(h.props.user_id, c->user)) {
+    if ((h.props.flags & AMQP_P_USER_ID) && !amqp_bytes_eq_str(h.props.user_id, c->user) &&
+        !user_is_impersonator(c)) {
         ch->ct = CT_IDLE;
         return err_set(err, -WERR_PRECONDITION_FAILED,
                         "user_id property set to '%.*s' but authenticated user was '%s'",

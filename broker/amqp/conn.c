@@ -415,6 +415,10 @@ static void close_socket(struct conn *c)
         return;
     c->state = CONN_CLOSED;
     channels_teardown(c);
+    if (c->vhost) {
+        c->vhost->nconnections--;
+        c->vhost = NULL;
+    }
     queue_flow_cancel(&c->flow);
     list_remove(&c->link);
     list_remove(&c->flush_link);
@@ -498,26 +502,19 @@ static void read_client_capabilities(struct conn *c, amqp_bytes_t client_props)
         c->cap_connection_blocked = v.v.b;
 }
 
-static int on_start_ok(struct conn *c, const struct amqp_connection_start_ok *so, struct err *err)
+/* Sends the outcome of the login: connection.tune, or the refusal. */
+static int finish_login(struct conn *c, int rc, struct err *err)
 {
-    read_client_capabilities(c, so->client_properties);
-    const char *why = "";
-    int rc = auth_login(so->mechanism, so->response, c->loopback, c->user, sizeof c->user, &why);
-    if (rc == -WERR_COMMAND_INVALID)
-        return err_set(err, rc, "%s (mechanism '%.*s')", why, (int)so->mechanism.len,
-                        (const char *)so->mechanism.ptr);
     if (rc < 0) {
-        log_warn("connection %llu (%s): login refused (%.*s): %s", (unsigned long long)c->id,
-                 c->peer, (int)so->mechanism.len, (const char *)so->mechanism.ptr, why);
         if (!c->cap_auth_failure_close) {
             /* Clients that did not ask for a close on auth failure expect the socket to drop. */
             silent_close(c, rc, err_str(rc));
             return 0;
         }
         err_set(err, rc,
-                 "Login was refused using authentication mechanism %.*s. For details see the "
-                 "broker logfile.",
-                 (int)so->mechanism.len, (const char *)so->mechanism.ptr);
+                "Login was refused using authentication mechanism %s. For details see the "
+                "broker logfile.",
+                c->mechanism);
         conn_fail(c, 0, rc, err, 0); /* RabbitMQ names no method here */
         return 0;
     }
@@ -528,6 +525,40 @@ static int on_start_ok(struct conn *c, const struct amqp_connection_start_ok *so
     conn_send_method(c, 0, &m);
     c->state = CONN_TUNE;
     return 0;
+}
+
+static void on_timer(uv_timer_t *t);
+
+static int on_start_ok(struct conn *c, const struct amqp_connection_start_ok *so, struct err *err)
+{
+    read_client_capabilities(c, so->client_properties);
+    const char *why = "";
+    struct server *s = c->srv;
+    int rc = auth_login(&s->b, so->mechanism, so->response, c->loopback, s->cfg.loopback_guest,
+                        c->user, sizeof c->user, &why);
+    if (rc == -WERR_COMMAND_INVALID)
+        return err_set(err, rc, "%s (mechanism '%.*s')", why, (int)so->mechanism.len,
+                        (const char *)so->mechanism.ptr);
+    snprintf(c->mechanism, sizeof c->mechanism, "%.*s", (int)so->mechanism.len,
+             (const char *)so->mechanism.ptr);
+    uint64_t now = uv_now(s->loop);
+    uint64_t slot = auth_throttle_slot(&s->throttle, c->host, now);
+    if (rc < 0) {
+        log_warn("connection %llu (%s): user '%s' login refused (%s): %s",
+                 (unsigned long long)c->id, c->peer, c->user, c->mechanism, why);
+        auth_throttle_failed(&s->throttle, c->host, now);
+    }
+    if (slot > now) {
+        /* Repeated failures from this address: the answer waits for its slot, and nothing
+         * more is read from this client meanwhile. */
+        c->auth_wait = true;
+        c->auth_rc = rc;
+        update_reading(c);
+        uv_timer_stop(&c->timer);
+        uv_timer_start(&c->timer, on_timer, slot - now, 0);
+        return 0;
+    }
+    return finish_login(c, rc, err);
 }
 
 static int on_tune_ok(struct conn *c, const struct amqp_connection_tune_ok *t, struct err *err)
@@ -549,15 +580,26 @@ static int on_tune_ok(struct conn *c, const struct amqp_connection_tune_ok *t, s
     return 0;
 }
 
-static void on_timer(uv_timer_t *t);
-
 static int on_open(struct conn *c, const struct amqp_connection_open *o, struct err *err)
 {
     struct vhost *vh = hmap_get(&c->srv->b.vhosts, o->virtual_host.ptr, o->virtual_host.len);
     if (!vh)
         return err_set(err, -WERR_NOT_ALLOWED, "vhost %.*s not found", (int)o->virtual_host.len,
                         (const char *)o->virtual_host.ptr);
+    if (vh->max_connections >= 0 && vh->nconnections >= (uint64_t)vh->max_connections)
+        return err_set(err, -WERR_NOT_ALLOWED,
+                       "access to vhost '%s' refused for user '%s': connection limit (%lld) is "
+                       "reached",
+                       vh->name, c->user, (long long)vh->max_connections);
+    access_init(&c->access, &c->srv->b, c->user, vh);
+    if (!access_vhost_allowed(&c->access)) {
+        log_warn("connection %llu (%s): user '%s' has no permissions in vhost '%s'",
+                 (unsigned long long)c->id, c->peer, c->user, vh->name);
+        return err_set(err, -WERR_NOT_ALLOWED, "access to vhost '%s' refused for user '%s'",
+                       vh->name, c->user);
+    }
     c->vhost = vh;
+    vh->nconnections++;
     c->state = CONN_OPEN;
     struct amqp_method m = {.id = AMQP_CONNECTION_OPEN_OK};
     conn_send_method(c, 0, &m);
@@ -571,10 +613,37 @@ static int on_open(struct conn *c, const struct amqp_connection_open *o, struct 
     return 0;
 }
 
+void conn_vhost_deleted(struct conn *c)
+{
+    if (c->state == CONN_OPEN) {
+        struct err e;
+        conn_fail(c, 0,
+                  err_set(&e, -WERR_CONNECTION_FORCED, "vhost '%s' is deleted", c->vhost->name),
+                  &e, 0);
+    }
+    channels_teardown(c); /* conn_fail's teardown, again: nothing of vh may stay */
+    c->vhost->nconnections--;
+    c->vhost = NULL;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct conn *c = t->data;
     uint64_t now = uv_now(c->srv->loop);
+    if (c->auth_wait) {
+        c->auth_wait = false;
+        struct err e = {.text = ""};
+        uv_timer_start(&c->timer, on_timer, c->srv->cfg.handshake_timeout_ms, 0);
+        int rc = finish_login(c, c->auth_rc, &e);
+        if (rc < 0)
+            conn_fail(c, 0, rc, &e, 0);
+        if (c->state == CONN_CLOSED)
+            return;
+        process_input(c); /* what the client sent meanwhile */
+        if (c->state != CONN_CLOSED)
+            update_reading(c);
+        return;
+    }
     if (c->state < CONN_OPEN) {
         log_warn("connection %llu (%s): closing: handshake not completed within %u ms",
                  (unsigned long long)c->id, c->peer, c->srv->cfg.handshake_timeout_ms);
@@ -632,6 +701,13 @@ static int handle_connection_method(struct conn *c, const struct amqp_method *m,
         drain_after_close_ok(c);
         return 0;
     case AMQP_CONNECTION_UPDATE_SECRET: {
+        if (!auth_check_secret(&c->srv->b, c->user, m->u.connection_update_secret.new_secret)) {
+            log_warn("connection %llu (%s): user '%s': connection.update-secret refused: "
+                     "invalid credentials",
+                     (unsigned long long)c->id, c->peer, c->user);
+            return err_set(err, -WERR_NOT_ALLOWED,
+                           "New secret was refused by one of the backends");
+        }
         struct amqp_method ok = {.id = AMQP_CONNECTION_UPDATE_SECRET_OK};
         conn_send_method(c, 0, &ok);
         return 0;
@@ -818,7 +894,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
  * blocked by the memory alarm, not past this turn's read budget. */
 static void update_reading(struct conn *c)
 {
-    bool want = c->state != CONN_CLOSED && !c->read_done &&
+    bool want = c->state != CONN_CLOSED && !c->read_done && !c->auth_wait &&
                 !c->hold_batch && !c->flow.q &&
                 (c->state == CONN_DRAINING || /* input is only parsed for close/close-ok */
                  (!c->blocked && !c->out_full &&
@@ -956,7 +1032,7 @@ static void process_input(struct conn *c)
      * payloads of up to that many octets (some old clients forget the 8 octets of overhead). */
     uint32_t frame_max = (c->state >= CONN_OPENING ? c->frame_max : AMQP_FRAME_MIN_SIZE) +
                          AMQP_FRAME_OVERHEAD;
-    while (c->state != CONN_CLOSED && !c->close_after_flush && !c->hold_batch) {
+    while (c->state != CONN_CLOSED && !c->close_after_flush && !c->hold_batch && !c->auth_wait) {
         struct amqp_frame f;
         struct err e = {.text = ""}, *err = &e; /* what went wrong with this frame, if anything */
         long n = amqp_frame_parse(c->in + off, c->in_len - off, frame_max, &f);
@@ -1063,6 +1139,7 @@ static void describe_peer(struct conn *c)
         }
     }
     snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    snprintf(c->host, sizeof c->host, "%s", host);
 }
 
 void conn_accept(struct server *s, uv_stream_t *listener)

@@ -9,6 +9,7 @@
 #include <uv.h>
 #include "lib/list.h"
 #include "broker/amqp/outbuf.h"
+#include "broker/model/access.h"
 #include "broker/model/queue.h"
 #include "protocol/codec.h"
 
@@ -57,8 +58,13 @@ struct conn {
     uint64_t id;
     enum conn_state state;
     char peer[64];
-    char user[128];
-    struct vhost *vhost; /* borrowed: vhosts live as long as the server */
+    char host[48];      /* the peer's address alone: the login throttle's key */
+    char user[256];
+    char mechanism[16]; /* of the login, for the refusal text */
+    bool auth_wait;     /* the login's outcome waits for its throttle slot (c->timer) */
+    int auth_rc;        /* that outcome: 0 or -WERR_LOGIN_REFUSED */
+    struct vhost *vhost; /* borrowed: NULL once the vhost is deleted (conn_vhost_deleted) */
+    struct access access; /* the user's permissions in vhost, once open */
 
     /* Negotiated. */
     uint16_t channel_max;
@@ -101,6 +107,9 @@ void conn_flow_pause(struct conn *c, struct queue *q);
 void conn_accept(struct server *s, uv_stream_t *listener);
 /* Begins an orderly close (connection.close 320 CONNECTION_FORCED) for shutdown. */
 void conn_shutdown(struct conn *c);
+
+/* c's vhost is being deleted: connection.close 320 CONNECTION_FORCED, and c lets go of it. */
+void conn_vhost_deleted(struct conn *c);
 
 /* Queues one method frame on channel ch. */
 void conn_send_method(struct conn *c, uint16_t ch, const struct amqp_method *m);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include "broker/model/access.h"
 #include "broker/model/args.h"
 #include "broker/model/binding.h"
 #include "broker/amqp/channel.h"
@@ -76,10 +77,32 @@ static int lookup_queue(struct channel *ch, amqp_bytes_t name, struct queue **re
     return 0;
 }
 
+/* May the channel's user do perm on the exchange or queue called name (obj when it exists)? */
+static int allowed(struct channel *ch, enum access_perm perm, enum access_kind kind,
+                   amqp_bytes_t name, const void *obj, struct err *err)
+{
+    return access_check(&ch->conn->access, perm, kind, name, obj, err);
+}
+
 int declare_lookup_queue(struct channel *ch, amqp_bytes_t name, struct queue **ret, struct err *err)
 {
     int rc = queue_name(ch, &name, err);
+    if (rc == 0)
+        rc = allowed(ch, ACCESS_READ, ACCESS_QUEUE, name, vhost_queue(ch->conn->vhost, name), err);
     return rc < 0 ? rc : lookup_queue(ch, name, ret, err);
+}
+
+/* Declaring with an alternate or dead-letter exchange: read on what is declared and write on
+ * that exchange, as in RabbitMQ (only when the argument is a string: other types are refused
+ * by the argument checks). */
+static int target_allowed(struct channel *ch, amqp_bytes_t args, const char *key,
+                          enum access_kind kind, amqp_bytes_t name, struct err *err)
+{
+    struct amqp_field f;
+    if (amqp_table_get(args, key, &f) != 1 || f.type != 'S')
+        return 0;
+    int rc = allowed(ch, ACCESS_READ, kind, name, NULL, err);
+    return rc < 0 ? rc : allowed(ch, ACCESS_WRITE, ACCESS_EXCHANGE, f.v.bytes, NULL, err);
 }
 
 static int not_default(amqp_bytes_t xname, struct err *err)
@@ -141,13 +164,15 @@ static int exchange_declare(struct channel *ch, const struct amqp_exchange_decla
                         STR(d->type));
     if ((rc = not_default(name, err)) < 0)
         return rc;
-    if (d->passive) {
+    if (d->passive) { /* needs no permission, as in RabbitMQ */
         struct exchange *x;
         if ((rc = lookup_exchange(ch, name, &x, err)) < 0)
             return rc;
         goto ok;
     }
     struct exchange *x = vhost_exchange(vh, name);
+    if ((rc = allowed(ch, ACCESS_CONFIGURE, ACCESS_EXCHANGE, name, x, err)) < 0)
+        return rc;
     if (x) {
         char what[400];
         snprintf(what, sizeof what, "exchange '%s' in vhost '%s'", x->name, vh->name);
@@ -173,6 +198,8 @@ static int exchange_declare(struct channel *ch, const struct amqp_exchange_decla
                         "invalid type '%s' for arg 'alternate-exchange' in exchange '%.*s' in "
                         "vhost '%s'",
                         args_type_name(ae.type), STR(name), vh->name);
+    if ((rc = target_allowed(ch, d->arguments, "alternate-exchange", ACCESS_EXCHANGE, name, err)) < 0)
+        return rc;
     x = exchange_new(vh, name, (enum exchange_type)type, d->durable, d->auto_delete,
                      d->internal, d->arguments);
     if (!x)
@@ -200,6 +227,8 @@ static int exchange_delete_method(struct channel *ch, const struct amqp_exchange
                         "deletion of system exchange '%.*s' in vhost '%s' not allowed",
                         STR(name), ch->conn->vhost->name);
     struct exchange *x = vhost_exchange(ch->conn->vhost, name);
+    if ((rc = allowed(ch, ACCESS_CONFIGURE, ACCESS_EXCHANGE, name, x, err)) < 0)
+        return rc;
     if (x) { /* deleting a missing exchange succeeds, as in RabbitMQ 3.x */
         if (d->if_unused && x->nbindings)
             return err_set(err, -WERR_PRECONDITION_FAILED,
@@ -219,7 +248,18 @@ static int exchange_bind(struct channel *ch, const struct amqp_exchange_bind *b,
     uint8_t sbuf[256], dbuf[256];
     amqp_bytes_t source = strip_cr_lf(b->source, sbuf);
     amqp_bytes_t destination = strip_cr_lf(b->destination, dbuf);
-    if ((rc = not_default(source, err)) < 0 || (rc = not_default(destination, err)) < 0)
+    struct vhost *vh = ch->conn->vhost;
+    /* RabbitMQ's order: write on the destination, the default-exchange checks, read on the
+     * source, the source's topic permission; then the lookups. */
+    if ((rc = allowed(ch, ACCESS_WRITE, ACCESS_EXCHANGE, destination,
+                      vhost_exchange(vh, destination), err)) < 0)
+        return rc;
+    if ((rc = not_default(destination, err)) < 0 || (rc = not_default(source, err)) < 0)
+        return rc;
+    src = vhost_exchange(vh, source);
+    if ((rc = allowed(ch, ACCESS_READ, ACCESS_EXCHANGE, source, src, err)) < 0 ||
+        (src && (rc = access_check_topic(&ch->conn->access, ACCESS_READ, src, b->routing_key,
+                                         err)) < 0))
         return rc;
     if ((rc = lookup_exchange(ch, source, &src, err)) < 0 ||
         (rc = lookup_exchange(ch, destination, &dst, err)) < 0)
@@ -266,6 +306,10 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d,
             return err_set(err, -WERR_NOT_FOUND, "no queue '' in vhost '%s'", vh->name);
         if ((rc = lookup_queue(ch, name, &q, err)) < 0)
             return rc;
+    } else if ((name.ptr != (const uint8_t *)gen && (rc = reserved_name("queue", name, err)) < 0) ||
+               (rc = allowed(ch, ACCESS_CONFIGURE, ACCESS_QUEUE, name, vhost_queue(vh, name),
+                             err)) < 0) {
+        return rc;
     } else if (vhost_queue(vh, name)) {
         if ((rc = lookup_queue(ch, name, &q, err)) < 0)
             return rc;
@@ -286,10 +330,16 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d,
                                   args_queue_keys)) < 0)
             return rc;
     } else {
-        if (name.ptr != (const uint8_t *)gen && (rc = reserved_name("queue", name, err)) < 0)
-            return rc;
         char qname[256];
         snprintf(qname, sizeof qname, "%.*s", STR(name));
+        if (vh->max_queues >= 0 && vh->queues.count >= (uint64_t)vh->max_queues)
+            return err_set(err, -WERR_PRECONDITION_FAILED,
+                           "cannot declare queue '%s': queue limit in vhost '%s' (%lld) is "
+                           "reached",
+                           qname, vh->name, (long long)vh->max_queues);
+        if ((rc = target_allowed(ch, d->arguments, "x-dead-letter-exchange", ACCESS_QUEUE, name,
+                                 err)) < 0)
+            return rc;
         if ((rc = args_check_queue(err, qname, vh->name, d->arguments)) < 0)
             return rc;
         struct amqp_field qt;
@@ -352,9 +402,18 @@ static int queue_bind(struct channel *ch, amqp_bytes_t qname, amqp_bytes_t xname
     if (shortcut && key.len == 0 && ch->last_queue[0])
         key = amqp_cstr(ch->last_queue);
     xname = strip_cr_lf(xname, xbuf);
-    if ((rc = not_default(xname, err)) < 0)
+    struct vhost *vh = ch->conn->vhost;
+    /* RabbitMQ's order: write on the queue, the default-exchange check, read on the exchange,
+     * its topic permission; then the lookups. */
+    if ((rc = queue_target(ch, &qname, qbuf, err)) < 0 ||
+        (rc = allowed(ch, ACCESS_WRITE, ACCESS_QUEUE, qname, vhost_queue(vh, qname), err)) < 0 ||
+        (rc = not_default(xname, err)) < 0)
         return rc;
-    if ((rc = queue_target(ch, &qname, qbuf, err)) < 0 || (rc = lookup_queue(ch, qname, &q, err)) < 0 ||
+    x = vhost_exchange(vh, xname);
+    if ((rc = allowed(ch, ACCESS_READ, ACCESS_EXCHANGE, xname, x, err)) < 0 ||
+        (x && (rc = access_check_topic(&ch->conn->access, ACCESS_READ, x, key, err)) < 0))
+        return rc;
+    if ((rc = lookup_queue(ch, qname, &q, err)) < 0 ||
         (rc = lookup_exchange(ch, xname, &x, err)) < 0) {
         /* Unbinding from a missing queue or exchange succeeds, as in RabbitMQ. */
         if (!bind && rc == -WERR_NOT_FOUND && !shortcut) {
@@ -378,6 +437,9 @@ static int queue_delete_method(struct channel *ch, const struct amqp_queue_delet
     amqp_bytes_t name = d->queue;
     int rc = queue_target(ch, &name, buf, err);
     if (rc < 0)
+        return rc;
+    if ((rc = allowed(ch, ACCESS_CONFIGURE, ACCESS_QUEUE, name, vhost_queue(ch->conn->vhost, name),
+                      err)) < 0)
         return rc;
     uint32_t n = 0;
     if (vhost_queue(ch->conn->vhost, name)) { /* deleting a missing queue succeeds */

@@ -12,9 +12,11 @@
 #include "broker/amqp/conn.h"
 #include "broker/model/errors.h"
 #include "lib/log.h"
+#include "broker/model/defs.h"
 #include "broker/model/persist.h"
 #include "broker/model/queue.h"
 #include "broker/amqp/server.h"
+#include "broker/model/users.h"
 #include "broker/model/vhost.h"
 #include "storage/batch.h"
 #include "storage/env.h"
@@ -44,6 +46,63 @@ void config_defaults(struct config *cfg)
         .loopback_guest = true,
         .disk_free_limit = 50000000, /* RabbitMQ's 50MB */
     };
+}
+
+/* Closes every connection in vh with 320 CONNECTION_FORCED before vh is deleted. */
+static void close_vhost_conns(struct broker *b, struct vhost *vh, void *arg)
+{
+    struct server *s = arg;
+    (void)b;
+    struct list *pos, *tmp;
+    list_foreach_safe(pos, tmp, &s->conns) {
+        struct conn *c = list_entry(pos, struct conn, link);
+        if (c->vhost == vh)
+            conn_vhost_deleted(c);
+    }
+}
+
+/* The default user, vhost and permissions from the configuration, on the first start of an
+ * empty data directory (as RabbitMQ does; not when definitions are to be loaded). */
+static int seed_tenancy(struct server *s)
+{
+    const struct config *cfg = &s->cfg;
+    struct broker *b = &s->b;
+    if (!storage_is_new(b->store))
+        return 0;
+    if (cfg->load_definitions) {
+        log_info("Will not seed default virtual host and user: have definitions to load");
+        return storage_put_seeded(b->store) < 0 ? -ENOMEM : 0;
+    }
+    static const struct { unsigned bit; const char *name; } tag_names[] = {
+        {CONFIG_TAG_ADMINISTRATOR, "administrator"}, {CONFIG_TAG_MANAGEMENT, "management"},
+        {CONFIG_TAG_MONITORING, "monitoring"}, {CONFIG_TAG_POLICYMAKER, "policymaker"},
+    };
+    char tags[128] = "";
+    for (size_t i = 0; i < sizeof tag_names / sizeof tag_names[0]; i++)
+        if (cfg->default_user_tags & tag_names[i].bit)
+            snprintf(tags + strlen(tags), sizeof tags - strlen(tags), "%s%s", tags[0] ? "," : "",
+                     tag_names[i].name);
+    struct err err = {""};
+    struct vhost *vh = hmap_get(&b->vhosts, cfg->default_vhost, strlen(cfg->default_vhost));
+    if (!vh && !(vh = broker_add_vhost(b, cfg->default_vhost)))
+        return -ENOMEM;
+    if (!vh->description && !(vh->description = strdup("Default virtual host")))
+        return -ENOMEM;
+    users_persist_vhost(b, vh);
+    int rc = users_put_password(b, cfg->default_user, cfg->default_pass, tags, &err);
+    struct user *u = rc < 0 ? NULL : users_find(b, cfg->default_user, strlen(cfg->default_user));
+    if (u)
+        rc = perm_set(b, u, vh->name, cfg->default_perm_configure, cfg->default_perm_write,
+                      cfg->default_perm_read, &err);
+    if (rc == 0)
+        rc = storage_put_seeded(b->store) < 0 ? -ENOMEM : 0;
+    if (rc < 0) {
+        log_error("cannot create the default user '%s' in vhost '%s': %s", cfg->default_user,
+                  cfg->default_vhost, err.text[0] ? err.text : strerror(-rc));
+        return rc;
+    }
+    log_info("created default user '%s' and vhost '%s'", cfg->default_user, cfg->default_vhost);
+    return 0;
 }
 
 void server_want_flush(struct server *s, struct conn *c)
@@ -257,16 +316,23 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
                   cfg->data_dir, storage_strerror(rc), STORAGE_FORMAT_VERSION, hint);
         return rc;
     }
-    s->b.default_vhost = broker_add_vhost(&s->b, "/");
-    if (!s->b.default_vhost) {
-        log_error("out of memory while creating the default vhost");
-        rc = -ENOMEM;
-        goto fail;
-    }
+    s->b.vhost_closing = close_vhost_conns;
+    s->b.vhost_closing_arg = s;
     uint64_t t0 = uv_hrtime();
     if ((rc = persist_recover(&s->b)) < 0)
         goto fail;
     log_info("recovered the data directory in %.3f s", (double)(uv_hrtime() - t0) / 1e9);
+    if ((rc = seed_tenancy(s)) < 0)
+        goto fail;
+    if (cfg->load_definitions) {
+        struct err err;
+        if ((rc = defs_import_file(&s->b, cfg->load_definitions, &err)) < 0) {
+            log_error("cannot load definitions: %s; nothing was imported: fix the file or "
+                      "unset load_definitions",
+                      err.text);
+            goto fail;
+        }
+    }
     uv_async_init(loop, &s->store_async, on_store_done);
     s->store_async.data = s;
     if ((rc = storage_start(s->b.store, notify_loop, &s->store_async)) < 0) {
@@ -340,6 +406,7 @@ void server_free(struct server *s)
     s->b.store = NULL;
     broker_free(&s->b);
     hmap_free(&s->replies);
+    auth_throttle_free(&s->throttle);
     opool_drain(&s->opool);
     while (s->in_nfree)
         free(s->in_free[--s->in_nfree]);

@@ -8,6 +8,7 @@
 #include <uv.h>
 #include "lib/hmap.h"
 #include "lib/list.h"
+#include "broker/amqp/auth.h"
 #include "broker/amqp/outbuf.h"
 #include "lib/timer.h"
 #include "broker/model/broker.h"
@@ -78,6 +79,7 @@ struct server {
     uint64_t seq;               /* for connection ids and generated names */
     uint64_t turn;              /* loop turns, for per-turn budgets */
     struct list paused;         /* of conn.pause_link: connections waiting to read again */
+    struct auth_throttle throttle; /* addresses with recent login failures */
 
     /* The writer thread wakes the loop through store_async when a batch is on disk; confirms
      * and held replies wait for that. */

@@ -5,7 +5,10 @@
 #include "broker/model/broker.h"
 #include "broker/model/msg.h"
 #include "broker/model/queue.h"
+#include "broker/model/users.h"
 #include "broker/model/vhost.h"
+#include "storage/batch.h"
+#include "storage/records.h"
 
 void broker_init(struct broker *b, uv_loop_t *loop)
 {
@@ -27,6 +30,7 @@ void broker_free(struct broker *b)
     for (uint32_t it = 0; hmap_next(&b->vhosts, &it, &v);)
         vhost_free(v);
     hmap_free(&b->vhosts);
+    users_free_all(b);
     for (uint32_t i = 0; i < b->dl_n; i++)
         msg_unref(b->dl_jobs[i].m);
     free(b->dl_jobs);
@@ -43,6 +47,26 @@ struct vhost *broker_add_vhost(struct broker *b, const char *name)
         return NULL;
     }
     return vh;
+}
+
+void broker_delete_vhost(struct broker *b, struct vhost *vh)
+{
+    if (b->vhost_closing)
+        b->vhost_closing(b, vh, b->vhost_closing_arg);
+    uint32_t n = 0; /* dead-letter jobs into vh have nowhere to go */
+    for (uint32_t i = 0; i < b->dl_n; i++) {
+        if (b->dl_jobs[i].vh == vh)
+            msg_unref(b->dl_jobs[i].m);
+        else
+            b->dl_jobs[n++] = b->dl_jobs[i];
+    }
+    b->dl_n = n;
+    users_forget_vhost(b, vh->name);
+    if (b->store)
+        (void)storage_del_vhost(b->store, (struct st_bytes){vh->name, strlen(vh->name)});
+    hmap_del(&b->vhosts, vh->name, strlen(vh->name));
+    vhost_free(vh); /* deletes queues (their stored messages too), exchanges and bindings */
+    b->access_gen++;
 }
 
 void broker_kick_queue(struct broker *b, struct queue *q)

@@ -20,7 +20,14 @@ struct msg;
 struct broker {
     uv_loop_t *loop;            /* borrowed: the caller's */
     struct hmap vhosts;         /* name -> struct vhost (owned) */
-    struct vhost *default_vhost;/* borrowed from vhosts */
+    struct hmap users;          /* name -> struct user (owned; users.c) */
+    uint64_t access_gen;        /* bumped by every change of users, permissions, vhosts or
+                                 * entity deletions: cached access decisions older are stale */
+    void *re_match;             /* owned pcre2_match_data for permission patterns (users.c) */
+    /* Called before vhost vh is deleted, while its objects still exist: the surface closes
+     * the sessions using vh (they must drop every pointer into it before returning). */
+    void (*vhost_closing)(struct broker *b, struct vhost *vh, void *arg);
+    void *vhost_closing_arg;
     struct storage *store;      /* owned; NULL: nothing is durable */
     struct timers timers;       /* TTL, x-expires and consumer-timeout deadlines */
     struct queue *kick_head;    /* ref: queues to dispatch, linked by queue.kick_next */
@@ -47,6 +54,10 @@ void broker_init(struct broker *b, uv_loop_t *loop);
 void broker_free(struct broker *b);
 /* Creates the vhost called name and adds it. NULL on OOM. */
 struct vhost *broker_add_vhost(struct broker *b, const char *name);
+/* Deletes vh as RabbitMQ does: its sessions are closed (vhost_closing), then its queues (with
+ * their stored messages), exchanges, bindings, every user's permissions in it and its own
+ * record go, in one storage batch. */
+void broker_delete_vhost(struct broker *b, struct vhost *vh);
 /* Schedules q for dispatch (deduplicated): broker_dispatch runs it. */
 void broker_kick_queue(struct broker *b, struct queue *q);
 /* Dispatches every kicked queue now, then expires the TTL-0 messages nobody took, until quiet.

@@ -10,6 +10,7 @@
 #include <string.h>
 #include "lib/array.h"
 #include "broker/model/binding.h"
+#include "broker/model/broker.h"
 #include "broker/model/exchange.h"
 #include "broker/model/headers.h"
 #include "broker/model/msg.h"
@@ -97,6 +98,7 @@ void exchange_delete(struct exchange *x)
     if (x->deleted)
         return;
     x->deleted = true;
+    x->vhost->broker->access_gen++; /* cached decisions about x (by address) are stale */
     struct list *pos, *tmp;
     list_foreach_safe(pos, tmp, &x->bindings)
         binding_free(list_entry(pos, struct binding, src_link));

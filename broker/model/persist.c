@@ -15,6 +15,7 @@
 #include "broker/model/persist.h"
 #include "broker/model/queue.h"
 #include "broker/model/broker.h"
+#include "broker/model/users.h"
 #include "broker/model/vhost.h"
 #include "storage/batch.h"
 #include "storage/env.h"
@@ -243,10 +244,32 @@ static int on_binding(void *arg, const struct st_binding *r)
     return rc;
 }
 
+static int on_vhost(void *arg, const struct st_vhost *r)
+{
+    return users_recover_vhost(arg, r);
+}
+
+static int on_user(void *arg, const struct st_user *r)
+{
+    return users_recover_user(arg, r);
+}
+
+static int on_permission(void *arg, const struct st_permission *r)
+{
+    return users_recover_permission(arg, r);
+}
+
+static int on_topic_permission(void *arg, const struct st_topic_permission *r)
+{
+    return users_recover_topic_permission(arg, r);
+}
+
 int persist_recover(struct broker *s)
 {
     static const struct st_recover_ops ops = {
-        .exchange = on_exchange, .queue = on_queue, .binding = on_binding};
+        .exchange = on_exchange, .queue = on_queue, .binding = on_binding,
+        .vhost = on_vhost, .user = on_user, .permission = on_permission,
+        .topic_permission = on_topic_permission};
     s->recovering = true;
     int rc = storage_recover(s->store, &ops, s);
     s->recovering = false;

@@ -820,6 +820,7 @@ uint32_t queue_delete(struct queue *q)
     if (q->deleted)
         return 0;
     q->deleted = true;
+    q->vhost->broker->access_gen++; /* cached decisions about q (by address) are stale */
     queue_ref(q); /* keep q alive through the teardown */
     timers_cancel(&q->vhost->broker->timers, &q->ttl_timer);
     timers_cancel(&q->vhost->broker->timers, &q->expires_timer);

@@ -25,6 +25,7 @@ struct vhost *vhost_new(struct broker *b, const char *name)
         return NULL;
     vh->broker = b;
     vh->name = strdup(name);
+    vh->max_connections = vh->max_queues = -1;
     /* The default exchange and RabbitMQ's predeclared ones. */
     if (!vh->name || add_exchange(vh, "", EX_DIRECT) < 0 ||
         add_exchange(vh, "amq.direct", EX_DIRECT) < 0 ||
@@ -50,6 +51,8 @@ void vhost_free(struct vhost *vh)
     hmap_free(&vh->queues);
     hmap_free(&vh->exchanges);
     free(vh->name);
+    free(vh->description);
+    free(vh->default_queue_type);
     free(vh);
 }
 

@@ -1,5 +1,5 @@
-/* vhost.h — a virtual host: the namespace of exchanges and queues. Every lookup goes
- * through a vhost, even while only "/" exists. */
+/* vhost.h — a virtual host: the namespace of exchanges and queues, with its description and
+ * limits (stored by users.c). Every lookup goes through a vhost. */
 #ifndef WARREN_VHOST_H
 #define WARREN_VHOST_H
 #include "lib/hmap.h"
@@ -12,6 +12,10 @@ struct exchange;
 struct vhost {
     struct broker *broker; /* borrowed: owns us */
     char *name;         /* owned */
+    char *description;  /* owned, may be NULL */
+    char *default_queue_type; /* owned, may be NULL ("classic") */
+    int64_t max_connections, max_queues; /* RabbitMQ's vhost limits; < 0: none */
+    uint32_t nconnections; /* connections open in this vhost (the AMQP server counts them) */
     struct hmap queues;    /* name -> queue (ref) */
     struct hmap exchanges; /* name -> exchange (owned) */
     uint64_t route_pass;   /* numbers routing walks, for visited marks */

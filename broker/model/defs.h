@@ -1,0 +1,19 @@
+/* defs.h — RabbitMQ definitions (the JSON of `rabbitmqctl export_definitions` and of the
+ * management API's /api/definitions) imported into a broker: users (hashes and algorithms, tags
+ * as a string or an array), vhosts (with limits from vhost-limits parameters), permissions,
+ * topic permissions, exchanges, queues and bindings. Policies and other parameters are not
+ * applied yet (one log line says so). Owns nothing after it returns.
+ * Invariant: all or nothing — the whole file is parsed and validated before the first change,
+ * and an import of what is already there changes nothing (idempotent). */
+#ifndef WARREN_DEFS_H
+#define WARREN_DEFS_H
+
+struct broker;
+struct err;
+
+/* Imports the definitions file at path. 0, or an error with err naming the file, the entry
+ * ("queues[3] 'orders' in vhost '/'") and the reason: -errno when the file cannot be read,
+ * -EINVAL when it does not parse or validate, -ENOMEM. */
+int defs_import_file(struct broker *b, const char *path, struct err *err);
+
+#endif
