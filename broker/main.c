@@ -19,6 +19,8 @@ static void usage(FILE *f)
             "  --port N          AMQP port to listen on (default 5672)\n"
             "  --bind ADDR       address to listen on (default: every IPv4 and IPv6 address)\n"
             "  --data-dir DIR    where durable state is kept (default ./data)\n"
+            "  --load-definitions FILE\n"
+            "                    import a RabbitMQ definitions file (JSON) at start\n"
             "  --log-level L     error, warn, info or debug (default info)\n"
             "  --heartbeat S     heartbeat interval proposed to clients, 0 to disable (default 60)\n"
             "  --frame-max N     largest frame accepted, 4096..1048576 (default 131072)\n"
@@ -69,7 +71,7 @@ int main(int argc, char **argv)
 {
     struct config cfg;
     config_defaults(&cfg);
-    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_MEM, O_SYNC_MODE, O_CTIMEOUT, O_VERSION, O_HELP };
+    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_MEM, O_SYNC_MODE, O_CTIMEOUT, O_VERSION, O_HELP, O_DEFS };
     static const struct option opts[] = {
         {"config", required_argument, NULL, O_CONFIG},
         {"port", required_argument, NULL, O_PORT},
@@ -81,6 +83,7 @@ int main(int argc, char **argv)
         {"vm-memory-high-watermark", required_argument, NULL, O_MEM},
         {"sync", required_argument, NULL, O_SYNC_MODE},
         {"consumer-timeout", required_argument, NULL, O_CTIMEOUT},
+        {"load-definitions", required_argument, NULL, O_DEFS},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
@@ -116,6 +119,7 @@ int main(int argc, char **argv)
             break;
         case O_CONFIG: break; /* read above */
         case O_DATA: cfg.data_dir = optarg; break;
+        case O_DEFS: cfg.load_definitions = optarg; break;
         case O_LOG: {
             int l = log_level_parse(optarg);
             if (l < 0) {
