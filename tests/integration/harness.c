@@ -208,7 +208,7 @@ static int try_tcp_connect(const char *host, int port)
 
 /* One attempt: 0 when warrend listens; -EADDRINUSE-ish (-EAGAIN) when it died early, so the
  * caller may retry on another port (someone may have taken ours between probe and bind). */
-static int spawn_once(harness_broker_t *b, const char *exe, const char *const *extra)
+static int spawn_once(harness_broker_t *b, const char *exe)
 {
     b->port = harness_free_port();
     char port[16];
@@ -222,13 +222,8 @@ static int spawn_once(harness_broker_t *b, const char *exe, const char *const *e
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
-        const char *argv[48] = {exe, "--port", port, "--bind", "127.0.0.1", "--data-dir",
-                                b->data_dir, "--log-level", "warn"};
-        size_t n = 9;
-        for (size_t i = 0; extra && extra[i] && n < 47; i++)
-            argv[n++] = extra[i];
-        argv[n] = NULL;
-        execv(exe, (char *const *)argv);
+        execl(exe, exe, "--port", port, "--bind", "127.0.0.1", "--data-dir", b->data_dir,
+              "--log-level", "warn", (char *)NULL);
         fprintf(stderr, "harness: exec %s: %s\n", exe, strerror(errno));
         _exit(127);
     }
@@ -263,11 +258,6 @@ static int spawn_once(harness_broker_t *b, const char *exe, const char *const *e
 
 void harness_broker_start(harness_broker_t *b)
 {
-    harness_broker_start_args(b, NULL);
-}
-
-void harness_broker_start_args(harness_broker_t *b, const char *const *extra)
-{
     memset(b, 0, sizeof *b);
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -297,7 +287,7 @@ void harness_broker_start_args(harness_broker_t *b, const char *const *extra)
 
     int rc = -EAGAIN;
     for (int attempt = 0; attempt < 3 && rc == -EAGAIN; attempt++)
-        rc = spawn_once(b, exe, extra);
+        rc = spawn_once(b, exe);
     CHECKF(rc == 0, "warrend did not start listening (%s)",
            rc == -ETIMEDOUT ? "timed out after 10 s" : "it exited, see stderr");
     harness_log("started %s on 127.0.0.1:%d (pid %d, data %s)", exe, b->port, (int)b->pid,

@@ -103,11 +103,6 @@ typedef struct harness_broker {
  * that broker. Exits 77 (meson "skip") when neither is available. Failures end the test. */
 void harness_broker_start(harness_broker_t *b);
 
-/* harness_broker_start() with more warrend arguments after the harness's own (a NULL-ended
- * list, at most 38; NULL: none), e.g. {"--config", path, NULL} or {"--load-definitions", path,
- * NULL}. Ignored for an external broker. */
-void harness_broker_start_args(harness_broker_t *b, const char *const *extra);
-
 /* True when the broker is someone else's (RabbitMQ on 5682, say). */
 bool harness_external(const harness_broker_t *b);
 
