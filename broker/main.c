@@ -180,7 +180,7 @@ int main(int argc, char **argv)
         log_warn("--sync=none: commits are not flushed to disk; a crash can lose confirmed "
                  "messages");
     if (server_start(&srv, loop, &cfg) < 0) {
-        rc = 1;
+        rc = srv.config_error ? CONF_EXIT : 1;
         goto out;
     }
     /* log.console.level = none: quiet once started (start-up errors were still shown). */

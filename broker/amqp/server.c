@@ -330,6 +330,7 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
             log_error("cannot load definitions: %s; nothing was imported: fix the file or "
                       "unset load_definitions",
                       err.text);
+            s->config_error = true;
             goto fail;
         }
     }

@@ -89,6 +89,7 @@ struct server {
     bool disk_alarm;            /* a commit waits for disk space: publishers are blocked */
     uint64_t mem_limit;         /* memory alarm above this */
     bool mem_alarm;             /* publishers are blocked */
+    bool config_error;          /* server_start failed on the configuration (definitions) */
 };
 
 /* Opens storage, creates the default vhost, binds and listens. 0 or -errno / -WERR. On
