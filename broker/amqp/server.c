@@ -325,11 +325,11 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     if ((rc = seed_tenancy(s)) < 0)
         goto fail;
     if (cfg->load_definitions) {
-        struct err err;
-        if ((rc = defs_import_file(&s->b, cfg->load_definitions, &err)) < 0) {
+        char why[600];
+        if ((rc = defs_import_file(&s->b, cfg->load_definitions, why, sizeof why)) < 0) {
             log_error("cannot load definitions: %s; nothing was imported: fix the file or "
                       "unset load_definitions",
-                      err.text);
+                      why);
             s->config_error = true;
             goto fail;
         }

@@ -8,12 +8,13 @@
 #ifndef WARREN_DEFS_H
 #define WARREN_DEFS_H
 
-struct broker;
-struct err;
+#include <stddef.h>
 
-/* Imports the definitions file at path. 0, or an error with err naming the file, the entry
- * ("queues[3] 'orders' in vhost '/'") and the reason: -errno when the file cannot be read,
- * -EINVAL when it does not parse or validate, -ENOMEM. */
-int defs_import_file(struct broker *b, const char *path, struct err *err);
+struct broker;
+
+/* Imports the definitions file at path. 0, or an error with why (NUL-terminated, truncated to
+ * why_size) naming the file, the entry ("queues[3] 'orders' in vhost '/'") and the reason:
+ * -errno when the file cannot be read, -EINVAL when it does not parse or validate, -ENOMEM. */
+int defs_import_file(struct broker *b, const char *path, char *why, size_t why_size);
 
 #endif

@@ -77,6 +77,15 @@ static int re_compile(struct perm_re *re, const char *given, const char *src, bo
     return 0;
 }
 
+int perm_check_pattern(const char *src, const char *what, struct err *err)
+{
+    struct perm_re re;
+    int rc = re_compile(&re, src, src, false, what, err);
+    if (rc == 0)
+        re_free(&re);
+    return rc;
+}
+
 bool perm_re_match(struct broker *b, const struct perm_re *re, const char *name, size_t len)
 {
     if (re->kind != PERM_RE_PCRE)

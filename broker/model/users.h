@@ -98,6 +98,9 @@ int topic_perm_set(struct broker *b, struct user *u, const char *vhost, const ch
                    const char *write, const char *read, struct err *err);
 void topic_perm_clear(struct broker *b, struct user *u, const char *vhost, const char *exchange);
 
+/* Does PCRE2 accept src as a permission pattern? 0, or -EINVAL with err saying why ("what"
+ * names it: "configure"). */
+int perm_check_pattern(const char *src, const char *what, struct err *err);
 /* Does pattern re allow name[0..len)? */
 bool perm_re_match(struct broker *b, const struct perm_re *re, const char *name, size_t len);
 
