@@ -63,6 +63,7 @@ struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args)
         return NULL;
     }
     q->vhost = vh;
+    vh->refs++; /* a deleted vhost stays allocated while a queue of it lives */
     q->refs = 1;
     q->next_seq = 1;
     list_init(&q->consumers);
@@ -103,6 +104,7 @@ void queue_unref(struct queue *q)
     free(q->pend);
     free(q->args);
     free(q->name);
+    vhost_unref(q->vhost);
     free(q);
 }
 

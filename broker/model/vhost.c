@@ -24,6 +24,7 @@ struct vhost *vhost_new(struct broker *b, const char *name)
     if (!vh)
         return NULL;
     vh->broker = b;
+    vh->refs = 1;
     vh->name = strdup(name);
     vh->max_connections = vh->max_queues = -1;
     /* The default exchange and RabbitMQ's predeclared ones. */
@@ -48,6 +49,13 @@ void vhost_free(struct vhost *vh)
         queue_delete(v);
     for (uint32_t it = 0; hmap_next(&vh->exchanges, &it, &v);)
         exchange_delete(v);
+    vhost_unref(vh);
+}
+
+void vhost_unref(struct vhost *vh)
+{
+    if (--vh->refs > 0)
+        return;
     hmap_free(&vh->queues);
     hmap_free(&vh->exchanges);
     free(vh->name);

@@ -9,6 +9,7 @@
 
 #include "unit.h"
 
+#include "broker/model/access.h"
 #include "broker/model/args.h"
 #include "broker/model/binding.h"
 #include "broker/model/broker.h"
@@ -18,11 +19,14 @@
 #include "broker/model/persist.h"
 #include "broker/model/publish.h"
 #include "broker/model/queue.h"
+#include "broker/model/users.h"
 #include "broker/model/vhost.h"
 #include "protocol/codec.h"
 #include "protocol/table.h"
 #include "storage/batch.h"
 #include "storage/env.h"
+#include "storage/records.h"
+#include "storage/recover.h"
 
 /* ---- allocation failures on demand (the executable is linked with --wrap=malloc, which
  * reaches the model's and lib/'s calls, not the libraries') ---------------------------------- */
@@ -447,7 +451,8 @@ static void on_commit(void *arg)
     (void)arg; /* the test polls storage_collect() */
 }
 
-/* Submits the open batch and waits (<= 10 s) until it is on disk; moves paged entries on. */
+/* Submits the open batch and waits (<= 10 s) until it is on disk; moves q's (may be NULL)
+ * paged entries on. */
 static void commit(struct broker *b, struct queue *q)
 {
     uint64_t want = storage_batch_no(b->store);
@@ -462,7 +467,8 @@ static void commit(struct broker *b, struct queue *q)
             usleep(1000);
     }
     assert_true(b->durable_batch >= want);
-    queue_on_durable(q, b->durable_batch);
+    if (q)
+        queue_on_durable(q, b->durable_batch);
 }
 
 /* A durable queue longer than its memory window reads the rest back from disk when it empties.
@@ -553,6 +559,179 @@ static void test_argument_errors_are_values(void **state)
     amqp_wbuf_free(&w);
 }
 
+
+/* ---- tenancy -------------------------------------------------------------------------------- */
+
+/* RabbitMQ's access-control rules as values: the pattern decides, '' grants nothing, the
+ * default exchange is amq.default, a cached "allowed" goes when the permission changes, topic
+ * permissions expand {username} and {vhost} and '' there means only the empty key. */
+static void test_access_rules(void **state)
+{
+    struct fixture *f = *state;
+    struct err err = {""};
+    assert_int_equal(users_put_password(&f->b, "bob", "pw", "management, impersonator", &err), 0);
+    struct user *u = users_find(&f->b, "bob", 3);
+    assert_non_null(u);
+    assert_int_equal(u->tag_bits, USER_TAG_MANAGEMENT | USER_TAG_IMPERSONATOR);
+    assert_int_equal(password_check(u->hash, u->algo, "pw", 2), 1);
+    assert_int_equal(perm_set(&f->b, u, "nope", ".*", ".*", ".*", &err), -EINVAL);
+    assert_int_equal(perm_set(&f->b, u, "/", "^app-", "", "(unclosed", &err), -EINVAL);
+    assert_non_null(strstr(err.text, "read pattern '(unclosed'"));
+    assert_null(perm_find(u, "/", 1)); /* a failed set changes nothing */
+    assert_int_equal(perm_set(&f->b, u, "/", "^app-", "^(x|amq\\.default)$", "", &err), 0);
+
+    struct access a;
+    access_init(&a, &f->b, "bob", f->vh);
+    assert_true(access_vhost_allowed(&a));
+    assert_int_equal(access_check(&a, ACCESS_CONFIGURE, ACCESS_QUEUE, amqp_cstr("app-1"), NULL,
+                                  &err), 0);
+    assert_int_equal(access_check(&a, ACCESS_CONFIGURE, ACCESS_QUEUE, amqp_cstr("my-app-1"),
+                                  NULL, &err), -WERR_ACCESS_REFUSED);
+    assert_string_equal(err.text,
+                        "configure access to queue 'my-app-1' in vhost '/' refused for user 'bob'");
+    assert_int_equal(access_check(&a, ACCESS_READ, ACCESS_EXCHANGE, amqp_cstr("x"), f->x, &err),
+                     -WERR_ACCESS_REFUSED); /* '' grants nothing */
+    assert_string_equal(err.text,
+                        "read access to exchange 'x' in vhost '/' refused for user 'bob'");
+    assert_int_equal(access_check(&a, ACCESS_WRITE, ACCESS_EXCHANGE, amqp_cstr(""), NULL, &err), 0);
+    assert_int_equal(access_check(&a, ACCESS_WRITE, ACCESS_EXCHANGE, f->x->name[0] ?
+                                  amqp_cstr("x") : amqp_cstr(""), f->x, &err), 0);
+    /* Revoked: the cached decision about x must not survive. */
+    assert_int_equal(perm_set(&f->b, u, "/", "^app-", "^amq\\.default$", "", &err), 0);
+    assert_int_equal(access_check(&a, ACCESS_WRITE, ACCESS_EXCHANGE, amqp_cstr("x"), f->x, &err),
+                     -WERR_ACCESS_REFUSED);
+    assert_int_equal(perm_set(&f->b, u, "/", "^app-", "", "", &err), 0);
+    assert_int_equal(access_check(&a, ACCESS_WRITE, ACCESS_EXCHANGE, amqp_cstr(""), NULL, &err),
+                     -WERR_ACCESS_REFUSED);
+    assert_string_equal(err.text,
+                        "write access to exchange 'amq.default' in vhost '/' refused for user 'bob'");
+
+    struct exchange *t = exchange_new(f->vh, amqp_cstr("t"), EX_TOPIC, false, false, false,
+                                      amqp_cstr(""));
+    assert_non_null(t);
+    assert_int_equal(vhost_add_exchange(f->vh, t), 0);
+    assert_int_equal(access_check_topic(&a, ACCESS_WRITE, t, amqp_cstr("any.key"), &err), 0);
+    assert_int_equal(topic_perm_set(&f->b, u, "/", "t", "^{username}\\.{vhost}", "", &err), 0);
+    assert_int_equal(access_check_topic(&a, ACCESS_WRITE, t, amqp_cstr("bob./.x"), &err), 0);
+    assert_int_equal(access_check_topic(&a, ACCESS_WRITE, t, amqp_cstr("alice./.x"), &err),
+                     -WERR_ACCESS_REFUSED);
+    assert_string_equal(err.text, "write access to topic 'alice./.x' in exchange 't' in vhost "
+                                  "'/' refused for user 'bob'");
+    assert_int_equal(access_check_topic(&a, ACCESS_READ, t, amqp_cstr(""), &err), 0);
+    assert_int_equal(access_check_topic(&a, ACCESS_READ, t, amqp_cstr("k"), &err),
+                     -WERR_ACCESS_REFUSED);
+    assert_int_equal(access_check_topic(&a, ACCESS_WRITE, f->x, amqp_cstr("k"), &err), 0);
+
+    users_delete(&f->b, u);
+    assert_false(access_vhost_allowed(&a));
+    assert_int_equal(access_check(&a, ACCESS_CONFIGURE, ACCESS_QUEUE, amqp_cstr("app-1"), NULL,
+                                  &err), -WERR_ACCESS_REFUSED);
+}
+
+struct counts {
+    int vhosts, users, perms, topics, queues, exchanges, bindings;
+    bool has_v2;
+};
+static int count_vhost(void *arg, const struct st_vhost *r)
+{
+    struct counts *c = arg;
+    c->vhosts++;
+    c->has_v2 |= r->name.len == 2 && !memcmp(r->name.p, "v2", 2);
+    return 0;
+}
+static int count_user(void *arg, const struct st_user *r) { (void)r; ((struct counts *)arg)->users++; return 0; }
+static int count_perm(void *arg, const struct st_permission *r) { (void)r; ((struct counts *)arg)->perms++; return 0; }
+static int count_topic(void *arg, const struct st_topic_permission *r) { (void)r; ((struct counts *)arg)->topics++; return 0; }
+static int count_queue(void *arg, const struct st_queue *r) { (void)r; ((struct counts *)arg)->queues++; return 0; }
+static int count_exchange(void *arg, const struct st_exchange *r) { (void)r; ((struct counts *)arg)->exchanges++; return 0; }
+static int count_binding(void *arg, const struct st_binding *r) { (void)r; ((struct counts *)arg)->bindings++; return 0; }
+
+static int s_closing_calls;
+static void on_vhost_closing(struct broker *b, struct vhost *vh, void *arg)
+{
+    (void)b;
+    assert_ptr_equal(arg, &s_closing_calls);
+    assert_string_equal(vh->name, "v2");
+    assert_int_equal(vh->queues.count, 1); /* called while its objects still exist */
+    s_closing_calls++;
+}
+
+/* Deleting a vhost removes, in storage too, its queues with their stored messages, its
+ * exchanges and bindings, every permission in it and its record; the sessions are told first;
+ * other vhosts and the users stay. */
+static void test_delete_vhost(void **state)
+{
+    struct fixture *f = *state;
+    char dir[] = "/tmp/warren-model-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(storage_open(dir, false, &f->b.store), 0);
+    assert_int_equal(storage_start(f->b.store, on_commit, NULL), 0);
+    struct err err = {""};
+    struct vhost *v2 = broker_add_vhost(&f->b, "v2");
+    assert_non_null(v2);
+    users_persist_vhost(&f->b, f->vh);
+    users_persist_vhost(&f->b, v2);
+    assert_int_equal(users_put_password(&f->b, "bob", "pw", "", &err), 0);
+    struct user *u = users_find(&f->b, "bob", 3);
+    assert_int_equal(perm_set(&f->b, u, "/", ".*", ".*", ".*", &err), 0);
+    assert_int_equal(perm_set(&f->b, u, "v2", ".*", ".*", ".*", &err), 0);
+    assert_int_equal(topic_perm_set(&f->b, u, "v2", "amq.topic", ".*", ".*", &err), 0);
+    struct exchange *x2 = exchange_new(v2, amqp_cstr("x"), EX_DIRECT, true, false, false,
+                                       amqp_cstr(""));
+    assert_non_null(x2);
+    assert_int_equal(vhost_add_exchange(v2, x2), 0);
+    persist_exchange(&f->b, x2);
+    struct queue *q = queue_new(v2, amqp_cstr("q"), amqp_cstr(""));
+    assert_non_null(q);
+    assert_int_equal(vhost_add_queue(v2, q), 0);
+    q->durable = true;
+    persist_queue(&f->b, q);
+    assert_int_equal(binding_add(x2, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
+    f->x = x2; /* routed_msg() publishes through f->x */
+    for (int i = 0; i < 5; i++) {
+        struct msg *m = routed_msg(f, "k", "persistent", true);
+        uint64_t batch;
+        bool rejected;
+        assert_int_equal(publish_enqueue(&f->b, m, &f->r, &batch, &rejected), 0);
+        msg_unref(m);
+    }
+    commit(&f->b, q);
+    assert_int_equal(queue_ready(q), 5);
+
+    f->b.vhost_closing = on_vhost_closing;
+    f->b.vhost_closing_arg = &s_closing_calls;
+    queue_ref(q); /* to look at it after the deletion */
+    f->x = NULL;
+    broker_delete_vhost(&f->b, v2);
+    assert_int_equal(s_closing_calls, 1);
+    assert_true(q->deleted);
+    queue_unref(q); /* the last reference: frees q, then its vhost */
+    commit(&f->b, NULL);
+    assert_null(hmap_get(&f->b.vhosts, "v2", 2));
+    assert_null(perm_find(u, "v2", 2));
+    assert_non_null(perm_find(u, "/", 1));
+
+    struct counts c = {0};
+    static const struct st_recover_ops ops = {
+        .exchange = count_exchange, .queue = count_queue, .binding = count_binding,
+        .vhost = count_vhost, .user = count_user, .permission = count_perm,
+        .topic_permission = count_topic};
+    assert_int_equal(storage_recover(f->b.store, &ops, &c), 0);
+    assert_false(c.has_v2);
+    assert_int_equal(c.vhosts, 1);
+    assert_int_equal(c.users, 1);
+    assert_int_equal(c.perms, 1);
+    assert_int_equal(c.topics, 0);
+    assert_int_equal(c.queues, 0);
+    assert_int_equal(c.exchanges, 0);
+    assert_int_equal(c.bindings, 0);
+    storage_close(f->b.store);
+    f->b.store = NULL;
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -564,6 +743,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_page_in_out_of_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ttl_armed_without_memory, setup, teardown),
         cmocka_unit_test(test_argument_errors_are_values),
+        cmocka_unit_test_setup_teardown(test_access_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_vhost, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
