@@ -3,11 +3,13 @@
  * hashes, patterns, queue arguments, equivalence with what exists, references) and changes
  * nothing; apply() then creates or updates only what differs, so that importing the same file
  * again writes nothing. Owns the parsed document for the duration of one import. */
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "lib/log.h"
 #include "broker/model/args.h"
@@ -667,24 +669,84 @@ static bool older_than_36(json_t *root)
     return major < 3 || (major == 3 && minor < 6);
 }
 
+static int json_filter(const struct dirent *d)
+{
+    size_t n = strlen(d->d_name);
+    return n > 5 && !strcmp(d->d_name + n - 5, ".json");
+}
+
+/* Reads path: one JSON file, or every *.json file of a directory in name order (as RabbitMQ
+ * does), their lists joined into one document so that entries may refer across files. */
+static json_t *load(const char *path, char *why, size_t why_size, int *rc)
+{
+    struct stat st;
+    json_error_t je;
+    if (stat(path, &st) != 0 || access(path, R_OK) != 0) {
+        *rc = -errno;
+        snprintf(why, why_size, "%s: cannot read it: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        json_t *root = json_load_file(path, 0, &je);
+        if (!root) {
+            *rc = -EINVAL;
+            snprintf(why, why_size, "%s:%d:%d: not valid JSON: %s", path, je.line, je.column,
+                     je.text);
+        }
+        return root;
+    }
+    struct dirent **names;
+    int n = scandir(path, &names, json_filter, alphasort);
+    if (n < 0) {
+        *rc = -errno;
+        snprintf(why, why_size, "%s: cannot list the directory: %s", path, strerror(errno));
+        return NULL;
+    }
+    json_t *root = json_object();
+    *rc = root ? 0 : -ENOMEM;
+    for (int i = 0; i < n; i++) {
+        char file[4096];
+        snprintf(file, sizeof file, "%s/%s", path, names[i]->d_name);
+        json_t *part = *rc == 0 ? json_load_file(file, 0, &je) : NULL;
+        if (*rc == 0 && !part) {
+            *rc = -EINVAL;
+            snprintf(why, why_size, "%s:%d:%d: not valid JSON: %s", file, je.line, je.column,
+                     je.text);
+        } else if (*rc == 0 && !json_is_object(part)) {
+            *rc = -EINVAL;
+            snprintf(why, why_size, "%s: top level: not a JSON object", file);
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(*rc == 0 ? part : NULL, k, v) {
+            json_t *have = json_object_get(root, k);
+            if (json_is_array(have) && json_is_array(v))
+                *rc = json_array_extend(have, v) == 0 ? *rc : -ENOMEM;
+            else if (!have)
+                *rc = json_object_set(root, k, v) == 0 ? *rc : -ENOMEM;
+        }
+        json_decref(part);
+        free(names[i]);
+    }
+    free(names);
+    if (*rc < 0) {
+        if (*rc == -ENOMEM)
+            snprintf(why, why_size, "%s: out of memory", path);
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
 int defs_import_file(struct broker *b, const char *path, char *why, size_t why_size)
 {
-    if (access(path, R_OK) != 0) {
-        int e = errno;
-        snprintf(why, why_size, "%s: cannot read the file: %s", path, strerror(e));
-        return -e;
-    }
-    json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root) {
-        snprintf(why, why_size, "%s:%d:%d: not valid JSON: %s", path, je.line, je.column,
-                 je.text);
-        return -EINVAL;
-    }
+    int rc = 0;
+    json_t *root = load(path, why, why_size, &rc);
+    if (!root)
+        return rc;
     struct err err = {""};
     struct import im = {.b = b, .path = path, .root = root, .err = &err, .why = why,
                         .why_size = why_size};
-    int rc;
     if (!json_is_object(root)) {
         snprintf(im.entry, sizeof im.entry, "top level");
         rc = bad(&im, "not a JSON object");

@@ -12,7 +12,8 @@
 
 struct broker;
 
-/* Imports the definitions file at path. 0, or an error with why (NUL-terminated, truncated to
+/* Imports the definitions at path: a file, or a directory whose *.json files are read in name
+ * order and imported as one. 0, or an error with why (NUL-terminated, truncated to
  * why_size) naming the file, the entry ("queues[3] 'orders' in vhost '/'") and the reason:
  * -errno when the file cannot be read, -EINVAL when it does not parse or validate, -ENOMEM. */
 int defs_import_file(struct broker *b, const char *path, char *why, size_t why_size);
