@@ -7,6 +7,7 @@
 #include <uv.h>
 #include "config.h"
 #include "lib/log.h"
+#include "broker/admin/api.h"
 #include "broker/amqp/conf.h"
 #include "broker/amqp/server.h"
 
@@ -33,7 +34,15 @@ static void usage(FILE *f)
             "  --vm-memory-high-watermark F\n"
             "                    block publishers when queued messages use more than this\n"
             "                    fraction of physical memory (default 0.4, as RabbitMQ)\n"
+            "  --management-port N\n"
+            "                    port of the management HTTP API (default 15672)\n"
+            "  --no-management   no management HTTP API\n"
             "  --version         print the version and exit\n");
+}
+
+static void stop_admin(void *arg)
+{
+    admin_stop(arg);
 }
 
 static int parse_uint(const char *flag, const char *s, unsigned long min, unsigned long max,
@@ -71,7 +80,7 @@ int main(int argc, char **argv)
 {
     struct config cfg;
     config_defaults(&cfg);
-    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_MEM, O_SYNC_MODE, O_CTIMEOUT, O_VERSION, O_HELP, O_DEFS };
+    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_MEM, O_SYNC_MODE, O_CTIMEOUT, O_VERSION, O_HELP, O_DEFS, O_MGMT_PORT, O_NO_MGMT };
     static const struct option opts[] = {
         {"config", required_argument, NULL, O_CONFIG},
         {"port", required_argument, NULL, O_PORT},
@@ -84,6 +93,8 @@ int main(int argc, char **argv)
         {"sync", required_argument, NULL, O_SYNC_MODE},
         {"consumer-timeout", required_argument, NULL, O_CTIMEOUT},
         {"load-definitions", required_argument, NULL, O_DEFS},
+        {"management-port", required_argument, NULL, O_MGMT_PORT},
+        {"no-management", no_argument, NULL, O_NO_MGMT},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
@@ -120,6 +131,13 @@ int main(int argc, char **argv)
         case O_CONFIG: break; /* read above */
         case O_DATA: cfg.data_dir = optarg; break;
         case O_DEFS: cfg.load_definitions = optarg; break;
+        case O_MGMT_PORT:
+            if (parse_uint("--management-port", optarg, 1, 65535, &v) < 0)
+                { rc = 2; goto out; }
+            cfg.mgmt_port = (int)v;
+            cfg.mgmt_explicit = true;
+            break;
+        case O_NO_MGMT: cfg.mgmt_port = -1; break;
         case O_LOG: {
             int l = log_level_parse(optarg);
             if (l < 0) {
@@ -182,6 +200,25 @@ int main(int argc, char **argv)
     if (server_start(&srv, loop, &cfg) < 0) {
         rc = srv.config_error ? CONF_EXIT : 1;
         goto out;
+    }
+    struct admin admin = {0};
+    if (cfg.mgmt_port > 0) {
+        int arc = admin_start(&admin, loop, &srv.b, cfg.mgmt_ip, cfg.mgmt_port);
+        if (arc < 0 && cfg.mgmt_explicit) {
+            server_stop(&srv);
+            uv_run(loop, UV_RUN_DEFAULT);
+            server_free(&srv);
+            rc = 1;
+            goto out;
+        }
+        if (arc == 0) {
+            srv.on_stop = stop_admin;
+            srv.on_stop_arg = &admin;
+        } else {
+            log_warn("running without the management API (the default port %d is taken); "
+                     "set management.tcp.port or --management-port to choose another",
+                     cfg.mgmt_port);
+        }
     }
     /* log.console.level = none: quiet once started (start-up errors were still shown). */
     if (file_log_level == CONF_LOG_NONE && !freopen("/dev/null", "w", stderr))

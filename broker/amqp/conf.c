@@ -215,6 +215,27 @@ static int on_key(void *user, const char *section, const char *key, const char *
         return fail(p, "log.console.level: '%s' is not debug, info, warning, error, critical or "
                        "none", v);
     }
+    if (strcmp(key, "management.tcp.port") == 0) {
+        if (strcmp(v, "none") == 0) {
+            cfg->mgmt_port = -1;
+            return 1;
+        }
+        if (!parse_u64(v, 1, 65535, &n))
+            return fail(p, "management.tcp.port: '%s' is not a port (1..65535) or none", v);
+        cfg->mgmt_port = (int)n;
+        cfg->mgmt_explicit = true;
+        return 1;
+    }
+    if (strcmp(key, "management.tcp.ip") == 0) {
+        struct sockaddr_in6 a6;
+        struct sockaddr_in a4;
+        if (strlen(v) >= sizeof cfg->mgmt_ip ||
+            (uv_ip4_addr(v, 0, &a4) != 0 && uv_ip6_addr(v, 0, &a6) != 0))
+            return fail(p, "management.tcp.ip: '%s' is not an IPv4 or IPv6 address", v);
+        snprintf(cfg->mgmt_ip, sizeof cfg->mgmt_ip, "%s", v);
+        cfg->mgmt_explicit = true;
+        return 1;
+    }
     if (strcmp(key, "data_dir") == 0) {
         if (!v[0])
             return fail(p, "data_dir is empty");

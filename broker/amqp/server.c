@@ -45,6 +45,7 @@ void config_defaults(struct config *cfg)
         .default_perm_read = ".*",
         .loopback_guest = true,
         .disk_free_limit = 50000000, /* RabbitMQ's 50MB */
+        .mgmt_port = 15672,
     };
 }
 
@@ -384,6 +385,8 @@ void server_stop(struct server *s)
         uv_close((uv_handle_t *)&s->listeners[i], NULL);
     uv_close((uv_handle_t *)&s->sig_int, NULL);
     uv_close((uv_handle_t *)&s->sig_term, NULL);
+    if (s->on_stop)
+        s->on_stop(s->on_stop_arg);
     struct list *pos, *tmp;
     list_foreach_safe(pos, tmp, &s->conns)
         conn_shutdown(list_entry(pos, struct conn, link));

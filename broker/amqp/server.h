@@ -56,6 +56,12 @@ struct config {
     bool loopback_guest;          /* guest may log in from loopback addresses only */
     uint64_t disk_free_limit;     /* bytes */
     const char *load_definitions; /* NULL: none */
+    /* The management API (broker/admin): port (-1: off), address ("" = every address), and
+     * whether it was asked for (then a port that cannot be bound stops warrend; the default
+     * 15672 only warns, so that several brokers on one machine can start). */
+    int mgmt_port;
+    char mgmt_ip[48];
+    bool mgmt_explicit;
 
     char **_owned;                /* owned: strings read from the configuration file */
     unsigned _nowned;
@@ -90,6 +96,8 @@ struct server {
     uint64_t mem_limit;         /* memory alarm above this */
     bool mem_alarm;             /* publishers are blocked */
     bool config_error;          /* server_start failed on the configuration (definitions) */
+    void (*on_stop)(void *arg); /* called by server_stop: other surfaces close their handles */
+    void *on_stop_arg;
 };
 
 /* Opens storage, creates the default vhost, binds and listens. 0 or -errno / -WERR. On

@@ -1,0 +1,23 @@
+/* api.h — the RabbitMQ-compatible management HTTP API (/api/...) over the broker model: basic
+ * auth against the stored users, tags deciding access as in RabbitMQ, JSON in RabbitMQ's shapes
+ * (jansson). So far: whoami, overview, vhosts, users and permissions. Owns its HTTP server;
+ * borrows the broker (which must outlive it). */
+#ifndef WARREN_API_H
+#define WARREN_API_H
+#include <stdbool.h>
+#include <uv.h>
+#include "broker/admin/http.h"
+
+struct broker;
+
+struct admin {
+    struct http_server http;
+    struct broker *b; /* borrowed */
+    uint64_t started_ms;
+};
+
+/* Serves the API on addr ("" = every address) and port. 0 or a libuv error (logged). */
+int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const char *addr, int port);
+void admin_stop(struct admin *a);
+
+#endif

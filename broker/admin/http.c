@@ -1,0 +1,453 @@
+/* http.c — the HTTP/1.1 server of http.h. One struct http_conn per client: libhttp-parser is fed
+ * every byte read, the request (URL, Authorization, body) accumulates in the connection, and on
+ * message-complete the handler answers at once; the answer is written with one uv_write.
+ * Invariant: a connection's buffers never exceed HTTP_URL_MAX + HTTP_BODY_MAX; a request past
+ * either is answered 414/413 and the connection is closed. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "lib/log.h"
+#include "broker/admin/http.h"
+
+#define HTTP_URL_MAX 8192
+#define HTTP_AUTH_MAX 2048
+
+struct http_conn {
+    uv_tcp_t tcp;
+    struct http_server *srv; /* borrowed */
+    struct list link;        /* in srv->conns */
+    http_parser parser;
+    char peer[64];
+    bool loopback;
+    bool closing;
+    bool too_large;          /* the current request went past a limit: answered, then closed */
+    int too_large_status;
+    char *url;               /* owned */
+    size_t url_len, url_cap;
+    char auth[HTTP_AUTH_MAX];
+    size_t auth_len;
+    bool has_auth;
+    char field[32];          /* the header field being read (enough for the ones we want) */
+    size_t field_len;
+    bool field_too_long;
+    bool in_value;           /* the last header callback was a value */
+    enum { H_OTHER, H_AUTH, H_EXPECT } hdr;
+    char *body;              /* owned */
+    size_t body_len, body_cap;
+    int pending_writes;
+};
+
+struct http_write {
+    uv_write_t req;
+    struct http_conn *c;
+    char *buf; /* owned */
+};
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Request Entity Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Status";
+    }
+}
+
+bool http_resp_set(struct http_resp *resp, int status, const char *text)
+{
+    free(resp->body);
+    resp->status = status;
+    resp->body_len = strlen(text);
+    resp->body = malloc(resp->body_len + 1);
+    if (!resp->body) {
+        resp->body_len = 0;
+        return false;
+    }
+    memcpy(resp->body, text, resp->body_len + 1);
+    return true;
+}
+
+/* ---- lifetime ----------------------------------------------------------------------------- */
+
+static void on_closed(uv_handle_t *h)
+{
+    struct http_conn *c = h->data;
+    free(c->url);
+    free(c->body);
+    free(c);
+}
+
+static void conn_close(struct http_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    list_remove(&c->link);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct http_write *w = (struct http_write *)req;
+    struct http_conn *c = w->c;
+    free(w->buf);
+    free(w);
+    c->pending_writes--;
+    if (status < 0 || (c->too_large && !c->pending_writes) ||
+        (!http_should_keep_alive(&c->parser) && !c->pending_writes))
+        conn_close(c);
+}
+
+/* Writes status line, headers and body as one buffer. */
+static void send_raw(struct http_conn *c, int status, const char *ctype, const char *extra,
+                     const char *body, size_t body_len, bool keep_alive)
+{
+    char head[1024];
+    int n = status == 100
+                ? snprintf(head, sizeof head, "HTTP/1.1 100 Continue\r\n\r\n")
+                : snprintf(head, sizeof head,
+                           "HTTP/1.1 %d %s\r\nServer: Warren\r\n%s%s%sContent-Length: %zu\r\n"
+                           "Cache-Control: no-cache\r\n%s%s\r\n",
+                           status, reason(status), ctype ? "Content-Type: " : "",
+                           ctype ? ctype : "", ctype ? "\r\n" : "", body_len, extra ? extra : "",
+                           keep_alive ? "" : "Connection: close\r\n");
+    if (n < 0 || (size_t)n >= sizeof head)
+        n = 0;
+    struct http_write *w = malloc(sizeof *w);
+    char *buf = w ? malloc((size_t)n + body_len) : NULL;
+    if (!buf) {
+        free(w);
+        log_error("management API: out of memory for a response to %s; closing the connection",
+                  c->peer);
+        conn_close(c);
+        return;
+    }
+    memcpy(buf, head, (size_t)n);
+    if (body_len)
+        memcpy(buf + n, body, body_len);
+    w->c = c;
+    w->buf = buf;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)((size_t)n + body_len));
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
+        free(buf);
+        free(w);
+        conn_close(c);
+        return;
+    }
+    c->pending_writes++;
+}
+
+/* Refuses the request in progress with status and closes once that is written. */
+static void refuse(struct http_conn *c, int status, const char *why)
+{
+    if (c->too_large)
+        return;
+    c->too_large = true;
+    char body[256];
+    int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"reason\":\"%s\"}",
+                     status == 413 ? "payload_too_large" : "bad_request", why);
+    send_raw(c, status, "application/json", NULL, body, (size_t)n, false);
+}
+
+/* ---- parser callbacks ------------------------------------------------------------------- */
+
+static int grow(char **p, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 256;
+    while (n < need)
+        n *= 2;
+    char *q = realloc(*p, n);
+    if (!q)
+        return -ENOMEM;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    c->url_len = c->body_len = c->auth_len = c->field_len = 0;
+    c->has_auth = c->in_value = c->field_too_long = false;
+    c->hdr = H_OTHER;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    if (c->url_len + len > HTTP_URL_MAX) {
+        refuse(c, 414, "URI too long");
+        return 1;
+    }
+    if (grow(&c->url, &c->url_cap, c->url_len + len + 1) < 0)
+        return 1;
+    memcpy(c->url + c->url_len, at, len);
+    c->url_len += len;
+    c->url[c->url_len] = 0;
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    if (c->in_value) { /* a new field begins */
+        c->in_value = false;
+        c->field_len = 0;
+        c->field_too_long = false;
+    }
+    if (c->field_len + len >= sizeof c->field) {
+        c->field_too_long = true;
+        return 0;
+    }
+    memcpy(c->field + c->field_len, at, len);
+    c->field_len += len;
+    c->field[c->field_len] = 0;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    if (!c->in_value) { /* the first piece of this value: which header is it? */
+        c->in_value = true;
+        c->hdr = H_OTHER;
+        if (!c->field_too_long && !strcasecmp(c->field, "authorization")) {
+            c->hdr = H_AUTH;
+            c->has_auth = true;
+            c->auth_len = 0;
+        } else if (!c->field_too_long && !strcasecmp(c->field, "expect")) {
+            c->hdr = H_EXPECT;
+        }
+    }
+    if (c->hdr == H_AUTH) {
+        if (c->auth_len + len >= sizeof c->auth) {
+            refuse(c, 400, "Authorization header too long");
+            return 1;
+        }
+        memcpy(c->auth + c->auth_len, at, len);
+        c->auth_len += len;
+        c->auth[c->auth_len] = 0;
+    } else if (c->hdr == H_EXPECT && len >= 3 && !strncmp(at, "100", 3)) {
+        send_raw(c, 100, NULL, NULL, NULL, 0, true);
+    }
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    if (p->content_length != ULLONG_MAX && p->content_length > HTTP_BODY_MAX) {
+        refuse(c, 413, "request body larger than 20 MiB");
+        return 1;
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *c = p->data;
+    if (c->body_len + len > HTTP_BODY_MAX) { /* a chunked body past the limit */
+        refuse(c, 413, "request body larger than 20 MiB");
+        return 1;
+    }
+    if (grow(&c->body, &c->body_cap, c->body_len + len + 1) < 0)
+        return 1;
+    memcpy(c->body + c->body_len, at, len);
+    c->body_len += len;
+    c->body[c->body_len] = 0;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct http_conn *c = p->data;
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (!c->url || http_parser_parse_url(c->url, c->url_len, 0, &u) != 0 ||
+        !(u.field_set & (1 << UF_PATH))) {
+        refuse(c, 400, "malformed request target");
+        return 1;
+    }
+    /* Path and query, NUL-terminated in place (the URL buffer is ours until the next request). */
+    char *path = c->url + u.field_data[UF_PATH].off;
+    char *query = "";
+    if (u.field_set & (1 << UF_QUERY)) {
+        query = c->url + u.field_data[UF_QUERY].off;
+        query[u.field_data[UF_QUERY].len] = 0;
+    }
+    path[u.field_data[UF_PATH].len] = 0;
+    if (!c->body && grow(&c->body, &c->body_cap, 1) < 0)
+        return 1;
+    c->body[c->body_len] = 0;
+    struct http_req req = {
+        .method = http_method_str((enum http_method)p->method), .path = path, .query = query,
+        .auth = c->has_auth ? c->auth : NULL, .body = c->body, .body_len = c->body_len,
+        .loopback = c->loopback, .peer = c->peer};
+    struct http_resp resp = {.status = 200, .content_type = "application/json"};
+    c->srv->handler(&req, &resp, c->srv->arg);
+    bool head = p->method == HTTP_HEAD;
+    send_raw(c, resp.status, resp.body_len || resp.status != 204 ? resp.content_type : NULL,
+             resp.extra_headers, head ? NULL : resp.body, head ? 0 : resp.body_len,
+             http_should_keep_alive(p));
+    free(resp.body);
+    /* Shrink what a large request grew, so an idle connection holds little. */
+    if (c->body_cap > 65536) {
+        free(c->body);
+        c->body = NULL;
+        c->body_cap = 0;
+    }
+    c->body_len = 0;
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- I/O ------------------------------------------------------------------------------------ */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    static char block[65536]; /* parsed at once, never kept: one buffer serves every read */
+    (void)suggested;
+    *buf = uv_buf_init(block, sizeof block);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct http_conn *c = s->data;
+    if (n < 0) {
+        conn_close(c);
+        return;
+    }
+    if (n == 0 || c->closing || c->too_large)
+        return;
+    size_t done = http_parser_execute(&c->parser, &settings, buf->base, (size_t)n);
+    if (c->too_large || c->closing)
+        return;
+    if (done != (size_t)n || HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) {
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        char why[160];
+        snprintf(why, sizeof why, "malformed HTTP request: %s", http_errno_description(e));
+        refuse(c, 400, why);
+    }
+}
+
+static void describe_peer(struct http_conn *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            uv_ip4_name(a, host, sizeof host);
+            port = ntohs(a->sin_port);
+            c->loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            uv_ip6_name(a, host, sizeof host);
+            port = ntohs(a->sin6_port);
+            static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+            c->loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
+                          (memcmp(a->sin6_addr.s6_addr, v4mapped, 12) == 0 &&
+                           a->sin6_addr.s6_addr[12] == 127);
+        }
+    }
+    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct http_server *s = listener->data;
+    if (status < 0)
+        return;
+    struct http_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        log_error("management API: cannot accept a connection: out of memory");
+        return;
+    }
+    c->srv = s;
+    uv_tcp_init(s->loop, &c->tcp);
+    c->tcp.data = c;
+    list_insert_tail(&s->conns, &c->link);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    describe_peer(c);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
+        conn_close(c);
+}
+
+int http_start(struct http_server *s, uv_loop_t *loop, const char *addr, int port,
+               http_handler handler, void *arg)
+{
+    memset(s, 0, sizeof *s);
+    s->loop = loop;
+    s->handler = handler;
+    s->arg = arg;
+    list_init(&s->conns);
+    struct sockaddr_storage sa;
+    int rc = addr[0] ? uv_ip4_addr(addr, port, (struct sockaddr_in *)&sa) : -EINVAL;
+    if (rc < 0)
+        rc = uv_ip6_addr(addr[0] ? addr : "::", port, (struct sockaddr_in6 *)&sa);
+    if (rc < 0) {
+        log_error("management API: '%s' is not an IPv4 or IPv6 address", addr);
+        return rc;
+    }
+    uv_tcp_init(loop, &s->tcp);
+    s->tcp.data = s;
+    s->open = true;
+    if ((rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&sa, 0)) < 0 ||
+        (rc = uv_listen((uv_stream_t *)&s->tcp, 128, on_connection)) < 0) {
+        log_error("management API: cannot listen on %s port %d: %s; free the port or set "
+                  "management.tcp.port",
+                  addr[0] ? addr : "[::]", port, uv_strerror(rc));
+        uv_close((uv_handle_t *)&s->tcp, NULL);
+        s->open = false;
+        return rc;
+    }
+    log_info("management API listening on %s port %d", addr[0] ? addr : "[::]", port);
+    return 0;
+}
+
+void http_stop(struct http_server *s)
+{
+    if (!s->open)
+        return;
+    s->open = false;
+    uv_close((uv_handle_t *)&s->tcp, NULL);
+    while (!list_empty(&s->conns))
+        conn_close(list_entry(s->conns.next, struct http_conn, link));
+}

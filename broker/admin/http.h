@@ -1,0 +1,55 @@
+/* http.h — a small HTTP/1.1 server on the broker's libuv loop for the management API: requests
+ * parsed by Debian's libhttp-parser, keep-alive, bodies up to HTTP_BODY_MAX (413 beyond, as
+ * RabbitMQ's 20 MiB limit), responses written in request order. The handler runs synchronously
+ * on the loop and fills a response; nothing here knows what the paths mean.
+ * Owns the listener, its connections and their buffers. */
+#ifndef WARREN_HTTP_H
+#define WARREN_HTTP_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include "lib/list.h"
+
+#define HTTP_BODY_MAX (20u << 20)
+
+struct http_req {
+    const char *method;   /* "GET", "PUT", ... */
+    const char *path;     /* the raw path, not decoded ("/api/vhosts/%2F") */
+    const char *query;    /* the raw query after '?', "" when none */
+    const char *auth;     /* the Authorization header, NULL when absent */
+    const char *body;     /* NUL-terminated (the NUL is not counted) */
+    size_t body_len;
+    bool loopback;        /* the client connected from a loopback address */
+    const char *peer;     /* "addr:port", for logs */
+};
+
+struct http_resp {
+    int status;
+    const char *content_type;   /* static; default application/json */
+    char *body;                 /* owned (malloc), may be NULL */
+    size_t body_len;
+    char extra_headers[512];    /* "Name: value\r\n" lines (Location, WWW-Authenticate) */
+};
+
+/* Sets resp's body to a copy of text; false when memory is short. */
+bool http_resp_set(struct http_resp *resp, int status, const char *text);
+
+typedef void (*http_handler)(const struct http_req *req, struct http_resp *resp, void *arg);
+
+struct http_server {
+    uv_tcp_t tcp;
+    uv_loop_t *loop;        /* borrowed */
+    http_handler handler;
+    void *arg;
+    struct list conns;      /* of http_conn.link */
+    bool open;
+};
+
+/* Listens on addr ("" = every IPv4 and IPv6 address) and port. 0 or a libuv error (logged). */
+int http_start(struct http_server *s, uv_loop_t *loop, const char *addr, int port,
+               http_handler handler, void *arg);
+/* Closes the listener and every connection (the loop then runs out of their handles). */
+void http_stop(struct http_server *s);
+
+#endif
