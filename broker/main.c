@@ -203,7 +203,8 @@ int main(int argc, char **argv)
     }
     struct admin admin = {0};
     if (cfg.mgmt_port > 0) {
-        int arc = admin_start(&admin, loop, &srv.b, cfg.mgmt_ip, cfg.mgmt_port);
+        int arc = admin_start(&admin, loop, &srv.b, cfg.mgmt_ip, cfg.mgmt_port,
+                              srv.cfg.loopback_users);
         if (arc < 0 && cfg.mgmt_explicit) {
             server_stop(&srv);
             uv_run(loop, UV_RUN_DEFAULT);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include "config.h"
 #include "lib/log.h"
+#include "lib/strlist.h"
 #include "broker/admin/api.h"
 #include "broker/model/broker.h"
 #include "broker/model/errors.h"
@@ -125,7 +126,7 @@ static struct user *authenticate(struct call *c)
         why = "user does not exist";
     else if (password_check(u->hash, u->algo, pass, plen) != 1)
         why = "invalid credentials";
-    else if (!strcmp(u->name, "guest") && !c->req->loopback)
+    else if (!c->req->loopback && strlist_has(c->a->loopback_users, u->name, strlen(u->name)))
         why = "user can only log in via localhost";
     OPENSSL_cleanse(raw, sizeof raw);
     if (why) {
@@ -550,9 +551,11 @@ static void handle(const struct http_req *req, struct http_resp *resp, void *arg
     not_found(&c);
 }
 
-int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const char *addr, int port)
+int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const char *addr, int port,
+                const char *loopback_users)
 {
     a->b = b;
+    a->loopback_users = loopback_users;
     a->started_ms = uv_now(loop);
     return http_start(&a->http, loop, addr, port, handle, a);
 }

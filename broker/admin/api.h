@@ -13,11 +13,13 @@ struct broker;
 struct admin {
     struct http_server http;
     struct broker *b; /* borrowed */
+    const char *loopback_users; /* borrowed: comma-separated, may log in from loopback only */
     uint64_t started_ms;
 };
 
 /* Serves the API on addr ("" = every address) and port. 0 or a libuv error (logged). */
-int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const char *addr, int port);
+int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const char *addr, int port,
+                const char *loopback_users);
 void admin_stop(struct admin *a);
 
 #endif

@@ -4,12 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include "broker/amqp/auth.h"
+#include "lib/strlist.h"
 #include "broker/model/errors.h"
 #include "broker/model/users.h"
 #include "protocol/table.h"
 
 static int check(struct broker *b, amqp_bytes_t name, amqp_bytes_t pass, bool loopback,
-                 bool loopback_guest, const char **why)
+                 const char *loopback_users, const char **why)
 {
     struct user *u = users_find(b, (const char *)name.ptr, name.len);
     if (!u) {
@@ -24,7 +25,7 @@ static int check(struct broker *b, amqp_bytes_t name, amqp_bytes_t pass, bool lo
         *why = "invalid credentials";
         return -WERR_LOGIN_REFUSED;
     }
-    if (loopback_guest && !loopback && strcmp(u->name, "guest") == 0) {
+    if (!loopback && strlist_has(loopback_users, u->name, strlen(u->name))) {
         *why = "user can only log in via localhost";
         return -WERR_LOGIN_REFUSED;
     }
@@ -39,7 +40,7 @@ static void copy_name(amqp_bytes_t user, char *ret_user, size_t user_size)
 }
 
 int auth_login(struct broker *b, amqp_bytes_t mechanism, amqp_bytes_t response, bool loopback,
-               bool loopback_guest, char *ret_user, size_t user_size, const char **why)
+               const char *loopback_users, char *ret_user, size_t user_size, const char **why)
 {
     amqp_bytes_t user, pass;
     ret_user[0] = 0;
@@ -69,7 +70,7 @@ int auth_login(struct broker *b, amqp_bytes_t mechanism, amqp_bytes_t response, 
         return -WERR_COMMAND_INVALID;
     }
     copy_name(user, ret_user, user_size);
-    return check(b, user, pass, loopback, loopback_guest, why);
+    return check(b, user, pass, loopback, loopback_users, why);
 }
 
 bool auth_check_secret(struct broker *b, const char *user, amqp_bytes_t secret)

@@ -1,6 +1,6 @@
 /* auth.h — SASL PLAIN and AMQPLAIN against the broker's stored users (users.h), and the
- * throttle that slows down repeated login failures from one address. guest (any user named in
- * loopback_users) may log in from loopback addresses only, as in RabbitMQ. */
+ * throttle that slows down repeated login failures from one address. The users named in
+ * loopback_users (guest by default) may log in from loopback addresses only, as in RabbitMQ. */
 #ifndef WARREN_AUTH_H
 #define WARREN_AUTH_H
 #include <stdbool.h>
@@ -16,10 +16,10 @@ struct broker;
 /* Checks a start-ok response. The user name (when the response has one) is copied into
  * ret_user either way, for the log. 0 on success; otherwise -WERR_LOGIN_REFUSED (bad
  * credentials, with why saying which: "user 'x' - invalid credentials") or
- * -WERR_COMMAND_INVALID (unknown mechanism, malformed response). loopback_guest: guest may log
- * in only when loopback is true. */
+ * -WERR_COMMAND_INVALID (unknown mechanism, malformed response). loopback_users: the
+ * comma-separated users who may log in only when loopback is true. */
 int auth_login(struct broker *b, amqp_bytes_t mechanism, amqp_bytes_t response, bool loopback,
-               bool loopback_guest, char *ret_user, size_t user_size, const char **why);
+               const char *loopback_users, char *ret_user, size_t user_size, const char **why);
 
 /* Does password[0..len) belong to user (connection.update-secret's check)? */
 bool auth_check_secret(struct broker *b, const char *user, amqp_bytes_t secret);

@@ -12,6 +12,9 @@
 #include <unistd.h>
 #include <uv.h>
 #include "broker/amqp/conf.h"
+#include "lib/strlist.h"
+
+static bool list_set(char *buf, size_t cap, const char *name, bool on);
 #include "lib/log.h"
 
 struct conf_parse {
@@ -249,21 +252,13 @@ static int on_key(void *user, const char *section, const char *key, const char *
         return set_str(p, key[8] == 'u' ? &cfg->default_user
                           : key[8] == 'p' ? &cfg->default_pass : &cfg->default_vhost, v);
     }
-    if (strncmp(key, "default_user_tags.", 18) == 0) {
-        static const struct { const char *name; unsigned tag; } tags[] = {
-            {"administrator", CONFIG_TAG_ADMINISTRATOR}, {"management", CONFIG_TAG_MANAGEMENT},
-            {"monitoring", CONFIG_TAG_MONITORING}, {"policymaker", CONFIG_TAG_POLICYMAKER},
-        };
-        for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++)
-            if (strcmp(key + 18, tags[i].name) == 0) {
-                if (!parse_bool(v, &b))
-                    return fail(p, "%s: '%s' is not true or false", key, v);
-                cfg->default_user_tags = b ? cfg->default_user_tags | tags[i].tag
-                                           : cfg->default_user_tags & ~tags[i].tag;
-                return 1;
-            }
-        return fail(p, "unknown key '%s' (tags: administrator, management, monitoring, "
-                       "policymaker)", key);
+    if (strncmp(key, "default_user_tags.", 18) == 0 && key[18]) {
+        /* Any tag, as RabbitMQ's schema (default_user_tags.$tag); the known ones mean something. */
+        if (!parse_bool(v, &b))
+            return fail(p, "%s: '%s' is not true or false", key, v);
+        if (!list_set(cfg->default_user_tags, sizeof cfg->default_user_tags, key + 18, b))
+            return fail(p, "%s: too many default_user_tags", key);
+        return 1;
     }
     if (strcmp(key, "default_permissions.configure") == 0)
         return set_str(p, &cfg->default_perm_configure, v);
@@ -274,12 +269,15 @@ static int on_key(void *user, const char *section, const char *key, const char *
     if (strcmp(key, "loopback_users") == 0) {
         if (strcmp(v, "none") != 0)
             return fail(p, "loopback_users: only 'none' may be given here, not '%s'", v);
-        cfg->loopback_guest = false;
+        cfg->loopback_users[0] = 0;
         return 1;
     }
-    if (strcmp(key, "loopback_users.guest") == 0) {
-        if (!parse_bool(v, &cfg->loopback_guest))
+    if (strncmp(key, "loopback_users.", 15) == 0 && key[15]) {
+        /* loopback_users.$user = true|false, as RabbitMQ's schema. */
+        if (!parse_bool(v, &b))
             return fail(p, "%s: '%s' is not true or false", key, v);
+        if (!list_set(cfg->loopback_users, sizeof cfg->loopback_users, key + 15, b))
+            return fail(p, "%s: too many loopback_users", key);
         return 1;
     }
     if (strcmp(key, "disk_free_limit.absolute") == 0) {
@@ -296,6 +294,33 @@ static int on_key(void *user, const char *section, const char *key, const char *
         return set_str(p, &cfg->load_definitions, v);
     }
     return fail(p, "unknown key '%s'", key);
+}
+
+/* Adds name to (on) or removes it from (!on) the comma-separated list in buf. false when it
+ * does not fit (or contains a comma). */
+static bool list_set(char *buf, size_t cap, const char *name, bool on)
+{
+    size_t len = strlen(name);
+    if (strchr(name, ','))
+        return false;
+    bool has = strlist_has(buf, name, len);
+    if (on && !has) {
+        size_t n = strlen(buf);
+        if (n + (n > 0) + len + 1 > cap)
+            return false;
+        snprintf(buf + n, cap - n, "%s%s", n ? "," : "", name);
+    } else if (!on && has) {
+        char out[512] = "";
+        size_t o = 0;
+        for (const char *p = buf; *p;) {
+            size_t n = strcspn(p, ",");
+            if (!(n == len && !memcmp(p, name, len)))
+                o += (size_t)snprintf(out + o, sizeof out - o, "%s%.*s", o ? "," : "", (int)n, p);
+            p += n + (p[n] == ',');
+        }
+        snprintf(buf, cap, "%s", out);
+    }
+    return true;
 }
 
 int conf_load(struct config *cfg, const char *path, int *ret_log_level)

@@ -534,7 +534,7 @@ static int on_start_ok(struct conn *c, const struct amqp_connection_start_ok *so
     read_client_capabilities(c, so->client_properties);
     const char *why = "";
     struct server *s = c->srv;
-    int rc = auth_login(&s->b, so->mechanism, so->response, c->loopback, s->cfg.loopback_guest,
+    int rc = auth_login(&s->b, so->mechanism, so->response, c->loopback, s->cfg.loopback_users,
                         c->user, sizeof c->user, &why);
     if (rc == -WERR_COMMAND_INVALID)
         return err_set(err, rc, "%s (mechanism '%.*s')", why, (int)so->mechanism.len,

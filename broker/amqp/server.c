@@ -39,11 +39,11 @@ void config_defaults(struct config *cfg)
         .default_user = "guest",
         .default_pass = "guest",
         .default_vhost = "/",
-        .default_user_tags = CONFIG_TAG_ADMINISTRATOR,
+        .default_user_tags = "administrator",
         .default_perm_configure = ".*",
         .default_perm_write = ".*",
         .default_perm_read = ".*",
-        .loopback_guest = true,
+        .loopback_users = "guest",
         .disk_free_limit = 50000000, /* RabbitMQ's 50MB */
         .mgmt_port = 15672,
     };
@@ -74,15 +74,7 @@ static int seed_tenancy(struct server *s)
         log_info("Will not seed default virtual host and user: have definitions to load");
         return storage_put_seeded(b->store) < 0 ? -ENOMEM : 0;
     }
-    static const struct { unsigned bit; const char *name; } tag_names[] = {
-        {CONFIG_TAG_ADMINISTRATOR, "administrator"}, {CONFIG_TAG_MANAGEMENT, "management"},
-        {CONFIG_TAG_MONITORING, "monitoring"}, {CONFIG_TAG_POLICYMAKER, "policymaker"},
-    };
-    char tags[128] = "";
-    for (size_t i = 0; i < sizeof tag_names / sizeof tag_names[0]; i++)
-        if (cfg->default_user_tags & tag_names[i].bit)
-            snprintf(tags + strlen(tags), sizeof tags - strlen(tags), "%s%s", tags[0] ? "," : "",
-                     tag_names[i].name);
+    const char *tags = cfg->default_user_tags;
     struct err err = {""};
     struct vhost *vh = hmap_get(&b->vhosts, cfg->default_vhost, strlen(cfg->default_vhost));
     if (!vh && !(vh = broker_add_vhost(b, cfg->default_vhost)))

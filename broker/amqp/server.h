@@ -26,13 +26,6 @@ struct config_listener {
     int port;
 };
 
-/* Tags a default user may have (default_user_tags.<tag> = true). */
-enum config_tag {
-    CONFIG_TAG_ADMINISTRATOR = 1 << 0,
-    CONFIG_TAG_MANAGEMENT = 1 << 1,
-    CONFIG_TAG_MONITORING = 1 << 2,
-    CONFIG_TAG_POLICYMAKER = 1 << 3,
-};
 
 struct config {
     struct config_listener listeners[CONFIG_LISTENERS_MAX];
@@ -51,9 +44,10 @@ struct config {
     /* Stored for the tenancy work (users and vhosts); nothing reads them yet. Strings are
      * borrowed from _owned. */
     const char *default_user, *default_pass, *default_vhost;
-    unsigned default_user_tags;   /* of enum config_tag */
+    char default_user_tags[256];  /* comma-separated (default_user_tags.<tag> = true) */
     const char *default_perm_configure, *default_perm_write, *default_perm_read;
-    bool loopback_guest;          /* guest may log in from loopback addresses only */
+    char loopback_users[512];     /* comma-separated: users who may log in from loopback
+                                   * addresses only (loopback_users.<user> = true) */
     uint64_t disk_free_limit;     /* bytes */
     const char *load_definitions; /* NULL: none */
     /* The management API (broker/admin): port (-1: off), address ("" = every address), and
