@@ -159,6 +159,11 @@ static bool sees_vhost(const struct call *c, const char *vhost)
            perm_find(c->user, vhost, strlen(vhost));
 }
 
+static bool sees_vhost_obj(const struct call *c, const void *vh)
+{
+    return sees_vhost(c, ((const struct vhost *)vh)->name);
+}
+
 /* ---- JSON of the model's objects --------------------------------------------------------------- */
 
 static json_t *tags_json(const char *tags)
@@ -178,8 +183,9 @@ static json_t *tags_json(const char *tags)
     return a;
 }
 
-static json_t *vhost_json(const struct vhost *vh)
+static json_t *vhost_json(const void *v)
 {
+    const struct vhost *vh = v;
     const char *desc = vh->description ? vh->description : "";
     const char *dqt = vh->default_queue_type && vh->default_queue_type[0]
                           ? vh->default_queue_type : "classic";
@@ -188,15 +194,17 @@ static json_t *vhost_json(const struct vhost *vh)
                      "description", desc, "tags", "tracing", 0);
 }
 
-static json_t *user_json(const struct user *u)
+static json_t *user_json(const void *v)
 {
+    const struct user *u = v;
     return json_pack("{s:s, s:s, s:s, s:o, s:{}}", "name", u->name, "password_hash", u->hash,
                      "hashing_algorithm", password_algo_name(u->algo), "tags",
                      tags_json(u->tags), "limits");
 }
 
-static json_t *perm_json(const struct perm *p)
+static json_t *perm_json(const void *v)
 {
+    const struct perm *p = v;
     return json_pack("{s:s, s:s, s:s, s:s, s:s}", "user", p->user->name, "vhost", p->vhost,
                      "configure", p->re[ACCESS_CONFIGURE].src, "write", p->re[ACCESS_WRITE].src,
                      "read", p->re[ACCESS_READ].src);
@@ -235,6 +243,21 @@ static const char *member(struct call *c, json_t *o, const char *key, const char
     return NULL;
 }
 
+/* Answers GET of a collection with to_json of every value of m that keep (NULL: all) lets
+ * through; 405 for another method. */
+static void list_map(struct call *c, const struct hmap *m, json_t *(*to_json)(const void *),
+                     bool (*keep)(const struct call *, const void *))
+{
+    if (!is(c, "GET"))
+        return method_not_allowed(c, "GET, HEAD");
+    json_t *a = json_array();
+    void *v;
+    for (uint32_t it = 0; a && hmap_next(m, &it, &v);)
+        if (!keep || keep(c, v))
+            json_array_append_new(a, to_json(v));
+    reply_json(c, 200, a);
+}
+
 /* ---- /api/whoami, /api/overview --------------------------------------------------------------- */
 
 static void whoami(struct call *c)
@@ -266,16 +289,8 @@ static void overview(struct call *c)
 static void vhosts(struct call *c)
 {
     struct broker *b = c->a->b;
-    if (c->nseg == 1) {
-        if (!is(c, "GET"))
-            return method_not_allowed(c, "GET, HEAD");
-        json_t *a = json_array();
-        void *v;
-        for (uint32_t it = 0; a && hmap_next(&b->vhosts, &it, &v);)
-            if (sees_vhost(c, ((struct vhost *)v)->name))
-                json_array_append_new(a, vhost_json(v));
-        return reply_json(c, 200, a);
-    }
+    if (c->nseg == 1)
+        return list_map(c, &b->vhosts, vhost_json, sees_vhost_obj);
     if (c->nseg != 2)
         return not_found(c);
     const char *name = c->seg[1];
@@ -350,24 +365,11 @@ static void users(struct call *c)
     struct broker *b = c->a->b;
     if (!admin_only(c))
         return;
-    if (c->nseg == 1) {
-        if (!is(c, "GET"))
-            return method_not_allowed(c, "GET, HEAD");
-        json_t *a = json_array();
-        void *v;
-        for (uint32_t it = 0; a && hmap_next(&b->users, &it, &v);)
-            json_array_append_new(a, user_json(v));
-        return reply_json(c, 200, a);
-    }
-    if (c->nseg == 3 && !strcmp(c->seg[2], "permissions") && is(c, "GET")) {
+    if (c->nseg == 1)
+        return list_map(c, &b->users, user_json, NULL);
+    if (c->nseg == 3 && !strcmp(c->seg[2], "permissions")) {
         struct user *u = users_find(b, c->seg[1], strlen(c->seg[1]));
-        if (!u)
-            return not_found(c);
-        json_t *a = json_array();
-        void *v;
-        for (uint32_t it = 0; a && hmap_next(&u->perms, &it, &v);)
-            json_array_append_new(a, perm_json(v));
-        return reply_json(c, 200, a);
+        return u ? list_map(c, &u->perms, perm_json, NULL) : not_found(c);
     }
     if (c->nseg != 2)
         return not_found(c);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lib/log.h"
+#include "lib/peer.h"
 #include "broker/admin/http.h"
 
 #define HTTP_URL_MAX 8192
@@ -361,27 +362,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static void describe_peer(struct http_conn *c)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            uv_ip4_name(a, host, sizeof host);
-            port = ntohs(a->sin_port);
-            c->loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            uv_ip6_name(a, host, sizeof host);
-            port = ntohs(a->sin6_port);
-            static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-            c->loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr) ||
-                          (memcmp(a->sin6_addr.s6_addr, v4mapped, 12) == 0 &&
-                           a->sin6_addr.s6_addr[12] == 127);
-        }
-    }
-    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    struct peer p;
+    peer_describe(&c->tcp, &p);
+    c->loopback = p.loopback;
+    snprintf(c->peer, sizeof c->peer, "%s:%d", p.host, p.port);
 }
 
 static void on_connection(uv_stream_t *listener, int status)
