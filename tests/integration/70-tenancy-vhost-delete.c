@@ -3,7 +3,8 @@
  * "CONNECTION_FORCED - vhost 'v' is deleted" (RabbitMQ 3.10's text, checked against
  * rabbitmqctl delete_vhost), connections to other vhosts keep working, its exchanges, queues,
  * bindings, stored messages and permissions are gone — also after a restart, and when a vhost
- * of the same name is created again. Warren-only (it starts warrend with its API port). */
+ * of the same name is created again. Also: user tags, known or not, are kept and shown.
+ * Warren-only (it starts warrend with its API port). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,14 @@ int main(void)
     const char *args[] = {"--management-port", port, NULL};
     harness_broker_start_args(&s_b, args);
     harness_require_own_broker(&s_b);
+
+    /* Tags RabbitMQ knows and others are kept and shown. */
+    CHECK_EQ(api("PUT", "users/ops", "{\"password\":\"pw\",\"tags\":\"monitoring,on-call\"}",
+                 NULL, 0), 201);
+    CHECK_EQ(api("GET", "users/ops", NULL, out, sizeof out), 200);
+    CHECKF(strstr(out, "\"tags\":[\"monitoring\",\"on-call\"]"), "users/ops: %s", out);
+    CHECKF(strstr(out, "\"hashing_algorithm\":\"rabbit_password_hashing_sha256\""),
+           "users/ops: %s", out);
 
     CHECK_EQ(api("PUT", "vhosts/shop", NULL, NULL, 0), 201);
     CHECK_EQ(api("PUT", "permissions/shop/guest", "{\"configure\":\".*\",\"write\":\".*\","
