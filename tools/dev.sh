@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(gcc clang pkg-config meson ninja-build python3
           libuv1-dev libssl-dev liblmdb-dev librabbitmq-dev
           libcmocka-dev amqp-tools python3-pika lmdb-utils python3-matplotlib libinih-dev
-          libpcre2-dev libjansson-dev libhttp-parser-dev)
+          libpcre2-dev libjansson-dev libhttp-parser-dev
+          libcurl4-openssl-dev curl python3-requests)
 
 deps() {
     local missing=()
