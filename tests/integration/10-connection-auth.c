@@ -22,9 +22,6 @@
 
 #include <amqp_framing.h>
 
-#define REFUSED_PLAIN                                                                             \
-    "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see "  \
-    "the broker logfile."
 #define REFUSED_AMQPLAIN                                                                          \
     "ACCESS_REFUSED - Login was refused using authentication mechanism AMQPLAIN. For details "   \
     "see the broker logfile."
@@ -39,8 +36,8 @@ static void check_rabbitmq_c_refused(const harness_broker_t *b, const char *user
     CHECK_EQ(r.reply.id, AMQP_CONNECTION_CLOSE_METHOD);
     const amqp_connection_close_t *c = r.reply.decoded;
     CHECK_EQ(c->reply_code, AMQP_ACCESS_REFUSED);
-    CHECK(c->reply_text.len == strlen(REFUSED_PLAIN) &&
-          memcmp(c->reply_text.bytes, REFUSED_PLAIN, c->reply_text.len) == 0);
+    CHECK(c->reply_text.len == strlen(HARNESS_REFUSED_PLAIN) &&
+          memcmp(c->reply_text.bytes, HARNESS_REFUSED_PLAIN, c->reply_text.len) == 0);
     CHECK_EQ(c->class_id, 0);
     CHECK_EQ(c->method_id, 0);
     amqp_destroy_connection(conn);
@@ -148,8 +145,8 @@ int main(void)
     check_rabbitmq_c_refused(&b, "nobody", "guest");
     harness_disconnect(harness_connect(&b, 0, AMQP_DEFAULT_FRAME_SIZE, 0));
 
-    check_raw_refused(&b, "PLAIN", "\0guest\0wrong", 12, REFUSED_PLAIN);
-    check_raw_refused(&b, "PLAIN", "\0nobody\0guest", 13, REFUSED_PLAIN);
+    check_raw_refused(&b, "PLAIN", "\0guest\0wrong", 12, HARNESS_REFUSED_PLAIN);
+    check_raw_refused(&b, "PLAIN", "\0nobody\0guest", 13, HARNESS_REFUSED_PLAIN);
     wbuf_t resp = {0};
     amqplain_response(&resp, "guest", "wrong");
     check_raw_refused(&b, "AMQPLAIN", resp.p, resp.len, REFUSED_AMQPLAIN);

@@ -22,19 +22,6 @@
 
 static char s_dir[1024]; /* owned: config files, removed at the end */
 
-static const char *write_conf(const char *name, const char *text)
-{
-    static char paths[8][4200];
-    static int next;
-    char *path = paths[next++ % 8];
-    snprintf(path, sizeof paths[0], "%s/%s", s_dir, name);
-    FILE *f = fopen(path, "w");
-    CHECKF(f, "fopen %s: %s", path, strerror(errno));
-    fputs(text, f);
-    CHECK(fclose(f) == 0);
-    return path;
-}
-
 /* $WARREND --config conf --data-dir data_dir; its stderr to err_fd when >= 0. */
 static pid_t spawn(const char *conf, const char *data_dir, int err_fd)
 {
@@ -115,7 +102,7 @@ static void test_file_values(void)
              "loopback_users.guest = true\n"
              "disk_free_limit.absolute = 50MB\n",
              b.port);
-    const char *conf = write_conf("values.conf", text);
+    const char *conf = harness_write_file(s_dir, "values.conf", text);
     b.pid = spawn(conf, b.data_dir, -1);
     int64_t deadline = harness_now_ms() + 10000;
     int fd;
@@ -192,13 +179,13 @@ static void test_failures(void)
     char text[1024];
     snprintf(text, sizeof text,
              "listeners.tcp.default = %d\n# a comment\nlistners.tcp.default = %d\n", port, port);
-    expect_failure("unknown key", write_conf("unknown.conf", text), 3, port);
+    expect_failure("unknown key", harness_write_file(s_dir, "unknown.conf", text), 3, port);
     snprintf(text, sizeof text, "heartbeat = 30\nlisteners.tcp.default = 99999\n");
-    expect_failure("bad port", write_conf("port.conf", text), 2, port);
+    expect_failure("bad port", harness_write_file(s_dir, "port.conf", text), 2, port);
     snprintf(text, sizeof text, "listeners.tcp.default = %d\nheartbeat = abc\n", port);
-    expect_failure("bad value", write_conf("value.conf", text), 2, port);
+    expect_failure("bad value", harness_write_file(s_dir, "value.conf", text), 2, port);
     snprintf(text, sizeof text, "listeners.tcp.default = %d\nthis is not a setting\n", port);
-    expect_failure("not key = value", write_conf("syntax.conf", text), 2, port);
+    expect_failure("not key = value", harness_write_file(s_dir, "syntax.conf", text), 2, port);
     char missing[4200];
     snprintf(missing, sizeof missing, "%s/missing.conf", s_dir);
     expect_failure("missing file", missing, 0, port);
@@ -227,7 +214,8 @@ int main(void)
     char text[512];
     snprintf(text, sizeof text, "listeners.tcp.default = %d\nheartbeat = 7\nframe_max = 16384\n",
              other);
-    const char *args[] = {"--config", write_conf("override.conf", text), "--heartbeat", "9", NULL};
+    const char *args[] = {"--config", harness_write_file(s_dir, "override.conf", text),
+                          "--heartbeat", "9", NULL};
     harness_broker_t b;
     harness_broker_start_args(&b, args);
     if (harness_external(&b)) {

@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include <amqp_framing.h>
-#include <amqp_tcp_socket.h>
 
 #define VA "it-tenancy-a" /* ta-u's limited vhost */
 #define VB "it-tenancy-b" /* ta-u may do anything here */
@@ -154,30 +153,10 @@ static const char *topic_denied(const char *perm, const char *key, const char *e
 
 /* ---- connections ------------------------------------------------------------------------- */
 
-static amqp_rpc_reply_t try_open(const char *user, const char *vhost,
-                                 amqp_connection_state_t *ret_conn)
-{
-    amqp_connection_state_t conn = amqp_new_connection();
-    CHECK(conn != NULL);
-    amqp_socket_t *sock = amqp_tcp_socket_new(conn);
-    CHECK(sock != NULL);
-    struct timeval tv = {.tv_sec = 10};
-    CHECK_AMQP(amqp_socket_open_noblock(sock, s_b.host, s_b.port, &tv));
-    *ret_conn = conn;
-    return amqp_login(conn, vhost, 0, AMQP_DEFAULT_FRAME_SIZE, 0, AMQP_SASL_METHOD_PLAIN, user,
-                      PASS);
-}
-
-/* user logged in on vhost, channel 1 open; the test fails otherwise. */
+/* user (password PASS) logged in on vhost, channel 1 open; the test fails otherwise. */
 static amqp_connection_state_t open_as(const char *user, const char *vhost)
 {
-    amqp_connection_state_t conn;
-    amqp_rpc_reply_t r = try_open(user, vhost, &conn);
-    char buf[512];
-    CHECKF(r.reply_type == AMQP_RESPONSE_NORMAL, "login %s on %s: %s", user, vhost,
-           harness_reply_str(r, buf, sizeof buf));
-    harness_channel_open(conn, 1);
-    return conn;
+    return harness_open_as(&s_b, user, PASS, vhost);
 }
 
 /* ---- one method each on channel 1, the reply returned unchecked ------------------------------ */
@@ -401,25 +380,36 @@ static void queues(amqp_connection_state_t u)
     harness_channel_open(u, 1);
 }
 
+typedef amqp_rpc_reply_t (*bind_fn)(amqp_connection_state_t c, bool bind, const char *dst,
+                                     const char *src, const char *key);
+
+/* A bind method and its unbind on class cls (methods m_bind, m_unbind) as ta-u: write on the
+ * destination, a dst_kind named nm(<perm>, dst), then read on the source exchange. */
+static void bind_rows(amqp_connection_state_t u, bind_fn bind, uint16_t cls, uint16_t m_bind,
+                      uint16_t m_unbind, const char *dst, const char *dst_kind)
+{
+    for (int b = 1; b >= 0; b--) {
+        uint16_t m = b ? m_bind : m_unbind;
+        OK(bind(u, b, nm("w", dst), nm("r", "e"), "k"));
+        REFUSED(u, bind(u, b, nm("r", dst), nm("r", "e"), "k"), cls, m,
+                denied("write", dst_kind, nm("r", dst), VA, "ta-u"));
+        REFUSED(u, bind(u, b, nm("w", dst), nm("w", "e"), "k"), cls, m,
+                denied("read", "exchange", nm("w", "e"), VA, "ta-u"));
+        /* lacking both: the destination's refusal */
+        REFUSED(u, bind(u, b, nm("x", dst), nm("x", "e"), "k"), cls, m,
+                denied("write", dst_kind, nm("x", dst), VA, "ta-u"));
+        /* permissions before existence */
+        REFUSED(u, bind(u, b, nm("x", "none"), nm("r", "e"), "k"), cls, m,
+                denied("write", dst_kind, nm("x", "none"), VA, "ta-u"));
+        REFUSED(u, bind(u, b, nm("w", dst), nm("x", "none"), "k"), cls, m,
+                denied("read", "exchange", nm("x", "none"), VA, "ta-u"));
+    }
+}
+
 static void bindings(amqp_connection_state_t u)
 {
     /* queue.bind and queue.unbind: write on the queue, then read on the exchange */
-    for (int b = 1; b >= 0; b--) {
-        uint16_t m = b ? 20 : 50;
-        OK(q_bind(u, b, nm("w", "q"), nm("r", "e"), "k"));
-        REFUSED(u, q_bind(u, b, nm("r", "q"), nm("r", "e"), "k"), 50, m,
-                denied("write", "queue", nm("r", "q"), VA, "ta-u"));
-        REFUSED(u, q_bind(u, b, nm("w", "q"), nm("w", "e"), "k"), 50, m,
-                denied("read", "exchange", nm("w", "e"), VA, "ta-u"));
-        /* lacking both: the queue's refusal */
-        REFUSED(u, q_bind(u, b, nm("x", "q"), nm("x", "e"), "k"), 50, m,
-                denied("write", "queue", nm("x", "q"), VA, "ta-u"));
-        /* permissions before existence */
-        REFUSED(u, q_bind(u, b, nm("x", "none"), nm("r", "e"), "k"), 50, m,
-                denied("write", "queue", nm("x", "none"), VA, "ta-u"));
-        REFUSED(u, q_bind(u, b, nm("w", "q"), nm("x", "none"), "k"), 50, m,
-                denied("read", "exchange", nm("x", "none"), VA, "ta-u"));
-    }
+    bind_rows(u, q_bind, 50, 20, 50, "q", "queue");
     /* the default exchange: write on the queue first, then the default-exchange refusal */
     REFUSED(u, q_bind(u, true, nm("x", "q"), "", "k"), 50, 20,
             denied("write", "queue", nm("x", "q"), VA, "ta-u"));
@@ -432,20 +422,7 @@ static void bindings(amqp_connection_state_t u)
             nm("w", "none"), VA);
 
     /* exchange.bind and exchange.unbind: write on the destination, then read on the source */
-    for (int b = 1; b >= 0; b--) {
-        uint16_t m = b ? 30 : 40;
-        OK(x_bind(u, b, nm("w", "e"), nm("r", "e"), "k"));
-        REFUSED(u, x_bind(u, b, nm("r", "e"), nm("r", "e"), "k"), 40, m,
-                denied("write", "exchange", nm("r", "e"), VA, "ta-u"));
-        REFUSED(u, x_bind(u, b, nm("w", "e"), nm("w", "e"), "k"), 40, m,
-                denied("read", "exchange", nm("w", "e"), VA, "ta-u"));
-        REFUSED(u, x_bind(u, b, nm("x", "e"), nm("x", "e"), "k"), 40, m,
-                denied("write", "exchange", nm("x", "e"), VA, "ta-u"));
-        REFUSED(u, x_bind(u, b, nm("x", "none"), nm("r", "e"), "k"), 40, m,
-                denied("write", "exchange", nm("x", "none"), VA, "ta-u"));
-        REFUSED(u, x_bind(u, b, nm("w", "e"), nm("x", "none"), "k"), 40, m,
-                denied("read", "exchange", nm("x", "none"), VA, "ta-u"));
-    }
+    bind_rows(u, x_bind, 40, 30, 40, "e", "exchange");
 }
 
 static void messages(amqp_connection_state_t u)
@@ -635,12 +612,12 @@ static void other_vhost(void)
 static void vhost_access(void)
 {
     amqp_connection_state_t c;
-    amqp_rpc_reply_t r = try_open("ta-u", VC, &c);
+    amqp_rpc_reply_t r = harness_try_login_vhost(&s_b, "ta-u", PASS, VC, &c);
     harness_expect_connection_close(
         c, r, 530, "NOT_ALLOWED - access to vhost '" VC "' refused for user 'ta-u'", 10, 40);
-    r = try_open("ta-u", VNONE, &c);
+    r = harness_try_login_vhost(&s_b, "ta-u", PASS, VNONE, &c);
     harness_expect_connection_close(c, r, 530, "NOT_ALLOWED - vhost " VNONE " not found", 10, 40);
-    r = try_open("ta-pub", VB, &c);
+    r = harness_try_login_vhost(&s_b, "ta-pub", PASS, VB, &c);
     harness_expect_connection_close(
         c, r, 530, "NOT_ALLOWED - access to vhost '" VB "' refused for user 'ta-pub'", 10, 40);
     c = open_as("ta-admin", VC);

@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include <amqp_framing.h>
-#include <amqp_tcp_socket.h>
 #include <lmdb.h>
 
 /* The fixture's users and the passwords their hashes were made from. */
@@ -36,41 +35,11 @@ static const struct {
 };
 #define NUSERS (sizeof s_users / sizeof s_users[0])
 
-#define REFUSED_PLAIN                                                                             \
-    "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see "  \
-    "the broker logfile."
-
 static char s_dir[1024];      /* owned: the bad definitions files, removed at the end */
 static char s_fixture[4200];  /* the fixture's path */
 static harness_broker_t s_b;
 
 /* ---- connections ------------------------------------------------------------------------- */
-
-static amqp_rpc_reply_t try_login(const char *user, const char *pass, const char *vhost,
-                                  amqp_connection_state_t *ret_conn)
-{
-    amqp_connection_state_t conn = amqp_new_connection();
-    CHECK(conn != NULL);
-    amqp_socket_t *sock = amqp_tcp_socket_new(conn);
-    CHECK(sock != NULL);
-    struct timeval tv = {.tv_sec = 10};
-    CHECK_AMQP(amqp_socket_open_noblock(sock, s_b.host, s_b.port, &tv));
-    *ret_conn = conn;
-    return amqp_login(conn, vhost, 0, AMQP_DEFAULT_FRAME_SIZE, 0, AMQP_SASL_METHOD_PLAIN, user,
-                      pass);
-}
-
-/* A connection as user on vhost with channel 1 open; the login must succeed. */
-static amqp_connection_state_t open_as(const char *user, const char *pass, const char *vhost)
-{
-    amqp_connection_state_t conn;
-    amqp_rpc_reply_t r = try_login(user, pass, vhost, &conn);
-    char buf[512];
-    CHECKF(r.reply_type == AMQP_RESPONSE_NORMAL, "login %s on vhost '%s': %s", user, vhost,
-           harness_reply_str(r, buf, sizeof buf));
-    harness_channel_open(conn, 1);
-    return conn;
-}
 
 static const char *pass_of(const char *user)
 {
@@ -83,23 +52,32 @@ static const char *pass_of(const char *user)
 
 static amqp_connection_state_t open_user(const char *user, const char *vhost)
 {
-    return open_as(user, pass_of(user), vhost);
+    return harness_open_as(&s_b, user, pass_of(user), vhost);
 }
 
 /* The login is refused: connection.close 403 as RabbitMQ sends it, class 0 method 0. */
 static void expect_login_refused(const char *user, const char *pass)
 {
     amqp_connection_state_t conn;
-    amqp_rpc_reply_t r = try_login(user, pass, "/", &conn);
-    harness_expect_connection_close(conn, r, 403, REFUSED_PLAIN, 0, 0);
+    amqp_rpc_reply_t r = harness_try_login_vhost(&s_b, user, pass, "/", &conn);
+    harness_expect_connection_close(conn, r, 403, HARNESS_REFUSED_PLAIN, 0, 0);
 }
 
 /* connection.open of vhost is refused with 530 and exactly text (class 10 method 40). */
 static void expect_open_refused(const char *user, const char *vhost, const char *text)
 {
     amqp_connection_state_t conn;
-    amqp_rpc_reply_t r = try_login(user, pass_of(user), vhost, &conn);
+    amqp_rpc_reply_t r = harness_try_login_vhost(&s_b, user, pass_of(user), vhost, &conn);
     harness_expect_connection_close(conn, r, 530, text, 10, 40);
+}
+
+/* queue.declare of queue (durable or not, with args) on channel 1 must get 406 with exactly
+ * text; channel 1 is opened again. */
+static void expect_declare_406(amqp_connection_state_t c, const char *queue, bool durable,
+                               amqp_table_t args, const char *text)
+{
+    amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 0, durable, 0, 0, args);
+    harness_expect_channel_reopen(c, 1, amqp_get_rpc_reply(c), 406, 50, 10, "%s", text);
 }
 
 static void close_conn(amqp_connection_state_t conn)
@@ -143,7 +121,7 @@ static void arg_bool(harness_args_t *a, const char *key, bool v)
 static void test_logins(void)
 {
     for (size_t i = 0; i < NUSERS; i++) {
-        close_conn(open_as(s_users[i].name, s_users[i].pass, s_users[i].vhost));
+        close_conn(harness_open_as(&s_b, s_users[i].name, s_users[i].pass, s_users[i].vhost));
         char wrong[128];
         snprintf(wrong, sizeof wrong, "%s-wrong", s_users[i].pass);
         expect_login_refused(s_users[i].name, wrong);
@@ -177,27 +155,24 @@ static void test_entities(void)
     harness_arg_str(&args, "x-dead-letter-routing-key", "dead");
     harness_queue_declare(a, 1, "orders", HARNESS_QUEUE_DURABLE, harness_args_table(&args));
     args.e[1].value.value.i64 = 1000;
-    amqp_queue_declare(a, 1, amqp_cstring_bytes("orders"), 0, 1, 0, 0, harness_args_table(&args));
-    harness_expect_channel_reopen(a, 1, amqp_get_rpc_reply(a), 406, 50, 10,
-                                  "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for "
-                                  "queue 'orders' in vhost 'tenant-a': received '1000' but "
-                                  "current is '3600000'");
+    expect_declare_406(a, "orders", true, harness_args_table(&args),
+                       "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for "
+                       "queue 'orders' in vhost 'tenant-a': received '1000' but "
+                       "current is '3600000'");
     harness_queue_declare(a, 1, "scratch", HARNESS_QUEUE_AUTO_DELETE, amqp_empty_table);
-    amqp_queue_declare(a, 1, amqp_cstring_bytes("scratch"), 0, 1, 0, 0, amqp_empty_table);
-    harness_expect_channel_reopen(a, 1, amqp_get_rpc_reply(a), 406, 50, 10,
-                                  "PRECONDITION_FAILED - inequivalent arg 'durable' for queue "
-                                  "'scratch' in vhost 'tenant-a': received 'true' but current is "
-                                  "'false'");
+    expect_declare_406(a, "scratch", true, amqp_empty_table,
+                       "PRECONDITION_FAILED - inequivalent arg 'durable' for queue "
+                       "'scratch' in vhost 'tenant-a': received 'true' but current is "
+                       "'false'");
     harness_args_t q = {0};
     harness_arg_str(&q, "x-queue-type", "quorum");
     harness_arg_int(&q, "x-delivery-limit", 'l', 5);
     harness_queue_declare(a, 1, "ledger", HARNESS_QUEUE_DURABLE, harness_args_table(&q));
     q.e[0].value.value.bytes = amqp_cstring_bytes("classic");
-    amqp_queue_declare(a, 1, amqp_cstring_bytes("ledger"), 0, 1, 0, 0, harness_args_table(&q));
-    harness_expect_channel_reopen(a, 1, amqp_get_rpc_reply(a), 406, 50, 10,
-                                  "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for "
-                                  "queue 'ledger' in vhost 'tenant-a': received 'classic' but "
-                                  "current is 'quorum'");
+    expect_declare_406(a, "ledger", true, harness_args_table(&q),
+                       "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for "
+                       "queue 'ledger' in vhost 'tenant-a': received 'classic' but "
+                       "current is 'quorum'");
     harness_args_t ae = {0};
     harness_arg_str(&ae, "alternate-exchange", "ae");
     harness_exchange_declare(a, 1, "ingress", "direct", HARNESS_EXCHANGE_DURABLE,
@@ -295,10 +270,9 @@ static void test_limits(void)
     /* lq1 is imported; the limit is 2 queues. */
     CHECK_EQ(harness_queue_count(c1, 1, "lq1"), 0);
     harness_queue_declare(c1, 1, "lq2", 0, amqp_empty_table);
-    amqp_queue_declare(c1, 1, amqp_cstring_bytes("lq3"), 0, 0, 0, 0, amqp_empty_table);
-    harness_expect_channel_reopen(c1, 1, amqp_get_rpc_reply(c1), 406, 50, 10,
-                                  "PRECONDITION_FAILED - cannot declare queue 'lq3': queue limit "
-                                  "in vhost 'limited' (2) is reached");
+    expect_declare_406(c1, "lq3", false, amqp_empty_table,
+                       "PRECONDITION_FAILED - cannot declare queue 'lq3': queue limit "
+                       "in vhost 'limited' (2) is reached");
     harness_queue_delete(c1, 1, "lq2");
     harness_queue_declare(c1, 1, "lq3", 0, amqp_empty_table);
     harness_queue_delete(c1, 1, "lq3");
@@ -306,7 +280,8 @@ static void test_limits(void)
     /* The closed connection no longer counts (the broker may see the close a moment later). */
     amqp_connection_state_t c3 = NULL;
     for (int i = 0; i < 100 && !c3; i++) {
-        amqp_rpc_reply_t r = try_login("admin", pass_of("admin"), "limited", &c3);
+        amqp_rpc_reply_t r =
+            harness_try_login_vhost(&s_b, "admin", pass_of("admin"), "limited", &c3);
         if (r.reply_type != AMQP_RESPONSE_NORMAL) {
             amqp_destroy_connection(c3);
             c3 = NULL;
@@ -499,7 +474,7 @@ static void test_restart(void)
     harness_broker_respawn(&s_b, s_defs_args);
 
     for (size_t i = 0; i < NUSERS; i++)
-        close_conn(open_as(s_users[i].name, s_users[i].pass, s_users[i].vhost));
+        close_conn(harness_open_as(&s_b, s_users[i].name, s_users[i].pass, s_users[i].vhost));
     expect_login_refused("locked", "");
     a = open_user("admin", "tenant-a");
     harness_expect_drain(a, 1, "eu-orders", "eu1", "eu-orders after the restart");
@@ -518,27 +493,13 @@ static void test_restart(void)
     close_conn(g);
     amqp_connection_state_t c1 = open_user("admin", "limited");
     harness_queue_declare(c1, 1, "lq2", 0, amqp_empty_table);
-    amqp_queue_declare(c1, 1, amqp_cstring_bytes("lq3"), 0, 0, 0, 0, amqp_empty_table);
-    harness_expect_channel_reopen(c1, 1, amqp_get_rpc_reply(c1), 406, 50, 10,
-                                  "PRECONDITION_FAILED - cannot declare queue 'lq3': queue limit "
-                                  "in vhost 'limited' (2) is reached");
+    expect_declare_406(c1, "lq3", false, amqp_empty_table,
+                       "PRECONDITION_FAILED - cannot declare queue 'lq3': queue limit "
+                       "in vhost 'limited' (2) is reached");
     harness_queue_delete(c1, 1, "lq2");
     close_conn(c1);
     harness_log("(7) restart with the same file: nothing written, users, limits, entities and "
                 "durable messages all still there");
-}
-
-static const char *write_file(const char *name, const char *text)
-{
-    static char paths[16][1200];
-    static int next;
-    char *path = paths[next++ % 16];
-    snprintf(path, sizeof paths[0], "%s/%s", s_dir, name);
-    FILE *f = fopen(path, "w");
-    CHECKF(f, "fopen %s: %s", path, strerror(errno));
-    fputs(text, f);
-    CHECK(fclose(f) == 0);
-    return path;
 }
 
 /* Valid entries each bad file adds before its bad one: none of them may be imported. */
@@ -574,7 +535,7 @@ static const char *bad_defs(const char *name, const char *users, const char *per
              "\"evil-q\", \"destination_type\": \"queue\", \"routing_key\": \"\", \"arguments\": "
              "{}}%s]}\n",
              users, perms, queues, bindings);
-    return write_file(name, text);
+    return harness_write_file(s_dir, name, text);
 }
 
 /* warrend with the bad file path on the data dir: it must exit 78 without listening, write
@@ -698,7 +659,8 @@ static void test_bad_files(void)
                "'audit' in vhost 'tenant-a': received '10' but current is '1000'",
                before, len);
     /* JSON errors are named by line and column: "<path>:3:1: not valid JSON: ...". */
-    p = write_file("syntax.json", "{\"users\": [\n  " MALLORY ",\n],\n \"vhosts\": []}\n");
+    p = harness_write_file(s_dir, "syntax.json",
+                           "{\"users\": [\n  " MALLORY ",\n],\n \"vhosts\": []}\n");
     const char *err = run_bad("invalid JSON", p, before, len);
     char want[1400];
     snprintf(want, sizeof want, "cannot load definitions: %s:3:", p);
@@ -728,7 +690,7 @@ static void test_bad_files(void)
     CHECK_EQ(harness_queue_count(a, 1, "scratch"), 0);
     close_conn(a);
     for (size_t i = 0; i < NUSERS; i++)
-        close_conn(open_as(s_users[i].name, s_users[i].pass, s_users[i].vhost));
+        close_conn(harness_open_as(&s_b, s_users[i].name, s_users[i].pass, s_users[i].vhost));
     harness_log("(8) after the bad files: none of their users, vhosts, queues or exchanges "
                 "exist; the imported users still log in");
 }

@@ -36,9 +36,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define REFUSED_PLAIN                                                                             \
-    "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see "  \
-    "the broker logfile."
 #define SECRET_REFUSED "NOT_ALLOWED - New secret was refused by one of the backends"
 
 #define REMOTE_ADDR "192.0.2.77" /* TEST-NET-1: never routed anywhere */
@@ -168,19 +165,6 @@ typedef struct srv {
     char log[1100]; /* its stderr, appended */
 } srv_t;
 
-static const char *write_file(const char *name, const char *text)
-{
-    static char paths[8][1100];
-    static int next;
-    char *path = paths[next++ % 8];
-    snprintf(path, sizeof paths[0], "%s/%s", s_dir, name);
-    FILE *f = fopen(path, "w");
-    CHECKF(f, "fopen %s: %s", path, strerror(errno));
-    fputs(text, f);
-    CHECK(fclose(f) == 0);
-    return path;
-}
-
 /* A TCP connection from src (NULL: any) to dst:port, TCP_NODELAY; the fd or -errno. */
 static int tcp_from(const char *src, const char *dst, int port)
 {
@@ -268,7 +252,7 @@ static void srv_start(srv_t *s, const char *name, const char *conf_text, const c
     if (conf_text) {
         snprintf(conf_name, sizeof conf_name, "%s.conf", name);
         args[n++] = "--config";
-        args[n++] = write_file(conf_name, conf_text);
+        args[n++] = harness_write_file(s_dir, conf_name, conf_text);
     }
     args[n] = NULL;
     s->pid = harness_warrend_spawn(args, fd);
@@ -348,21 +332,29 @@ static int raw_try_login(int fd, const char *user, const char *pass, raw_close_t
     return 0;
 }
 
+/* A TCP connection from src (NULL: any) to dst on s's port; the test fails without one. */
+static int connect_from(const srv_t *s, const char *src, const char *dst)
+{
+    int fd = tcp_from(src, dst, s->port);
+    CHECKF(fd >= 0, "connect from %s to %s:%d: %s", src ? src : "any", dst, s->port,
+           strerror(-fd));
+    return fd;
+}
+
 /* user/pass from src to the server must be refused with RabbitMQ's 403 (the socket closes
  * after our close-ok). */
 static void expect_refused(const srv_t *s, const char *src, const char *dst, const char *user,
                            const char *pass)
 {
-    int fd = tcp_from(src, dst, s->port);
-    CHECKF(fd >= 0, "connect from %s to %s:%d: %s", src ? src : "any", dst, s->port,
-           strerror(-fd));
+    int fd = connect_from(s, src, dst);
     raw_close_t c;
     CHECKF(raw_try_login(fd, user, pass, &c) == 1, "%s/%s from %s logged in; want 403", user,
            pass, src ? src : "any");
-    CHECKF(c.reply_code == 403 && strcmp(c.reply_text, REFUSED_PLAIN) == 0 && c.class_id == 0 &&
-               c.method_id == 0,
-           "%s/%s from %s: close %u \"%s\" (%u.%u), want 403 \"" REFUSED_PLAIN "\" (0.0)", user,
-           pass, src ? src : "any", c.reply_code, c.reply_text, c.class_id, c.method_id);
+    CHECKF(c.reply_code == 403 && strcmp(c.reply_text, HARNESS_REFUSED_PLAIN) == 0 &&
+               c.class_id == 0 && c.method_id == 0,
+           "%s/%s from %s: close %u \"%s\" (%u.%u), want 403 \"" HARNESS_REFUSED_PLAIN
+           "\" (0.0)",
+           user, pass, src ? src : "any", c.reply_code, c.reply_text, c.class_id, c.method_id);
     raw_finish_close(fd);
     close(fd);
 }
@@ -371,9 +363,7 @@ static void expect_refused(const srv_t *s, const char *src, const char *dst, con
 static void expect_login(const srv_t *s, const char *src, const char *dst, const char *user,
                          const char *pass)
 {
-    int fd = tcp_from(src, dst, s->port);
-    CHECKF(fd >= 0, "connect from %s to %s:%d: %s", src ? src : "any", dst, s->port,
-           strerror(-fd));
+    int fd = connect_from(s, src, dst);
     raw_close_t c;
     CHECKF(raw_try_login(fd, user, pass, &c) == 0, "%s/%s from %s refused: %u %s", user, pass,
            src ? src : "any", c.reply_code, c.reply_text);
@@ -453,7 +443,7 @@ static void *flood_thread(void *arg)
         CHECKF(raw_try_login(fd, "bob", "wrong", &c) == 1, "bob/wrong logged in");
         int k = atomic_fetch_add(&s_answers, 1);
         s_answer_ms[k] = harness_now_ms();
-        CHECKF(c.reply_code == 403 && strcmp(c.reply_text, REFUSED_PLAIN) == 0,
+        CHECKF(c.reply_code == 403 && strcmp(c.reply_text, HARNESS_REFUSED_PLAIN) == 0,
                "flood: close %u \"%s\", want 403", c.reply_code, c.reply_text);
         raw_finish_close(fd);
         close(fd);

@@ -22,65 +22,18 @@
 #include <unistd.h>
 
 #include <amqp_framing.h>
-#include <amqp_tcp_socket.h>
-
-#define REFUSED_PLAIN                                                                             \
-    "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see "  \
-    "the broker logfile."
 
 /* RabbitMQ's documented sha256 hash of "test12". */
 #define TEST12_HASH "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR"
 
 static char s_dir[1024]; /* owned: config and definitions files, removed at the end */
 
-static const char *write_file(const char *name, const char *text)
-{
-    static char paths[8][1100];
-    static int next;
-    char *path = paths[next++ % 8];
-    snprintf(path, sizeof paths[0], "%s/%s", s_dir, name);
-    FILE *f = fopen(path, "w");
-    CHECKF(f, "fopen %s: %s", path, strerror(errno));
-    fputs(text, f);
-    CHECK(fclose(f) == 0);
-    return path;
-}
-
-/* rabbitmq-c login as user/pass opening vhost; *ret_conn is set either way (destroy it). */
-static amqp_rpc_reply_t try_login(const harness_broker_t *b, const char *user, const char *pass,
-                                  const char *vhost, amqp_connection_state_t *ret_conn)
-{
-    amqp_connection_state_t conn = amqp_new_connection();
-    CHECK(conn != NULL);
-    amqp_socket_t *sock = amqp_tcp_socket_new(conn);
-    CHECK(sock != NULL);
-    struct timeval tv = {.tv_sec = 10};
-    int st = amqp_socket_open_noblock(sock, b->host, b->port, &tv);
-    CHECKF(st == 0, "connect %s:%d: %s", b->host, b->port, amqp_error_string2(st));
-    *ret_conn = conn;
-    return amqp_login(conn, vhost, 0, AMQP_DEFAULT_FRAME_SIZE, 0, AMQP_SASL_METHOD_PLAIN, user,
-                      pass);
-}
-
-/* user/pass must open vhost; returns the connection with channel 1 open. */
-static amqp_connection_state_t login(const harness_broker_t *b, const char *user,
-                                     const char *pass, const char *vhost)
-{
-    amqp_connection_state_t conn;
-    amqp_rpc_reply_t r = try_login(b, user, pass, vhost, &conn);
-    char buf[512];
-    CHECKF(r.reply_type == AMQP_RESPONSE_NORMAL, "%s/%s on vhost %s: %s", user, pass, vhost,
-           harness_reply_str(r, buf, sizeof buf));
-    harness_channel_open(conn, 1);
-    return conn;
-}
-
 /* user/pass must be refused at login: 403 with RabbitMQ's text, class and method 0. */
 static void expect_refused(const harness_broker_t *b, const char *user, const char *pass)
 {
     amqp_connection_state_t conn;
-    amqp_rpc_reply_t r = try_login(b, user, pass, "/", &conn);
-    harness_expect_connection_close(conn, r, 403, REFUSED_PLAIN, 0, 0);
+    amqp_rpc_reply_t r = harness_try_login_vhost(b, user, pass, "/", &conn);
+    harness_expect_connection_close(conn, r, 403, HARNESS_REFUSED_PLAIN, 0, 0);
 }
 
 /* user/pass logs in but connection.open of vhost gets 530 "vhost ... not found". */
@@ -88,7 +41,7 @@ static void expect_no_vhost(const harness_broker_t *b, const char *user, const c
                             const char *vhost)
 {
     amqp_connection_state_t conn;
-    amqp_rpc_reply_t r = try_login(b, user, pass, vhost, &conn);
+    amqp_rpc_reply_t r = harness_try_login_vhost(b, user, pass, vhost, &conn);
     char text[300];
     snprintf(text, sizeof text, "NOT_ALLOWED - vhost %s not found", vhost);
     harness_expect_connection_close(conn, r, 530, text, 10, 40);
@@ -103,7 +56,7 @@ static amqp_rpc_reply_t declare(amqp_connection_state_t conn, const char *queue,
 /* (1) The seeded user, vhost and permissions, and nothing else. */
 static void test_seeded(const harness_broker_t *b)
 {
-    amqp_connection_state_t conn = login(b, "app", "s3cret", "appvh");
+    amqp_connection_state_t conn = harness_open_as(b, "app", "s3cret", "appvh");
     harness_expect_channel_reopen(conn, 1, declare(conn, "other", false), 403, 50, 10,
                                   "ACCESS_REFUSED - configure access to queue 'other' in vhost "
                                   "'appvh' refused for user 'app'");
@@ -123,7 +76,7 @@ static void test_seed_once(harness_broker_t *b, const char *conf)
     harness_broker_shutdown(b);
     const char *const args[] = {"--config", conf, NULL};
     harness_broker_respawn(b, args);
-    amqp_connection_state_t conn = login(b, "app", "s3cret", "appvh");
+    amqp_connection_state_t conn = harness_open_as(b, "app", "s3cret", "appvh");
     uint32_t messages = 1;
     CHECK_REPLY(harness_queue_peek(conn, 1, "app-1", &messages, NULL));
     CHECK_EQ(messages, 0);
@@ -146,7 +99,7 @@ static void test_definitions(const char *const *args, const char *what)
     harness_broker_start_args(&b, args);
     expect_refused(&b, "guest", "guest");
     expect_refused(&b, "app", "s3cret");
-    amqp_connection_state_t conn = login(&b, "d12", "test12", "/");
+    amqp_connection_state_t conn = harness_open_as(&b, "d12", "test12", "/");
     CHECK_REPLY(declare(conn, harness_name("defs"), false));
     harness_disconnect(conn);
     expect_refused(&b, "d12", "test13");
@@ -156,7 +109,7 @@ static void test_definitions(const char *const *args, const char *what)
     harness_broker_shutdown(&b);
     harness_broker_respawn(&b, NULL);
     expect_refused(&b, "guest", "guest");
-    harness_disconnect(login(&b, "d12", "test12", "/"));
+    harness_disconnect(harness_open_as(&b, "d12", "test12", "/"));
     CHECK_EQ(harness_broker_stop(&b), 0);
     harness_log("(3) %s, restarted without definitions: still no guest, d12 kept", what);
 }
@@ -164,24 +117,26 @@ static void test_definitions(const char *const *args, const char *what)
 /* (4) Tags parse; the seeded user logs in. A bad value stops warrend with 78. */
 static void test_tags(void)
 {
-    const char *conf = write_file("tags.conf", "default_user_tags.administrator = false\n"
-                                               "default_user_tags.management = true\n"
-                                               "default_user_tags.monitoring = true\n"
-                                               "default_user_tags.policymaker = false\n"
-                                               "default_user = tagged\n"
-                                               "default_pass = t4gged\n");
+    const char *conf = harness_write_file(s_dir, "tags.conf",
+                                          "default_user_tags.administrator = false\n"
+                                          "default_user_tags.management = true\n"
+                                          "default_user_tags.monitoring = true\n"
+                                          "default_user_tags.policymaker = false\n"
+                                          "default_user = tagged\n"
+                                          "default_pass = t4gged\n");
     const char *const args[] = {"--config", conf, NULL};
     harness_broker_t b;
     harness_broker_start_args(&b, args);
-    harness_disconnect(login(&b, "tagged", "t4gged", "/"));
+    harness_disconnect(harness_open_as(&b, "tagged", "t4gged", "/"));
     CHECK_EQ(harness_broker_stop(&b), 0);
     harness_log("(4) default_user_tags.administrator/management/monitoring/policymaker = "
                 "true/false parse; the default user logs in");
 
     char data[1100];
     snprintf(data, sizeof data, "%s/data-badtag", s_dir);
-    const char *bad = write_file("badtag.conf", "default_user = tagged\n"
-                                                "default_user_tags.administrator = maybe\n");
+    const char *bad = harness_write_file(s_dir, "badtag.conf",
+                                         "default_user = tagged\n"
+                                         "default_user_tags.administrator = maybe\n");
     int port = harness_free_port();
     char portbuf[16], err[4096];
     snprintf(portbuf, sizeof portbuf, "%d", port);
@@ -206,12 +161,13 @@ int main(void)
     CHECKF(mkdtemp(s_dir) != NULL, "mkdtemp: %s", strerror(errno));
     harness_name_init("ts");
 
-    const char *conf1 = write_file("app.conf", "default_user = app\n"
-                                               "default_pass = s3cret\n"
-                                               "default_vhost = appvh\n"
-                                               "default_permissions.configure = ^app-.*\n"
-                                               "default_permissions.write = ^app-.*\n"
-                                               "default_permissions.read = ^app-.*\n");
+    const char *conf1 = harness_write_file(s_dir, "app.conf",
+                                           "default_user = app\n"
+                                           "default_pass = s3cret\n"
+                                           "default_vhost = appvh\n"
+                                           "default_permissions.configure = ^app-.*\n"
+                                           "default_permissions.write = ^app-.*\n"
+                                           "default_permissions.read = ^app-.*\n");
     const char *const args1[] = {"--config", conf1, NULL};
     harness_broker_t b;
     harness_broker_start_args(&b, args1);
@@ -221,25 +177,28 @@ int main(void)
         return 77;
     }
     test_seeded(&b);
-    test_seed_once(&b, write_file("ops.conf", "default_user = ops\n"
-                                              "default_pass = 0ps\n"
-                                              "default_vhost = opsvh\n"
-                                              "default_permissions.configure = .*\n"
-                                              "default_permissions.write = .*\n"
-                                              "default_permissions.read = .*\n"));
+    test_seed_once(&b, harness_write_file(s_dir, "ops.conf",
+                                          "default_user = ops\n"
+                                          "default_pass = 0ps\n"
+                                          "default_vhost = opsvh\n"
+                                          "default_permissions.configure = .*\n"
+                                          "default_permissions.write = .*\n"
+                                          "default_permissions.read = .*\n"));
     CHECK_EQ(harness_broker_stop(&b), 0);
 
-    const char *defs = write_file("defs.json",
-                                  "{\"users\": [{\"name\": \"d12\", \"password_hash\": \"" TEST12_HASH
-                                  "\", \"hashing_algorithm\": \"rabbit_password_hashing_sha256\", "
-                                  "\"tags\": \"\"}],\n"
-                                  " \"vhosts\": [{\"name\": \"/\"}],\n"
-                                  " \"permissions\": [{\"user\": \"d12\", \"vhost\": \"/\", "
-                                  "\"configure\": \".*\", \"write\": \".*\", \"read\": \".*\"}]}\n");
+    const char *defs =
+        harness_write_file(s_dir, "defs.json",
+                           "{\"users\": [{\"name\": \"d12\", \"password_hash\": \"" TEST12_HASH
+                           "\", \"hashing_algorithm\": \"rabbit_password_hashing_sha256\", "
+                           "\"tags\": \"\"}],\n"
+                           " \"vhosts\": [{\"name\": \"/\"}],\n"
+                           " \"permissions\": [{\"user\": \"d12\", \"vhost\": \"/\", "
+                           "\"configure\": \".*\", \"write\": \".*\", \"read\": \".*\"}]}\n");
     char text[1300];
     snprintf(text, sizeof text,
              "default_user = app\ndefault_pass = s3cret\nload_definitions = %s\n", defs);
-    const char *const args_conf[] = {"--config", write_file("defs.conf", text), NULL};
+    const char *const args_conf[] = {"--config", harness_write_file(s_dir, "defs.conf", text),
+                                     NULL};
     test_definitions(args_conf, "load_definitions in the file (with default_user app)");
     const char *const args_flag[] = {"--load-definitions", defs, NULL};
     test_definitions(args_flag, "--load-definitions");

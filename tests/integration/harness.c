@@ -337,29 +337,75 @@ int harness_broker_stop(harness_broker_t *b)
     return ret;
 }
 
+const char *harness_write_file(const char *dir, const char *name, const char *text)
+{
+    static char paths[16][4200];
+    static int next;
+    char *path = paths[next++ % 16];
+    snprintf(path, sizeof paths[0], "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    CHECKF(f, "fopen %s: %s", path, strerror(errno));
+    fputs(text, f);
+    CHECK(fclose(f) == 0);
+    return path;
+}
+
 /* ---- rabbitmq-c helpers ------------------------------------------------------------------- */
 
-amqp_rpc_reply_t harness_try_login(const harness_broker_t *b, const char *user, const char *pass,
-                                   int channel_max, int frame_max, int heartbeat,
-                                   amqp_connection_state_t *ret_conn)
+/* A new rabbitmq-c connection with its TCP socket opened to the broker (10 s at most), in
+ * *ret_conn even when the connect fails. 0 or the negative amqp_status_enum of the connect. */
+static int tcp_conn_open(const harness_broker_t *b, amqp_connection_state_t *ret_conn)
 {
-    amqp_rpc_reply_t r;
-    memset(&r, 0, sizeof r);
     amqp_connection_state_t conn = amqp_new_connection();
     CHECK(conn != NULL);
     amqp_socket_t *sock = amqp_tcp_socket_new(conn);
     CHECK(sock != NULL);
     struct timeval tv = {.tv_sec = 10};
-    int st = amqp_socket_open_noblock(sock, b->host, b->port, &tv);
+    *ret_conn = conn;
+    return amqp_socket_open_noblock(sock, b->host, b->port, &tv);
+}
+
+static amqp_rpc_reply_t try_login_on(const harness_broker_t *b, const char *user,
+                                     const char *pass, const char *vhost, int channel_max,
+                                     int frame_max, int heartbeat,
+                                     amqp_connection_state_t *ret_conn)
+{
+    int st = tcp_conn_open(b, ret_conn);
     if (st < 0) {
+        amqp_rpc_reply_t r;
+        memset(&r, 0, sizeof r);
         r.reply_type = AMQP_RESPONSE_LIBRARY_EXCEPTION;
         r.library_error = st;
-        *ret_conn = conn;
         return r;
     }
-    *ret_conn = conn;
-    return amqp_login(conn, "/", channel_max, frame_max, heartbeat, AMQP_SASL_METHOD_PLAIN, user,
-                      pass);
+    return amqp_login(*ret_conn, vhost, channel_max, frame_max, heartbeat,
+                      AMQP_SASL_METHOD_PLAIN, user, pass);
+}
+
+amqp_rpc_reply_t harness_try_login(const harness_broker_t *b, const char *user, const char *pass,
+                                   int channel_max, int frame_max, int heartbeat,
+                                   amqp_connection_state_t *ret_conn)
+{
+    return try_login_on(b, user, pass, "/", channel_max, frame_max, heartbeat, ret_conn);
+}
+
+amqp_rpc_reply_t harness_try_login_vhost(const harness_broker_t *b, const char *user,
+                                         const char *pass, const char *vhost,
+                                         amqp_connection_state_t *ret_conn)
+{
+    return try_login_on(b, user, pass, vhost, 0, AMQP_DEFAULT_FRAME_SIZE, 0, ret_conn);
+}
+
+amqp_connection_state_t harness_open_as(const harness_broker_t *b, const char *user,
+                                        const char *pass, const char *vhost)
+{
+    amqp_connection_state_t conn;
+    amqp_rpc_reply_t r = harness_try_login_vhost(b, user, pass, vhost, &conn);
+    char buf[512];
+    CHECKF(r.reply_type == AMQP_RESPONSE_NORMAL, "login %s/%s on vhost '%s': %s", user, pass,
+           vhost, harness_reply_str(r, buf, sizeof buf));
+    harness_channel_open(conn, 1);
+    return conn;
 }
 
 amqp_connection_state_t harness_connect(const harness_broker_t *b, int channel_max, int frame_max,
@@ -1006,12 +1052,8 @@ amqp_connection_state_t harness_connect_caps(const harness_broker_t *b, const ch
     prop.value.value.table.entries = cap_entries;
     amqp_table_t props = {.num_entries = 1, .entries = &prop};
 
-    amqp_connection_state_t conn = amqp_new_connection();
-    CHECK(conn != NULL);
-    amqp_socket_t *sock = amqp_tcp_socket_new(conn);
-    CHECK(sock != NULL);
-    struct timeval tv = {.tv_sec = 10};
-    int st = amqp_socket_open_noblock(sock, b->host, b->port, &tv);
+    amqp_connection_state_t conn;
+    int st = tcp_conn_open(b, &conn);
     CHECKF(st == 0, "connect %s:%d: %s", b->host, b->port, amqp_error_string2(st));
     CHECK_REPLY(amqp_login_with_properties(conn, "/", 0, AMQP_DEFAULT_FRAME_SIZE, 0, &props,
                                            AMQP_SASL_METHOD_PLAIN, "guest", "guest"));

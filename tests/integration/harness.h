@@ -117,6 +117,12 @@ bool harness_broker_alive(const harness_broker_t *b);
 /* A TCP port that was free a moment ago (bind 127.0.0.1:0, read it, close). */
 int harness_free_port(void);
 
+/* Write text to the file name in dir (created or truncated) and return its path, "dir/name", in
+ * one of 16 rotating static buffers of 4200 bytes: it stays valid for the next 15 calls. Fails
+ * the test when the file cannot be written. For the config and definitions files a test keeps in
+ * its own temp dir. */
+const char *harness_write_file(const char *dir, const char *name, const char *text);
+
 /* ---- rabbitmq-c connections ---------------------------------------------------------------- */
 
 /* Open a socket and log in as guest/guest on vhost "/"; the test fails if that does not work. */
@@ -124,11 +130,28 @@ amqp_connection_state_t harness_connect(const harness_broker_t *b, int channel_m
                                         int heartbeat);
 
 /* Like harness_connect() but with any credentials, returning the login reply instead of
- * failing. *ret_conn is set either way (NULL when the TCP connect itself failed); the caller
- * destroys it with amqp_destroy_connection(). */
+ * failing. *ret_conn is set either way (also when the TCP connect itself failed: then the reply
+ * is a library exception); the caller destroys it with amqp_destroy_connection(). */
 amqp_rpc_reply_t harness_try_login(const harness_broker_t *b, const char *user, const char *pass,
                                    int channel_max, int frame_max, int heartbeat,
                                    amqp_connection_state_t *ret_conn);
+
+/* harness_try_login() as user/pass opening vhost instead of "/", with the server's channel_max,
+ * AMQP_DEFAULT_FRAME_SIZE and no heartbeat. Same reply and *ret_conn. */
+amqp_rpc_reply_t harness_try_login_vhost(const harness_broker_t *b, const char *user,
+                                         const char *pass, const char *vhost,
+                                         amqp_connection_state_t *ret_conn);
+
+/* harness_try_login_vhost() that must succeed (the test fails saying user, vhost and the reply
+ * otherwise), then channel 1 opened: the connection. */
+amqp_connection_state_t harness_open_as(const harness_broker_t *b, const char *user,
+                                        const char *pass, const char *vhost);
+
+/* The connection.close text RabbitMQ sends (403, class 0 method 0) when a PLAIN login is
+ * refused: bad password, unknown user, loopback-only user from elsewhere. */
+#define HARNESS_REFUSED_PLAIN                                                                     \
+    "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see "  \
+    "the broker logfile."
 
 /* connection.close (must get close-ok) and destroy. */
 void harness_disconnect(amqp_connection_state_t conn);

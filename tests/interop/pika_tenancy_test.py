@@ -10,15 +10,13 @@ fixture must have been imported (rabbitmqctl import_definitions): RabbitMQ 3.10.
 with its 3.10 wording (no permission word before "access to queue").
 Exit 0 pass, 1 fail, 77 skip."""
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # pika_test exits 77 when pika is missing
-from pika_test import Broker, check, expect_channel_error, fail, free_port  # noqa: E402
+from pika_test import Broker, check, expect_channel_error, fail, run_test  # noqa: E402
 
 import pika  # noqa: E402
 import pika.exceptions  # noqa: E402
@@ -30,37 +28,9 @@ REFUSED_PLAIN = ("ACCESS_REFUSED - Login was refused using authentication mechan
                  "For details see the broker logfile.")
 
 
-class DefsBroker(Broker):
+def defs_broker():
     """Broker (pika_test.py) with --load-definitions FIXTURE on its fresh data dir."""
-
-    def __init__(self):
-        if os.environ.get("WARREN_TEST_HOST") and os.environ.get("WARREN_TEST_PORT"):
-            super().__init__()
-            return
-        self.proc = None
-        self.data_dir = None
-        exe = os.environ.get("WARREND")
-        if not exe or not os.access(exe, os.X_OK):
-            print("SKIP: WARREND is not set and WARREN_TEST_HOST/PORT are not set")
-            sys.exit(77)
-        self.host = "127.0.0.1"
-        self.data_dir = tempfile.mkdtemp(prefix="warren-pika-defs-")
-        for _ in range(3):
-            self.port = free_port()
-            self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1",
-                                          "--data-dir", self.data_dir, "--log-level", "error",
-                                          "--load-definitions", FIXTURE])
-            if self.wait_listening():
-                print(f"started {exe} on 127.0.0.1:{self.port} (pid {self.proc.pid}) with "
-                      f"--load-definitions {FIXTURE}")
-                return
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-                self.stop()
-                fail("warrend did not listen within 10 s")
-        self.stop()
-        fail("warrend exited before listening (3 attempts)")
+    return Broker(["--load-definitions", FIXTURE], log_level="error", prefix="warren-pika-defs-")
 
 
 def external():
@@ -95,6 +65,13 @@ def expect_vhost_refused(broker, user, password, vhost):
     except pika.exceptions.ProbableAccessDeniedError as e:
         want = f"(530) \"NOT_ALLOWED - access to vhost '{vhost}' refused for user '{user}'\""
         check(want in str(e), f"{user} on {vhost}: {e!r}, want {want}")
+
+
+def expect_queue_refused(conn, action, perm, queue, vhost, user, what):
+    """action(ch) on a new channel of conn must get 403 ACCESS_REFUSED: perm access to queue in
+    vhost refused for user (what says what went wrong when it does not)."""
+    bad = conn.channel()
+    expect_channel_error(lambda: action(bad), 403, denied(perm, "queue", queue, vhost, user), what)
 
 
 def publish_consume(conn, qname, what):
@@ -148,19 +125,13 @@ def run_bob(broker):
     check(bodies == ["p5", "p3", "p1"], f"bob-inbox gave {bodies}")
     print(f"bob (sha512): {N} messages published and consumed in tenant-b; bob-inbox by priority")
 
-    bad = conn.channel()
-    expect_channel_error(lambda: bad.basic_consume(queue="shared",
-                                                   on_message_callback=lambda *a: None),
-                         403, denied("read", "queue", "shared", "tenant-b", "bob"),
-                         "bob consumed from 'shared'")
-    bad = conn.channel()
-    expect_channel_error(lambda: bad.basic_get(queue="shared"), 403,
-                         denied("read", "queue", "shared", "tenant-b", "bob"),
-                         "bob got from 'shared'")
-    bad = conn.channel()
-    expect_channel_error(lambda: bad.queue_declare(queue="other"), 403,
-                         denied("configure", "queue", "other", "tenant-b", "bob"),
-                         "bob declared 'other'")
+    expect_queue_refused(conn, lambda c: c.basic_consume(queue="shared",
+                                                         on_message_callback=lambda *a: None),
+                         "read", "shared", "tenant-b", "bob", "bob consumed from 'shared'")
+    expect_queue_refused(conn, lambda c: c.basic_get(queue="shared"), "read", "shared",
+                         "tenant-b", "bob", "bob got from 'shared'")
+    expect_queue_refused(conn, lambda c: c.queue_declare(queue="other"), "configure", "other",
+                         "tenant-b", "bob", "bob declared 'other'")
     check(ch.is_open, "bob's first channel was closed too")
     print("bob: 403 ACCESS_REFUSED on queues outside ^bob-.*; his other channel still open")
     conn.close()
@@ -173,14 +144,10 @@ def run_carol(broker):
     conn = pika.BlockingConnection(params(broker, "carol", "carol-md5-pw", "tenant-a"))
     publish_consume(conn, f"carol-pika-{os.getpid()}", "carol")
     print(f"carol (md5): {N} messages published and consumed in tenant-a")
-    bad = conn.channel()
-    expect_channel_error(lambda: bad.basic_get(queue="audit"), 403,
-                         denied("read", "queue", "audit", "tenant-a", "carol"),
-                         "carol got from 'audit'")
-    bad = conn.channel()
-    expect_channel_error(lambda: bad.queue_delete(queue="orders"), 403,
-                         denied("configure", "queue", "orders", "tenant-a", "carol"),
-                         "carol deleted 'orders'")
+    expect_queue_refused(conn, lambda c: c.basic_get(queue="audit"), "read", "audit",
+                         "tenant-a", "carol", "carol got from 'audit'")
+    expect_queue_refused(conn, lambda c: c.queue_delete(queue="orders"), "configure", "orders",
+                         "tenant-a", "carol", "carol deleted 'orders'")
     check(conn.channel().queue_declare(queue="orders", passive=True).method.queue == "orders",
           "'orders' is gone")
     print("carol: 403 ACCESS_REFUSED reading 'audit' and deleting 'orders'")
@@ -188,19 +155,13 @@ def run_carol(broker):
     expect_vhost_refused(broker, "carol", "carol-md5-pw", "tenant-b")
 
 
+def run(broker):
+    run_bob(broker)
+    run_carol(broker)
+
+
 def main():
-    broker = DefsBroker()
-    try:
-        run_bob(broker)
-        run_carol(broker)
-    except SystemExit:
-        broker.stop()
-        raise
-    except Exception as e:  # an unexpected exception is a failure, with the broker stopped
-        broker.stop()
-        fail(f"{type(e).__name__}: {e}")
-    check(broker.stop(), "warrend did not shut down cleanly")
-    print("PASS")
+    run_test(run, defs_broker)
 
 
 if __name__ == "__main__":

@@ -53,9 +53,10 @@ def check_channel_works(ch, qname, body, what):
 
 
 class Broker:
-    """warrend on a free port with a temp data dir, or an external broker."""
+    """warrend on a free port with a temp data dir (its name starting with prefix), run with
+    --log-level log_level and extra_args; or an external broker (which gets none of them)."""
 
-    def __init__(self):
+    def __init__(self, extra_args=(), log_level="warn", prefix="warren-pika-"):
         self.proc = None
         self.data_dir = None
         host, port = os.environ.get("WARREN_TEST_HOST"), os.environ.get("WARREN_TEST_PORT")
@@ -68,13 +69,15 @@ class Broker:
             print("SKIP: WARREND is not set and WARREN_TEST_HOST/PORT are not set")
             sys.exit(77)
         self.host = "127.0.0.1"
-        self.data_dir = tempfile.mkdtemp(prefix="warren-pika-")
+        self.data_dir = tempfile.mkdtemp(prefix=prefix)
         for _ in range(3):
             self.port = free_port()
             self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1",
-                                          "--data-dir", self.data_dir, "--log-level", "warn"])
+                                          "--data-dir", self.data_dir, "--log-level", log_level,
+                                          *extra_args])
             if self.wait_listening():
-                print(f"started {exe} on 127.0.0.1:{self.port} (pid {self.proc.pid})")
+                extra = f" with {' '.join(extra_args)}" if extra_args else ""
+                print(f"started {exe} on 127.0.0.1:{self.port} (pid {self.proc.pid}){extra}")
                 return
             if self.proc.poll() is None:
                 self.proc.kill()
@@ -185,11 +188,11 @@ def check_props(i, got):
             check(g == w, f"message {i}: {f} {g!r} != {w!r}")
 
 
-def run_test(run):
-    """Start a Broker, call run(broker) and stop the broker: the test passes (prints PASS) when
-    run returns and warrend then shuts down cleanly. An exception fails the test, with the broker
-    stopped first."""
-    broker = Broker()
+def run_test(run, make_broker=Broker):
+    """Start a broker (make_broker()), call run(broker) and stop the broker: the test passes
+    (prints PASS) when run returns and warrend then shuts down cleanly. An exception fails the
+    test, with the broker stopped first."""
+    broker = make_broker()
     try:
         run(broker)
     except SystemExit:
