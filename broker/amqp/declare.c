@@ -6,14 +6,13 @@
 #include <stdio.h>
 #include <string.h>
 #include "broker/model/access.h"
-#include "broker/model/args.h"
+#include "broker/model/entity.h"
 #include "broker/model/binding.h"
 #include "broker/amqp/channel.h"
 #include "broker/amqp/conn.h"
 #include "broker/amqp/declare.h"
 #include "broker/model/errors.h"
 #include "broker/model/exchange.h"
-#include "broker/model/persist.h"
 #include "broker/model/queue.h"
 #include "broker/amqp/replyto.h"
 #include "broker/amqp/server.h"
@@ -123,27 +122,6 @@ static int lookup_exchange(struct channel *ch, amqp_bytes_t name, struct exchang
     return 0;
 }
 
-static int reserved_name(const char *kind, amqp_bytes_t name, struct err *err)
-{
-    if (name.len >= 4 && memcmp(name.ptr, "amq.", 4) == 0)
-        return err_set(err, -WERR_ACCESS_REFUSED,
-                        "%s name '%.*s' contains reserved prefix 'amq.*'", kind, STR(name));
-    return 0;
-}
-
-static int inequivalent(const char *arg, const char *what, const char *got,
-                        const char *cur, struct err *err)
-{
-    return err_set(err, -WERR_PRECONDITION_FAILED,
-                    "inequivalent arg '%s' for %s: received '%s' but current is '%s'", arg, what,
-                    got, cur);
-}
-
-static const char *tf(bool b)
-{
-    return b ? "true" : "false";
-}
-
 static void reply(struct channel *ch, uint32_t id)
 {
     struct amqp_method m = {.id = id};
@@ -174,41 +152,18 @@ static int exchange_declare(struct channel *ch, const struct amqp_exchange_decla
     if ((rc = allowed(ch, ACCESS_CONFIGURE, ACCESS_EXCHANGE, name, x, err)) < 0)
         return rc;
     if (x) {
-        char what[400];
-        snprintf(what, sizeof what, "exchange '%s' in vhost '%s'", x->name, vh->name);
-        if (x->type != (enum exchange_type)type)
-            return inequivalent("type", what, exchange_type_name(type),
-                                exchange_type_name(x->type), err);
-        if (x->durable != d->durable)
-            return inequivalent("durable", what, tf(d->durable), tf(x->durable), err);
-        if (x->auto_delete != d->auto_delete)
-            return inequivalent("auto_delete", what, tf(d->auto_delete), tf(x->auto_delete), err);
-        if (x->internal != d->internal)
-            return inequivalent("internal", what, tf(d->internal), tf(x->internal), err);
-        if ((rc = args_equivalent(err, what, (amqp_bytes_t){x->args, x->args_len},
-                                  d->arguments, args_exchange_keys)) < 0)
+        if ((rc = entity_exchange_equivalent(x, (enum exchange_type)type, d->durable,
+                                             d->auto_delete, d->internal, d->arguments,
+                                             err)) < 0)
             return rc;
         goto ok;
     }
-    if ((rc = reserved_name("exchange", name, err)) < 0)
+    if ((rc = entity_exchange_check_new(vh->name, name, d->arguments, err)) < 0 ||
+        (rc = target_allowed(ch, d->arguments, "alternate-exchange", ACCESS_EXCHANGE, name,
+                             err)) < 0 ||
+        (rc = entity_exchange_create(vh, name, (enum exchange_type)type, d->durable,
+                                     d->auto_delete, d->internal, d->arguments, NULL)) < 0)
         return rc;
-    struct amqp_field ae;
-    if (amqp_table_get(d->arguments, "alternate-exchange", &ae) == 1 && ae.type != 'S')
-        return err_set(err, -WERR_PRECONDITION_FAILED,
-                        "invalid type '%s' for arg 'alternate-exchange' in exchange '%.*s' in "
-                        "vhost '%s'",
-                        args_type_name(ae.type), STR(name), vh->name);
-    if ((rc = target_allowed(ch, d->arguments, "alternate-exchange", ACCESS_EXCHANGE, name, err)) < 0)
-        return rc;
-    x = exchange_new(vh, name, (enum exchange_type)type, d->durable, d->auto_delete,
-                     d->internal, d->arguments);
-    if (!x)
-        return -ENOMEM;
-    if (vhost_add_exchange(vh, x) < 0) {
-        exchange_free(x);
-        return -ENOMEM;
-    }
-    persist_exchange(&ch->conn->srv->b, x);
 ok:
     if (!d->no_wait)
         reply(ch, AMQP_EXCHANGE_DECLARE_OK);
@@ -222,19 +177,12 @@ static int exchange_delete_method(struct channel *ch, const struct amqp_exchange
     int rc = not_default(name, err);
     if (rc < 0)
         return rc;
-    if (name.len >= 4 && memcmp(name.ptr, "amq.", 4) == 0)
-        return err_set(err, -WERR_ACCESS_REFUSED,
-                        "deletion of system exchange '%.*s' in vhost '%s' not allowed",
-                        STR(name), ch->conn->vhost->name);
+    if (name.len >= 4 && memcmp(name.ptr, "amq.", 4) == 0) /* before the permission check */
+        return entity_exchange_delete(ch->conn->vhost, name, d->if_unused, err);
     struct exchange *x = vhost_exchange(ch->conn->vhost, name);
-    if ((rc = allowed(ch, ACCESS_CONFIGURE, ACCESS_EXCHANGE, name, x, err)) < 0)
+    if ((rc = allowed(ch, ACCESS_CONFIGURE, ACCESS_EXCHANGE, name, x, err)) < 0 ||
+        (rc = entity_exchange_delete(ch->conn->vhost, name, d->if_unused, err)) < 0)
         return rc;
-    if (x) { /* deleting a missing exchange succeeds, as in RabbitMQ 3.x */
-        if (d->if_unused && x->nbindings)
-            return err_set(err, -WERR_PRECONDITION_FAILED,
-                            "exchange '%s' in vhost '%s' in use", x->name, ch->conn->vhost->name);
-        exchange_delete(x);
-    }
     if (!d->no_wait)
         reply(ch, AMQP_EXCHANGE_DELETE_OK);
     return 0;
@@ -264,10 +212,8 @@ static int exchange_bind(struct channel *ch, const struct amqp_exchange_bind *b,
     if ((rc = lookup_exchange(ch, source, &src, err)) < 0 ||
         (rc = lookup_exchange(ch, destination, &dst, err)) < 0)
         return rc;
-    if (bind && src->type == EX_HEADERS && (rc = args_check_x_match(err, b->arguments)) < 0)
-        return rc;
     if (bind)
-        rc = binding_add(src, NULL, dst, b->routing_key, b->arguments, NULL);
+        rc = entity_bind(src, NULL, dst, b->routing_key, b->arguments, err);
     else if (binding_remove(src, NULL, dst, b->routing_key, b->arguments) == -ENOENT)
         rc = 0; /* unbinding what is not bound succeeds */
     if (rc < 0)
@@ -306,75 +252,25 @@ static int queue_declare(struct channel *ch, const struct amqp_queue_declare *d,
             return err_set(err, -WERR_NOT_FOUND, "no queue '' in vhost '%s'", vh->name);
         if ((rc = lookup_queue(ch, name, &q, err)) < 0)
             return rc;
-    } else if ((name.ptr != (const uint8_t *)gen && (rc = reserved_name("queue", name, err)) < 0) ||
+    } else if ((name.ptr != (const uint8_t *)gen &&
+                (rc = entity_reserved_name("queue", name, err)) < 0) ||
                (rc = allowed(ch, ACCESS_CONFIGURE, ACCESS_QUEUE, name, vhost_queue(vh, name),
                              err)) < 0) {
         return rc;
     } else if (vhost_queue(vh, name)) {
-        if ((rc = lookup_queue(ch, name, &q, err)) < 0)
-            return rc;
-        char what[400];
-        snprintf(what, sizeof what, "queue '%s' in vhost '%s'", q->name, vh->name);
-        if (q->durable != d->durable)
-            return inequivalent("durable", what, tf(d->durable), tf(q->durable), err);
-        if (q->auto_delete != d->auto_delete)
-            return inequivalent("auto_delete", what, tf(d->auto_delete), tf(q->auto_delete), err);
-        if (d->exclusive != q->exclusive) /* RabbitMQ calls this a lock, not an inequivalence */
-            return err_set(err, -WERR_RESOURCE_LOCKED,
-                            "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. "
-                            "It could be originally declared on another connection or the "
-                            "exclusive property value does not match that of the original "
-                            "declaration.",
-                            q->name, vh->name);
-        if ((rc = args_equivalent(err, what, (amqp_bytes_t){q->args, q->args_len}, d->arguments,
-                                  args_queue_keys)) < 0)
+        if ((rc = lookup_queue(ch, name, &q, err)) < 0 ||
+            (rc = entity_queue_equivalent(q, d->durable, d->auto_delete, d->exclusive,
+                                          d->arguments, err)) < 0)
             return rc;
     } else {
-        char qname[256];
-        snprintf(qname, sizeof qname, "%.*s", STR(name));
-        if (vh->max_queues >= 0 && vh->queues.count >= (uint64_t)vh->max_queues)
-            return err_set(err, -WERR_PRECONDITION_FAILED,
-                           "cannot declare queue '%s': queue limit in vhost '%s' (%lld) is "
-                           "reached",
-                           qname, vh->name, (long long)vh->max_queues);
-        if ((rc = target_allowed(ch, d->arguments, "x-dead-letter-exchange", ACCESS_QUEUE, name,
-                                 err)) < 0)
+        if ((rc = entity_queue_check_limit(vh, name, err)) < 0 ||
+            (rc = target_allowed(ch, d->arguments, "x-dead-letter-exchange", ACCESS_QUEUE, name,
+                                 err)) < 0 ||
+            (rc = entity_queue_check_new(vh->name, name, d->durable, d->auto_delete, d->exclusive,
+                                         d->arguments, err)) < 0 ||
+            (rc = entity_queue_create(vh, name, d->durable, d->auto_delete, d->exclusive, c,
+                                      d->arguments, &q)) < 0)
             return rc;
-        if ((rc = args_check_queue(err, qname, vh->name, d->arguments)) < 0)
-            return rc;
-        struct amqp_field qt;
-        if (amqp_table_get(d->arguments, "x-queue-type", &qt) == 1 && qt.type == 'S') {
-            if (amqp_bytes_eq_str(qt.v.bytes, "stream"))
-                return err_set(err, -WERR_PRECONDITION_FAILED,
-                                "queue type 'stream' is not supported yet (queue '%s' in vhost "
-                                "'%s')",
-                                qname, vh->name);
-            /* A quorum queue is durable, shared and explicit about its lifetime. */
-            const char *bad = d->auto_delete ? "auto-delete" : d->exclusive ? "exclusive-owner"
-                              : !d->durable ? "non-durable" : NULL;
-            bool quorum = amqp_bytes_eq_str(qt.v.bytes, "quorum");
-            if (bad && quorum)
-                return err_set(err, -WERR_PRECONDITION_FAILED,
-                                "invalid property '%s' for queue '%s' in vhost '%s'", bad, qname,
-                                vh->name);
-            if (quorum && amqp_table_get(d->arguments, "x-max-priority", &qt) == 1)
-                return err_set(err, -WERR_PRECONDITION_FAILED,
-                                "invalid arg 'x-max-priority' for queue '%s' in vhost '%s' of "
-                                "queue type rabbit_quorum_queue",
-                                qname, vh->name);
-        }
-        q = queue_new(vh, name, d->arguments);
-        if (!q)
-            return -ENOMEM;
-        q->durable = d->durable;
-        q->exclusive = d->exclusive;
-        q->auto_delete = d->auto_delete;
-        q->owner = d->exclusive ? c : NULL;
-        if (vhost_add_queue(vh, q) < 0) {
-            queue_unref(q);
-            return -ENOMEM;
-        }
-        persist_queue(&c->srv->b, q);
     }
     memcpy(ch->last_queue, q->name, (size_t)q->name_len + 1);
     queue_used(q);
@@ -422,11 +318,8 @@ static int queue_bind(struct channel *ch, amqp_bytes_t qname, amqp_bytes_t xname
         }
         return rc;
     }
-    if (bind) {
-        if (x->type == EX_HEADERS && (rc = args_check_x_match(err, args)) < 0)
-            return rc;
-        return binding_add(x, q, NULL, key, args, NULL);
-    }
+    if (bind)
+        return entity_bind(x, q, NULL, key, args, err);
     binding_remove(x, q, NULL, key, args); /* unbinding what is not bound succeeds */
     return 0;
 }
@@ -444,15 +337,9 @@ static int queue_delete_method(struct channel *ch, const struct amqp_queue_delet
     uint32_t n = 0;
     if (vhost_queue(ch->conn->vhost, name)) { /* deleting a missing queue succeeds */
         struct queue *q;
-        if ((rc = lookup_queue(ch, name, &q, err)) < 0)
+        if ((rc = lookup_queue(ch, name, &q, err)) < 0 ||
+            (rc = entity_queue_delete(q, d->if_unused, d->if_empty, &n, err)) < 0)
             return rc;
-        if (d->if_unused && q->consumer_count)
-            return err_set(err, -WERR_PRECONDITION_FAILED, "queue '%s' in vhost '%s' in use",
-                            q->name, q->vhost->name);
-        if (d->if_empty && queue_ready(q))
-            return err_set(err, -WERR_PRECONDITION_FAILED,
-                            "queue '%s' in vhost '%s' not empty", q->name, q->vhost->name);
-        n = queue_delete(q);
     }
     if (!d->no_wait) {
         struct amqp_method m = {.id = AMQP_QUEUE_DELETE_OK};

@@ -16,6 +16,7 @@
 #include "broker/model/binding.h"
 #include "broker/model/broker.h"
 #include "broker/model/defs.h"
+#include "broker/model/entity.h"
 #include "broker/model/errors.h"
 #include "broker/model/exchange.h"
 #include "broker/model/persist.h"
@@ -433,12 +434,8 @@ static int entity(struct import *im, const char *key, size_t i, json_t *o, struc
     return arguments(im, o, &e->w, &e->args);
 }
 
-static const char *tf(bool b)
-{
-    return b ? "true" : "false";
-}
-
-/* Validates an exchange entry (and, when apply, creates it if missing). */
+/* Validates an exchange entry (and, when apply, creates it if missing): the rules of
+ * exchange.declare (entity.c). */
 static int exchange_def(struct import *im, size_t i, json_t *o, bool apply)
 {
     struct entity e;
@@ -454,63 +451,41 @@ static int exchange_def(struct import *im, size_t i, json_t *o, bool apply)
     struct vhost *vh = rc < 0 ? NULL : hmap_get(&im->b->vhosts, e.vhost, strlen(e.vhost));
     struct exchange *x = vh ? vhost_exchange(vh, amqp_cstr(e.name)) : NULL;
     if (rc == 0 && x) {
-        char what[400];
-        snprintf(what, sizeof what, "exchange '%s' in vhost '%s'", e.name, e.vhost);
-        if (x->type != (enum exchange_type)t || x->durable != durable || x->auto_delete != ad ||
-            x->internal != internal)
-            rc = bad(im, "exists with other properties (type %s, durable %s, auto_delete %s, "
-                     "internal %s)", exchange_type_name(x->type), tf(x->durable),
-                     tf(x->auto_delete), tf(x->internal));
-        else if (args_equivalent(im->err, what, (amqp_bytes_t){x->args, x->args_len}, e.args,
-                                 args_exchange_keys) < 0)
+        if (entity_exchange_equivalent(x, (enum exchange_type)t, durable, ad, internal, e.args,
+                                       im->err) < 0)
             rc = bad(im, "%s", im->err->text);
-    } else if (rc == 0 && !strncmp(e.name, "amq.", 4)) {
-        rc = bad(im, "the prefix 'amq.' is reserved");
-    } else if (rc == 0 && apply) {
-        x = exchange_new(vh, amqp_cstr(e.name), (enum exchange_type)t, durable, ad, internal,
-                         e.args);
-        if (!x || vhost_add_exchange(vh, x) < 0) {
-            exchange_free(x);
-            rc = -ENOMEM;
-        } else {
-            persist_exchange(im->b, x);
-        }
+    } else if (rc == 0) {
+        if (entity_exchange_check_new(e.vhost, amqp_cstr(e.name), e.args, im->err) < 0)
+            rc = bad(im, "%s", im->err->text);
+        else if (apply)
+            rc = entity_exchange_create(vh, amqp_cstr(e.name), (enum exchange_type)t, durable,
+                                        ad, internal, e.args, NULL);
     }
     amqp_wbuf_free(&e.w);
     return rc;
 }
 
+/* Validates a queue entry (and, when apply, creates it if missing): the rules of
+ * queue.declare (entity.c). */
 static int queue_def(struct import *im, size_t i, json_t *o, bool apply)
 {
     struct entity e;
     int rc = entity(im, "queues", i, o, &e);
     bool durable = flag(o, "durable", true), ad = flag(o, "auto_delete", false);
-    if (rc == 0 && !strncmp(e.name, "amq.", 4))
-        rc = bad(im, "the prefix 'amq.' is reserved");
-    if (rc == 0 && args_check_queue(im->err, e.name, e.vhost, e.args) < 0)
-        rc = bad(im, "%s", im->err->text);
     struct vhost *vh = rc < 0 ? NULL : hmap_get(&im->b->vhosts, e.vhost, strlen(e.vhost));
     struct queue *q = vh ? vhost_queue(vh, amqp_cstr(e.name)) : NULL;
-    if (rc == 0 && q) {
-        char what[400];
-        snprintf(what, sizeof what, "queue '%s' in vhost '%s'", e.name, e.vhost);
-        if (q->durable != durable || q->auto_delete != ad || q->exclusive)
-            rc = bad(im, "exists with other properties (durable %s, auto_delete %s%s)",
-                     tf(q->durable), tf(q->auto_delete), q->exclusive ? ", exclusive" : "");
-        else if (args_equivalent(im->err, what, (amqp_bytes_t){q->args, q->args_len}, e.args,
-                                 args_queue_keys) < 0)
+    if (rc == 0 && entity_reserved_name("queue", amqp_cstr(e.name), im->err) < 0)
+        rc = bad(im, "%s", im->err->text);
+    else if (rc == 0 && q) {
+        if (entity_queue_equivalent(q, durable, ad, false, e.args, im->err) < 0)
             rc = bad(im, "%s", im->err->text);
-    } else if (rc == 0 && apply) {
-        q = queue_new(vh, amqp_cstr(e.name), e.args);
-        if (!q || vhost_add_queue(vh, q) < 0) {
-            if (q)
-                queue_unref(q);
-            rc = -ENOMEM;
-        } else {
-            q->durable = durable;
-            q->auto_delete = ad;
-            persist_queue(im->b, q);
-        }
+    } else if (rc == 0) {
+        if (entity_queue_check_new(e.vhost, amqp_cstr(e.name), durable, ad, false, e.args,
+                                   im->err) < 0)
+            rc = bad(im, "%s", im->err->text);
+        else if (apply)
+            rc = entity_queue_create(vh, amqp_cstr(e.name), durable, ad, false, NULL, e.args,
+                                     NULL);
     }
     amqp_wbuf_free(&e.w);
     return rc;
@@ -578,7 +553,7 @@ static int binding_def(struct import *im, size_t i, json_t *o, bool apply)
     if (apply) {
         struct queue *dq = to_queue ? vhost_queue(vh, amqp_cstr(dst)) : NULL;
         struct exchange *dx = to_queue ? NULL : vhost_exchange(vh, amqp_cstr(dst));
-        rc = binding_add(x, dq, dx, amqp_cstr(key), args, NULL);
+        rc = entity_bind(x, dq, dx, amqp_cstr(key), args, im->err);
     }
 out:
     amqp_wbuf_free(&w);

@@ -646,8 +646,8 @@ static void test_bad_files(void)
                  "\"auto_delete\": false, \"arguments\": {\"x-queue-type\": \"classic\"}}",
                  "");
     expect_bad("queue that exists with other flags", p,
-               "queues[1] 'eu-orders' in vhost 'tenant-a': exists with other properties "
-               "(durable true, auto_delete false)",
+               "queues[1] 'eu-orders' in vhost 'tenant-a': inequivalent arg 'durable' for queue "
+               "'eu-orders' in vhost 'tenant-a': received 'false' but current is 'true'",
                before, len);
     p = bad_defs("queue-args.json", "", "",
                  ", {\"name\": \"audit\", \"vhost\": \"tenant-a\", \"durable\": true, "
