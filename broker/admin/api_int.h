@@ -1,0 +1,56 @@
+/* api_int.h — what the management API's files share: one request being answered (struct call),
+ * the answers in RabbitMQ 3.10's shapes, and the checks of who may see what. Internal to
+ * broker/admin/. */
+#ifndef WARREN_API_INT_H
+#define WARREN_API_INT_H
+#include <stdbool.h>
+#include <jansson.h>
+#include "broker/admin/api.h"
+#include "lib/hmap.h"
+
+struct user;
+
+#define MAX_SEGS 8
+
+struct call {
+    struct admin *a;
+    const struct http_req *req;
+    struct http_resp *resp;
+    struct user *user;          /* the authenticated user */
+    char *seg[MAX_SEGS];        /* decoded path segments after /api (in segbuf) */
+    int nseg;
+    char segbuf[8192];
+};
+
+/* Answers: status with j (consumed); RabbitMQ's error bodies; an empty 201/204. */
+void api_reply(struct call *c, int status, json_t *j);
+void api_error(struct call *c, int status, const char *error, const char *reason);
+void api_not_found(struct call *c);                 /* 404 {"error":"Object Not Found",...} */
+void api_bad_request(struct call *c, const char *reason); /* 400 {"error":"bad_request",...} */
+void api_no_content(struct call *c, int status);
+void api_method_not_allowed(struct call *c, const char *allow);
+bool api_is(const struct call *c, const char *method);
+
+/* true for an administrator; else answers 401 "Not administrator user". */
+bool api_admin_only(struct call *c);
+/* May the user see vhost (administrator, monitoring: all; others: where they have a
+ * permission)? sees_vhost_obj takes a struct vhost. */
+bool api_sees_vhost(const struct call *c, const char *vhost);
+bool api_sees_vhost_obj(const struct call *c, const void *vh);
+
+/* The request body as a JSON object ({} when empty); NULL after a 400. */
+json_t *api_body(struct call *c);
+/* A string member of o: its value, def when absent or null, NULL after a 400 (not a string). */
+const char *api_member(struct call *c, json_t *o, const char *key, const char *def);
+/* GET of a collection: to_json of every value of m that keep (NULL: all) lets through. */
+void api_list(struct call *c, const struct hmap *m, json_t *(*to_json)(const void *),
+              bool (*keep)(const struct call *, const void *));
+
+/* The handlers, by first path segment. */
+void api_whoami(struct call *c);
+void api_overview(struct call *c);
+void api_vhosts(struct call *c);
+void api_users(struct call *c);
+void api_permissions(struct call *c);
+
+#endif
