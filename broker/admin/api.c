@@ -4,8 +4,10 @@
  * RabbitMQ 3.10's status codes and error bodies, request bodies as JSON objects.
  * Invariant: a handler either answers with a status and a JSON body or leaves the default 500;
  * nothing of a request is kept after it is answered. */
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
 #include <jansson.h>
+#include <pcre2.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,16 +197,160 @@ void api_list(struct call *c, const struct hmap *m, json_t *(*to_json)(const voi
     for (uint32_t it = 0; a && hmap_next(m, &it, &v);)
         if (!keep || keep(c, v))
             json_array_append_new(a, to_json(v));
-    api_reply(c, 200, a);
+    api_send_list(c, a);
 }
 
-/* ---- routing ------------------------------------------------------------------------------------ */
-
-static int hex(char ch)
+static int hexval(char ch)
 {
     return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
            : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
 }
+
+/* ---- collections: filter, sort, page, columns ------------------------------------------------- */
+
+/* The query parameter's value percent-decoded into buf ("" when absent). */
+static const char *param(const struct call *c, const char *name, char *buf, size_t size)
+{
+    size_t n = strlen(name), o = 0;
+    buf[0] = 0;
+    for (const char *p = c->req->query; p && *p;) {
+        size_t len = strcspn(p, "&");
+        if (len > n && p[n] == '=' && !strncmp(p, name, n)) {
+            o = 0;
+            for (const char *q = p + n + 1; q < p + len && o + 1 < size; q++) {
+                int h, l;
+                if (*q == '%' && q + 2 < p + len && (h = hexval(q[1])) >= 0 &&
+                    (l = hexval(q[2])) >= 0) {
+                    buf[o++] = (char)(h * 16 + l);
+                    q += 2;
+                } else {
+                    buf[o++] = *q == '+' ? ' ' : *q;
+                }
+            }
+            buf[o] = 0;
+        }
+        p += len + (p[len] == '&');
+    }
+    return buf;
+}
+
+static const char *s_sort_key;
+static int s_sort_dir;
+
+static int compare_items(const void *pa, const void *pb)
+{
+    json_t *a = json_object_get(*(json_t *const *)pa, s_sort_key);
+    json_t *b = json_object_get(*(json_t *const *)pb, s_sort_key);
+    int r;
+    if (json_is_number(a) && json_is_number(b))
+        r = json_number_value(a) < json_number_value(b) ? -1 : json_number_value(a) >
+                                                                   json_number_value(b);
+    else
+        r = strcmp(json_is_string(a) ? json_string_value(a) : "",
+                   json_is_string(b) ? json_string_value(b) : "");
+    return r * s_sort_dir;
+}
+
+/* Keeps only the comma-separated columns of each item (dotted names are not split). */
+static void keep_columns(json_t *items, const char *columns)
+{
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it) {
+        const char *k;
+        json_t *v;
+        void *tmp;
+        json_object_foreach_safe(it, tmp, k, v) {
+            size_t len = strlen(k);
+            bool keep = false;
+            for (const char *p = columns; *p && !keep;) {
+                size_t n = strcspn(p, ",");
+                keep = n == len && !memcmp(p, k, n);
+                p += n + (p[n] == ',');
+            }
+            if (!keep)
+                json_object_del(it, k);
+        }
+    }
+}
+
+void api_send_list(struct call *c, json_t *items)
+{
+    if (!items)
+        return api_error(c, 500, "internal_error", "out of memory");
+    char name[256], regex[8], sort[64], rev[8], page_s[16], size_s[16], columns[512];
+    param(c, "name", name, sizeof name);
+    size_t total = json_array_size(items);
+    if (name[0]) { /* a substring, or with use_regex=true a regular expression (PCRE2) */
+        bool re = !strcmp(param(c, "use_regex", regex, sizeof regex), "true");
+        pcre2_code *code = NULL;
+        if (re) {
+            int e;
+            PCRE2_SIZE off;
+            if (!(code = pcre2_compile((PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, &e, &off,
+                                       NULL))) {
+                json_decref(items);
+                return api_bad_request(c, "name is not a valid regular expression");
+            }
+        }
+        pcre2_match_data *md = code ? pcre2_match_data_create_from_pattern(code, NULL) : NULL;
+        for (size_t i = json_array_size(items); i-- > 0;) {
+            json_t *n = json_object_get(json_array_get(items, i), "name");
+            const char *s = json_is_string(n) ? json_string_value(n) : "";
+            bool match = code ? md && pcre2_match(code, (PCRE2_SPTR)s, strlen(s), 0, 0, md,
+                                                  NULL) >= 0
+                              : strstr(s, name) != NULL;
+            if (!match)
+                json_array_remove(items, i);
+        }
+        pcre2_match_data_free(md);
+        pcre2_code_free(code);
+    }
+    if (param(c, "sort", sort, sizeof sort)[0]) {
+        size_t n = json_array_size(items);
+        json_t **v = malloc((n ? n : 1) * sizeof *v);
+        if (v) {
+            for (size_t i = 0; i < n; i++)
+                v[i] = json_incref(json_array_get(items, i));
+            s_sort_key = sort;
+            s_sort_dir = !strcmp(param(c, "sort_reverse", rev, sizeof rev), "true") ? -1 : 1;
+            qsort(v, n, sizeof *v, compare_items);
+            json_array_clear(items);
+            for (size_t i = 0; i < n; i++)
+                json_array_append_new(items, v[i]);
+            free(v);
+        }
+    }
+    if (param(c, "columns", columns, sizeof columns)[0])
+        keep_columns(items, columns);
+    if (!param(c, "page", page_s, sizeof page_s)[0])
+        return api_reply(c, 200, items);
+    long page = atol(page_s), size = param(c, "page_size", size_s, sizeof size_s)[0]
+                                          ? atol(size_s) : 100;
+    if (page < 1 || size < 1 || size > 500) {
+        json_decref(items);
+        return api_bad_request(c, "page must be 1 or more, page_size 1 to 500");
+    }
+    size_t filtered = json_array_size(items);
+    size_t pages = (filtered + (size_t)size - 1) / (size_t)size;
+    json_t *slice = json_array();
+    for (size_t i = (size_t)(page - 1) * (size_t)size;
+         slice && i < filtered && i < (size_t)page * (size_t)size; i++)
+        json_array_append(slice, json_array_get(items, i));
+    json_decref(items);
+    if (pages && (size_t)page > pages) {
+        json_decref(slice);
+        return api_bad_request(c, "page out of range");
+    }
+    api_reply(c, 200, json_pack("{s:I, s:I, s:o, s:I, s:I, s:I, s:I}", "filtered_count",
+                                (json_int_t)filtered, "item_count",
+                                (json_int_t)json_array_size(slice), "items", slice, "page",
+                                (json_int_t)page, "page_count", (json_int_t)pages, "page_size",
+                                (json_int_t)size, "total_count", (json_int_t)total));
+}
+
+/* ---- routing ------------------------------------------------------------------------------------ */
+
 
 /* Splits the path after "/api" into percent-decoded segments. false when it is not /api/... or
  * has too many segments or a bad escape. */
@@ -223,7 +369,7 @@ static bool split(struct call *c, const char *path)
             if (out >= end)
                 return false;
             if (*p == '%') {
-                int h = hex(p[1]), l = h < 0 ? -1 : hex(p[2]);
+                int h = hexval(p[1]), l = h < 0 ? -1 : hexval(p[2]);
                 if (l < 0)
                     return false;
                 *out++ = (char)(h * 16 + l);
@@ -253,6 +399,7 @@ static void handle(const struct http_req *req, struct http_resp *resp, void *arg
     static const struct { const char *name; void (*fn)(struct call *); } routes[] = {
         {"whoami", api_whoami}, {"overview", api_overview}, {"vhosts", api_vhosts},
         {"users", api_users}, {"permissions", api_permissions},
+        {"exchanges", api_exchanges}, {"queues", api_queues}, {"bindings", api_bindings},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(what, routes[i].name))

@@ -46,11 +46,20 @@ const char *api_member(struct call *c, json_t *o, const char *key, const char *d
 void api_list(struct call *c, const struct hmap *m, json_t *(*to_json)(const void *),
               bool (*keep)(const struct call *, const void *));
 
+/* Answers a collection (consumed) as RabbitMQ does, honouring the query parameters name and
+ * use_regex (filter on "name"), sort and sort_reverse, page and page_size (then the answer is
+ * {"items": [...], "page", "page_count", "page_size", "filtered_count", "item_count",
+ * "total_count"}) and columns (a comma-separated list of the fields to keep). */
+void api_send_list(struct call *c, json_t *items);
+
 /* The handlers, by first path segment. */
 void api_whoami(struct call *c);
 void api_overview(struct call *c);
 void api_vhosts(struct call *c);
 void api_users(struct call *c);
 void api_permissions(struct call *c);
+void api_exchanges(struct call *c);
+void api_queues(struct call *c);
+void api_bindings(struct call *c);
 
 #endif

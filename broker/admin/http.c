@@ -119,7 +119,7 @@ static void on_written(uv_write_t *req, int status)
 static void send_raw(struct http_conn *c, int status, const char *ctype, const char *extra,
                      const char *body, size_t body_len, bool keep_alive)
 {
-    char head[1024];
+    char head[3072];
     int n = status == 100
                 ? snprintf(head, sizeof head, "HTTP/1.1 100 Continue\r\n\r\n")
                 : snprintf(head, sizeof head,

@@ -29,7 +29,7 @@ struct http_resp {
     const char *content_type;   /* static; default application/json */
     char *body;                 /* owned (malloc), may be NULL */
     size_t body_len;
-    char extra_headers[512];    /* "Name: value\r\n" lines (Location, WWW-Authenticate) */
+    char extra_headers[2048];   /* "Name: value\r\n" lines (Location, WWW-Authenticate) */
 };
 
 /* Sets resp's body to a copy of text; false when memory is short. */

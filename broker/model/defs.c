@@ -18,6 +18,7 @@
 #include "broker/model/defs.h"
 #include "broker/model/entity.h"
 #include "broker/model/errors.h"
+#include "broker/model/jsontable.h"
 #include "broker/model/exchange.h"
 #include "broker/model/persist.h"
 #include "broker/model/queue.h"
@@ -93,50 +94,6 @@ static const char *name(struct import *im, json_t *o, const char *key, bool may_
     return s;
 }
 
-/* ---- JSON values to AMQP field tables (as RabbitMQ's to_amqp_table) --------------------------- */
-
-static void put_value(struct amqp_wbuf *w, json_t *v);
-
-static void put_table(struct amqp_wbuf *w, json_t *o)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach(o, k, v) {
-        amqp_tw_key(w, k);
-        put_value(w, v);
-    }
-}
-
-static void put_value(struct amqp_wbuf *w, json_t *v)
-{
-    size_t mark;
-    switch (json_typeof(v)) {
-    case JSON_STRING:
-        amqp_tw_bytes(w, 'S', (amqp_bytes_t){(const uint8_t *)json_string_value(v),
-                                             (uint32_t)json_string_length(v)});
-        break;
-    case JSON_INTEGER: amqp_tw_int(w, 'l', json_integer_value(v)); break;
-    case JSON_REAL: amqp_tw_float(w, json_real_value(v), false); break;
-    case JSON_TRUE: amqp_tw_bool(w, true); break;
-    case JSON_FALSE: amqp_tw_bool(w, false); break;
-    case JSON_NULL: amqp_tw_void(w); break;
-    case JSON_OBJECT:
-        mark = amqp_tw_table(w);
-        put_table(w, v);
-        amqp_tw_end(w, mark);
-        break;
-    case JSON_ARRAY: {
-        mark = amqp_tw_array(w);
-        size_t i;
-        json_t *e;
-        json_array_foreach(v, i, e)
-            put_value(w, e);
-        amqp_tw_end(w, mark);
-        break;
-    }
-    }
-}
-
 /* The "arguments" member as an AMQP table in w (empty when absent): 0, -EINVAL or -ENOMEM. */
 static int arguments(struct import *im, json_t *o, struct amqp_wbuf *w, amqp_bytes_t *ret)
 {
@@ -145,7 +102,7 @@ static int arguments(struct import *im, json_t *o, struct amqp_wbuf *w, amqp_byt
         return bad(im, "'arguments' is not an object");
     size_t mark = amqp_tw_begin(w);
     if (json_is_object(a))
-        put_table(w, a);
+        jt_put_table(w, a);
     amqp_tw_end(w, mark);
     if (w->failed)
         return -ENOMEM;
