@@ -61,5 +61,6 @@ void api_permissions(struct call *c);
 void api_exchanges(struct call *c);
 void api_queues(struct call *c);
 void api_bindings(struct call *c);
+void api_definitions(struct call *c);
 
 #endif

@@ -10,26 +10,11 @@
 #include "lib/log.h"
 #include "broker/admin/api_int.h"
 #include "broker/model/broker.h"
+#include "broker/model/defs.h"
 #include "broker/model/errors.h"
+#include "broker/model/jsontable.h"
 #include "broker/model/users.h"
 #include "broker/model/vhost.h"
-
-static json_t *tags_json(const char *tags)
-{
-    json_t *a = json_array();
-    for (const char *p = tags; a && p && *p;) {
-        while (*p == ',' || *p == ' ')
-            p++;
-        size_t n = strcspn(p, ",");
-        size_t m = n;
-        while (m && p[m - 1] == ' ')
-            m--;
-        if (m)
-            json_array_append_new(a, json_stringn(p, m));
-        p += n;
-    }
-    return a;
-}
 
 static json_t *vhost_json(const void *v)
 {
@@ -47,7 +32,7 @@ static json_t *user_json(const void *v)
     const struct user *u = v;
     return json_pack("{s:s, s:s, s:s, s:o, s:{}}", "name", u->name, "password_hash", u->hash,
                      "hashing_algorithm", password_algo_name(u->algo), "tags",
-                     tags_json(u->tags), "limits");
+                     jt_tags(u->tags), "limits");
 }
 
 static json_t *perm_json(const void *v)
@@ -63,7 +48,7 @@ static json_t *perm_json(const void *v)
 void api_whoami(struct call *c)
 {
     api_reply(c, 200, json_pack("{s:s, s:o}", "name", c->user->name, "tags",
-                                 tags_json(c->user->tags)));
+                                 jt_tags(c->user->tags)));
 }
 
 void api_overview(struct call *c)
@@ -288,3 +273,52 @@ void api_permissions(struct call *c)
     api_no_content(c, created ? 201 : 204);
 }
 
+
+/* ---- /api/definitions ------------------------------------------------------------------------ */
+
+/* A per-vhost document names no vhost in its entries: they go to vh. */
+static void into_vhost(json_t *d, const char *vh)
+{
+    static const char *const drop[] = {"users", "vhosts", "permissions", "topic_permissions",
+                                       "global_parameters"};
+    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
+        json_object_del(d, drop[i]);
+    static const char *const lists[] = {"queues", "exchanges", "bindings", "policies",
+                                        "parameters"};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        size_t j;
+        json_t *e;
+        json_array_foreach(json_object_get(d, lists[i]), j, e)
+            if (json_is_object(e))
+                json_object_set_new(e, "vhost", json_string(vh));
+    }
+}
+
+void api_definitions(struct call *c)
+{
+    struct broker *b = c->a->b;
+    struct vhost *vh = NULL;
+    if (c->nseg > 2)
+        return api_not_found(c);
+    if (c->nseg == 2 && !(vh = hmap_get(&b->vhosts, c->seg[1], strlen(c->seg[1]))))
+        return api_not_found(c);
+    if (!api_admin_only(c))
+        return;
+    if (api_is(c, "GET"))
+        return api_reply(c, 200, defs_export(b, vh, WARREN_VERSION));
+    if (!api_is(c, "POST"))
+        return api_method_not_allowed(c, "GET, POST, HEAD");
+    json_t *d = api_body(c);
+    if (!d)
+        return;
+    if (vh)
+        into_vhost(d, vh->name);
+    char why[600];
+    int rc = defs_import_json(b, d, "definitions", why, sizeof why);
+    json_decref(d);
+    if (rc < 0)
+        return api_bad_request(c, why);
+    log_info("management API: user '%s' imported definitions%s%s", c->user->name,
+             vh ? " into vhost " : "", vh ? vh->name : "");
+    api_no_content(c, 204);
+}

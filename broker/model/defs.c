@@ -670,50 +670,187 @@ static json_t *load(const char *path, char *why, size_t why_size, int *rc)
     return root;
 }
 
+int defs_import_json(struct broker *b, json_t *root, const char *label, char *why,
+                     size_t why_size)
+{
+    int rc;
+    struct err err = {""};
+    struct import im = {.b = b, .path = label, .root = root, .err = &err, .why = why,
+                        .why_size = why_size};
+    if (!json_is_object(root)) {
+        snprintf(im.entry, sizeof im.entry, "top level");
+        return bad(&im, "not a JSON object");
+    }
+    im.pre36 = older_than_36(root);
+    rc = run(&im, false);
+    if (rc == 0)
+        rc = run(&im, true);
+    if (rc == -ENOMEM)
+        snprintf(why, why_size, "%s: out of memory while importing %s", label, im.entry);
+    else if (rc < 0 && rc != -EINVAL) /* a model call refused: its text says why */
+        snprintf(why, why_size, "%s: %s: %s", label, im.entry, err.text);
+    if (rc < 0)
+        return rc;
+    size_t np = json_array_size(list(&im, "policies")), npar = 0;
+    json_t *p;
+    size_t i;
+    json_array_foreach(list(&im, "parameters"), i, p) {
+        json_t *c = json_object_get(p, "component");
+        npar += !(json_is_string(c) && !strcmp(json_string_value(c), "vhost-limits"));
+    }
+    npar += json_array_size(list(&im, "global_parameters"));
+    log_info("imported definitions from %s: %zu users, %zu vhosts, %zu permissions, %zu topic "
+             "permissions, %zu exchanges, %zu queues, %zu bindings",
+             label, json_array_size(list(&im, "users")), json_array_size(list(&im, "vhosts")),
+             json_array_size(list(&im, "permissions")),
+             json_array_size(list(&im, "topic_permissions")),
+             json_array_size(list(&im, "exchanges")), json_array_size(list(&im, "queues")),
+             json_array_size(list(&im, "bindings")));
+    if (np || npar)
+        log_warn("definitions in %s: %zu policies and %zu parameters are not applied (Warren "
+                 "has no policies or runtime parameters yet; vhost limits are applied)",
+                 label, np, npar);
+    return 0;
+}
+
 int defs_import_file(struct broker *b, const char *path, char *why, size_t why_size)
 {
     int rc = 0;
     json_t *root = load(path, why, why_size, &rc);
     if (!root)
         return rc;
-    struct err err = {""};
-    struct import im = {.b = b, .path = path, .root = root, .err = &err, .why = why,
-                        .why_size = why_size};
-    if (!json_is_object(root)) {
-        snprintf(im.entry, sizeof im.entry, "top level");
-        rc = bad(&im, "not a JSON object");
-    } else {
-        im.pre36 = older_than_36(root);
-        rc = run(&im, false);
-        if (rc == 0)
-            rc = run(&im, true);
-        if (rc == -ENOMEM)
-            snprintf(why, why_size, "%s: out of memory while importing %s", path, im.entry);
-        else if (rc < 0 && rc != -EINVAL) /* a model call refused: its text says why */
-            snprintf(why, why_size, "%s: %s: %s", path, im.entry, err.text);
-    }
-    if (rc == 0) {
-        size_t np = json_array_size(list(&im, "policies")), npar = 0;
-        json_t *p;
-        size_t i;
-        json_array_foreach(list(&im, "parameters"), i, p) {
-            json_t *c = json_object_get(p, "component");
-            npar += !(json_is_string(c) && !strcmp(json_string_value(c), "vhost-limits"));
-        }
-        npar += json_array_size(list(&im, "global_parameters"));
-        log_info("imported definitions from %s: %zu users, %zu vhosts, %zu permissions, %zu "
-                 "topic permissions, %zu exchanges, %zu queues, %zu bindings",
-                 path, json_array_size(list(&im, "users")), json_array_size(list(&im, "vhosts")),
-                 json_array_size(list(&im, "permissions")),
-                 json_array_size(list(&im, "topic_permissions")),
-                 json_array_size(list(&im, "exchanges")), json_array_size(list(&im, "queues")),
-                 json_array_size(list(&im, "bindings")));
-        if (np || npar)
-            log_warn("definitions in %s: %zu policies and %zu parameters are not applied "
-                     "(Warren has no policies or runtime parameters yet; vhost limits are "
-                     "applied)",
-                     path, np, npar);
-    }
+    rc = defs_import_json(b, root, path, why, why_size);
     json_decref(root);
     return rc;
+}
+
+/* ---- export ------------------------------------------------------------------------------ */
+
+/* Appends to the lists of d what vh holds: exchanges (not the built-in ones), non-exclusive
+ * queues, bindings (not the default exchange's). with_vhost: each item names its vhost. */
+static void export_entities(json_t *d, const struct vhost *vh, bool with_vhost)
+{
+    json_t *xs = json_object_get(d, "exchanges"), *qs = json_object_get(d, "queues"),
+           *bs = json_object_get(d, "bindings");
+    void *v;
+    for (uint32_t it = 0; hmap_next(&vh->exchanges, &it, &v);) {
+        const struct exchange *x = v;
+        if (!x->name_len || !strncmp(x->name, "amq.", 4))
+            continue;
+        json_t *o = json_pack("{s:s, s:s, s:b, s:b, s:b, s:o}", "name", x->name, "type",
+                              exchange_type_name(x->type), "durable", x->durable, "auto_delete",
+                              x->auto_delete, "internal", x->internal, "arguments",
+                              jt_table((amqp_bytes_t){x->args, x->args_len}));
+        if (o && with_vhost)
+            json_object_set_new(o, "vhost", json_string(vh->name));
+        json_array_append_new(xs, o);
+        struct list *pos, *tmp;
+        list_foreach_safe(pos, tmp, &((struct exchange *)x)->bindings) {
+            const struct binding *bd = list_entry(pos, struct binding, src_link);
+            amqp_bytes_t k = binding_key(bd);
+            json_t *b = json_pack("{s:s, s:s, s:s, s:s%, s:o}", "source", x->name,
+                                  "destination", bd->dq ? bd->dq->name : bd->dx->name,
+                                  "destination_type", bd->dq ? "queue" : "exchange",
+                                  "routing_key", (const char *)k.ptr, (size_t)k.len,
+                                  "arguments", jt_table(binding_args(bd)));
+            if (b && with_vhost)
+                json_object_set_new(b, "vhost", json_string(vh->name));
+            json_array_append_new(bs, b);
+        }
+    }
+    for (uint32_t it = 0; hmap_next(&vh->queues, &it, &v);) {
+        const struct queue *q = v;
+        if (q->exclusive)
+            continue;
+        json_t *o = json_pack("{s:s, s:b, s:b, s:o}", "name", q->name, "durable", q->durable,
+                              "auto_delete", q->auto_delete, "arguments",
+                              jt_table((amqp_bytes_t){q->args, q->args_len}));
+        if (o && with_vhost)
+            json_object_set_new(o, "vhost", json_string(vh->name));
+        json_array_append_new(qs, o);
+    }
+}
+
+/* The vhost-limits parameter of vh, or NULL when it has no limits. */
+static json_t *limits_param(const struct vhost *vh, bool with_vhost)
+{
+    if (vh->max_connections < 0 && vh->max_queues < 0)
+        return NULL;
+    json_t *val = json_object();
+    if (vh->max_connections >= 0)
+        json_object_set_new(val, "max-connections", json_integer(vh->max_connections));
+    if (vh->max_queues >= 0)
+        json_object_set_new(val, "max-queues", json_integer(vh->max_queues));
+    json_t *p = json_pack("{s:s, s:s, s:o}", "component", "vhost-limits", "name", "limits",
+                          "value", val);
+    if (p && with_vhost)
+        json_object_set_new(p, "vhost", json_string(vh->name));
+    return p;
+}
+
+json_t *defs_export(struct broker *b, const struct vhost *only, const char *version)
+{
+    json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:[], s:[], s:[], s:[], s:[], s:[], s:[], s:[], "
+                          "s:[], s:[]}",
+                          "rabbit_version", "3.10.8", "rabbitmq_version", "3.10.8",
+                          "product_name", "Warren", "product_version", version, "users", "vhosts",
+                          "permissions", "topic_permissions", "parameters", "global_parameters",
+                          "policies", "queues", "exchanges", "bindings");
+    if (!d)
+        return NULL;
+    json_t *params = json_object_get(d, "parameters");
+    void *v;
+    if (only) {
+        static const char *const drop[] = {"users", "vhosts", "permissions",
+                                           "topic_permissions", "global_parameters"};
+        for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
+            json_object_del(d, drop[i]);
+        json_t *p = limits_param(only, false);
+        if (p)
+            json_array_append_new(params, p);
+        export_entities(d, only, false);
+        return d;
+    }
+    json_t *users = json_object_get(d, "users"), *vhosts = json_object_get(d, "vhosts"),
+           *perms = json_object_get(d, "permissions"),
+           *topics = json_object_get(d, "topic_permissions");
+    for (uint32_t it = 0; hmap_next(&b->users, &it, &v);) {
+        const struct user *u = v;
+        json_array_append_new(users, json_pack("{s:s, s:s, s:s, s:o, s:{}}", "name", u->name,
+                                               "password_hash", u->hash, "hashing_algorithm",
+                                               password_algo_name(u->algo), "tags",
+                                               jt_tags(u->tags), "limits"));
+        void *pv;
+        for (uint32_t jt = 0; hmap_next(&u->perms, &jt, &pv);) {
+            const struct perm *p = pv;
+            json_array_append_new(perms, json_pack("{s:s, s:s, s:s, s:s, s:s}", "user", u->name,
+                                                   "vhost", p->vhost, "configure",
+                                                   p->re[ACCESS_CONFIGURE].src, "write",
+                                                   p->re[ACCESS_WRITE].src, "read",
+                                                   p->re[ACCESS_READ].src));
+            void *tv;
+            for (uint32_t kt = 0; hmap_next(&p->topics, &kt, &tv);) {
+                const struct topic_perm *t = tv;
+                json_array_append_new(topics, json_pack("{s:s, s:s, s:s, s:s, s:s}", "user",
+                                                        u->name, "vhost", p->vhost, "exchange",
+                                                        t->exchange, "write",
+                                                        t->re[ACCESS_WRITE].src, "read",
+                                                        t->re[ACCESS_READ].src));
+            }
+        }
+    }
+    for (uint32_t it = 0; hmap_next(&b->vhosts, &it, &v);) {
+        const struct vhost *vh = v;
+        const char *desc = vh->description ? vh->description : "";
+        json_t *o = json_pack("{s:s, s:s, s:[], s:{s:s, s:[]}}", "name", vh->name, "description",
+                              desc, "tags", "metadata", "description", desc, "tags");
+        if (o && vh->default_queue_type && vh->default_queue_type[0])
+            json_object_set_new(o, "default_queue_type", json_string(vh->default_queue_type));
+        json_array_append_new(vhosts, o);
+        json_t *p = limits_param(vh, true);
+        if (p)
+            json_array_append_new(params, p);
+        export_entities(d, vh, true);
+    }
+    return d;
 }

@@ -94,6 +94,23 @@ json_t *jt_table(amqp_bytes_t table)
     return o;
 }
 
+json_t *jt_tags(const char *tags)
+{
+    json_t *a = json_array();
+    for (const char *p = tags; a && p && *p;) {
+        while (*p == ',' || *p == ' ')
+            p++;
+        size_t n = strcspn(p, ",");
+        size_t m = n;
+        while (m && p[m - 1] == ' ')
+            m--;
+        if (m)
+            json_array_append_new(a, json_stringn(p, m));
+        p += n;
+    }
+    return a;
+}
+
 /* The short-string properties, in the order of the class: name, flag, offset. */
 static const struct {
     const char *name;

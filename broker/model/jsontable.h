@@ -14,6 +14,8 @@ void jt_put_table(struct amqp_wbuf *w, json_t *o);
 void jt_put_value(struct amqp_wbuf *w, json_t *v);
 /* A table body (validated) as a JSON object; NULL when memory is short. */
 json_t *jt_table(amqp_bytes_t table);
+/* A comma-separated tag list ("administrator, ops") as a JSON array of strings. */
+json_t *jt_tags(const char *tags);
 /* Message properties as RabbitMQ shows them ({"delivery_mode":2,"headers":{...},...}); NULL
  * when memory is short. */
 json_t *jt_props(const struct amqp_basic_props *p);
