@@ -400,7 +400,8 @@ static void handle(const struct http_req *req, struct http_resp *resp, void *arg
         {"whoami", api_whoami}, {"overview", api_overview}, {"vhosts", api_vhosts},
         {"users", api_users}, {"permissions", api_permissions},
         {"exchanges", api_exchanges}, {"queues", api_queues}, {"bindings", api_bindings},
-        {"definitions", api_definitions},
+        {"definitions", api_definitions}, {"topic-permissions", api_topic_permissions},
+        {"auth", api_auth}, {"extensions", api_extensions}, {"vhost-limits", api_vhost_limits},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(what, routes[i].name))

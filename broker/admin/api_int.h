@@ -62,5 +62,9 @@ void api_exchanges(struct call *c);
 void api_queues(struct call *c);
 void api_bindings(struct call *c);
 void api_definitions(struct call *c);
+void api_topic_permissions(struct call *c);
+void api_auth(struct call *c);
+void api_extensions(struct call *c);
+void api_vhost_limits(struct call *c);
 
 #endif

@@ -145,6 +145,60 @@ void api_vhosts(struct call *c)
 
 /* ---- /api/users ----------------------------------------------------------------------------------- */
 
+static bool has_no_permissions(const struct call *c, const void *u)
+{
+    (void)c;
+    return ((const struct user *)u)->perms.count == 0;
+}
+
+/* POST /api/users/bulk-delete {"users": [names]}: 204, names that do not exist ignored. */
+static void bulk_delete(struct call *c)
+{
+    json_t *o = api_body(c);
+    if (!o)
+        return;
+    json_t *names = json_object_get(o, "users");
+    if (!json_is_array(names)) {
+        json_decref(o);
+        return api_bad_request(c, "users must be a list of names");
+    }
+    size_t i;
+    json_t *n;
+    json_array_foreach(names, i, n) {
+        struct user *u = json_is_string(n) ? users_find(c->a->b, json_string_value(n),
+                                                        json_string_length(n)) : NULL;
+        if (u)
+            users_delete(c->a->b, u);
+    }
+    json_decref(o);
+    api_no_content(c, 204);
+}
+
+/* Every topic permission of u (NULL: of every user) in vhost (NULL: every vhost). */
+static json_t *topic_perms(struct broker *b, struct user *only, const char *vhost)
+{
+    json_t *a = json_array();
+    void *uv, *pv, *tv;
+    for (uint32_t it = 0; a && hmap_next(&b->users, &it, &uv);) {
+        const struct user *u = uv;
+        if (only && u != only)
+            continue;
+        for (uint32_t jt = 0; hmap_next(&u->perms, &jt, &pv);) {
+            const struct perm *p = pv;
+            if (vhost && strcmp(p->vhost, vhost) != 0)
+                continue;
+            for (uint32_t kt = 0; hmap_next(&p->topics, &kt, &tv);) {
+                const struct topic_perm *t = tv;
+                json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s}", "user", u->name,
+                                                   "vhost", p->vhost, "exchange", t->exchange,
+                                                   "write", t->re[ACCESS_WRITE].src, "read",
+                                                   t->re[ACCESS_READ].src));
+            }
+        }
+    }
+    return a;
+}
+
 void api_users(struct call *c)
 {
     struct broker *b = c->a->b;
@@ -152,9 +206,17 @@ void api_users(struct call *c)
         return;
     if (c->nseg == 1)
         return api_list(c, &b->users, user_json, NULL);
+    if (c->nseg == 2 && !strcmp(c->seg[1], "without-permissions") && api_is(c, "GET"))
+        return api_list(c, &b->users, user_json, has_no_permissions);
+    if (c->nseg == 2 && !strcmp(c->seg[1], "bulk-delete") && api_is(c, "POST"))
+        return bulk_delete(c);
     if (c->nseg == 3 && !strcmp(c->seg[2], "permissions")) {
         struct user *u = users_find(b, c->seg[1], strlen(c->seg[1]));
         return u ? api_list(c, &u->perms, perm_json, NULL) : api_not_found(c);
+    }
+    if (c->nseg == 3 && !strcmp(c->seg[2], "topic-permissions")) {
+        struct user *u = users_find(b, c->seg[1], strlen(c->seg[1]));
+        return u ? api_send_list(c, topic_perms(b, u, NULL)) : api_not_found(c);
     }
     if (c->nseg != 2)
         return api_not_found(c);
@@ -320,5 +382,134 @@ void api_definitions(struct call *c)
         return api_bad_request(c, why);
     log_info("management API: user '%s' imported definitions%s%s", c->user->name,
              vh ? " into vhost " : "", vh ? vh->name : "");
+    api_no_content(c, 204);
+}
+
+/* ---- /api/topic-permissions ---------------------------------------------------------------- */
+
+void api_topic_permissions(struct call *c)
+{
+    struct broker *b = c->a->b;
+    if (!api_admin_only(c))
+        return;
+    if (c->nseg == 1)
+        return api_is(c, "GET") ? api_send_list(c, topic_perms(b, NULL, NULL))
+                                : api_method_not_allowed(c, "GET, HEAD");
+    if (c->nseg != 3)
+        return api_not_found(c);
+    const char *vhost = c->seg[1];
+    struct user *u = users_find(b, c->seg[2], strlen(c->seg[2]));
+    if (api_is(c, "GET")) {
+        json_t *a = u ? topic_perms(b, u, vhost) : NULL;
+        if (!a || !json_array_size(a)) {
+            json_decref(a);
+            return api_not_found(c);
+        }
+        return api_send_list(c, a);
+    }
+    if (!hmap_get(&b->vhosts, vhost, strlen(vhost)))
+        return api_bad_request(c, "vhost_not_found");
+    if (!u)
+        return api_bad_request(c, "user_not_found");
+    if (api_is(c, "DELETE")) { /* all of that user's topic permissions in vhost */
+        struct perm *p = perm_find(u, vhost, strlen(vhost));
+        void *tv;
+        for (uint32_t it = 0; p && hmap_next(&p->topics, &it, &tv);)
+            topic_perm_clear(b, u, vhost, ((struct topic_perm *)tv)->exchange);
+        return api_no_content(c, 204);
+    }
+    if (!api_is(c, "PUT"))
+        return api_method_not_allowed(c, "GET, PUT, DELETE, HEAD");
+    json_t *o = api_body(c);
+    if (!o)
+        return;
+    const char *x = api_member(c, o, "exchange", NULL);
+    const char *w = x ? api_member(c, o, "write", NULL) : NULL;
+    const char *r = w ? api_member(c, o, "read", NULL) : NULL;
+    if (!r) {
+        json_decref(o);
+        if (c->resp->status != 400)
+            api_bad_request(c, "exchange, write and read are required");
+        return;
+    }
+    struct perm *p = perm_find(u, vhost, strlen(vhost));
+    bool created = !p || !hmap_get(&p->topics, x, strlen(x));
+    struct err err = {""};
+    int rc = topic_perm_set(b, u, vhost, x, w, r, &err);
+    json_decref(o);
+    if (rc < 0)
+        return api_bad_request(c, err.text);
+    api_no_content(c, created ? 201 : 204);
+}
+
+/* ---- small ones: hash_password, extensions, vhost-limits -------------------------------------- */
+
+void api_auth(struct call *c)
+{
+    if (c->nseg != 3 || strcmp(c->seg[1], "hash_password") || !api_is(c, "GET"))
+        return api_not_found(c);
+    char hash[PASSWORD_HASH_MAX];
+    if (password_hash(PASSWORD_SHA256, c->seg[2], strlen(c->seg[2]), hash, sizeof hash) < 0)
+        return api_error(c, 500, "internal_error", "cannot hash the password");
+    api_reply(c, 200, json_pack("{s:s}", "ok", hash));
+}
+
+void api_extensions(struct call *c)
+{
+    api_reply(c, 200, json_array());
+}
+
+static json_t *limits_json(const struct vhost *vh)
+{
+    json_t *v = json_object();
+    if (vh->max_connections >= 0)
+        json_object_set_new(v, "max-connections", json_integer(vh->max_connections));
+    if (vh->max_queues >= 0)
+        json_object_set_new(v, "max-queues", json_integer(vh->max_queues));
+    return json_pack("{s:s, s:o}", "vhost", vh->name, "value", v);
+}
+
+/* /api/vhost-limits[/{vhost}[/{max-connections|max-queues}]]: GET, PUT {"value": N}, DELETE. */
+void api_vhost_limits(struct call *c)
+{
+    struct broker *b = c->a->b;
+    if (c->nseg == 1 || (c->nseg == 2 && api_is(c, "GET"))) {
+        json_t *a = json_array();
+        void *v;
+        for (uint32_t it = 0; a && hmap_next(&b->vhosts, &it, &v);) {
+            const struct vhost *vh = v;
+            if ((c->nseg == 2 && strcmp(vh->name, c->seg[1])) || !api_sees_vhost(c, vh->name))
+                continue;
+            if (vh->max_connections >= 0 || vh->max_queues >= 0)
+                json_array_append_new(a, limits_json(vh));
+        }
+        return api_send_list(c, a);
+    }
+    struct vhost *vh = c->nseg == 3 ? hmap_get(&b->vhosts, c->seg[1], strlen(c->seg[1])) : NULL;
+    if (!vh)
+        return api_not_found(c);
+    if (!api_admin_only(c))
+        return;
+    int64_t *limit = !strcmp(c->seg[2], "max-connections") ? &vh->max_connections
+                     : !strcmp(c->seg[2], "max-queues")    ? &vh->max_queues : NULL;
+    if (!limit)
+        return api_bad_request(c, "unknown limit (max-connections, max-queues)");
+    if (api_is(c, "DELETE")) {
+        *limit = -1;
+    } else if (api_is(c, "PUT")) {
+        json_t *o = api_body(c);
+        if (!o)
+            return;
+        json_t *v = json_object_get(o, "value");
+        if (!json_is_integer(v)) {
+            json_decref(o);
+            return api_bad_request(c, "value must be an integer");
+        }
+        *limit = json_integer_value(v) < 0 ? -1 : json_integer_value(v);
+        json_decref(o);
+    } else {
+        return api_method_not_allowed(c, "PUT, DELETE");
+    }
+    users_persist_vhost(b, vh);
     api_no_content(c, 204);
 }
