@@ -19,7 +19,7 @@ typedef struct column {
 /* The format named name ("table", "json", "tsv"), or -1. */
 int table_fmt_parse(const char *name);
 
-/* The value at cols's path in row as text (strings as they are, lists of strings as
+/* The value at path (dotted, or "=text") in row as text (strings as they are, lists of strings as
  * "[a, b]", other lists and objects as compact JSON, absent or null as ""); NULL when out of
  * memory. The caller frees it. */
 char *table_cell(json_t *row, const char *path);
