@@ -24,6 +24,8 @@ static inline void list_remove(struct list *n)
     n->next->prev = n->prev;
     n->next = n->prev = n;
 }
+/* Walks the list; the body must not remove pos (list_foreach_safe may). */
+#define list_foreach(pos, head) for (pos = (head)->next; pos != (head); pos = pos->next)
 #define list_foreach_safe(pos, tmp, head) \
     for (pos = (head)->next, tmp = pos->next; pos != (head); pos = tmp, tmp = pos->next)
 

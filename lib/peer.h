@@ -8,12 +8,13 @@
 #include <uv.h>
 
 struct peer {
-    char host[48]; /* "127.0.0.1", "::ffff:10.0.0.1"; "?" when unknown */
+    char host[48]; /* "127.0.0.1", "::1" (IPv4-mapped addresses as IPv4); "?" when unknown */
     int port;      /* 0 when unknown */
     bool loopback;
 };
 
-/* Describes the peer of tcp into *ret (host "?" when getpeername fails). */
-void peer_describe(uv_tcp_t *tcp, struct peer *ret);
+/* Describes the peer of tcp (or, when local, our own end) into *ret (host "?" when the
+ * address cannot be had). */
+void peer_describe(uv_tcp_t *tcp, bool local, struct peer *ret);
 
 #endif

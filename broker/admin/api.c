@@ -72,11 +72,13 @@ bool api_is(const struct call *c, const char *method)
 
 /* ---- authentication ---------------------------------------------------------------------------- */
 
-static void unauthorized(struct call *c, const char *reason)
+/* 401 with WWW-Authenticate. RabbitMQ spells the error "not_authorized" for a failed login
+ * and "not_authorised" for a user whose tags do not allow the request. */
+static void unauthorized(struct call *c, const char *error, const char *reason)
 {
     snprintf(c->resp->extra_headers, sizeof c->resp->extra_headers,
              "WWW-Authenticate: Basic realm=\"RabbitMQ Management\"\r\n");
-    api_error(c, 401, "not_authorized", reason);
+    api_error(c, 401, error, reason);
 }
 
 /* The user of the request's basic credentials, or NULL (answered 401). */
@@ -84,14 +86,14 @@ static struct user *authenticate(struct call *c)
 {
     const char *h = c->req->auth;
     if (!h || strncasecmp(h, "Basic ", 6) != 0) {
-        unauthorized(c, "Not_Authorized");
+        unauthorized(c, "not_authorized", "Not_Authorized");
         return NULL;
     }
     h += 6;
     size_t n = strlen(h);
     unsigned char raw[1536 + 3];
     if (n % 4 || n > 2048 || EVP_DecodeBlock(raw, (const unsigned char *)h, (int)n) < 0) {
-        unauthorized(c, "Login failed");
+        unauthorized(c, "not_authorized", "Login failed");
         return NULL;
     }
     size_t len = n / 4 * 3;
@@ -101,7 +103,7 @@ static struct user *authenticate(struct call *c)
     }
     char *colon = memchr(raw, ':', len);
     if (!colon) {
-        unauthorized(c, "Login failed");
+        unauthorized(c, "not_authorized", "Login failed");
         return NULL;
     }
     size_t ulen = (size_t)(colon - (char *)raw);
@@ -115,16 +117,17 @@ static struct user *authenticate(struct call *c)
         why = "invalid credentials";
     else if (!c->req->loopback && strlist_has(c->a->loopback_users, u->name, strlen(u->name)))
         why = "user can only log in via localhost";
-    OPENSSL_cleanse(raw, sizeof raw);
-    if (why) {
+    if (why)
         log_warn("management API (%s): user '%.*s' login refused: %s", c->req->peer, (int)ulen,
                  (const char *)raw, why);
-        unauthorized(c, "Login failed");
+    OPENSSL_cleanse(raw, sizeof raw);
+    if (why) {
+        unauthorized(c, "not_authorized", "Login failed");
         return NULL;
     }
     if (!(u->tag_bits & (USER_TAG_ADMINISTRATOR | USER_TAG_MONITORING | USER_TAG_POLICYMAKER |
                          USER_TAG_MANAGEMENT))) {
-        unauthorized(c, "Not management user");
+        unauthorized(c, "not_authorised", "Not management user");
         return NULL;
     }
     return u;
@@ -134,7 +137,7 @@ bool api_admin_only(struct call *c)
 {
     if (c->user->tag_bits & USER_TAG_ADMINISTRATOR)
         return true;
-    unauthorized(c, "Not administrator user");
+    unauthorized(c, "not_authorised", "Not administrator user");
     return false;
 }
 
@@ -237,10 +240,10 @@ static const char *param(const struct call *c, const char *name, char *buf, size
 static const char *s_sort_key;
 static int s_sort_dir;
 
-static int compare_items(const void *pa, const void *pb)
+static int compare_key(const void *pa, const void *pb, const char *key)
 {
-    json_t *a = json_object_get(*(json_t *const *)pa, s_sort_key);
-    json_t *b = json_object_get(*(json_t *const *)pb, s_sort_key);
+    json_t *a = json_object_get(*(json_t *const *)pa, key);
+    json_t *b = json_object_get(*(json_t *const *)pb, key);
     int r;
     if (json_is_number(a) && json_is_number(b))
         r = json_number_value(a) < json_number_value(b) ? -1 : json_number_value(a) >
@@ -251,7 +254,17 @@ static int compare_items(const void *pa, const void *pb)
     return r * s_sort_dir;
 }
 
-/* Keeps only the comma-separated columns of each item (dotted names are not split). */
+/* sort=KEY, or RabbitMQ's default order: by vhost, then name. */
+static int compare_items(const void *pa, const void *pb)
+{
+    if (s_sort_key)
+        return compare_key(pa, pb, s_sort_key);
+    int r = compare_key(pa, pb, "vhost");
+    return r ? r : compare_key(pa, pb, "name");
+}
+
+/* Keeps only the comma-separated columns of each item; a dotted column ("queue.name") keeps
+ * its whole top-level member. */
 static void keep_columns(json_t *items, const char *columns)
 {
     size_t i;
@@ -263,9 +276,9 @@ static void keep_columns(json_t *items, const char *columns)
         json_object_foreach_safe(it, tmp, k, v) {
             size_t len = strlen(k);
             bool keep = false;
-            for (const char *p = columns; *p && !keep;) {
+            for (const char *p = columns; *p && !keep;) { /* "queue.name" keeps "queue" */
                 size_t n = strcspn(p, ",");
-                keep = n == len && !memcmp(p, k, n);
+                keep = n >= len && !memcmp(p, k, len) && (n == len || p[len] == '.');
                 p += n + (p[n] == ',');
             }
             if (!keep)
@@ -306,13 +319,13 @@ void api_send_list(struct call *c, json_t *items)
         pcre2_match_data_free(md);
         pcre2_code_free(code);
     }
-    if (param(c, "sort", sort, sizeof sort)[0]) {
+    {
         size_t n = json_array_size(items);
         json_t **v = malloc((n ? n : 1) * sizeof *v);
         if (v) {
             for (size_t i = 0; i < n; i++)
                 v[i] = json_incref(json_array_get(items, i));
-            s_sort_key = sort;
+            s_sort_key = param(c, "sort", sort, sizeof sort)[0] ? sort : NULL;
             s_sort_dir = !strcmp(param(c, "sort_reverse", rev, sizeof rev), "true") ? -1 : 1;
             qsort(v, n, sizeof *v, compare_items);
             json_array_clear(items);
@@ -402,6 +415,8 @@ static void handle(const struct http_req *req, struct http_resp *resp, void *arg
         {"exchanges", api_exchanges}, {"queues", api_queues}, {"bindings", api_bindings},
         {"definitions", api_definitions}, {"topic-permissions", api_topic_permissions},
         {"auth", api_auth}, {"extensions", api_extensions}, {"vhost-limits", api_vhost_limits},
+        {"connections", api_connections}, {"channels", api_channels},
+        {"consumers", api_consumers},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(what, routes[i].name))

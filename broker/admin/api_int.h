@@ -66,5 +66,10 @@ void api_topic_permissions(struct call *c);
 void api_auth(struct call *c);
 void api_extensions(struct call *c);
 void api_vhost_limits(struct call *c);
+void api_connections(struct call *c);
+void api_channels(struct call *c);
+void api_consumers(struct call *c);
+/* /api/vhosts/{vhost}/connections and /api/vhosts/{vhost}/channels. */
+void api_vhost_sessions(struct call *c);
 
 #endif

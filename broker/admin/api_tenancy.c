@@ -71,11 +71,37 @@ void api_overview(struct call *c)
 
 /* ---- /api/vhosts --------------------------------------------------------------------------------- */
 
+static json_t *topic_perms(struct broker *b, struct user *only, const char *vhost);
+
+/* Every user's permission in vhost. */
+static json_t *vhost_perms(struct broker *b, const char *vhost)
+{
+    json_t *a = json_array();
+    void *u;
+    for (uint32_t it = 0; a && hmap_next(&b->users, &it, &u);) {
+        struct perm *p = perm_find(u, vhost, strlen(vhost));
+        if (p)
+            json_array_append_new(a, perm_json(p));
+    }
+    return a;
+}
+
 void api_vhosts(struct call *c)
 {
     struct broker *b = c->a->b;
     if (c->nseg == 1)
         return api_list(c, &b->vhosts, vhost_json, api_sees_vhost_obj);
+    if (c->nseg == 3 && (!strcmp(c->seg[2], "connections") || !strcmp(c->seg[2], "channels")))
+        return api_vhost_sessions(c);
+    if (c->nseg == 3 && (!strcmp(c->seg[2], "permissions") ||
+                         !strcmp(c->seg[2], "topic-permissions"))) {
+        if (!api_admin_only(c))
+            return;
+        if (!hmap_get(&b->vhosts, c->seg[1], strlen(c->seg[1])))
+            return api_not_found(c);
+        return api_send_list(c, c->seg[2][0] == 'p' ? vhost_perms(b, c->seg[1])
+                                                    : topic_perms(b, NULL, c->seg[1]));
+    }
     if (c->nseg != 2)
         return api_not_found(c);
     const char *name = c->seg[1];

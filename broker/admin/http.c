@@ -31,11 +31,14 @@ struct http_conn {
     char auth[HTTP_AUTH_MAX];
     size_t auth_len;
     bool has_auth;
+    char reason[256];        /* X-Reason */
+    size_t reason_len;
+    bool has_reason;
     char field[32];          /* the header field being read (enough for the ones we want) */
     size_t field_len;
     bool field_too_long;
     bool in_value;           /* the last header callback was a value */
-    enum { H_OTHER, H_AUTH, H_EXPECT } hdr;
+    enum { H_OTHER, H_AUTH, H_EXPECT, H_REASON } hdr;
     char *body;              /* owned */
     size_t body_len, body_cap;
     int pending_writes;
@@ -187,7 +190,8 @@ static int on_message_begin(http_parser *p)
 {
     struct http_conn *c = p->data;
     c->url_len = c->body_len = c->auth_len = c->field_len = 0;
-    c->has_auth = c->in_value = c->field_too_long = false;
+    c->has_auth = c->has_reason = c->in_value = c->field_too_long = false;
+    c->reason_len = 0;
     c->hdr = H_OTHER;
     return 0;
 }
@@ -237,6 +241,10 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
             c->auth_len = 0;
         } else if (!c->field_too_long && !strcasecmp(c->field, "expect")) {
             c->hdr = H_EXPECT;
+        } else if (!c->field_too_long && !strcasecmp(c->field, "x-reason")) {
+            c->hdr = H_REASON;
+            c->has_reason = true;
+            c->reason_len = 0;
         }
     }
     if (c->hdr == H_AUTH) {
@@ -247,6 +255,12 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         memcpy(c->auth + c->auth_len, at, len);
         c->auth_len += len;
         c->auth[c->auth_len] = 0;
+    } else if (c->hdr == H_REASON) { /* kept up to its first 255 bytes */
+        size_t n = len < sizeof c->reason - 1 - c->reason_len ? len
+                                                               : sizeof c->reason - 1 - c->reason_len;
+        memcpy(c->reason + c->reason_len, at, n);
+        c->reason_len += n;
+        c->reason[c->reason_len] = 0;
     } else if (c->hdr == H_EXPECT && len >= 3 && !strncmp(at, "100", 3)) {
         send_raw(c, 100, NULL, NULL, NULL, 0, true);
     }
@@ -301,7 +315,8 @@ static int on_message_complete(http_parser *p)
     c->body[c->body_len] = 0;
     struct http_req req = {
         .method = http_method_str((enum http_method)p->method), .path = path, .query = query,
-        .auth = c->has_auth ? c->auth : NULL, .body = c->body, .body_len = c->body_len,
+        .auth = c->has_auth ? c->auth : NULL, .reason = c->has_reason ? c->reason : NULL,
+        .body = c->body, .body_len = c->body_len,
         .loopback = c->loopback, .peer = c->peer};
     struct http_resp resp = {.status = 200, .content_type = "application/json"};
     c->srv->handler(&req, &resp, c->srv->arg);
@@ -363,7 +378,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static void describe_peer(struct http_conn *c)
 {
     struct peer p;
-    peer_describe(&c->tcp, &p);
+    peer_describe(&c->tcp, false, &p);
     c->loopback = p.loopback;
     snprintf(c->peer, sizeof c->peer, "%s:%d", p.host, p.port);
 }

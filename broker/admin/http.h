@@ -18,6 +18,7 @@ struct http_req {
     const char *path;     /* the raw path, not decoded ("/api/vhosts/%2F") */
     const char *query;    /* the raw query after '?', "" when none */
     const char *auth;     /* the Authorization header, NULL when absent */
+    const char *reason;   /* the X-Reason header (connection closes), NULL when absent */
     const char *body;     /* NUL-terminated (the NUL is not counted) */
     size_t body_len;
     bool loopback;        /* the client connected from a loopback address */

@@ -151,15 +151,33 @@ static struct channel **chslot(struct conn *c, uint16_t id, bool create)
 }
 
 /* Calls fn on every open channel's slot. */
-static void each_channel(struct conn *c, void (*fn)(struct channel **slot))
+static void each_channel(struct conn *c, void (*fn)(void *arg, struct channel **slot), void *arg)
 {
     for (uint32_t i = 0; i < CONN_LOW_CHANNELS; i++)
         if (c->low[i])
-            fn(&c->low[i]);
+            fn(arg, &c->low[i]);
     for (uint32_t p = 0; c->pages && p < 256; p++)
         for (uint32_t i = 0; c->pages[p] && i < 256; i++)
             if (c->pages[p][i])
-                fn(&c->pages[p][i]);
+                fn(arg, &c->pages[p][i]);
+}
+
+struct open_walk {
+    void (*fn)(void *arg, struct channel *ch);
+    void *arg;
+};
+
+static void if_open(void *arg, struct channel **slot)
+{
+    struct open_walk *w = arg;
+    if ((*slot)->state == CH_OPEN)
+        w->fn(w->arg, *slot);
+}
+
+void conn_each_channel(struct conn *c, void (*fn)(void *arg, struct channel *ch), void *arg)
+{
+    struct open_walk w = {fn, arg};
+    each_channel(c, if_open, &w);
 }
 
 static struct channel *get_channel(struct conn *c, uint16_t id)
@@ -179,14 +197,15 @@ static void drop_channel(struct conn *c, uint16_t id)
     }
 }
 
-static void wake_consumers(struct channel **slot)
+static void wake_consumers(void *arg, struct channel **slot)
 {
+    (void)arg;
     channel_kick_consumers(*slot);
 }
 
 static void kick_consumer_queues(struct conn *c)
 {
-    each_channel(c, wake_consumers);
+    each_channel(c, wake_consumers, NULL);
 }
 
 static void on_write_done(uv_write_t *req, int status)
@@ -243,8 +262,9 @@ void conn_on_durable(struct conn *c, uint64_t durable)
         update_reading(c);
 }
 
-static void nack_pending(struct channel **slot)
+static void nack_pending(void *arg, struct channel **slot)
 {
+    (void)arg;
     channel_nack_pending(*slot);
 }
 
@@ -252,7 +272,7 @@ void conn_storage_failed(struct conn *c)
 {
     if (c->state == CONN_CLOSED)
         return;
-    each_channel(c, nack_pending);
+    each_channel(c, nack_pending, NULL);
     if (c->writing || c->hold_batch)
         return; /* a write is under way: what follows cannot overtake it */
     struct outbuf *ob = fill_buf(c);
@@ -293,6 +313,8 @@ void conn_flush(struct conn *c)
     }
     c->writing = true;
     c->last_send_ms = uv_now(c->srv->loop);
+    c->send_oct += ob->bytes;
+    c->send_cnt++;
 }
 
 /* ---- errors ---------------------------------------------------------------------- */
@@ -373,15 +395,16 @@ static void on_close_timeout(uv_timer_t *t)
     close_socket(t->data);
 }
 
-static void free_channel(struct channel **slot)
+static void free_channel(void *arg, struct channel **slot)
 {
+    (void)arg;
     channel_free(*slot);
     *slot = NULL;
 }
 
 static void channels_teardown(struct conn *c)
 {
-    each_channel(c, free_channel);
+    each_channel(c, free_channel, NULL);
     for (uint32_t p = 0; c->pages && p < 256; p++)
         free(c->pages[p]);
     free(c->pages);
@@ -404,6 +427,7 @@ static void on_handle_closed(uv_handle_t *h)
     struct conn *c = h->data;
     if (--c->handles_open > 0)
         return;
+    free(c->client_props);
     outbuf_free(&c->out[0]);
     outbuf_free(&c->out[1]);
     free(c->in);
@@ -533,6 +557,11 @@ static void on_timer(uv_timer_t *t);
 static int on_start_ok(struct conn *c, const struct amqp_connection_start_ok *so, struct err *err)
 {
     read_client_capabilities(c, so->client_properties);
+    /* Kept for the management API (a table the codec validated). */
+    if (so->client_properties.len && (c->client_props = malloc(so->client_properties.len))) {
+        memcpy(c->client_props, so->client_properties.ptr, so->client_properties.len);
+        c->client_props_len = so->client_properties.len;
+    }
     const char *why = "";
     struct server *s = c->srv;
     int rc = auth_login(&s->b, so->mechanism, so->response, c->loopback, s->cfg.loopback_users,
@@ -1104,6 +1133,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         c->turn_bytes = 0;
     }
     c->turn_bytes += (size_t)nread;
+    c->recv_oct += (uint64_t)nread;
+    c->recv_cnt++;
     process_input(c);
     if (c->state == CONN_CLOSED)
         return;
@@ -1119,11 +1150,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void describe_peer(struct conn *c)
 {
-    struct peer p;
-    peer_describe(&c->tcp, &p);
+    struct peer p, l;
+    peer_describe(&c->tcp, false, &p);
+    peer_describe(&c->tcp, true, &l);
     c->loopback = p.loopback;
+    c->peer_port = p.port;
+    c->local_port = l.port;
     snprintf(c->peer, sizeof c->peer, "%s:%d", p.host, p.port);
     snprintf(c->host, sizeof c->host, "%s", p.host);
+    snprintf(c->local_host, sizeof c->local_host, "%s", l.host);
+    snprintf(c->name, sizeof c->name, "%s:%d -> %s:%d", p.host, p.port, l.host, l.port);
 }
 
 void conn_accept(struct server *s, uv_stream_t *listener)
@@ -1153,6 +1189,9 @@ void conn_accept(struct server *s, uv_stream_t *listener)
     describe_peer(c);
     c->frame_max = s->cfg.frame_max;
     c->last_recv_ms = c->last_send_ms = uv_now(s->loop);
+    uv_timeval64_t tv;
+    c->connected_at = uv_gettimeofday(&tv) == 0 ? (uint64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000
+                                                : 0;
     c->state = CONN_HEADER;
     uv_timer_start(&c->timer, on_timer, s->cfg.handshake_timeout_ms, 0);
     c->turn = s->turn;

@@ -59,6 +59,13 @@ struct conn {
     enum conn_state state;
     char peer[64];
     char host[48];      /* the peer's address alone: the login throttle's key */
+    char local_host[48];
+    int peer_port, local_port;
+    char name[128];     /* RabbitMQ's connection name: "peer:port -> local:port" */
+    uint64_t connected_at; /* wall-clock ms */
+    uint64_t recv_oct, recv_cnt, send_oct, send_cnt; /* bytes and socket reads/writes */
+    uint8_t *client_props; /* owned: the client's properties table from start-ok */
+    uint32_t client_props_len;
     char user[256];
     char mechanism[16]; /* of the login, for the refusal text */
     bool auth_wait;     /* the login's outcome waits for its throttle slot (c->timer) */
@@ -108,6 +115,8 @@ void conn_accept(struct server *s, uv_stream_t *listener);
 /* Begins an orderly close (connection.close 320 CONNECTION_FORCED) for shutdown. */
 void conn_shutdown(struct conn *c);
 
+/* Calls fn for each open channel of c. */
+void conn_each_channel(struct conn *c, void (*fn)(void *arg, struct channel *ch), void *arg);
 /* c's vhost is being deleted: connection.close 320 CONNECTION_FORCED, and c lets go of it. */
 void conn_vhost_deleted(struct conn *c);
 

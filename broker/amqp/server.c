@@ -18,6 +18,7 @@
 #include "broker/amqp/server.h"
 #include "broker/model/users.h"
 #include "broker/model/vhost.h"
+#include "broker/amqp/views.h"
 #include "storage/batch.h"
 #include "storage/env.h"
 
@@ -311,6 +312,8 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     }
     s->b.vhost_closing = close_vhost_conns;
     s->b.vhost_closing_arg = s;
+    s->b.sessions = &amqp_session_ops;
+    s->b.sessions_arg = s;
     uint64_t t0 = uv_hrtime();
     if ((rc = persist_recover(&s->b)) < 0)
         goto fail;

@@ -16,6 +16,7 @@ struct queue;
 struct vhost;
 struct storage;
 struct msg;
+struct session_ops;
 
 struct broker {
     uv_loop_t *loop;            /* borrowed: the caller's */
@@ -28,6 +29,9 @@ struct broker {
      * the sessions using vh (they must drop every pointer into it before returning). */
     void (*vhost_closing)(struct broker *b, struct vhost *vh, void *arg);
     void *vhost_closing_arg;
+    /* The client sessions of the AMQP surface, for the others (sessions.h); NULL: none. */
+    const struct session_ops *sessions;
+    void *sessions_arg;
     struct storage *store;      /* owned; NULL: nothing is durable */
     struct timers timers;       /* TTL, x-expires and consumer-timeout deadlines */
     struct queue *kick_head;    /* ref: queues to dispatch, linked by queue.kick_next */
