@@ -18,6 +18,7 @@
 #include "broker/model/broker.h"
 #include "broker/model/users.h"
 #include "broker/model/vhost.h"
+#include "storage/batch.h"
 
 /* ---- answers -------------------------------------------------------------------------------- */
 
@@ -400,15 +401,52 @@ static bool split(struct call *c, const char *path)
     return c->nseg > 0;
 }
 
+/* A reply that waits until the change it reports is durable, as AMQP's replies do. */
+struct held {
+    struct durable_wait w;
+    struct list link; /* in admin.held */
+    void *conn;
+};
+
+static void held_done(struct durable_wait *w)
+{
+    struct held *h = (struct held *)w;
+    list_remove(&h->link);
+    http_release(h->conn);
+    free(h);
+}
+
+static void route(struct call *c);
+
 static void handle(const struct http_req *req, struct http_resp *resp, void *arg)
 {
-    struct call c = {.a = arg, .req = req, .resp = resp};
-    http_resp_set(resp, 500, "{\"error\":\"internal_error\",\"reason\":\"unhandled\"}");
-    if (!split(&c, req->path))
-        return api_not_found(&c);
-    if (!(c.user = authenticate(&c)))
+    struct admin *a = arg;
+    struct storage *st = a->b->store;
+    uint64_t writes = st ? storage_writes(st) : 0;
+    struct call c = {.a = a, .req = req, .resp = resp};
+    route(&c);
+    if (!st || storage_writes(st) == writes)
         return;
-    const char *what = c.seg[0];
+    uint64_t batch = storage_batch_no(st);
+    struct held *h = batch > a->b->durable_batch ? malloc(sizeof *h) : NULL;
+    if (!h)
+        return; /* already durable, or no memory to wait: answered now */
+    h->conn = req->conn;
+    h->w.done = held_done;
+    list_insert_tail(&a->held, &h->link);
+    resp->hold = true;
+    broker_wait_durable(a->b, &h->w, batch);
+}
+
+/* Authenticates the request and hands it to the handler of its first path segment. */
+static void route(struct call *c)
+{
+    http_resp_set(c->resp, 500, "{\"error\":\"internal_error\",\"reason\":\"unhandled\"}");
+    if (!split(c, c->req->path))
+        return api_not_found(c);
+    if (!(c->user = authenticate(c)))
+        return;
+    const char *what = c->seg[0];
     static const struct { const char *name; void (*fn)(struct call *); } routes[] = {
         {"whoami", api_whoami}, {"overview", api_overview}, {"vhosts", api_vhosts},
         {"users", api_users}, {"permissions", api_permissions},
@@ -420,14 +458,15 @@ static void handle(const struct http_req *req, struct http_resp *resp, void *arg
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(what, routes[i].name))
-            return routes[i].fn(&c);
-    api_not_found(&c);
+            return routes[i].fn(c);
+    api_not_found(c);
 }
 
 int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const char *addr, int port,
                 const char *loopback_users)
 {
     a->b = b;
+    list_init(&a->held);
     a->loopback_users = loopback_users;
     a->started_ms = uv_now(loop);
     return http_start(&a->http, loop, addr, port, handle, a);
@@ -435,5 +474,11 @@ int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const char *
 
 void admin_stop(struct admin *a)
 {
+    /* Replies still waiting for storage are sent now: the server is going down. */
+    while (!list_empty(&a->held)) {
+        struct held *h = list_entry(a->held.next, struct held, link);
+        list_remove(&h->w.link);
+        held_done(&h->w);
+    }
     http_stop(&a->http);
 }

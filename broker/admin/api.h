@@ -7,11 +7,13 @@
 #include <stdbool.h>
 #include <uv.h>
 #include "broker/admin/http.h"
+#include "lib/list.h"
 
 struct broker;
 
 struct admin {
     struct http_server http;
+    struct list held;   /* of api.c's held replies: waiting for their storage batch */
     struct broker *b; /* borrowed */
     const char *loopback_users; /* borrowed: comma-separated, may log in from loopback only */
     uint64_t started_ms;

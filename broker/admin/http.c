@@ -42,6 +42,12 @@ struct http_conn {
     char *body;              /* owned */
     size_t body_len, body_cap;
     int pending_writes;
+    bool held;               /* a response waits for http_release(); nothing more is parsed */
+    bool orphan;             /* closed while held: http_release() frees it */
+    struct http_resp held_resp;
+    bool held_keep_alive, held_head;
+    char *unparsed;          /* owned: input read after the held request */
+    size_t unparsed_len;
 };
 
 struct http_write {
@@ -88,12 +94,22 @@ bool http_resp_set(struct http_resp *resp, int status, const char *text)
 
 /* ---- lifetime ----------------------------------------------------------------------------- */
 
+static void conn_free(struct http_conn *c)
+{
+    free(c->url);
+    free(c->body);
+    free(c->held_resp.body);
+    free(c->unparsed);
+    free(c);
+}
+
 static void on_closed(uv_handle_t *h)
 {
     struct http_conn *c = h->data;
-    free(c->url);
-    free(c->body);
-    free(c);
+    if (c->held)
+        c->orphan = true; /* http_release() will free it */
+    else
+        conn_free(c);
 }
 
 static void conn_close(struct http_conn *c)
@@ -155,6 +171,15 @@ static void send_raw(struct http_conn *c, int status, const char *ctype, const c
         return;
     }
     c->pending_writes++;
+}
+
+static void send_resp(struct http_conn *c, struct http_resp *resp, bool head, bool keep_alive)
+{
+    send_raw(c, resp->status, resp->body_len || resp->status != 204 ? resp->content_type : NULL,
+             resp->extra_headers, head ? NULL : resp->body, head ? 0 : resp->body_len,
+             keep_alive);
+    free(resp->body);
+    resp->body = NULL;
 }
 
 /* Refuses the request in progress with status and closes once that is written. */
@@ -317,14 +342,20 @@ static int on_message_complete(http_parser *p)
         .method = http_method_str((enum http_method)p->method), .path = path, .query = query,
         .auth = c->has_auth ? c->auth : NULL, .reason = c->has_reason ? c->reason : NULL,
         .body = c->body, .body_len = c->body_len,
-        .loopback = c->loopback, .peer = c->peer};
+        .loopback = c->loopback, .peer = c->peer, .conn = c};
     struct http_resp resp = {.status = 200, .content_type = "application/json"};
     c->srv->handler(&req, &resp, c->srv->arg);
     bool head = p->method == HTTP_HEAD;
-    send_raw(c, resp.status, resp.body_len || resp.status != 204 ? resp.content_type : NULL,
-             resp.extra_headers, head ? NULL : resp.body, head ? 0 : resp.body_len,
-             http_should_keep_alive(p));
-    free(resp.body);
+    if (resp.hold) { /* answered by http_release(); parse nothing more until then */
+        c->held = true;
+        c->held_resp = resp;
+        c->held_keep_alive = http_should_keep_alive(p);
+        c->held_head = head;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        http_parser_pause(p, 1);
+    } else {
+        send_resp(c, &resp, head, http_should_keep_alive(p));
+    }
     /* Shrink what a large request grew, so an idle connection holds little. */
     if (c->body_cap > 65536) {
         free(c->body);
@@ -355,6 +386,33 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(block, sizeof block);
 }
 
+static void parse(struct http_conn *c, const char *p, size_t n);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+void http_release(void *conn)
+{
+    struct http_conn *c = conn;
+    c->held = false;
+    if (c->orphan) {
+        conn_free(c);
+        return;
+    }
+    send_resp(c, &c->held_resp, c->held_head, c->held_keep_alive);
+    if (c->closing)
+        return;
+    http_parser_pause(&c->parser, 0);
+    char *rest = c->unparsed;
+    size_t len = c->unparsed_len;
+    c->unparsed = NULL;
+    c->unparsed_len = 0;
+    if (rest)
+        parse(c, rest, len);
+    free(rest);
+    if (!c->held && !c->closing && !c->too_large &&
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
+        conn_close(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct http_conn *c = s->data;
@@ -364,10 +422,29 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (n == 0 || c->closing || c->too_large)
         return;
-    size_t done = http_parser_execute(&c->parser, &settings, buf->base, (size_t)n);
+    parse(c, buf->base, (size_t)n);
+}
+
+/* Feeds input to the parser; what follows a held request is kept for http_release(). */
+static void parse(struct http_conn *c, const char *p, size_t n)
+{
+    size_t done = http_parser_execute(&c->parser, &settings, p, n);
     if (c->too_large || c->closing)
         return;
-    if (done != (size_t)n || HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) {
+    if (c->held) {
+        if (done < n) {
+            char *keep = malloc(n - done);
+            if (!keep) {
+                conn_close(c);
+                return;
+            }
+            memcpy(keep, p + done, n - done);
+            c->unparsed = keep;
+            c->unparsed_len = n - done;
+        }
+        return;
+    }
+    if (done != n || HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) {
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
         char why[160];
         snprintf(why, sizeof why, "malformed HTTP request: %s", http_errno_description(e));

@@ -23,6 +23,7 @@ struct http_req {
     size_t body_len;
     bool loopback;        /* the client connected from a loopback address */
     const char *peer;     /* "addr:port", for logs */
+    void *conn;           /* the connection, for http_release() of a held response */
 };
 
 struct http_resp {
@@ -31,7 +32,12 @@ struct http_resp {
     char *body;                 /* owned (malloc), may be NULL */
     size_t body_len;
     char extra_headers[2048];   /* "Name: value\r\n" lines (Location, WWW-Authenticate) */
+    bool hold;                  /* set by the handler: keep the response until http_release */
 };
+
+/* Sends the response the handler held for req->conn (kept in order: the connection reads no
+ * further request meanwhile). Frees the connection when it closed in the meantime. */
+void http_release(void *conn);
 
 /* Sets resp's body to a copy of text; false when memory is short. */
 bool http_resp_set(struct http_resp *resp, int status, const char *text);

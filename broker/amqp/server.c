@@ -184,6 +184,7 @@ static void on_store_done(uv_async_t *h)
         channel_on_durable(list_entry(pos, struct channel, wait_link), s->b.durable_batch);
     list_foreach_safe(pos, tmp, &s->held)
         conn_on_durable(list_entry(pos, struct conn, hold_link), s->b.durable_batch);
+    broker_on_durable(&s->b, s->b.durable_batch);
     submit_batch(s); /* what gathered meanwhile */
     update_alarms(s);
 }

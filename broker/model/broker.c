@@ -17,6 +17,30 @@ void broker_init(struct broker *b, uv_loop_t *loop)
     list_init(&b->meta_dirty);
     list_init(&b->pending_queues);
     list_init(&b->ttl0);
+    list_init(&b->durable_waits);
+}
+
+void broker_wait_durable(struct broker *b, struct durable_wait *w, uint64_t batch)
+{
+    w->batch = batch;
+    if (batch <= b->durable_batch) {
+        list_init(&w->link);
+        w->done(w);
+        return;
+    }
+    list_insert_tail(&b->durable_waits, &w->link);
+}
+
+void broker_on_durable(struct broker *b, uint64_t durable)
+{
+    struct list *pos, *tmp;
+    list_foreach_safe(pos, tmp, &b->durable_waits) {
+        struct durable_wait *w = list_entry(pos, struct durable_wait, link);
+        if (w->batch <= durable) {
+            list_remove(&w->link);
+            w->done(w);
+        }
+    }
 }
 
 void broker_free(struct broker *b)

@@ -18,6 +18,14 @@ struct storage;
 struct msg;
 struct session_ops;
 
+/* Something waiting for a storage batch to be durable (a reply that must not leave before the
+ * change it reports is on disk): done() runs, unlinked, once b->durable_batch >= batch. */
+struct durable_wait {
+    struct list link;   /* in broker.durable_waits */
+    uint64_t batch;
+    void (*done)(struct durable_wait *w);
+};
+
 struct broker {
     uv_loop_t *loop;            /* borrowed: the caller's */
     struct hmap vhosts;         /* name -> struct vhost (owned) */
@@ -32,6 +40,7 @@ struct broker {
     /* The client sessions of the AMQP surface, for the others (sessions.h); NULL: none. */
     const struct session_ops *sessions;
     void *sessions_arg;
+    struct list durable_waits;  /* of durable_wait.link: released by broker_on_durable */
     struct storage *store;      /* owned; NULL: nothing is durable */
     struct timers timers;       /* TTL, x-expires and consumer-timeout deadlines */
     struct queue *kick_head;    /* ref: queues to dispatch, linked by queue.kick_next */
@@ -62,6 +71,10 @@ struct vhost *broker_add_vhost(struct broker *b, const char *name);
  * their stored messages), exchanges, bindings, every user's permissions in it and its own
  * record go, in one storage batch. */
 void broker_delete_vhost(struct broker *b, struct vhost *vh);
+/* Waits until batch is durable (done() at once when it already is). */
+void broker_wait_durable(struct broker *b, struct durable_wait *w, uint64_t batch);
+/* Storage made batch `durable` durable: runs the durable_waits it satisfies. */
+void broker_on_durable(struct broker *b, uint64_t durable);
 /* Schedules q for dispatch (deduplicated): broker_dispatch runs it. */
 void broker_kick_queue(struct broker *b, struct queue *q);
 /* Dispatches every kicked queue now, then expires the TTL-0 messages nobody took, until quiet.
