@@ -68,7 +68,8 @@ void api_method_not_allowed(struct call *c, const char *allow)
 
 bool api_is(const struct call *c, const char *method)
 {
-    return strcmp(c->req->method, method) == 0;
+    return strcmp(c->req->method, method) == 0 ||
+           (!strcmp(method, "GET") && !strcmp(c->req->method, "HEAD")); /* HEAD is a GET */
 }
 
 /* ---- authentication ---------------------------------------------------------------------------- */
@@ -343,7 +344,8 @@ void api_send_list(struct call *c, json_t *items)
                                           ? atol(size_s) : 100;
     if (page < 1 || size < 1 || size > 500) {
         json_decref(items);
-        return api_bad_request(c, "page must be 1 or more, page_size 1 to 500");
+        return api_error(c, 400, "invalid_pagination_parameters",
+                         "page must be 1 or more, page_size 1 to 500");
     }
     size_t filtered = json_array_size(items);
     size_t pages = (filtered + (size_t)size - 1) / (size_t)size;
@@ -354,7 +356,7 @@ void api_send_list(struct call *c, json_t *items)
     json_decref(items);
     if (pages && (size_t)page > pages) {
         json_decref(slice);
-        return api_bad_request(c, "page out of range");
+        return api_error(c, 400, "page_out_of_range", "page out of range");
     }
     api_reply(c, 200, json_pack("{s:I, s:I, s:o, s:I, s:I, s:I, s:I}", "filtered_count",
                                 (json_int_t)filtered, "item_count",

@@ -109,11 +109,21 @@ static json_t *default_binding_json(const struct queue *q)
 static struct vhost *vhost_seg(struct call *c, int i)
 {
     struct vhost *vh = hmap_get(&c->a->b->vhosts, c->seg[i], strlen(c->seg[i]));
-    if (!vh || !api_sees_vhost(c, vh->name)) {
+    if (!vh) {
         api_not_found(c);
         return NULL;
     }
+    if (!api_sees_vhost(c, vh->name)) {
+        api_error(c, 401, "not_authorised", "User not authorised to access virtual host");
+        return NULL;
+    }
     return vh;
+}
+
+/* The exchange named in a URL: "amq.default" is the default exchange, as in RabbitMQ. */
+static amqp_bytes_t exchange_seg(const char *name)
+{
+    return strcmp(name, "amq.default") ? amqp_cstr(name) : (amqp_bytes_t){NULL, 0};
 }
 
 /* May the user do perm on the named exchange or queue of vh? Else answers 401 with
@@ -211,7 +221,7 @@ static void exchange_put(struct call *c, struct vhost *vh, const char *name)
         jt_put_table(&w, args);
     amqp_tw_end(&w, mark);
     amqp_bytes_t a = amqp_tw_body(&w, mark);
-    bool durable = !json_is_false(json_object_get(o, "durable"));
+    bool durable = json_is_true(json_object_get(o, "durable")); /* absent: false, as RabbitMQ */
     bool ad = json_is_true(json_object_get(o, "auto_delete"));
     bool internal = json_is_true(json_object_get(o, "internal"));
     if (!name[0]) {
@@ -341,7 +351,7 @@ void api_exchanges(struct call *c)
         return api_is(c, "GET") ? api_send_list(c, collect(c, vh, each_exchange))
                                 : api_method_not_allowed(c, "GET, HEAD");
     const char *name = c->seg[2];
-    struct exchange *x = vhost_exchange(vh, amqp_cstr(name));
+    struct exchange *x = vhost_exchange(vh, exchange_seg(name));
     if (c->nseg == 3) {
         if (api_is(c, "GET"))
             return x ? api_reply(c, 200, exchange_json(x)) : api_not_found(c);
@@ -401,7 +411,7 @@ static void queue_put(struct call *c, struct vhost *vh, const char *name)
         jt_put_table(&w, args);
     amqp_tw_end(&w, mark);
     amqp_bytes_t a = amqp_tw_body(&w, mark);
-    bool durable = !json_is_false(json_object_get(o, "durable"));
+    bool durable = json_is_true(json_object_get(o, "durable")); /* absent: false, as RabbitMQ */
     bool ad = json_is_true(json_object_get(o, "auto_delete"));
     int rc = entity_reserved_name("queue", amqp_cstr(name), &err);
     if (rc < 0) {
@@ -470,9 +480,8 @@ static void queue_get(struct call *c, struct vhost *vh, struct queue *q)
                            "encoding auto or base64");
         return json_decref(o);
     }
-    json_decref(o);
     if (!permitted(c, vh, ACCESS_READ, ACCESS_QUEUE, q->name))
-        return;
+        return json_decref(o);
     json_t *a = json_array();
     struct qentry *taken = calloc(count > 0 ? (size_t)count : 1, sizeof *taken);
     json_int_t n = 0;
@@ -508,6 +517,7 @@ static void queue_get(struct call *c, struct vhost *vh, struct queue *q)
     free(taken);
     if (requeue)
         queue_kick(q);
+    json_decref(o); /* ackmode and encoding pointed into it */
     api_reply(c, 200, a);
 }
 
@@ -651,9 +661,9 @@ void api_bindings(struct call *c)
         (strcmp(c->seg[4], "q") && strcmp(c->seg[4], "e")))
         return api_not_found(c);
     bool to_queue = !strcmp(c->seg[4], "q");
-    struct exchange *x = vhost_exchange(vh, amqp_cstr(c->seg[3]));
+    struct exchange *x = vhost_exchange(vh, exchange_seg(c->seg[3]));
     struct queue *dq = to_queue ? vhost_queue(vh, amqp_cstr(c->seg[5])) : NULL;
-    struct exchange *dx = to_queue ? NULL : vhost_exchange(vh, amqp_cstr(c->seg[5]));
+    struct exchange *dx = to_queue ? NULL : vhost_exchange(vh, exchange_seg(c->seg[5]));
     if (!x || (!dq && !dx))
         return api_not_found(c);
     if (c->nseg == 6) {

@@ -47,12 +47,16 @@ static json_t *perm_json(const void *v)
 
 void api_whoami(struct call *c)
 {
+    if (!api_is(c, "GET"))
+        return api_method_not_allowed(c, "GET, HEAD");
     api_reply(c, 200, json_pack("{s:s, s:o}", "name", c->user->name, "tags",
                                  jt_tags(c->user->tags)));
 }
 
 void api_overview(struct call *c)
 {
+    if (!api_is(c, "GET"))
+        return api_method_not_allowed(c, "GET, HEAD");
     size_t nq = 0, nx = 0;
     void *v;
     for (uint32_t it = 0; hmap_next(&c->a->b->vhosts, &it, &v);) {
@@ -106,10 +110,10 @@ void api_vhosts(struct call *c)
         return api_not_found(c);
     const char *name = c->seg[1];
     struct vhost *vh = hmap_get(&b->vhosts, name, strlen(name));
-    if (api_is(c, "GET")) {
-        if (!vh || !api_sees_vhost(c, name))
-            return api_not_found(c);
-        return api_reply(c, 200, vhost_json(vh));
+    if (api_is(c, "GET")) { /* one vhost: administrators only, as RabbitMQ 3.10 */
+        if (!api_admin_only(c))
+            return;
+        return vh ? api_reply(c, 200, vhost_json(vh)) : api_not_found(c);
     }
     if (api_is(c, "DELETE")) {
         if (!api_admin_only(c))
@@ -332,10 +336,8 @@ void api_permissions(struct call *c)
     }
     if (!api_is(c, "PUT"))
         return api_method_not_allowed(c, "GET, PUT, DELETE, HEAD");
-    if (!hmap_get(&b->vhosts, vhost, strlen(vhost)))
-        return api_bad_request(c, "vhost_not_found");
-    if (!u)
-        return api_bad_request(c, "user_not_found");
+    if (!hmap_get(&b->vhosts, vhost, strlen(vhost)) || !u)
+        return api_bad_request(c, "vhost_or_user_not_found");
     json_t *o = api_body(c);
     if (!o)
         return;
