@@ -18,6 +18,7 @@
 #include "broker/model/broker.h"
 #include "broker/model/users.h"
 #include "broker/model/vhost.h"
+#include "broker/model/stats.h"
 #include "storage/batch.h"
 
 /* ---- answers -------------------------------------------------------------------------------- */
@@ -456,12 +457,19 @@ static void route(struct call *c)
         {"definitions", api_definitions}, {"topic-permissions", api_topic_permissions},
         {"auth", api_auth}, {"extensions", api_extensions}, {"vhost-limits", api_vhost_limits},
         {"connections", api_connections}, {"channels", api_channels},
+        {"nodes", api_nodes}, {"health", api_health}, {"aliveness-test", api_aliveness},
         {"consumers", api_consumers},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(what, routes[i].name))
             return routes[i].fn(c);
     api_not_found(c);
+}
+
+static void on_sample(uv_timer_t *t)
+{
+    struct admin *a = t->data;
+    stats_sample(a->b, uv_now(t->loop));
 }
 
 int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const char *addr, int port,
@@ -471,11 +479,18 @@ int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const char *
     list_init(&a->held);
     a->loopback_users = loopback_users;
     a->started_ms = uv_now(loop);
-    return http_start(&a->http, loop, addr, port, handle, a);
+    int rc = http_start(&a->http, loop, addr, port, handle, a);
+    if (rc < 0)
+        return rc;
+    uv_timer_init(loop, &a->sampler);
+    a->sampler.data = a;
+    uv_timer_start(&a->sampler, on_sample, 0, STATS_INTERVAL_MS);
+    return 0;
 }
 
 void admin_stop(struct admin *a)
 {
+    uv_close((uv_handle_t *)&a->sampler, NULL);
     /* Replies still waiting for storage are sent now: the server is going down. */
     while (!list_empty(&a->held)) {
         struct held *h = list_entry(a->held.next, struct held, link);

@@ -11,15 +11,27 @@
 
 struct broker;
 
+/* A listener the node has, as /api/overview lists it. */
+struct admin_listener {
+    const char *protocol; /* "amqp", "http" */
+    char ip[48];          /* "::" for every address */
+    int port;
+};
+#define ADMIN_LISTENERS_MAX 12
+
 struct admin {
     struct http_server http;
     struct list held;   /* of api.c's held replies: waiting for their storage batch */
     struct broker *b; /* borrowed */
     const char *loopback_users; /* borrowed: comma-separated, may log in from loopback only */
     uint64_t started_ms;
+    uv_timer_t sampler;         /* stats_sample() every STATS_INTERVAL_MS */
+    struct admin_listener listeners[ADMIN_LISTENERS_MAX];
+    unsigned nlisteners;
 };
 
-/* Serves the API on addr ("" = every address) and port. 0 or a libuv error (logged). */
+/* Serves the API on addr ("" = every address) and port. 0 or a libuv error (logged). The
+ * caller may fill a->listeners (with a->nlisteners) beforehand, for /api/overview. */
 int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const char *addr, int port,
                 const char *loopback_users);
 void admin_stop(struct admin *a);

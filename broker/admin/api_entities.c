@@ -49,7 +49,7 @@ static json_t *queue_json(const void *v)
     const struct queue *q = v;
     uint64_t ready = queue_ready((struct queue *)q), unacked = queue_unacked(q);
     return json_pack("{s:s, s:s, s:b, s:b, s:b, s:o, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, "
-                     "s:I, s:n, s:n, s:o}",
+                     "s:I, s:n, s:n, s:o, s:o}",
                      "name", q->name, "vhost", q->vhost->name, "durable", q->durable,
                      "auto_delete", q->auto_delete, "exclusive", q->exclusive, "arguments",
                      jt_table((amqp_bytes_t){q->args, q->args_len}), "node", "warren@localhost",
@@ -59,7 +59,7 @@ static json_t *queue_json(const void *v)
                      "consumers", (json_int_t)q->consumer_count, "message_bytes",
                      (json_int_t)q->bytes_all, "message_bytes_ready", (json_int_t)q->bytes_all,
                      "policy", "exclusive_consumer_tag", "effective_policy_definition",
-                     json_object());
+                     json_object(), "message_stats", api_queue_message_stats(q));
 }
 
 /* The properties key that names a binding in URLs: the routing key ("~" when empty) when it

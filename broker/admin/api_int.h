@@ -9,6 +9,7 @@
 #include "lib/hmap.h"
 
 struct user;
+struct queue;
 
 #define MAX_SEGS 8
 
@@ -54,7 +55,7 @@ void api_send_list(struct call *c, json_t *items);
 
 /* The handlers, by first path segment. */
 void api_whoami(struct call *c);
-void api_overview(struct call *c);
+void api_overview(struct call *c); /* api_overview.c */
 void api_vhosts(struct call *c);
 void api_users(struct call *c);
 void api_permissions(struct call *c);
@@ -69,6 +70,11 @@ void api_vhost_limits(struct call *c);
 void api_connections(struct call *c);
 void api_channels(struct call *c);
 void api_consumers(struct call *c);
+void api_nodes(struct call *c);
+void api_health(struct call *c);
+void api_aliveness(struct call *c);
+/* {"publish": N, "publish_details": {"rate": R}, ...} of a queue (message_stats). */
+json_t *api_queue_message_stats(const struct queue *q);
 /* /api/vhosts/{vhost}/connections and /api/vhosts/{vhost}/channels. */
 void api_vhost_sessions(struct call *c);
 

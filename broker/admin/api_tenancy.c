@@ -1,4 +1,4 @@
-/* api_tenancy.c — the management API's tenancy endpoints: /api/whoami, /api/overview,
+/* api_tenancy.c — the management API's tenancy endpoints: /api/whoami,
  * /api/vhosts, /api/users and /api/permissions, in RabbitMQ 3.10's shapes. Changes go through
  * users.c and broker.c, as the definitions import's do. Owns nothing. */
 #include <errno.h>
@@ -51,26 +51,6 @@ void api_whoami(struct call *c)
         return api_method_not_allowed(c, "GET, HEAD");
     api_reply(c, 200, json_pack("{s:s, s:o}", "name", c->user->name, "tags",
                                  jt_tags(c->user->tags)));
-}
-
-void api_overview(struct call *c)
-{
-    if (!api_is(c, "GET"))
-        return api_method_not_allowed(c, "GET, HEAD");
-    size_t nq = 0, nx = 0;
-    void *v;
-    for (uint32_t it = 0; hmap_next(&c->a->b->vhosts, &it, &v);) {
-        if (!api_sees_vhost(c, ((struct vhost *)v)->name))
-            continue;
-        nq += ((struct vhost *)v)->queues.count;
-        nx += ((struct vhost *)v)->exchanges.count;
-    }
-    api_reply(c, 200, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:I, s:I}}",
-                                 "management_version", WARREN_VERSION, "rabbitmq_version",
-                                 "3.10.8", "product_name", "Warren", "product_version",
-                                 WARREN_VERSION, "node", "warren@localhost", "cluster_name",
-                                 "warren@localhost", "object_totals", "queues", (json_int_t)nq,
-                                 "exchanges", (json_int_t)nx));
 }
 
 /* ---- /api/vhosts --------------------------------------------------------------------------------- */

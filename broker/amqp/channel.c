@@ -128,6 +128,10 @@ static bool expired(const struct qentry *e, uint64_t now)
 static void settle(struct channel *ch, struct delivery *d, enum settle how, uint64_t now)
 {
     struct queue *q = d->q;
+    if (how == SETTLE_ACK) {
+        q->stat[QSTAT_ACK]++;
+        ch->conn->srv->b.stats.acknowledged++;
+    }
     queue_unhold(q, &d->e); /* its place comes back: a requeue below cannot fail */
     if (how == SETTLE_REQUEUE && expired(&d->e, now)) {
         deadletter(q, &d->e, DL_EXPIRED);
@@ -255,9 +259,15 @@ static void add_delivery_count(struct amqp_basic_props *props, amqp_bytes_t head
 
 /* Sends a content method for e. Quorum queues add x-delivery-count (the number of times it
  * came back): to every basic.get-ok, and to deliveries from the first return on. */
-static void send_entry(struct channel *ch, const struct queue *q, struct amqp_method *m,
+static void send_entry(struct channel *ch, struct queue *q, struct amqp_method *m,
                        const struct qentry *e)
 {
+    struct broker_stats *st = &ch->conn->srv->b.stats;
+    bool redelivered = e->flags & QE_REDELIVERED;
+    st->delivered++;
+    st->redelivered += redelivered;
+    q->stat[QSTAT_DELIVER_GET]++;
+    q->stat[QSTAT_REDELIVER] += redelivered;
     struct msg *copy = NULL;
     if (q->opt.quorum && (e->returns || m->id == AMQP_BASIC_GET_OK))
         copy = msg_edit(e->m, msg_exchange(e->m), msg_routing_key(e->m), false,
@@ -370,6 +380,8 @@ void channel_free(struct channel *ch)
 {
     if (!ch)
         return;
+    if (ch->state == CH_OPEN) /* not the placeholders of closing channels */
+        ch->conn->srv->b.stats.channels_closed++;
     struct list *pos, *tmp;
     list_foreach_safe(pos, tmp, &ch->consumers)
         consumer_end(ch, list_entry(pos, struct consumer, chlink));
@@ -576,6 +588,15 @@ static int publish_route(struct channel *ch, struct msg *m, uint64_t *ret_batch,
             conn_flow_pause(ch->conn, ch->route.q[i]);
             break;
         }
+    struct broker_stats *st = &ch->conn->srv->b.stats;
+    st->received++;
+    st->received_confirm += ch->confirm;
+    if (routed)
+        st->routed++;
+    else if (m->flags & MSG_MANDATORY)
+        st->unroutable_returned++;
+    else
+        st->unroutable_dropped++;
     if (!routed && (m->flags & MSG_MANDATORY)) {
         struct amqp_method r = {.id = AMQP_BASIC_RETURN};
         r.u.basic_return.reply_code = 312;
@@ -636,6 +657,7 @@ static void send_ack_upto(struct channel *ch)
     m.u.basic_ack.delivery_tag = ch->confirm_upto;
     m.u.basic_ack.multiple = ch->confirm_upto - ch->acked_upto > 1;
     conn_send_method(ch->conn, ch->id, &m);
+    ch->conn->srv->b.stats.confirmed += ch->confirm_upto - ch->acked_upto;
     ch->acked_upto = ch->confirm_upto;
 }
 

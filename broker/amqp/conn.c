@@ -440,6 +440,8 @@ static void close_socket(struct conn *c)
         return;
     c->state = CONN_CLOSED;
     channels_teardown(c);
+    if (c->opened)
+        c->srv->b.stats.connections_closed++;
     if (c->vhost) {
         c->vhost->nconnections--;
         c->vhost = NULL;
@@ -630,6 +632,8 @@ static int on_open(struct conn *c, const struct amqp_connection_open *o, struct 
     }
     c->vhost = vh;
     vh->nconnections++;
+    c->opened = true;
+    c->srv->b.stats.connections_opened++;
     c->state = CONN_OPEN;
     struct amqp_method m = {.id = AMQP_CONNECTION_OPEN_OK};
     conn_send_method(c, 0, &m);
@@ -842,6 +846,7 @@ static int handle_channel_frame(struct conn *c, const struct amqp_frame *f, stru
         *slot = ch;
         c->nchannels++;
         struct amqp_method ok = {.id = AMQP_CHANNEL_OPEN_OK};
+        c->srv->b.stats.channels_opened++;
         conn_send_method(c, id, &ok);
         return 0;
     }

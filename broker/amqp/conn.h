@@ -69,6 +69,7 @@ struct conn {
     char user[256];
     char mechanism[16]; /* of the login, for the refusal text */
     bool auth_wait;     /* the login's outcome waits for its throttle slot (c->timer) */
+    bool opened;        /* connection.open succeeded (counted in the broker's stats) */
     int auth_rc;        /* that outcome: 0 or -WERR_LOGIN_REFUSED */
     struct vhost *vhost; /* borrowed: NULL once the vhost is deleted (conn_vhost_deleted) */
     struct access access; /* the user's permissions in vhost, once open */

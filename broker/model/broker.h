@@ -26,6 +26,22 @@ struct durable_wait {
     void (*done)(struct durable_wait *w);
 };
 
+/* Message counts since start, as RabbitMQ's global counters (rabbitmq_global_messages_*_total):
+ * plain increments on the loop thread, read by the management API and Prometheus. */
+struct broker_stats {
+    uint64_t received, received_confirm, routed, unroutable_dropped, unroutable_returned;
+    uint64_t confirmed, delivered, redelivered, acknowledged;
+    uint64_t dead_lettered[4]; /* by enum dl_reason: rejected, expired, maxlen, delivery limit */
+    uint64_t connections_opened, connections_closed, channels_opened, channels_closed;
+};
+
+/* Rates per second of some of broker_stats over the last sample (stats.c). */
+struct broker_rates {
+    uint64_t at_ms;             /* when the last sample was taken (0: never) */
+    struct broker_stats prev;   /* the counts then */
+    double received, confirmed, delivered, redelivered, acknowledged, returned, dropped;
+};
+
 struct broker {
     uv_loop_t *loop;            /* borrowed: the caller's */
     struct hmap vhosts;         /* name -> struct vhost (owned) */
@@ -41,6 +57,8 @@ struct broker {
     const struct session_ops *sessions;
     void *sessions_arg;
     struct list durable_waits;  /* of durable_wait.link: released by broker_on_durable */
+    struct broker_stats stats;
+    struct broker_rates rates;
     struct storage *store;      /* owned; NULL: nothing is durable */
     struct timers timers;       /* TTL, x-expires and consumer-timeout deadlines */
     struct queue *kick_head;    /* ref: queues to dispatch, linked by queue.kick_next */

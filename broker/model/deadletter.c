@@ -404,6 +404,7 @@ void deadletter(struct queue *q, const struct qentry *e, enum dl_reason reason)
 {
     if (!q->opt.has_dlx)
         return;
+    q->vhost->broker->stats.dead_lettered[reason]++;
     struct vhost *vh = q->vhost;
     struct broker *s = vh->broker;
     if (!vhost_exchange(vh, q->opt.dlx))

@@ -53,6 +53,7 @@ int publish_enqueue(struct broker *s, struct msg *m, struct route *r, uint64_t *
     for (uint32_t i = 0; i < r->n; i++) {
         if ((rc = queue_push(r->q[i], m)) < 0)
             return rc;
+        r->q[i]->stat[QSTAT_PUBLISH]++;
         queue_kick(r->q[i]);
     }
     return 0;

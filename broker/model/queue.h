@@ -103,6 +103,8 @@ struct flow_waiter {
     void (*resume)(struct flow_waiter *w); /* borrowed: the session's */
 };
 
+enum qstat { QSTAT_PUBLISH, QSTAT_DELIVER_GET, QSTAT_REDELIVER, QSTAT_ACK, QSTAT_MAX };
+
 enum overflow { OVERFLOW_DROP_HEAD, OVERFLOW_REJECT_PUBLISH, OVERFLOW_REJECT_PUBLISH_DLX };
 
 /* RabbitMQ's x- arguments, parsed once at declare (validated by args_check_queue). */
@@ -164,6 +166,10 @@ struct queue {
     bool exclusive_consumer;
     struct consumer *active; /* borrowed: x-single-active-consumer's current one, or NULL */
     struct queue *kick_next;
+    /* Counts since the queue was created, and their rates per second over the last sample
+     * (stats.c; the management API shows them). */
+    uint64_t stat[QSTAT_MAX], stat_prev[QSTAT_MAX];
+    float stat_rate[QSTAT_MAX];
 };
 
 /* Creates a queue (refs = 1, held by the caller who adds it to the vhost) with its x- arguments

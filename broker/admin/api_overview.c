@@ -1,0 +1,214 @@
+/* api_overview.c — the management API's node-wide views, in RabbitMQ 3.10's shapes:
+ * /api/overview (versions, object and queue totals, message_stats with rates, listeners),
+ * /api/nodes, /api/health/checks/..., /api/aliveness-test/{vhost}, and the message_stats of a
+ * queue. Counts come from the model (broker_stats, queue stats, stats.c's rates) and the
+ * session views; nothing here keeps state. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+#include "config.h"
+#include "broker/admin/api_int.h"
+#include "broker/model/broker.h"
+#include "broker/model/entity.h"
+#include "broker/model/exchange.h"
+#include "broker/model/msg.h"
+#include "broker/model/publish.h"
+#include "broker/model/queue.h"
+#include "broker/model/sessions.h"
+#include "broker/model/users.h"
+#include "broker/model/vhost.h"
+#include "protocol/codec.h"
+
+/* "name": count and "name_details": {"rate": rate} into o. */
+static void counter(json_t *o, const char *name, uint64_t count, double rate)
+{
+    char details[64];
+    snprintf(details, sizeof details, "%s_details", name);
+    json_object_set_new(o, name, json_integer((json_int_t)count));
+    json_object_set_new(o, details, json_pack("{s:f}", "rate", rate));
+}
+
+json_t *api_queue_message_stats(const struct queue *q)
+{
+    static const char *const names[QSTAT_MAX] = {"publish", "deliver_get", "redeliver", "ack"};
+    json_t *o = json_object();
+    for (int i = 0; o && i < QSTAT_MAX; i++)
+        counter(o, names[i], q->stat[i], q->stat_rate[i]);
+    return o;
+}
+
+static uint64_t unacked(const struct queue *q)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i <= q->opt.max_priority; i++)
+        n += q->rings[i].held;
+    return n;
+}
+
+static void count_session(void *arg, const struct session_view *v)
+{
+    (void)v;
+    ++*(uint64_t *)arg;
+}
+
+static void count_channel(void *arg, const struct channel_view *v)
+{
+    (void)v;
+    ++*(uint64_t *)arg;
+}
+
+void api_overview(struct call *c)
+{
+    if (!api_is(c, "GET"))
+        return api_method_not_allowed(c, "GET, HEAD");
+    struct broker *b = c->a->b;
+    uint64_t nq = 0, nx = 0, ncons = 0, ready = 0, unack = 0, nconn = 0, nch = 0;
+    void *v, *qv;
+    for (uint32_t it = 0; hmap_next(&b->vhosts, &it, &v);) {
+        struct vhost *vh = v;
+        if (!api_sees_vhost(c, vh->name))
+            continue;
+        nq += vh->queues.count;
+        nx += vh->exchanges.count;
+        for (uint32_t jt = 0; hmap_next(&vh->queues, &jt, &qv);) {
+            struct queue *q = qv;
+            ncons += q->consumer_count;
+            ready += queue_ready(q);
+            unack += unacked(q);
+        }
+    }
+    if (b->sessions) {
+        b->sessions->each(b->sessions_arg, NULL, count_session, &nconn);
+        b->sessions->each_channel(b->sessions_arg, NULL, NULL, count_channel, &nch);
+    }
+    const struct broker_stats *s = &b->stats;
+    const struct broker_rates *r = &b->rates;
+    json_t *ms = json_object();
+    counter(ms, "publish", s->received, r->received);
+    counter(ms, "confirm", s->confirmed, r->confirmed);
+    counter(ms, "deliver_get", s->delivered, r->delivered);
+    counter(ms, "redeliver", s->redelivered, r->redelivered);
+    counter(ms, "ack", s->acknowledged, r->acknowledged);
+    counter(ms, "return_unroutable", s->unroutable_returned, r->returned);
+    counter(ms, "drop_unroutable", s->unroutable_dropped, r->dropped);
+    json_t *ls = json_array();
+    for (unsigned i = 0; i < c->a->nlisteners; i++)
+        json_array_append_new(ls, json_pack("{s:s, s:s, s:s, s:i}", "node", "warren@localhost",
+                                            "protocol", c->a->listeners[i].protocol,
+                                            "ip_address", c->a->listeners[i].ip, "port",
+                                            c->a->listeners[i].port));
+    api_reply(c, 200,
+              json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I}, "
+                        "s:{s:I, s:I, s:I}, s:o, s:s, s:s}",
+                        "management_version", WARREN_VERSION, "rabbitmq_version", "3.10.8",
+                        "product_name", "Warren", "product_version", WARREN_VERSION, "node",
+                        "warren@localhost", "cluster_name", "warren@localhost", "message_stats",
+                        ms, "object_totals", "connections", (json_int_t)nconn, "channels",
+                        (json_int_t)nch, "exchanges", (json_int_t)nx, "queues", (json_int_t)nq,
+                        "consumers", (json_int_t)ncons, "queue_totals", "messages",
+                        (json_int_t)(ready + unack), "messages_ready", (json_int_t)ready,
+                        "messages_unacknowledged", (json_int_t)unack, "listeners", ls,
+                        "statistics_db_event_queue", "0", "erlang_version", "none (C17)"));
+}
+
+void api_nodes(struct call *c)
+{
+    if (!api_is(c, "GET"))
+        return api_method_not_allowed(c, "GET, HEAD");
+    size_t rss = 0;
+    uv_resident_set_memory(&rss);
+    uint64_t uptime = uv_now(c->a->http.loop) - c->a->started_ms;
+    json_t *node = json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "name",
+                             "warren@localhost", "type", "disc", "running", 1, "mem_used",
+                             (json_int_t)rss, "mem_limit", (json_int_t)uv_get_total_memory(),
+                             "uptime", (json_int_t)uptime, "processors",
+                             (json_int_t)uv_available_parallelism(), "run_queue", (json_int_t)0);
+    if (c->nseg == 2)
+        return !strcmp(c->seg[1], "warren@localhost") ? api_reply(c, 200, node)
+                                                       : (json_decref(node), api_not_found(c));
+    api_reply(c, 200, json_pack("[o]", node));
+}
+
+/* /api/health/checks/{alarms,local-alarms,virtual-hosts,port-listener/{port},
+ * protocol-listener/{protocol},ready-to-serve-clients}: {"status":"ok"} or 503 failed. */
+void api_health(struct call *c)
+{
+    if (c->nseg < 3 || strcmp(c->seg[1], "checks"))
+        return api_not_found(c);
+    const char *what = c->seg[2];
+    bool ok = true;
+    const char *why = "";
+    if (!strcmp(what, "alarms") || !strcmp(what, "local-alarms") ||
+        !strcmp(what, "virtual-hosts") || !strcmp(what, "ready-to-serve-clients")) {
+        ok = true;
+    } else if (!strcmp(what, "port-listener") && c->nseg == 4) {
+        ok = false;
+        for (unsigned i = 0; i < c->a->nlisteners; i++)
+            ok |= c->a->listeners[i].port == atoi(c->seg[3]);
+        why = "No active listener";
+    } else if (!strcmp(what, "protocol-listener") && c->nseg == 4) {
+        ok = false;
+        for (unsigned i = 0; i < c->a->nlisteners; i++)
+            ok |= !strcasecmp(c->a->listeners[i].protocol, c->seg[3]) ||
+                  (!strcasecmp(c->seg[3], "amqp091") &&
+                   !strcmp(c->a->listeners[i].protocol, "amqp"));
+        why = "No active listener";
+    } else {
+        return api_not_found(c);
+    }
+    if (ok)
+        return api_reply(c, 200, json_pack("{s:s}", "status", "ok"));
+    api_reply(c, 503, json_pack("{s:s, s:s}", "status", "failed", "reason", why));
+}
+
+/* GET /api/aliveness-test/{vhost}: declares the queue aliveness-test, publishes a message to
+ * it through the default exchange and gets it back, as RabbitMQ does. */
+void api_aliveness(struct call *c)
+{
+    struct vhost *vh = c->nseg == 2 ? hmap_get(&c->a->b->vhosts, c->seg[1], strlen(c->seg[1]))
+                                    : NULL;
+    if (!vh)
+        return api_not_found(c);
+    if (!api_admin_only(c))
+        return;
+    amqp_bytes_t name = AMQP_BYTES_LIT("aliveness-test");
+    struct queue *q = vhost_queue(vh, name);
+    struct route r = {0};
+    struct msg *m = NULL;
+    if (!q && entity_queue_create(vh, name, false, false, false, NULL, (amqp_bytes_t){NULL, 0},
+                                  &q) < 0)
+        goto fail;
+    uint8_t hdr[32];
+    struct amqp_basic_props p = {0};
+    long hl = amqp_content_header_encode(&p, 12, hdr);
+    struct exchange *x = vhost_exchange(vh, (amqp_bytes_t){NULL, 0});
+    if (hl < 0 || !x || !(m = msg_new((amqp_bytes_t){NULL, 0}, name,
+                                      (amqp_bytes_t){hdr, (uint32_t)hl},
+                                      (amqp_bytes_t){NULL, 0}, 12)))
+        goto fail;
+    memcpy(m->body, "test_message", 12);
+    m->body_have = 12;
+    uint64_t batch;
+    bool rejected;
+    if (exchange_route(x, m, &r) < 0 || publish_enqueue(c->a->b, m, &r, &batch, &rejected) < 0)
+        goto fail;
+    struct qentry e;
+    bool got = false;
+    while (queue_pop(q, &e)) { /* take back what is there (ours is the newest) */
+        got = e.m->body_size == 12 && !memcmp(e.m->body, "test_message", 12);
+        queue_settled(q, &e);
+        msg_unref(e.m);
+    }
+    if (!got)
+        goto fail;
+    route_free(&r);
+    msg_unref(m);
+    return api_reply(c, 200, json_pack("{s:s}", "status", "ok"));
+fail:
+    route_free(&r);
+    msg_unref(m);
+    api_reply(c, 503, json_pack("{s:s, s:s}", "status", "failed", "reason",
+                                "could not publish and get a message"));
+}
