@@ -43,7 +43,7 @@ static struct hmap_slot *find(const struct hmap *m, const void *key, size_t klen
         struct hmap_slot *s = &m->slots[i];
         if (s->hash == 0)
             return NULL;
-        if (s->hash == h && s->klen == klen && memcmp(s->key, key, klen) == 0)
+        if (s->hash == h && s->klen == klen && (!klen || memcmp(s->key, key, klen) == 0))
             return s;
     }
 }

@@ -123,7 +123,7 @@ static struct vhost *vhost_seg(struct call *c, int i)
 /* The exchange named in a URL: "amq.default" is the default exchange, as in RabbitMQ. */
 static amqp_bytes_t exchange_seg(const char *name)
 {
-    return strcmp(name, "amq.default") ? amqp_cstr(name) : (amqp_bytes_t){NULL, 0};
+    return strcmp(name, "amq.default") ? amqp_cstr(name) : AMQP_BYTES_LIT("");
 }
 
 /* May the user do perm on the named exchange or queue of vh? Else answers 401 with

@@ -183,7 +183,7 @@ void api_aliveness(struct call *c)
     uint8_t hdr[32];
     struct amqp_basic_props p = {0};
     long hl = amqp_content_header_encode(&p, 12, hdr);
-    struct exchange *x = vhost_exchange(vh, (amqp_bytes_t){NULL, 0});
+    struct exchange *x = vhost_exchange(vh, AMQP_BYTES_LIT(""));
     if (hl < 0 || !x || !(m = msg_new((amqp_bytes_t){NULL, 0}, name,
                                       (amqp_bytes_t){hdr, (uint32_t)hl},
                                       (amqp_bytes_t){NULL, 0}, 12)))
