@@ -1,11 +1,15 @@
 /* main.c — warrend's entry point: flags, logging, the loop. Owns nothing past main(). */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 #include "config.h"
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 #include "lib/log.h"
 #include "broker/admin/api.h"
 #include "broker/amqp/conf.h"
@@ -40,9 +44,41 @@ static void usage(FILE *f)
             "  --version         print the version and exit\n");
 }
 
-static void stop_admin(void *arg)
+/* Tells systemd (Type=notify) how warrend is doing: sd_notify(3), which does nothing when
+ * NOTIFY_SOCKET is unset, as when warrend is not run by systemd; nothing at all in a build
+ * without libsystemd. */
+static void notify(const char *state)
 {
-    admin_stop(arg);
+#ifdef HAVE_LIBSYSTEMD
+    int rc = sd_notify(0, state);
+    if (rc < 0)
+        log_warn("cannot tell systemd '%s': %s", state, strerror(-rc));
+#else
+    (void)state;
+#endif
+}
+
+/* What main() sets up after server_start() and must close when the server stops. */
+struct on_stop {
+    struct admin *admin; /* borrowed: main()'s; NULL without the management API */
+    uv_signal_t sighup;
+};
+
+static void on_stop(void *arg)
+{
+    struct on_stop *st = arg;
+    notify("STOPPING=1\nSTATUS=shutting down: closing connections");
+    if (st->admin)
+        admin_stop(st->admin);
+    uv_close((uv_handle_t *)&st->sighup, NULL);
+}
+
+/* systemctl reload sends SIGHUP, whose default action would end warrend. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    log_info("SIGHUP: nothing to reload yet (configuration is read at start)");
 }
 
 static int parse_uint(const char *flag, const char *s, unsigned long min, unsigned long max,
@@ -202,6 +238,7 @@ int main(int argc, char **argv)
         goto out;
     }
     struct admin admin = {0};
+    struct on_stop st = {0};
     if (cfg.mgmt_port > 0) {
         int arc = admin_start(&admin, loop, &srv.b, cfg.mgmt_ip, cfg.mgmt_port,
                               srv.cfg.loopback_users);
@@ -213,8 +250,7 @@ int main(int argc, char **argv)
             goto out;
         }
         if (arc == 0) {
-            srv.on_stop = stop_admin;
-            srv.on_stop_arg = &admin;
+            st.admin = &admin;
         } else {
             log_warn("running without the management API (the default port %d is taken); "
                      "set management.tcp.port or --management-port to choose another",
@@ -224,6 +260,21 @@ int main(int argc, char **argv)
     /* log.console.level = none: quiet once started (start-up errors were still shown). */
     if (file_log_level == CONF_LOG_NONE && !freopen("/dev/null", "w", stderr))
         log_warn("log.console.level = none: cannot redirect stderr to /dev/null");
+    uv_signal_init(loop, &st.sighup);
+    uv_signal_start(&st.sighup, on_sighup, SIGHUP);
+    srv.on_stop = on_stop;
+    srv.on_stop_arg = &st;
+    /* server_start() recovered the data directory and opened the listeners; the API is up. */
+    char status[256] = "READY=1\nSTATUS=accepting AMQP connections on port";
+    size_t n = strlen(status);
+    for (unsigned i = 0; i < cfg.nlisteners && n < sizeof status; i++)
+        n += (size_t)snprintf(status + n, sizeof status - n, "%s %d", i ? "," : "",
+                              cfg.listeners[i].port);
+    if (!cfg.nlisteners && n < sizeof status)
+        n += (size_t)snprintf(status + n, sizeof status - n, "s: none (listeners.tcp = none)");
+    if (st.admin && n < sizeof status)
+        snprintf(status + n, sizeof status - n, "; management API on port %d", cfg.mgmt_port);
+    notify(status);
     uv_run(loop, UV_RUN_DEFAULT);
     server_free(&srv);
     uv_loop_close(loop);
