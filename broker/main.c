@@ -12,6 +12,7 @@
 #endif
 #include "lib/log.h"
 #include "broker/admin/api.h"
+#include "broker/admin/metrics.h"
 #include "broker/amqp/conf.h"
 #include "broker/amqp/server.h"
 
@@ -41,6 +42,9 @@ static void usage(FILE *f)
             "  --management-port N\n"
             "                    port of the management HTTP API (default 15672)\n"
             "  --no-management   no management HTTP API\n"
+            "  --prometheus-port N\n"
+            "                    port of the Prometheus metrics (default 15692)\n"
+            "  --no-prometheus   no Prometheus metrics endpoint\n"
             "  --version         print the version and exit\n");
 }
 
@@ -60,7 +64,8 @@ static void notify(const char *state)
 
 /* What main() sets up after server_start() and must close when the server stops. */
 struct on_stop {
-    struct admin *admin; /* borrowed: main()'s; NULL without the management API */
+    struct admin *admin;     /* borrowed: main()'s; NULL without the management API */
+    struct metrics *metrics; /* borrowed: main()'s; NULL without the Prometheus endpoint */
     uv_signal_t sighup;
 };
 
@@ -70,7 +75,44 @@ static void on_stop(void *arg)
     notify("STOPPING=1\nSTATUS=shutting down: closing connections");
     if (st->admin)
         admin_stop(st->admin);
+    if (st->metrics)
+        metrics_stop(st->metrics);
     uv_close((uv_handle_t *)&st->sighup, NULL);
+}
+
+/* Whether warrend goes on after starting an optional HTTP surface returned rc (1: not
+ * configured): a port that was asked for must be had; the default one only warns when taken,
+ * so that several brokers can run on one machine. */
+static bool surface_started(int rc, bool explicit, const char *what, const char *key, int port)
+{
+    if (rc >= 0)
+        return true;
+    if (explicit)
+        return false;
+    log_warn("running without the %s (the default port %d is taken); set %s to choose another",
+             what, port, key);
+    return true;
+}
+
+/* The listeners /api/overview shows: AMQP's, the API's and Prometheus's. */
+static void fill_listeners(struct admin *a, const struct config *cfg)
+{
+    for (unsigned i = 0; i < cfg->nlisteners && a->nlisteners < ADMIN_LISTENERS_MAX; i++) {
+        struct admin_listener *l = &a->listeners[a->nlisteners++];
+        l->protocol = "amqp";
+        snprintf(l->ip, sizeof l->ip, "%s", cfg->listeners[i].addr[0] ? cfg->listeners[i].addr
+                                                                       : "::");
+        l->port = cfg->listeners[i].port;
+    }
+    const struct { const char *protocol, *ip; int port; } http[] = {
+        {"http", cfg->mgmt_ip, cfg->mgmt_port}, {"http/prometheus", cfg->prom_ip, cfg->prom_port}};
+    for (size_t i = 0; i < 2 && a->nlisteners < ADMIN_LISTENERS_MAX; i++)
+        if (http[i].port > 0) {
+            struct admin_listener *l = &a->listeners[a->nlisteners++];
+            l->protocol = http[i].protocol;
+            snprintf(l->ip, sizeof l->ip, "%s", http[i].ip[0] ? http[i].ip : "::");
+            l->port = http[i].port;
+        }
 }
 
 /* systemctl reload sends SIGHUP, whose default action would end warrend. */
@@ -116,7 +158,7 @@ int main(int argc, char **argv)
 {
     struct config cfg;
     config_defaults(&cfg);
-    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_MEM, O_SYNC_MODE, O_CTIMEOUT, O_VERSION, O_HELP, O_DEFS, O_MGMT_PORT, O_NO_MGMT };
+    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_MEM, O_SYNC_MODE, O_CTIMEOUT, O_VERSION, O_HELP, O_DEFS, O_MGMT_PORT, O_NO_MGMT, O_PROM_PORT, O_NO_PROM };
     static const struct option opts[] = {
         {"config", required_argument, NULL, O_CONFIG},
         {"port", required_argument, NULL, O_PORT},
@@ -131,6 +173,8 @@ int main(int argc, char **argv)
         {"load-definitions", required_argument, NULL, O_DEFS},
         {"management-port", required_argument, NULL, O_MGMT_PORT},
         {"no-management", no_argument, NULL, O_NO_MGMT},
+        {"prometheus-port", required_argument, NULL, O_PROM_PORT},
+        {"no-prometheus", no_argument, NULL, O_NO_PROM},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
@@ -174,6 +218,13 @@ int main(int argc, char **argv)
             cfg.mgmt_explicit = true;
             break;
         case O_NO_MGMT: cfg.mgmt_port = -1; break;
+        case O_PROM_PORT:
+            if (parse_uint("--prometheus-port", optarg, 1, 65535, &v) < 0)
+                { rc = 2; goto out; }
+            cfg.prom_port = (int)v;
+            cfg.prom_explicit = true;
+            break;
+        case O_NO_PROM: cfg.prom_port = -1; break;
         case O_LOG: {
             int l = log_level_parse(optarg);
             if (l < 0) {
@@ -238,24 +289,33 @@ int main(int argc, char **argv)
         goto out;
     }
     struct admin admin = {0};
+    struct metrics metrics = {0};
     struct on_stop st = {0};
-    if (cfg.mgmt_port > 0) {
-        int arc = admin_start(&admin, loop, &srv.b, cfg.mgmt_ip, cfg.mgmt_port,
-                              srv.cfg.loopback_users);
-        if (arc < 0 && cfg.mgmt_explicit) {
-            server_stop(&srv);
-            uv_run(loop, UV_RUN_DEFAULT);
-            server_free(&srv);
-            rc = 1;
-            goto out;
-        }
-        if (arc == 0) {
-            st.admin = &admin;
-        } else {
-            log_warn("running without the management API (the default port %d is taken); "
-                     "set management.tcp.port or --management-port to choose another",
-                     cfg.mgmt_port);
-        }
+    fill_listeners(&admin, &cfg);
+    int arc = cfg.mgmt_port > 0 ? admin_start(&admin, loop, &srv.b, cfg.mgmt_ip, cfg.mgmt_port,
+                                              srv.cfg.loopback_users) : 1;
+    int mrc = arc >= 0 || !cfg.mgmt_explicit
+                  ? (cfg.prom_port > 0 ? metrics_start(&metrics, loop, &srv.b, cfg.data_dir,
+                                                       cfg.prom_ip, cfg.prom_port) : 1)
+                  : 1;
+    if (arc == 0)
+        st.admin = &admin;
+    if (mrc == 0)
+        st.metrics = &metrics;
+    if (!surface_started(arc, cfg.mgmt_explicit, "management API", "management.tcp.port",
+                         cfg.mgmt_port) ||
+        !surface_started(mrc, cfg.prom_explicit, "Prometheus endpoint", "prometheus.tcp.port",
+                         cfg.prom_port)) {
+        /* A port asked for cannot be had: stop, as for an AMQP listener. */
+        if (st.admin)
+            admin_stop(st.admin);
+        if (st.metrics)
+            metrics_stop(st.metrics);
+        server_stop(&srv);
+        uv_run(loop, UV_RUN_DEFAULT);
+        server_free(&srv);
+        rc = 1;
+        goto out;
     }
     /* log.console.level = none: quiet once started (start-up errors were still shown). */
     if (file_log_level == CONF_LOG_NONE && !freopen("/dev/null", "w", stderr))
@@ -273,7 +333,10 @@ int main(int argc, char **argv)
     if (!cfg.nlisteners && n < sizeof status)
         n += (size_t)snprintf(status + n, sizeof status - n, "s: none (listeners.tcp = none)");
     if (st.admin && n < sizeof status)
-        snprintf(status + n, sizeof status - n, "; management API on port %d", cfg.mgmt_port);
+        n += (size_t)snprintf(status + n, sizeof status - n, "; management API on port %d",
+                              cfg.mgmt_port);
+    if (st.metrics && n < sizeof status)
+        snprintf(status + n, sizeof status - n, "; Prometheus on port %d", cfg.prom_port);
     notify(status);
     uv_run(loop, UV_RUN_DEFAULT);
     server_free(&srv);

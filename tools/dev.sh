@@ -13,7 +13,7 @@ PACKAGES=(gcc clang pkg-config meson ninja-build python3
           libuv1-dev libssl-dev liblmdb-dev librabbitmq-dev
           libcmocka-dev amqp-tools python3-pika lmdb-utils python3-matplotlib libinih-dev
           libpcre2-dev libjansson-dev libhttp-parser-dev
-          libcurl4-openssl-dev curl python3-requests libsystemd-dev)
+          libcurl4-openssl-dev curl python3-requests libsystemd-dev python3-prometheus-client)
 
 deps() {
     local missing=()

@@ -218,25 +218,29 @@ static int on_key(void *user, const char *section, const char *key, const char *
         return fail(p, "log.console.level: '%s' is not debug, info, warning, error, critical or "
                        "none", v);
     }
-    if (strcmp(key, "management.tcp.port") == 0) {
+    if (!strcmp(key, "management.tcp.port") || !strcmp(key, "prometheus.tcp.port")) {
+        bool mgmt = key[0] == 'm';
+        int *port = mgmt ? &cfg->mgmt_port : &cfg->prom_port;
         if (strcmp(v, "none") == 0) {
-            cfg->mgmt_port = -1;
+            *port = -1;
             return 1;
         }
         if (!parse_u64(v, 1, 65535, &n))
-            return fail(p, "management.tcp.port: '%s' is not a port (1..65535) or none", v);
-        cfg->mgmt_port = (int)n;
-        cfg->mgmt_explicit = true;
+            return fail(p, "%s: '%s' is not a port (1..65535) or none", key, v);
+        *port = (int)n;
+        *(mgmt ? &cfg->mgmt_explicit : &cfg->prom_explicit) = true;
         return 1;
     }
-    if (strcmp(key, "management.tcp.ip") == 0) {
+    if (!strcmp(key, "management.tcp.ip") || !strcmp(key, "prometheus.tcp.ip")) {
+        bool mgmt = key[0] == 'm';
+        char *ip = mgmt ? cfg->mgmt_ip : cfg->prom_ip;
         struct sockaddr_in6 a6;
         struct sockaddr_in a4;
         if (strlen(v) >= sizeof cfg->mgmt_ip ||
             (uv_ip4_addr(v, 0, &a4) != 0 && uv_ip6_addr(v, 0, &a6) != 0))
-            return fail(p, "management.tcp.ip: '%s' is not an IPv4 or IPv6 address", v);
-        snprintf(cfg->mgmt_ip, sizeof cfg->mgmt_ip, "%s", v);
-        cfg->mgmt_explicit = true;
+            return fail(p, "%s: '%s' is not an IPv4 or IPv6 address", key, v);
+        snprintf(ip, sizeof cfg->mgmt_ip, "%s", v);
+        *(mgmt ? &cfg->mgmt_explicit : &cfg->prom_explicit) = true;
         return 1;
     }
     if (strcmp(key, "data_dir") == 0) {

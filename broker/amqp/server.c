@@ -47,6 +47,7 @@ void config_defaults(struct config *cfg)
         .loopback_users = "guest",
         .disk_free_limit = 50000000, /* RabbitMQ's 50MB */
         .mgmt_port = 15672,
+        .prom_port = 15692,
     };
 }
 

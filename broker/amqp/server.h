@@ -56,6 +56,10 @@ struct config {
     int mgmt_port;
     char mgmt_ip[48];
     bool mgmt_explicit;
+    /* The Prometheus endpoint (broker/admin/metrics.c), with the same rules. */
+    int prom_port;
+    char prom_ip[48];
+    bool prom_explicit;
 
     char **_owned;                /* owned: strings read from the configuration file */
     unsigned _nowned;

@@ -47,9 +47,9 @@ def run_warrend(exe, conf, tmp, what):
     """Start exe on conf; it must listen, then exit 0 on SIGTERM, logging no error or warning.
     Returns its stderr."""
     data = tempfile.mkdtemp(prefix="data-", dir=tmp)
-    port, mport = free_port(), free_port()
+    port, mport, pport = free_port(), free_port(), free_port()
     argv = [exe, "--config", conf, "--data-dir", data, "--port", str(port), "--bind",
-            "127.0.0.1", "--management-port", str(mport)]
+            "127.0.0.1", "--management-port", str(mport), "--prometheus-port", str(pport)]
     errf = tempfile.TemporaryFile(dir=tmp)
     p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errf)
     listened = False
