@@ -240,130 +240,172 @@ static const char *param(const struct call *c, const char *name, char *buf, size
     return buf;
 }
 
-static const char *s_sort_key;
+static const char *s_sort_key; /* NULL: by vhost, then name */
 static int s_sort_dir;
 
-static int compare_key(const void *pa, const void *pb, const char *key)
+static int compare_json(json_t *a, json_t *b)
 {
-    json_t *a = json_object_get(*(json_t *const *)pa, key);
-    json_t *b = json_object_get(*(json_t *const *)pb, key);
-    int r;
     if (json_is_number(a) && json_is_number(b))
-        r = json_number_value(a) < json_number_value(b) ? -1 : json_number_value(a) >
-                                                                   json_number_value(b);
-    else
-        r = strcmp(json_is_string(a) ? json_string_value(a) : "",
-                   json_is_string(b) ? json_string_value(b) : "");
+        return json_number_value(a) < json_number_value(b) ? -1 : json_number_value(a) >
+                                                                    json_number_value(b);
+    return strcmp(json_is_string(a) ? json_string_value(a) : "",
+                  json_is_string(b) ? json_string_value(b) : "");
+}
+
+static int compare_items(const void *pa, const void *pb)
+{
+    const struct api_item *a = pa, *b = pb;
+    int r;
+    if (!s_sort_key) {
+        r = strcmp(a->vhost ? a->vhost : "", b->vhost ? b->vhost : "");
+        r = r ? r : strcmp(a->name ? a->name : "", b->name ? b->name : "");
+    } else if (!strcmp(s_sort_key, "name")) {
+        r = strcmp(a->name ? a->name : "", b->name ? b->name : "");
+    } else {
+        r = compare_json(json_object_get(a->json, s_sort_key),
+                         json_object_get(b->json, s_sort_key));
+    }
     return r * s_sort_dir;
 }
 
-/* sort=KEY, or RabbitMQ's default order: by vhost, then name. */
-static int compare_items(const void *pa, const void *pb)
+/* Keeps only the comma-separated columns of an item; a dotted column ("queue.name") keeps its
+ * whole top-level member. */
+static void keep_columns(json_t *it, const char *columns)
 {
-    if (s_sort_key)
-        return compare_key(pa, pb, s_sort_key);
-    int r = compare_key(pa, pb, "vhost");
-    return r ? r : compare_key(pa, pb, "name");
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(it, tmp, k, v) {
+        size_t len = strlen(k);
+        bool keep = false;
+        for (const char *p = columns; *p && !keep;) { /* "queue.name" keeps "queue" */
+            size_t n = strcspn(p, ",");
+            keep = n >= len && !memcmp(p, k, len) && (n == len || p[len] == '.');
+            p += n + (p[n] == ',');
+        }
+        if (!keep)
+            json_object_del(it, k);
+    }
 }
 
-/* Keeps only the comma-separated columns of each item; a dotted column ("queue.name") keeps
- * its whole top-level member. */
-static void keep_columns(json_t *items, const char *columns)
+/* Drops the items whose name does not match the name parameter (a substring, or with
+ * use_regex=true a PCRE2 pattern). The new count, or -1 after a 400. */
+static long filter_names(struct call *c, struct api_item *v, size_t n)
 {
-    size_t i;
-    json_t *it;
-    json_array_foreach(items, i, it) {
-        const char *k;
-        json_t *v;
-        void *tmp;
-        json_object_foreach_safe(it, tmp, k, v) {
-            size_t len = strlen(k);
-            bool keep = false;
-            for (const char *p = columns; *p && !keep;) { /* "queue.name" keeps "queue" */
-                size_t n = strcspn(p, ",");
-                keep = n >= len && !memcmp(p, k, len) && (n == len || p[len] == '.');
-                p += n + (p[n] == ',');
-            }
-            if (!keep)
-                json_object_del(it, k);
+    char name[256], regex[8];
+    if (!param(c, "name", name, sizeof name)[0])
+        return (long)n;
+    pcre2_code *code = NULL;
+    if (!strcmp(param(c, "use_regex", regex, sizeof regex), "true")) {
+        int e;
+        PCRE2_SIZE off;
+        if (!(code = pcre2_compile((PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, &e, &off, NULL))) {
+            api_bad_request(c, "name is not a valid regular expression");
+            return -1;
         }
     }
+    pcre2_match_data *md = code ? pcre2_match_data_create_from_pattern(code, NULL) : NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = v[i].name ? v[i].name : "";
+        bool match = code ? md && pcre2_match(code, (PCRE2_SPTR)s, strlen(s), 0, 0, md, NULL) >= 0
+                          : strstr(s, name) != NULL;
+        if (match)
+            v[k++] = v[i];
+        else
+            json_decref(v[i].json);
+    }
+    pcre2_match_data_free(md);
+    pcre2_code_free(code);
+    return (long)k;
+}
+
+/* The collection answer of api_send_list() over v[0..n): filtered, sorted and paged on the
+ * items, JSON made only for what is answered. Takes over the items' JSON references. */
+static void send_items(struct call *c, struct api_item *v, size_t n,
+                       json_t *(*to_json)(const void *))
+{
+    char sort[64], rev[8], page_s[16], size_s[16], columns[512];
+    size_t total = n;
+    long kept = filter_names(c, v, n);
+    json_t *out = NULL;
+    if (kept < 0)
+        goto done;
+    n = (size_t)kept;
+    s_sort_key = param(c, "sort", sort, sizeof sort)[0] && strcmp(sort, "vhost") ? sort : NULL;
+    s_sort_dir = !strcmp(param(c, "sort_reverse", rev, sizeof rev), "true") ? -1 : 1;
+    if (s_sort_key && strcmp(s_sort_key, "name"))
+        for (size_t i = 0; i < n; i++) /* sorting by a field needs every item's JSON */
+            if (!v[i].json)
+                v[i].json = to_json(v[i].obj);
+    qsort(v, n, sizeof *v, compare_items);
+    bool paged = param(c, "page", page_s, sizeof page_s)[0];
+    long page = paged ? atol(page_s) : 1;
+    long size = paged ? (param(c, "page_size", size_s, sizeof size_s)[0] ? atol(size_s) : 100)
+                      : (long)(n ? n : 1);
+    if (paged && (page < 1 || size < 1 || size > 500)) {
+        api_error(c, 400, "invalid_pagination_parameters",
+                  "page must be 1 or more, page_size 1 to 500");
+        goto done;
+    }
+    size_t pages = (n + (size_t)size - 1) / (size_t)size;
+    if (paged && pages && (size_t)page > pages) {
+        api_error(c, 400, "page_out_of_range", "page out of range");
+        goto done;
+    }
+    param(c, "columns", columns, sizeof columns);
+    out = json_array();
+    size_t lo = (size_t)(page - 1) * (size_t)size, hi = lo + (size_t)size;
+    for (size_t i = lo; out && i < n && i < hi; i++) {
+        json_t *j = v[i].json ? json_incref(v[i].json) : to_json(v[i].obj);
+        if (j && columns[0])
+            keep_columns(j, columns);
+        json_array_append_new(out, j);
+    }
+    if (!paged) {
+        api_reply(c, 200, out);
+        out = NULL;
+    } else {
+        api_reply(c, 200, json_pack("{s:I, s:I, s:o, s:I, s:I, s:I, s:I}", "filtered_count",
+                                    (json_int_t)n, "item_count",
+                                    (json_int_t)json_array_size(out), "items", out, "page",
+                                    (json_int_t)page, "page_count", (json_int_t)pages,
+                                    "page_size", (json_int_t)size, "total_count",
+                                    (json_int_t)total));
+        out = NULL;
+    }
+done:
+    json_decref(out);
+    for (size_t i = 0; i < n; i++)
+        json_decref(v[i].json);
 }
 
 void api_send_list(struct call *c, json_t *items)
 {
     if (!items)
         return api_error(c, 500, "internal_error", "out of memory");
-    char name[256], regex[8], sort[64], rev[8], page_s[16], size_s[16], columns[512];
-    param(c, "name", name, sizeof name);
-    size_t total = json_array_size(items);
-    if (name[0]) { /* a substring, or with use_regex=true a regular expression (PCRE2) */
-        bool re = !strcmp(param(c, "use_regex", regex, sizeof regex), "true");
-        pcre2_code *code = NULL;
-        if (re) {
-            int e;
-            PCRE2_SIZE off;
-            if (!(code = pcre2_compile((PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, &e, &off,
-                                       NULL))) {
-                json_decref(items);
-                return api_bad_request(c, "name is not a valid regular expression");
-            }
-        }
-        pcre2_match_data *md = code ? pcre2_match_data_create_from_pattern(code, NULL) : NULL;
-        for (size_t i = json_array_size(items); i-- > 0;) {
-            json_t *n = json_object_get(json_array_get(items, i), "name");
-            const char *s = json_is_string(n) ? json_string_value(n) : "";
-            bool match = code ? md && pcre2_match(code, (PCRE2_SPTR)s, strlen(s), 0, 0, md,
-                                                  NULL) >= 0
-                              : strstr(s, name) != NULL;
-            if (!match)
-                json_array_remove(items, i);
-        }
-        pcre2_match_data_free(md);
-        pcre2_code_free(code);
-    }
-    {
-        size_t n = json_array_size(items);
-        json_t **v = malloc((n ? n : 1) * sizeof *v);
-        if (v) {
-            for (size_t i = 0; i < n; i++)
-                v[i] = json_incref(json_array_get(items, i));
-            s_sort_key = param(c, "sort", sort, sizeof sort)[0] ? sort : NULL;
-            s_sort_dir = !strcmp(param(c, "sort_reverse", rev, sizeof rev), "true") ? -1 : 1;
-            qsort(v, n, sizeof *v, compare_items);
-            json_array_clear(items);
-            for (size_t i = 0; i < n; i++)
-                json_array_append_new(items, v[i]);
-            free(v);
-        }
-    }
-    if (param(c, "columns", columns, sizeof columns)[0])
-        keep_columns(items, columns);
-    if (!param(c, "page", page_s, sizeof page_s)[0])
-        return api_reply(c, 200, items);
-    long page = atol(page_s), size = param(c, "page_size", size_s, sizeof size_s)[0]
-                                          ? atol(size_s) : 100;
-    if (page < 1 || size < 1 || size > 500) {
+    size_t n = json_array_size(items);
+    struct api_item *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) {
         json_decref(items);
-        return api_error(c, 400, "invalid_pagination_parameters",
-                         "page must be 1 or more, page_size 1 to 500");
+        return api_error(c, 500, "internal_error", "out of memory");
     }
-    size_t filtered = json_array_size(items);
-    size_t pages = (filtered + (size_t)size - 1) / (size_t)size;
-    json_t *slice = json_array();
-    for (size_t i = (size_t)(page - 1) * (size_t)size;
-         slice && i < filtered && i < (size_t)page * (size_t)size; i++)
-        json_array_append(slice, json_array_get(items, i));
-    json_decref(items);
-    if (pages && (size_t)page > pages) {
-        json_decref(slice);
-        return api_error(c, 400, "page_out_of_range", "page out of range");
+    for (size_t i = 0; i < n; i++) {
+        json_t *j = json_array_get(items, i);
+        json_t *name = json_object_get(j, "name"), *vhost = json_object_get(j, "vhost");
+        v[i] = (struct api_item){json_is_string(name) ? json_string_value(name) : NULL,
+                             json_is_string(vhost) ? json_string_value(vhost) : NULL,
+                             json_incref(j), NULL};
     }
-    api_reply(c, 200, json_pack("{s:I, s:I, s:o, s:I, s:I, s:I, s:I}", "filtered_count",
-                                (json_int_t)filtered, "item_count",
-                                (json_int_t)json_array_size(slice), "items", slice, "page",
-                                (json_int_t)page, "page_count", (json_int_t)pages, "page_size",
-                                (json_int_t)size, "total_count", (json_int_t)total));
+    send_items(c, v, n, NULL);
+    free(v);
+    json_decref(items); /* after send_items: the names point into it */
+}
+
+void api_send_objects(struct call *c, struct api_item *v, size_t n,
+                      json_t *(*to_json)(const void *))
+{
+    send_items(c, v, n, to_json);
 }
 
 /* ---- routing ------------------------------------------------------------------------------------ */

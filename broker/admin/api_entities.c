@@ -48,8 +48,8 @@ static json_t *queue_json(const void *v)
 {
     const struct queue *q = v;
     uint64_t ready = queue_ready((struct queue *)q), unacked = queue_unacked(q);
-    return json_pack("{s:s, s:s, s:b, s:b, s:b, s:o, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, "
-                     "s:I, s:n, s:n, s:o, s:o}",
+    json_t *o = json_pack("{s:s, s:s, s:b, s:b, s:b, s:o, s:s, s:s, s:s, s:I, s:I, s:I, s:I, "
+                          "s:I, s:I, s:n, s:n, s:o}",
                      "name", q->name, "vhost", q->vhost->name, "durable", q->durable,
                      "auto_delete", q->auto_delete, "exclusive", q->exclusive, "arguments",
                      jt_table((amqp_bytes_t){q->args, q->args_len}), "node", "warren@localhost",
@@ -59,7 +59,11 @@ static json_t *queue_json(const void *v)
                      "consumers", (json_int_t)q->consumer_count, "message_bytes",
                      (json_int_t)q->bytes_all, "message_bytes_ready", (json_int_t)q->bytes_all,
                      "policy", "exclusive_consumer_tag", "effective_policy_definition",
-                     json_object(), "message_stats", api_queue_message_stats(q));
+                     json_object());
+    /* As RabbitMQ, message_stats only for a queue that has seen traffic. */
+    if (o && (q->stat[QSTAT_PUBLISH] || q->stat[QSTAT_DELIVER_GET]))
+        json_object_set_new(o, "message_stats", api_queue_message_stats(q));
+    return o;
 }
 
 /* The properties key that names a binding in URLs: the routing key ("~" when empty) when it
@@ -150,6 +154,32 @@ static void model_error(struct call *c, int rc, const struct err *err)
               code == 403 ? "not_authorised" : "bad_request", err->text);
 }
 
+/* The queues (or exchanges) of each vhost the user sees, or of vh only, answered as a
+ * collection whose JSON is made only for what is answered. */
+static void send_entities(struct call *c, struct vhost *only, bool queues)
+{
+    size_t n = 0, k = 0;
+    void *v, *ov;
+    for (uint32_t it = 0; hmap_next(&c->a->b->vhosts, &it, &v);)
+        if ((only && v == only) || (!only && api_sees_vhost(c, ((struct vhost *)v)->name)))
+            n += queues ? ((struct vhost *)v)->queues.count : ((struct vhost *)v)->exchanges.count;
+    struct api_item *items = malloc((n ? n : 1) * sizeof *items);
+    if (!items)
+        return api_error(c, 500, "internal_error", "out of memory");
+    for (uint32_t it = 0; hmap_next(&c->a->b->vhosts, &it, &v);) {
+        struct vhost *vh = v;
+        if (!((only && vh == only) || (!only && api_sees_vhost(c, vh->name))))
+            continue;
+        const struct hmap *m = queues ? &vh->queues : &vh->exchanges;
+        for (uint32_t jt = 0; k < n && hmap_next(m, &jt, &ov);)
+            items[k++] = (struct api_item){
+                queues ? ((struct queue *)ov)->name : ((struct exchange *)ov)->name, vh->name,
+                NULL, ov};
+    }
+    api_send_objects(c, items, k, queues ? queue_json : exchange_json);
+    free(items);
+}
+
 /* Every object of each vhost the user sees (or only vh), through each(). */
 static json_t *collect(struct call *c, struct vhost *only,
                        void (*each)(struct call *, struct vhost *, json_t *))
@@ -160,22 +190,6 @@ static json_t *collect(struct call *c, struct vhost *only,
         if ((only && v == only) || (!only && api_sees_vhost(c, ((struct vhost *)v)->name)))
             each(c, v, a);
     return a;
-}
-
-static void each_exchange(struct call *c, struct vhost *vh, json_t *a)
-{
-    (void)c;
-    void *v;
-    for (uint32_t it = 0; hmap_next(&vh->exchanges, &it, &v);)
-        json_array_append_new(a, exchange_json(v));
-}
-
-static void each_queue(struct call *c, struct vhost *vh, json_t *a)
-{
-    (void)c;
-    void *v;
-    for (uint32_t it = 0; hmap_next(&vh->queues, &it, &v);)
-        json_array_append_new(a, queue_json(v));
 }
 
 static void each_binding(struct call *c, struct vhost *vh, json_t *a)
@@ -348,7 +362,7 @@ void api_exchanges(struct call *c)
     if (c->nseg >= 2 && !(vh = vhost_seg(c, 1)))
         return;
     if (c->nseg <= 2)
-        return api_is(c, "GET") ? api_send_list(c, collect(c, vh, each_exchange))
+        return api_is(c, "GET") ? send_entities(c, vh, false)
                                 : api_method_not_allowed(c, "GET, HEAD");
     const char *name = c->seg[2];
     struct exchange *x = vhost_exchange(vh, exchange_seg(name));
@@ -527,7 +541,7 @@ void api_queues(struct call *c)
     if (c->nseg >= 2 && !(vh = vhost_seg(c, 1)))
         return;
     if (c->nseg <= 2)
-        return api_is(c, "GET") ? api_send_list(c, collect(c, vh, each_queue))
+        return api_is(c, "GET") ? send_entities(c, vh, true)
                                 : api_method_not_allowed(c, "GET, HEAD");
     const char *name = c->seg[2];
     struct queue *q = vhost_queue(vh, amqp_cstr(name));

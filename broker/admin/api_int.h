@@ -53,6 +53,18 @@ void api_list(struct call *c, const struct hmap *m, json_t *(*to_json)(const voi
  * "total_count"}) and columns (a comma-separated list of the fields to keep). */
 void api_send_list(struct call *c, json_t *items);
 
+/* One member of a collection: its name and vhost (for the name filter and the default order)
+ * and either its JSON already (a reference) or the object to_json() makes it from, which is
+ * called only for the members answered (a page of 500 of 100,000 queues makes 500). */
+struct api_item {
+    const char *name, *vhost;
+    json_t *json;
+    const void *obj;
+};
+/* api_send_list() over v[0..n) (the caller's array; the items' JSON references are taken). */
+void api_send_objects(struct call *c, struct api_item *v, size_t n,
+                      json_t *(*to_json)(const void *));
+
 /* The handlers, by first path segment. */
 void api_whoami(struct call *c);
 void api_overview(struct call *c); /* api_overview.c */
