@@ -235,6 +235,11 @@ int storage_put_topic_permission(struct storage *st, const struct st_topic_permi
               st_topic_permission_encode);
 }
 
+int storage_put_param(struct storage *st, const struct st_param *pr)
+{
+    PUT_KEYED(st, 'r', pr, st_param_fits, st_param_size, st_param_encode);
+}
+
 int storage_put_seeded(struct storage *st)
 {
     return new_op(st, OP_SEEDED) ? 0 : -ENOMEM;
@@ -280,6 +285,13 @@ int storage_del_topic_permission(struct storage *st, struct st_bytes user, struc
 {
     struct st_bytes names[] = {user, vhost, exchange};
     return del_keyed(st, 't', names, 3);
+}
+
+int storage_del_param(struct storage *st, struct st_bytes component, struct st_bytes vhost,
+                      struct st_bytes name)
+{
+    struct st_bytes names[] = {component, vhost, name};
+    return del_keyed(st, 'r', names, 3);
 }
 
 int storage_del_entity(struct storage *st, char kind, uint64_t id)
@@ -390,6 +402,8 @@ static MDB_dbi keyed_dbi(struct storage *st, char ent)
         return st->vhosts;
     case 'p':
         return st->permissions;
+    case 'r':
+        return st->params;
     default:
         return st->topic_permissions;
     }

@@ -18,6 +18,7 @@ struct st_user;
 struct st_vhost;
 struct st_permission;
 struct st_topic_permission;
+struct st_param;
 
 enum storage_idx_flag {
     STORAGE_IDX_TRANSIENT = 1 << 0, /* paged-out transient message: dropped at recovery */
@@ -76,6 +77,10 @@ int storage_del_permission(struct storage *st, struct st_bytes user, struct st_b
 int storage_put_topic_permission(struct storage *st, const struct st_topic_permission *tp);
 int storage_del_topic_permission(struct storage *st, struct st_bytes user, struct st_bytes vhost,
                                  struct st_bytes exchange);
+/* Runtime parameters and policies (schema.h's params), keyed by component, vhost and name. */
+int storage_put_param(struct storage *st, const struct st_param *pr);
+int storage_del_param(struct storage *st, struct st_bytes component, struct st_bytes vhost,
+                      struct st_bytes name);
 /* Records that the broker has seeded the tenancy (storage_is_new(), env.h): add it to the
  * batch that stores the default user and vhost. Carries no bytes. 0 or -ENOMEM. */
 int storage_put_seeded(struct storage *st);

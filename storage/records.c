@@ -196,6 +196,9 @@ static int val_decode(const uint8_t *p, size_t len, struct st_bytes *strs, size_
 #define TOPIC_PERMISSION_PARTS(tp)                                                             \
     struct st_bytes key[] = {(tp)->user, (tp)->vhost, (tp)->exchange};                         \
     struct st_bytes val[] = {(tp)->write, (tp)->read}
+#define PARAM_PARTS(pr)                                                                        \
+    struct st_bytes key[] = {(pr)->component, (pr)->vhost, (pr)->name};                        \
+    struct st_bytes val[] = {(pr)->value}
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 size_t st_user_size(const struct st_user *u)
@@ -322,5 +325,35 @@ int st_topic_permission_decode(const uint8_t *k, size_t klen, const uint8_t *v, 
     if (key_decode(k, klen, key, N(key)) || val_decode(v, vlen, val, N(val)))
         return STORAGE_E_CORRUPT;
     *ret = (struct st_topic_permission){key[0], key[1], key[2], val[0], val[1]};
+    return 0;
+}
+
+size_t st_param_size(const struct st_param *pr)
+{
+    PARAM_PARTS(pr);
+    return st_key_size(key, N(key)) + val_size(val, N(val));
+}
+
+size_t st_param_encode(const struct st_param *pr, uint8_t *p)
+{
+    PARAM_PARTS(pr);
+    st_key_encode(key, N(key), p);
+    val_encode(val, N(val), p + st_key_size(key, N(key)));
+    return st_key_size(key, N(key));
+}
+
+bool st_param_fits(const struct st_param *pr)
+{
+    PARAM_PARTS(pr);
+    return st_key_size(key, N(key)) && val_fits(val, N(val));
+}
+
+int st_param_decode(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen,
+                    struct st_param *ret)
+{
+    struct st_bytes key[3], val[1];
+    if (key_decode(k, klen, key, N(key)) || val_decode(v, vlen, val, N(val)))
+        return STORAGE_E_CORRUPT;
+    *ret = (struct st_param){key[0], key[1], key[2], val[0]};
     return 0;
 }

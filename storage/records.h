@@ -70,6 +70,12 @@ struct st_topic_permission {
     struct st_bytes write, read;
 };
 
+/* A runtime parameter (policies included), keyed by component, vhost and name. */
+struct st_param {
+    struct st_bytes component, vhost, name; /* the key */
+    struct st_bytes value;                  /* JSON text */
+};
+
 /* Encoded sizes and encoders (into memory of that size). */
 size_t st_exchange_size(const struct st_exchange *x);
 void st_exchange_encode(const struct st_exchange *x, uint8_t *p);
@@ -92,6 +98,9 @@ bool st_permission_fits(const struct st_permission *pm);
 size_t st_topic_permission_size(const struct st_topic_permission *tp);
 size_t st_topic_permission_encode(const struct st_topic_permission *tp, uint8_t *p);
 bool st_topic_permission_fits(const struct st_topic_permission *tp);
+size_t st_param_size(const struct st_param *pr);
+size_t st_param_encode(const struct st_param *pr, uint8_t *p);
+bool st_param_fits(const struct st_param *pr);
 /* A tenancy key of n names (each a u8 length and its bytes): its size, 0 when it breaks the
  * limits above; the encoder writes that many bytes. */
 size_t st_key_size(const struct st_bytes *names, size_t n);
@@ -110,5 +119,7 @@ int st_permission_decode(const uint8_t *k, size_t klen, const uint8_t *v, size_t
                          struct st_permission *ret);
 int st_topic_permission_decode(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen,
                                struct st_topic_permission *ret);
+int st_param_decode(const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen,
+                    struct st_param *ret);
 
 #endif

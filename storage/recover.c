@@ -95,9 +95,11 @@ static int walk_keyed(struct storage *st, MDB_txn *txn, char kind,
                       const struct st_recover_ops *ops, void *arg)
 {
     MDB_dbi dbi = kind == 'v' ? st->vhosts : kind == 'u' ? st->users
-                : kind == 'p' ? st->permissions : st->topic_permissions;
+                : kind == 'p' ? st->permissions : kind == 'r' ? st->params
+                : st->topic_permissions;
     if ((kind == 'v' && !ops->vhost) || (kind == 'u' && !ops->user) ||
-        (kind == 'p' && !ops->permission) || (kind == 't' && !ops->topic_permission))
+        (kind == 'p' && !ops->permission) || (kind == 't' && !ops->topic_permission) ||
+        (kind == 'r' && !ops->param))
         return 0;
     MDB_cursor *cur;
     MDB_val key, val;
@@ -120,6 +122,10 @@ static int walk_keyed(struct storage *st, MDB_txn *txn, char kind,
             struct st_permission r;
             if ((rc = st_permission_decode(k, kl, v, vl, &r)) == 0)
                 rc = ops->permission(arg, &r);
+        } else if (kind == 'r') {
+            struct st_param r;
+            if ((rc = st_param_decode(k, kl, v, vl, &r)) == 0)
+                rc = ops->param(arg, &r);
         } else {
             struct st_topic_permission r;
             if ((rc = st_topic_permission_decode(k, kl, v, vl, &r)) == 0)
@@ -142,6 +148,7 @@ int storage_recover(struct storage *st, const struct st_recover_ops *ops, void *
         (rc = walk_keyed(st, txn, 'u', ops, arg)) == 0 &&
         (rc = walk_keyed(st, txn, 'p', ops, arg)) == 0 &&
         (rc = walk_keyed(st, txn, 't', ops, arg)) == 0 &&
+        (rc = walk_keyed(st, txn, 'r', ops, arg)) == 0 &&
         (rc = walk(st, txn, st->exchanges, 'x', ops, arg)) == 0 &&
         (rc = walk(st, txn, st->queues, 'q', ops, arg)) == 0)
         rc = walk(st, txn, st->bindings, 'b', ops, arg);

@@ -15,6 +15,7 @@ struct st_user;
 struct st_vhost;
 struct st_permission;
 struct st_topic_permission;
+struct st_param;
 
 /* Callbacks for storage_recover; a non-zero return stops the walk and is returned. The
  * tenancy ones are optional (NULL: that table is not read). */
@@ -26,11 +27,12 @@ struct st_recover_ops {
     int (*user)(void *arg, const struct st_user *u);
     int (*permission)(void *arg, const struct st_permission *pm);
     int (*topic_permission)(void *arg, const struct st_topic_permission *tp);
+    int (*param)(void *arg, const struct st_param *pr);
 };
-/* In one read transaction, calls ops for every vhost, then every user, every permission and
- * every topic permission (each table in key order: schema.h), then every exchange, every
- * queue (with its message count, seq range and delivered mark: index metadata only, no
- * message is read), then every binding. Records may name vhosts or users that are not
+/* In one read transaction, calls ops for every vhost, then every user, every permission,
+ * every topic permission and every runtime parameter (each table in key order: schema.h), then
+ * every exchange, every queue (with its message count, seq range and delivered mark: index
+ * metadata only, no message is read), then every binding. Records may name vhosts or users that are not
  * stored (storage does not cascade deletes): the broker decides what to do with them. */
 int storage_recover(struct storage *st, const struct st_recover_ops *ops, void *arg);
 

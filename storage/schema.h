@@ -30,6 +30,10 @@
  *                             strings description, default_queue_type
  *   permissions        user, vhost -> configure, write, read (regular expressions)
  *   topic_permissions  user, vhost, exchange -> write, read (regular expressions)
+ *   params             component, vhost, name -> value (JSON text): RabbitMQ's runtime
+ *                             parameters, policies (component "policy"), operator policies
+ *                             ("operator_policy"), global parameters (vhost "") and user
+ *                             limits ("user-limits", name = the user)
  * Storage does not cascade: deleting a vhost or a user leaves the permissions, topic
  * permissions and entities that name it; the broker deletes those itself, in the same batch.
  * These databases were added within format version 1: an older data dir gets them, empty,
@@ -51,7 +55,7 @@ struct st_batch;
 struct storage {
     MDB_env *env; /* owned */
     MDB_dbi meta, exchanges, queues, queue_meta, bindings, messages, msg_refs, qindex;
-    MDB_dbi users, vhosts, permissions, topic_permissions;
+    MDB_dbi users, vhosts, permissions, topic_permissions, params;
     int lock_fd;      /* owned: flock on <dir>/warrend.lock keeps a second process out */
     char *dir;        /* owned: the data directory, for free-space checks */
     uint64_t next_id; /* loop thread only */

@@ -763,7 +763,7 @@ static void tenancy_recovered(void **state)
     /* Callers that know no tenancy (NULL callbacks) see the entities only. */
     struct tlog t = {.len = 0};
     static const struct st_recover_ops old_ops = {trec_exchange, trec_queue, trec_binding,
-                                                  NULL, NULL, NULL, NULL};
+                                                  NULL, NULL, NULL, NULL, NULL};
     assert_st(storage_recover(e->st, &old_ops, &t), 0);
     assert_int_equal(t.len, sizeof T_EXCHANGE - 1);
     assert_memory_equal(t.buf, T_EXCHANGE, t.len);
@@ -971,6 +971,61 @@ static void tenancy_old_data_dir(void **state)
     env_free(e);
 }
 
+
+/* Runtime parameters (policies among them) come back after a reopen with their exact key and
+ * JSON value; a put under the same key replaces, a delete removes, and keys that only a
+ * concatenation would confuse stay apart. */
+struct params_seen {
+    char buf[1024];
+    size_t len;
+};
+
+static int trec_param(void *arg, const struct st_param *pr)
+{
+    struct params_seen *t = arg;
+    int n = snprintf(t->buf + t->len, sizeof t->buf - t->len, "[%.*s|%.*s|%.*s=%.*s]",
+                     (int)pr->component.len, (const char *)pr->component.p, (int)pr->vhost.len,
+                     (const char *)pr->vhost.p, (int)pr->name.len, (const char *)pr->name.p,
+                     (int)pr->value.len, (const char *)pr->value.p);
+    t->len += (size_t)n;
+    return 0;
+}
+
+static struct st_bytes sbs(const char *s)
+{
+    return (struct st_bytes){s, strlen(s)};
+}
+
+static void params_recovered(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    struct st_param a = {sbs("policy"), sbs("/"), sbs("ttl"), sbs("{\"pattern\":\"^q\"}")};
+    struct st_param b = {sbs("policy"), sbs("/t"), sbs("tl"), sbs("{}")};
+    struct st_param g = {sbs("global"), sbs(""), sbs("cluster_name"), sbs("\"w\"")};
+    assert_st(storage_put_param(e->st, &a), 0);
+    assert_st(storage_put_param(e->st, &b), 0);
+    assert_st(storage_put_param(e->st, &g), 0);
+    commit(e);
+    a.value = sbs("{\"pattern\":\".*\"}");
+    assert_st(storage_put_param(e->st, &a), 0);
+    assert_st(storage_del_param(e->st, g.component, g.vhost, g.name), 0);
+    commit(e);
+    env_close(e);
+    env_open(e);
+    static const struct st_recover_ops ops = {.param = trec_param};
+    struct params_seen t = {.len = 0};
+    assert_st(storage_recover(e->st, &ops, &t), 0);
+    assert_string_equal(t.buf, "[policy|/|ttl={\"pattern\":\".*\"}][policy|/t|tl={}]");
+    struct st_param big = {sbs("policy"), sbs("/"), sbs(""), sbs("{}")};
+    char name[300];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = 0;
+    big.name = sbs(name);
+    assert_st(storage_put_param(e->st, &big), -ENAMETOOLONG);
+    env_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -988,6 +1043,7 @@ int main(void)
         cmocka_unit_test(tenancy_is_new),
         cmocka_unit_test(tenancy_damaged),
         cmocka_unit_test(tenancy_old_data_dir),
+        cmocka_unit_test(params_recovered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
