@@ -500,6 +500,9 @@ static void route(struct call *c)
         {"auth", api_auth}, {"extensions", api_extensions}, {"vhost-limits", api_vhost_limits},
         {"connections", api_connections}, {"channels", api_channels},
         {"nodes", api_nodes}, {"health", api_health}, {"aliveness-test", api_aliveness},
+        {"policies", api_policies}, {"operator-policies", api_policies},
+        {"parameters", api_parameters}, {"global-parameters", api_global_parameters},
+        {"user-limits", api_user_limits},
         {"consumers", api_consumers},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)

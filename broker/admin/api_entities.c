@@ -19,6 +19,7 @@
 #include "broker/model/exchange.h"
 #include "broker/model/jsontable.h"
 #include "broker/model/msg.h"
+#include "broker/model/params.h"
 #include "broker/model/publish.h"
 #include "broker/model/queue.h"
 #include "broker/model/users.h"
@@ -29,11 +30,15 @@
 static json_t *exchange_json(const void *v)
 {
     const struct exchange *x = v;
-    return json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:o, s:s}", "name", x->name, "vhost",
-                     x->vhost->name, "type", exchange_type_name(x->type), "durable", x->durable,
-                     "auto_delete", x->auto_delete, "internal", x->internal, "arguments",
-                     jt_table((amqp_bytes_t){x->args, x->args_len}),
-                     "user_who_performed_action", "rmq-internal");
+    json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:o, s:s}", "name", x->name,
+                          "vhost", x->vhost->name, "type", exchange_type_name(x->type),
+                          "durable", x->durable, "auto_delete", x->auto_delete, "internal",
+                          x->internal, "arguments",
+                          jt_table((amqp_bytes_t){x->args, x->args_len}),
+                          "user_who_performed_action", "rmq-internal");
+    if (o && x->policy[0])
+        json_object_set_new(o, "policy", json_string(x->policy));
+    return o;
 }
 
 static uint64_t queue_unacked(const struct queue *q)
@@ -42,6 +47,27 @@ static uint64_t queue_unacked(const struct queue *q)
     for (uint32_t i = 0; i <= q->opt.max_priority; i++)
         n += q->rings[i].held;
     return n;
+}
+
+/* The policy keys that apply to q, as RabbitMQ's effective_policy_definition: the policy's
+ * definition with the operator policy's lower limits. */
+static json_t *effective_definition(const struct queue *q)
+{
+    struct broker *b = q->vhost->broker;
+    const struct param *p = q->policy[0] ? param_find(b, PARAM_POLICY, q->vhost->name,
+                                                      q->policy) : NULL;
+    const struct param *op = q->op_policy[0] ? param_find(b, PARAM_OPERATOR_POLICY,
+                                                          q->vhost->name, q->op_policy) : NULL;
+    json_t *d = p ? json_deep_copy(json_object_get(p->value, "definition")) : json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(op ? json_object_get(op->value, "definition") : NULL, k, v) {
+        json_t *have = json_object_get(d, k);
+        if (!json_is_integer(have) || (json_is_integer(v) &&
+                                       json_integer_value(v) < json_integer_value(have)))
+            json_object_set(d, k, v);
+    }
+    return d;
 }
 
 static json_t *queue_json(const void *v)
@@ -59,7 +85,11 @@ static json_t *queue_json(const void *v)
                      "consumers", (json_int_t)q->consumer_count, "message_bytes",
                      (json_int_t)q->bytes_all, "message_bytes_ready", (json_int_t)q->bytes_all,
                      "policy", "exclusive_consumer_tag", "effective_policy_definition",
-                     json_object());
+                     effective_definition(q));
+    if (o && q->policy[0])
+        json_object_set_new(o, "policy", json_string(q->policy));
+    if (o && q->op_policy[0])
+        json_object_set_new(o, "operator_policy", json_string(q->op_policy));
     /* As RabbitMQ, message_stats only for a queue that has seen traffic. */
     if (o && (q->stat[QSTAT_PUBLISH] || q->stat[QSTAT_DELIVER_GET]))
         json_object_set_new(o, "message_stats", api_queue_message_stats(q));

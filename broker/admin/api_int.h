@@ -83,6 +83,10 @@ void api_connections(struct call *c);
 void api_channels(struct call *c);
 void api_consumers(struct call *c);
 void api_nodes(struct call *c);
+void api_policies(struct call *c); /* policies and operator-policies */
+void api_parameters(struct call *c);
+void api_global_parameters(struct call *c);
+void api_user_limits(struct call *c);
 void api_health(struct call *c);
 void api_aliveness(struct call *c);
 /* {"publish": N, "publish_details": {"rate": R}, ...} of a queue (message_stats). */

@@ -13,6 +13,7 @@
 #include "broker/model/errors.h"
 #include "lib/log.h"
 #include "broker/model/defs.h"
+#include "broker/model/params.h"
 #include "broker/model/persist.h"
 #include "broker/model/queue.h"
 #include "broker/amqp/server.h"
@@ -351,9 +352,12 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
         log_warn("no AMQP listener (listeners.tcp = none): clients cannot connect");
     timers_init(&s->b.timers, loop);
     void *vv, *qv;
-    for (uint32_t it = 0; hmap_next(&s->b.vhosts, &it, &vv);)
+    for (uint32_t it = 0; hmap_next(&s->b.vhosts, &it, &vv);) {
         for (uint32_t jt = 0; hmap_next(&((struct vhost *)vv)->queues, &jt, &qv);)
             queue_start_timers(qv);
+        if (s->b.params.count) /* the stored policies, on the recovered queues and exchanges */
+            policy_apply_vhost(&s->b, vv);
+    }
     uv_prepare_init(loop, &s->before_sleep);
     s->before_sleep.data = s;
     uv_prepare_start(&s->before_sleep, on_before_sleep);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include "broker/model/broker.h"
 #include "broker/model/msg.h"
+#include "broker/model/params.h"
 #include "broker/model/queue.h"
 #include "broker/model/users.h"
 #include "broker/model/vhost.h"
@@ -55,6 +56,7 @@ void broker_free(struct broker *b)
         vhost_free(v);
     hmap_free(&b->vhosts);
     users_free_all(b);
+    params_free_all(b);
     for (uint32_t i = 0; i < b->dl_n; i++)
         msg_unref(b->dl_jobs[i].m);
     free(b->dl_jobs);
@@ -86,6 +88,7 @@ void broker_delete_vhost(struct broker *b, struct vhost *vh)
     }
     b->dl_n = n;
     users_forget_vhost(b, vh->name);
+    params_forget_vhost(b, vh->name);
     if (b->store)
         (void)storage_del_vhost(b->store, (struct st_bytes){vh->name, strlen(vh->name)});
     hmap_del(&b->vhosts, vh->name, strlen(vh->name));

@@ -57,6 +57,7 @@ struct broker {
     const struct session_ops *sessions;
     void *sessions_arg;
     struct list durable_waits;  /* of durable_wait.link: released by broker_on_durable */
+    struct hmap params;         /* "component\0vhost\0name" -> struct param (params.c) */
     struct broker_stats stats;
     struct broker_rates rates;
     struct storage *store;      /* owned; NULL: nothing is durable */

@@ -19,6 +19,7 @@
 #include "broker/model/entity.h"
 #include "broker/model/errors.h"
 #include "broker/model/jsontable.h"
+#include "broker/model/params.h"
 #include "broker/model/exchange.h"
 #include "broker/model/persist.h"
 #include "broker/model/queue.h"
@@ -574,6 +575,63 @@ static int topic_pass(struct import *im, size_t i, json_t *p, bool apply)
 
 /* Every list in the order RabbitMQ imports them: users, vhosts, permissions, topic
  * permissions, (parameters, policies), queues, exchanges, bindings. */
+/* The value a policy entry stores: its pattern, definition, priority and apply-to. */
+static json_t *policy_value(json_t *e)
+{
+    json_t *v = json_object();
+    static const char *const keys[] = {"pattern", "definition", "priority", "apply-to"};
+    for (size_t i = 0; v && i < sizeof keys / sizeof keys[0]; i++)
+        if (json_object_get(e, keys[i]))
+            json_object_set(v, keys[i], json_object_get(e, keys[i]));
+    return v;
+}
+
+/* policies[i], parameters[i] (other than vhost-limits, which vhost_pass applies) and
+ * global_parameters[i]: validated, then set through params.c. */
+static int param_entry(struct import *im, const char *list_name, size_t i, json_t *e, bool apply)
+{
+    int rc = 0;
+    snprintf(im->entry, sizeof im->entry, "%s[%zu]", list_name, i);
+    if (!json_is_object(e))
+        return bad(im, "not an object");
+    bool global = !strcmp(list_name, "global_parameters");
+    bool policy = !strcmp(list_name, "policies");
+    const char *pname = name(im, e, "name", false, &rc);
+    const char *vhost = !pname || global ? "" : name(im, e, "vhost", false, &rc);
+    const char *component = policy ? PARAM_POLICY : global ? PARAM_GLOBAL
+                            : vhost ? str(im, e, "component", NULL, &rc) : NULL;
+    if (!pname || !vhost || !component)
+        return rc < 0 ? rc : bad(im, "'component' is missing");
+    if (!policy && !global && !strcmp(component, "vhost-limits"))
+        return 0;
+    snprintf(im->entry, sizeof im->entry, "%s[%zu] '%s'%s%s%s", list_name, i, pname,
+             vhost[0] ? " in vhost '" : "", vhost, vhost[0] ? "'" : "");
+    if (!global && !vhost_known(im, vhost))
+        return bad(im, "vhost '%s' is not defined", vhost);
+    json_t *value = policy ? policy_value(e) : json_incref(json_object_get(e, "value"));
+    if (!value)
+        return bad(im, "'value' is missing");
+    rc = apply ? param_set(im->b, component, vhost, pname, value, im->err)
+               : param_check(component, value, im->err);
+    json_decref(value);
+    return rc == -EINVAL ? bad(im, "%s", im->err->text) : rc;
+}
+
+static int policy_pass(struct import *im, size_t i, json_t *e, bool apply)
+{
+    return param_entry(im, "policies", i, e, apply);
+}
+
+static int parameter_pass(struct import *im, size_t i, json_t *e, bool apply)
+{
+    return param_entry(im, "parameters", i, e, apply);
+}
+
+static int global_pass(struct import *im, size_t i, json_t *e, bool apply)
+{
+    return param_entry(im, "global_parameters", i, e, apply);
+}
+
 static int run(struct import *im, bool apply)
 {
     int rc;
@@ -582,6 +640,9 @@ static int run(struct import *im, bool apply)
         (!apply && (rc = check_limits(im)) < 0) ||
         (rc = for_each(im, "permissions", apply, perm_pass)) < 0 ||
         (rc = for_each(im, "topic_permissions", apply, topic_pass)) < 0 ||
+        (rc = for_each(im, "parameters", apply, parameter_pass)) < 0 ||
+        (rc = for_each(im, "global_parameters", apply, global_pass)) < 0 ||
+        (rc = for_each(im, "policies", apply, policy_pass)) < 0 ||
         (rc = for_each(im, "queues", apply, queue_def)) < 0 ||
         (rc = for_each(im, "exchanges", apply, exchange_def)) < 0 ||
         (rc = for_each(im, "bindings", apply, binding_def)) < 0)
@@ -691,25 +752,17 @@ int defs_import_json(struct broker *b, json_t *root, const char *label, char *wh
         snprintf(why, why_size, "%s: %s: %s", label, im.entry, err.text);
     if (rc < 0)
         return rc;
-    size_t np = json_array_size(list(&im, "policies")), npar = 0;
-    json_t *p;
-    size_t i;
-    json_array_foreach(list(&im, "parameters"), i, p) {
-        json_t *c = json_object_get(p, "component");
-        npar += !(json_is_string(c) && !strcmp(json_string_value(c), "vhost-limits"));
-    }
-    npar += json_array_size(list(&im, "global_parameters"));
     log_info("imported definitions from %s: %zu users, %zu vhosts, %zu permissions, %zu topic "
-             "permissions, %zu exchanges, %zu queues, %zu bindings",
+             "permissions, %zu policies, %zu parameters, %zu exchanges, %zu queues, %zu "
+             "bindings",
              label, json_array_size(list(&im, "users")), json_array_size(list(&im, "vhosts")),
              json_array_size(list(&im, "permissions")),
              json_array_size(list(&im, "topic_permissions")),
+             json_array_size(list(&im, "policies")),
+             json_array_size(list(&im, "parameters")) +
+                 json_array_size(list(&im, "global_parameters")),
              json_array_size(list(&im, "exchanges")), json_array_size(list(&im, "queues")),
              json_array_size(list(&im, "bindings")));
-    if (np || npar)
-        log_warn("definitions in %s: %zu policies and %zu parameters are not applied (Warren "
-                 "has no policies or runtime parameters yet; vhost limits are applied)",
-                 label, np, npar);
     return 0;
 }
 
@@ -788,6 +841,37 @@ static json_t *limits_param(const struct vhost *vh, bool with_vhost)
     return p;
 }
 
+struct export_params {
+    json_t *d;
+    const char *only; /* a vhost, or NULL */
+};
+
+/* Policies, parameters and global parameters into their lists of the export. */
+static void export_param(void *arg, const struct param *p)
+{
+    struct export_params *e = arg;
+    bool global = !strcmp(p->component, PARAM_GLOBAL);
+    if (!strcmp(p->component, PARAM_OPERATOR_POLICY) || !strcmp(p->component, PARAM_USER_LIMITS) ||
+        (e->only && (global || strcmp(p->vhost, e->only))))
+        return;
+    json_t *o;
+    if (!strcmp(p->component, PARAM_POLICY)) {
+        o = json_deep_copy(p->value);
+        if (o)
+            json_object_set_new(o, "name", json_string(p->name));
+    } else if (global) {
+        o = json_pack("{s:s, s:O}", "name", p->name, "value", p->value);
+    } else {
+        o = json_pack("{s:s, s:s, s:O}", "component", p->component, "name", p->name, "value",
+                      p->value);
+    }
+    if (o && !global && !e->only)
+        json_object_set_new(o, "vhost", json_string(p->vhost));
+    const char *list_name = !strcmp(p->component, PARAM_POLICY) ? "policies"
+                            : global ? "global_parameters" : "parameters";
+    json_array_append_new(json_object_get(e->d, list_name), o);
+}
+
 json_t *defs_export(struct broker *b, const struct vhost *only, const char *version)
 {
     json_t *d = json_pack("{s:s, s:s, s:s, s:s, s:[], s:[], s:[], s:[], s:[], s:[], s:[], s:[], "
@@ -809,6 +893,8 @@ json_t *defs_export(struct broker *b, const struct vhost *only, const char *vers
         if (p)
             json_array_append_new(params, p);
         export_entities(d, only, false);
+        struct export_params ep = {d, only->name};
+        param_each(b, NULL, export_param, &ep);
         return d;
     }
     json_t *users = json_object_get(d, "users"), *vhosts = json_object_get(d, "vhosts"),
@@ -852,5 +938,7 @@ json_t *defs_export(struct broker *b, const struct vhost *only, const char *vers
             json_array_append_new(params, p);
         export_entities(d, vh, true);
     }
+    struct export_params ep = {d, NULL};
+    param_each(b, NULL, export_param, &ep);
     return d;
 }

@@ -84,6 +84,7 @@ int entity_exchange_create(struct vhost *vh, amqp_bytes_t name, enum exchange_ty
         return -ENOMEM;
     }
     persist_exchange(vh->broker, x);
+    exchange_apply_policies(x);
     if (ret)
         *ret = x;
     return 0;
@@ -186,6 +187,7 @@ int entity_queue_create(struct vhost *vh, amqp_bytes_t name, bool durable, bool 
         return -ENOMEM;
     }
     persist_queue(vh->broker, q);
+    queue_apply_policies(q);
     if (ret)
         *ret = q;
     return 0;

@@ -11,6 +11,7 @@
 #include "lib/array.h"
 #include "broker/model/binding.h"
 #include "broker/model/broker.h"
+#include "broker/model/params.h"
 #include "broker/model/exchange.h"
 #include "broker/model/headers.h"
 #include "broker/model/msg.h"
@@ -78,6 +79,36 @@ struct exchange *exchange_new(struct vhost *vh, amqp_bytes_t name, enum exchange
     return x;
 }
 
+void exchange_apply_policies(struct exchange *x)
+{
+    struct amqp_wbuf w = {0};
+    const struct param *pol, *op;
+    amqp_bytes_t args = {x->args, x->args_len};
+    amqp_bytes_t body;
+    if (policy_effective(x->vhost->broker, x->vhost, x->name, false, args, &w, &body, &pol,
+                         &op) < 0) {
+        amqp_wbuf_free(&w);
+        return;
+    }
+    uint8_t *eff = pol ? malloc(body.len ? body.len : 1) : NULL;
+    if (pol && !eff) {
+        amqp_wbuf_free(&w);
+        return;
+    }
+    if (eff)
+        memcpy(eff, body.ptr, body.len);
+    free(x->eff_args);
+    x->eff_args = eff;
+    x->eff_args_len = eff ? body.len : 0;
+    amqp_wbuf_free(&w);
+    struct amqp_field ae;
+    x->alternate = (amqp_bytes_t){NULL, 0};
+    if (amqp_table_get(eff ? (amqp_bytes_t){eff, x->eff_args_len} : args, "alternate-exchange",
+                       &ae) == 1 && ae.type == 'S' && ae.v.bytes.len <= 255)
+        x->alternate = ae.v.bytes;
+    snprintf(x->policy, sizeof x->policy, "%s", pol ? pol->name : "");
+}
+
 void exchange_free(struct exchange *x)
 {
     if (!x)
@@ -89,6 +120,7 @@ void exchange_free(struct exchange *x)
     hmap_free(&x->by_id);
     topic_free(x->topic);
     free(x->args);
+    free(x->eff_args);
     free(x->name);
     free(x);
 }

@@ -34,6 +34,9 @@ struct exchange {
     struct hmap direct;         /* direct: routing key -> struct dbucket (owned) */
     struct topic_trie *topic;   /* owned: topic exchanges */
     uint64_t visit;             /* route pass that last visited us */
+    uint8_t *eff_args;          /* owned: args with the policies applied, NULL while none does */
+    uint32_t eff_args_len;
+    char policy[256];           /* the policy that applies ("" for none) */
 };
 
 /* The routing result. Queues are borrowed: valid until the next loop turn. */
@@ -50,6 +53,8 @@ void route_free(struct route *r);
 
 /* Looks up the type by its AMQP name ("direct", ...); -1 when unknown. */
 int exchange_type_parse(amqp_bytes_t name);
+/* Applies the policies of x's vhost to x again (alternate-exchange). */
+void exchange_apply_policies(struct exchange *x);
 const char *exchange_type_name(enum exchange_type t);
 /* Creates an exchange (not yet in any vhost map). args is copied. NULL on OOM. */
 struct exchange *exchange_new(struct vhost *vh, amqp_bytes_t name, enum exchange_type type,

@@ -15,6 +15,7 @@
 #include "broker/model/persist.h"
 #include "broker/model/queue.h"
 #include "broker/model/broker.h"
+#include "broker/model/params.h"
 #include "broker/model/users.h"
 #include "broker/model/vhost.h"
 #include "storage/batch.h"
@@ -264,12 +265,17 @@ static int on_topic_permission(void *arg, const struct st_topic_permission *r)
     return users_recover_topic_permission(arg, r);
 }
 
+static int on_param(void *arg, const struct st_param *r)
+{
+    return params_recover(arg, r);
+}
+
 int persist_recover(struct broker *s)
 {
     static const struct st_recover_ops ops = {
         .exchange = on_exchange, .queue = on_queue, .binding = on_binding,
         .vhost = on_vhost, .user = on_user, .permission = on_permission,
-        .topic_permission = on_topic_permission};
+        .topic_permission = on_topic_permission, .param = on_param};
     s->recovering = true;
     int rc = storage_recover(s->store, &ops, s);
     s->recovering = false;

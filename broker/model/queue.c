@@ -20,6 +20,7 @@
 #include "broker/model/persist.h"
 #include "broker/model/queue.h"
 #include "broker/model/broker.h"
+#include "broker/model/params.h"
 #include "broker/model/vhost.h"
 #include "storage/batch.h"
 #include "storage/env.h"
@@ -103,6 +104,7 @@ void queue_unref(struct queue *q)
     free(q->buckets);
     free(q->pend);
     free(q->args);
+    free(q->eff_args);
     free(q->name);
     vhost_unref(q->vhost);
     free(q);
@@ -627,6 +629,44 @@ static void arm_expires(struct queue *q)
 void queue_used(struct queue *q)
 {
     arm_expires(q);
+}
+
+void queue_apply_policies(struct queue *q)
+{
+    struct amqp_wbuf w = {0};
+    const struct param *pol, *op;
+    amqp_bytes_t args = {q->args, q->args_len};
+    amqp_bytes_t body;
+    if (policy_effective(q->vhost->broker, q->vhost, q->name, true, args, &w, &body, &pol,
+                         &op) < 0) {
+        amqp_wbuf_free(&w);
+        return;
+    }
+    uint8_t *eff = NULL;
+    if ((pol || op) && !(eff = malloc(body.len ? body.len : 1))) {
+        amqp_wbuf_free(&w);
+        return;
+    }
+    if (eff)
+        memcpy(eff, body.ptr, body.len);
+    free(q->eff_args);
+    q->eff_args = eff;
+    q->eff_args_len = eff ? body.len : 0;
+    amqp_wbuf_free(&w);
+    struct queue_opts o;
+    args_queue_opts(eff ? (amqp_bytes_t){eff, q->eff_args_len} : args, &o);
+    /* What the queue was built with cannot change under it. */
+    o.max_priority = q->opt.max_priority;
+    o.quorum = q->opt.quorum;
+    o.single_active = q->opt.single_active;
+    q->opt = o;
+    snprintf(q->policy, sizeof q->policy, "%s", pol ? pol->name : "");
+    snprintf(q->op_policy, sizeof q->op_policy, "%s", op ? op->name : "");
+    drop_head_over_limit(q);
+    if (q->vhost->broker->timers.uv.loop) { /* before the loop runs, queue_start_timers will */
+        arm_expires(q);
+        arm_ttl(q);
+    }
 }
 
 void queue_start_timers(struct queue *q)

@@ -170,12 +170,20 @@ struct queue {
      * (stats.c; the management API shows them). */
     uint64_t stat[QSTAT_MAX], stat_prev[QSTAT_MAX];
     float stat_rate[QSTAT_MAX];
+    /* The arguments with the policies applied (params.c), which opt is parsed from; NULL
+     * while no policy applies. The names of the policies that apply ("" for none). */
+    uint8_t *eff_args;
+    uint32_t eff_args_len;
+    char policy[256], op_policy[256];
 };
 
 /* Creates a queue (refs = 1, held by the caller who adds it to the vhost) with its x- arguments
  * parsed from args (already validated). NULL on OOM. */
 struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args);
 void queue_ref(struct queue *q);
+/* Applies the policies of q's vhost to q again: its effective arguments and options change
+ * at once (a lower max-length drops the head, timers are re-armed). Memory short: unchanged. */
+void queue_apply_policies(struct queue *q);
 /* Drops a reference; frees the queue (and any messages) at zero. Accepts NULL. */
 void queue_unref(struct queue *q);
 /* True when a publish of m must be refused (x-overflow reject-publish*, queue full). */
