@@ -136,6 +136,29 @@ static struct user *authenticate(struct call *c)
     return u;
 }
 
+bool api_one(struct call *c, void *obj, json_t *(*to_json)(const void *),
+             void (*del)(struct call *c, void *obj))
+{
+    if (api_is(c, "PUT"))
+        return false;
+    if (!api_is(c, "GET") && !api_is(c, "DELETE"))
+        api_method_not_allowed(c, "GET, PUT, DELETE, HEAD");
+    else if (!obj)
+        api_not_found(c);
+    else if (api_is(c, "GET"))
+        api_reply(c, 200, to_json(obj));
+    else
+        del(c, obj);
+    return true;
+}
+
+void api_reply_first(struct call *c, json_t *array)
+{
+    json_t *first = json_incref(json_array_get(array, 0));
+    json_decref(array);
+    api_reply(c, 200, first);
+}
+
 bool api_admin_only(struct call *c)
 {
     if (c->user->tag_bits & USER_TAG_ADMINISTRATOR)
@@ -215,7 +238,7 @@ static int hexval(char ch)
 /* ---- collections: filter, sort, page, columns ------------------------------------------------- */
 
 /* The query parameter's value percent-decoded into buf ("" when absent). */
-static const char *param(const struct call *c, const char *name, char *buf, size_t size)
+const char *api_param(const struct call *c, const char *name, char *buf, size_t size)
 {
     size_t n = strlen(name), o = 0;
     buf[0] = 0;
@@ -293,10 +316,10 @@ static void keep_columns(json_t *it, const char *columns)
 static long filter_names(struct call *c, struct api_item *v, size_t n)
 {
     char name[256], regex[8];
-    if (!param(c, "name", name, sizeof name)[0])
+    if (!api_param(c, "name", name, sizeof name)[0])
         return (long)n;
     pcre2_code *code = NULL;
-    if (!strcmp(param(c, "use_regex", regex, sizeof regex), "true")) {
+    if (!strcmp(api_param(c, "use_regex", regex, sizeof regex), "true")) {
         int e;
         PCRE2_SIZE off;
         if (!(code = pcre2_compile((PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, &e, &off, NULL))) {
@@ -332,16 +355,16 @@ static void send_items(struct call *c, struct api_item *v, size_t n,
     if (kept < 0)
         goto done;
     n = (size_t)kept;
-    s_sort_key = param(c, "sort", sort, sizeof sort)[0] && strcmp(sort, "vhost") ? sort : NULL;
-    s_sort_dir = !strcmp(param(c, "sort_reverse", rev, sizeof rev), "true") ? -1 : 1;
+    s_sort_key = api_param(c, "sort", sort, sizeof sort)[0] && strcmp(sort, "vhost") ? sort : NULL;
+    s_sort_dir = !strcmp(api_param(c, "sort_reverse", rev, sizeof rev), "true") ? -1 : 1;
     if (s_sort_key && strcmp(s_sort_key, "name"))
         for (size_t i = 0; i < n; i++) /* sorting by a field needs every item's JSON */
             if (!v[i].json)
                 v[i].json = to_json(v[i].obj);
     qsort(v, n, sizeof *v, compare_items);
-    bool paged = param(c, "page", page_s, sizeof page_s)[0];
+    bool paged = api_param(c, "page", page_s, sizeof page_s)[0];
     long page = paged ? atol(page_s) : 1;
-    long size = paged ? (param(c, "page_size", size_s, sizeof size_s)[0] ? atol(size_s) : 100)
+    long size = paged ? (api_param(c, "page_size", size_s, sizeof size_s)[0] ? atol(size_s) : 100)
                       : (long)(n ? n : 1);
     if (paged && (page < 1 || size < 1 || size > 500)) {
         api_error(c, 400, "invalid_pagination_parameters",
@@ -353,7 +376,7 @@ static void send_items(struct call *c, struct api_item *v, size_t n,
         api_error(c, 400, "page_out_of_range", "page out of range");
         goto done;
     }
-    param(c, "columns", columns, sizeof columns);
+    api_param(c, "columns", columns, sizeof columns);
     out = json_array();
     size_t lo = (size_t)(page - 1) * (size_t)size, hi = lo + (size_t)size;
     for (size_t i = lo; out && i < n && i < hi; i++) {

@@ -289,20 +289,6 @@ out:
     json_decref(o);
 }
 
-/* The query parameter name's value ("" when absent; at most size-1 bytes, not decoded). */
-static const char *query(struct call *c, const char *name, char *buf, size_t size)
-{
-    size_t n = strlen(name);
-    buf[0] = 0;
-    for (const char *p = c->req->query; p && *p;) {
-        size_t len = strcspn(p, "&");
-        if (len > n && p[n] == '=' && !strncmp(p, name, n))
-            snprintf(buf, size, "%.*s", (int)(len - n - 1), p + n + 1);
-        p += len + (p[len] == '&');
-    }
-    return buf;
-}
-
 static void exchange_publish(struct call *c, struct vhost *vh, struct exchange *x)
 {
     json_t *o = api_body(c);
@@ -386,6 +372,22 @@ out:
     json_decref(o);
 }
 
+static void delete_exchange(struct call *c, void *obj)
+{
+    struct exchange *x = obj;
+    char buf[8];
+    struct err err = {""};
+    int rc;
+    if (!permitted(c, x->vhost, ACCESS_CONFIGURE, ACCESS_EXCHANGE, x->name))
+        return;
+    if ((rc = entity_exchange_delete(x->vhost, (amqp_bytes_t){(const uint8_t *)x->name,
+                                                             x->name_len},
+                                     !strcmp(api_param(c, "if-unused", buf, sizeof buf), "true"),
+                                     &err)) < 0)
+        return model_error(c, rc, &err);
+    api_no_content(c, 204);
+}
+
 void api_exchanges(struct call *c)
 {
     struct vhost *vh = NULL;
@@ -396,26 +398,8 @@ void api_exchanges(struct call *c)
                                 : api_method_not_allowed(c, "GET, HEAD");
     const char *name = c->seg[2];
     struct exchange *x = vhost_exchange(vh, exchange_seg(name));
-    if (c->nseg == 3) {
-        if (api_is(c, "GET"))
-            return x ? api_reply(c, 200, exchange_json(x)) : api_not_found(c);
-        if (api_is(c, "PUT"))
-            return exchange_put(c, vh, name);
-        if (!api_is(c, "DELETE"))
-            return api_method_not_allowed(c, "GET, PUT, DELETE, HEAD");
-        if (!x)
-            return api_not_found(c);
-        char buf[8];
-        struct err err = {""};
-        int rc;
-        if (!permitted(c, vh, ACCESS_CONFIGURE, ACCESS_EXCHANGE, name))
-            return;
-        if ((rc = entity_exchange_delete(vh, amqp_cstr(name),
-                                         !strcmp(query(c, "if-unused", buf, sizeof buf), "true"),
-                                         &err)) < 0)
-            return model_error(c, rc, &err);
-        return api_no_content(c, 204);
-    }
+    if (c->nseg == 3)
+        return api_one(c, x, exchange_json, delete_exchange) ? (void)0 : exchange_put(c, vh, name);
     if (!x)
         return api_not_found(c);
     if (c->nseg == 4 && !strcmp(c->seg[3], "publish"))
@@ -565,6 +549,18 @@ static void queue_get(struct call *c, struct vhost *vh, struct queue *q)
     api_reply(c, 200, a);
 }
 
+static void delete_queue(struct call *c, void *obj)
+{
+    struct queue *q = obj;
+    if (!permitted(c, q->vhost, ACCESS_CONFIGURE, ACCESS_QUEUE, q->name))
+        return;
+    char u[8], e[8];
+    struct err err = {""};
+    int rc = entity_queue_delete(q, !strcmp(api_param(c, "if-unused", u, sizeof u), "true"),
+                                 !strcmp(api_param(c, "if-empty", e, sizeof e), "true"), NULL, &err);
+    return rc < 0 ? model_error(c, rc, &err) : api_no_content(c, 204);
+}
+
 void api_queues(struct call *c)
 {
     struct vhost *vh = NULL;
@@ -575,24 +571,8 @@ void api_queues(struct call *c)
                                 : api_method_not_allowed(c, "GET, HEAD");
     const char *name = c->seg[2];
     struct queue *q = vhost_queue(vh, amqp_cstr(name));
-    if (c->nseg == 3) {
-        if (api_is(c, "GET"))
-            return q ? api_reply(c, 200, queue_json(q)) : api_not_found(c);
-        if (api_is(c, "PUT"))
-            return queue_put(c, vh, name);
-        if (!api_is(c, "DELETE"))
-            return api_method_not_allowed(c, "GET, PUT, DELETE, HEAD");
-        if (!q)
-            return api_not_found(c);
-        if (!permitted(c, vh, ACCESS_CONFIGURE, ACCESS_QUEUE, name))
-            return;
-        char u[8], e[8];
-        struct err err = {""};
-        int rc = entity_queue_delete(q, !strcmp(query(c, "if-unused", u, sizeof u), "true"),
-                                     !strcmp(query(c, "if-empty", e, sizeof e), "true"), NULL,
-                                     &err);
-        return rc < 0 ? model_error(c, rc, &err) : api_no_content(c, 204);
-    }
+    if (c->nseg == 3)
+        return api_one(c, q, queue_json, delete_queue) ? (void)0 : queue_put(c, vh, name);
     if (!q)
         return api_not_found(c);
     if (c->nseg == 4 && !strcmp(c->seg[3], "contents")) {
@@ -722,11 +702,8 @@ void api_bindings(struct call *c)
         json_decref(one);
         return api_not_found(c);
     }
-    if (api_is(c, "GET")) {
-        json_t *first = json_incref(json_array_get(one, 0));
-        json_decref(one);
-        return api_reply(c, 200, first);
-    }
+    if (api_is(c, "GET"))
+        return api_reply_first(c, one);
     json_decref(one);
     if (!api_is(c, "DELETE"))
         return api_method_not_allowed(c, "GET, DELETE, HEAD");

@@ -39,6 +39,8 @@ bool api_admin_only(struct call *c);
 bool api_sees_vhost(const struct call *c, const char *vhost);
 bool api_sees_vhost_obj(const struct call *c, const void *vh);
 
+/* The query parameter name's value, percent-decoded, into buf ("" when absent). */
+const char *api_param(const struct call *c, const char *name, char *buf, size_t size);
 /* The request body as a JSON object ({} when empty); NULL after a 400. */
 json_t *api_body(struct call *c);
 /* A string member of o: its value, def when absent or null, NULL after a 400 (not a string). */
@@ -64,6 +66,14 @@ struct api_item {
 /* api_send_list() over v[0..n) (the caller's array; the items' JSON references are taken). */
 void api_send_objects(struct call *c, struct api_item *v, size_t n,
                       json_t *(*to_json)(const void *));
+
+/* The GET and DELETE of one named resource, as every resource has them: obj NULL is 404, GET
+ * answers to_json(obj), DELETE calls del(c, obj) (which answers); any method but PUT is 405.
+ * True when the request is answered; false for a PUT, which the caller handles. */
+bool api_one(struct call *c, void *obj, json_t *(*to_json)(const void *),
+             void (*del)(struct call *c, void *obj));
+/* Answers 200 with the first element of array (consumed). */
+void api_reply_first(struct call *c, json_t *array);
 
 /* The handlers, by first path segment. */
 void api_whoami(struct call *c);

@@ -33,6 +33,22 @@ static json_t *param_json(const struct param *p)
                      "name", p->name, "value", p->value);
 }
 
+static json_t *policy_json_v(const void *p)
+{
+    return policy_json(p);
+}
+
+static json_t *param_json_v(const void *p)
+{
+    return param_json(p);
+}
+
+static void delete_param(struct call *c, void *p)
+{
+    param_delete(c->a->b, p);
+    api_no_content(c, 204);
+}
+
 /* What a listing collects: of one component (NULL: the vhost-scoped parameters of every
  * component but the policies), of one vhost (NULL: every one the user sees). */
 struct listing {
@@ -85,17 +101,8 @@ static void one(struct call *c, const char *component, const char *vhost, const 
 {
     struct broker *b = c->a->b;
     struct param *p = param_find(b, component, vhost, name);
-    if (api_is(c, "GET"))
-        return p ? api_reply(c, 200, policies ? policy_json(p) : param_json(p))
-                 : api_not_found(c);
-    if (api_is(c, "DELETE")) {
-        if (!p)
-            return api_not_found(c);
-        param_delete(b, p);
-        return api_no_content(c, 204);
-    }
-    if (!api_is(c, "PUT"))
-        return api_method_not_allowed(c, "GET, PUT, DELETE, HEAD");
+    if (api_one(c, p, policies ? policy_json_v : param_json_v, delete_param))
+        return;
     json_t *o = api_body(c);
     if (!o)
         return;

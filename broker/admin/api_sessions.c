@@ -124,11 +124,8 @@ void api_connections(struct call *c)
         json_decref(one);
         return api_not_found(c);
     }
-    if (api_is(c, "GET")) {
-        json_t *first = json_incref(json_array_get(one, 0));
-        json_decref(one);
-        return api_reply(c, 200, first);
-    }
+    if (api_is(c, "GET"))
+        return api_reply_first(c, one);
     json_decref(one);
     if (!api_is(c, "DELETE"))
         return api_method_not_allowed(c, "GET, DELETE, HEAD");

@@ -209,6 +209,12 @@ static json_t *topic_perms(struct broker *b, struct user *only, const char *vhos
     return a;
 }
 
+static void delete_user(struct call *c, void *u)
+{
+    users_delete(c->a->b, u);
+    api_no_content(c, 204);
+}
+
 void api_users(struct call *c)
 {
     struct broker *b = c->a->b;
@@ -232,16 +238,8 @@ void api_users(struct call *c)
         return api_not_found(c);
     const char *name = c->seg[1];
     struct user *u = users_find(b, name, strlen(name));
-    if (api_is(c, "GET"))
-        return u ? api_reply(c, 200, user_json(u)) : api_not_found(c);
-    if (api_is(c, "DELETE")) {
-        if (!u)
-            return api_not_found(c);
-        users_delete(b, u);
-        return api_no_content(c, 204);
-    }
-    if (!api_is(c, "PUT"))
-        return api_method_not_allowed(c, "GET, PUT, DELETE, HEAD");
+    if (api_one(c, u, user_json, delete_user))
+        return;
     json_t *o = api_body(c);
     if (!o)
         return;
