@@ -41,14 +41,6 @@ static json_t *exchange_json(const void *v)
     return o;
 }
 
-static uint64_t queue_unacked(const struct queue *q)
-{
-    uint64_t n = 0;
-    for (uint32_t i = 0; i <= q->opt.max_priority; i++)
-        n += q->rings[i].held;
-    return n;
-}
-
 /* The policy keys that apply to q, as RabbitMQ's effective_policy_definition: the policy's
  * definition with the operator policy's lower limits. */
 static json_t *effective_definition(const struct queue *q)

@@ -39,14 +39,6 @@ json_t *api_queue_message_stats(const struct queue *q)
     return o;
 }
 
-static uint64_t unacked(const struct queue *q)
-{
-    uint64_t n = 0;
-    for (uint32_t i = 0; i <= q->opt.max_priority; i++)
-        n += q->rings[i].held;
-    return n;
-}
-
 static void count_session(void *arg, const struct session_view *v)
 {
     (void)v;
@@ -76,7 +68,7 @@ void api_overview(struct call *c)
             struct queue *q = qv;
             ncons += q->consumer_count;
             ready += queue_ready(q);
-            unack += unacked(q);
+            unack += queue_unacked(q);
         }
     }
     if (b->sessions) {

@@ -94,14 +94,6 @@ static void count_channel(void *arg, const struct channel_view *v)
     count_one(arg, v);
 }
 
-static uint64_t unacked(const struct queue *q)
-{
-    uint64_t n = 0;
-    for (uint32_t i = 0; i <= q->opt.max_priority; i++)
-        n += q->rings[i].held;
-    return n;
-}
-
 static uint64_t open_fds(void)
 {
     uint64_t n = 0;
@@ -130,9 +122,9 @@ static void per_queue(struct text *t, struct broker *b, const char *name, const 
         }
 }
 
-static uint64_t q_messages(const struct queue *q) { return queue_ready((struct queue *)q) + unacked(q); }
+static uint64_t q_messages(const struct queue *q) { return queue_ready((struct queue *)q) + queue_unacked(q); }
 static uint64_t q_ready(const struct queue *q) { return queue_ready((struct queue *)q); }
-static uint64_t q_unacked(const struct queue *q) { return unacked(q); }
+static uint64_t q_unacked(const struct queue *q) { return queue_unacked(q); }
 static uint64_t q_bytes(const struct queue *q) { return q->bytes_all; }
 static uint64_t q_consumers(const struct queue *q) { return q->consumer_count; }
 
@@ -151,7 +143,7 @@ static void render(struct metrics *m, struct text *t, bool per_object)
             nq++;
             ncons += q->consumer_count;
             ready += queue_ready(q);
-            unack += unacked(q);
+            unack += queue_unacked(q);
             bytes += q->bytes_all;
         }
     msgs = ready + unack;

@@ -631,6 +631,14 @@ void queue_used(struct queue *q)
     arm_expires(q);
 }
 
+uint64_t queue_unacked(const struct queue *q)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i <= q->opt.max_priority; i++)
+        n += q->rings[i].held;
+    return n;
+}
+
 void queue_apply_policies(struct queue *q)
 {
     struct amqp_wbuf w = {0};

@@ -181,6 +181,8 @@ struct queue {
  * parsed from args (already validated). NULL on OOM. */
 struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args);
 void queue_ref(struct queue *q);
+/* Messages handed to clients and not yet settled (acked, rejected or requeued). */
+uint64_t queue_unacked(const struct queue *q);
 /* Applies the policies of q's vhost to q again: its effective arguments and options change
  * at once (a lower max-length drops the head, timers are re-armed). Memory short: unchanged. */
 void queue_apply_policies(struct queue *q);
