@@ -63,29 +63,62 @@ static int ring_push(struct channel *ch, struct delivery d)
     return 0;
 }
 
+/* The timeout that applies to d: its queue's own (x-consumer-timeout or a policy), else the
+ * broker's consumer_timeout; 0: none. */
+static uint64_t timeout_of(const struct channel *ch, const struct delivery *d)
+{
+    int64_t own = d->q->opt.consumer_timeout;
+    return own >= 0 ? (uint64_t)own : ch->conn->srv->cfg.consumer_timeout_ms;
+}
+
+/* The live delivery whose timeout comes first, and when (0: none applies). Only the oldest
+ * delivery can come first unless some queue has a timeout of its own. */
+static uint64_t first_deadline(const struct channel *ch, const struct delivery **ret)
+{
+    uint64_t best = 0;
+    *ret = NULL;
+    for (uint32_t i = 0; i < ch->count; i++) {
+        const struct delivery *d = &ch->ring[(ch->head + i) & (ch->cap - 1)];
+        uint64_t t = d->live ? timeout_of(ch, d) : 0;
+        if (t && (!best || d->at + t < best)) {
+            best = d->at + t;
+            *ret = d;
+        }
+        if (!ch->own_timeouts && d->live)
+            break; /* every timeout is the broker's: the oldest is first */
+    }
+    return best;
+}
+
+static void arm_ack_timeout(struct channel *ch);
+
 static void on_ack_timeout(struct timer_item *it, uint64_t now)
 {
     struct channel *ch = (struct channel *)((char *)it - offsetof(struct channel, ack_timer));
-    struct conn *c = ch->conn;
-    uint64_t limit = c->srv->cfg.consumer_timeout_ms;
-    (void)now;
+    const struct delivery *d;
+    uint64_t when = first_deadline(ch, &d);
+    if (!when || when > now) { /* a timeout changed meanwhile (a policy): look again later */
+        arm_ack_timeout(ch);
+        return;
+    }
     struct err e;
-    conn_fail(c, ch->id,
+    conn_fail(ch->conn, ch->id,
               err_set(&e, -WERR_PRECONDITION_FAILED,
                       "delivery acknowledgement on channel %u timed out. Timeout value used: "
                       "%llu ms. This timeout value can be configured, see consumers doc guide "
                       "to learn more",
-                      ch->id, (unsigned long long)limit),
+                      ch->id, (unsigned long long)timeout_of(ch, d)),
               &e, 0);
 }
 
-/* Keeps the acknowledgement timer on the oldest unacked delivery (the ring's head). */
+/* Keeps the acknowledgement timer on the delivery whose timeout comes first. */
 static void arm_ack_timeout(struct channel *ch)
 {
     struct server *s = ch->conn->srv;
-    if (s->cfg.consumer_timeout_ms && ch->count && ch->state == CH_OPEN)
-        timers_set(&s->b.timers, &ch->ack_timer, ch->ring[ch->head].at + s->cfg.consumer_timeout_ms,
-                   on_ack_timeout);
+    const struct delivery *d;
+    uint64_t when = ch->state == CH_OPEN ? first_deadline(ch, &d) : 0;
+    if (when)
+        timers_set(&s->b.timers, &ch->ack_timer, when, on_ack_timeout);
     else
         timers_cancel(&s->b.timers, &ch->ack_timer);
 }
@@ -158,6 +191,7 @@ static void settle(struct channel *ch, struct delivery *d, enum settle how, uint
     queue_unref(d->q);
     d->live = false;
     ch->live--;
+    ch->own_timeouts -= d->own_timeout;
 }
 
 /* Settles the deliveries at ring indexes [from, to] that `pick` selects. Dead letters (drops,
@@ -295,7 +329,7 @@ static uint64_t track(struct channel *ch, struct consumer *c, struct queue *q,
         return noack_tag(ch);
     }
     uint64_t tag = ch->next_tag++;
-    struct delivery d = {*e, q, c, timers_now(), true, false};
+    struct delivery d = {*e, q, c, timers_now(), true, false, q->opt.consumer_timeout >= 0};
     if (queue_hold(q, e) < 0) { /* out of memory: it goes back (its slot is free) */
         ch->next_tag--;
         return 0;
@@ -314,7 +348,8 @@ static uint64_t track(struct channel *ch, struct consumer *c, struct queue *q,
         ch->consumer_live++;
     }
     ch->live++;
-    if (ch->count == 1)
+    ch->own_timeouts += d.own_timeout;
+    if (ch->count == 1 || d.own_timeout) /* else the oldest one's timeout comes first */
         arm_ack_timeout(ch);
     return tag;
 }

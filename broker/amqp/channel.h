@@ -29,6 +29,7 @@ struct delivery {
     bool live;              /* false once acked, or for no-ack deliveries */
     bool tx_settled;        /* acked/nacked/rejected in the open transaction: settled at
                              * tx.commit, live again after tx.rollback */
+    bool own_timeout;       /* its queue had a consumer timeout of its own when sent */
 };
 
 struct channel {
@@ -72,7 +73,8 @@ struct channel {
     struct tx_ack { uint64_t tag; bool multiple; uint8_t how; } *tx_acks; /* owned */
     uint32_t tx_nacks, tx_acks_cap;
     struct route route;     /* scratch for routing */
-    struct timer_item ack_timer; /* the oldest unacked delivery's timeout */
+    struct timer_item ack_timer; /* the earliest unacked delivery's timeout */
+    uint32_t own_timeouts;  /* live deliveries with own_timeout: then every one is looked at */
     char reply_name[64];    /* direct reply-to: "amq.rabbitmq.reply-to.<token>", or "" */
     char reply_tag[256];
     uint8_t reply_tag_len;

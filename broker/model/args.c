@@ -154,6 +154,7 @@ static const struct {
     {"x-delivery-limit", R_NONNEG_INT}, {"x-dead-letter-exchange", R_STR},
     {"x-dead-letter-routing-key", R_STR}, {"x-overflow", R_OVERFLOW}, {"x-queue-type", R_QTYPE},
     {"x-queue-mode", R_QMODE}, {"x-single-active-consumer", R_BOOL},
+    {"x-consumer-timeout", R_NONNEG_INT},
 };
 
 static bool is_int(char t)
@@ -245,6 +246,8 @@ void args_queue_opts(amqp_bytes_t args, struct queue_opts *o)
     int64_t n;
     memset(o, 0, sizeof *o);
     o->message_ttl = o->max_length = o->max_length_bytes = o->delivery_limit = -1;
+    o->consumer_timeout = -1;
+    get_int(args, "x-consumer-timeout", &o->consumer_timeout);
     get_int(args, "x-message-ttl", &o->message_ttl);
     get_int(args, "x-expires", &o->expires);
     get_int(args, "x-max-length", &o->max_length);

@@ -119,6 +119,8 @@ struct queue_opts {
     bool single_active;       /* x-single-active-consumer */
     bool quorum;              /* x-queue-type quorum */
     int64_t delivery_limit;   /* returns before a message is dead-lettered; -1: none */
+    int64_t consumer_timeout; /* ms an unacked delivery may stay out (x-consumer-timeout, the
+                               * consumer-timeout policy key); 0: none; -1: the broker's */
 };
 
 struct queue {

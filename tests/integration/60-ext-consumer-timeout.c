@@ -12,7 +12,11 @@
  *      guide to learn more" with class and method 0; its unacked messages are requeued
  *      (redelivered) and its consumer is gone; other channels of the connection stay open.
  *  a channel that acks each delivery in time stays open however long it consumes; no-ack
- *      deliveries never time out. */
+ *      deliveries never time out.
+ * Warren also takes a queue's own timeout (the x-consumer-timeout argument, or the
+ * consumer-timeout policy key) as RabbitMQ 4 does: 0 turns it off for that queue, and on a
+ * channel holding deliveries from several queues the one whose timeout comes first closes it
+ * (checked against warrend only). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -156,6 +160,64 @@ static void check_in_time(amqp_connection_state_t conn)
     harness_log("no-ack deliveries and acked ones never time out: ok");
 }
 
+/* basic.get of q on ch that must return a message, which is left unacked. */
+static void get_unacked(amqp_connection_state_t conn, amqp_channel_t ch, const char *q)
+{
+    amqp_basic_get(conn, ch, amqp_cstring_bytes(q), 0);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    amqp_message_t m;
+    CHECK_REPLY(amqp_read_message(conn, ch, &m, 0));
+    amqp_destroy_message(&m);
+}
+
+/* A queue with x-consumer-timeout n (ms, or -1 for none), declared afresh on channel 1. */
+static void declare_with_timeout(amqp_connection_state_t conn, const char *q, int n)
+{
+    amqp_table_entry_t e = {.key = amqp_cstring_bytes("x-consumer-timeout"),
+                            .value = {.kind = AMQP_FIELD_KIND_I64, .value.i64 = n}};
+    amqp_table_t args = {.num_entries = n >= 0, .entries = &e};
+    amqp_queue_delete(conn, 1, amqp_cstring_bytes(q), 0, 0);
+    CHECK_REPLY(amqp_get_rpc_reply(conn));
+    harness_queue_declare(conn, 1, q, 0, args);
+}
+
+/* Per-queue timeouts: a 300 ms queue times out a delivery long before the broker's 1000 ms,
+ * even when an older delivery from a queue without its own timeout is held on the same channel;
+ * a queue with 0 never times out. */
+static void check_queue_timeouts(amqp_connection_state_t conn)
+{
+    char slow[80], fast[80], never[80];
+    snprintf(slow, sizeof slow, "%s-slow", s_q);
+    snprintf(fast, sizeof fast, "%s-fast", s_q);
+    snprintf(never, sizeof never, "%s-never", s_q);
+    declare_with_timeout(conn, slow, -1);
+    declare_with_timeout(conn, fast, 300);
+    declare_with_timeout(conn, never, 0);
+    harness_publish(conn, 1, "", slow, "held (broker's timeout)");
+    harness_publish(conn, 1, "", fast, "held (300 ms)");
+    harness_publish(conn, 1, "", never, "held (no timeout)");
+    harness_channel_open(conn, 4);
+    get_unacked(conn, 4, slow);
+    int64_t t0 = harness_now_ms();
+    get_unacked(conn, 4, fast);
+    int saved = s_timeout_ms;
+    s_timeout_ms = 300; /* what the close must say, and must not come before */
+    expect_timeout_close(conn, 4, t0);
+    s_timeout_ms = saved;
+    int64_t waited = harness_now_ms() - t0;
+    CHECKF(waited < 900, "the 300 ms queue's delivery timed out only after %lld ms",
+           (long long)waited);
+    /* x-consumer-timeout 0: held past the broker's timeout, the channel stays open. */
+    harness_channel_open(conn, 5);
+    get_unacked(conn, 5, never);
+    usleep(1600 * 1000);
+    harness_sync(conn, 5);
+    amqp_channel_close(conn, 5, AMQP_REPLY_SUCCESS);
+    harness_queue_delete(conn, 1, slow);
+    harness_queue_delete(conn, 1, fast);
+    harness_queue_delete(conn, 1, never);
+}
+
 int main(void)
 {
     harness_watchdog(55);
@@ -179,6 +241,8 @@ int main(void)
     check_consumer(conn);
     check_get(conn);
     check_in_time(conn);
+    if (!harness_external(&b))
+        check_queue_timeouts(conn);
     harness_queue_delete(conn, 1, s_q);
     harness_disconnect(conn);
     return harness_finish(&b);
