@@ -80,8 +80,9 @@ static json_t *queue_json(const void *v)
                      effective_definition(q));
     if (o && q->policy[0])
         json_object_set_new(o, "policy", json_string(q->policy));
-    if (o && q->op_policy[0])
-        json_object_set_new(o, "operator_policy", json_string(q->op_policy));
+    if (o)
+        json_object_set_new(o, "operator_policy",
+                            q->op_policy[0] ? json_string(q->op_policy) : json_null());
     /* As RabbitMQ, message_stats only for a queue that has seen traffic. */
     if (o && (q->stat[QSTAT_PUBLISH] || q->stat[QSTAT_DELIVER_GET]))
         json_object_set_new(o, "message_stats", api_queue_message_stats(q));

@@ -81,16 +81,19 @@ static void list(struct call *c, const char *component, const char *vhost, bool 
     api_send_list(c, l.items);
 }
 
-/* May the user change the policies of vhost (administrator; policymaker where it has
- * permissions)? Else answers 401. */
+/* May the user see or change the policies and parameters of vhost (administrator;
+ * policymaker where it has permissions)? Else answers 401 as RabbitMQ does. */
 static bool may_set_policy(struct call *c, const char *vhost, bool op)
 {
     if (c->user->tag_bits & USER_TAG_ADMINISTRATOR)
         return true;
-    if (!op && (c->user->tag_bits & USER_TAG_POLICYMAKER) &&
-        perm_find(c->user, vhost, strlen(vhost)))
+    if (op) {
+        api_error(c, 401, "not_authorised", "Not administrator user");
+        return false;
+    }
+    if ((c->user->tag_bits & USER_TAG_POLICYMAKER) && perm_find(c->user, vhost, strlen(vhost)))
         return true;
-    api_error(c, 401, "not_authorised", op ? "Not administrator user" : "Not policymaker user");
+    api_error(c, 401, "not_authorised", "User not authorised to access object");
     return false;
 }
 
@@ -134,7 +137,7 @@ void api_policies(struct call *c)
     if (c->nseg <= 2)
         return api_is(c, "GET") ? list(c, component, c->nseg == 2 ? c->seg[1] : NULL, true)
                                 : api_method_not_allowed(c, "GET, HEAD");
-    if (!api_is(c, "GET") && !may_set_policy(c, c->seg[1], op))
+    if (!may_set_policy(c, c->seg[1], op))
         return;
     one(c, component, c->seg[1], c->seg[2], true);
 }
@@ -154,7 +157,7 @@ void api_parameters(struct call *c)
     if (c->nseg <= 3)
         return api_is(c, "GET") ? list(c, component, c->nseg == 3 ? c->seg[2] : NULL, false)
                                 : api_method_not_allowed(c, "GET, HEAD");
-    if (!api_is(c, "GET") && !may_set_policy(c, c->seg[2], false))
+    if (!may_set_policy(c, c->seg[2], false))
         return;
     one(c, component, c->seg[2], c->seg[3], false);
 }

@@ -108,9 +108,17 @@ static int policy_parse(struct param *p, bool op, struct err *err)
     json_t *x;
     json_object_foreach(def, k, x) {
         const struct policy_key *pk = find_key(k);
-        if (!pk || (op && !pk->operator_ok))
-            return err_set(err, -EINVAL, "Validation failed\n\n[{<<\"%s\">>,...}] are not "
-                           "recognised policy settings", k);
+        if (!pk || (op && !pk->operator_ok)) {
+            /* RabbitMQ's text shows the setting as an Erlang term: {<<"key">>,Value}. */
+            char *val = json_is_string(x) ? NULL : json_dumps(x, JSON_COMPACT | JSON_ENCODE_ANY);
+            int rc = err_set(err, -EINVAL, "Validation failed\n\n[{<<\"%s\">>,%s%s%s}] are not "
+                             "recognised policy settings\n",
+                             k, json_is_string(x) ? "<<\"" : "",
+                             json_is_string(x) ? json_string_value(x) : val ? val : "?",
+                             json_is_string(x) ? "\">>" : "");
+            free(val);
+            return rc;
+        }
         if (pk->kind == K_INT && (!json_is_integer(x) || json_integer_value(x) < 0))
             return err_set(err, -EINVAL, "Validation failed\n\n%s must be a non-negative "
                            "integer", k);
