@@ -547,7 +547,8 @@ int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const char *
     list_init(&a->held);
     a->loopback_users = loopback_users;
     a->started_ms = uv_now(loop);
-    int rc = http_start(&a->http, loop, addr, port, handle, a);
+    int rc = http_start(&a->http, loop, "management API", "management.tcp.port", addr, port,
+                        handle, a);
     if (rc < 0)
         return rc;
     uv_timer_init(loop, &a->sampler);

@@ -89,19 +89,36 @@ static json_t *queue_json(const void *v)
     return o;
 }
 
-/* The properties key that names a binding in URLs: the routing key ("~" when empty) when it
- * has no arguments, else key~hash-of-arguments. */
+/* The properties key that names a binding in URLs, as RabbitMQ makes it: the routing key
+ * URL-encoded (space as '+', every byte but letters, digits and "-_.~" as %XX; "~" when empty)
+ * when it has no arguments, else that~hash-of-arguments. */
 static void props_key(amqp_bytes_t key, amqp_bytes_t args, char *out, size_t size)
 {
-    if (!args.len) {
-        snprintf(out, size, "%.*s", key.len ? (int)key.len : 1,
-                 key.len ? (const char *)key.ptr : "~");
-        return;
+    size_t n = 0;
+    for (uint32_t i = 0; i < key.len && n + 4 < size; i++) {
+        uint8_t ch = key.ptr[i];
+        bool plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                     (ch >= '0' && ch <= '9') || strchr("-_.~", ch);
+        n += (size_t)snprintf(out + n, size - n, ch == ' ' ? "+" : plain ? "%c" : "%%%02X", ch);
     }
+    if (!key.len && !args.len && n + 2 < size)
+        out[n++] = '~';
+    out[n] = 0;
+    if (!args.len)
+        return;
     static const uint8_t k[16] = "warren-bindings";
     uint64_t h = siphash(k, args.ptr, args.len, 1, 3);
-    snprintf(out, size, "%.*s~%016llx", (int)key.len, (const char *)key.ptr,
-             (unsigned long long)h);
+    snprintf(out + n, size - n, "~%016llx", (unsigned long long)h);
+}
+
+/* A boolean member, also when sent as the string "true" (rabbitmqadmin does); def when
+ * absent. */
+static bool flag_member(json_t *o, const char *key, bool def)
+{
+    json_t *v = json_object_get(o, key);
+    if (json_is_string(v))
+        return !strcmp(json_string_value(v), "true");
+    return v ? json_is_true(v) : def;
 }
 
 static json_t *binding_json(const char *vhost, const char *src, const char *dst, bool to_queue,
@@ -246,7 +263,9 @@ static void exchange_put(struct call *c, struct vhost *vh, const char *name)
         goto out;
     }
     if ((t = exchange_type_parse(amqp_cstr(type))) < 0) {
-        api_bad_request(c, "unknown exchange type");
+        char why[300];
+        snprintf(why, sizeof why, "unknown exchange type '%s'", type);
+        api_bad_request(c, why);
         goto out;
     }
     if (args && !json_is_object(args)) {
@@ -258,9 +277,9 @@ static void exchange_put(struct call *c, struct vhost *vh, const char *name)
         jt_put_table(&w, args);
     amqp_tw_end(&w, mark);
     amqp_bytes_t a = amqp_tw_body(&w, mark);
-    bool durable = json_is_true(json_object_get(o, "durable")); /* absent: false, as RabbitMQ */
-    bool ad = json_is_true(json_object_get(o, "auto_delete"));
-    bool internal = json_is_true(json_object_get(o, "internal"));
+    bool durable = flag_member(o, "durable", false); /* absent: false, as RabbitMQ */
+    bool ad = flag_member(o, "auto_delete", false);
+    bool internal = flag_member(o, "internal", false);
     if (!name[0]) {
         api_error(c, 401, "not_authorised", "operation not permitted on the default exchange");
         goto out;
@@ -354,6 +373,12 @@ static void exchange_publish(struct call *c, struct vhost *vh, struct exchange *
         rc = publish_enqueue(c->a->b, m, &r, &batch, &rejected);
     uint32_t routed = r.n;
     msg_unref(m);
+    struct broker_stats *st = &c->a->b->stats; /* counted as AMQP's publishes are */
+    st->received++;
+    if (routed)
+        st->routed++;
+    else
+        st->unroutable_dropped++;
     if (rc < 0)
         api_error(c, 500, "internal_error", "out of memory");
     else
@@ -432,8 +457,8 @@ static void queue_put(struct call *c, struct vhost *vh, const char *name)
         jt_put_table(&w, args);
     amqp_tw_end(&w, mark);
     amqp_bytes_t a = amqp_tw_body(&w, mark);
-    bool durable = json_is_true(json_object_get(o, "durable")); /* absent: false, as RabbitMQ */
-    bool ad = json_is_true(json_object_get(o, "auto_delete"));
+    bool durable = flag_member(o, "durable", false); /* absent: false, as RabbitMQ */
+    bool ad = flag_member(o, "auto_delete", false);
     int rc = entity_reserved_name("queue", amqp_cstr(name), &err);
     if (rc < 0) {
         model_error(c, rc, &err);
@@ -520,7 +545,9 @@ static void queue_get(struct call *c, struct vhost *vh, struct queue *q)
                          (e->flags & QE_REDELIVERED) != 0, "exchange", (const char *)x.ptr,
                          (size_t)x.len, "routing_key", (const char *)rk.ptr, (size_t)rk.len,
                          "message_count", (json_int_t)queue_ready(q), "properties",
-                         props ? props : json_object(), "payload_bytes",
+                         props && json_object_size(props) ? props
+                                                          : (json_decref(props), json_array()),
+                         "payload_bytes",
                          (json_int_t)e->m->body_size, "payload",
                          payload ? payload : json_string(""), "payload_encoding", enc));
     }

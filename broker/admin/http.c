@@ -153,8 +153,8 @@ static void send_raw(struct http_conn *c, int status, const char *ctype, const c
     char *buf = w ? malloc((size_t)n + body_len) : NULL;
     if (!buf) {
         free(w);
-        log_error("management API: out of memory for a response to %s; closing the connection",
-                  c->peer);
+        log_error("%s: out of memory for a response to %s; closing the connection",
+                  c->srv->what, c->peer);
         conn_close(c);
         return;
     }
@@ -467,7 +467,7 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     struct http_conn *c = calloc(1, sizeof *c);
     if (!c) {
-        log_error("management API: cannot accept a connection: out of memory");
+        log_error("%s: cannot accept a connection: out of memory", s->what);
         return;
     }
     c->srv = s;
@@ -486,10 +486,12 @@ static void on_connection(uv_stream_t *listener, int status)
         conn_close(c);
 }
 
-int http_start(struct http_server *s, uv_loop_t *loop, const char *addr, int port,
-               http_handler handler, void *arg)
+int http_start(struct http_server *s, uv_loop_t *loop, const char *what, const char *key,
+               const char *addr, int port, http_handler handler, void *arg)
 {
     memset(s, 0, sizeof *s);
+    s->what = what;
+    s->key = key;
     s->loop = loop;
     s->handler = handler;
     s->arg = arg;
@@ -499,7 +501,7 @@ int http_start(struct http_server *s, uv_loop_t *loop, const char *addr, int por
     if (rc < 0)
         rc = uv_ip6_addr(addr[0] ? addr : "::", port, (struct sockaddr_in6 *)&sa);
     if (rc < 0) {
-        log_error("management API: '%s' is not an IPv4 or IPv6 address", addr);
+        log_error("%s: '%s' is not an IPv4 or IPv6 address", what, addr);
         return rc;
     }
     uv_tcp_init(loop, &s->tcp);
@@ -507,14 +509,13 @@ int http_start(struct http_server *s, uv_loop_t *loop, const char *addr, int por
     s->open = true;
     if ((rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&sa, 0)) < 0 ||
         (rc = uv_listen((uv_stream_t *)&s->tcp, 128, on_connection)) < 0) {
-        log_error("management API: cannot listen on %s port %d: %s; free the port or set "
-                  "management.tcp.port",
-                  addr[0] ? addr : "[::]", port, uv_strerror(rc));
+        log_error("%s: cannot listen on %s port %d: %s; free the port or set %s", what,
+                  addr[0] ? addr : "[::]", port, uv_strerror(rc), key);
         uv_close((uv_handle_t *)&s->tcp, NULL);
         s->open = false;
         return rc;
     }
-    log_info("management API listening on %s port %d", addr[0] ? addr : "[::]", port);
+    log_info("%s listening on %s port %d", what, addr[0] ? addr : "[::]", port);
     return 0;
 }
 

@@ -46,6 +46,8 @@ typedef void (*http_handler)(const struct http_req *req, struct http_resp *resp,
 
 struct http_server {
     uv_tcp_t tcp;
+    const char *what;       /* "management API", "Prometheus endpoint": for log lines */
+    const char *key;        /* its configuration key, named when the port cannot be had */
     uv_loop_t *loop;        /* borrowed */
     http_handler handler;
     void *arg;
@@ -54,8 +56,8 @@ struct http_server {
 };
 
 /* Listens on addr ("" = every IPv4 and IPv6 address) and port. 0 or a libuv error (logged). */
-int http_start(struct http_server *s, uv_loop_t *loop, const char *addr, int port,
-               http_handler handler, void *arg);
+int http_start(struct http_server *s, uv_loop_t *loop, const char *what, const char *key,
+               const char *addr, int port, http_handler handler, void *arg);
 /* Closes the listener and every connection (the loop then runs out of their handles). */
 void http_stop(struct http_server *s);
 

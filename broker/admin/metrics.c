@@ -151,12 +151,14 @@ static void render(struct metrics *m, struct text *t, bool per_object)
     gauge(t, "rabbitmq_channels", "Channels currently open", nch);
     gauge(t, "rabbitmq_consumers", "Consumers currently connected", ncons);
     gauge(t, "rabbitmq_queues", "Queues available", nq);
-    gauge(t, "rabbitmq_queue_messages", "Sum of ready and unacknowledged messages", msgs);
-    gauge(t, "rabbitmq_queue_messages_ready", "Messages ready to be delivered to consumers",
-          ready);
-    gauge(t, "rabbitmq_queue_messages_unacked",
-          "Messages delivered to consumers but not yet acknowledged", unack);
-    gauge(t, "rabbitmq_queue_messages_bytes", "Size in bytes of ready messages", bytes);
+    if (!per_object) { /* per object, the same names carry one series per queue (below) */
+        gauge(t, "rabbitmq_queue_messages", "Sum of ready and unacknowledged messages", msgs);
+        gauge(t, "rabbitmq_queue_messages_ready", "Messages ready to be delivered to consumers",
+              ready);
+        gauge(t, "rabbitmq_queue_messages_unacked",
+              "Messages delivered to consumers but not yet acknowledged", unack);
+        gauge(t, "rabbitmq_queue_messages_bytes", "Size in bytes of ready messages", bytes);
+    }
     const struct broker_stats *s = &b->stats;
     static const char proto[] = "{protocol=\"amqp091\"}";
     total(t, "rabbitmq_global_messages_received_total", proto,
@@ -212,15 +214,16 @@ static void render(struct metrics *m, struct text *t, bool per_object)
            "\"warren@localhost\",rabbitmq_cluster_permanent_id=\"warren\"} 1\n");
     if (!per_object)
         return;
-    per_queue(t, b, "rabbitmq_detailed_queue_messages", "Sum of ready and unacknowledged "
-              "messages", q_messages);
-    per_queue(t, b, "rabbitmq_detailed_queue_messages_ready", "Messages ready to be delivered",
+    /* RabbitMQ's per-object names: the queue metrics with vhost and queue labels. */
+    per_queue(t, b, "rabbitmq_queue_messages", "Sum of ready and unacknowledged messages",
+              q_messages);
+    per_queue(t, b, "rabbitmq_queue_messages_ready", "Messages ready to be delivered",
               q_ready);
-    per_queue(t, b, "rabbitmq_detailed_queue_messages_unacked", "Messages delivered but not yet "
+    per_queue(t, b, "rabbitmq_queue_messages_unacked", "Messages delivered but not yet "
               "acknowledged", q_unacked);
-    per_queue(t, b, "rabbitmq_detailed_queue_messages_bytes", "Size in bytes of ready messages",
+    per_queue(t, b, "rabbitmq_queue_messages_bytes", "Size in bytes of ready messages",
               q_bytes);
-    per_queue(t, b, "rabbitmq_detailed_queue_consumers", "Consumers on a queue", q_consumers);
+    per_queue(t, b, "rabbitmq_queue_consumers", "Consumers on a queue", q_consumers);
 }
 
 static void handle(const struct http_req *req, struct http_resp *resp, void *arg)
@@ -258,7 +261,8 @@ int metrics_start(struct metrics *m, uv_loop_t *loop, struct broker *b, const ch
 {
     m->b = b;
     m->data_dir = data_dir;
-    return http_start(&m->http, loop, addr, port, handle, m);
+    return http_start(&m->http, loop, "Prometheus endpoint", "prometheus.tcp.port", addr, port,
+                      handle, m);
 }
 
 void metrics_stop(struct metrics *m)

@@ -483,10 +483,15 @@ static int binding_def(struct import *im, size_t i, json_t *o, bool apply)
         return 0; /* the default exchange's implicit bindings: nothing to import */
     if (!vhost_known(im, vhost))
         return bad(im, "vhost '%s' is not defined", vhost);
-    if (!entity_known(im, true, vhost, src))
-        return bad(im, "source exchange '%s' is not defined", src);
-    if (!entity_known(im, !to_queue, vhost, dst))
-        return bad(im, "destination %s '%s' is not defined", dtype, dst);
+    /* As RabbitMQ: a binding whose end is in neither the file nor the broker is left out (its
+     * own rabbitmqctl export leaves internal exchanges out but keeps their bindings). */
+    if (!entity_known(im, true, vhost, src) || !entity_known(im, !to_queue, vhost, dst)) {
+        if (apply)
+            log_warn("definitions: %s: %s '%s' is not defined; skipping the binding", im->entry,
+                     entity_known(im, true, vhost, src) ? dtype : "source exchange",
+                     entity_known(im, true, vhost, src) ? dst : src);
+        return 0;
+    }
     if ((rc = arguments(im, o, &w, &args)) < 0)
         goto out;
     struct vhost *vh = hmap_get(&im->b->vhosts, vhost, strlen(vhost));

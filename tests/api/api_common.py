@@ -103,7 +103,8 @@ class Broker:
             self.port, mport = free_port(), free_port()
             self.url = f"http://127.0.0.1:{mport}"
             self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1",
-                                          "--management-port", str(mport), "--data-dir",
+                                          "--management-port", str(mport),
+                                          "--no-prometheus", "--data-dir",
                                           self.data_dir, "--log-level", "error"])
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.proc.poll() is None:

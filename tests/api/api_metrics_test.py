@@ -127,10 +127,12 @@ def main():
         check(value(now, "rabbitmq_channels_opened_total") == 2, "channels opened")
 
         detail = samples(url + "/per-object")
-        check(value(detail, "rabbitmq_detailed_queue_messages", vhost="/", queue="m-dlq") == 1,
-              "per-object m-dlq")
-        check(value(detail, "rabbitmq_detailed_queue_consumers", vhost="/", queue="m-work") == 1,
+        check(value(detail, "rabbitmq_queue_messages", vhost="/", queue="m-dlq") == 1,
+              "per-object m-dlq (RabbitMQ's name: rabbitmq_queue_messages{vhost,queue})")
+        check(value(detail, "rabbitmq_queue_consumers", vhost="/", queue="m-work") == 1,
               "per-object consumers")
+        check(value(detail, "rabbitmq_queue_messages") is None,
+              "no aggregate rabbitmq_queue_messages among the per-object series")
         check(requests.get(f"http://127.0.0.1:{pport}/nope", timeout=5).status_code == 404,
               "unknown path 404")
         check(requests.post(url, timeout=5).status_code == 405, "POST /metrics 405")
