@@ -350,11 +350,9 @@ int policy_effective(struct broker *b, const struct vhost *vh, const char *name,
                        (json_is_integer(ov) && json_integer_value(ov) < have);
         }
         if (!replaced) {
-            uint8_t *dst = amqp_wbuf_grow(w, (size_t)(it.p - entry));
-            if (dst) {
+            uint8_t *dst = amqp_wbuf_grow(w, (size_t)(it.p - entry)); /* (w->len moves on) */
+            if (dst)
                 memcpy(dst, entry, (size_t)(it.p - entry));
-                w->len += (size_t)(it.p - entry);
-            }
         }
     }
     /* Then the policy's keys the arguments do not set (or set higher), the operator policy's

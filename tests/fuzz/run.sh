@@ -1,22 +1,29 @@
 #!/bin/sh
-# tests/fuzz/run.sh [seconds] — builds the libFuzzer target in build-fuzz (clang) and runs
-# it for `seconds` (default 60) on a scratch copy of tests/fuzz/corpus, so the checked-in
-# seeds stay small. Crashes land in tests/fuzz/ as crash-* (git-ignored); reproduce one
-# with build-fuzz/tests/fuzz/fuzz_frame <file>, then add a unit test for the fix.
+# tests/fuzz/run.sh [seconds] [target] — builds a libFuzzer target in build-fuzz (clang) and
+# runs it for `seconds` (default 60) on a scratch copy of its corpus (fuzz_frame, the default:
+# tests/fuzz/corpus; fuzz_defs: tests/fuzz/corpus-defs), so the checked-in seeds stay small.
+# Crashes land in tests/fuzz/ as crash-* (git-ignored); reproduce one with
+# build-fuzz/tests/fuzz/<target> <file>, then add a unit test for the fix.
 set -eu
 cd "$(dirname "$0")/../.."
 secs=${1:-60}
+target=${2:-fuzz_frame}
+case $target in
+fuzz_frame) corpus=tests/fuzz/corpus ;;
+fuzz_defs) corpus=tests/fuzz/corpus-defs ;;
+*) echo "run.sh: unknown target '$target' (fuzz_frame, fuzz_defs)" >&2; exit 2 ;;
+esac
 if [ ! -f build-fuzz/build.ninja ]; then
     CC=clang meson setup build-fuzz -Dfuzz=enabled -Dtests=disabled
 fi
-ninja -C build-fuzz tests/fuzz/fuzz_frame
+ninja -C build-fuzz "tests/fuzz/$target"
 work=$(mktemp -d "${TMPDIR:-/tmp}/warren-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-cp tests/fuzz/corpus/* "$work/"
+cp "$corpus"/* "$work/"
 jobs=${FUZZ_JOBS:-1}
 args="-max_total_time=$secs -max_len=140000 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1"
 if [ "$jobs" -gt 1 ]; then
     args="$args -fork=$jobs"
 fi
 # shellcheck disable=SC2086
-build-fuzz/tests/fuzz/fuzz_frame $args -artifact_prefix=tests/fuzz/ "$work"
+"build-fuzz/tests/fuzz/$target" $args -artifact_prefix=tests/fuzz/ "$work"
