@@ -142,6 +142,49 @@ void api_policies(struct call *c)
     one(c, component, c->seg[1], c->seg[2], true);
 }
 
+/* The vhost-limits component, which RabbitMQ's definitions and API also show as a parameter:
+ * it is the vhost's own limits (the same as /api/vhost-limits), not a stored parameter. */
+static void vhost_limits_param(struct call *c, const char *vhost)
+{
+    struct broker *b = c->a->b;
+    struct vhost *vh = hmap_get(&b->vhosts, vhost, strlen(vhost));
+    bool any = vh->max_connections >= 0 || vh->max_queues >= 0;
+    if (api_is(c, "GET")) {
+        if (!any)
+            return api_not_found(c);
+        json_t *v = json_object();
+        if (vh->max_connections >= 0)
+            json_object_set_new(v, "max-connections", json_integer(vh->max_connections));
+        if (vh->max_queues >= 0)
+            json_object_set_new(v, "max-queues", json_integer(vh->max_queues));
+        return api_reply(c, 200, json_pack("{s:s, s:s, s:s, s:o}", "vhost", vh->name,
+                                           "component", "vhost-limits", "name", "limits",
+                                           "value", v));
+    }
+    int64_t maxc = -1, maxq = -1;
+    if (api_is(c, "PUT")) {
+        json_t *o = api_body(c);
+        json_t *v = o ? json_object_get(o, "value") : NULL;
+        json_t *mc = json_object_get(v, "max-connections"), *mq = json_object_get(v, "max-queues");
+        if (!json_is_object(v) || (mc && !json_is_integer(mc)) || (mq && !json_is_integer(mq))) {
+            json_decref(o);
+            return c->resp->status == 400 ? (void)0
+                : api_bad_request(c, "value must be {\"max-connections\": N, \"max-queues\": N}");
+        }
+        maxc = mc && json_integer_value(mc) >= 0 ? json_integer_value(mc) : -1;
+        maxq = mq && json_integer_value(mq) >= 0 ? json_integer_value(mq) : -1;
+        json_decref(o);
+    } else if (!api_is(c, "DELETE")) {
+        return api_method_not_allowed(c, "GET, PUT, DELETE, HEAD");
+    } else if (!any) {
+        return api_not_found(c);
+    }
+    vh->max_connections = maxc;
+    vh->max_queues = maxq;
+    users_persist_vhost(b, vh);
+    api_no_content(c, api_is(c, "PUT") && !any ? 201 : 204);
+}
+
 /* /api/parameters[/{component}[/{vhost}[/{name}]]]. */
 void api_parameters(struct call *c)
 {
@@ -159,6 +202,8 @@ void api_parameters(struct call *c)
                                 : api_method_not_allowed(c, "GET, HEAD");
     if (!may_set_policy(c, c->seg[2], false))
         return;
+    if (!strcmp(component, "vhost-limits"))
+        return vhost_limits_param(c, c->seg[2]);
     one(c, component, c->seg[2], c->seg[3], false);
 }
 

@@ -546,7 +546,13 @@ static int user_pass(struct import *im, size_t i, json_t *u, bool apply)
 {
     struct user_def d;
     int rc = user_def(im, i, u, &d);
-    return rc < 0 || !apply ? rc : apply_user(im, &d);
+    if (rc < 0 || !apply || (rc = apply_user(im, &d)) < 0)
+        return rc;
+    /* The user's limits (max-connections, max-channels), kept as RabbitMQ keeps them. */
+    json_t *lim = json_object_get(u, "limits");
+    if (json_is_object(lim) && json_object_size(lim))
+        rc = param_set(im->b, PARAM_USER_LIMITS, "", d.name, lim, im->err);
+    return rc;
 }
 
 static int vhost_pass(struct import *im, size_t i, json_t *v, bool apply)
@@ -907,10 +913,13 @@ json_t *defs_export(struct broker *b, const struct vhost *only, const char *vers
            *topics = json_object_get(d, "topic_permissions");
     for (uint32_t it = 0; hmap_next(&b->users, &it, &v);) {
         const struct user *u = v;
-        json_array_append_new(users, json_pack("{s:s, s:s, s:s, s:o, s:{}}", "name", u->name,
+        const struct param *lim = param_find(b, PARAM_USER_LIMITS, "", u->name);
+        json_array_append_new(users, json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", u->name,
                                                "password_hash", u->hash, "hashing_algorithm",
                                                password_algo_name(u->algo), "tags",
-                                               jt_tags(u->tags), "limits"));
+                                               jt_tags(u->tags), "limits",
+                                               lim ? json_deep_copy(lim->value)
+                                                   : json_object()));
         void *pv;
         for (uint32_t jt = 0; hmap_next(&u->perms, &jt, &pv);) {
             const struct perm *p = pv;
