@@ -83,6 +83,11 @@ static json_t *queue_json(const void *v)
     if (o)
         json_object_set_new(o, "operator_policy",
                             q->op_policy[0] ? json_string(q->op_policy) : json_null());
+    if (o) /* what the queue holds in memory: its messages' bodies and the entries naming them */
+        json_object_set_new(o, "memory",
+                            json_integer((json_int_t)(sizeof *q + q->bytes_all +
+                                                      (uint64_t)q->count *
+                                                          sizeof(struct qentry))));
     /* As RabbitMQ, message_stats only for a queue that has seen traffic. */
     if (o && (q->stat[QSTAT_PUBLISH] || q->stat[QSTAT_DELIVER_GET]))
         json_object_set_new(o, "message_stats", api_queue_message_stats(q));
