@@ -85,7 +85,7 @@ static json_t *queue_json(const void *v)
                             q->op_policy[0] ? json_string(q->op_policy) : json_null());
     if (o) /* what the queue holds in memory: its messages' bodies and the entries naming them */
         json_object_set_new(o, "memory",
-                            json_integer((json_int_t)(sizeof *q + q->bytes_all +
+                            json_integer((json_int_t)(sizeof *q + q->ready_bytes +
                                                       (uint64_t)q->count *
                                                           sizeof(struct qentry))));
     /* As RabbitMQ, message_stats only for a queue that has seen traffic. */
