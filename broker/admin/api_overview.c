@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 #include "config.h"
 #include "broker/admin/api_int.h"
@@ -91,7 +92,7 @@ void api_overview(struct call *c)
                                             "protocol", c->a->listeners[i].protocol,
                                             "ip_address", c->a->listeners[i].ip, "port",
                                             c->a->listeners[i].port));
-    api_reply(c, 200,
+    json_t *ov =
               json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I}, "
                         "s:{s:I, s:I, s:I}, s:o, s:s, s:s}",
                         "management_version", WARREN_VERSION, "rabbitmq_version", "3.10.8",
@@ -102,7 +103,21 @@ void api_overview(struct call *c)
                         "consumers", (json_int_t)ncons, "queue_totals", "messages",
                         (json_int_t)(ready + unack), "messages_ready", (json_int_t)ready,
                         "messages_unacknowledged", (json_int_t)unack, "listeners", ls,
-                        "statistics_db_event_queue", "0", "erlang_version", "none (C17)"));
+                        "statistics_db_event_queue", "0", "erlang_version", "none (C17)");
+    if (!ov)
+        return api_error(c, 500, "internal_error", "out of memory");
+    /* RabbitMQ's other overview fields that clients read. */
+    json_object_set_new(ov, "statistics_db_event_queue", json_integer(0));
+    json_object_set_new(ov, "rates_mode", json_string("basic"));
+    json_object_set_new(ov, "disable_stats", json_false());
+    json_object_set_new(ov, "enable_queue_totals", json_true());
+    json_t *types = json_array();
+    static const char *const names[] = {"direct", "fanout", "headers", "topic"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        json_array_append_new(types, json_pack("{s:s, s:s, s:b}", "name", names[i],
+                                               "description", "", "enabled", 1));
+    json_object_set_new(ov, "exchange_types", types);
+    api_reply(c, 200, ov);
 }
 
 void api_nodes(struct call *c)
@@ -117,6 +132,20 @@ void api_nodes(struct call *c)
                              (json_int_t)rss, "mem_limit", (json_int_t)uv_get_total_memory(),
                              "uptime", (json_int_t)uptime, "processors",
                              (json_int_t)uv_available_parallelism(), "run_queue", (json_int_t)0);
+    if (node) { /* the fields RabbitMQ's node has that mean something here */
+        struct rlimit fds;
+        uint64_t nconn = 0;
+        if (c->a->b->sessions)
+            c->a->b->sessions->each(c->a->b->sessions_arg, NULL, count_session, &nconn);
+        json_object_set_new(node, "os_pid", json_integer((json_int_t)uv_os_getpid()));
+        json_object_set_new(node, "fd_total", json_integer(getrlimit(RLIMIT_NOFILE, &fds) == 0
+                                                               ? (json_int_t)fds.rlim_cur : 0));
+        json_object_set_new(node, "sockets_used", json_integer((json_int_t)nconn));
+        json_object_set_new(node, "mem_alarm", json_boolean(c->a->b->alarm_memory));
+        json_object_set_new(node, "disk_free_alarm", json_boolean(c->a->b->alarm_disk));
+        json_object_set_new(node, "partitions", json_array());
+        json_object_set_new(node, "rates_mode", json_string("basic"));
+    }
     if (c->nseg == 2)
         return !strcmp(c->seg[1], "warren@localhost") ? api_reply(c, 200, node)
                                                        : (json_decref(node), api_not_found(c));
@@ -130,29 +159,47 @@ void api_health(struct call *c)
     if (c->nseg < 3 || strcmp(c->seg[1], "checks"))
         return api_not_found(c);
     const char *what = c->seg[2];
-    bool ok = true;
-    const char *why = "";
-    if (!strcmp(what, "alarms") || !strcmp(what, "local-alarms") ||
-        !strcmp(what, "virtual-hosts") || !strcmp(what, "ready-to-serve-clients")) {
-        ok = true;
-    } else if (!strcmp(what, "port-listener") && c->nseg == 4) {
-        ok = false;
-        for (unsigned i = 0; i < c->a->nlisteners; i++)
-            ok |= c->a->listeners[i].port == atoi(c->seg[3]);
-        why = "No active listener";
-    } else if (!strcmp(what, "protocol-listener") && c->nseg == 4) {
-        ok = false;
-        for (unsigned i = 0; i < c->a->nlisteners; i++)
-            ok |= !strcasecmp(c->a->listeners[i].protocol, c->seg[3]) ||
-                  (!strcasecmp(c->seg[3], "amqp091") &&
-                   !strcmp(c->a->listeners[i].protocol, "amqp"));
-        why = "No active listener";
-    } else {
-        return api_not_found(c);
+    if (!strcmp(what, "alarms") || !strcmp(what, "local-alarms")) {
+        if (!c->a->b->alarm_memory && !c->a->b->alarm_disk)
+            return api_reply(c, 200, json_pack("{s:s}", "status", "ok"));
+        json_t *alarms = json_array();
+        if (c->a->b->alarm_memory)
+            json_array_append_new(alarms, json_pack("{s:s, s:s}", "node", "warren@localhost",
+                                                    "resource", "memory"));
+        if (c->a->b->alarm_disk)
+            json_array_append_new(alarms, json_pack("{s:s, s:s}", "node", "warren@localhost",
+                                                    "resource", "disk"));
+        return api_reply(c, 503, json_pack("{s:s, s:s, s:o}", "status", "failed", "reason",
+                                           "resource alarm(s) in effect", "alarms", alarms));
     }
-    if (ok)
+    if (!strcmp(what, "virtual-hosts") || !strcmp(what, "ready-to-serve-clients"))
         return api_reply(c, 200, json_pack("{s:s}", "status", "ok"));
-    api_reply(c, 503, json_pack("{s:s, s:s}", "status", "failed", "reason", why));
+    bool port = !strcmp(what, "port-listener");
+    if ((!port && strcmp(what, "protocol-listener")) || c->nseg != 4)
+        return api_not_found(c);
+    /* As RabbitMQ: the port or protocol asked for, and on failure the ones there are. */
+    const char *want = c->seg[3];
+    const char *proto = !strcasecmp(want, "amqp091") || !strcasecmp(want, "amqp") ? "amqp" : want;
+    json_t *have = json_array();
+    bool ok = false;
+    for (unsigned i = 0; i < c->a->nlisteners; i++) {
+        const struct admin_listener *l = &c->a->listeners[i];
+        ok |= port ? l->port == atoi(want) : !strcasecmp(l->protocol, proto);
+        json_array_append_new(have, port ? json_integer(l->port) : json_string(l->protocol));
+    }
+    if (ok) {
+        json_decref(have);
+        return api_reply(c, 200, port ? json_pack("{s:s, s:i}", "status", "ok", "port",
+                                                  atoi(want))
+                                       : json_pack("{s:s, s:s}", "status", "ok", "protocol",
+                                                   proto));
+    }
+    api_reply(c, 503, port ? json_pack("{s:s, s:s, s:i, s:o}", "status", "failed", "reason",
+                                       "No active listener", "missing", atoi(want), "ports",
+                                       have)
+                           : json_pack("{s:s, s:s, s:s, s:o}", "status", "failed", "reason",
+                                       "No active listener", "missing", want, "protocols",
+                                       have));
 }
 
 /* GET /api/aliveness-test/{vhost}: declares the queue aliveness-test, publishes a message to

@@ -232,7 +232,10 @@ void api_user_limits(struct call *c)
                                 : api_method_not_allowed(c, "GET, HEAD");
     const char *user = c->seg[1];
     if (!users_find(b, user, strlen(user)))
-        return api_not_found(c);
+        return api_is(c, "GET") ? api_not_found(c)
+                                : api_reply(c, 400, json_pack("{s:s, s:[s, s]}", "error",
+                                                              "bad_request", "reason",
+                                                              "no_such_user", user));
     struct param *p = param_find(b, PARAM_USER_LIMITS, "", user);
     if (c->nseg == 2) {
         if (!api_is(c, "GET"))

@@ -20,6 +20,7 @@ struct gather {
     struct call *c;
     json_t *items;
     const char *name; /* one connection by name (NULL: all) */
+    bool found;       /* a session of that name exists, seen or not */
 };
 
 /* May the user see this session? (administrator, monitoring: all; others: their own.) */
@@ -31,7 +32,7 @@ static bool sees_session(const struct call *c, const struct session_view *v)
 
 static json_t *conn_json(const struct session_view *v)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:i, s:b, s:I, "
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:i, s:b, s:I, "
                      "s:i, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:o, s:s}",
                      "name", v->name, "node", "warren@localhost", "vhost", v->vhost, "user",
                      v->user, "user_who_performed_action", v->user, "protocol", v->protocol,
@@ -43,13 +44,26 @@ static json_t *conn_json(const struct session_view *v)
                      (json_int_t)v->recv_oct, "recv_cnt", (json_int_t)v->recv_cnt, "send_oct",
                      (json_int_t)v->send_oct, "send_cnt", (json_int_t)v->send_cnt,
                      "client_properties", jt_table(v->client_properties), "type", "network");
+    if (!o)
+        return NULL;
+    /* The name the client gave itself (client_properties.connection_name), as RabbitMQ. */
+    json_t *given = json_object_get(json_object_get(o, "client_properties"), "connection_name");
+    if (json_is_string(given))
+        json_object_set(o, "user_provided_name", given);
+    json_object_set_new(o, "send_pend", json_integer(0));
+    static const char *const tls[] = {"ssl_protocol", "ssl_key_exchange", "ssl_cipher",
+                                      "ssl_hash", "peer_cert_subject", "peer_cert_issuer",
+                                      "peer_cert_validity"};
+    for (size_t i = 0; i < sizeof tls / sizeof tls[0]; i++)
+        json_object_set_new(o, tls[i], json_null());
+    return o;
 }
 
 static json_t *channel_json(const struct channel_view *v)
 {
     char name[160];
     snprintf(name, sizeof name, "%s (%u)", v->conn->name, v->number);
-    return json_pack("{s:s, s:i, s:s, s:{s:s, s:s, s:i}, s:s, s:s, s:s, s:I, s:I, s:I, s:I, "
+    json_t *o = json_pack("{s:s, s:i, s:s, s:{s:s, s:s, s:i}, s:s, s:s, s:s, s:I, s:I, s:I, s:I, "
                      "s:I, s:b, s:b}",
                      "name", name, "number", (int)v->number, "node", "warren@localhost",
                      "connection_details", "name", v->conn->name, "peer_host",
@@ -60,6 +74,12 @@ static json_t *channel_json(const struct channel_view *v)
                      (json_int_t)v->unacked, "consumer_count", (json_int_t)v->consumers,
                      "messages_uncommitted", (json_int_t)v->uncommitted, "confirm", v->confirm,
                      "transactional", v->transactional);
+    if (o) {
+        json_object_set_new(o, "acks_uncommitted", json_integer(v->acks_uncommitted));
+        json_object_set_new(o, "messages_unconfirmed", json_integer((json_int_t)v->unconfirmed));
+        json_object_set_new(o, "user_who_performed_action", json_string(v->conn->user));
+    }
+    return o;
 }
 
 static void add_conn(void *arg, const struct session_view *v)
@@ -89,7 +109,7 @@ static const char *vhost_name(struct call *c, int i)
 
 static json_t *connections(struct call *c, const char *vhost, const char *name)
 {
-    struct gather g = {c, json_array(), name};
+    struct gather g = {.c = c, .items = json_array(), .name = name};
     const struct session_ops *ops = c->a->b->sessions;
     if (ops && g.items)
         ops->each(c->a->b->sessions_arg, vhost, add_conn, &g);
@@ -98,11 +118,27 @@ static json_t *connections(struct call *c, const char *vhost, const char *name)
 
 static json_t *channels(struct call *c, const char *vhost, const char *conn)
 {
-    struct gather g = {c, json_array(), NULL};
+    struct gather g = {.c = c, .items = json_array()};
     const struct session_ops *ops = c->a->b->sessions;
     if (ops && g.items)
         ops->each_channel(c->a->b->sessions_arg, vhost, conn, add_channel, &g);
     return g.items;
+}
+
+static void found(void *arg, const struct session_view *v)
+{
+    struct gather *g = arg;
+    g->found |= !strcmp(v->name, g->name);
+}
+
+/* Is there a session called name, whoever may see it? */
+static bool session_exists(struct call *c, const char *name)
+{
+    struct gather g = {.c = c, .name = name};
+    const struct session_ops *ops = c->a->b->sessions;
+    if (ops)
+        ops->each(c->a->b->sessions_arg, NULL, found, &g);
+    return g.found;
 }
 
 void api_connections(struct call *c)
@@ -114,7 +150,9 @@ void api_connections(struct call *c)
     json_t *one = connections(c, NULL, name);
     if (!json_array_size(one)) {
         json_decref(one);
-        return api_not_found(c);
+        return session_exists(c, name) ? api_error(c, 401, "not_authorised",
+                                                   "User not authorised to access object")
+                                       : api_not_found(c);
     }
     if (c->nseg == 3 && !strcmp(c->seg[2], "channels")) {
         json_decref(one);
@@ -195,7 +233,7 @@ void api_consumers(struct call *c)
         return api_not_found(c);
     if (!api_is(c, "GET"))
         return api_method_not_allowed(c, "GET, HEAD");
-    struct gather g = {c, json_array(), NULL};
+    struct gather g = {.c = c, .items = json_array()};
     const struct session_ops *ops = c->a->b->sessions;
     void *v, *qv;
     for (uint32_t it = 0; ops && g.items && hmap_next(&c->a->b->vhosts, &it, &v);) {

@@ -13,6 +13,7 @@
 #include "broker/model/defs.h"
 #include "broker/model/errors.h"
 #include "broker/model/jsontable.h"
+#include "broker/model/params.h"
 #include "broker/model/users.h"
 #include "broker/model/vhost.h"
 
@@ -27,12 +28,19 @@ static json_t *vhost_json(const void *v)
                      "description", desc, "tags", "tracing", 0);
 }
 
+/* The broker of the request being answered, for user_json's look-up of the user's limits
+ * (to_json callbacks get the object only; there is one loop thread). */
+static struct broker *s_broker;
+
 static json_t *user_json(const void *v)
 {
     const struct user *u = v;
-    return json_pack("{s:s, s:s, s:s, s:o, s:{}}", "name", u->name, "password_hash", u->hash,
+    const struct param *lim = s_broker ? param_find(s_broker, PARAM_USER_LIMITS, "", u->name)
+                                       : NULL;
+    return json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", u->name, "password_hash", u->hash,
                      "hashing_algorithm", password_algo_name(u->algo), "tags",
-                     jt_tags(u->tags), "limits");
+                     jt_tags(u->tags), "limits",
+                     lim ? json_deep_copy(lim->value) : json_object());
 }
 
 static json_t *perm_json(const void *v)
@@ -173,14 +181,19 @@ static void bulk_delete(struct call *c)
         return api_bad_request(c, "users must be a list of names");
     }
     size_t i;
-    json_t *n;
+    json_t *n, *missing = NULL;
     json_array_foreach(names, i, n) {
         struct user *u = json_is_string(n) ? users_find(c->a->b, json_string_value(n),
                                                         json_string_length(n)) : NULL;
         if (u)
             users_delete(c->a->b, u);
+        else if (!missing && json_is_string(n))
+            missing = json_incref(n);
     }
     json_decref(o);
+    if (missing) /* the others are deleted all the same, as in RabbitMQ */
+        return api_reply(c, 400, json_pack("{s:s, s:[s, o]}", "error", "bad_request", "reason",
+                                           "no_such_user", missing));
     api_no_content(c, 204);
 }
 
@@ -218,6 +231,7 @@ static void delete_user(struct call *c, void *u)
 void api_users(struct call *c)
 {
     struct broker *b = c->a->b;
+    s_broker = b;
     if (!api_admin_only(c))
         return;
     if (c->nseg == 1)
@@ -493,7 +507,8 @@ void api_vhost_limits(struct call *c)
     }
     struct vhost *vh = c->nseg == 3 ? hmap_get(&b->vhosts, c->seg[1], strlen(c->seg[1])) : NULL;
     if (!vh)
-        return api_not_found(c);
+        return c->nseg == 3 ? api_error(c, 404, "not_found", "vhost_not_found")
+                            : api_not_found(c);
     if (!api_admin_only(c))
         return;
     int64_t *limit = !strcmp(c->seg[2], "max-connections") ? &vh->max_connections

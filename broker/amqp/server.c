@@ -144,8 +144,8 @@ static void update_alarms(struct server *s)
         log_msg(disk ? LOG_ERROR : LOG_INFO, disk ? "disk alarm: the data directory's disk is full; "
                 "publishers are blocked until space is freed" : "disk alarm cleared");
     bool was = s->mem_alarm || s->disk_alarm, now = mem || disk;
-    s->mem_alarm = mem;
-    s->disk_alarm = disk;
+    s->mem_alarm = s->b.alarm_memory = mem;
+    s->disk_alarm = s->b.alarm_disk = disk;
     if (was == now)
         return;
     struct list *pos, *tmp;

@@ -42,7 +42,8 @@ static void channel_view(struct channel *ch, const struct session_view *cv, stru
     *v = (struct channel_view){
         .conn = cv, .number = ch->id, .state = ch->state == CH_OPEN ? "running" : "closing",
         .prefetch = ch->prefetch, .global_prefetch = ch->global_prefetch, .unacked = ch->live,
-        .consumers = consumers, .uncommitted = ch->tx_nmsgs + ch->tx_nacks,
+        .consumers = consumers, .uncommitted = ch->tx_nmsgs, .acks_uncommitted = ch->tx_nacks,
+        .unconfirmed = ch->confirm ? ch->publish_seq - ch->acked_upto : 0,
         .confirm = ch->confirm, .transactional = ch->tx,
     };
 }

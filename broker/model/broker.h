@@ -77,6 +77,7 @@ struct broker {
     bool dl_busy;
     bool stopping;              /* shutting down: durable auto-delete queues are kept */
     bool recovering;            /* persist_recover() is recreating stored objects */
+    bool alarm_memory, alarm_disk; /* the resource alarms in force (the server sets them) */
 };
 
 /* Empty state on loop (no vhost yet, no storage: the caller opens it into b->store). */

@@ -28,7 +28,8 @@ struct channel_view {
     const struct session_view *conn;
     uint16_t number;
     const char *state;          /* "running", "closing" */
-    uint32_t prefetch, global_prefetch, unacked, consumers, uncommitted;
+    uint32_t prefetch, global_prefetch, unacked, consumers, uncommitted, acks_uncommitted;
+    uint64_t unconfirmed;       /* publishes not yet confirmed (confirm mode) */
     bool confirm, transactional;
 };
 
