@@ -7,7 +7,7 @@
  * (b) the per-address throttle: 600 failed logins from 127.0.0.2 over 20 parallel connections
  *     take >= 2.5 s (at most 200 answers a second), while 127.0.0.1 is answered at once; the right
  *     password from 127.0.0.2 works again within 15 s; each failure is logged with user and reason.
- * (a) loopback_users: guest/guest from a non-loopback address (192.0.2.77 on an interface the
+ * (a) loopback_users (over AMQP and on the management API): guest/guest from a non-loopback address (192.0.2.77 on an interface the
  *     test creates and always removes) gets 403 like a bad password, from 127.0.0.1 it logs in;
  *     another user logs in from 192.0.2.77; loopback_users.guest = false and loopback_users = none
  *     let guest in from there. Needs root for the interface: exit 77 (after (b) and (c)) without.
@@ -160,6 +160,7 @@ static const char *make_interface(void)
 
 typedef struct srv {
     pid_t pid;
+    int mport; /* its management API port (the API's basic auth has the same rules) */
     int port;
     char data[1100];
     char log[1100]; /* its stderr, appended */
@@ -190,6 +191,38 @@ static int tcp_from(const char *src, const char *dst, int port)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return fd;
+}
+
+/* GET /api/whoami on s's management API from address src with user:pass: the HTTP status. */
+static int api_whoami_from(const srv_t *s, const char *src, const char *dst, const char *user,
+                           const char *pass)
+{
+    int fd = tcp_from(src, dst, s->mport);
+    CHECKF(fd >= 0, "connect from %s to the API at %s:%d: %s", src, dst, s->mport,
+           strerror(-fd));
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char cred[128], enc[200];
+    int n = snprintf(cred, sizeof cred, "%s:%s", user, pass), k = 0;
+    for (int i = 0; i < n; i += 3) { /* base64 of the credentials */
+        uint32_t v = (uint32_t)(uint8_t)cred[i] << 16 |
+                     (i + 1 < n ? (uint32_t)(uint8_t)cred[i + 1] << 8 : 0) |
+                     (i + 2 < n ? (uint8_t)cred[i + 2] : 0);
+        enc[k++] = b64[v >> 18 & 63];
+        enc[k++] = b64[v >> 12 & 63];
+        enc[k++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+        enc[k++] = i + 2 < n ? b64[v & 63] : '=';
+    }
+    enc[k] = 0;
+    char req[512];
+    int len = snprintf(req, sizeof req,
+                       "GET /api/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Basic %s\r\n"
+                       "Connection: close\r\n\r\n", enc);
+    CHECK(raw_send(fd, req, (size_t)len) == 0);
+    char resp[13] = "";
+    ssize_t got = raw_recv(fd, resp, 12, 5000);
+    close(fd);
+    CHECKF(got == 12 && !strncmp(resp, "HTTP/1.1 ", 9), "no HTTP answer from the API (%zd)", got);
+    return atoi(resp + 9);
 }
 
 /* The whole log so far (malloc'ed, NUL-terminated). */
@@ -241,10 +274,13 @@ static void srv_start(srv_t *s, const char *name, const char *conf_text, const c
     int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     CHECKF(fd >= 0, "open %s: %s", s->log, strerror(errno));
     s->port = harness_free_port();
-    char port[16], conf_name[64];
+    s->mport = harness_free_port();
+    char port[16], mport[16], conf_name[64];
     snprintf(port, sizeof port, "%d", s->port);
-    const char *args[16] = {"--port", port, "--data-dir", s->data, "--log-level", "info"};
-    int n = 6;
+    snprintf(mport, sizeof mport, "%d", s->mport);
+    const char *args[20] = {"--port", port, "--data-dir", s->data, "--log-level", "info",
+                            "--management-port", mport, "--no-prometheus"};
+    int n = 9;
     if (bind) {
         args[n++] = "--bind";
         args[n++] = bind;
@@ -530,6 +566,9 @@ static void test_loopback(void)
         CHECKF(log_count(&s, why) == 1, "the log does not say guest may only log in via "
                "localhost (from " REMOTE_ADDR ")");
         expect_login(&s, "127.0.0.1", "127.0.0.1", "guest", "guest");
+        /* The management API's basic auth has the same rule. */
+        CHECK_EQ(api_whoami_from(&s, REMOTE_ADDR, REMOTE_ADDR, "guest", "guest"), 401);
+        CHECK_EQ(api_whoami_from(&s, "127.0.0.1", "127.0.0.1", "guest", "guest"), 200);
         /* A wrong password from there is still just a wrong password. */
         expect_refused(&s, REMOTE_ADDR, REMOTE_ADDR, "guest", "nope");
         const char *const bad[] = {REMOTE_ADDR ":", "user 'guest' login refused (PLAIN): invalid "
@@ -555,6 +594,7 @@ static void test_loopback(void)
         expect_login(&s, REMOTE_ADDR, REMOTE_ADDR, "guest", "guest");
         expect_login(&s, "127.0.0.1", "127.0.0.1", "guest", "guest");
         expect_refused(&s, REMOTE_ADDR, REMOTE_ADDR, "guest", "nope");
+        CHECK_EQ(api_whoami_from(&s, REMOTE_ADDR, REMOTE_ADDR, "guest", "guest"), 200);
         srv_stop(&s);
         harness_log("(a) with %.*s guest logs in from " REMOTE_ADDR, (int)strlen(lifted[i]) - 1,
                     lifted[i]);
