@@ -7,8 +7,9 @@
  * (b) the per-address throttle: 600 failed logins from 127.0.0.2 over 20 parallel connections
  *     take >= 2.5 s (at most 200 answers a second), while 127.0.0.1 is answered at once; the right
  *     password from 127.0.0.2 works again within 15 s; each failure is logged with user and reason.
- * (a) loopback_users (over AMQP and on the management API): guest/guest from a non-loopback address (192.0.2.77 on an interface the
- *     test creates and always removes) gets 403 like a bad password, from 127.0.0.1 it logs in;
+ * (a) loopback_users, over AMQP and on the management API: guest/guest from a non-loopback
+ *     address (192.0.2.77 on an interface the test creates and always removes) gets 403 like a
+ *     bad password (401 from the API), from 127.0.0.1 it logs in;
  *     another user logs in from 192.0.2.77; loopback_users.guest = false and loopback_users = none
  *     let guest in from there. Needs root for the interface: exit 77 (after (b) and (c)) without.
  * Owns its warrend processes (spawned here, dying with the test), their data dirs, config and
