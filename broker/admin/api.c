@@ -377,10 +377,14 @@ static void send_items(struct call *c, struct api_item *v, size_t n,
         goto done;
     }
     api_param(c, "columns", columns, sizeof columns);
+    char nostats[8];
+    bool no_stats = !strcmp(api_param(c, "disable_stats", nostats, sizeof nostats), "true");
     out = json_array();
     size_t lo = (size_t)(page - 1) * (size_t)size, hi = lo + (size_t)size;
     for (size_t i = lo; out && i < n && i < hi; i++) {
         json_t *j = v[i].json ? json_incref(v[i].json) : to_json(v[i].obj);
+        if (j && no_stats) /* RabbitMQ's disable_stats=true: the objects without statistics */
+            json_object_del(j, "message_stats");
         if (j && columns[0])
             keep_columns(j, columns);
         json_array_append_new(out, j);

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include "lib/timer.h"
 #include "lib/siphash.h"
 #include "broker/admin/api_int.h"
 #include "broker/model/access.h"
@@ -83,6 +85,21 @@ static json_t *queue_json(const void *v)
     if (o)
         json_object_set_new(o, "operator_policy",
                             q->op_policy[0] ? json_string(q->op_policy) : json_null());
+    if (o) {
+        json_object_set_new(o, "message_bytes_unacknowledged",
+                            json_integer((json_int_t)q->unacked_bytes));
+        json_object_set_new(o, "message_bytes_ram", json_integer((json_int_t)q->ready_bytes));
+        json_object_set_new(o, "message_bytes", json_integer((json_int_t)(q->bytes_all +
+                                                                          q->unacked_bytes)));
+    }
+    if (o && !q->consumer_count) { /* RabbitMQ's idle_since: since the last publish or get */
+        char when[32];
+        time_t secs = (time_t)((q->last_active ? q->last_active : timers_now()) / 1000);
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+        json_object_set_new(o, "idle_since", json_string(when));
+    }
     if (o) /* what the queue holds in memory: its messages' bodies and the entries naming them */
         json_object_set_new(o, "memory",
                             json_integer((json_int_t)(sizeof *q + q->ready_bytes +

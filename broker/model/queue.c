@@ -301,6 +301,7 @@ int queue_push(struct queue *q, struct msg *m)
         return rc;
     struct storage *st = store(q);
     uint64_t now = timers_now();
+    q->last_active = now;
     struct qentry e = {m, q->next_seq++, expiry_of(q, m, now), 0, 0};
     if (e.expires == now && (q->opt.message_ttl == 0 || m->ttl == 0)) {
         /* TTL 0: delivered at once if a consumer can take it, else expired (server_dispatch). */
@@ -340,6 +341,7 @@ int queue_hold(struct queue *q, const struct qentry *e)
     if (qring_room(r, 1) < 0)
         return -ENOMEM;
     r->held++;
+    q->unacked_bytes += e->m->body_size;
     return 0;
 }
 
@@ -348,6 +350,7 @@ void queue_unhold(struct queue *q, const struct qentry *e)
     struct qring *r = ring_for(q, e->m);
     assert(r->held > 0);
     r->held--;
+    q->unacked_bytes -= e->m->body_size;
 }
 
 int queue_requeue(struct queue *q, const struct qentry *re)
@@ -628,6 +631,7 @@ static void arm_expires(struct queue *q)
 
 void queue_used(struct queue *q)
 {
+    q->last_active = timers_now();
     arm_expires(q);
 }
 

@@ -172,6 +172,9 @@ struct queue {
      * (stats.c; the management API shows them). */
     uint64_t stat[QSTAT_MAX], stat_prev[QSTAT_MAX];
     float stat_rate[QSTAT_MAX];
+    uint64_t last_active;     /* wall-clock ms of the last publish or use (declare, get,
+                               * consume): the management API's idle_since */
+    uint64_t unacked_bytes;   /* body bytes of the deliveries held (queue_hold) */
     /* The arguments with the policies applied (params.c), which opt is parsed from; NULL
      * while no policy applies. The names of the policies that apply ("" for none). */
     uint8_t *eff_args;
