@@ -171,6 +171,25 @@ def test_traffic(broker, api):
           f"queue publish_details.rate: {s.get('publish_details')}")
     idle = api.expect("GET", f"/api/queues/%2F/{q(QIDLE)}", 200) or {}
     check("message_stats" not in idle, f"a queue without traffic has no message_stats: {idle}")
+    # Byte counts and idle_since: two messages, one of them got and held unacked.
+    ch.basic_publish("", QIDLE, b"a" * 100)
+    ch.basic_publish("", QIDLE, b"b" * 30)
+    held, _, _ = ch.basic_get(QIDLE)
+
+    def bytes_ok(j):
+        return (j.get("message_bytes_unacknowledged") == 100 and
+                j.get("message_bytes_ready") == 30 and j.get("message_bytes") == 130 and
+                j.get("messages_unacknowledged") == 1)
+    got = api.eventually(f"/api/queues/%2F/{q(QIDLE)}", bytes_ok,
+                         "message_bytes 130 = 30 ready + 100 unacknowledged")
+    check(isinstance((got or {}).get("idle_since"), str) and
+          len((got or {}).get("idle_since", "")) == 19,
+          f"idle_since ('YYYY-MM-DD HH:MM:SS') on a queue without consumers: {got}")
+    ch.basic_ack(held.delivery_tag)
+    # disable_stats=true: the collection without message_stats.
+    listed = api.expect("GET", "/api/queues/%2F?disable_stats=true", 200) or []
+    check(listed and all("message_stats" not in x for x in listed),
+          "disable_stats=true leaves message_stats out")
     conn.close()
 
 
