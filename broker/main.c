@@ -66,6 +66,7 @@ static void notify(const char *state)
 struct on_stop {
     struct admin *admin;     /* borrowed: main()'s; NULL without the management API */
     struct metrics *metrics; /* borrowed: main()'s; NULL without the Prometheus endpoint */
+    struct server *srv;      /* borrowed: main()'s */
     uv_signal_t sighup;
 };
 
@@ -99,7 +100,7 @@ static void fill_listeners(struct admin *a, const struct config *cfg)
 {
     for (unsigned i = 0; i < cfg->nlisteners && a->nlisteners < ADMIN_LISTENERS_MAX; i++) {
         struct admin_listener *l = &a->listeners[a->nlisteners++];
-        l->protocol = "amqp";
+        l->protocol = cfg->listeners[i].tls ? "amqp/ssl" : "amqp";
         snprintf(l->ip, sizeof l->ip, "%s", cfg->listeners[i].addr[0] ? cfg->listeners[i].addr
                                                                        : "::");
         l->port = cfg->listeners[i].port;
@@ -115,12 +116,16 @@ static void fill_listeners(struct admin *a, const struct config *cfg)
         }
 }
 
-/* systemctl reload sends SIGHUP, whose default action would end warrend. */
+/* systemctl reload sends SIGHUP (whose default action would end warrend): the TLS certificates
+ * and keys are read again; the rest of the configuration is read at start only. */
 static void on_sighup(uv_signal_t *h, int signum)
 {
-    (void)h;
     (void)signum;
-    log_info("SIGHUP: nothing to reload yet (configuration is read at start)");
+    struct on_stop *st = h->data;
+    if (!st->srv->tls_ctx)
+        log_info("SIGHUP: nothing to reload (no TLS listener; the configuration is read at "
+                 "start)");
+    server_reload_tls(st->srv);
 }
 
 static int parse_uint(const char *flag, const char *s, unsigned long min, unsigned long max,
@@ -320,7 +325,9 @@ int main(int argc, char **argv)
     /* log.console.level = none: quiet once started (start-up errors were still shown). */
     if (file_log_level == CONF_LOG_NONE && !freopen("/dev/null", "w", stderr))
         log_warn("log.console.level = none: cannot redirect stderr to /dev/null");
+    st.srv = &srv;
     uv_signal_init(loop, &st.sighup);
+    st.sighup.data = &st;
     uv_signal_start(&st.sighup, on_sighup, SIGHUP);
     srv.on_stop = on_stop;
     srv.on_stop_arg = &st;

@@ -9,7 +9,8 @@
 #include "broker/model/users.h"
 #include "protocol/table.h"
 
-static int check(struct broker *b, amqp_bytes_t name, amqp_bytes_t pass, bool loopback,
+/* pass NULL: the certificate vouched for the user (EXTERNAL), no password to check. */
+static int check(struct broker *b, amqp_bytes_t name, const amqp_bytes_t *pass, bool loopback,
                  const char *loopback_users, const char **why)
 {
     struct user *u = users_find(b, (const char *)name.ptr, name.len);
@@ -17,11 +18,12 @@ static int check(struct broker *b, amqp_bytes_t name, amqp_bytes_t pass, bool lo
         *why = "user does not exist";
         return -WERR_LOGIN_REFUSED;
     }
-    if (!u->hash[0]) {
+    if (!pass) {
+        /* EXTERNAL: the certificate is the credential. */
+    } else if (!u->hash[0]) {
         *why = "user has no password and cannot log in with one";
         return -WERR_LOGIN_REFUSED;
-    }
-    if (password_check(u->hash, u->algo, (const char *)pass.ptr, pass.len) != 1) {
+    } else if (password_check(u->hash, u->algo, (const char *)pass->ptr, pass->len) != 1) {
         *why = "invalid credentials";
         return -WERR_LOGIN_REFUSED;
     }
@@ -39,11 +41,43 @@ static void copy_name(amqp_bytes_t user, char *ret_user, size_t user_size)
     ret_user[n] = 0;
 }
 
-int auth_login(struct broker *b, amqp_bytes_t mechanism, amqp_bytes_t response, bool loopback,
-               const char *loopback_users, char *ret_user, size_t user_size, const char **why)
+/* Is name one of the space-separated mechanisms in list? */
+static bool offered(const char *list, amqp_bytes_t name)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, " ");
+        if (n == name.len && !memcmp(p, name.ptr, n))
+            return true;
+        p += n + (p[n] == ' ');
+    }
+    return false;
+}
+
+int auth_login(struct broker *b, const struct auth_request *r, char *ret_user, size_t user_size,
+               const char **why)
 {
     amqp_bytes_t user, pass;
+    amqp_bytes_t mechanism = r->mechanism, response = r->response;
     ret_user[0] = 0;
+    if (!amqp_bytes_eq_str(mechanism, "PLAIN") && !amqp_bytes_eq_str(mechanism, "AMQPLAIN") &&
+        !amqp_bytes_eq_str(mechanism, "EXTERNAL")) {
+        *why = "unknown authentication mechanism";
+        return -WERR_COMMAND_INVALID;
+    }
+    if (!offered(r->offered, mechanism)) {
+        *why = "invalid authentication mechanism";
+        return -WERR_COMMAND_INVALID;
+    }
+    if (amqp_bytes_eq_str(mechanism, "EXTERNAL")) {
+        /* The response (an authorisation identity, if any) is ignored, as RabbitMQ does. */
+        if (!r->cert_user) {
+            *why = r->cert_refusal ? r->cert_refusal : "connection has no peer certificate";
+            return -WERR_LOGIN_REFUSED;
+        }
+        snprintf(ret_user, user_size, "%s", r->cert_user);
+        user = (amqp_bytes_t){(const uint8_t *)r->cert_user, (uint32_t)strlen(r->cert_user)};
+        return check(b, user, NULL, r->loopback, r->loopback_users, why);
+    }
     if (amqp_bytes_eq_str(mechanism, "PLAIN")) {
         /* [authzid] NUL authcid NUL passwd */
         const uint8_t *p = response.ptr, *end = p + response.len;
@@ -55,7 +89,7 @@ int auth_login(struct broker *b, amqp_bytes_t mechanism, amqp_bytes_t response, 
         }
         user = (amqp_bytes_t){z1 + 1, (uint32_t)(z2 - z1 - 1)};
         pass = (amqp_bytes_t){z2 + 1, (uint32_t)(end - z2 - 1)};
-    } else if (amqp_bytes_eq_str(mechanism, "AMQPLAIN")) {
+    } else {
         struct amqp_field login, pw;
         if (amqp_table_validate(response, 0) < 0 || amqp_table_get(response, "LOGIN", &login) != 1 ||
             amqp_table_get(response, "PASSWORD", &pw) != 1 || login.type != 'S' ||
@@ -65,12 +99,9 @@ int auth_login(struct broker *b, amqp_bytes_t mechanism, amqp_bytes_t response, 
         }
         user = login.v.bytes;
         pass = pw.v.bytes;
-    } else {
-        *why = "unknown authentication mechanism";
-        return -WERR_COMMAND_INVALID;
     }
     copy_name(user, ret_user, user_size);
-    return check(b, user, pass, loopback, loopback_users, why);
+    return check(b, user, &pass, r->loopback, r->loopback_users, why);
 }
 
 bool auth_check_secret(struct broker *b, const char *user, amqp_bytes_t secret)

@@ -1,4 +1,4 @@
-/* auth.h — SASL PLAIN and AMQPLAIN against the broker's stored users (users.h), and the
+/* auth.h — SASL PLAIN, AMQPLAIN and EXTERNAL (a TLS client certificate) against the broker's stored users (users.h), and the
  * throttle that slows down repeated login failures from one address. The users named in
  * loopback_users (guest by default) may log in from loopback addresses only, as in RabbitMQ. */
 #ifndef WARREN_AUTH_H
@@ -11,15 +11,23 @@
 
 struct broker;
 
-#define AUTH_MECHANISMS "PLAIN AMQPLAIN"
+/* A start-ok to check. */
+struct auth_request {
+    amqp_bytes_t mechanism, response;
+    bool loopback;              /* the client connects from a loopback address */
+    const char *loopback_users; /* comma-separated: who may log in only when loopback */
+    const char *offered;        /* the space-separated mechanisms offered to this client */
+    const char *cert_user;      /* EXTERNAL: the user the client certificate names; NULL: none */
+    const char *cert_refusal;   /* EXTERNAL: why there is no cert_user (NULL: no certificate) */
+};
 
 /* Checks a start-ok response. The user name (when the response has one) is copied into
  * ret_user either way, for the log. 0 on success; otherwise -WERR_LOGIN_REFUSED (bad
- * credentials, with why saying which: "user 'x' - invalid credentials") or
- * -WERR_COMMAND_INVALID (unknown mechanism, malformed response). loopback_users: the
- * comma-separated users who may log in only when loopback is true. */
-int auth_login(struct broker *b, amqp_bytes_t mechanism, amqp_bytes_t response, bool loopback,
-               const char *loopback_users, char *ret_user, size_t user_size, const char **why);
+ * credentials, with why saying which: "invalid credentials") or -WERR_COMMAND_INVALID with why
+ * "unknown authentication mechanism" (none Warren knows), "invalid authentication mechanism"
+ * (not offered) or a malformed response. */
+int auth_login(struct broker *b, const struct auth_request *r, char *ret_user, size_t user_size,
+               const char **why);
 
 /* Does password[0..len) belong to user (connection.update-secret's check)? */
 bool auth_check_secret(struct broker *b, const char *user, amqp_bytes_t secret);

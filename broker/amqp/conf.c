@@ -17,11 +17,14 @@
 static bool list_set(char *buf, size_t cap, const char *name, bool on);
 #include "lib/log.h"
 
+#define CONF_MECH_MAX 8
+
 struct conf_parse {
     struct config *cfg;   /* borrowed: the caller's */
     char err[512];        /* the first problem; "" while there is none */
     bool listeners_none;  /* listeners.tcp = none: wins over listeners.tcp.<name>, as RabbitMQ */
     int log_level;        /* -1, a log_level or CONF_LOG_NONE */
+    char mechs[CONF_MECH_MAX][16]; /* auth_mechanisms.N, by N ("" where not given) */
 };
 
 static int fail(struct conf_parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -106,9 +109,10 @@ static bool parse_bytes(const char *v, uint64_t *ret)
 }
 
 /* "5672", "1.2.3.4:5672", "[::1]:5672" or "::1:5672" (the last colon splits, as RabbitMQ). */
-static int parse_listener(struct conf_parse *p, const char *key, const char *name, const char *v)
+static int parse_listener(struct conf_parse *p, const char *key, const char *name, const char *v,
+                          bool tls)
 {
-    struct config_listener l = {0};
+    struct config_listener l = {.tls = tls};
     snprintf(l.name, sizeof l.name, "%s", name);
     if (strlen(name) >= sizeof l.name)
         return fail(p, "listener name '%s' is longer than %zu characters", name,
@@ -137,7 +141,7 @@ static int parse_listener(struct conf_parse *p, const char *key, const char *nam
     }
     struct config *cfg = p->cfg;
     for (unsigned i = 0; i < cfg->nlisteners; i++)
-        if (strcmp(cfg->listeners[i].name, l.name) == 0) {
+        if (strcmp(cfg->listeners[i].name, l.name) == 0 && cfg->listeners[i].tls == tls) {
             cfg->listeners[i] = l;
             return 1;
         }
@@ -145,6 +149,76 @@ static int parse_listener(struct conf_parse *p, const char *key, const char *nam
         return fail(p, "%s: more than %d listeners", key, CONFIG_LISTENERS_MAX);
     cfg->listeners[cfg->nlisteners++] = l;
     return 1;
+}
+
+/* What follows prefix in key, or NULL when key does not start with it. */
+static const char *after(const char *key, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return strncmp(key, prefix, n) == 0 ? key + n : NULL;
+}
+
+static bool valid_ip(const char *v, size_t cap)
+{
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    return strlen(v) < cap && (uv_ip4_addr(v, 0, &a4) == 0 || uv_ip6_addr(v, 0, &a6) == 0);
+}
+
+/* ssl_options.<sub> (or management.ssl.<sub>, prometheus.ssl.<sub>) into o. Files must be
+ * readable now, so that the error names this line. */
+static int parse_tls_key(struct conf_parse *p, struct tls_options *o, const char *key,
+                         const char *sub, const char *v)
+{
+    uint64_t n;
+    bool b;
+    const char **file = !strcmp(sub, "cacertfile") ? &o->cacertfile
+                        : !strcmp(sub, "certfile") ? &o->certfile
+                        : !strcmp(sub, "keyfile")  ? &o->keyfile
+                                                   : NULL;
+    if (file) {
+        if (access(v, R_OK) != 0)
+            return fail(p, "%s: cannot read '%s': %s", key, v, strerror(errno));
+        return set_str(p, file, v);
+    }
+    if (!strcmp(sub, "password"))
+        return set_str(p, &o->password, v);
+    if (!strcmp(sub, "verify")) {
+        if (strcmp(v, "verify_peer") && strcmp(v, "verify_none"))
+            return fail(p, "%s: '%s' is not verify_peer or verify_none", key, v);
+        o->verify_peer = v[7] == 'p';
+        return 1;
+    }
+    if (!strcmp(sub, "fail_if_no_peer_cert") || !strcmp(sub, "honor_cipher_order")) {
+        if (!parse_bool(v, &b))
+            return fail(p, "%s: '%s' is not true or false", key, v);
+        *(sub[0] == 'f' ? &o->fail_if_no_peer_cert : &o->honor_cipher_order) = b;
+        return 1;
+    }
+    if (!strcmp(sub, "depth")) {
+        if (!parse_u64(v, 0, 100, &n))
+            return fail(p, "%s: '%s' is not a number from 0 to 100", key, v);
+        o->depth = (int)n;
+        return 1;
+    }
+    if (!strncmp(sub, "versions.", 9) && sub[9]) {
+        if (!strcmp(v, "tlsv1.2"))
+            o->versions |= TLS_V12;
+        else if (!strcmp(v, "tlsv1.3"))
+            o->versions |= TLS_V13;
+        else
+            return fail(p, "%s: '%s' is not supported (only tlsv1.2 and tlsv1.3 are)", key, v);
+        return 1;
+    }
+    if (!strncmp(sub, "ciphers.", 8) && sub[8]) {
+        size_t len = strlen(o->ciphers);
+        if (!v[0] || strchr(v, ':') ||
+            len + 1 + strlen(v) >= sizeof o->ciphers)
+            return fail(p, "%s: '%s' is not one cipher name (or the list is too long)", key, v);
+        snprintf(o->ciphers + len, sizeof o->ciphers - len, "%s%s", len ? ":" : "", v);
+        return 1;
+    }
+    return fail(p, "unknown key '%s'", key);
 }
 
 static int on_key(void *user, const char *section, const char *key, const char *v)
@@ -163,7 +237,61 @@ static int on_key(void *user, const char *section, const char *key, const char *
         return 1;
     }
     if (strncmp(key, "listeners.tcp.", 14) == 0 && key[14])
-        return parse_listener(p, key, key + 14, v);
+        return parse_listener(p, key, key + 14, v, false);
+    if (strncmp(key, "listeners.ssl.", 14) == 0 && key[14])
+        return parse_listener(p, key, key + 14, v, true);
+    if (!strcmp(key, "management.ssl.port") || !strcmp(key, "prometheus.ssl.port")) {
+        if (!parse_u64(v, 1, 65535, &n))
+            return fail(p, "%s: '%s' is not a port (1..65535)", key, v);
+        *(key[0] == 'm' ? &cfg->mgmt_ssl_port : &cfg->prom_ssl_port) = (int)n;
+        return 1;
+    }
+    if (!strcmp(key, "management.ssl.ip") || !strcmp(key, "prometheus.ssl.ip")) {
+        char *ip = key[0] == 'm' ? cfg->mgmt_ssl_ip : cfg->prom_ssl_ip;
+        if (!valid_ip(v, sizeof cfg->mgmt_ssl_ip))
+            return fail(p, "%s: '%s' is not an IPv4 or IPv6 address", key, v);
+        snprintf(ip, sizeof cfg->mgmt_ssl_ip, "%s", v);
+        return 1;
+    }
+    const char *sub;
+    if ((sub = after(key, "ssl_options.")))
+        return parse_tls_key(p, &cfg->tls, key, sub, v);
+    if ((sub = after(key, "management.ssl.")))
+        return parse_tls_key(p, &cfg->mgmt_tls, key, sub, v);
+    if ((sub = after(key, "prometheus.ssl.")))
+        return parse_tls_key(p, &cfg->prom_tls, key, sub, v);
+    if (strcmp(key, "ssl_handshake_timeout") == 0) {
+        if (!parse_u64(v, 1, 3600000, &n))
+            return fail(p, "ssl_handshake_timeout: '%s' is not a number of milliseconds", v);
+        cfg->ssl_handshake_timeout_ms = (uint32_t)n;
+        return 1;
+    }
+    if (strcmp(key, "ssl_cert_login_from") == 0) {
+        if (strcmp(v, "common_name") == 0)
+            cfg->cert_login = CERT_LOGIN_CN;
+        else if (strcmp(v, "distinguished_name") == 0)
+            cfg->cert_login = CERT_LOGIN_DN;
+        else
+            return fail(p, "ssl_cert_login_from: '%s' is not common_name or distinguished_name",
+                        v);
+        return 1;
+    }
+    if (strncmp(key, "auth_mechanisms.", 16) == 0) {
+        if (!parse_u64(key + 16, 1, CONF_MECH_MAX, &n))
+            return fail(p, "%s: auth_mechanisms.N takes N from 1 to %d", key, CONF_MECH_MAX);
+        if (strcmp(v, "PLAIN") && strcmp(v, "AMQPLAIN") && strcmp(v, "EXTERNAL"))
+            return fail(p, "%s: '%s' is not PLAIN, AMQPLAIN or EXTERNAL", key, v);
+        snprintf(p->mechs[n - 1], sizeof p->mechs[0], "%s", v);
+        return 1;
+    }
+    if (strcmp(key, "encryption.key_file") == 0 || strcmp(key, "encryption.key_command") == 0) {
+        if (!v[0])
+            return fail(p, "%s is empty", key);
+        if (key[15] == 'f' && access(v, R_OK) != 0)
+            return fail(p, "%s: cannot read '%s': %s", key, v, strerror(errno));
+        return set_str(p, key[15] == 'f' ? &cfg->encryption_key_file
+                                         : &cfg->encryption_key_command, v);
+    }
     if (strcmp(key, "heartbeat") == 0) {
         if (!parse_u64(v, 0, 65535, &n))
             return fail(p, "heartbeat: '%s' is not a number of seconds (0..65535)", v);
@@ -234,10 +362,7 @@ static int on_key(void *user, const char *section, const char *key, const char *
     if (!strcmp(key, "management.tcp.ip") || !strcmp(key, "prometheus.tcp.ip")) {
         bool mgmt = key[0] == 'm';
         char *ip = mgmt ? cfg->mgmt_ip : cfg->prom_ip;
-        struct sockaddr_in6 a6;
-        struct sockaddr_in a4;
-        if (strlen(v) >= sizeof cfg->mgmt_ip ||
-            (uv_ip4_addr(v, 0, &a4) != 0 && uv_ip6_addr(v, 0, &a6) != 0))
+        if (!valid_ip(v, sizeof cfg->mgmt_ip))
             return fail(p, "%s: '%s' is not an IPv4 or IPv6 address", key, v);
         snprintf(ip, sizeof cfg->mgmt_ip, "%s", v);
         *(mgmt ? &cfg->mgmt_explicit : &cfg->prom_explicit) = true;
@@ -359,8 +484,23 @@ int conf_load(struct config *cfg, const char *path, int *ret_log_level)
                   line == -2 ? "out of memory" : "read error");
         return -1;
     }
-    if (p.listeners_none)
-        cfg->nlisteners = 0;
+    if (p.listeners_none) { /* the AMQPS listeners stay */
+        unsigned kept = 0;
+        for (unsigned i = 0; i < cfg->nlisteners; i++)
+            if (cfg->listeners[i].tls)
+                cfg->listeners[kept++] = cfg->listeners[i];
+        cfg->nlisteners = kept;
+    }
+    char mechs[sizeof cfg->auth_mechanisms] = "";
+    for (int i = 0, n = 0; i < CONF_MECH_MAX; i++) {
+        bool dup = false;
+        for (int j = 0; j < i; j++)
+            dup |= strcmp(p.mechs[i], p.mechs[j]) == 0;
+        if (p.mechs[i][0] && !dup) /* 3 x at most 8 names of at most 8 characters fit */
+            n += snprintf(mechs + n, sizeof mechs - (size_t)n, "%s%s", n ? " " : "", p.mechs[i]);
+    }
+    if (mechs[0])
+        snprintf(cfg->auth_mechanisms, sizeof cfg->auth_mechanisms, "%s", mechs);
     *ret_log_level = p.log_level;
     return 0;
 }
@@ -368,7 +508,7 @@ int conf_load(struct config *cfg, const char *path, int *ret_log_level)
 struct config_listener *conf_default_listener(struct config *cfg)
 {
     for (unsigned i = 0; i < cfg->nlisteners; i++)
-        if (strcmp(cfg->listeners[i].name, "default") == 0)
+        if (strcmp(cfg->listeners[i].name, "default") == 0 && !cfg->listeners[i].tls)
             return &cfg->listeners[i];
     if (cfg->nlisteners == CONFIG_LISTENERS_MAX)
         return NULL;

@@ -60,7 +60,7 @@ static void want_flush(struct conn *c)
 
 size_t conn_output_pending(const struct conn *c)
 {
-    return c->out[0].bytes + c->out[1].bytes;
+    return c->out[0].bytes + c->out[1].bytes + (c->tls ? tls_pending(c->tls) : 0);
 }
 
 void conn_send_method(struct conn *c, uint16_t ch, const struct amqp_method *m)
@@ -212,7 +212,10 @@ static void on_write_done(uv_write_t *req, int status)
 {
     struct conn *c = req->data;
     c->writing = false;
-    outbuf_reset(&c->out[!c->fill]);
+    if (c->tls)
+        tls_written(c->tls);
+    else
+        outbuf_reset(&c->out[!c->fill]);
     if (c->state == CONN_CLOSED)
         return;
     if (status < 0) {
@@ -276,8 +279,50 @@ void conn_storage_failed(struct conn *c)
     if (c->writing || c->hold_batch)
         return; /* a write is under way: what follows cannot overtake it */
     struct outbuf *ob = fill_buf(c);
-    if (ob->niov)
+    uv_buf_t b;
+    if (c->tls && ob->niov && tls_write(c->tls, ob->iov, ob->niov) == 0 && tls_take(c->tls, &b))
+        (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1); /* best effort */
+    else if (!c->tls && ob->niov)
         (void)uv_try_write((uv_stream_t *)&c->tcp, ob->iov, ob->niov); /* best effort */
+}
+
+/* conn_flush over TLS: this turn's plaintext is encrypted into the session's buffer (with
+ * close_notify at the end of a close) and that buffer is written. */
+static void tls_flush(struct conn *c, struct outbuf *ob)
+{
+    if (ob->bytes) {
+        int rc = tls_write(c->tls, ob->iov, ob->niov);
+        outbuf_reset(ob);
+        if (rc < 0) {
+            log_info("connection %llu (%s): cannot encrypt output (TLS session not usable); "
+                     "closing", (unsigned long long)c->id, c->peer);
+            close_socket(c);
+            return;
+        }
+    }
+    if (c->close_after_flush && !c->tls_shut) {
+        c->tls_shut = true;
+        tls_shutdown(c->tls);
+    }
+    uv_buf_t b;
+    if (!tls_take(c->tls, &b)) {
+        if (c->close_after_flush)
+            close_socket(c);
+        return;
+    }
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write_done);
+    if (rc < 0) {
+        log_info("connection %llu (%s): write failed: %s; closing", (unsigned long long)c->id,
+                 c->peer, uv_strerror(rc));
+        tls_written(c->tls);
+        close_socket(c);
+        return;
+    }
+    c->writing = true;
+    c->last_send_ms = uv_now(c->srv->loop);
+    c->send_oct += b.len;
+    c->send_cnt++;
 }
 
 void conn_flush(struct conn *c)
@@ -294,6 +339,10 @@ void conn_flush(struct conn *c)
         log_error("connection %llu (%s): out of memory for output; closing it",
                   (unsigned long long)c->id, c->peer);
         close_socket(c);
+        return;
+    }
+    if (c->tls) {
+        tls_flush(c, ob);
         return;
     }
     if (ob->bytes == 0) {
@@ -428,6 +477,10 @@ static void on_handle_closed(uv_handle_t *h)
     if (--c->handles_open > 0)
         return;
     free(c->client_props);
+    if (c->tls) {
+        tls_free(c->tls);
+        free(c->tls);
+    }
     outbuf_free(&c->out[0]);
     outbuf_free(&c->out[1]);
     free(c->in);
@@ -473,6 +526,22 @@ void conn_shutdown(struct conn *c)
 
 /* ---- handshake ------------------------------------------------------------------- */
 
+/* The configured mechanisms, without EXTERNAL unless the client presented a certificate (as
+ * RabbitMQ offers it). */
+static void offered_mechanisms(const struct conn *c, char *buf, size_t cap)
+{
+    const char *list = c->srv->cfg.auth_mechanisms;
+    size_t n = 0;
+    buf[0] = 0;
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, " ");
+        bool external = len == 8 && !memcmp(p, "EXTERNAL", 8);
+        if ((!external || (c->tls && tls_peer_has_cert(c->tls))) && n + len + 2 < cap)
+            n += (size_t)snprintf(buf + n, cap - n, "%s%.*s", n ? " " : "", (int)len, p);
+        p += len + (p[len] == ' ');
+    }
+}
+
 static void send_start(struct conn *c)
 {
     struct amqp_wbuf w = {0};
@@ -509,7 +578,10 @@ static void send_start(struct conn *c)
     m.u.connection_start.version_major = 0;
     m.u.connection_start.version_minor = 9;
     m.u.connection_start.server_properties = amqp_tw_body(&w, top);
-    m.u.connection_start.mechanisms = AMQP_BYTES_LIT(AUTH_MECHANISMS);
+    char mechs[64];
+    offered_mechanisms(c, mechs, sizeof mechs);
+    m.u.connection_start.mechanisms = (amqp_bytes_t){(const uint8_t *)mechs,
+                                                     (uint32_t)strlen(mechs)};
     m.u.connection_start.locales = AMQP_BYTES_LIT("en_US");
     conn_send_method(c, 0, &m);
     amqp_wbuf_free(&w);
@@ -566,10 +638,24 @@ static int on_start_ok(struct conn *c, const struct amqp_connection_start_ok *so
     }
     const char *why = "";
     struct server *s = c->srv;
-    int rc = auth_login(&s->b, so->mechanism, so->response, c->loopback, s->cfg.loopback_users,
-                        c->user, sizeof c->user, &why);
+    char mechs[64], cert_user[256];
+    offered_mechanisms(c, mechs, sizeof mechs);
+    struct auth_request r = {.mechanism = so->mechanism, .response = so->response,
+                             .loopback = c->loopback, .loopback_users = s->cfg.loopback_users,
+                             .offered = mechs};
+    if (c->tls && tls_peer_has_cert(c->tls)) {
+        /* As RabbitMQ: a name from a certificate nobody verified proves nothing. */
+        if (!s->cfg.tls.verify_peer)
+            r.cert_refusal = "TLS configuration is unsafe";
+        else if (tls_peer_name(c->tls, s->cfg.cert_login == CERT_LOGIN_DN, cert_user,
+                               sizeof cert_user))
+            r.cert_user = cert_user;
+        else
+            r.cert_refusal = "no name found";
+    }
+    int rc = auth_login(&s->b, &r, c->user, sizeof c->user, &why);
     if (rc == -WERR_COMMAND_INVALID)
-        return err_set(err, rc, "%s (mechanism '%.*s')", why, (int)so->mechanism.len,
+        return err_set(err, rc, "%s '%.*s'", why, (int)so->mechanism.len,
                         (const char *)so->mechanism.ptr);
     snprintf(c->mechanism, sizeof c->mechanism, "%.*s", (int)so->mechanism.len,
              (const char *)so->mechanism.ptr);
@@ -676,6 +762,12 @@ static void on_timer(uv_timer_t *t)
         process_input(c); /* what the client sent meanwhile */
         if (c->state != CONN_CLOSED)
             update_reading(c);
+        return;
+    }
+    if (c->tls && !c->tls->established) {
+        log_warn("connection %llu (%s): closing: TLS handshake not completed within %u ms",
+                 (unsigned long long)c->id, c->peer, c->srv->cfg.ssl_handshake_timeout_ms);
+        close_socket(c);
         return;
     }
     if (c->state < CONN_OPEN) {
@@ -1015,6 +1107,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     (void)suggested;
     struct conn *c = h->data;
     struct server *s = c->srv;
+    if (c->tls) { /* ciphertext: decrypted into c->in as soon as it is read */
+        if (!s->tls_rbuf)
+            s->tls_rbuf = malloc(CONN_IN_BLOCK);
+        buf->base = (char *)s->tls_rbuf;
+        buf->len = s->tls_rbuf ? CONN_IN_BLOCK : 0;
+        return;
+    }
     if (!c->in) {
         c->in = s->in_nfree ? s->in_free[--s->in_nfree] : malloc(CONN_IN_BLOCK);
         c->in_cap = c->in ? CONN_IN_BLOCK : 0;
@@ -1113,9 +1212,74 @@ static void process_input(struct conn *c)
     in_release(c);
 }
 
+/* Decrypts every byte OpenSSL can give into c->in (growing it as needed: what was read in one
+ * go is at most a socket read's worth), so that nothing waits inside the session while the
+ * connection does not read; then handles the frames as for a plain connection. */
+static void tls_pump(struct conn *c, const void *cipher, size_t len)
+{
+    char why[320];
+    bool was = c->tls->established;
+    if (tls_feed(c->tls, cipher, len) < 0) {
+        log_error("connection %llu (%s): out of memory for TLS input; closing it",
+                  (unsigned long long)c->id, c->peer);
+        close_socket(c);
+        return;
+    }
+    long n;
+    for (;;) {
+        if (c->in_cap - c->in_len < 16384) {
+            size_t cap = c->in_cap ? c->in_cap * 2 : CONN_IN_BLOCK;
+            uint8_t *bigger = NULL;
+            if (!c->in && c->srv->in_nfree)
+                bigger = c->srv->in_free[--c->srv->in_nfree];
+            else
+                bigger = realloc(c->in, cap);
+            if (!bigger) {
+                log_error("connection %llu (%s): out of memory for TLS input; closing it",
+                          (unsigned long long)c->id, c->peer);
+                close_socket(c);
+                return;
+            }
+            c->in = bigger;
+            c->in_cap = cap;
+        }
+        n = tls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len, why, sizeof why);
+        if (n <= 0)
+            break;
+        c->in_len += (size_t)n;
+    }
+    if (!was && c->tls->established) {
+        log_debug("connection %llu (%s): TLS established (%s, %s)", (unsigned long long)c->id,
+                  c->peer, tls_protocol(c->tls), tls_cipher(c->tls));
+        uv_timer_start(&c->timer, on_timer, c->srv->cfg.handshake_timeout_ms, 0);
+    }
+    if (tls_pending(c->tls))
+        want_flush(c); /* handshake messages, alerts, session tickets */
+    if (n == TLS_ERROR) {
+        log_info("connection %llu (%s): TLS %s failed: %s; closing", (unsigned long long)c->id,
+                 c->peer, c->tls->established ? "session" : "handshake", why);
+        c->read_done = true;
+        c->close_after_flush = true; /* the alert OpenSSL wrote, if any, goes out first */
+        c->tls_shut = true;
+        c->in_len = 0;
+        update_reading(c);
+        want_flush(c);
+        return;
+    }
+    if (c->in_len)
+        process_input(c);
+    else
+        in_release(c);
+    if (n == TLS_CLOSED && c->state != CONN_CLOSED) {
+        if (c->state == CONN_OPEN)
+            log_info("connection %llu (%s): client closed the TLS session without "
+                     "connection.close", (unsigned long long)c->id, c->peer);
+        close_socket(c);
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    (void)buf;
     struct conn *c = s->data;
     if (nread == 0) { /* nothing after all (EAGAIN) */
         in_release(c);
@@ -1131,7 +1295,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         close_socket(c);
         return;
     }
-    c->in_len += (size_t)nread;
+    if (!c->tls)
+        c->in_len += (size_t)nread;
     c->last_recv_ms = uv_now(c->srv->loop);
     if (c->turn != c->srv->turn) {
         c->turn = c->srv->turn;
@@ -1140,7 +1305,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     c->turn_bytes += (size_t)nread;
     c->recv_oct += (uint64_t)nread;
     c->recv_cnt++;
-    process_input(c);
+    if (c->tls)
+        tls_pump(c, buf->base, (size_t)nread);
+    else
+        process_input(c);
     if (c->state == CONN_CLOSED)
         return;
     /* One busy publisher must not take every loop turn: past the budget, wait for the next. */
@@ -1167,7 +1335,7 @@ static void describe_peer(struct conn *c)
     snprintf(c->name, sizeof c->name, "%s:%d -> %s:%d", p.host, p.port, l.host, l.port);
 }
 
-void conn_accept(struct server *s, uv_stream_t *listener)
+void conn_accept(struct server *s, uv_stream_t *listener, SSL_CTX *ctx)
 {
     struct conn *c = calloc(1, sizeof *c);
     if (!c) {
@@ -1198,7 +1366,15 @@ void conn_accept(struct server *s, uv_stream_t *listener)
     c->connected_at = uv_gettimeofday(&tv) == 0 ? (uint64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000
                                                 : 0;
     c->state = CONN_HEADER;
-    uv_timer_start(&c->timer, on_timer, s->cfg.handshake_timeout_ms, 0);
+    if (ctx && (!(c->tls = malloc(sizeof *c->tls)) || tls_init(c->tls, ctx) < 0)) {
+        log_error("cannot accept a TLS connection from %s: out of memory", c->peer);
+        free(c->tls);
+        c->tls = NULL;
+        close_socket(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer,
+                   ctx ? s->cfg.ssl_handshake_timeout_ms : s->cfg.handshake_timeout_ms, 0);
     c->turn = s->turn;
     update_reading(c);
     log_debug("connection %llu: accepted from %s", (unsigned long long)c->id, c->peer);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "lib/list.h"
+#include "lib/tls.h"
 #include "broker/amqp/outbuf.h"
 #include "broker/model/access.h"
 #include "broker/model/queue.h"
@@ -92,6 +93,12 @@ struct conn {
     int fill;
     uv_write_t wreq;
 
+    /* AMQPS: the TLS session (owned; NULL on a plain listener). Ciphertext is decrypted into
+     * `in` as it arrives (all of it: nothing waits inside OpenSSL), and a flush encrypts `out`
+     * into the session's buffer and writes that. */
+    struct tls *tls;
+    bool tls_shut; /* close_notify queued */
+
     struct list confirms;      /* of channel.confirm_link: confirms to send at the flush */
     /* Channels by number: the first CONN_LOW_CHANNELS inline (what nearly every client uses),
      * the rest in 256 lazily allocated pages of 256 slots (owned, as are the channels).
@@ -111,8 +118,8 @@ void conn_note_publish(struct conn *c);
 /* c published to q, which is far ahead of its consumers (queue_flow_high): c is not read until
  * q drains, unless c consumes itself or waits already. */
 void conn_flow_pause(struct conn *c, struct queue *q);
-/* Accepts a new connection on the listener. */
-void conn_accept(struct server *s, uv_stream_t *listener);
+/* Accepts a new connection on the listener; over TLS with ctx when it is not NULL. */
+void conn_accept(struct server *s, uv_stream_t *listener, SSL_CTX *ctx);
 /* Begins an orderly close (connection.close 320 CONNECTION_FORCED) for shutdown. */
 void conn_shutdown(struct conn *c);
 

@@ -49,6 +49,10 @@ void config_defaults(struct config *cfg)
         .disk_free_limit = 50000000, /* RabbitMQ's 50MB */
         .mgmt_port = 15672,
         .prom_port = 15692,
+        .ssl_handshake_timeout_ms = 5000,
+        .mgmt_ssl_port = -1,
+        .prom_ssl_port = -1,
+        .auth_mechanisms = "PLAIN AMQPLAIN",
     };
 }
 
@@ -226,7 +230,8 @@ static void on_connection(uv_stream_t *listener, int status)
         log_warn("accept failed: %s", uv_strerror(status));
         return;
     }
-    conn_accept(s, listener);
+    size_t i = (size_t)((uv_tcp_t *)listener - s->listeners);
+    conn_accept(s, listener, s->listener_tls[i] ? s->tls_ctx : NULL);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -265,6 +270,7 @@ static int listen_one(struct server *s, const struct config_listener *l)
         uv_tcp_init(s->loop, h);
     }
     h->data = s;
+    s->listener_tls[s->nlisteners] = l->tls;
     rc = uv_tcp_bind(h, (struct sockaddr *)&addr, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)h, 511, on_connection);
@@ -275,7 +281,7 @@ static int listen_one(struct server *s, const struct config_listener *l)
         return rc;
     }
     s->nlisteners++;
-    log_info("listening for AMQP on %s port %d", shown, l->port);
+    log_info("listening for AMQP%s on %s port %d", l->tls ? " over TLS" : "", shown, l->port);
     return 0;
 }
 
@@ -301,6 +307,17 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
             return -EINVAL;
         }
     }
+    for (unsigned i = 0; i < cfg->nlisteners; i++)
+        if (cfg->listeners[i].tls && !s->tls_ctx) {
+            char why[600];
+            if (!(s->tls_ctx = tls_ctx_new(&cfg->tls, why, sizeof why))) {
+                log_error("cannot start the AMQPS listener: %s; fix ssl_options.* in the "
+                          "configuration file", why);
+                s->config_error = true;
+                broker_free(&s->b);
+                return -EINVAL;
+            }
+        }
     int rc = storage_open(cfg->data_dir, cfg->sync, &s->b.store);
     if (rc < 0) {
         const char *hint = rc == STORAGE_E_FORMAT
@@ -311,6 +328,8 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
                                : "check that it exists or can be created, and is writable";
         log_error("cannot open the data directory '%s': %s (this build reads format %d); %s",
                   cfg->data_dir, storage_strerror(rc), STORAGE_FORMAT_VERSION, hint);
+        tls_ctx_free(s->tls_ctx);
+        s->tls_ctx = NULL;
         return rc;
     }
     s->b.vhost_closing = close_vhost_conns;
@@ -370,11 +389,30 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     log_info("warrend started, data in %s", cfg->data_dir);
     return 0;
 fail:
+    tls_ctx_free(s->tls_ctx);
+    s->tls_ctx = NULL;
     /* Close storage first: freeing the objects below must not be taken for deleting them. */
     storage_close(s->b.store);
     s->b.store = NULL;
     broker_free(&s->b);
     return rc;
+}
+
+int server_reload_tls(struct server *s)
+{
+    if (!s->tls_ctx)
+        return 0;
+    char why[600];
+    SSL_CTX *ctx = tls_ctx_new(&s->cfg.tls, why, sizeof why);
+    if (!ctx) {
+        log_error("SIGHUP: cannot reload the AMQPS certificates: %s; still using the old ones",
+                  why);
+        return -1;
+    }
+    tls_ctx_free(s->tls_ctx); /* open sessions hold their own reference */
+    s->tls_ctx = ctx;
+    log_info("SIGHUP: reloaded the AMQPS certificate and key");
+    return 0;
 }
 
 void server_stop(struct server *s)
@@ -412,6 +450,10 @@ void server_free(struct server *s)
     broker_free(&s->b);
     hmap_free(&s->replies);
     auth_throttle_free(&s->throttle);
+    tls_ctx_free(s->tls_ctx);
+    s->tls_ctx = NULL;
+    free(s->tls_rbuf);
+    s->tls_rbuf = NULL;
     opool_drain(&s->opool);
     while (s->in_nfree)
         free(s->in_free[--s->in_nfree]);

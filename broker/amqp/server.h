@@ -11,6 +11,7 @@
 #include "broker/amqp/auth.h"
 #include "broker/amqp/outbuf.h"
 #include "lib/timer.h"
+#include "lib/tls.h"
 #include "broker/model/broker.h"
 
 struct conn;
@@ -24,7 +25,11 @@ struct config_listener {
     char name[32]; /* "default" for listeners.tcp.default and --port/--bind */
     char addr[48]; /* IPv4 or IPv6 literal; "" = every IPv4 and IPv6 address */
     int port;
+    bool tls;      /* listeners.ssl.<name>: AMQPS with cfg->tls */
 };
+
+/* How a client certificate names its user for SASL EXTERNAL (ssl_cert_login_from). */
+enum cert_login { CERT_LOGIN_CN, CERT_LOGIN_DN };
 
 
 struct config {
@@ -61,6 +66,19 @@ struct config {
     char prom_ip[48];
     bool prom_explicit;
 
+    /* TLS: ssl_options.* for the AMQPS listeners, management.ssl.* and prometheus.ssl.* for
+     * HTTPS (port -1: off). */
+    struct tls_options tls;
+    uint32_t ssl_handshake_timeout_ms;
+    int mgmt_ssl_port, prom_ssl_port;
+    char mgmt_ssl_ip[48], prom_ssl_ip[48];
+    struct tls_options mgmt_tls, prom_tls;
+    /* SASL mechanisms offered, in order, space-separated (auth_mechanisms.N). */
+    char auth_mechanisms[64];
+    enum cert_login cert_login;
+    /* Encryption at rest (encryption.key_file / encryption.key_command); NULL: off. */
+    const char *encryption_key_file, *encryption_key_command;
+
     char **_owned;                /* owned: strings read from the configuration file */
     unsigned _nowned;
 };
@@ -71,7 +89,10 @@ struct server {
     uv_loop_t *loop;            /* borrowed: the caller's */
     struct config cfg;
     uv_tcp_t listeners[CONFIG_LISTENERS_MAX]; /* the first cfg.nlisteners are open */
+    bool listener_tls[CONFIG_LISTENERS_MAX];  /* ... and these of them speak AMQPS */
     unsigned nlisteners;
+    SSL_CTX *tls_ctx;           /* owned: from cfg.tls when there is an AMQPS listener */
+    uint8_t *tls_rbuf;          /* owned: ciphertext as read, before it is decrypted */
     uv_prepare_t before_sleep;
     uv_signal_t sig_int, sig_term;
     struct opool opool;
@@ -105,6 +126,9 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg);
 void server_stop(struct server *s);
 /* After uv_run returned: releases what server_start took. */
 void server_free(struct server *s);
+/* Re-reads the AMQPS certificates and keys (SIGHUP): new connections use them, open ones
+ * keep theirs. 0, or -1 after a log line (the old ones stay in use). */
+int server_reload_tls(struct server *s);
 /* Schedules conn's output for the before-sleep flush. */
 void server_want_flush(struct server *s, struct conn *c);
 /* Fills buf with prefix + 22 random url-safe characters (RabbitMQ's amq.gen-/amq.ctag- style). */
