@@ -347,6 +347,25 @@ bool tls_peer_has_cert(const struct tls *t)
     return x != NULL;
 }
 
+/* name in RFC 4514 form, most specific first ("CN=client,O=Example,C=US"), as RabbitMQ prints
+ * certificate subjects and issuers. */
+static bool name_text(X509_NAME *name, char *buf, size_t cap)
+{
+    bool ok = false;
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
+        char *p;
+        long len = BIO_get_mem_data(b, &p);
+        if (len >= 0 && (size_t)len < cap) {
+            memcpy(buf, p, (size_t)len);
+            buf[len] = 0;
+            ok = true;
+        }
+    }
+    BIO_free(b);
+    return ok;
+}
+
 bool tls_peer_name(struct tls *t, bool whole_dn, char *buf, size_t cap)
 {
     X509 *x = SSL_get0_peer_certificate(t->ssl);
@@ -366,18 +385,16 @@ bool tls_peer_name(struct tls *t, bool whole_dn, char *buf, size_t cap)
         }
         OPENSSL_free(utf8);
     } else {
-        BIO *b = BIO_new(BIO_s_mem());
-        if (b && X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
-            char *p;
-            long len = BIO_get_mem_data(b, &p);
-            if (len >= 0 && (size_t)len < cap) {
-                memcpy(buf, p, (size_t)len);
-                buf[len] = 0;
-                ok = true;
-            }
-        }
-        BIO_free(b);
+        ok = name_text(name, buf, cap);
     }
+    ERR_clear_error();
+    return ok;
+}
+
+bool tls_peer_issuer(struct tls *t, char *buf, size_t cap)
+{
+    X509 *x = SSL_get0_peer_certificate(t->ssl);
+    bool ok = x && cap && name_text(X509_get_issuer_name(x), buf, cap);
     ERR_clear_error();
     return ok;
 }

@@ -82,6 +82,8 @@ size_t tls_pending(const struct tls *t);
  * form ("CN=client,O=Example,C=US", most specific first, as RabbitMQ prints it). false when the
  * client sent no certificate (or the name does not fit). */
 bool tls_peer_name(struct tls *t, bool whole_dn, char *buf, size_t cap);
+/* The issuer's distinguished name, in the same form. */
+bool tls_peer_issuer(struct tls *t, char *buf, size_t cap);
 /* "TLSv1.3", and the cipher's name; for the management API. */
 const char *tls_protocol(const struct tls *t);
 const char *tls_cipher(const struct tls *t);

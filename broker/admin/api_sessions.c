@@ -38,7 +38,7 @@ static json_t *conn_json(const struct session_view *v)
                      v->user, "user_who_performed_action", v->user, "protocol", v->protocol,
                      "auth_mechanism", v->auth_mechanism, "state", v->state, "host", v->host,
                      "port", v->port, "peer_host", v->peer_host, "peer_port", v->peer_port,
-                     "ssl", 0, "channels", (json_int_t)v->channels, "channel_max",
+                     "ssl", v->ssl_protocol != NULL, "channels", (json_int_t)v->channels, "channel_max",
                      (int)v->channel_max, "frame_max", (json_int_t)v->frame_max, "timeout",
                      (int)v->heartbeat, "connected_at", (json_int_t)v->connected_at, "recv_oct",
                      (json_int_t)v->recv_oct, "recv_cnt", (json_int_t)v->recv_cnt, "send_oct",
@@ -51,11 +51,16 @@ static json_t *conn_json(const struct session_view *v)
     if (json_is_string(given))
         json_object_set(o, "user_provided_name", given);
     json_object_set_new(o, "send_pend", json_integer(0));
-    static const char *const tls[] = {"ssl_protocol", "ssl_key_exchange", "ssl_cipher",
-                                      "ssl_hash", "peer_cert_subject", "peer_cert_issuer",
-                                      "peer_cert_validity"};
+    /* TLS details (null on plain TCP, as RabbitMQ). */
+    const char *tls[][2] = {{"ssl_protocol", v->ssl_protocol}, {"ssl_key_exchange", NULL},
+                            {"ssl_cipher", v->ssl_cipher}, {"ssl_hash", NULL},
+                            {"peer_cert_subject", v->peer_cert_subject[0] ? v->peer_cert_subject
+                                                                         : NULL},
+                            {"peer_cert_issuer", v->peer_cert_issuer[0] ? v->peer_cert_issuer
+                                                                       : NULL},
+                            {"peer_cert_validity", NULL}};
     for (size_t i = 0; i < sizeof tls / sizeof tls[0]; i++)
-        json_object_set_new(o, tls[i], json_null());
+        json_object_set_new(o, tls[i][0], tls[i][1] ? json_string(tls[i][1]) : json_null());
     return o;
 }
 

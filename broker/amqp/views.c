@@ -31,6 +31,21 @@ static void conn_view(struct conn *c, struct session_view *v)
         .send_cnt = c->send_cnt,
         .client_properties = {c->client_props, c->client_props_len},
     };
+    if (c->tls && c->tls->established) {
+        /* RabbitMQ spells the protocol "tlsv1.3". */
+        static char proto[16];
+        const char *p = tls_protocol(c->tls);
+        size_t i = 0;
+        for (; p[i] && i < sizeof proto - 1; i++)
+            proto[i] = p[i] >= 'A' && p[i] <= 'Z' ? (char)(p[i] - 'A' + 'a') : p[i];
+        proto[i] = 0;
+        v->ssl_protocol = proto;
+        v->ssl_cipher = tls_cipher(c->tls);
+        if (!tls_peer_name(c->tls, true, v->peer_cert_subject, sizeof v->peer_cert_subject))
+            v->peer_cert_subject[0] = 0;
+        if (!tls_peer_issuer(c->tls, v->peer_cert_issuer, sizeof v->peer_cert_issuer))
+            v->peer_cert_issuer[0] = 0;
+    }
 }
 
 static void channel_view(struct channel *ch, const struct session_view *cv, struct channel_view *v)

@@ -22,6 +22,10 @@ struct session_view {
     uint64_t connected_at;      /* wall-clock ms */
     uint64_t recv_oct, recv_cnt, send_oct, send_cnt;
     amqp_bytes_t client_properties; /* a field table */
+    /* TLS: ssl_protocol "tlsv1.3" (NULL: plain TCP), the cipher, and the client certificate's
+     * subject and issuer ("" without one). */
+    const char *ssl_protocol, *ssl_cipher;
+    char peer_cert_subject[256], peer_cert_issuer[256];
 };
 
 struct channel_view {
