@@ -11,6 +11,7 @@
 #   BENCH_JSON     also write this file: one JSON document with label, host, port, date and,
 #                  per scenario, its flags, warren-perf's --json result and the memory samples
 #                  (tools/bench-charts.py draws charts from such files)
+#   BENCH_FIRST    run only the first N scenarios (default: all)
 #   BENCH_PID      the broker's process id on this machine: its VmRSS and RssAnon are read from
 #                  /proc/PID/status every 0.2 s while each scenario runs
 #   WARREN_PERF    the warren-perf binary (default: build-perf/ or build/ beside this script,
@@ -47,6 +48,10 @@ SCENARIOS=(
     "fanout 1p -> 4 queues/4c, 1 KiB, autoack|-x 1 -y 4 -s 1024 -a -t fanout --queues 4"
     "1p/1c 1 KiB at 1000 msg/s, ack, prefetch 100|-x 1 -y 1 -s 1024 -q 100 -r 1000"
 )
+
+FIRST=${BENCH_FIRST:-${#SCENARIOS[@]}}
+case $FIRST in '' | *[!0-9]* | 0) echo "bench.sh: BENCH_FIRST must be a positive whole number, not '$FIRST'." >&2; exit 2 ;; esac
+SCENARIOS=("${SCENARIOS[@]:0:$FIRST}")
 
 tmp=$(mktemp -d)
 sampler=

@@ -228,8 +228,8 @@ int bind_extra(const struct bind_job *job, struct bind_result *ret_res, char *er
     char key[BIND_KEY_MAX];
     int rc = -1;
 
-    if (wbuf_init(&wb, amqp_get_sockfd(job->conn), (uint32_t)amqp_get_frame_max(job->conn),
-                  job->stop) < 0) {
+    if (wbuf_init(&wb, amqp_get_sockfd(job->conn), job->ssl,
+                  (uint32_t)amqp_get_frame_max(job->conn), job->stop) < 0) {
         snprintf(err, n, "out of memory");
         return -1;
     }

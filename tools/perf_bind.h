@@ -32,6 +32,7 @@ void bind_key(enum ex_type t, uint32_t seed, uint32_t j, const char *avoid_prefi
 
 struct bind_job {
     amqp_connection_state_t conn;       /* borrowed: open, with channel `channel` open */
+    void *ssl;                          /* borrowed: conn's SSL * over TLS, else NULL */
     uint16_t channel;
     const char *exchange, *queue;       /* borrowed: both exist on the broker */
     const char *avoid_prefix;           /* borrowed: see bind_key() */

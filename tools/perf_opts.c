@@ -35,8 +35,11 @@ static void usage(FILE *f)
         "Load an AMQP 0-9-1 broker with producers and consumers and report rates and latency.\n"
         "\n"
         "connection:\n"
-        "  --uri URI               amqp://user:pass@host:port/vhost (default amqp://localhost)\n"
+        "  --uri URI               amqp://user:pass@host:port/vhost (default amqp://localhost);\n"
+        "                          amqps://... connects over TLS (port 5671 unless given)\n"
         "  --host H, --port N, --user U, --password P, --vhost V   override parts of --uri\n"
+        "  --cacert FILE           over TLS, verify the broker's certificate against FILE\n"
+        "                          (without it the certificate is not checked)\n"
         "load:\n"
         "  -x, --producers N       producers, each its own connection and thread (1)\n"
         "  -y, --consumers N       consumers, each its own connection and thread (1)\n"
@@ -79,7 +82,7 @@ static unsigned long parse_num(const char *s, const char *flag, unsigned long mi
 }
 
 enum {
-    OPT_URI = 256, OPT_EXPIRATION, OPT_HOST, OPT_PORT, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_QUEUES,
+    OPT_URI = 256, OPT_CACERT, OPT_EXPIRATION, OPT_HOST, OPT_PORT, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_QUEUES,
     OPT_QUEUE_PREFIX, OPT_NO_DECLARE, OPT_KEEP, OPT_JSON, OPT_LABEL, OPT_QUIET, OPT_EXTRA_BINDINGS,
 };
 
@@ -87,6 +90,7 @@ void opts_parse(struct opts *o, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"uri", required_argument, NULL, OPT_URI},
+        {"cacert", required_argument, NULL, OPT_CACERT},
         {"host", required_argument, NULL, OPT_HOST},
         {"port", required_argument, NULL, OPT_PORT},
         {"user", required_argument, NULL, OPT_USER},
@@ -125,6 +129,7 @@ void opts_parse(struct opts *o, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "x:y:s:z:r:fc:aq:A:t:e:h", longopts, NULL)) != -1) {
         switch (c) {
         case OPT_URI: o->uri = optarg; break;
+        case OPT_CACERT: o->cacert = optarg; break;
         case OPT_HOST: host = optarg; break;
         case OPT_PORT: port = (int)parse_num(optarg, "--port", 1, 65535); break;
         case OPT_USER: user = optarg; break;
@@ -185,8 +190,7 @@ void opts_parse(struct opts *o, int argc, char **argv)
         if (amqp_parse_url(o->uri_copy, &ci) != AMQP_STATUS_OK)
             opts_die("cannot parse --uri '%s' (expected amqp://user:pass@host:port/vhost).",
                      o->uri);
-        if (ci.ssl)
-            opts_die("amqps:// is not supported; use a plain amqp:// URI.");
+        o->tls = ci.ssl;
         o->host = ci.host;
         o->port = ci.port;
         o->user = ci.user;

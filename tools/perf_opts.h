@@ -22,6 +22,8 @@ struct opts {
     char *uri_copy;           /* owned: amqp_parse_url writes into it; host etc. point here */
     const char *host, *user, *password, *vhost; /* borrowed: argv, uri_copy or literals */
     int port;
+    bool tls;                 /* amqps:// */
+    const char *cacert;       /* borrowed: argv; verify the broker's certificate (NULL: don't) */
     unsigned producers, consumers;
     size_t size;
     unsigned seconds;         /* 0 = until interrupted */

@@ -7,14 +7,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "perf_wire.h"
 #include "protocol/codec.h"
 #include "protocol/frame.h"
 
-int wbuf_init(struct wbuf *w, int fd, uint32_t frame_max, const atomic_bool *stop)
+int wbuf_init(struct wbuf *w, int fd, void *ssl, uint32_t frame_max, const atomic_bool *stop)
 {
     memset(w, 0, sizeof *w);
+    w->ssl = ssl;
     w->buf = malloc(WBUF_CAP);
     if (!w->buf)
         return -ENOMEM;
@@ -37,7 +40,21 @@ int wbuf_flush(struct wbuf *w)
 {
     size_t off = 0;
     while (off < w->len) {
-        ssize_t n = send(w->fd, w->buf + off, w->len - off, MSG_NOSIGNAL);
+        short wait = POLLOUT;
+        ssize_t n;
+        if (w->ssl) {
+            /* A retry passes the same bytes again, as OpenSSL asks. */
+            size_t done = 0;
+            int ok = SSL_write_ex(w->ssl, w->buf + off, w->len - off, &done);
+            int e = ok == 1 ? SSL_ERROR_NONE : SSL_get_error(w->ssl, ok);
+            n = ok == 1 ? (ssize_t)done : -1;
+            errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EPIPE;
+            if (e == SSL_ERROR_WANT_READ)
+                wait = POLLIN;
+            ERR_clear_error();
+        } else {
+            n = send(w->fd, w->buf + off, w->len - off, MSG_NOSIGNAL);
+        }
         if (n > 0) {
             off += (size_t)n;
             continue;
@@ -50,7 +67,7 @@ int wbuf_flush(struct wbuf *w)
                 w->len = 0;
                 return -ECANCELED;
             }
-            struct pollfd p = {.fd = w->fd, .events = POLLOUT};
+            struct pollfd p = {.fd = w->fd, .events = wait};
             (void)poll(&p, 1, 100);
             continue;
         }

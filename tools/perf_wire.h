@@ -17,6 +17,7 @@
 
 typedef struct wbuf {
     int fd;                   /* borrowed: the rabbitmq-c connection's socket (non-blocking) */
+    void *ssl;                /* borrowed: its OpenSSL session over TLS (SSL *), else NULL */
     const atomic_bool *stop;  /* borrowed: a blocked flush gives up once this is set */
     uint32_t frame_max;       /* negotiated; body frames carry at most frame_max - 8 bytes */
     size_t len;               /* bytes waiting in buf */
@@ -24,8 +25,9 @@ typedef struct wbuf {
     uint8_t *buf;             /* owned: WBUF_CAP bytes */
 } wbuf_t;
 
-/* Set up w for socket fd. Returns 0 or -ENOMEM. */
-int wbuf_init(struct wbuf *w, int fd, uint32_t frame_max, const atomic_bool *stop);
+/* Set up w for socket fd (written through ssl, an SSL *, when not NULL: the same session
+ * rabbitmq-c reads from, on the same thread). Returns 0 or -ENOMEM. */
+int wbuf_init(struct wbuf *w, int fd, void *ssl, uint32_t frame_max, const atomic_bool *stop);
 
 /* Release the buffer; accepts a zeroed or already-freed wbuf. */
 void wbuf_free(struct wbuf *w);

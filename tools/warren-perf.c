@@ -30,9 +30,11 @@
 
 #if defined(__has_include) && __has_include(<rabbitmq-c/amqp.h>)
 #include <rabbitmq-c/amqp.h>
+#include <rabbitmq-c/ssl_socket.h>
 #include <rabbitmq-c/tcp_socket.h>
 #else
 #include <amqp.h>
+#include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 #endif
 
@@ -317,7 +319,16 @@ static amqp_connection_state_t perf_connect(const struct opts *o, const char *na
         snprintf(err, n, "out of memory");
         return NULL;
     }
-    amqp_socket_t *s = amqp_tcp_socket_new(c);
+    amqp_socket_t *s = o->tls ? amqp_ssl_socket_new(c) : amqp_tcp_socket_new(c);
+    if (s && o->tls) {
+        amqp_ssl_socket_set_verify_peer(s, o->cacert != NULL);
+        amqp_ssl_socket_set_verify_hostname(s, o->cacert != NULL);
+        if (o->cacert && amqp_ssl_socket_set_cacert(s, o->cacert) != AMQP_STATUS_OK) {
+            snprintf(err, n, "cannot use --cacert '%s' (not a PEM certificate file?)",
+                     o->cacert);
+            goto fail;
+        }
+    }
     struct timeval tv = {.tv_sec = 5};
     int rc = s ? amqp_socket_open_noblock(s, o->host, o->port, &tv) : AMQP_STATUS_NO_MEMORY;
     if (rc != AMQP_STATUS_OK) {
@@ -360,6 +371,15 @@ static amqp_connection_state_t perf_connect(const struct opts *o, const char *na
 fail:
     amqp_destroy_connection(c);
     return NULL;
+}
+
+static bool run_opts_tls; /* --uri amqps://: set once, before any thread starts */
+
+/* The OpenSSL session of a TLS connection (rabbitmq-c hands it out as its "context"), for
+ * perf_wire's writes; NULL over plain TCP. */
+static void *perf_ssl(amqp_connection_state_t c)
+{
+    return run_opts_tls ? amqp_ssl_socket_get_context(amqp_get_socket(c)) : NULL;
 }
 
 /* Close politely (bounded by the RPC timeout) and free. Accepts NULL. */
@@ -437,6 +457,7 @@ static int declare_extra(struct run *r, amqp_connection_state_t c, char *err, si
     }
     struct bind_job job = {
         .conn = c,
+        .ssl = perf_ssl(c),
         .channel = CHANNEL,
         .exchange = o->exchange,
         .queue = r->xqname,
@@ -802,7 +823,8 @@ static void *producer_main(void *arg)
             goto fail;
     }
     body = malloc(o->size);
-    if (!body || wbuf_init(&w->wb, amqp_get_sockfd(w->conn), (uint32_t)amqp_get_frame_max(w->conn),
+    if (!body || wbuf_init(&w->wb, amqp_get_sockfd(w->conn), perf_ssl(w->conn),
+                          (uint32_t)amqp_get_frame_max(w->conn),
                            &r->stop) < 0) {
         snprintf(err, sizeof err, "out of memory");
         goto fail;
@@ -998,7 +1020,8 @@ static void *consumer_main(void *arg)
         if (!rpc_ok(w->conn, err, sizeof err, what))
             goto fail;
     }
-    if (wbuf_init(&w->wb, amqp_get_sockfd(w->conn), (uint32_t)amqp_get_frame_max(w->conn),
+    if (wbuf_init(&w->wb, amqp_get_sockfd(w->conn), perf_ssl(w->conn),
+                          (uint32_t)amqp_get_frame_max(w->conn),
                   &r->stop) < 0) {
         snprintf(err, sizeof err, "out of memory");
         goto fail;
@@ -1280,6 +1303,7 @@ int main(int argc, char **argv)
     int status = 0;
 
     opts_parse(&o, argc, argv);
+    run_opts_tls = o.tls;
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESETHAND};
     sigaction(SIGINT, &sa, NULL);
