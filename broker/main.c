@@ -95,6 +95,22 @@ static bool surface_started(int rc, bool explicit, const char *what, const char 
     return true;
 }
 
+/* The TLS context of an HTTP surface's HTTPS listener (ports->ssl_port > 0) from its
+ * management.ssl.* / prometheus.ssl.* options. false after a log line when it cannot be made. */
+static bool surface_tls(struct http_ports *ports, const struct tls_options *o, const char *what,
+                        const char *prefix)
+{
+    if (ports->ssl_port <= 0)
+        return true;
+    char why[600];
+    if (!(ports->ssl_ctx = tls_ctx_new(o, why, sizeof why))) {
+        log_error("cannot start the %s over HTTPS: %s; fix %s.* in the configuration file", what,
+                  why, prefix);
+        return false;
+    }
+    return true;
+}
+
 /* The listeners /api/overview shows: AMQP's, the API's and Prometheus's. */
 static void fill_listeners(struct admin *a, const struct config *cfg)
 {
@@ -106,8 +122,11 @@ static void fill_listeners(struct admin *a, const struct config *cfg)
         l->port = cfg->listeners[i].port;
     }
     const struct { const char *protocol, *ip; int port; } http[] = {
-        {"http", cfg->mgmt_ip, cfg->mgmt_port}, {"http/prometheus", cfg->prom_ip, cfg->prom_port}};
-    for (size_t i = 0; i < 2 && a->nlisteners < ADMIN_LISTENERS_MAX; i++)
+        {"http", cfg->mgmt_ip, cfg->mgmt_port},
+        {"https", cfg->mgmt_ssl_ip, cfg->mgmt_ssl_port},
+        {"http/prometheus", cfg->prom_ip, cfg->prom_port},
+        {"https/prometheus", cfg->prom_ssl_ip, cfg->prom_ssl_port}};
+    for (size_t i = 0; i < 4 && a->nlisteners < ADMIN_LISTENERS_MAX; i++)
         if (http[i].port > 0) {
             struct admin_listener *l = &a->listeners[a->nlisteners++];
             l->protocol = http[i].protocol;
@@ -122,10 +141,29 @@ static void on_sighup(uv_signal_t *h, int signum)
 {
     (void)signum;
     struct on_stop *st = h->data;
-    if (!st->srv->tls_ctx)
+    const struct config *cfg = &st->srv->cfg;
+    struct { struct http_server *http; const struct tls_options *o; const char *what; } https[] = {
+        {st->admin ? &st->admin->https : NULL, &cfg->mgmt_tls, "management API"},
+        {st->metrics ? &st->metrics->https : NULL, &cfg->prom_tls, "Prometheus endpoint"}};
+    bool any = st->srv->tls_ctx != NULL;
+    server_reload_tls(st->srv);
+    for (size_t i = 0; i < 2; i++) {
+        if (!https[i].http || !https[i].http->open)
+            continue;
+        any = true;
+        char why[600];
+        SSL_CTX *ctx = tls_ctx_new(https[i].o, why, sizeof why);
+        if (!ctx) {
+            log_error("SIGHUP: cannot reload the %s's HTTPS certificates: %s; still using the "
+                      "old ones", https[i].what, why);
+            continue;
+        }
+        http_set_tls(https[i].http, ctx);
+        log_info("SIGHUP: reloaded the %s's HTTPS certificate and key", https[i].what);
+    }
+    if (!any)
         log_info("SIGHUP: nothing to reload (no TLS listener; the configuration is read at "
                  "start)");
-    server_reload_tls(st->srv);
 }
 
 static int parse_uint(const char *flag, const char *s, unsigned long min, unsigned long max,
@@ -297,19 +335,39 @@ int main(int argc, char **argv)
     struct metrics metrics = {0};
     struct on_stop st = {0};
     fill_listeners(&admin, &cfg);
-    int arc = cfg.mgmt_port > 0 ? admin_start(&admin, loop, &srv.b, cfg.mgmt_ip, cfg.mgmt_port,
-                                              srv.cfg.loopback_users) : 1;
-    int mrc = arc >= 0 || !cfg.mgmt_explicit
-                  ? (cfg.prom_port > 0 ? metrics_start(&metrics, loop, &srv.b, cfg.data_dir,
-                                                       cfg.prom_ip, cfg.prom_port) : 1)
+    struct http_ports mports = {.ip = cfg.mgmt_ip, .port = cfg.mgmt_port,
+                                .ssl_ip = cfg.mgmt_ssl_ip, .ssl_port = cfg.mgmt_ssl_port};
+    struct http_ports pports = {.ip = cfg.prom_ip, .port = cfg.prom_port,
+                                .ssl_ip = cfg.prom_ssl_ip, .ssl_port = cfg.prom_ssl_port};
+    if (!surface_tls(&mports, &cfg.mgmt_tls, "management API", "management.ssl") ||
+        !surface_tls(&pports, &cfg.prom_tls, "Prometheus endpoint", "prometheus.ssl")) {
+        tls_ctx_free(mports.ssl_ctx);
+        tls_ctx_free(pports.ssl_ctx);
+        server_stop(&srv);
+        uv_run(loop, UV_RUN_DEFAULT);
+        server_free(&srv);
+        rc = CONF_EXIT;
+        goto out;
+    }
+    bool mgmt_explicit = cfg.mgmt_explicit || cfg.mgmt_ssl_port > 0;
+    bool prom_explicit = cfg.prom_explicit || cfg.prom_ssl_port > 0;
+    int arc = cfg.mgmt_port > 0 || cfg.mgmt_ssl_port > 0
+                  ? admin_start(&admin, loop, &srv.b, &mports, srv.cfg.loopback_users) : 1;
+    if (arc < 0 && mgmt_explicit) {
+        tls_ctx_free(pports.ssl_ctx);
+        pports.ssl_ctx = NULL;
+    }
+    int mrc = arc >= 0 || !mgmt_explicit
+                  ? (cfg.prom_port > 0 || cfg.prom_ssl_port > 0
+                         ? metrics_start(&metrics, loop, &srv.b, cfg.data_dir, &pports) : 1)
                   : 1;
     if (arc == 0)
         st.admin = &admin;
     if (mrc == 0)
         st.metrics = &metrics;
-    if (!surface_started(arc, cfg.mgmt_explicit, "management API", "management.tcp.port",
+    if (!surface_started(arc, mgmt_explicit, "management API", "management.tcp.port",
                          cfg.mgmt_port) ||
-        !surface_started(mrc, cfg.prom_explicit, "Prometheus endpoint", "prometheus.tcp.port",
+        !surface_started(mrc, prom_explicit, "Prometheus endpoint", "prometheus.tcp.port",
                          cfg.prom_port)) {
         /* A port asked for cannot be had: stop, as for an AMQP listener. */
         if (st.admin)

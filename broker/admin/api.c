@@ -544,17 +544,25 @@ static void on_sample(uv_timer_t *t)
     stats_sample(a->b, uv_now(t->loop));
 }
 
-int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const char *addr, int port,
+int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const struct http_ports *ports,
                 const char *loopback_users)
 {
     a->b = b;
     list_init(&a->held);
     a->loopback_users = loopback_users;
     a->started_ms = uv_now(loop);
-    int rc = http_start(&a->http, loop, "management API", "management.tcp.port", addr, port,
-                        handle, a);
-    if (rc < 0)
+    int rc = ports->port > 0 ? http_start(&a->http, loop, "management API", "management.tcp.port",
+                                          ports->ip, ports->port, NULL, handle, a)
+                             : 0;
+    if (rc == 0 && ports->ssl_port > 0)
+        rc = http_start(&a->https, loop, "management API", "management.ssl.port", ports->ssl_ip,
+                        ports->ssl_port, ports->ssl_ctx, handle, a);
+    else
+        tls_ctx_free(ports->ssl_ctx);
+    if (rc < 0) {
+        http_stop(&a->http);
         return rc;
+    }
     uv_timer_init(loop, &a->sampler);
     a->sampler.data = a;
     uv_timer_start(&a->sampler, on_sample, 0, STATS_INTERVAL_MS);
@@ -571,4 +579,5 @@ void admin_stop(struct admin *a)
         held_done(&h->w);
     }
     http_stop(&a->http);
+    http_stop(&a->https);
 }

@@ -20,7 +20,7 @@ struct admin_listener {
 #define ADMIN_LISTENERS_MAX 12
 
 struct admin {
-    struct http_server http;
+    struct http_server http, https;
     struct list held;   /* of api.c's held replies: waiting for their storage batch */
     struct broker *b; /* borrowed */
     const char *loopback_users; /* borrowed: comma-separated, may log in from loopback only */
@@ -30,9 +30,10 @@ struct admin {
     unsigned nlisteners;
 };
 
-/* Serves the API on addr ("" = every address) and port. 0 or a libuv error (logged). The
- * caller may fill a->listeners (with a->nlisteners) beforehand, for /api/overview. */
-int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const char *addr, int port,
+/* Serves the API over HTTP and/or HTTPS as ports say. 0 or a libuv error (logged; nothing is
+ * left listening). The caller may fill a->listeners (with a->nlisteners) beforehand, for
+ * /api/overview. */
+int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const struct http_ports *ports,
                 const char *loopback_users);
 void admin_stop(struct admin *a);
 

@@ -1,6 +1,8 @@
 /* http.c — the HTTP/1.1 server of http.h. One struct http_conn per client: libhttp-parser is fed
  * every byte read, the request (URL, Authorization, body) accumulates in the connection, and on
- * message-complete the handler answers at once; the answer is written with one uv_write.
+ * message-complete the handler answers at once; the answer is written with one uv_write. Over
+ * HTTPS (lib/tls.h) what is read is decrypted before it is parsed, and answers are encrypted
+ * into the session's buffer, which leaves with one uv_write at a time.
  * Invariant: a connection's buffers never exceed HTTP_URL_MAX + HTTP_BODY_MAX; a request past
  * either is answered 414/413 and the connection is closed. */
 #include <arpa/inet.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 #include "lib/log.h"
 #include "lib/peer.h"
+#include "lib/tls.h"
 #include "broker/admin/http.h"
 
 #define HTTP_URL_MAX 8192
@@ -48,6 +51,10 @@ struct http_conn {
     bool held_keep_alive, held_head;
     char *unparsed;          /* owned: input read after the held request */
     size_t unparsed_len;
+    struct tls *tls;         /* owned: HTTPS session; NULL over plain TCP */
+    uv_write_t tls_wreq;     /* the ciphertext write in flight */
+    bool tls_writing;
+    bool responded;          /* an answer went out: keep-alive decides from now on */
 };
 
 struct http_write {
@@ -96,6 +103,10 @@ bool http_resp_set(struct http_resp *resp, int status, const char *text)
 
 static void conn_free(struct http_conn *c)
 {
+    if (c->tls) {
+        tls_free(c->tls);
+        free(c->tls);
+    }
     free(c->url);
     free(c->body);
     free(c->held_resp.body);
@@ -134,6 +145,38 @@ static void on_written(uv_write_t *req, int status)
         conn_close(c);
 }
 
+static void on_tls_written(uv_write_t *req, int status);
+
+/* Starts writing the session's ciphertext unless a write is in flight. */
+static void tls_send(struct http_conn *c)
+{
+    uv_buf_t b;
+    if (c->tls_writing || c->closing || !tls_take(c->tls, &b))
+        return;
+    c->tls_wreq.data = c;
+    if (uv_write(&c->tls_wreq, (uv_stream_t *)&c->tcp, &b, 1, on_tls_written) < 0) {
+        tls_written(c->tls);
+        conn_close(c);
+        return;
+    }
+    c->tls_writing = true;
+}
+
+static void on_tls_written(uv_write_t *req, int status)
+{
+    struct http_conn *c = req->data;
+    c->tls_writing = false;
+    tls_written(c->tls);
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    tls_send(c);
+    if (!c->tls_writing && c->responded &&
+        (c->too_large || !http_should_keep_alive(&c->parser)))
+        conn_close(c);
+}
+
 /* Writes status line, headers and body as one buffer. */
 static void send_raw(struct http_conn *c, int status, const char *ctype, const char *extra,
                      const char *body, size_t body_len, bool keep_alive)
@@ -149,6 +192,20 @@ static void send_raw(struct http_conn *c, int status, const char *ctype, const c
                            keep_alive ? "" : "Connection: close\r\n");
     if (n < 0 || (size_t)n >= sizeof head)
         n = 0;
+    if (status != 100)
+        c->responded = true;
+    if (c->tls) {
+        uv_buf_t parts[2] = {uv_buf_init(head, (unsigned)n),
+                             uv_buf_init((char *)body, (unsigned)body_len)};
+        if (tls_write(c->tls, parts, body_len ? 2 : 1) < 0) {
+            log_error("%s: cannot encrypt a response to %s; closing the connection",
+                      c->srv->what, c->peer);
+            conn_close(c);
+            return;
+        }
+        tls_send(c);
+        return;
+    }
     struct http_write *w = malloc(sizeof *w);
     char *buf = w ? malloc((size_t)n + body_len) : NULL;
     if (!buf) {
@@ -413,6 +470,39 @@ void http_release(void *conn)
         conn_close(c);
 }
 
+/* HTTPS: decrypts all that arrived and parses it; sends what the session has to send. */
+static void tls_input(struct http_conn *c, const char *p, size_t n)
+{
+    static char plain[65536]; /* parsed at once, never kept */
+    char why[320];
+    if (tls_feed(c->tls, p, n) < 0) {
+        conn_close(c);
+        return;
+    }
+    for (;;) {
+        long r = tls_read(c->tls, plain, sizeof plain, why, sizeof why);
+        if (r == TLS_ERROR) {
+            log_info("%s: TLS %s with %s failed: %s; closing", c->srv->what,
+                     c->tls->established ? "session" : "handshake", c->peer, why);
+            c->too_large = true; /* nothing more is parsed; closed once the alert is out */
+            c->responded = true;
+            break;
+        }
+        if (r == TLS_CLOSED) {
+            conn_close(c);
+            return;
+        }
+        if (r == 0)
+            break;
+        parse(c, plain, (size_t)r);
+        if (c->closing)
+            return;
+    }
+    tls_send(c);
+    if (c->too_large && !c->tls_writing)
+        conn_close(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct http_conn *c = s->data;
@@ -422,7 +512,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (n == 0 || c->closing || c->too_large)
         return;
-    parse(c, buf->base, (size_t)n);
+    if (c->tls)
+        tls_input(c, buf->base, (size_t)n);
+    else
+        parse(c, buf->base, (size_t)n);
 }
 
 /* Feeds input to the parser; what follows a held request is kept for http_release(). */
@@ -432,15 +525,15 @@ static void parse(struct http_conn *c, const char *p, size_t n)
     if (c->too_large || c->closing)
         return;
     if (c->held) {
-        if (done < n) {
-            char *keep = malloc(n - done);
+        if (done < n) { /* appended: over TLS more may be decrypted after the hold began */
+            char *keep = realloc(c->unparsed, c->unparsed_len + (n - done));
             if (!keep) {
                 conn_close(c);
                 return;
             }
-            memcpy(keep, p + done, n - done);
+            memcpy(keep + c->unparsed_len, p + done, n - done);
             c->unparsed = keep;
-            c->unparsed_len = n - done;
+            c->unparsed_len += n - done;
         }
         return;
     }
@@ -480,6 +573,13 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     describe_peer(c);
+    if (s->tls_ctx && (!(c->tls = malloc(sizeof *c->tls)) || tls_init(c->tls, s->tls_ctx) < 0)) {
+        log_error("%s: cannot accept a TLS connection from %s: out of memory", s->what, c->peer);
+        free(c->tls);
+        c->tls = NULL;
+        conn_close(c);
+        return;
+    }
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
@@ -487,9 +587,10 @@ static void on_connection(uv_stream_t *listener, int status)
 }
 
 int http_start(struct http_server *s, uv_loop_t *loop, const char *what, const char *key,
-               const char *addr, int port, http_handler handler, void *arg)
+               const char *addr, int port, SSL_CTX *ctx, http_handler handler, void *arg)
 {
     memset(s, 0, sizeof *s);
+    s->tls_ctx = ctx;
     s->what = what;
     s->key = key;
     s->loop = loop;
@@ -502,6 +603,8 @@ int http_start(struct http_server *s, uv_loop_t *loop, const char *what, const c
         rc = uv_ip6_addr(addr[0] ? addr : "::", port, (struct sockaddr_in6 *)&sa);
     if (rc < 0) {
         log_error("%s: '%s' is not an IPv4 or IPv6 address", what, addr);
+        tls_ctx_free(ctx);
+        s->tls_ctx = NULL;
         return rc;
     }
     uv_tcp_init(loop, &s->tcp);
@@ -513,10 +616,19 @@ int http_start(struct http_server *s, uv_loop_t *loop, const char *what, const c
                   addr[0] ? addr : "[::]", port, uv_strerror(rc), key);
         uv_close((uv_handle_t *)&s->tcp, NULL);
         s->open = false;
+        tls_ctx_free(ctx);
+        s->tls_ctx = NULL;
         return rc;
     }
-    log_info("%s listening on %s port %d", what, addr[0] ? addr : "[::]", port);
+    log_info("%s listening on %s port %d%s", what, addr[0] ? addr : "[::]", port,
+             ctx ? " (HTTPS)" : "");
     return 0;
+}
+
+void http_set_tls(struct http_server *s, SSL_CTX *ctx)
+{
+    tls_ctx_free(s->tls_ctx); /* open sessions keep a reference of their own */
+    s->tls_ctx = ctx;
 }
 
 void http_stop(struct http_server *s)
@@ -527,4 +639,6 @@ void http_stop(struct http_server *s)
     uv_close((uv_handle_t *)&s->tcp, NULL);
     while (!list_empty(&s->conns))
         conn_close(list_entry(s->conns.next, struct http_conn, link));
+    tls_ctx_free(s->tls_ctx);
+    s->tls_ctx = NULL;
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "lib/list.h"
+#include "lib/tls.h"
 
 #define HTTP_BODY_MAX (20u << 20)
 
@@ -53,11 +54,23 @@ struct http_server {
     void *arg;
     struct list conns;      /* of http_conn.link */
     bool open;
+    SSL_CTX *tls_ctx;       /* owned: HTTPS; NULL for plain HTTP */
 };
 
-/* Listens on addr ("" = every IPv4 and IPv6 address) and port. 0 or a libuv error (logged). */
+/* Listens on addr ("" = every IPv4 and IPv6 address) and port, over HTTPS with ctx when it is
+ * not NULL (taken over: freed by http_stop, or here on failure). 0 or a libuv error (logged). */
 int http_start(struct http_server *s, uv_loop_t *loop, const char *what, const char *key,
-               const char *addr, int port, http_handler handler, void *arg);
+               const char *addr, int port, SSL_CTX *ctx, http_handler handler, void *arg);
+/* Where a surface listens: plain HTTP on ip:port and/or HTTPS on ssl_ip:ssl_port with ssl_ctx
+ * (a port <= 0: not that one; "" = every address). */
+struct http_ports {
+    const char *ip, *ssl_ip;
+    int port, ssl_port;
+    SSL_CTX *ssl_ctx; /* taken over by the surface's start function, even when it fails */
+};
+
+/* Replaces the HTTPS context (SIGHUP): new connections use ctx, open ones keep theirs. */
+void http_set_tls(struct http_server *s, SSL_CTX *ctx);
 /* Closes the listener and every connection (the loop then runs out of their handles). */
 void http_stop(struct http_server *s);
 

@@ -257,15 +257,26 @@ static void handle(const struct http_req *req, struct http_resp *resp, void *arg
 }
 
 int metrics_start(struct metrics *m, uv_loop_t *loop, struct broker *b, const char *data_dir,
-                  const char *addr, int port)
+                  const struct http_ports *ports)
 {
     m->b = b;
     m->data_dir = data_dir;
-    return http_start(&m->http, loop, "Prometheus endpoint", "prometheus.tcp.port", addr, port,
-                      handle, m);
+    int rc = ports->port > 0 ? http_start(&m->http, loop, "Prometheus endpoint",
+                                          "prometheus.tcp.port", ports->ip, ports->port, NULL,
+                                          handle, m)
+                             : 0;
+    if (rc == 0 && ports->ssl_port > 0)
+        rc = http_start(&m->https, loop, "Prometheus endpoint", "prometheus.ssl.port",
+                        ports->ssl_ip, ports->ssl_port, ports->ssl_ctx, handle, m);
+    else
+        tls_ctx_free(ports->ssl_ctx);
+    if (rc < 0)
+        http_stop(&m->http);
+    return rc;
 }
 
 void metrics_stop(struct metrics *m)
 {
     http_stop(&m->http);
+    http_stop(&m->https);
 }

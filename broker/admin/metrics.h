@@ -9,14 +9,15 @@
 struct broker;
 
 struct metrics {
-    struct http_server http;
+    struct http_server http, https;
     struct broker *b;     /* borrowed */
     const char *data_dir; /* borrowed: for rabbitmq_disk_space_available_bytes */
 };
 
-/* Serves the metrics on addr ("" = every address) and port. 0 or a libuv error (logged). */
+/* Serves the metrics over HTTP and/or HTTPS as ports say. 0 or a libuv error (logged; nothing
+ * is left listening). */
 int metrics_start(struct metrics *m, uv_loop_t *loop, struct broker *b, const char *data_dir,
-                  const char *addr, int port);
+                  const struct http_ports *ports);
 void metrics_stop(struct metrics *m);
 
 #endif

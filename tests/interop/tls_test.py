@@ -94,17 +94,26 @@ class Warrend:
     """warrend with a configuration file of its own: AMQP (unless tcp is False), AMQPS and the
     management API on free ports; stderr in a log file the test reads."""
 
-    def __init__(self, d, tls_lines, tcp=True):
+    def __init__(self, d, tls_lines, tcp=True, https=False):
         self.d = d
         self.port, self.tls_port, self.mport = free_port(), free_port(), free_port()
+        self.https_port, self.prom_https_port = free_port(), free_port()
         self.conf = os.path.join(d, "warren.conf")
         self.log = os.path.join(d, "warrend.log")
         lines = [f"listeners.ssl.default = 127.0.0.1:{self.tls_port}",
                  f"management.tcp.port = {self.mport}", "management.tcp.ip = 127.0.0.1",
-                 "prometheus.tcp.port = none", f"data_dir = {os.path.join(d, 'data')}",
+                 "prometheus.tcp.port = none",
+                 f"data_dir = {os.path.join(d, 'data')}",
                  "log.console.level = info"]
         lines.append(f"listeners.tcp.default = 127.0.0.1:{self.port}" if tcp
                      else "listeners.tcp = none")
+        if https:
+            c = os.path.join(os.path.dirname(d), "")
+            for prefix, port in (("management", self.https_port),
+                                 ("prometheus", self.prom_https_port)):
+                lines += [f"{prefix}.ssl.port = {port}", f"{prefix}.ssl.ip = 127.0.0.1",
+                          f"{prefix}.ssl.certfile = {c}server.pem",
+                          f"{prefix}.ssl.keyfile = {c}server.key"]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines + tls_lines) + "\n")
         self.logf = open(self.log, "w")
@@ -115,6 +124,8 @@ class Warrend:
             try:
                 socket.create_connection(("127.0.0.1", self.tls_port), timeout=1).close()
                 socket.create_connection(("127.0.0.1", self.mport), timeout=1).close()
+                if https:
+                    socket.create_connection(("127.0.0.1", self.https_port), timeout=1).close()
                 return
             except OSError:
                 time.sleep(0.02)
@@ -124,6 +135,10 @@ class Warrend:
     def log_text(self):
         with open(self.log) as f:
             return f.read()
+
+    def https(self, method, path, ca, port=None, **kw):
+        return requests.request(method, f"https://localhost:{port or self.https_port}{path}",
+                                auth=("guest", "guest"), timeout=30, verify=ca, **kw)
 
     def api(self, method, path, **kw):
         return requests.request(method, f"http://127.0.0.1:{self.mport}{path}",
@@ -216,6 +231,64 @@ def connections(w):
     return r.json() if r.status_code == 200 else []
 
 
+def test_https(w, certs):
+    """The management API and Prometheus over HTTPS (management.ssl.*, prometheus.ssl.*)."""
+    r = w.https("GET", "/api/overview", certs.ca)
+    listeners = {(x["protocol"], x["port"]) for x in r.json().get("listeners", [])}
+    check(r.status_code == 200 and ("https", w.https_port) in listeners and
+          ("amqp/ssl", w.tls_port) in listeners and
+          ("https/prometheus", w.prom_https_port) in listeners,
+          f"GET /api/overview over HTTPS lists the TLS listeners: {r.status_code} {listeners}")
+    # A held reply (a durable queue: answered once on disk), a large body in and out.
+    r = w.https("PUT", "/api/queues/%2F/https-q", certs.ca, json={"durable": True})
+    check(r.status_code == 201, f"PUT a durable queue over HTTPS: {r.status_code} {r.text}")
+    big = {"queues": [{"name": f"https-bulk-{i:05d}", "vhost": "/", "durable": False,
+                       "auto_delete": False, "arguments": {"x-note": "n" * 200}}
+                      for i in range(3000)]}
+    r = w.https("POST", "/api/definitions", certs.ca, json=big)
+    check(r.status_code in (200, 201, 204), f"POST 3000 queues over HTTPS: {r.status_code}")
+    r = w.https("GET", "/api/queues?columns=name", certs.ca)
+    names = {q["name"] for q in r.json()} if r.status_code == 200 else set()
+    check(len([n for n in names if n.startswith("https-bulk-")]) == 3000 and "https-q" in names,
+          f"GET /api/queues over HTTPS: {len(names)} queues")
+    # Keep-alive: several requests on one TLS session.
+    with requests.Session() as sess:
+        codes = [sess.get(f"https://localhost:{w.https_port}/api/whoami", auth=("guest", "guest"),
+                          verify=certs.ca, timeout=10).status_code for _ in range(20)]
+    check(codes == [200] * 20, f"20 requests on one HTTPS connection: {set(codes)}")
+    r = w.https("GET", "/api/whoami", certs.ca, )
+    check(r.status_code == 200 and r.json().get("name") == "guest", "whoami over HTTPS")
+    r = requests.get(f"https://localhost:{w.https_port}/api/whoami", verify=certs.ca, timeout=10)
+    check(r.status_code == 401, f"no credentials over HTTPS: {r.status_code}")
+    # Plain HTTP on the HTTPS port gets no answer.
+    try:
+        r = requests.get(f"http://127.0.0.1:{w.https_port}/api/overview", auth=("guest", "guest"),
+                         timeout=5)
+        check(False, f"plain HTTP on the HTTPS port was answered: {r.status_code}")
+    except requests.RequestException:
+        pass
+    # Prometheus over HTTPS, parsed by a real parser when installed.
+    r = w.https("GET", "/metrics", certs.ca, port=w.prom_https_port)
+    check(r.status_code == 200 and "rabbitmq_queues " in r.text,
+          f"GET /metrics over HTTPS: {r.status_code}")
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+        fams = {f.name for f in text_string_to_metric_families(r.text)}
+        check("rabbitmq_connections" in fams, "the HTTPS metrics parse")
+    except ImportError:
+        pass
+    # rabbitmqadmin (Debian's, when installed) over HTTPS.
+    admin = shutil.which("rabbitmqadmin")
+    if admin:
+        out = subprocess.run([admin, "-H", "localhost", "-P", str(w.https_port), "--ssl",
+                              "--ssl-ca-cert-file", certs.ca, "-f", "tsv", "-q", "list",
+                              "queues", "name"], capture_output=True, timeout=60)
+        check(out.returncode == 0 and b"https-q" in out.stdout,
+              f"rabbitmqadmin --ssl list queues: {out.returncode} {out.stderr[-300:]!r}")
+    r = w.https("DELETE", "/api/queues/%2F/https-q", certs.ca)
+    check(r.status_code == 204, f"DELETE over HTTPS: {r.status_code}")
+
+
 def test_main_broker(certs, d):
     w = Warrend(d, [f"ssl_options.cacertfile = {certs.ca}",
                     f"ssl_options.certfile = {certs.server[0]}",
@@ -223,8 +296,10 @@ def test_main_broker(certs, d):
                     "ssl_options.verify = verify_peer",
                     "ssl_options.fail_if_no_peer_cert = false",
                     "auth_mechanisms.1 = PLAIN", "auth_mechanisms.2 = AMQPLAIN",
-                    "auth_mechanisms.3 = EXTERNAL", "ssl_handshake_timeout = 1500"])
+                    "auth_mechanisms.3 = EXTERNAL", "ssl_handshake_timeout = 1500"],
+                https=True)
     try:
+        test_https(w, certs)
         # pika over TLS 1.3 and 1.2, PLAIN, bodies from empty to multi-record and multi-frame.
         conn = pika.BlockingConnection(params(w, client_ctx(certs)))
         round_trip(conn, "tls-q13", [0, 1, 100, 16383, 16384, 40000, 300000, 1 << 20] +
