@@ -124,19 +124,24 @@ int amqp_array_validate(amqp_bytes_t arr, int depth)
     return rc;
 }
 
-int amqp_table_get(amqp_bytes_t tbl, const char *key, struct amqp_field *ret_val)
+int amqp_table_get_bytes(amqp_bytes_t tbl, amqp_bytes_t key, struct amqp_field *ret_val)
 {
     struct amqp_table_iter it;
     amqp_bytes_t k;
     struct amqp_field v;
     amqp_table_iter_init(&it, tbl);
     while (amqp_table_next(&it, &k, &v) > 0) {
-        if (amqp_bytes_eq_str(k, key)) {
+        if (amqp_bytes_eq(k, key)) {
             *ret_val = v;
             return 1;
         }
     }
     return 0;
+}
+
+int amqp_table_get(amqp_bytes_t tbl, const char *key, struct amqp_field *ret_val)
+{
+    return amqp_table_get_bytes(tbl, amqp_cstr(key), ret_val);
 }
 
 void amqp_wbuf_free(struct amqp_wbuf *w)

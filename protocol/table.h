@@ -43,8 +43,11 @@ static inline void amqp_table_iter_init(struct amqp_table_iter *it, amqp_bytes_t
 int amqp_table_next(struct amqp_table_iter *it, amqp_bytes_t *ret_key, struct amqp_field *ret_val);
 /* Next array element, same return convention. */
 int amqp_array_next(struct amqp_table_iter *it, struct amqp_field *ret_val);
-/* Looks key up in a validated table: 1 and *ret_val when present, 0 when not. */
+/* Looks key up in a validated table: 1 and *ret_val when present (the first entry with that
+ * key), 0 when not. */
 int amqp_table_get(amqp_bytes_t tbl, const char *key, struct amqp_field *ret_val);
+/* Same for a key that is any bytes (a key from another table may hold a NUL). */
+int amqp_table_get_bytes(amqp_bytes_t tbl, amqp_bytes_t key, struct amqp_field *ret_val);
 
 /* A growable output buffer for building tables (and anything else). On allocation
  * failure `failed` is set and further writes are ignored; check it once at the end. */

@@ -41,8 +41,10 @@ const char *args_type_name(char t)
     }
 }
 
-static bool is_signed_int(char t) { return strchr("bsIl", t) != NULL; }
-static bool is_unsigned_int(char t) { return strchr("Bui", t) != NULL; }
+/* 'L' is a signed 64-bit integer too (table.h): without it here, two 'L' values were compared
+ * as byte strings through the union, reading a length that was never set. */
+static bool is_signed_int(char t) { return t && strchr("bsIlL", t) != NULL; }
+static bool is_unsigned_int(char t) { return t && strchr("Bui", t) != NULL; }
 
 static bool same(const struct amqp_field *a, const struct amqp_field *b)
 {
@@ -64,7 +66,8 @@ static bool same(const struct amqp_field *a, const struct amqp_field *b)
     case 'T': return a->v.u == b->v.u;
     case 'D': return a->v.dec.scale == b->v.dec.scale && a->v.dec.value == b->v.dec.value;
     case 'V': return true;
-    default: return amqp_bytes_eq(a->v.bytes, b->v.bytes);
+    case 'S': case 'x': case 'F': case 'A': return amqp_bytes_eq(a->v.bytes, b->v.bytes);
+    default: return false;
     }
 }
 
@@ -159,7 +162,7 @@ static const struct {
 
 static bool is_int(char t)
 {
-    return is_signed_int(t) || is_unsigned_int(t) || t == 'L';
+    return is_signed_int(t) || is_unsigned_int(t);
 }
 
 static bool in_list(amqp_bytes_t v, const char *const *list)

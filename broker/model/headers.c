@@ -22,7 +22,7 @@ enum headers_match headers_match_kind(amqp_bytes_t args)
 
 static bool is_int(char t)
 {
-    return strchr("bBsuIilT", t) != NULL;
+    return t && strchr("bBsuIilLT", t) != NULL; /* L: signed 64-bit, as l (table.h) */
 }
 
 static bool is_float(char t)
@@ -84,10 +84,9 @@ bool headers_match(enum headers_match hm, amqp_bytes_t args, amqp_bytes_t msg_he
             continue;
         if (!with_x && key.len >= 2 && memcmp(key.ptr, "x-", 2) == 0)
             continue;
-        char k[256];
-        memcpy(k, key.ptr, key.len);
-        k[key.len] = 0;
-        bool ok = amqp_table_get(msg_headers, k, &dv) == 1 && (pv.type == 'V' || values_equal(&pv, &dv));
+        /* By bytes: a key may hold a NUL, and RabbitMQ compares keys as binaries. */
+        bool ok = amqp_table_get_bytes(msg_headers, key, &dv) == 1 &&
+                  (pv.type == 'V' || values_equal(&pv, &dv));
         if (all && !ok)
             return false;
         if (!all && ok)

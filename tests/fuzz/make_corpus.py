@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Write the golden frame fixtures (tests/fixtures/) and the fuzz seed corpus (tests/fuzz/corpus/).
+"""Write the golden frame fixtures (tests/fixtures/) and the fuzz seed corpora (tests/fuzz/corpus/
+for fuzz_frame, tests/fuzz/corpus-table/ for fuzz_table).
 
 This encoder is written from the AMQP 0-9-1 spec and shares no code with protocol/, so the
 unit tests that compare the C codec's output to these bytes catch bugs a symmetric
 encode/decode round trip cannot. Fixtures:
     frames/*.bin   valid byte streams (some start with the protocol header)
     broken/*.bin   one corruption class each; the file name is the expected status
-Every fixture is also a seed, alongside small single-frame seeds. Usage (stdlib only):
+Every fixture is also a seed, alongside small single-frame seeds. The table seeds are table
+bodies (no length prefix) of the kinds a broker meets: clients' client-properties (what pika,
+rabbitmq-c and amqplib send), an AMQPLAIN response, declare and binding arguments, headers with
+every type, x-death and CC/BCC. Usage (stdlib only):
     python3 tests/fuzz/make_corpus.py        # rewrites both folders in place
 """
 import os
@@ -16,6 +20,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures')
 CORPUS = os.path.join(ROOT, 'tests', 'fuzz', 'corpus')
+CORPUS_TABLE = os.path.join(ROOT, 'tests', 'fuzz', 'corpus-table')
 
 PROTOCOL_HEADER = b'AMQP\x00\x00\x09\x01'
 METHOD, HEADER, BODY, HEARTBEAT = 1, 2, 3, 8
@@ -44,6 +49,7 @@ def value(t, v):
         't': lambda: u8(1 if v else 0), 'b': lambda: struct.pack('>b', v),
         'B': lambda: u8(v), 's': lambda: struct.pack('>h', v), 'u': lambda: u16(v),
         'I': lambda: struct.pack('>i', v), 'i': lambda: u32(v), 'l': lambda: struct.pack('>q', v),
+        'L': lambda: struct.pack('>q', v),
         'f': lambda: struct.pack('>f', v), 'd': lambda: struct.pack('>d', v),
         'D': lambda: u8(v[0]) + u32(v[1]), 'S': lambda: longstr(v), 'x': lambda: longstr(v),
         'T': lambda: u64(v), 'F': lambda: table(v), 'A': lambda: array(v), 'V': lambda: b'',
@@ -226,6 +232,59 @@ def broken():
     }
 
 
+def table_seeds():
+    """name -> table body, for fuzz_table."""
+    caps = lambda *names: [(n, 't', True) for n in names]
+    return {
+        'pika-client-properties': table_body([
+            ('product', 'S', 'Pika Python Client Library'), ('platform', 'S', 'Python 3.11.2'),
+            ('capabilities', 'F', caps('authentication_failure_close', 'basic.nack',
+                                       'connection.blocked', 'consumer_cancel_notify',
+                                       'publisher_confirms')),
+            ('information', 'S', 'See http://pika.rtfd.org'), ('version', 'S', '1.3.1')]),
+        'rabbitmq-c-client-properties': table_body([
+            ('product', 'S', 'rabbitmq-c'), ('version', 'S', '0.11.0'), ('platform', 'S', 'Linux'),
+            ('copyright', 'S', 'Copyright (c) 2007-2014 VMWare Inc, Tony Garnock-Jones, '
+                               'and Alan Antonuk.'),
+            ('information', 'S', 'See https://github.com/alanxz/rabbitmq-c'),
+            ('capabilities', 'F', caps('authentication_failure_close'))]),
+        'amqplib-client-properties': table_body([
+            ('product', 'S', 'amqplib'), ('version', 'S', '0.10.3'),
+            ('platform', 'S', 'Node.JS v18.19.0'),
+            ('information', 'S', 'https://amqp-node.github.io/amqplib/'),
+            ('capabilities', 'F', caps('publisher_confirms', 'exchange_exchange_bindings',
+                                       'basic.nack', 'consumer_cancel_notify',
+                                       'connection.blocked', 'authentication_failure_close')),
+            ('connection_name', 'S', 'orders-worker')]),
+        'amqplain-response': table_body([('LOGIN', 'S', 'guest'), ('PASSWORD', 'S', 'guest')]),
+        'server-properties': table_body(SERVER_PROPS),
+        'headers-all-types': table_body(ALL_TYPES),
+        'queue-args': table_body([
+            ('x-message-ttl', 'I', 60000), ('x-expires', 'l', 3600000), ('x-max-length', 'b', 10),
+            ('x-max-length-bytes', 'i', 1048576), ('x-overflow', 'S', 'reject-publish-dlx'),
+            ('x-dead-letter-exchange', 'S', 'dlx'), ('x-dead-letter-routing-key', 'S', 'dead'),
+            ('x-max-priority', 'B', 10), ('x-single-active-consumer', 't', True),
+            ('x-queue-mode', 'S', 'lazy'), ('x-consumer-timeout', 'u', 3000)]),
+        'quorum-args': table_body([
+            ('x-queue-type', 'S', 'quorum'), ('x-delivery-limit', 's', 3),
+            ('x-quorum-initial-group-size', 'I', 3),
+            ('x-max-in-memory-length', 'l', 5)]),
+        'binding-any-with-x': table_body([
+            ('x-match', 'S', 'any-with-x'), ('format', 'S', 'pdf'), ('type', 'x', b'report'),
+            ('size', 'd', 1024.0), ('pages', 'D', (0, 12)), ('x-tenant', 'V', None)]),
+        'x-death': table_body([
+            ('x-death', 'A', [('F', [('count', 'l', 2), ('reason', 'S', 'expired'),
+                                     ('queue', 'S', 'work'), ('time', 'T', 1700000000),
+                                     ('exchange', 'S', ''),
+                                     ('routing-keys', 'A', [('S', 'work')]),
+                                     ('original-expiration', 'S', '100')])]),
+            ('x-first-death-exchange', 'S', ''), ('x-first-death-queue', 'S', 'work'),
+            ('x-first-death-reason', 'S', 'expired')]),
+        'cc-bcc': table_body([('CC', 'A', [('S', 'a'), ('S', 'b')]), ('BCC', 'A', [('S', 'c')]),
+                              ('L', 'L', 5), ('f', 'f', float('nan'))]),
+    }
+
+
 def write(folder, name, data):
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, name), 'wb') as f:
@@ -268,6 +327,8 @@ def main():
     }
     for name, data in seeds.items():
         write(CORPUS, name + '.bin', data)
+    for name, data in table_seeds().items():
+        write(CORPUS_TABLE, name + '.bin', data)
     return 0
 
 

@@ -1,17 +1,24 @@
 #!/bin/sh
 # tests/fuzz/run.sh [seconds] [target] — builds a libFuzzer target in build-fuzz (clang) and
-# runs it for `seconds` (default 60) on a scratch copy of its corpus (fuzz_frame, the default:
-# tests/fuzz/corpus; fuzz_defs: tests/fuzz/corpus-defs), so the checked-in seeds stay small.
-# Crashes land in tests/fuzz/ as crash-* (git-ignored); reproduce one with
-# build-fuzz/tests/fuzz/<target> <file>, then add a unit test for the fix.
+# runs it for `seconds` (default 60) on a scratch copy of its corpus, so the checked-in seeds
+# stay small. Targets and corpora (tests/fuzz/...): fuzz_frame (the default) corpus/,
+# fuzz_defs corpus-defs/, fuzz_table corpus-table/, fuzz_conf corpus-conf/,
+# fuzz_http corpus-http/, fuzz_conn corpus-conn/.
+# Crashes land in tests/fuzz/ as crash-* / leak-* / timeout-* (git-ignored); reproduce one with
+# build-fuzz/tests/fuzz/<target> <file>, then add a unit test for the fix and the file to the
+# corpus. FUZZ_JOBS=N runs N workers (-fork); the default is one. Exit status: the fuzzer's
+# (0 when it ran out its time without a finding).
 set -eu
 cd "$(dirname "$0")/../.."
 secs=${1:-60}
 target=${2:-fuzz_frame}
 case $target in
 fuzz_frame) corpus=tests/fuzz/corpus ;;
-fuzz_defs) corpus=tests/fuzz/corpus-defs ;;
-*) echo "run.sh: unknown target '$target' (fuzz_frame, fuzz_defs)" >&2; exit 2 ;;
+fuzz_defs | fuzz_table | fuzz_conf | fuzz_http | fuzz_conn) corpus=tests/fuzz/corpus-${target#fuzz_} ;;
+*)
+    echo "run.sh: unknown target '$target' (fuzz_frame, fuzz_defs, fuzz_table, fuzz_conf," \
+         "fuzz_http, fuzz_conn)" >&2
+    exit 2 ;;
 esac
 if [ ! -f build-fuzz/build.ninja ]; then
     CC=clang meson setup build-fuzz -Dfuzz=enabled -Dtests=disabled

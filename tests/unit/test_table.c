@@ -235,6 +235,10 @@ static void test_table_get(void **state)
     assert_rc(amqp_table_get(tbl, "", &v), 0);
     assert_int_equal(v.type, 0x5A); /* untouched when absent */
     assert_rc(amqp_table_get((amqp_bytes_t){tbl.ptr, 0}, "ab", &v), 0);
+    /* By bytes: the whole key, a NUL inside it included. */
+    assert_rc(amqp_table_get_bytes(tbl, (amqp_bytes_t){(const uint8_t *)"ab", 2}, &v), 1);
+    assert_rc(amqp_table_get_bytes(tbl, (amqp_bytes_t){(const uint8_t *)"ab\0", 3}, &v), 0);
+    assert_rc(amqp_table_get_bytes(tbl, (amqp_bytes_t){(const uint8_t *)"a", 1}, &v), 0);
     amqp_wbuf_free(&w);
 
     /* An absent table, as in a zeroed struct amqp_method built by the broker. */
