@@ -457,6 +457,16 @@ static int on_basic_consume(struct channel *ch, const struct amqp_basic_consume 
 {
     struct conn *c = ch->conn;
     struct queue *q;
+    int64_t max = c->srv->cfg.consumer_max_per_channel;
+    if (max >= 0 && !find_consumer(ch, bc->consumer_tag)) {
+        int64_t n = 0;
+        struct list *pos;
+        list_foreach(pos, &ch->consumers)
+            n++;
+        if (n >= max)
+            return err_set(err, -WERR_NOT_ALLOWED, "reached maximum (%lld) of consumers per channel",
+                           (long long)max);
+    }
     if (amqp_bytes_eq_str(bc->queue, REPLYTO_QUEUE))
         return replyto_consume(ch, bc, err);
     int rc = declare_lookup_queue(ch, bc->queue, &q, err);

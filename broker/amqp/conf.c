@@ -317,6 +317,17 @@ static int on_key(void *user, const char *section, const char *key, const char *
         cfg->max_message_size = n;
         return 1;
     }
+    if (strcmp(key, "connection_max") == 0 || strcmp(key, "consumer_max_per_channel") == 0) {
+        int64_t *field = strcmp(key, "connection_max") == 0 ? &cfg->connection_max
+                                                            : &cfg->consumer_max_per_channel;
+        if (strcmp(v, "infinity") == 0)
+            *field = -1;
+        else if (parse_u64(v, 0, INT64_MAX, &n))
+            *field = (int64_t)n;
+        else
+            return fail(p, "%s: '%s' is not a number or infinity", key, v);
+        return 1;
+    }
     if (strcmp(key, "consumer_timeout") == 0) {
         if (!parse_u64(v, 0, 0xffffffffu, &n))
             return fail(p, "consumer_timeout: '%s' is not a number of milliseconds", v);

@@ -19,6 +19,7 @@
 #include "lib/log.h"
 #include "lib/peer.h"
 #include "broker/model/msg.h"
+#include "broker/model/params.h"
 #include "broker/model/queue.h"
 #include "broker/amqp/server.h"
 #include "broker/model/vhost.h"
@@ -698,8 +699,40 @@ static int on_tune_ok(struct conn *c, const struct amqp_connection_tune_ok *t, s
     return 0;
 }
 
+/* The user's limit `key` (max-connections, max-channels) from its user-limits, or -1. */
+static long long user_limit(const struct conn *c, const char *key)
+{
+    const struct param *p = param_find(&c->srv->b, PARAM_USER_LIMITS, "", c->user);
+    json_t *v = p ? json_object_get(p->value, key) : NULL;
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? (long long)json_integer_value(v)
+                                                            : -1;
+}
+
+/* How many connections user `user` has open, and how many channels they have. Walks every
+ * connection: only done for users with a limit. */
+static void user_usage(const struct server *s, const char *user, uint64_t *conns,
+                       uint64_t *channels)
+{
+    *conns = *channels = 0;
+    const struct list *pos;
+    list_foreach(pos, &s->conns) {
+        const struct conn *o = list_entry(pos, const struct conn, link);
+        if (o->opened && o->state != CONN_CLOSED && !strcmp(o->user, user)) {
+            (*conns)++;
+            *channels += o->nchannels;
+        }
+    }
+}
+
 static int on_open(struct conn *c, const struct amqp_connection_open *o, struct err *err)
 {
+    struct server *s = c->srv;
+    if (s->cfg.connection_max >= 0 &&
+        s->b.stats.connections_opened - s->b.stats.connections_closed >=
+            (uint64_t)s->cfg.connection_max)
+        return err_set(err, -WERR_NOT_ALLOWED,
+                       "connection refused: node connection limit (%lld) is reached",
+                       (long long)s->cfg.connection_max);
     struct vhost *vh = hmap_get(&c->srv->b.vhosts, o->virtual_host.ptr, o->virtual_host.len);
     if (!vh)
         return err_set(err, -WERR_NOT_ALLOWED, "vhost %.*s not found", (int)o->virtual_host.len,
@@ -709,6 +742,15 @@ static int on_open(struct conn *c, const struct amqp_connection_open *o, struct 
                        "access to vhost '%s' refused for user '%s': connection limit (%lld) is "
                        "reached",
                        vh->name, c->user, (long long)vh->max_connections);
+    long long ulimit = user_limit(c, "max-connections");
+    uint64_t used, chans;
+    if (ulimit >= 0) {
+        user_usage(s, c->user, &used, &chans);
+        if (used >= (uint64_t)ulimit)
+            return err_set(err, -WERR_NOT_ALLOWED,
+                           "connection refused for user '%s': user connection limit (%lld) is "
+                           "reached", c->user, ulimit);
+    }
     access_init(&c->access, &c->srv->b, c->user, vh);
     if (!access_vhost_allowed(&c->access)) {
         log_warn("connection %llu (%s): user '%s' has no permissions in vhost '%s'",
@@ -929,6 +971,15 @@ static int handle_channel_frame(struct conn *c, const struct amqp_frame *f, stru
                      "number of channels opened (%u) has reached the negotiated channel_max (%u)",
                      c->nchannels, c->channel_max);
             conn_fail(c, 0, -WERR_NOT_ALLOWED, err, 0); /* RabbitMQ names no method here */
+            return 0;
+        }
+        long long ulimit = user_limit(c, "max-channels");
+        uint64_t conns, used;
+        if (ulimit >= 0 && (user_usage(c->srv, c->user, &conns, &used), used >= (uint64_t)ulimit)) {
+            err_set(err, -WERR_NOT_ALLOWED,
+                    "number of channels opened for user '%s' has reached the maximum allowed "
+                    "user limit of %lld", c->user, ulimit);
+            conn_fail(c, 0, -WERR_NOT_ALLOWED, err, 0);
             return 0;
         }
         struct channel **slot = chslot(c, id, true);

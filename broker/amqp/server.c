@@ -34,7 +34,9 @@ void config_defaults(struct config *cfg)
         .frame_max = 131072,
         .heartbeat = 60,
         .handshake_timeout_ms = 10000,
-        .max_message_size = 128u << 20,
+        .max_message_size = 16u << 20, /* RabbitMQ 4's default */
+        .connection_max = -1,
+        .consumer_max_per_channel = -1,
         .memory_high_watermark = 0.4,
         .consumer_timeout_ms = 30 * 60 * 1000,
         .read_budget = 256u << 10,

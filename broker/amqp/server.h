@@ -42,6 +42,8 @@ struct config {
     uint16_t heartbeat;   /* seconds, proposed in connection.tune */
     uint32_t handshake_timeout_ms;
     uint64_t max_message_size;
+    int64_t connection_max;       /* open connections on this node; -1: infinity */
+    int64_t consumer_max_per_channel; /* -1: infinity */
     double memory_high_watermark; /* fraction of physical memory (RabbitMQ's relative one) */
     uint64_t consumer_timeout_ms; /* unacked deliveries older than this close the channel; 0 off */
     uint32_t read_budget;         /* bytes one connection may have parsed per loop turn */
