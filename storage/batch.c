@@ -3,7 +3,10 @@
  * Invariants: batches commit in number order, one at a time; a batch's borrowed message bytes
  * stay untouched until storage_collect() releases them on the loop thread; after the first
  * failed commit, or the first write lost for want of memory, nothing else is committed
- * (st->failed is sticky). Adding to a batch never aborts: it returns -ENOMEM. */
+ * (st->failed is sticky). Adding to a batch never aborts: it returns -ENOMEM. With a key
+ * (crypt.h), a message is sealed straight into the space LMDB reserves for it, on the writer
+ * thread: no copy and no allocation more than without one. */
+#include <assert.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,6 +14,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 #include "storage/batch.h"
+#include "storage/crypt.h"
 #include "storage/env.h"
 #include "storage/qindex.h"
 #include "storage/records.h"
@@ -20,6 +24,8 @@ enum op_kind {
     OP_PUT_ENTITY, OP_DEL_ENTITY, OP_PUT_MSG, OP_PUT_IDX, OP_DEL_IDX, OP_DEL_IDX_FROM, OP_QMETA,
     OP_PUT_KEYED, OP_DEL_KEYED, /* tenancy records: key (and value) in the arena */
     OP_SEEDED,                  /* meta "seeded" */
+    OP_ROTATE,                  /* a new key (crypt.h), its 32 bytes in the arena */
+    OP_REENCRYPT,               /* a re-encryption step of at most a records */
 };
 
 struct op {
@@ -308,6 +314,7 @@ int storage_put_msg(struct storage *st, uint64_t msg_id, uint32_t refs, const vo
                     size_t hlen, const void *body, size_t blen, void (*release)(void *),
                     void *release_arg)
 {
+    assert(hlen == 0 || *(const uint8_t *)head != CRYPT_MAGIC); /* reserved for envelopes */
     int rc = batch_room(st, 1, hlen);
     if (rc < 0) {
         if (release)
@@ -373,6 +380,32 @@ int storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
     o->a = qid;
     o->b = count;
     o->c = delivered_seq;
+    return 0;
+}
+
+int storage_rotate_key(struct storage *st, const uint8_t key[CRYPT_KEY_SIZE])
+{
+    if (!st->crypt)
+        return -EINVAL;
+    int rc = batch_room(st, 1, CRYPT_KEY_SIZE);
+    if (rc == 0)
+        rc = crypt__loop_rotate(st, key);
+    if (rc)
+        return rc;
+    size_t off;
+    memcpy(arena(st, CRYPT_KEY_SIZE, &off), key, CRYPT_KEY_SIZE);
+    struct op *o = add_op(st, OP_ROTATE);
+    o->off = off;
+    o->len = CRYPT_KEY_SIZE;
+    return 0;
+}
+
+int storage_reencrypt_step(struct storage *st, size_t max)
+{
+    struct op *o = new_op(st, OP_REENCRYPT);
+    if (!o)
+        return -ENOMEM;
+    o->a = max;
     return 0;
 }
 
@@ -479,18 +512,30 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
         if (rc && rc != MDB_NOTFOUND)
             return rc;
         return del_index_from(st, txn, o->a, 0);
-    case OP_PUT_MSG:
-        val = (MDB_val){o->hlen + o->blen, NULL};
+    case OP_PUT_MSG: {
+        bool seal = crypt__sealing(st);
+        val = (MDB_val){o->hlen + o->blen + (seal ? CRYPT_OVERHEAD : 0), NULL};
         if ((rc = mdb_put(txn, st->messages, &key, &val, MDB_RESERVE)) != 0)
             return rc;
-        memcpy(val.mv_data, b->arena + o->off, o->hlen);
-        if (o->blen)
-            memcpy((uint8_t *)val.mv_data + o->hlen, o->body, o->blen);
+        if (seal) {
+            if ((rc = crypt__seal_msg(st, o->a, b->arena + o->off, o->hlen, o->body, o->blen,
+                                      val.mv_data)) != 0)
+                return rc;
+        } else {
+            memcpy(val.mv_data, b->arena + o->off, o->hlen);
+            if (o->blen)
+                memcpy((uint8_t *)val.mv_data + o->hlen, o->body, o->blen);
+        }
         if (o->refs <= 1)
             return 0;
         store_be32(v, o->refs);
         val = (MDB_val){4, v};
         return mdb_put(txn, st->msg_refs, &key, &val, 0);
+    }
+    case OP_ROTATE:
+        return crypt__apply_rotate(st, txn, b->arena + o->off);
+    case OP_REENCRYPT:
+        return crypt__apply_step(st, txn, o->a);
     case OP_PUT_IDX:
         qindex_key_encode(k, o->a, o->b);
         key.mv_size = QINDEX_KEY_SIZE;
@@ -543,13 +588,20 @@ static int commit_once(struct storage *st, const struct st_batch *b)
     int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (rc)
         return rc;
+    crypt__txn_begin(st);
     for (size_t i = 0; i < b->nops; i++) {
         if ((rc = apply_op(st, txn, b, &b->ops[i])) != 0) {
             mdb_txn_abort(txn);
+            crypt__txn_abort(st);
             return rc;
         }
     }
-    return mdb_txn_commit(txn);
+    if ((rc = mdb_txn_commit(txn)) != 0) {
+        crypt__txn_abort(st);
+        return rc;
+    }
+    crypt__txn_commit(st);
+    return 0;
 }
 
 /* LMDB reports a write cut short by a full disk as EIO: tell that apart from a failing disk
@@ -659,9 +711,12 @@ int storage_submit(struct storage *st)
 
 static void batch_free(struct st_batch *b)
 {
-    for (size_t i = 0; i < b->nops; i++)
+    for (size_t i = 0; i < b->nops; i++) {
         if (b->ops[i].release)
             b->ops[i].release(b->ops[i].release_arg);
+        if (b->ops[i].kind == OP_ROTATE) /* no key bytes outlive their batch */
+            crypt__wipe(b->arena + b->ops[i].off, b->ops[i].len);
+    }
     free(b->ops);
     free(b->arena);
     free(b);

@@ -1,6 +1,7 @@
 /* env.c — owns the LMDB environment, its lock file on the data dir, the named databases
- * (layouts in schema.h) and the id counter. Invariant: an environment is never used with a
- * format version it does not know. */
+ * (layouts in schema.h) and the id counter. Invariants: an environment is never used with a
+ * format version it does not know; an open refused for its encryption key (crypt.h) writes
+ * nothing (the key is checked in a read-only transaction first). */
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
@@ -11,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "storage/crypt.h"
 #include "storage/env.h"
 #include "storage/schema.h"
 
@@ -23,6 +25,17 @@ const char *storage_strerror(int rc)
         return "the data directory is in use by another warrend process";
     case STORAGE_E_CORRUPT:
         return "a stored record does not decode (the data directory is damaged)";
+    case STORAGE_E_NOKEY:
+        return "the data directory holds encrypted messages but no encryption key is configured";
+    case STORAGE_E_WRONGKEY:
+        return "the configured encryption key is not the one the stored messages are encrypted "
+               "with";
+    case STORAGE_E_ROTATING:
+        return "the configured encryption key is the one an unfinished key rotation replaced";
+    case STORAGE_E_DECRYPT:
+        return "a stored message fails authentication (altered, or its key is not configured)";
+    case STORAGE_E_CRYPTO:
+        return "the cipher failed (OpenSSL)";
     default:
         return rc < 0 && rc > -4096 ? strerror(-rc) : mdb_strerror(rc);
     }
@@ -61,7 +74,7 @@ static int scan_ids(struct storage *st, MDB_txn *txn, MDB_dbi dbi)
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-static int open_dbs(struct storage *st)
+static int open_dbs(struct storage *st, const struct crypt_plan *plan)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
@@ -107,6 +120,8 @@ static int open_dbs(struct storage *st)
     if (rc && rc != MDB_NOTFOUND)
         goto fail;
     st->is_new = rc == MDB_NOTFOUND;
+    if ((rc = crypt__apply_plan(st, txn, plan)) != 0)
+        goto fail;
     return mdb_txn_commit(txn);
 fail:
     mdb_txn_abort(txn);
@@ -125,6 +140,17 @@ bool storage_is_new(const struct storage *st)
 
 int storage_open(const char *dir, bool sync, struct storage **ret)
 {
+    struct storage_opts o = {.sync = sync};
+    return storage_open_opts(dir, &o, ret);
+}
+
+int storage_open_opts(const char *dir, struct storage_opts *o, struct storage **ret)
+{
+    bool sync = o->sync;
+    o->key_id[0] = o->stored_key_id[0] = o->rotating_from[0] = 0;
+    o->messages = 0;
+    if (o->key)
+        storage_key_id(o->key, o->key_id);
     int rc = mkdir_p(dir);
     if (rc < 0)
         return rc;
@@ -159,7 +185,8 @@ int storage_open(const char *dir, bool sync, struct storage **ret)
     mdb_env_set_mapsize(st->env, (size_t)1 << 30);
     if ((rc = mdb_env_open(st->env, dir, MDB_NOTLS | (sync ? 0 : MDB_NOSYNC), 0640)) != 0)
         goto fail;
-    if ((rc = open_dbs(st)) != 0)
+    struct crypt_plan plan;
+    if ((rc = crypt__check(st, o->key, o, &plan)) != 0 || (rc = open_dbs(st, &plan)) != 0)
         goto fail;
     *ret = st;
     return 0;
@@ -175,6 +202,7 @@ void storage_close(struct storage *st)
     storage__batches_free(st); /* stops the writer thread first */
     if (st->env)
         mdb_env_close(st->env);
+    crypt__free(st);
     if (st->lock_fd >= 0)
         close(st->lock_fd);
     pthread_rwlock_destroy(&st->map_lock);

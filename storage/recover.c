@@ -2,12 +2,14 @@
  * entities and the
  * page-in of queue messages. Start-up cost grows with the number of entities, not of
  * messages: per queue it reads one metadata record and two index keys (first and last).
- * Page-in hands each message's bytes, borrowed from the map, to the caller, which copies
- * them once into its own object. Invariant: no borrowed byte outlives the read transaction. */
+ * Page-in hands each message's bytes, borrowed from the map (or, when encrypted, opened into
+ * one reused buffer of crypt.c's), to the caller, which copies them once into its own object.
+ * Invariant: no borrowed byte outlives the read transaction. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include "storage/crypt.h"
 #include "storage/env.h"
 #include "storage/qindex.h"
 #include "storage/records.h"
@@ -193,6 +195,8 @@ int storage_scan_queue(struct storage *st, uint64_t qid, uint64_t from, size_t m
             .returns = v.returns,
         };
         MDB_val mval = {0, NULL};
+        const void *data = NULL;
+        size_t len = 0;
         if (!e.stale) { /* a stale entry's message is not read: it is to be dropped */
             uint8_t mk[8];
             store_be64(mk, e.msg_id);
@@ -201,9 +205,13 @@ int storage_scan_queue(struct storage *st, uint64_t qid, uint64_t from, size_t m
                 rc = rc == MDB_NOTFOUND ? STORAGE_E_CORRUPT : rc;
                 goto out;
             }
+            rc = crypt__open_msg(st, e.msg_id, mval.mv_data, mval.mv_size, &data, &len);
+            if (rc == -ENOMEM || rc == STORAGE_E_CRYPTO)
+                goto out;
+            e.err = rc;
         }
-        e.len = mval.mv_size;
-        if ((rc = cb(arg, &e, mval.mv_data, mval.mv_size)) < 0)
+        e.len = len;
+        if ((rc = cb(arg, &e, data, len)) < 0)
             goto out;
         n++;
         if (rc > 0) { /* the caller has had enough */
@@ -218,6 +226,7 @@ out:
         mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&st->map_lock);
+    crypt__scan_done(st);
     if (rc == 0)
         *ret_n = n;
     return rc;

@@ -42,14 +42,18 @@ struct st_entry {
     bool stale;     /* a transient message from before the last start: drop it (no bytes) */
     uint64_t expires; /* wall-clock ms (TTL), 0: never */
     uint16_t returns; /* times it came back unacked (quorum delivery count) */
+    int err;        /* 0, or why the message's bytes cannot be given (data NULL, len 0):
+                     * STORAGE_E_DECRYPT, its envelope fails authentication or names a key
+                     * that is not configured (crypt.h) */
     void *data;     /* storage_read_queue: owned by the caller (malloc), NULL when stale;
                      * storage_scan_queue: NULL (the bytes are the callback's data) */
     size_t len;     /* message bytes */
 };
 
 /* Called by storage_scan_queue for one index entry. data[0..len) are the stored message bytes,
- * borrowed from the database (read-only memory): valid only until the callback returns, so
- * copy what is kept, once, straight into its own object. data is NULL for a stale entry.
+ * borrowed from the database (read-only memory) or, for an encrypted record, from storage's
+ * opening buffer: valid only until the callback returns, so copy what is kept, once, straight
+ * into its own object. data is NULL for a stale entry and for one with e->err set.
  * Returns 0 to go on, > 0 to stop after this entry, < 0 to stop with that error. It may add
  * writes (storage_put_* / storage_del_*: storage_del_idx for a stale entry, say) but must not
  * read storage (storage_scan_queue, storage_read_queue, storage_recover). */

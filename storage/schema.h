@@ -11,12 +11,18 @@
  *               "seeded" -> empty: the broker has stored its first users and vhosts
  *                           (storage_put_seeded); absent in a new data dir and in one
  *                           written before tenancy records existed
+ *               "enc_key", "enc_old" -> encryption at rest: the key id messages are sealed
+ *                           with, and an unfinished rotation's old key (crypt.h)
  *   exchanges   u64 id -> u8 type, u8 flags, u8 vhost_len, vhost, u8 name_len, name, args
  *   queues      u64 id -> u8 flags, u8 vhost_len, vhost, u8 name_len, name, args
  *   queue_meta  u64 id -> per-queue index record: layout in qindex.h
  *   bindings    u64 id -> u8 dest kind ('q'|'x'), then u8-length vhost, source, destination
  *                         and key, then args
- *   messages    u64 id -> the broker's opaque message bytes (written once per message)
+ *   messages    u64 id -> the broker's opaque message bytes (written once per message), or,
+ *                         when a key is configured, those bytes sealed in an AES-256-GCM
+ *                         envelope (crypt.h; its first byte 0xEC is one no plain message may
+ *                         begin with). Only this database is encrypted: names, arguments, index
+ *                         entries and tenancy records are not.
  *   msg_refs    u64 id -> u32 queue-index entries that name it, present only when above one
  *   qindex      u64 queue id, u64 seq -> the message it names, with flags, epoch, expiry and
  *                         returns: layout in qindex.h (the one place that encodes it)
@@ -62,6 +68,7 @@ struct storage {
     uint32_t epoch;   /* this open's number */
     bool sync;        /* fsync each commit (false only with --sync=none) */
     bool is_new;      /* meta had no "seeded" record at open */
+    struct st_crypt *crypt; /* owned (crypt.c): keys and rotation state; NULL: no key */
 
     /* The writer thread and its hand-over. Threads: "mu" fields are read and written under mu
      * only; "loop" fields belong to the loop thread (batch_seq and open are changed under mu by

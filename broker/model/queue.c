@@ -391,7 +391,7 @@ static int page_in_entry(void *arg, const struct st_entry *se, const void *data,
     }
     bool persistent = !(se->flags & STORAGE_IDX_TRANSIENT);
     struct msg *m = NULL;
-    int rc = persist_msg_load(data, len, &m);
+    int rc = se->err ? se->err : persist_msg_load(data, len, &m);
     if (rc == -ENOMEM)
         return rc;
     q->disk_head = se->seq + 1;
@@ -399,8 +399,11 @@ static int page_in_entry(void *arg, const struct st_entry *se, const void *data,
     if (persistent)
         q->disk_persistent--;
     if (rc < 0) {
-        log_error("queue '%s': stored message %llu does not decode; dropping it", q->name,
-                  (unsigned long long)se->msg_id);
+        log_error("queue '%s': stored message %llu %s; dropping it", q->name,
+                  (unsigned long long)se->msg_id,
+                  se->err ? "cannot be decrypted (its envelope fails authentication: altered, "
+                            "or sealed with a key that is not configured)"
+                          : "does not decode");
         storage_del_idx(store(q), q->store_id, se->seq);
         if (persistent) {
             q->stored_count--;
