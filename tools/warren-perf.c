@@ -38,6 +38,8 @@
 #include <amqp_tcp_socket.h>
 #endif
 
+#include <openssl/ssl.h>
+
 #include "perf_bind.h"
 #include "perf_hist.h"
 #include "perf_opts.h"
@@ -311,6 +313,25 @@ static int probe_connect(const char *host, int port)
 
 /* Connect, log in and open channel 1. Returns the connection, or NULL with one sentence in
  * err. name becomes the connection_name client property (shown by rabbitmqctl and logs). */
+static bool run_opts_tls; /* --uri amqps://: set once, before any thread starts */
+
+/* rabbitmq-c gives each TLS socket an SSL_CTX of its own (amqp_ssl_socket_get_context) but does
+ * not hand out the SSL session made from it; this info callback, called with the session during
+ * its handshake, records it in the context's app data. */
+static void note_ssl(const SSL *ssl, int where, int ret)
+{
+    (void)where, (void)ret;
+    SSL_CTX_set_app_data(SSL_get_SSL_CTX(ssl), (void *)ssl);
+}
+
+/* The OpenSSL session of a TLS connection, for perf_wire's writes; NULL over plain TCP. */
+static void *perf_ssl(amqp_connection_state_t c)
+{
+    return run_opts_tls ? SSL_CTX_get_app_data((SSL_CTX *)amqp_ssl_socket_get_context(
+                              amqp_get_socket(c)))
+                        : NULL;
+}
+
 static amqp_connection_state_t perf_connect(const struct opts *o, const char *name, char *err,
                                             size_t n)
 {
@@ -321,6 +342,7 @@ static amqp_connection_state_t perf_connect(const struct opts *o, const char *na
     }
     amqp_socket_t *s = o->tls ? amqp_ssl_socket_new(c) : amqp_tcp_socket_new(c);
     if (s && o->tls) {
+        SSL_CTX_set_info_callback(amqp_ssl_socket_get_context(s), note_ssl);
         amqp_ssl_socket_set_verify_peer(s, o->cacert != NULL);
         amqp_ssl_socket_set_verify_hostname(s, o->cacert != NULL);
         if (o->cacert && amqp_ssl_socket_set_cacert(s, o->cacert) != AMQP_STATUS_OK) {
@@ -371,15 +393,6 @@ static amqp_connection_state_t perf_connect(const struct opts *o, const char *na
 fail:
     amqp_destroy_connection(c);
     return NULL;
-}
-
-static bool run_opts_tls; /* --uri amqps://: set once, before any thread starts */
-
-/* The OpenSSL session of a TLS connection (rabbitmq-c hands it out as its "context"), for
- * perf_wire's writes; NULL over plain TCP. */
-static void *perf_ssl(amqp_connection_state_t c)
-{
-    return run_opts_tls ? amqp_ssl_socket_get_context(amqp_get_socket(c)) : NULL;
 }
 
 /* Close politely (bounded by the RPC timeout) and free. Accepts NULL. */
