@@ -140,8 +140,10 @@ static void on_written(uv_write_t *req, int status)
     free(w->buf);
     free(w);
     c->pending_writes--;
+    /* The parser's keep-alive is the latest request's: while that one's answer is held, an
+     * earlier answer (or a 100 Continue) written now must not close (found by fuzz_http). */
     if (status < 0 || (c->too_large && !c->pending_writes) ||
-        (!http_should_keep_alive(&c->parser) && !c->pending_writes))
+        (!http_should_keep_alive(&c->parser) && !c->pending_writes && !c->held))
         conn_close(c);
 }
 
@@ -172,7 +174,7 @@ static void on_tls_written(uv_write_t *req, int status)
         return;
     }
     tls_send(c);
-    if (!c->tls_writing && c->responded &&
+    if (!c->tls_writing && c->responded && !c->held &&
         (c->too_large || !http_should_keep_alive(&c->parser)))
         conn_close(c);
 }

@@ -3,12 +3,16 @@
 page_count, page_size, filtered_count, item_count, total_count; 400 out of range), sort and
 sort_reverse (by a string and by a number), name with and without use_regex, columns; 405 with
 Allow for a wrong method; 404 for an unknown path; 413 for a body over 20 MiB, with
-Content-Length or chunked; keep-alive (many requests, answers and errors, on one connection).
+Content-Length or chunked; keep-alive (many requests, answers and errors, on one connection);
+a request with Connection: close answered after a write that waits for storage.
 Expectations are RabbitMQ 3.10.8's answers, except the body limit: RabbitMQ 3.10 answers 500 to
 bodies far below 20 MiB, the issue asks for 20 MiB and 413 (checked on warrend only).
 Starts its own warrend, or uses WARREN_API_URL + WARREN_AMQP_PORT (see api_common.py).
 Exit 0 pass, 1 fail, 77 skip."""
+import base64
 import os
+import re
+import socket
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -191,10 +195,47 @@ def test_keep_alive(broker):
           f"61 requests on one session opened {pool.num_connections} connections, want 1")
 
 
+def raw_exchange(broker, data):
+    """Writes data on a new connection to the API and reads until the API closes (5 s at most):
+    the status codes of the answers, in order."""
+    host, port = broker.url.split("//", 1)[1].rsplit(":", 1)
+    out = b""
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(data)
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                out += d
+        except socket.timeout:
+            pass
+    return [int(x) for x in re.findall(rb"HTTP/1\.1 (\d{3}) ", out)]
+
+
+def test_close_after_held(broker):
+    """A request with Connection: close whose answer waits for storage (a write) still gets it
+    when an earlier answer, or a 100 Continue, is written meanwhile (found by fuzz_http: the
+    connection was closed as soon as the earlier write completed)."""
+    auth = "Authorization: Basic " + base64.b64encode(b"guest:guest").decode() + "\r\n"
+
+    def put(path, body, extra=""):
+        return (f"PUT {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n{extra}\r\n{body}").encode()
+    got = raw_exchange(broker, put(f"/api/queues/{VQ}/{PREFIX}held-1", '{"durable":true}') +
+                       put(f"/api/queues/{VQ}/{PREFIX}held-2", '{"durable":true}',
+                           "Connection: close\r\n"))
+    check(got == [201, 201], f"two pipelined PUTs, the second with Connection: close: {got}")
+    got = raw_exchange(broker, put(f"/api/queues/{VQ}/{PREFIX}held-3", '{"durable":true}',
+                                   "Expect: 100-continue\r\nConnection: close\r\n"))
+    check(got == [100, 201], f"Expect: 100-continue with Connection: close: {got}")
+
+
 def main(broker, api):
     test_collections(broker, api)
     test_methods(api)
     test_keep_alive(broker)
+    test_close_after_held(broker)
     if not external():  # RabbitMQ 3.10 answers 500 to bodies of 10 MiB and more
         test_body_limit(api)
 
