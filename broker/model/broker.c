@@ -2,6 +2,7 @@
  * TTL-0 list. Does not own connections, listeners or output (the AMQP server does). */
 #include <stdlib.h>
 #include <string.h>
+#include "broker/model/atrest.h"
 #include "broker/model/broker.h"
 #include "broker/model/msg.h"
 #include "broker/model/params.h"
@@ -61,6 +62,8 @@ void broker_free(struct broker *b)
         msg_unref(b->dl_jobs[i].m);
     free(b->dl_jobs);
     timers_free(&b->timers);
+    atrest_free(b->atrest);
+    b->atrest = NULL;
     b->dl_jobs = NULL;
     b->dl_n = b->dl_cap = 0;
 }

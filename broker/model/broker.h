@@ -17,6 +17,7 @@ struct vhost;
 struct storage;
 struct msg;
 struct session_ops;
+struct atrest;
 
 /* Something waiting for a storage batch to be durable (a reply that must not leave before the
  * change it reports is on disk): done() runs, unlinked, once b->durable_batch >= batch. */
@@ -61,6 +62,7 @@ struct broker {
     struct broker_stats stats;
     struct broker_rates rates;
     struct storage *store;      /* owned; NULL: nothing is durable */
+    struct atrest *atrest;      /* owned (atrest.c): encryption at rest; NULL: off */
     struct timers timers;       /* TTL, x-expires and consumer-timeout deadlines */
     struct queue *kick_head;    /* ref: queues to dispatch, linked by queue.kick_next */
     uint64_t queued_mem;        /* memory of ready messages in all queues */
