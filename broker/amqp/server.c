@@ -10,6 +10,7 @@
 #include <openssl/rand.h>
 #include "broker/amqp/channel.h"
 #include "broker/amqp/conn.h"
+#include "broker/model/atrest.h"
 #include "broker/model/errors.h"
 #include "lib/log.h"
 #include "broker/model/defs.h"
@@ -320,16 +321,11 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
                 return -EINVAL;
             }
         }
-    int rc = storage_open(cfg->data_dir, cfg->sync, &s->b.store);
+    /* Storage, with the encryption-at-rest key when one is configured; logs why it failed. */
+    int rc = atrest_open(&s->b, cfg->data_dir, cfg->sync, cfg->encryption_key_file,
+                         cfg->encryption_key_command);
     if (rc < 0) {
-        const char *hint = rc == STORAGE_E_FORMAT
-                               ? "start the Warren version that wrote it, or move it aside to "
-                                 "start empty"
-                           : rc == STORAGE_E_LOCKED
-                               ? "stop the other warrend or give this one another --data-dir"
-                               : "check that it exists or can be created, and is writable";
-        log_error("cannot open the data directory '%s': %s (this build reads format %d); %s",
-                  cfg->data_dir, storage_strerror(rc), STORAGE_FORMAT_VERSION, hint);
+        s->config_error = atrest_config_error(rc);
         tls_ctx_free(s->tls_ctx);
         s->tls_ctx = NULL;
         return rc;
