@@ -15,7 +15,7 @@ enum opt {
     OPT_URL, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_FORMATTER, OPT_QUIET, OPT_NO_HEADERS,
     OPT_HELP,                /* the options above are global; those below belong to verbs */
     OPT_PRIORITY, OPT_APPLY_TO, OPT_IF_UNUSED, OPT_IF_EMPTY, OPT_GLOBAL, OPT_TIMEOUT,
-    OPT_DESCRIPTION, OPT_MAX
+    OPT_DESCRIPTION, OPT_WAIT, OPT_MAX
 };
 #define OPTS_GLOBAL ((1u << OPT_PRIORITY) - 1)
 #define O(x) (1u << OPT_##x)
@@ -42,6 +42,7 @@ static const struct option_def {
     [OPT_GLOBAL] = {"global", 0, false, NULL, NULL},
     [OPT_TIMEOUT] = {"timeout", 't', true, NULL, "300"},
     [OPT_DESCRIPTION] = {"description", 0, true, NULL, NULL},
+    [OPT_WAIT] = {"wait", 0, false, NULL, NULL},
 };
 
 struct ctx {
@@ -522,6 +523,119 @@ static int run_hash_password(struct ctx *c, const struct verb *v, char **arg, in
     return rc;
 }
 
+/* --timeout as seconds into *ret; false (after the usage line) when it is not a number. */
+static bool timeout_secs(struct ctx *c, const struct verb *v, double *ret)
+{
+    char *end;
+    *ret = strtod(c->opt[OPT_TIMEOUT], &end);
+    if (*end || end == c->opt[OPT_TIMEOUT] || *ret < 0) {
+        bad_usage(v, "--timeout must be a number of seconds", NULL);
+        return false;
+    }
+    return true;
+}
+
+static double since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + (now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+/* POST /api/warren/rotate-key, then GET /api/warren/encryption every 0.1 s while the broker
+ * reads the key source (and, with --wait, until every stored message is re-encrypted), for
+ * --timeout seconds at most. */
+static int run_rotate_key(struct ctx *c, const struct verb *v, char **arg, int n)
+{
+    double limit;
+    if (!timeout_secs(c, v, &limit))
+        return EXIT_USAGE;
+    say(c, v, arg, n);
+    json_t *st = NULL;
+    int rc = api_call(&c->api, "POST", v->path, "{}", NULL, "the key rotation endpoint", &st);
+    if (rc)
+        return rc;
+    char before[64];
+    snprintf(before, sizeof before, "%s", jstr(st, "key_id"));
+    struct timespec t0, pause = {0, 100 * 1000 * 1000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        const char *state = jstr(st, "state");
+        if (!strcmp(state, "failed")) {
+            fprintf(stderr, "warrenctl: the key rotation failed: %s.\n", jstr(st, "error"));
+            rc = EXIT_DATA;
+            break;
+        }
+        bool loading = !strcmp(state, "loading_key");
+        if (!loading && !(c->opt[OPT_WAIT] && !strcmp(state, "rotating")))
+            break;
+        if (since(&t0) > limit) {
+            fprintf(stderr, "warrenctl: the key rotation is still %s after %s s; warrenctl "
+                            "encryption_status shows its progress.\n",
+                    loading ? "reading the key" : "re-encrypting", c->opt[OPT_TIMEOUT]);
+            rc = EXIT_UNAVAILABLE;
+            break;
+        }
+        nanosleep(&pause, NULL);
+        json_decref(st);
+        st = NULL;
+        if ((rc = get_json(c, "/api/warren/encryption", NULL, 0, NULL, &st)) != 0)
+            break;
+    }
+    if (!rc && c->fmt == TABLE_FMT_JSON) {
+        print_json(st);
+    } else if (!rc && !c->opt[OPT_QUIET]) {
+        const char *now = jstr(st, "key_id");
+        if (strcmp(now, before))
+            printf("Key id %s replaces %s for new messages.\n", now, before);
+        else
+            printf("The key source still gives key id %s: only stored messages not under it "
+                   "(written before encryption was configured) are re-encrypted.\n", now);
+        if (!strcmp(jstr(st, "state"), "rotating"))
+            printf("Re-encrypting the stored messages in the background; warrenctl "
+                   "encryption_status shows the progress.\n");
+        else
+            printf("Re-encrypted %lld of %lld stored messages in %.1f s.\n",
+                   (long long)json_integer_value(json_object_get(st, "records_reencrypted")),
+                   (long long)json_integer_value(json_object_get(st, "records_examined")),
+                   (double)json_integer_value(json_object_get(st, "elapsed_ms")) / 1000);
+    }
+    json_decref(st);
+    return rc;
+}
+
+static int run_encryption_status(struct ctx *c, const struct verb *v, char **arg, int n)
+{
+    static const char *const fields[][2] = {
+        {"Encryption at rest", "state"}, {"Key id", "key_id"}, {"Key source", "key_source"},
+        {"Previous key id", "previous_key_id"}, {"Last error", "error"},
+        {"Records at start", "records_total"}, {"Records examined", "records_examined"},
+        {"Records re-encrypted", "records_reencrypted"},
+        {"Records damaged", "records_damaged"}, {"Rotations", "rotations"},
+    };
+    json_t *o = NULL;
+    int rc = get_json(c, v->path, arg, n, "the encryption status endpoint", &o);
+    if (!rc && c->fmt == TABLE_FMT_JSON)
+        print_json(o);
+    if (!rc && c->fmt == TABLE_FMT_TABLE)
+        say(c, v, arg, n);
+    for (size_t i = 0; !rc && c->fmt != TABLE_FMT_JSON && i < sizeof fields / sizeof *fields;
+         i++) {
+        char *s = table_cell(o, fields[i][1]);
+        if (s && s[0] && strcmp(s, "null"))
+            printf(c->fmt == TABLE_FMT_TSV ? "%s\t%s\n" : "%s: %s\n", fields[i][0], s);
+        free(s);
+    }
+    json_decref(o);
+    return rc;
+}
+
 static int run_help(struct ctx *c, const struct verb *v, char **arg, int n);
 
 /* ---- the verbs ------------------------------------------------------------------------------- */
@@ -641,6 +755,11 @@ static const struct verb verbs[] = {
     {.name = "import_definitions", .args = "FILE|-", .min = 1, .max = 1,
      .run = run_import_definitions, .path = "/api/definitions",
      .banner = "Importing definitions in JSON from a file at \"%1\" ..."},
+    {.name = "rotate_key", .args = "[--wait] [--timeout SECONDS]", .opts = O(WAIT) | O(TIMEOUT),
+     .run = run_rotate_key, .path = "/api/warren/rotate-key",
+     .banner = "Rotating the encryption key ..."},
+    {.name = "encryption_status", .args = "", .run = run_encryption_status,
+     .path = "/api/warren/encryption", .banner = "Encryption at rest ..."},
     {.name = "hash_password", .args = "PASSWORD", .min = 1, .max = 1, .run = run_hash_password,
      .path = "/api/auth/hash_password/%1", .banner = "Will hash provided password ..."},
     {.name = "help", .args = "", .run = run_help},
