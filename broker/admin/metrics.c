@@ -205,6 +205,12 @@ static void render(struct metrics *m, struct text *t, bool per_object)
                          ? (uint64_t)fs.f_bavail * fs.f_frsize : 0;
     gauge(t, "rabbitmq_disk_space_available_bytes", "Disk space available in bytes", avail);
     gauge(t, "rabbitmq_process_open_fds", "Open file descriptors", open_fds());
+    gauge(t, "rabbitmq_alarms_memory_used_watermark",
+          "is the vm_memory_high_watermark threshold hit", m->b->alarm_memory);
+    gauge(t, "rabbitmq_alarms_free_disk_space_watermark",
+          "is the disk_free_limit threshold hit", m->b->alarm_disk);
+    gauge(t, "rabbitmq_alarms_file_descriptor_limit",
+          "is the file descriptors limit hit", 0);
     head(t, "rabbitmq_build_info", "untyped", "RabbitMQ & Erlang/OTP version info");
     put(t, "rabbitmq_build_info{rabbitmq_version=\"3.10.8\",prometheus_plugin_version=\"%s\","
            "prometheus_client_version=\"%s\",erlang_version=\"none\"} 1\n",

@@ -334,6 +334,12 @@ static int on_key(void *user, const char *section, const char *key, const char *
         cfg->consumer_timeout_ms = n;
         return 1;
     }
+    if (strcmp(key, "vm_memory_high_watermark.absolute") == 0) {
+        if (!parse_bytes(v, &cfg->memory_high_watermark_abs) || !cfg->memory_high_watermark_abs)
+            return fail(p, "vm_memory_high_watermark.absolute: '%s' is not a size (bytes, or a "
+                           "number with kB, MB, GB, k, M, G, kiB, MiB or GiB)", v);
+        return 1;
+    }
     if (strcmp(key, "vm_memory_high_watermark.relative") == 0) {
         char *end;
         double f = strtod(v, &end);

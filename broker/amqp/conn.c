@@ -1108,7 +1108,7 @@ void conn_set_blocked(struct conn *c, bool on)
     if (c->cap_connection_blocked && c->state == CONN_OPEN) {
         struct amqp_method m = {.id = on ? AMQP_CONNECTION_BLOCKED : AMQP_CONNECTION_UNBLOCKED};
         if (on)
-            m.u.connection_blocked.reason = AMQP_BYTES_LIT("low on memory");
+            m.u.connection_blocked.reason = amqp_cstr(c->srv->block_reason);
         conn_send_method(c, 0, &m);
     }
     update_reading(c);
@@ -1132,7 +1132,7 @@ void conn_flow_pause(struct conn *c, struct queue *q)
 void conn_note_publish(struct conn *c)
 {
     c->publisher = true;
-    if (c->srv->mem_alarm && !c->blocked)
+    if ((c->srv->mem_alarm || c->srv->disk_alarm) && !c->blocked)
         conn_set_blocked(c, true);
 }
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <openssl/rand.h>
 #include "broker/amqp/channel.h"
 #include "broker/amqp/conn.h"
@@ -132,32 +133,67 @@ void server_gen_name(struct server *s, const char *prefix, char *buf, size_t siz
     snprintf(buf, size, "%s%s", prefix, tail);
 }
 
-/* Publishers are blocked while queued messages use too much memory (released below 80% of
- * the limit) or while storage waits for disk space. */
+/* The resource alarms, as RabbitMQ's: memory while what warrend holds (queued messages and
+ * connection buffers) is above the watermark (cleared below 80% of it), disk while the data
+ * directory's filesystem has less than disk_free_limit free (or a commit waits for space).
+ * Publishers are blocked while any alarm is in force. */
 static void update_alarms(struct server *s)
 {
     bool mem = s->mem_alarm;
-    if (!mem && s->b.queued_mem > s->mem_limit) {
+    uint64_t held = s->b.queued_mem + s->conn_mem;
+    if (!mem && held > s->mem_limit) {
         mem = true;
-        log_warn("memory alarm: queued messages use %llu MiB, above the limit of %llu MiB; "
-                 "publishers are blocked until consumers catch up",
-                 (unsigned long long)(s->b.queued_mem >> 20), (unsigned long long)(s->mem_limit >> 20));
-    } else if (mem && s->b.queued_mem < s->mem_limit / 10 * 8) {
+        log_warn("memory alarm: warrend holds %llu MiB (queued messages and connection "
+                 "buffers), above vm_memory_high_watermark (%llu MiB); publishers are blocked "
+                 "until consumers catch up",
+                 (unsigned long long)(held >> 20), (unsigned long long)(s->mem_limit >> 20));
+    } else if (mem && held < s->mem_limit / 10 * 8) {
         mem = false;
         log_info("memory alarm cleared; publishers may publish again");
     }
-    bool disk = storage_disk_full(s->b.store) != 0;
-    if (disk != s->disk_alarm)
-        log_msg(disk ? LOG_ERROR : LOG_INFO, disk ? "disk alarm: the data directory's disk is full; "
-                "publishers are blocked until space is freed" : "disk alarm cleared");
+    bool full = storage_disk_full(s->b.store) != 0;
+    bool low = s->disk_free != UINT64_MAX && s->disk_free < s->cfg.disk_free_limit;
+    bool disk = full || low;
+    if (disk && !s->disk_alarm) {
+        if (low)
+            log_warn("disk alarm: %llu MB free on the data directory's filesystem, below "
+                     "disk_free_limit (%llu MB); publishers are blocked until space is freed",
+                     (unsigned long long)(s->disk_free / 1000000),
+                     (unsigned long long)(s->cfg.disk_free_limit / 1000000));
+        else
+            log_error("disk alarm: the data directory's disk is full; publishers are blocked "
+                      "until space is freed");
+    } else if (!disk && s->disk_alarm) {
+        log_info("disk alarm cleared; publishers may publish again");
+    }
     bool was = s->mem_alarm || s->disk_alarm, now = mem || disk;
     s->mem_alarm = s->b.alarm_memory = mem;
     s->disk_alarm = s->b.alarm_disk = disk;
+    snprintf(s->block_reason, sizeof s->block_reason, "%s%s%s", mem ? "low on memory" : "",
+             mem && disk ? " & " : "", disk ? "low on disk" : "");
     if (was == now)
         return;
     struct list *pos, *tmp;
     list_foreach_safe(pos, tmp, &s->conns)
         conn_set_blocked(list_entry(pos, struct conn, link), now);
+}
+
+/* Every second: free space on the data directory's filesystem and the memory connections
+ * hold (walking every connection: not for each loop turn). */
+static void on_alarm_timer(uv_timer_t *t)
+{
+    struct server *s = t->data;
+    struct statvfs sv;
+    s->disk_free = statvfs(s->cfg.data_dir, &sv) == 0 ? (uint64_t)sv.f_bavail * sv.f_frsize
+                                                      : UINT64_MAX;
+    uint64_t m = 0;
+    const struct list *pos;
+    list_foreach(pos, &s->conns) {
+        const struct conn *c = list_entry(pos, const struct conn, link);
+        m += c->in_cap + conn_output_pending(c);
+    }
+    s->conn_mem = m;
+    update_alarms(s);
 }
 
 /* Hands the open batch to the writer thread, with the queue metadata that goes with its index
@@ -299,7 +335,10 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     list_init(&s->paused);
     list_init(&s->waiting);
     list_init(&s->held);
-    s->mem_limit = (uint64_t)((double)uv_get_total_memory() * cfg->memory_high_watermark);
+    s->mem_limit = cfg->memory_high_watermark_abs
+                       ? cfg->memory_high_watermark_abs
+                       : (uint64_t)((double)uv_get_total_memory() * cfg->memory_high_watermark);
+    s->disk_free = UINT64_MAX;
     for (unsigned i = 0; i < cfg->nlisteners; i++) {
         const struct config_listener *l = &cfg->listeners[i];
         struct sockaddr_storage addr;
@@ -368,6 +407,9 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     if (!cfg->nlisteners)
         log_warn("no AMQP listener (listeners.tcp = none): clients cannot connect");
     timers_init(&s->b.timers, loop);
+    uv_timer_init(loop, &s->alarm_timer);
+    s->alarm_timer.data = s;
+    uv_timer_start(&s->alarm_timer, on_alarm_timer, 0, 1000);
     void *vv, *qv;
     for (uint32_t it = 0; hmap_next(&s->b.vhosts, &it, &vv);) {
         for (uint32_t jt = 0; hmap_next(&((struct vhost *)vv)->queues, &jt, &qv);)
@@ -434,6 +476,7 @@ void server_stop(struct server *s)
         conn_flush(c);
     }
     uv_close((uv_handle_t *)&s->before_sleep, NULL);
+    uv_close((uv_handle_t *)&s->alarm_timer, NULL);
     uv_close((uv_handle_t *)&s->store_async, NULL);
     timers_close(&s->b.timers);
 }

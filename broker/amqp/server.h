@@ -45,6 +45,8 @@ struct config {
     int64_t connection_max;       /* open connections on this node; -1: infinity */
     int64_t consumer_max_per_channel; /* -1: infinity */
     double memory_high_watermark; /* fraction of physical memory (RabbitMQ's relative one) */
+    uint64_t memory_high_watermark_abs; /* bytes (vm_memory_high_watermark.absolute); 0: use
+                                         * the relative one */
     uint64_t consumer_timeout_ms; /* unacked deliveries older than this close the channel; 0 off */
     uint32_t read_budget;         /* bytes one connection may have parsed per loop turn */
 
@@ -113,9 +115,15 @@ struct server {
     uv_async_t store_async;
     struct list waiting;        /* of channel.wait_link: confirms / tx.commit-ok waiting */
     struct list held;           /* of conn.hold_link: connections waiting for a commit */
-    bool disk_alarm;            /* a commit waits for disk space: publishers are blocked */
+    bool disk_alarm;            /* free disk below disk_free_limit, or a commit waits for
+                                 * space: publishers are blocked */
     uint64_t mem_limit;         /* memory alarm above this */
     bool mem_alarm;             /* publishers are blocked */
+    uv_timer_t alarm_timer;     /* every second: disk space and connection buffers */
+    uint64_t disk_free;         /* bytes free on the data directory's filesystem (UINT64_MAX:
+                                 * not known) */
+    uint64_t conn_mem;          /* bytes held in connections' input and output buffers */
+    char block_reason[40];      /* connection.blocked's reason: "low on memory" ... */
     bool config_error;          /* server_start failed on the configuration (definitions) */
     void (*on_stop)(void *arg); /* called by server_stop: other surfaces close their handles */
     void *on_stop_arg;

@@ -87,8 +87,12 @@ int main(void)
     }
     atexit(unmount);
     setenv("TMPDIR", s_mnt, 1);
+    /* The disk alarm's free-space limit (disk_free_limit, 50MB by default) is lowered below
+     * what the tmpfs has, so that what blocks here is the full disk itself. */
+    const char *conf = harness_write_file(s_mnt, "warren.conf", "disk_free_limit.absolute = 1kB\n");
+    const char *const extra[] = {"--config", conf, NULL};
     harness_broker_t b;
-    harness_broker_start(&b);
+    harness_broker_start_args(&b, extra);
 
     static const char *const caps[] = {"connection.blocked", NULL};
     amqp_connection_state_t conn = harness_connect_caps(&b, caps);
