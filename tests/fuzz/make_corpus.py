@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Write the golden frame fixtures (tests/fixtures/) and the fuzz seed corpora (tests/fuzz/corpus/
-for fuzz_frame, tests/fuzz/corpus-table/ for fuzz_table).
+for fuzz_frame, tests/fuzz/corpus-table/ for fuzz_table, tests/fuzz/corpus-conf/ for fuzz_conf).
 
 This encoder is written from the AMQP 0-9-1 spec and shares no code with protocol/, so the
 unit tests that compare the C codec's output to these bytes catch bugs a symmetric
@@ -10,7 +10,9 @@ encode/decode round trip cannot. Fixtures:
 Every fixture is also a seed, alongside small single-frame seeds. The table seeds are table
 bodies (no length prefix) of the kinds a broker meets: clients' client-properties (what pika,
 rabbitmq-c and amqplib send), an AMQPLAIN response, declare and binding arguments, headers with
-every type, x-death and CC/BCC. Usage (stdlib only):
+every type, x-death and CC/BCC. The configuration seeds are dist/warren.conf as shipped and
+with every key it shows uncommented, the files the integration and interop tests write, the
+TLS keys, the lists, and one of each refused line. Usage (stdlib only):
     python3 tests/fuzz/make_corpus.py        # rewrites both folders in place
 """
 import os
@@ -21,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures')
 CORPUS = os.path.join(ROOT, 'tests', 'fuzz', 'corpus')
 CORPUS_TABLE = os.path.join(ROOT, 'tests', 'fuzz', 'corpus-table')
+CORPUS_CONF = os.path.join(ROOT, 'tests', 'fuzz', 'corpus-conf')
 
 PROTOCOL_HEADER = b'AMQP\x00\x00\x09\x01'
 METHOD, HEADER, BODY, HEARTBEAT = 1, 2, 3, 8
@@ -285,6 +288,60 @@ def table_seeds():
     }
 
 
+def conf_seeds():
+    """name -> rabbitmq.conf text, for fuzz_conf."""
+    with open(os.path.join(ROOT, 'dist', 'warren.conf'), 'rb') as f:
+        shipped = f.read()
+    # Every "#key = value" and "#   e.g. key = value" line of the shipped file, as a setting.
+    keys = []
+    for line in shipped.decode().splitlines():
+        if line.startswith('#   e.g. ') and ' = ' in line:
+            keys.append(line[len('#   e.g. '):])
+        elif line.startswith('#') and line[1:2] not in ('#', ' ', '') and ' = ' in line:
+            keys.append(line[1:])
+    return {
+        'warren.conf': shipped,
+        'all-keys.conf': '\n'.join(keys).replace('/etc/warren/definitions.json', '/dev/null')
+                         .encode() + b'\n',
+        # tests/integration/10-connection-config.c: a file as an operator keeps it.
+        'operator.conf': b'# rabbitmq.conf as an operator keeps it\n'
+                         b'listeners.tcp.default = 5673\nheartbeat = 7\n'
+                         b'frame_max = 16384   # bytes\nchannel_max = 99\n\n'
+                         b'consumer_timeout = 900000\nmax_message_size = 1048576\n'
+                         b'vm_memory_high_watermark.relative = 0.5\nlog.console.level = warning\n'
+                         b'default_user = guest\ndefault_pass = guest\ndefault_vhost = /\n'
+                         b'default_user_tags.administrator = true\n'
+                         b'default_permissions.configure = .*\ndefault_permissions.write = .*\n'
+                         b'default_permissions.read = .*\nloopback_users.guest = true\n'
+                         b'disk_free_limit.absolute = 50MB\n',
+        # tests/interop/tls_test.py: AMQPS with client certificates (readable files: /dev/null).
+        'tls.conf': b'listeners.ssl.default = 127.0.0.1:5671\nlisteners.tcp = none\n'
+                    b'ssl_options.cacertfile = /dev/null\nssl_options.certfile = /dev/null\n'
+                    b'ssl_options.keyfile = /dev/null\nssl_options.password = secret\n'
+                    b'ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = false\n'
+                    b'ssl_options.versions.1 = tlsv1.3\nssl_options.versions.2 = tlsv1.2\n'
+                    b'ssl_options.ciphers.1 = TLS_AES_256_GCM_SHA384\n'
+                    b'ssl_options.ciphers.2 = ECDHE-RSA-AES128-GCM-SHA256\n'
+                    b'ssl_options.honor_cipher_order = true\nssl_options.depth = 2\n'
+                    b'auth_mechanisms.1 = PLAIN\nauth_mechanisms.2 = AMQPLAIN\n'
+                    b'auth_mechanisms.3 = EXTERNAL\nssl_handshake_timeout = 1500\n'
+                    b'ssl_cert_login_from = common_name\nmanagement.ssl.port = 15671\n'
+                    b'management.ssl.ip = 127.0.0.1\nmanagement.ssl.certfile = /dev/null\n'
+                    b'prometheus.ssl.port = 15691\nencryption.key_command = cat key\n',
+        'lists.conf': b'loopback_users = none\nloopback_users.alice = true\n'
+                      b'loopback_users.guest = false\nloopback_users.bob = true\n'
+                      b'default_user_tags.monitoring = true\n'
+                      b'default_user_tags.administrator = false\n'
+                      b'listeners.tcp.a = [::1]:5673\nlisteners.tcp.b = ::1:5674\n'
+                      b'listeners.tcp.c = 0.0.0.0:5675\nlisteners.tcp.a = 5676\n'
+                      b'management.tcp.port = none\nprometheus.tcp.ip = ::1\n',
+        'bad-key.conf': b'listeners.tcp.default = 5672\n# a comment\nlistners.tcp.default = 5672\n',
+        'bad-port.conf': b'heartbeat = 30\nlisteners.tcp.default = 99999\n',
+        'bad-line.conf': b'listeners.tcp.default = 5672\nthis is not a setting\n',
+        'section.conf': b'[rabbit]\nheartbeat = abc\n',
+    }
+
+
 def write(folder, name, data):
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, name), 'wb') as f:
@@ -329,6 +386,8 @@ def main():
         write(CORPUS, name + '.bin', data)
     for name, data in table_seeds().items():
         write(CORPUS_TABLE, name + '.bin', data)
+    for name, data in conf_seeds().items():
+        write(CORPUS_CONF, name, data)
     return 0
 
 
