@@ -336,9 +336,13 @@ int main(int argc, char **argv)
     struct on_stop st = {0};
     fill_listeners(&admin, &cfg);
     struct http_ports mports = {.ip = cfg.mgmt_ip, .port = cfg.mgmt_port,
-                                .ssl_ip = cfg.mgmt_ssl_ip, .ssl_port = cfg.mgmt_ssl_port};
+                                .ssl_ip = cfg.mgmt_ssl_ip, .ssl_port = cfg.mgmt_ssl_port,
+                                .idle_timeout_ms = cfg.mgmt_idle_timeout_ms,
+                                .request_timeout_ms = cfg.mgmt_request_timeout_ms};
     struct http_ports pports = {.ip = cfg.prom_ip, .port = cfg.prom_port,
-                                .ssl_ip = cfg.prom_ssl_ip, .ssl_port = cfg.prom_ssl_port};
+                                .ssl_ip = cfg.prom_ssl_ip, .ssl_port = cfg.prom_ssl_port,
+                                .idle_timeout_ms = cfg.prom_idle_timeout_ms,
+                                .request_timeout_ms = cfg.prom_request_timeout_ms};
     if (!surface_tls(&mports, &cfg.mgmt_tls, "management API", "management.ssl") ||
         !surface_tls(&pports, &cfg.prom_tls, "Prometheus endpoint", "prometheus.ssl")) {
         tls_ctx_free(mports.ssl_ctx);

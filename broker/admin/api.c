@@ -564,6 +564,8 @@ int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const struct
         http_stop(&a->http);
         return rc;
     }
+    http_set_timeouts(&a->http, ports);
+    http_set_timeouts(&a->https, ports);
     uv_timer_init(loop, &a->sampler);
     a->sampler.data = a;
     uv_timer_start(&a->sampler, on_sample, 0, STATS_INTERVAL_MS);

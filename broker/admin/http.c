@@ -55,6 +55,9 @@ struct http_conn {
     uv_write_t tls_wreq;     /* the ciphertext write in flight */
     bool tls_writing;
     bool responded;          /* an answer went out: keep-alive decides from now on */
+    uv_timer_t timer;        /* idle_timeout between requests, request_timeout during one */
+    int handles;             /* uv handles (tcp, timer) not yet closed */
+    bool in_request;         /* a request's first byte came, its end did not */
 };
 
 struct http_write {
@@ -75,6 +78,7 @@ static const char *reason(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
     case 409: return "Conflict";
     case 413: return "Request Entity Too Large";
     case 414: return "URI Too Long";
@@ -117,6 +121,8 @@ static void conn_free(struct http_conn *c)
 static void on_closed(uv_handle_t *h)
 {
     struct http_conn *c = h->data;
+    if (--c->handles > 0)
+        return;
     if (c->held)
         c->orphan = true; /* http_release() will free it */
     else
@@ -131,6 +137,39 @@ static void conn_close(struct http_conn *c)
     list_remove(&c->link);
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
+    uv_close((uv_handle_t *)&c->timer, on_closed);
+}
+
+static void on_timeout(uv_timer_t *t);
+
+/* Between requests the connection may stay idle for idle_timeout_ms; a request, once begun,
+ * must arrive whole within request_timeout_ms; an answer waiting for storage stops the clock. */
+static void arm_timer(struct http_conn *c)
+{
+    if (c->closing)
+        return;
+    if (c->held) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timeout,
+                   c->in_request ? c->srv->request_timeout_ms : c->srv->idle_timeout_ms, 0);
+}
+
+static void refuse(struct http_conn *c, int status, const char *why);
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct http_conn *c = t->data;
+    if (c->closing || c->too_large)
+        return;
+    if (!c->in_request) {
+        conn_close(c);
+        return;
+    }
+    log_info("%s: a request from %s did not arrive whole within %u ms; answering 408 and "
+             "closing", c->srv->what, c->peer, c->srv->request_timeout_ms);
+    refuse(c, 408, "the request did not arrive whole in time");
 }
 
 static void on_written(uv_write_t *req, int status)
@@ -273,6 +312,8 @@ static int grow(char **p, size_t *cap, size_t need)
 static int on_message_begin(http_parser *p)
 {
     struct http_conn *c = p->data;
+    c->in_request = true;
+    arm_timer(c);
     c->url_len = c->body_len = c->auth_len = c->field_len = 0;
     c->has_auth = c->has_reason = c->in_value = c->field_too_long = false;
     c->reason_len = 0;
@@ -415,6 +456,8 @@ static int on_message_complete(http_parser *p)
     } else {
         send_resp(c, &resp, head, http_should_keep_alive(p));
     }
+    c->in_request = false;
+    arm_timer(c);
     /* Shrink what a large request grew, so an idle connection holds little. */
     if (c->body_cap > 65536) {
         free(c->body);
@@ -459,6 +502,7 @@ void http_release(void *conn)
     send_resp(c, &c->held_resp, c->held_head, c->held_keep_alive);
     if (c->closing)
         return;
+    arm_timer(c);
     http_parser_pause(&c->parser, 0);
     char *rest = c->unparsed;
     size_t len = c->unparsed_len;
@@ -567,7 +611,9 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     c->srv = s;
     uv_tcp_init(s->loop, &c->tcp);
-    c->tcp.data = c;
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
     list_insert_tail(&s->conns, &c->link);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
         conn_close(c);
@@ -584,6 +630,7 @@ static void on_connection(uv_stream_t *listener, int status)
     }
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
+    arm_timer(c);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
         conn_close(c);
 }
@@ -593,6 +640,7 @@ int http_start(struct http_server *s, uv_loop_t *loop, const char *what, const c
 {
     memset(s, 0, sizeof *s);
     s->tls_ctx = ctx;
+    s->idle_timeout_ms = s->request_timeout_ms = 120000;
     s->what = what;
     s->key = key;
     s->loop = loop;
@@ -625,6 +673,14 @@ int http_start(struct http_server *s, uv_loop_t *loop, const char *what, const c
     log_info("%s listening on %s port %d%s", what, addr[0] ? addr : "[::]", port,
              ctx ? " (HTTPS)" : "");
     return 0;
+}
+
+void http_set_timeouts(struct http_server *s, const struct http_ports *ports)
+{
+    if (ports->idle_timeout_ms)
+        s->idle_timeout_ms = ports->idle_timeout_ms;
+    if (ports->request_timeout_ms)
+        s->request_timeout_ms = ports->request_timeout_ms;
 }
 
 void http_set_tls(struct http_server *s, SSL_CTX *ctx)

@@ -55,6 +55,8 @@ struct http_server {
     struct list conns;      /* of http_conn.link */
     bool open;
     SSL_CTX *tls_ctx;       /* owned: HTTPS; NULL for plain HTTP */
+    uint32_t idle_timeout_ms;    /* a connection idle between requests is closed */
+    uint32_t request_timeout_ms; /* a request must arrive whole in this time, or 408 */
 };
 
 /* Listens on addr ("" = every IPv4 and IPv6 address) and port, over HTTPS with ctx when it is
@@ -67,7 +69,10 @@ struct http_ports {
     const char *ip, *ssl_ip;
     int port, ssl_port;
     SSL_CTX *ssl_ctx; /* taken over by the surface's start function, even when it fails */
+    uint32_t idle_timeout_ms, request_timeout_ms; /* for both listeners; 0: 120000 */
 };
+/* Sets s's timeouts from ports (called after http_start). */
+void http_set_timeouts(struct http_server *s, const struct http_ports *ports);
 
 /* Replaces the HTTPS context (SIGHUP): new connections use ctx, open ones keep theirs. */
 void http_set_tls(struct http_server *s, SSL_CTX *ctx);

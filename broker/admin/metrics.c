@@ -278,6 +278,8 @@ int metrics_start(struct metrics *m, uv_loop_t *loop, struct broker *b, const ch
         tls_ctx_free(ports->ssl_ctx);
     if (rc < 0)
         http_stop(&m->http);
+    http_set_timeouts(&m->http, ports);
+    http_set_timeouts(&m->https, ports);
     return rc;
 }
 

@@ -260,10 +260,22 @@ static int on_key(void *user, const char *section, const char *key, const char *
         return parse_tls_key(p, &cfg->mgmt_tls, key, sub, v);
     if ((sub = after(key, "prometheus.ssl.")))
         return parse_tls_key(p, &cfg->prom_tls, key, sub, v);
-    if (strcmp(key, "ssl_handshake_timeout") == 0) {
+    if (strcmp(key, "ssl_handshake_timeout") == 0 || strcmp(key, "handshake_timeout") == 0 ||
+        strcmp(key, "tcp_listen_options.send_timeout") == 0 ||
+        strcmp(key, "management.tcp.idle_timeout") == 0 ||
+        strcmp(key, "management.tcp.request_timeout") == 0 ||
+        strcmp(key, "prometheus.tcp.idle_timeout") == 0 ||
+        strcmp(key, "prometheus.tcp.request_timeout") == 0) {
+        uint32_t *field = key[0] == 's'   ? &cfg->ssl_handshake_timeout_ms
+                          : key[0] == 'h' ? &cfg->handshake_timeout_ms
+                          : key[0] == 't' ? &cfg->send_timeout_ms
+                          : key[0] == 'm' ? (strstr(key, "idle") ? &cfg->mgmt_idle_timeout_ms
+                                                                : &cfg->mgmt_request_timeout_ms)
+                                          : (strstr(key, "idle") ? &cfg->prom_idle_timeout_ms
+                                                                : &cfg->prom_request_timeout_ms);
         if (!parse_u64(v, 1, 3600000, &n))
-            return fail(p, "ssl_handshake_timeout: '%s' is not a number of milliseconds", v);
-        cfg->ssl_handshake_timeout_ms = (uint32_t)n;
+            return fail(p, "%s: '%s' is not a number of milliseconds (1..3600000)", key, v);
+        *field = (uint32_t)n;
         return 1;
     }
     if (strcmp(key, "ssl_cert_login_from") == 0) {

@@ -321,7 +321,7 @@ static void tls_flush(struct conn *c, struct outbuf *ob)
         return;
     }
     c->writing = true;
-    c->last_send_ms = uv_now(c->srv->loop);
+    c->last_send_ms = c->write_since_ms = uv_now(c->srv->loop);
     c->send_oct += b.len;
     c->send_cnt++;
 }
@@ -362,7 +362,7 @@ void conn_flush(struct conn *c)
         return;
     }
     c->writing = true;
-    c->last_send_ms = uv_now(c->srv->loop);
+    c->last_send_ms = c->write_since_ms = uv_now(c->srv->loop);
     c->send_oct += ob->bytes;
     c->send_cnt++;
 }
@@ -1091,6 +1091,18 @@ static void update_reading(struct conn *c)
         c->reading = false;
         close_socket(c);
     }
+}
+
+void conn_check_send_timeout(struct conn *c, uint64_t now)
+{
+    if (!c->writing || c->state == CONN_CLOSED ||
+        now - c->write_since_ms < c->srv->cfg.send_timeout_ms)
+        return;
+    log_warn("connection %llu (%s): the client has not taken our output for %u ms "
+             "(tcp_listen_options.send_timeout), %zu bytes waiting; closing it",
+             (unsigned long long)c->id, c->peer, c->srv->cfg.send_timeout_ms,
+             conn_output_pending(c));
+    close_socket(c);
 }
 
 void conn_resume(struct conn *c)

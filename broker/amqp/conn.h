@@ -87,6 +87,7 @@ struct conn {
     uint8_t *in; /* owned; NULL while empty */
     size_t in_len, in_cap;
     uint64_t last_recv_ms, last_send_ms;
+    uint64_t write_since_ms; /* when the write in flight began (c->writing) */
 
     /* Output: out[fill] collects this turn's frames while out[!fill] is being written. */
     struct outbuf out[2];
@@ -111,6 +112,9 @@ struct conn {
 /* Memory alarm on or off for this connection: publishers stop being read (and are told with
  * connection.blocked when they asked for it). */
 void conn_set_blocked(struct conn *c, bool on);
+/* Closes c when a write has been waiting for the client to read for longer than
+ * tcp_listen_options.send_timeout (called every second). */
+void conn_check_send_timeout(struct conn *c, uint64_t now);
 /* Reads again after the read budget of a loop turn was used up. */
 void conn_resume(struct conn *c);
 /* A publish arrived on c: marks it a publisher (blocked at once during an alarm). */

@@ -54,6 +54,11 @@ void config_defaults(struct config *cfg)
         .mgmt_port = 15672,
         .prom_port = 15692,
         .ssl_handshake_timeout_ms = 5000,
+        .send_timeout_ms = 15000, /* RabbitMQ's tcp_listen_options.send_timeout */
+        .mgmt_idle_timeout_ms = 120000, /* RabbitMQ's (cowboy's) defaults */
+        .mgmt_request_timeout_ms = 120000,
+        .prom_idle_timeout_ms = 120000,
+        .prom_request_timeout_ms = 120000,
         .mgmt_ssl_port = -1,
         .prom_ssl_port = -1,
         .auth_mechanisms = "PLAIN AMQPLAIN",
@@ -186,11 +191,12 @@ static void on_alarm_timer(uv_timer_t *t)
     struct statvfs sv;
     s->disk_free = statvfs(s->cfg.data_dir, &sv) == 0 ? (uint64_t)sv.f_bavail * sv.f_frsize
                                                       : UINT64_MAX;
-    uint64_t m = 0;
-    const struct list *pos;
-    list_foreach(pos, &s->conns) {
-        const struct conn *c = list_entry(pos, const struct conn, link);
+    uint64_t m = 0, now = uv_now(s->loop);
+    struct list *pos, *tmp;
+    list_foreach_safe(pos, tmp, &s->conns) {
+        struct conn *c = list_entry(pos, struct conn, link);
         m += c->in_cap + conn_output_pending(c);
+        conn_check_send_timeout(c, now);
     }
     s->conn_mem = m;
     update_alarms(s);

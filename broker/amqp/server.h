@@ -40,7 +40,9 @@ struct config {
     uint16_t channel_max;
     uint32_t frame_max;
     uint16_t heartbeat;   /* seconds, proposed in connection.tune */
-    uint32_t handshake_timeout_ms;
+    uint32_t handshake_timeout_ms;  /* handshake_timeout: connection.open must come by then */
+    uint32_t send_timeout_ms;       /* tcp_listen_options.send_timeout: a client that reads
+                                     * nothing of a write for this long is closed */
     uint64_t max_message_size;
     int64_t connection_max;       /* open connections on this node; -1: infinity */
     int64_t consumer_max_per_channel; /* -1: infinity */
@@ -75,6 +77,10 @@ struct config {
     struct tls_options tls;
     uint32_t ssl_handshake_timeout_ms;
     int mgmt_ssl_port, prom_ssl_port;
+    /* management.tcp.idle_timeout / request_timeout, prometheus.tcp.* (ms): an idle HTTP
+     * connection is closed; a request must arrive whole within request_timeout (408). */
+    uint32_t mgmt_idle_timeout_ms, mgmt_request_timeout_ms;
+    uint32_t prom_idle_timeout_ms, prom_request_timeout_ms;
     char mgmt_ssl_ip[48], prom_ssl_ip[48];
     struct tls_options mgmt_tls, prom_tls;
     /* SASL mechanisms offered, in order, space-separated (auth_mechanisms.N). */
