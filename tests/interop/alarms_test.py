@@ -11,70 +11,27 @@ Prometheus (rabbitmq_alarms_*).
 Exit 0 pass, 1 fail, 77 skip (no pika/requests, WARREND not set)."""
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 try:
     import pika
     import requests
+    from conf_broker import ConfBroker, check, finish
 except ImportError as e:
     print(f"SKIP: {e.name} is not installed (apt-get install python3-pika python3-requests)")
     sys.exit(77)
 
-failures = []
 
+class Broker(ConfBroker):
+    """ConfBroker with Prometheus on, its data directory where the test says."""
 
-def check(cond, msg):
-    if not cond:
-        print("FAIL: " + msg, file=sys.stderr)
-        failures.append(msg)
-    return bool(cond)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Warrend:
     def __init__(self, d, data, lines):
-        self.port, self.mport, self.pport = free_port(), free_port(), free_port()
-        conf = os.path.join(d, "warren.conf")
-        with open(conf, "w") as f:
-            f.write("\n".join([f"listeners.tcp.default = 127.0.0.1:{self.port}",
-                               f"management.tcp.port = {self.mport}",
-                               "management.tcp.ip = 127.0.0.1",
-                               f"prometheus.tcp.port = {self.pport}",
-                               "prometheus.tcp.ip = 127.0.0.1",
-                               f"data_dir = {data}", "log.console.level = info"] + lines) + "\n")
-        self.log = open(os.path.join(d, "warrend.log"), "w+")
-        self.proc = subprocess.Popen([os.environ["WARREND"], "--config", conf], stderr=self.log)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                for p in (self.port, self.mport, self.pport):
-                    socket.create_connection(("127.0.0.1", p), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise SystemExit("FAIL: warrend did not start")
-
-    def connect(self):
-        return pika.BlockingConnection(pika.ConnectionParameters(
-            "127.0.0.1", self.port, connection_attempts=1, socket_timeout=5,
-            blocked_connection_timeout=60))
-
-    def api(self, path):
-        return requests.get(f"http://127.0.0.1:{self.mport}{path}", auth=("guest", "guest"),
-                            timeout=10)
+        super().__init__(d, lines + [f"data_dir = {data}"], prometheus=True)
 
     def metric(self, name):
         text = requests.get(f"http://127.0.0.1:{self.pport}/metrics", timeout=10).text
@@ -86,26 +43,11 @@ class Warrend:
     def alarms(self):
         """(mem_alarm, disk_free_alarm) from /api/nodes, the health check's status, and the
         two Prometheus gauges."""
-        node = self.api("/api/nodes").json()[0]
-        health = self.api("/api/health/checks/alarms").status_code
+        node = self.api("GET", "/api/nodes").json()[0]
+        health = self.api("GET", "/api/health/checks/alarms").status_code
         return ((node["mem_alarm"], node["disk_free_alarm"]), health,
                 (self.metric("rabbitmq_alarms_memory_used_watermark"),
                  self.metric("rabbitmq_alarms_free_disk_space_watermark")))
-
-    def stop(self):
-        ok = self.proc.poll() is None
-        if ok:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                ok = self.proc.wait(10) in (0, -signal.SIGTERM)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                ok = False
-        if not ok:
-            self.log.seek(0)
-            print(self.log.read()[-3000:], file=sys.stderr)
-        return ok
 
 
 def wait_for(fn, seconds=10):
@@ -132,7 +74,7 @@ def pump(conn, events, want):
 
 
 def test_memory(d):
-    w = Warrend(d, os.path.join(d, "data-mem"), ["vm_memory_high_watermark.absolute = 4MB"])
+    w = Broker(d, os.path.join(d, "data-mem"), ["vm_memory_high_watermark.absolute = 4MB"])
     try:
         check(w.alarms() == ((False, False), 200, (0.0, 0.0)), f"no alarm at start: {w.alarms()}")
         pub = w.connect()
@@ -154,9 +96,9 @@ def test_memory(d):
         check(w.alarms() == ((True, False), 503, (1.0, 0.0)),
               f"the memory alarm shows in the API, health check and metrics: {w.alarms()}")
         # Blocked: what the publisher sends now is not read (the queue stops growing).
-        before = w.api("/api/queues/%2F/alarm-mem").json().get("messages")
+        before = w.api("GET", "/api/queues/%2F/alarm-mem").json().get("messages")
         time.sleep(0.5)
-        depth = w.api("/api/queues/%2F/alarm-mem").json().get("messages")
+        depth = w.api("GET", "/api/queues/%2F/alarm-mem").json().get("messages")
         check(before == depth < 112,
               f"a blocked publisher is not read: {before} then {depth} messages queued")
         # A consumer on its own connection drains the queue; the alarm clears, the publisher
@@ -190,7 +132,7 @@ def test_disk(d):
         print("cannot mount a tmpfs here: the disk alarm is not tested")
         return
     try:
-        w = Warrend(d, os.path.join(mnt, "data"), ["disk_free_limit.absolute = 40MB"])
+        w = Broker(d, os.path.join(mnt, "data"), ["disk_free_limit.absolute = 40MB"])
         try:
             check(wait_for(lambda: w.alarms()[0] == (False, False)),
                   f"no disk alarm with 64 MB free: {w.alarms()}")
@@ -240,11 +182,7 @@ def main():
         test_disk(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
-    if failures:
-        print(f"{len(failures)} check(s) failed", file=sys.stderr)
-        return 1
-    print("alarms: all checks passed")
-    return 0
+    return finish("alarms")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import random
 import resource
 import selectors
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -26,31 +25,17 @@ import tempfile
 import threading
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 try:
     import pika
-    import requests
+    from conf_broker import (ConfBroker, check, finish, frame, free_port, handshake, longstr,
+                             method, read_method, shortstr)
 except ImportError as e:
     print(f"SKIP: {e.name} is not installed (apt-get install python3-pika python3-requests)")
     sys.exit(77)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-failures = []
 report = []
-
-
-def check(cond, msg):
-    if not cond:
-        print("FAIL: " + msg, file=sys.stderr)
-        failures.append(msg)
-    return bool(cond)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # ---- the probe: a process of its own, so that the attackers' GIL does not delay it --------
@@ -92,65 +77,12 @@ class Probe:
             return {"lat": [], "errors": 1}
 
 
-# ---- the broker -------------------------------------------------------------------------------
-
-class Warrend:
-    def __init__(self, d, name, lines):
-        self.d = os.path.join(d, name)
-        os.mkdir(self.d)
-        self.port, self.mport = free_port(), free_port()
-        self.tls_port = free_port()
-        conf = os.path.join(self.d, "warren.conf")
-        with open(conf, "w") as f:
-            f.write("\n".join([f"listeners.tcp.default = 127.0.0.1:{self.port}",
-                               f"management.tcp.port = {self.mport}",
-                               "management.tcp.ip = 127.0.0.1", "prometheus.tcp.port = none",
-                               f"data_dir = {self.d}/data", "log.console.level = warning"] +
-                              lines) + "\n")
-        self.log = open(os.path.join(self.d, "warrend.log"), "w+")
-        self.proc = subprocess.Popen([os.environ["WARREND"], "--config", conf], stderr=self.log)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                socket.create_connection(("127.0.0.1", self.mport), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise SystemExit("FAIL: warrend did not start")
-
-    def peak_rss_mib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return 0
-
-    def log_text(self):
-        self.log.flush()
-        with open(self.log.name) as f:
-            return f.read()
-
-    def stop(self):
-        ok = self.proc.poll() is None
-        if ok:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                ok = self.proc.wait(20) in (0, -signal.SIGTERM)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                ok = False
-        if not ok:
-            print(self.log_text()[-3000:], file=sys.stderr)
-        return ok
-
-
 RSS_LIMIT_MIB = float(os.environ.get("HOSTILE_RSS_LIMIT_MIB", "1024"))
 
 
 def scenario(d, name, lines, fn):
-    w = Warrend(d, name, lines)
+    os.mkdir(os.path.join(d, name))
+    w = ConfBroker(os.path.join(d, name), lines, log_level="warning")
     probe = Probe(w.port)
     time.sleep(0.3)
     t0 = time.monotonic()
@@ -171,77 +103,6 @@ def scenario(d, name, lines, fn):
     check(res["errors"] == 0 and len(lat) >= 5, f"{name}: the probe was answered throughout")
     check(p95 < 100, f"{name}: probe p95 {p95:.1f} ms (must stay under 100 ms)")
     check(rss < RSS_LIMIT_MIB, f"{name}: peak RSS {rss:.0f} MiB over {RSS_LIMIT_MIB:.0f} MiB")
-
-
-# ---- raw AMQP ---------------------------------------------------------------------------------
-
-def frame(ftype, ch, payload):
-    return struct.pack(">BHI", ftype, ch, len(payload)) + payload + b"\xce"
-
-
-def method(ch, cls, mid, args=b""):
-    return frame(1, ch, struct.pack(">HH", cls, mid) + args)
-
-
-def shortstr(s):
-    return bytes([len(s)]) + s
-
-
-def longstr(s):
-    return struct.pack(">I", len(s)) + s
-
-
-def read_method(sock, want, deadline):
-    buf = b""
-    while time.monotonic() < deadline:
-        while len(buf) >= 7:
-            ftype, _ch, size = struct.unpack(">BHI", buf[:7])
-            if len(buf) < 8 + size:
-                break
-            payload, buf = buf[7:7 + size], buf[8 + size:]
-            if ftype == 1 and struct.unpack(">HH", payload[:4]) == want:
-                return payload[4:]
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            got = sock.recv(65536)
-        except (socket.timeout, ConnectionResetError):
-            return None
-        if not got:
-            return None
-        buf += got
-    return None
-
-
-START_OK = method(0, 10, 11, struct.pack(">I", 0) + shortstr(b"PLAIN") +
-                  longstr(b"\x00guest\x00guest") + shortstr(b"en_US"))
-TUNE_OK = method(0, 10, 31, struct.pack(">HIH", 2047, 131072, 0))
-OPEN = method(0, 10, 40, shortstr(b"/") + shortstr(b"") + b"\x00")
-
-
-def handshake(port, upto):
-    """A raw connection advanced to state upto: 'none' (nothing sent), 'start' (header sent,
-    connection.start read), 'tune' (start-ok sent, tune read), 'opening' (tune-ok sent),
-    'open' (open-ok read, channel 1 open)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    deadline = time.monotonic() + 5
-    if upto == "none":
-        return s
-    s.sendall(b"AMQP\x00\x00\x09\x01")
-    read_method(s, (10, 10), deadline)
-    if upto == "start":
-        return s
-    s.sendall(START_OK)
-    read_method(s, (10, 30), deadline)
-    if upto == "tune":
-        return s
-    s.sendall(TUNE_OK)
-    if upto == "opening":
-        return s
-    s.sendall(OPEN)
-    read_method(s, (10, 41), deadline)
-    s.sendall(method(1, 20, 10, shortstr(b"")))
-    read_method(s, (20, 11), deadline)
-    return s
 
 
 def closed(sock, wait):
@@ -570,11 +431,7 @@ def main():
     finally:
         shutil.rmtree(d, ignore_errors=True)
     print("\n".join(report))
-    if failures:
-        print(f"{len(failures)} check(s) failed", file=sys.stderr)
-        return 1
-    print("hostile: all checks passed")
-    return 0
+    return finish("hostile")
 
 
 if __name__ == "__main__":

@@ -8,81 +8,20 @@ and after each refusal the broker keeps serving everyone else.
 Exit 0 pass, 1 fail, 77 skip (no pika/requests, WARREND not set)."""
 import os
 import shutil
-import signal
-import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 try:
     import pika
     import pika.exceptions
-    import requests
+    from conf_broker import (ConfBroker, check, finish, frame, handshake, method, read_method,
+                             shortstr)
 except ImportError as e:
     print(f"SKIP: {e.name} is not installed (apt-get install python3-pika python3-requests)")
     sys.exit(77)
-
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        print("FAIL: " + msg, file=sys.stderr)
-        failures.append(msg)
-    return bool(cond)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Warrend:
-    def __init__(self, d, lines):
-        self.port, self.mport = free_port(), free_port()
-        conf = os.path.join(d, "warren.conf")
-        with open(conf, "w") as f:
-            f.write("\n".join([f"listeners.tcp.default = 127.0.0.1:{self.port}",
-                               f"management.tcp.port = {self.mport}",
-                               "management.tcp.ip = 127.0.0.1", "prometheus.tcp.port = none",
-                               f"data_dir = {d}/data", "log.console.level = warning"] + lines)
-                    + "\n")
-        self.proc = subprocess.Popen([os.environ["WARREND"], "--config", conf])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                socket.create_connection(("127.0.0.1", self.mport), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise SystemExit("FAIL: warrend did not start")
-
-    def connect(self, user="guest", password="guest"):
-        return pika.BlockingConnection(pika.ConnectionParameters(
-            "127.0.0.1", self.port, credentials=pika.PlainCredentials(user, password),
-            connection_attempts=1, socket_timeout=5))
-
-    def api(self, method, path, **kw):
-        return requests.request(method, f"http://127.0.0.1:{self.mport}{path}",
-                                auth=("guest", "guest"), timeout=10, **kw)
-
-    def stop(self):
-        if self.proc.poll() is not None:
-            print(f"warrend died (status {self.proc.returncode})", file=sys.stderr)
-            return False
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(10) in (0, -signal.SIGTERM)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return False
 
 
 def refused_with(fn, code, text):
@@ -111,59 +50,10 @@ def works(w, what):
     check(ok, f"the broker still serves others after {what}")
 
 
-def frame(ftype, ch, payload):
-    return struct.pack(">BHI", ftype, ch, len(payload)) + payload + b"\xce"
-
-
-def method(ch, cls, mid, args=b""):
-    return frame(1, ch, struct.pack(">HH", cls, mid) + args)
-
-
-def shortstr(s):
-    return bytes([len(s)]) + s
-
-
-def longstr(s):
-    return struct.pack(">I", len(s)) + s
-
-
-def read_method(sock, want, deadline):
-    """Reads frames until a method (class, id) == want; returns its arguments, or None."""
-    buf = b""
-    while time.monotonic() < deadline:
-        while len(buf) >= 7:
-            ftype, _ch, size = struct.unpack(">BHI", buf[:7])
-            if len(buf) < 8 + size:
-                break
-            payload, buf = buf[7:7 + size], buf[8 + size:]
-            if ftype == 1 and struct.unpack(">HH", payload[:4]) == want:
-                return payload[4:]
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            got = sock.recv(65536)
-        except socket.timeout:
-            return None
-        if not got:
-            return None
-        buf += got
-    return None
-
-
 def oversized_header(w):
     """A content header announcing 1 GiB (max_message_size is 1000): channel.close 406 at
     once, without any body sent; the connection stays usable."""
-    s = socket.create_connection(("127.0.0.1", w.port), timeout=5)
-    deadline = time.monotonic() + 5
-    s.sendall(b"AMQP\x00\x00\x09\x01")
-    read_method(s, (10, 10), deadline)
-    s.sendall(method(0, 10, 11, struct.pack(">I", 0) + shortstr(b"PLAIN") +
-                     longstr(b"\x00guest\x00guest") + shortstr(b"en_US")))
-    read_method(s, (10, 30), deadline)
-    s.sendall(method(0, 10, 31, struct.pack(">HIH", 2047, 131072, 0)))
-    s.sendall(method(0, 10, 40, shortstr(b"/") + shortstr(b"") + b"\x00"))
-    read_method(s, (10, 41), deadline)
-    s.sendall(method(1, 20, 10, shortstr(b"")))
-    read_method(s, (20, 11), deadline)
+    s = handshake(w.port, "open")
     t0 = time.monotonic()
     s.sendall(method(1, 60, 40, struct.pack(">H", 0) + shortstr(b"") + shortstr(b"x") + b"\x00"))
     s.sendall(frame(2, 1, struct.pack(">HHQH", 60, 0, 1 << 30, 0)))
@@ -187,8 +77,8 @@ def main():
         print("SKIP: WARREND not set")
         return 77
     d = tempfile.mkdtemp(prefix="warren-limits-")
-    w = Warrend(d, ["connection_max = 3", "consumer_max_per_channel = 2",
-                    "max_message_size = 1000"])
+    w = ConfBroker(d, ["connection_max = 3", "consumer_max_per_channel = 2",
+                       "max_message_size = 1000"], log_level="warning")
     try:
         # connection_max: the fourth connection is refused; one closed makes room.
         conns = [w.connect() for _ in range(3)]
@@ -256,11 +146,7 @@ def main():
     finally:
         check(w.stop(), "warrend stopped cleanly")
         shutil.rmtree(d, ignore_errors=True)
-    if failures:
-        print(f"{len(failures)} check(s) failed", file=sys.stderr)
-        return 1
-    print("limits: all checks passed")
-    return 0
+    return finish("limits")
 
 
 if __name__ == "__main__":

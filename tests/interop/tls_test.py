@@ -21,31 +21,17 @@ import tempfile
 import time
 import warnings
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 try:
     import pika
     import pika.exceptions
     import requests
+    from conf_broker import ConfBroker, check, finish, free_port, listening
 except ImportError as e:
     print(f"SKIP: {e.name} is not installed (apt-get install python3-pika python3-requests)")
     sys.exit(77)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-failures = []
-
-
-def check(cond, msg):
-    if not cond:
-        print("FAIL: " + msg, file=sys.stderr)
-        failures.append(msg)
-    return bool(cond)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def openssl(*args):
@@ -90,23 +76,14 @@ class Certs:
         return pem, key
 
 
-class Warrend:
-    """warrend with a configuration file of its own: AMQP (unless tcp is False), AMQPS and the
-    management API on free ports; stderr in a log file the test reads."""
+class Warrend(ConfBroker):
+    """ConfBroker with an AMQPS listener on self.tls_port (and, with https, the management API
+    and Prometheus over HTTPS on self.https_port and self.prom_https_port, with the server
+    certificate beside d) and the caller's ssl_options lines."""
 
     def __init__(self, d, tls_lines, tcp=True, https=False):
-        self.d = d
-        self.port, self.tls_port, self.mport = free_port(), free_port(), free_port()
-        self.https_port, self.prom_https_port = free_port(), free_port()
-        self.conf = os.path.join(d, "warren.conf")
-        self.log = os.path.join(d, "warrend.log")
-        lines = [f"listeners.ssl.default = 127.0.0.1:{self.tls_port}",
-                 f"management.tcp.port = {self.mport}", "management.tcp.ip = 127.0.0.1",
-                 "prometheus.tcp.port = none",
-                 f"data_dir = {os.path.join(d, 'data')}",
-                 "log.console.level = info"]
-        lines.append(f"listeners.tcp.default = 127.0.0.1:{self.port}" if tcp
-                     else "listeners.tcp = none")
+        self.tls_port, self.https_port, self.prom_https_port = (free_port() for _ in range(3))
+        lines = [f"listeners.ssl.default = 127.0.0.1:{self.tls_port}"]
         if https:
             c = os.path.join(os.path.dirname(d), "")
             for prefix, port in (("management", self.https_port),
@@ -114,35 +91,12 @@ class Warrend:
                 lines += [f"{prefix}.ssl.port = {port}", f"{prefix}.ssl.ip = 127.0.0.1",
                           f"{prefix}.ssl.certfile = {c}server.pem",
                           f"{prefix}.ssl.keyfile = {c}server.key"]
-        with open(self.conf, "w") as f:
-            f.write("\n".join(lines + tls_lines) + "\n")
-        self.logf = open(self.log, "w")
-        self.proc = subprocess.Popen([os.environ["WARREND"], "--config", self.conf],
-                                     stderr=self.logf)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", self.tls_port), timeout=1).close()
-                socket.create_connection(("127.0.0.1", self.mport), timeout=1).close()
-                if https:
-                    socket.create_connection(("127.0.0.1", self.https_port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        print(self.log_text(), file=sys.stderr)
-        raise SystemExit("FAIL: warrend did not start with " + self.conf)
-
-    def log_text(self):
-        with open(self.log) as f:
-            return f.read()
+        super().__init__(d, lines + tls_lines, tcp=tcp,
+                         wait_for=[self.tls_port] + ([self.https_port] if https else []))
 
     def https(self, method, path, ca, port=None, **kw):
         return requests.request(method, f"https://localhost:{port or self.https_port}{path}",
                                 auth=("guest", "guest"), timeout=30, verify=ca, **kw)
-
-    def api(self, method, path, **kw):
-        return requests.request(method, f"http://127.0.0.1:{self.mport}{path}",
-                                auth=("guest", "guest"), timeout=10, **kw)
 
     def add_user(self, name):
         """A user without a password (only EXTERNAL can log it in) with every permission."""
@@ -152,25 +106,6 @@ class Warrend:
         r = self.api("PUT", f"/api/permissions/%2F/{q}",
                      json={"configure": ".*", "write": ".*", "read": ".*"})
         check(r.status_code in (201, 204), f"PUT permissions {name}: {r.status_code}")
-
-    def stop(self):
-        ok = self.proc.poll() is None
-        if not ok:
-            print(f"warrend died (status {self.proc.returncode}):\n{self.log_text()}",
-                  file=sys.stderr)
-        else:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = self.proc.wait(10)
-                ok = rc in (0, -signal.SIGTERM)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                ok = False
-        self.logf.close()
-        if not ok:
-            print(self.log_text()[-4000:], file=sys.stderr)
-        return ok
 
 
 def client_ctx(certs, cert=None, minv=None, maxv=None):
@@ -456,7 +391,7 @@ def test_dn_broker(certs, d):
                     "auth_mechanisms.1 = EXTERNAL",
                     "ssl_cert_login_from = distinguished_name"], tcp=False)
     try:
-        check(not listening_on(w.port), "listeners.tcp = none: no plain AMQP port")
+        check(not listening(w.port), "listeners.tcp = none: no plain AMQP port")
         dn = "CN=dn-client,O=Warren Test,C=US"
         w.add_user(dn)
         conn = pika.BlockingConnection(params(w, client_ctx(certs, certs.dn_client),
@@ -473,14 +408,6 @@ def test_dn_broker(certs, d):
               "only EXTERNAL is offered: PLAIN (guest) is refused")
     finally:
         check(w.stop(), "warrend stopped cleanly")
-
-
-def listening_on(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_config_errors(certs, d):
@@ -520,11 +447,7 @@ def main():
         test_config_errors(certs, d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
-    if failures:
-        print(f"{len(failures)} check(s) failed", file=sys.stderr)
-        return 1
-    print("tls: all checks passed")
-    return 0
+    return finish("tls")
 
 
 if __name__ == "__main__":
