@@ -12,8 +12,8 @@
 #include "warrenctl_table.h"
 
 enum opt {
-    OPT_URL, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_FORMATTER, OPT_QUIET, OPT_NO_HEADERS,
-    OPT_HELP,                /* the options above are global; those below belong to verbs */
+    OPT_URL, OPT_USER, OPT_PASSWORD, OPT_CACERT, OPT_VHOST, OPT_FORMATTER, OPT_QUIET,
+    OPT_NO_HEADERS, OPT_HELP,                /* the options above are global; those below belong to verbs */
     OPT_PRIORITY, OPT_APPLY_TO, OPT_IF_UNUSED, OPT_IF_EMPTY, OPT_GLOBAL, OPT_TIMEOUT,
     OPT_DESCRIPTION, OPT_WAIT, OPT_MAX
 };
@@ -30,6 +30,7 @@ static const struct option_def {
     [OPT_URL] = {"url", 0, true, "WARRENCTL_URL", "http://localhost:15672"},
     [OPT_USER] = {"user", 0, true, "WARRENCTL_USER", "guest"},
     [OPT_PASSWORD] = {"password", 0, true, "WARRENCTL_PASSWORD", "guest"},
+    [OPT_CACERT] = {"cacert", 0, true, "WARRENCTL_CACERT", NULL},
     [OPT_VHOST] = {"vhost", 'p', true, NULL, "/"},
     [OPT_FORMATTER] = {"formatter", 0, true, NULL, "table"},
     [OPT_QUIET] = {"quiet", 'q', false, NULL, NULL},
@@ -394,7 +395,7 @@ static int run_set_user_tags(struct ctx *c, const struct verb *v, char **arg, in
 /* GET /api/whoami with USER and PASS: a 401 for a missing tag still proves the password. */
 static int run_authenticate_user(struct ctx *c, const struct verb *v, char **arg, int n)
 {
-    struct api a;
+    struct api a = {.cacert = c->api.cacert};
     struct api_resp r;
     if (api_open(&a, c->api.url, arg[0], arg[1]) < 0)
         return no_memory();
@@ -772,6 +773,7 @@ static int run_help(struct ctx *c, const struct verb *v, char **arg, int n)
     usage_line(stdout, NULL);
     printf("\nOptions (before or after the verb): --url URL (WARRENCTL_URL, default %s), "
            "--user USER (WARRENCTL_USER, guest), --password PASS (WARRENCTL_PASSWORD, guest), "
+           "--cacert FILE (WARRENCTL_CACERT: the CA an https:// --url is verified against), "
            "-p VHOST (/), --formatter table|json|tsv, -q/--quiet, --no-table-headers.\n"
            "\nVerbs:\n", options[OPT_URL].def);
     for (size_t i = 0; i < NVERBS; i++)
@@ -874,6 +876,7 @@ int main(int argc, char **argv)
         goto out;
     c.fmt = (enum table_fmt)fmt;
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    c.api.cacert = c.opt[OPT_CACERT];
     if (api_open(&c.api, c.opt[OPT_URL], c.opt[OPT_USER], c.opt[OPT_PASSWORD]) < 0)
         rc = no_memory();
     else

@@ -12,7 +12,7 @@ int api_open(struct api *a, const char *url, const char *user, const char *passw
     size_t n = strlen(url);
     while (n && url[n - 1] == '/')
         n--;
-    a->url = strndup(url, n);
+    a->url = strndup(url, n); /* a->cacert is the caller's to set */
     a->user = user;
     a->password = password;
     a->curl = curl_easy_init();
@@ -63,6 +63,8 @@ int api_send(struct api *a, const char *method, const char *path, const char *bo
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+    if (a->cacert)
+        curl_easy_setopt(c, CURLOPT_CAINFO, a->cacert);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->err);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);

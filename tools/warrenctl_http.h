@@ -24,6 +24,7 @@ typedef struct api {
     char *url;            /* owned: base URL without a trailing '/' */
     const char *user;     /* borrowed: from argv or the environment, outlive the api */
     const char *password; /* borrowed: as user */
+    const char *cacert;   /* borrowed: CA file for https:// (NULL: the system's) */
     CURL *curl;           /* owned: one handle, so that requests reuse the connection */
 } api_t;
 

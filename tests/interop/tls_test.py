@@ -220,6 +220,18 @@ def test_https(w, certs):
                               "queues", "name"], capture_output=True, timeout=60)
         check(out.returncode == 0 and b"https-q" in out.stdout,
               f"rabbitmqadmin --ssl list queues: {out.returncode} {out.stderr[-300:]!r}")
+    # warrenctl over HTTPS, verifying against the test CA.
+    ctl = os.path.join(os.path.dirname(os.environ["WARREND"]), "..", "tools", "warrenctl")
+    if os.access(ctl, os.X_OK):
+        url = f"https://localhost:{w.https_port}"
+        out = subprocess.run([ctl, "--url", url, "--cacert", certs.ca, "--formatter", "tsv",
+                              "--no-table-headers", "list_queues", "name"],
+                             capture_output=True, timeout=30)
+        check(out.returncode == 0 and b"https-q\n" in out.stdout,
+              f"warrenctl --cacert over HTTPS: {out.returncode} {out.stderr!r}")
+        out = subprocess.run([ctl, "--url", url, "list_queues"], capture_output=True,
+                             timeout=30)
+        check(out.returncode != 0, "warrenctl refuses a certificate it cannot verify")
     r = w.https("DELETE", "/api/queues/%2F/https-q", certs.ca)
     check(r.status_code == 204, f"DELETE over HTTPS: {r.status_code}")
 
