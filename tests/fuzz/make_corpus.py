@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Write the golden frame fixtures (tests/fixtures/) and the fuzz seed corpora (tests/fuzz/corpus/
-for fuzz_frame, tests/fuzz/corpus-table/ for fuzz_table, tests/fuzz/corpus-conf/ for fuzz_conf).
+for fuzz_frame, tests/fuzz/corpus-table/ for fuzz_table, tests/fuzz/corpus-conf/ for fuzz_conf,
+tests/fuzz/corpus-http/ for fuzz_http).
 
 This encoder is written from the AMQP 0-9-1 spec and shares no code with protocol/, so the
 unit tests that compare the C codec's output to these bytes catch bugs a symmetric
@@ -12,8 +13,9 @@ bodies (no length prefix) of the kinds a broker meets: clients' client-propertie
 rabbitmq-c and amqplib send), an AMQPLAIN response, declare and binding arguments, headers with
 every type, x-death and CC/BCC. The configuration seeds are dist/warren.conf as shipped and
 with every key it shows uncommented, the files the integration and interop tests write, the
-TLS keys, the lists, and one of each refused line. Usage (stdlib only):
-    python3 tests/fuzz/make_corpus.py        # rewrites both folders in place
+TLS keys, the lists, and one of each refused line. The HTTP seeds are requests as clients
+send them (guest:guest, bodies in JSON, chunked, pipelined, malformed). Usage:
+    python3 tests/fuzz/make_corpus.py        # rewrites the fixtures and every corpus in place
 """
 import os
 import struct
@@ -24,6 +26,7 @@ FIXTURES = os.path.join(ROOT, 'tests', 'fixtures')
 CORPUS = os.path.join(ROOT, 'tests', 'fuzz', 'corpus')
 CORPUS_TABLE = os.path.join(ROOT, 'tests', 'fuzz', 'corpus-table')
 CORPUS_CONF = os.path.join(ROOT, 'tests', 'fuzz', 'corpus-conf')
+CORPUS_HTTP = os.path.join(ROOT, 'tests', 'fuzz', 'corpus-http')
 
 PROTOCOL_HEADER = b'AMQP\x00\x00\x09\x01'
 METHOD, HEADER, BODY, HEARTBEAT = 1, 2, 3, 8
@@ -342,6 +345,80 @@ def conf_seeds():
     }
 
 
+# --- management API requests, for fuzz_http -------------------------------------------------
+
+AUTH = 'Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n'
+
+
+def http(verb, path, body=None, headers='', close=False, auth=True):
+    out = '%s %s HTTP/1.1\r\nHost: localhost\r\n%s%s' % (verb, path, AUTH if auth else '', headers)
+    if body is not None:
+        out += 'Content-Type: application/json\r\nContent-Length: %d\r\n' % len(body.encode())
+    if close:
+        out += 'Connection: close\r\n'
+    out += '\r\n' + (body or '')
+    return out.encode()
+
+
+def chunked(verb, path, pieces):
+    out = ('%s %s HTTP/1.1\r\nHost: localhost\r\n%sContent-Type: application/json\r\n'
+           'Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n' % (verb, path, AUTH))
+    for p in pieces:
+        out += '%x\r\n%s\r\n' % (len(p.encode()), p)
+    return (out + '0\r\n\r\n').encode()
+
+
+def http_seeds():
+    """name -> the bytes an HTTP client writes on one connection."""
+    defs = ('{"rabbit_version":"3.10.8","users":[{"name":"fz","password":"fz","tags":""}],'
+            '"vhosts":[{"name":"fzv"}],"permissions":[{"user":"fz","vhost":"fzv","configure":".*",'
+            '"write":".*","read":".*"}],"queues":[{"name":"fzq","vhost":"fzv","durable":true,'
+            '"auto_delete":false,"arguments":{"x-max-length":5}}],"exchanges":[{"name":"fzx",'
+            '"vhost":"fzv","type":"direct","durable":true,"auto_delete":false,"internal":false,'
+            '"arguments":{}}],"bindings":[{"source":"fzx","vhost":"fzv","destination":"fzq",'
+            '"destination_type":"queue","routing_key":"k","arguments":{}}],"policies":[]}')
+    return {
+        'overview': http('GET', '/api/overview', close=True),
+        'reads': http('GET', '/api/whoami') + http('GET', '/api/nodes') +
+                 http('GET', '/api/queues?page=1&page_size=10&name=q&use_regex=false') +
+                 http('HEAD', '/api/exchanges/%2F') + http('GET', '/api/connections', close=True),
+        'queue-cycle': http('PUT', '/api/queues/%2F/q1',
+                            '{"durable":false,"auto_delete":true,"arguments":{"x-message-ttl":1000}}') +
+                       http('PUT', '/api/exchanges/%2F/x1', '{"type":"topic","durable":false}') +
+                       http('POST', '/api/bindings/%2F/e/x1/q/q1', '{"routing_key":"a.#","arguments":{}}') +
+                       http('POST', '/api/exchanges/%2F/x1/publish',
+                            '{"properties":{"headers":{"h":1}},"routing_key":"a.b","payload":"hi",'
+                            '"payload_encoding":"string"}') +
+                       http('POST', '/api/queues/%2F/q1/get',
+                            '{"count":1,"ackmode":"ack_requeue_false","encoding":"auto"}') +
+                       http('DELETE', '/api/queues/%2F/q1/contents') +
+                       http('DELETE', '/api/queues/%2F/q1?if-unused=true') +
+                       http('DELETE', '/api/exchanges/%2F/x1', close=True),
+        'tenancy': http('PUT', '/api/vhosts/v1', '{"description":"fuzz","tags":"a,b"}') +
+                   http('PUT', '/api/users/u1', '{"password":"p","tags":"management"}') +
+                   http('PUT', '/api/permissions/v1/u1', '{"configure":".*","write":".*","read":"^a"}') +
+                   http('PUT', '/api/topic-permissions/v1/u1', '{"exchange":"amq.topic","write":".*","read":".*"}') +
+                   http('PUT', '/api/vhost-limits/v1/max-queues', '{"value":10}') +
+                   http('PUT', '/api/user-limits/u1/max-connections', '{"value":2}') +
+                   http('DELETE', '/api/users/u1') + http('DELETE', '/api/vhosts/v1', close=True),
+        'policy': http('PUT', '/api/policies/%2F/p1',
+                       '{"pattern":"^q","definition":{"max-length":5,"dead-letter-exchange":"dlx"},'
+                       '"priority":1,"apply-to":"queues"}') +
+                  http('PUT', '/api/parameters/vhost-limits/%2F/limits', '{"value":{"max-queues":9}}') +
+                  http('PUT', '/api/global-parameters/cluster_name', '{"value":"fz"}') +
+                  http('DELETE', '/api/policies/%2F/p1', close=True),
+        'definitions': http('POST', '/api/definitions', defs) +
+                       http('GET', '/api/definitions', close=True),
+        'malformed-json': http('PUT', '/api/queues/%2F/q2', '{"durable":tru', close=True),
+        'chunked': chunked('PUT', '/api/queues/%2F/q3', ['{"durable":', 'false,"arguments":{}}']),
+        'no-auth': http('GET', '/api/overview', auth=False, close=True),
+        'bad-auth': b'GET /api/overview HTTP/1.1\r\nAuthorization: Basic !!!\r\n\r\n',
+        'expect-continue': http('PUT', '/api/users/u2', '{"password_hash":"","tags":""}',
+                                headers='Expect: 100-continue\r\n', close=True),
+        'not-http': b'\x16\x03\x01\x00\x05hello',
+    }
+
+
 def write(folder, name, data):
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, name), 'wb') as f:
@@ -388,6 +465,8 @@ def main():
         write(CORPUS_TABLE, name + '.bin', data)
     for name, data in conf_seeds().items():
         write(CORPUS_CONF, name, data)
+    for name, data in http_seeds().items():
+        write(CORPUS_HTTP, name + '.http', data)
     return 0
 
 
