@@ -5,6 +5,7 @@
  * Invariants: a key set is used by its own thread only (the writer's also by open and close,
  * while no writer runs); the writer's rotation state changes only with a committed transaction
  * (crypt__txn_abort puts it back); key bytes are wiped when a slot is dropped and at close. */
+#include <assert.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #define STEP_BYTES (4u << 20)    /* a re-encryption step stops after about this much */
 #define SHRINK_ABOVE (1u << 20)  /* opening buffers larger than this are given back */
 #define CHUNK (1 << 30)          /* EVP takes int lengths */
+#define AAD_TAIL_MAX 9           /* 'm' and a message id; 'k' for a sealed old key */
 
 static const MDB_val KEY_ID = {7, "enc_key"}, KEY_OLD = {7, "enc_old"};
 
@@ -208,9 +210,13 @@ static int seal(struct st_crypt *c, const struct slot *k, const uint8_t *tail, s
     memcpy(nonce, c->nonce, 4);
     store_be64(nonce + 4, load_be64(c->nonce + 4) + c->sealed++);
     EVP_CIPHER_CTX *ctx = k->ctx;
+    uint8_t aad[CRYPT_HEAD_SIZE + AAD_TAIL_MAX]; /* one AAD update: each EVP call costs */
+    assert(tlen <= AAD_TAIL_MAX);
+    memcpy(aad, out, CRYPT_HEAD_SIZE);
+    memcpy(aad + CRYPT_HEAD_SIZE, tail, tlen);
     int got;
     if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, 1) != 1 ||
-        !update(ctx, NULL, out, CRYPT_HEAD_SIZE) || !update(ctx, NULL, tail, tlen))
+        !update(ctx, NULL, aad, CRYPT_HEAD_SIZE + tlen))
         return STORAGE_E_CRYPTO;
     uint8_t *p = out + CRYPT_HEAD_SIZE;
     for (int i = 0; i < nparts; i++) {
@@ -234,11 +240,13 @@ static int open_env(struct ring *r, const uint8_t *tail, size_t tlen, const uint
     if (s < 0)
         return STORAGE_E_DECRYPT;
     EVP_CIPHER_CTX *ctx = r->slot[s].ctx;
-    uint8_t tag[CRYPT_TAG_SIZE];
+    uint8_t tag[CRYPT_TAG_SIZE], aad[CRYPT_HEAD_SIZE + AAD_TAIL_MAX];
     memcpy(tag, v + len - CRYPT_TAG_SIZE, CRYPT_TAG_SIZE);
+    memcpy(aad, v, CRYPT_HEAD_SIZE);
+    memcpy(aad + CRYPT_HEAD_SIZE, tail, tlen);
     int got;
     if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, v + 1 + CRYPT_ID_SIZE, 0) != 1 ||
-        !update(ctx, NULL, v, CRYPT_HEAD_SIZE) || !update(ctx, NULL, tail, tlen) ||
+        !update(ctx, NULL, aad, CRYPT_HEAD_SIZE + tlen) ||
         !update(ctx, out, v + CRYPT_HEAD_SIZE, len - CRYPT_OVERHEAD) ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CRYPT_TAG_SIZE, tag) != 1)
         return STORAGE_E_CRYPTO;

@@ -30,7 +30,7 @@ extern char **environ;
 
 #define KEY_TEXT_MAX 4096          /* a key file or command output larger than this is wrong */
 #define COMMAND_TIMEOUT_MS 30000   /* a key command that takes longer is killed */
-#define STEP_RECORDS 512           /* records examined per re-encryption step (one commit) */
+#define STEP_RECORDS 128           /* records examined per re-encryption step (one commit) */
 #define PROGRESS_MS 10000          /* a progress line at most this often */
 
 struct atrest {
