@@ -30,7 +30,7 @@
 #include <amqp_framing.h>
 
 #define BIG (300 * 1024)
-#define MORE 20000 /* messages for the rotation: about 40 re-encryption steps */
+#define MORE 20000 /* messages for the rotation: about 160 re-encryption steps */
 
 static harness_broker_t s_broker;
 static char s_dir[256];     /* keys and configuration files */
