@@ -336,6 +336,21 @@ def test_errors(ctx):
     check("list_queues [-p VHOST]" in ok(ctx, "--help"), "--help lists the verbs")
 
 
+def test_encryption_off(ctx):
+    """Warren's own verbs against a broker without encryption.key_file: status says off, a
+    rotation is refused (400), and only administrators may ask (401). The positive cases run in
+    tests/integration/50-durability-encryption.c, which starts warrend with keys."""
+    if not served(ctx, "/api/warren/encryption", "rotate_key, encryption_status"):
+        return
+    out = ok(ctx, "encryption_status")
+    check("Encryption at rest: off" in out, f"encryption_status: {out!r}")
+    j = json.loads(ok(ctx, "--formatter", "json", "encryption_status"))
+    check(j.get("enabled") is False and j.get("state") == "off", f"encryption_status json: {j}")
+    refused(ctx, ["rotate_key"], 65, r"400: encryption at rest is off: set encryption\.key_file")
+    refused(ctx, ["--user", BOB, "--password", "pw2", "rotate_key"], 77, "administrator")
+    refused(ctx, ["rotate_key", "--timeout", "soon"], 64, "--timeout must be a number")
+
+
 def cleanup(ctx):
     for path in ("/api/vhosts/" + q(VH), "/api/vhosts/" + q(ODD_VH),
                  "/api/vhosts/" + q(VH + "-imported"), "/api/users/" + BOB):
@@ -348,7 +363,7 @@ def run(broker):
     try:
         for t in (test_status, test_vhosts, test_users, test_permissions, test_entities,
                   test_connections, test_policies, test_definitions, test_hash_password,
-                  test_errors):
+                  test_errors, test_encryption_off):
             t(ctx)
             print(f"ok {t.__name__}")
         ok(ctx, "delete_user", BOB)
