@@ -12,8 +12,13 @@
  *  - rotation: `warrenctl rotate_key` after the key file was replaced re-encrypts 20,000 stored
  *    messages in the background while publishes (confirmed) and gets go on; then only the new key starts warrend (the old
  *    one is refused), and every message is delivered;
- *  - encryption.key_command (a command printing the key in base64) works the same.
- * Needs $WARREND and $WARRENCTL; skips against an external broker. */
+ *  - encryption.key_command (a command printing the key in base64) works the same;
+ *  - a SIGKILL in the middle of a rotation (held there by tests/integration/failsync.c's
+ *    slow-disk mode, $FAILSYNC): the old key is then refused as the one the rotation replaced,
+ *    data.mdb untouched, and the new key alone starts warrend, which finishes the rotation by
+ *    itself and delivers every message.
+ * Needs $WARREND and $WARRENCTL ($FAILSYNC for the last case); skips against an external
+ * broker. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -36,7 +41,7 @@ static harness_broker_t s_broker;
 static char s_dir[256];     /* keys and configuration files */
 static char s_marker[64];   /* "WARREN-ENC-<pid>", in every body and header published */
 static int s_mgmt_port;
-static const char *s_cfg_k1, *s_cfg_k2, *s_cfg_cur, *s_cfg_cmd, *s_cfg_badcmd;
+static const char *s_cfg_k1, *s_cfg_k2, *s_cfg_cur, *s_cfg_cur2, *s_cfg_cmd, *s_cfg_badcmd;
 static char *s_body;        /* BIG + 256 bytes */
 
 /* ---- keys and files ------------------------------------------------------------------------- */
@@ -408,6 +413,72 @@ static void key_command(void)
     CHECK_EQ(harness_broker_stop(&s_broker), 0);
 }
 
+/* Status lines of warrenctl encryption_status into out; true when state is want. */
+static bool status_is(const char *want, char *out, size_t cap)
+{
+    CHECK_EQ(warrenctl("encryption_status", out, cap), 0);
+    char line[64];
+    snprintf(line, sizeof line, "Encryption at rest: %s\n", want);
+    return strstr(out, line) != NULL;
+}
+
+/* A rotation cut short by SIGKILL resumes at the next start with the new key alone. */
+static void rotation_crash(void)
+{
+    const char *shim = getenv("FAILSYNC");
+    if (!shim || access(shim, R_OK) != 0) {
+        harness_log("SKIP rotation_crash: $FAILSYNC (the fault-injection shim) is not set");
+        return;
+    }
+    char slow[300], path[300], k2[300], out[4096];
+    snprintf(slow, sizeof slow, "%s/slow-disk", s_dir);
+    /* warrend (and the warrenctl runs) inherit these; ASan is told not to mind the shim. */
+    setenv("LD_PRELOAD", shim, 1);
+    setenv("WARREN_SLOWSYNC_TRIGGER", slow, 1);
+    setenv("WARREN_SLOWSYNC_MS", "40", 1);
+    const char *asan = getenv("ASAN_OPTIONS");
+    char opts[512];
+    snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
+             asan && *asan ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+
+    snprintf(path, sizeof path, "%s/current2", s_dir); /* k1 now, k2 for the rotation */
+    snprintf(k2, sizeof k2, "%s/k2.b64", s_dir);
+    harness_broker_start_args(&s_broker, (const char *const[]){"--config", s_cfg_cur2, NULL});
+    amqp_connection_state_t conn = open_confirms();
+    uint64_t seq = 0;
+    harness_queue_declare(conn, 1, "enc.crash", HARNESS_QUEUE_DURABLE, amqp_empty_table);
+    publish(conn, &seq, "enc.crash", "crash", 0, 5000, 300);
+    harness_disconnect(conn);
+    size_t n;
+    char *bytes = read_all(k2, &n);
+    write_bytes(path, bytes, n);
+    free(bytes);
+    write_bytes(slow, "", 0); /* each commit now takes 40 ms more: about 40 steps, 1.6 s */
+    CHECK_EQ(warrenctl("rotate_key", out, sizeof out), 0);
+    CHECKF(status_is("rotating", out, sizeof out), "the rotation should still run: %s", out);
+    harness_broker_kill9(&s_broker);
+    unlink(slow);
+    harness_log("SIGKILL in the middle of the rotation: %s", out);
+
+    expect_refusal("the old key after an interrupted rotation", s_cfg_k1, "unfinished");
+    respawn(s_cfg_k2); /* only the new key: the rotation resumes */
+    int64_t t0 = harness_now_ms();
+    while (!status_is("idle", out, sizeof out))
+        CHECKF(harness_now_ms() - t0 < 30000, "the resumed rotation did not finish: %s", out);
+    harness_broker_shutdown(&s_broker);
+    /* (before draining: a data dir without messages would take any key) */
+    expect_refusal("the old key after the resumed rotation", s_cfg_k1, "wrong encryption key");
+    respawn(s_cfg_k2);
+    conn = harness_open(&s_broker);
+    expect_series(conn, "enc.crash", "crash", 0, 5000, 300);
+    expect_empty(conn, "enc.crash");
+    harness_disconnect(conn);
+    harness_log("a rotation cut by SIGKILL resumed with the new key alone; all 5000 delivered");
+    CHECK_EQ(harness_broker_stop(&s_broker), 0);
+    unsetenv("LD_PRELOAD");
+}
+
 int main(void)
 {
     harness_watchdog(170);
@@ -432,6 +503,8 @@ int main(void)
     write_bytes(path, k1, sizeof k1);
     snprintf(path, sizeof path, "%s/current", s_dir); /* raw k1, replaced by k2 to rotate */
     write_bytes(path, k1, sizeof k1);
+    snprintf(path, sizeof path, "%s/current2", s_dir); /* the same, for rotation_crash */
+    write_bytes(path, k1, sizeof k1);
     base64(k2, sizeof k2, b64); /* base64 with a newline */
     strcat(b64, "\n");
     snprintf(path, sizeof path, "%s/k2.b64", s_dir);
@@ -446,6 +519,8 @@ int main(void)
     s_cfg_k2 = strdup(config("k2.conf", line));
     snprintf(line, sizeof line, "encryption.key_file = %s/current", s_dir);
     s_cfg_cur = strdup(config("cur.conf", line));
+    snprintf(line, sizeof line, "encryption.key_file = %s/current2", s_dir);
+    s_cfg_cur2 = strdup(config("cur2.conf", line));
     snprintf(line, sizeof line, "encryption.key_command = cat %s/k3.b64", s_dir);
     s_cfg_cmd = strdup(config("cmd.conf", line));
     s_cfg_badcmd = strdup(config("badcmd.conf", "encryption.key_command = exit 3"));
@@ -453,6 +528,7 @@ int main(void)
     plain_then_key();
     keyed_restart_refusals_rotation();
     key_command();
+    rotation_crash();
 
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
