@@ -24,7 +24,7 @@ enum op_kind {
     OP_PUT_ENTITY, OP_DEL_ENTITY, OP_PUT_MSG, OP_PUT_IDX, OP_DEL_IDX, OP_DEL_IDX_FROM, OP_QMETA,
     OP_PUT_KEYED, OP_DEL_KEYED, /* tenancy records: key (and value) in the arena */
     OP_SEEDED,                  /* meta "seeded" */
-    OP_ROTATE,                  /* a new key (crypt.h), its 32 bytes in the arena */
+    OP_ROTATE,                  /* a new key (crypt.h): body, an owned copy wiped when freed */
     OP_REENCRYPT,               /* a re-encryption step of at most a records */
 };
 
@@ -383,20 +383,33 @@ int storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
     return 0;
 }
 
+static void key_free(void *key)
+{
+    crypt__wipe(key, CRYPT_KEY_SIZE);
+    free(key);
+}
+
 int storage_rotate_key(struct storage *st, const uint8_t key[CRYPT_KEY_SIZE])
 {
     if (!st->crypt)
         return -EINVAL;
-    int rc = batch_room(st, 1, CRYPT_KEY_SIZE);
+    /* A copy of its own, not in the arena: a growing arena is moved by realloc, which would
+     * leave the key's bytes behind in freed memory. */
+    uint8_t *copy = malloc(CRYPT_KEY_SIZE);
+    if (!copy)
+        return -ENOMEM;
+    int rc = batch_room(st, 1, 0);
     if (rc == 0)
         rc = crypt__loop_rotate(st, key);
-    if (rc)
+    if (rc) {
+        free(copy);
         return rc;
-    size_t off;
-    memcpy(arena(st, CRYPT_KEY_SIZE, &off), key, CRYPT_KEY_SIZE);
+    }
+    memcpy(copy, key, CRYPT_KEY_SIZE);
     struct op *o = add_op(st, OP_ROTATE);
-    o->off = off;
-    o->len = CRYPT_KEY_SIZE;
+    o->body = copy;
+    o->release = key_free;
+    o->release_arg = copy;
     return 0;
 }
 
@@ -533,7 +546,7 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
         return mdb_put(txn, st->msg_refs, &key, &val, 0);
     }
     case OP_ROTATE:
-        return crypt__apply_rotate(st, txn, b->arena + o->off);
+        return crypt__apply_rotate(st, txn, o->body);
     case OP_REENCRYPT:
         return crypt__apply_step(st, txn, o->a);
     case OP_PUT_IDX:
@@ -711,12 +724,9 @@ int storage_submit(struct storage *st)
 
 static void batch_free(struct st_batch *b)
 {
-    for (size_t i = 0; i < b->nops; i++) {
-        if (b->ops[i].release)
+    for (size_t i = 0; i < b->nops; i++)
+        if (b->ops[i].release) /* messages' references; a new key's copy is wiped */
             b->ops[i].release(b->ops[i].release_arg);
-        if (b->ops[i].kind == OP_ROTATE) /* no key bytes outlive their batch */
-            crypt__wipe(b->arena + b->ops[i].off, b->ops[i].len);
-    }
     free(b->ops);
     free(b->arena);
     free(b);

@@ -23,9 +23,12 @@ static json_t *status_json(struct broker *b)
     atrest_status(b, &s);
     if (!s.enabled)
         return json_pack("{s:b, s:s}", "enabled", 0, "state", "off");
-    return json_pack("{s:b, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:o}",
+    /* The key file's path, not a key_command's text (it may hold a token). */
+    bool file = !strcmp(s.source, "encryption.key_file");
+    return json_pack("{s:b, s:s, s:s, s:o, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:o}",
                      "enabled", 1, "key_id", s.store.key_id, "key_source", s.source,
-                     "key_source_value", s.path, "state", atrest_state_name(s.state),
+                     "key_file", file ? json_string(s.path) : json_null(),
+                     "state", atrest_state_name(s.state),
                      "previous_key_id", str_or_null(s.store.old_key_id),
                      "error", str_or_null(s.error),
                      "records_total", (json_int_t)s.store.total,

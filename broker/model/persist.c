@@ -5,7 +5,9 @@
  *
  * Stored message: a 22-byte head — u8 version (1), u8 exchange_len, u8 rk_len,
  * u8 delivery_mode, u8 priority, u8 flags, u32 header_len, u32 bcc_len, u64 body_size — then
- * the message's own bytes (exchange, routing key, content header, BCC keys, body). */
+ * the message's own bytes (exchange, routing key, content header, BCC keys, body). Its first
+ * byte, the version, is never 0xEC: storage seals these bytes in an envelope starting with 0xEC
+ * when encryption at rest is on (storage/crypt.h) and tells the two apart by it. */
 #include <errno.h>
 #include <string.h>
 #include "broker/model/binding.h"
