@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write the golden frame fixtures (tests/fixtures/) and the fuzz seed corpora (tests/fuzz/corpus/
 for fuzz_frame, tests/fuzz/corpus-table/ for fuzz_table, tests/fuzz/corpus-conf/ for fuzz_conf,
-tests/fuzz/corpus-http/ for fuzz_http).
+tests/fuzz/corpus-conn/ for fuzz_conn, tests/fuzz/corpus-http/ for fuzz_http).
 
 This encoder is written from the AMQP 0-9-1 spec and shares no code with protocol/, so the
 unit tests that compare the C codec's output to these bytes catch bugs a symmetric
@@ -13,8 +13,10 @@ bodies (no length prefix) of the kinds a broker meets: clients' client-propertie
 rabbitmq-c and amqplib send), an AMQPLAIN response, declare and binding arguments, headers with
 every type, x-death and CC/BCC. The configuration seeds are dist/warren.conf as shipped and
 with every key it shows uncommented, the files the integration and interop tests write, the
-TLS keys, the lists, and one of each refused line. The HTTP seeds are requests as clients
-send them (guest:guest, bodies in JSON, chunked, pipelined, malformed). Usage:
+TLS keys, the lists, and one of each refused line. The connection seeds are whole client
+sessions as one byte stream (each synchronous step's answer is not awaited, so an ack follows
+a basic.get, which answers in the same turn, not a consume); the HTTP seeds are requests as
+clients send them (guest:guest, bodies in JSON, chunked, pipelined, malformed). Usage:
     python3 tests/fuzz/make_corpus.py        # rewrites the fixtures and every corpus in place
 """
 import os
@@ -26,6 +28,7 @@ FIXTURES = os.path.join(ROOT, 'tests', 'fixtures')
 CORPUS = os.path.join(ROOT, 'tests', 'fuzz', 'corpus')
 CORPUS_TABLE = os.path.join(ROOT, 'tests', 'fuzz', 'corpus-table')
 CORPUS_CONF = os.path.join(ROOT, 'tests', 'fuzz', 'corpus-conf')
+CORPUS_CONN = os.path.join(ROOT, 'tests', 'fuzz', 'corpus-conn')
 CORPUS_HTTP = os.path.join(ROOT, 'tests', 'fuzz', 'corpus-http')
 
 PROTOCOL_HEADER = b'AMQP\x00\x00\x09\x01'
@@ -345,6 +348,129 @@ def conf_seeds():
     }
 
 
+# --- whole client sessions, for fuzz_conn -------------------------------------------------
+
+def m(ch, class_id, method_id, *fields):
+    return frame(METHOD, ch, method(class_id, method_id, *fields))
+
+
+def login(user='guest', password='guest', vhost='/', mechanism='PLAIN', props=CLIENT_PROPS):
+    if mechanism == 'AMQPLAIN':
+        response = table_body([('LOGIN', 'S', user), ('PASSWORD', 'S', password)])
+    else:
+        response = b'\x00' + user.encode() + b'\x00' + password.encode()
+    return (PROTOCOL_HEADER +
+            m(0, 10, 11, table(props), shortstr(mechanism), longstr(response), shortstr('en_US')) +
+            m(0, 10, 31, u16(2047), u32(131072), u16(0)) +
+            m(0, 10, 40, shortstr(vhost), shortstr(''), bits(False)))
+
+
+def channel_open(ch):
+    return m(ch, 20, 10, shortstr(''))
+
+
+def queue_declare(ch, name, durable=False, exclusive=True, auto_delete=False, args=()):
+    return m(ch, 50, 10, u16(0), shortstr(name), bits(False, durable, exclusive, auto_delete, False),
+             table(list(args)))
+
+
+def publish(ch, exchange, key, body, props=None, mandatory=False):
+    props = props or {}
+    return (m(ch, 60, 40, u16(0), shortstr(exchange), shortstr(key), bits(mandatory, False)) +
+            frame(HEADER, ch, content_header(len(body), props)) +
+            (frame(BODY, ch, body) if body else b''))
+
+
+def get(ch, queue, no_ack=False):
+    return m(ch, 60, 70, u16(0), shortstr(queue), bits(no_ack))
+
+
+def close_all(ch=1):
+    return (m(ch, 20, 40, u16(200), shortstr('bye'), u16(0), u16(0)) +
+            m(0, 10, 50, u16(200), shortstr('Goodbye'), u16(0), u16(0)))
+
+
+def conn_seeds():
+    """name -> the byte stream a client writes on one connection."""
+    persistent = {'delivery-mode': 2, 'content-type': 'text/plain'}
+    return {
+        'get-ack': login() + channel_open(1) + queue_declare(1, 'fz-get') +
+                   publish(1, '', 'fz-get', b'one', persistent) + publish(1, '', 'fz-get', b'two') +
+                   get(1, 'fz-get') + m(1, 60, 80, u64(1), bits(False)) +
+                   get(1, 'fz-get') + m(1, 60, 120, u64(2), bits(False, True)) +
+                   get(1, 'fz-get', no_ack=True) + m(1, 50, 30, u16(0), shortstr('fz-get'), bits(False)) +
+                   close_all(),
+        'consume-confirm': login() + channel_open(1) + m(1, 85, 10, bits(False)) +
+                           m(1, 40, 10, u16(0), shortstr('fz.topic'), shortstr('topic'),
+                             bits(False, False, True, False, False), table([])) +
+                           queue_declare(1, 'fz-c', args=[('x-max-priority', 'b', 5)]) +
+                           m(1, 50, 20, u16(0), shortstr('fz-c'), shortstr('fz.topic'),
+                             shortstr('a.#'), bits(False), table([])) +
+                           m(1, 60, 10, u32(0), u16(10), bits(False)) +
+                           m(1, 60, 20, u16(0), shortstr('fz-c'), shortstr('ctag'),
+                             bits(False, False, False, False), table([('x-priority', 'I', 1)])) +
+                           publish(1, 'fz.topic', 'a.b', b'hello', {'priority': 3}, mandatory=True) +
+                           publish(1, 'fz.topic', 'nowhere', b'lost', mandatory=True) +
+                           m(1, 60, 110, bits(True)) + m(1, 60, 30, shortstr('ctag'), bits(False)) +
+                           m(1, 50, 50, u16(0), shortstr('fz-c'), shortstr('fz.topic'),
+                             shortstr('a.#'), table([])) +
+                           m(1, 40, 20, u16(0), shortstr('fz.topic'), bits(False, False)) +
+                           close_all(),
+        'tx': login() + channel_open(1) + m(1, 90, 10) + queue_declare(1, 'fz-tx') +
+              publish(1, '', 'fz-tx', b'in a transaction') + m(1, 90, 20) +
+              get(1, 'fz-tx') + m(1, 60, 90, u64(1), bits(True)) + m(1, 90, 30) + close_all(),
+        'dead-letter': login() + channel_open(1) +
+                       m(1, 40, 10, u16(0), shortstr('fz.dlx'), shortstr('fanout'),
+                         bits(False, False, True, False, False), table([])) +
+                       queue_declare(1, 'fz-dead') +
+                       m(1, 50, 20, u16(0), shortstr('fz-dead'), shortstr('fz.dlx'), shortstr(''),
+                         bits(False), table([])) +
+                       queue_declare(1, 'fz-work', args=[('x-dead-letter-exchange', 'S', 'fz.dlx'),
+                                                         ('x-message-ttl', 'I', 0),
+                                                         ('x-max-length', 'I', 1),
+                                                         ('x-overflow', 'S', 'drop-head')]) +
+                       publish(1, '', 'fz-work', b'a', {'expiration': '0'}) +
+                       publish(1, '', 'fz-work', b'b') + get(1, 'fz-dead') +
+                       m(1, 60, 90, u64(1), bits(False)) + close_all(),
+        'headers-exchange': login(mechanism='AMQPLAIN') + channel_open(1) + channel_open(2) +
+                            m(1, 40, 10, u16(0), shortstr('fz.h'), shortstr('headers'),
+                              bits(False, False, True, False, False), table([])) +
+                            queue_declare(1, 'fz-h') +
+                            m(1, 50, 20, u16(0), shortstr('fz-h'), shortstr('fz.h'), shortstr(''),
+                              bits(False), table([('x-match', 'S', 'any'), ('k', 'I', 1),
+                                                  ('L', 'L', 5)])) +
+                            publish(2, 'fz.h', '', b'h', {'headers': [('k', 'l', 1)]}) +
+                            publish(2, 'fz.h', '', b'all', {'headers': ALL_TYPES}) +
+                            get(1, 'fz-h', True) + m(2, 20, 20, bits(True)) +
+                            m(0, 10, 70, longstr('guest'), shortstr('refresh')) + close_all(2),
+        'reply-to': login() + channel_open(1) + queue_declare(1, 'fz-rpc') +
+                    m(1, 60, 20, u16(0), shortstr('amq.rabbitmq.reply-to'), shortstr(''),
+                      bits(False, True, False, False), table([])) +
+                    publish(1, '', 'fz-rpc', b'ping', {'reply-to': 'amq.rabbitmq.reply-to',
+                                                        'correlation-id': '1'}) +
+                    get(1, 'fz-rpc', True) + close_all(),
+        'quorum-durable': login() + channel_open(1) +
+                          queue_declare(1, 'fz-qq', durable=True, exclusive=False,
+                                        args=[('x-queue-type', 'S', 'quorum'),
+                                              ('x-delivery-limit', 'I', 1)]) +
+                          m(1, 85, 10, bits(False)) +
+                          publish(1, '', 'fz-qq', b'durable', persistent) + get(1, 'fz-qq') +
+                          m(1, 60, 90, u64(1), bits(True)) + get(1, 'fz-qq') +
+                          m(1, 60, 90, u64(2), bits(True)) +
+                          m(1, 50, 40, u16(0), shortstr('fz-qq'), bits(False, False, False)) +
+                          close_all(),
+        'bad-login': login(password='wrong'),
+        'no-vhost': login(vhost='nowhere') + channel_open(1),
+        'unopened-channel': login() + get(3, 'q') + close_all(3),
+        'split-body': login() + channel_open(1) + queue_declare(1, 'fz-big') +
+                      m(1, 60, 40, u16(0), shortstr(''), shortstr('fz-big'), bits(False, False)) +
+                      frame(HEADER, 1, content_header(6000, {})) + frame(BODY, 1, b'x' * 4000) +
+                      frame(BODY, 1, b'y' * 2000) + get(1, 'fz-big', True) + close_all(),
+        'header-only': PROTOCOL_HEADER,
+        'wrong-protocol': b'AMQP\x01\x01\x00\x0a',
+    }
+
+
 # --- management API requests, for fuzz_http -------------------------------------------------
 
 AUTH = 'Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n'
@@ -465,6 +591,8 @@ def main():
         write(CORPUS_TABLE, name + '.bin', data)
     for name, data in conf_seeds().items():
         write(CORPUS_CONF, name, data)
+    for name, data in conn_seeds().items():
+        write(CORPUS_CONN, name + '.bin', data)
     for name, data in http_seeds().items():
         write(CORPUS_HTTP, name + '.http', data)
     return 0
