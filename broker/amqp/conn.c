@@ -1186,14 +1186,18 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = c->in ? c->in_cap - c->in_len : 0;
 }
 
-/* The frame at the start of the buffer is incomplete: makes room for all of it (frame_max was
- * checked against its header already). false on OOM. */
+/* The frame at the start of the buffer is incomplete: makes room for all of it, unless its
+ * header announces more than frame_max allows (input stopped on a held connection before the
+ * frame was parsed, say): such a frame is refused once it is parsed, and gets no room. false on
+ * OOM. */
 static bool in_grow(struct conn *c)
 {
     if (c->state == CONN_HEADER || c->in_len < AMQP_FRAME_HEADER_SIZE)
         return true;
     size_t need = (size_t)rd32(c->in + 3) + AMQP_FRAME_OVERHEAD;
-    if (need <= c->in_cap)
+    size_t max = (size_t)(c->state >= CONN_OPENING ? c->frame_max : AMQP_FRAME_MIN_SIZE) +
+                 AMQP_FRAME_OVERHEAD;
+    if (need <= c->in_cap || need > max)
         return true;
     uint8_t *bigger = realloc(c->in, need);
     if (!bigger)

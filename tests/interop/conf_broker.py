@@ -164,6 +164,29 @@ def read_method(sock, want, deadline):
     return None
 
 
+def read_methods(sock, deadline):
+    """Every method frame the peer sends until it closes (or the deadline): [(class, id,
+    arguments)]."""
+    buf, out = b"", []
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            got = sock.recv(65536)
+        except (socket.timeout, ConnectionResetError):
+            break
+        if not got:
+            break
+        buf += got
+    while len(buf) >= 8:
+        ftype, _ch, size = struct.unpack(">BHI", buf[:7])
+        if len(buf) < 8 + size:
+            break
+        if ftype == 1 and size >= 4:
+            out.append(struct.unpack(">HH", buf[7:11]) + (buf[11:7 + size],))
+        buf = buf[8 + size:]
+    return out
+
+
 START_OK = method(0, 10, 11, struct.pack(">I", 0) + shortstr(b"PLAIN") +
                   longstr(b"\x00guest\x00guest") + shortstr(b"en_US"))
 TUNE_OK = method(0, 10, 31, struct.pack(">HIH", 2047, 131072, 0))

@@ -18,7 +18,7 @@ try:
     import pika
     import pika.exceptions
     from conf_broker import (ConfBroker, check, finish, frame, handshake, method, read_method,
-                             shortstr)
+                             read_methods, shortstr)
 except ImportError as e:
     print(f"SKIP: {e.name} is not installed (apt-get install python3-pika python3-requests)")
     sys.exit(77)
@@ -72,6 +72,29 @@ def oversized_header(w):
     s.close()
 
 
+def oversized_frame_while_held(w):
+    """A frame header announcing 4 GiB right behind a durable queue.declare, whose answer waits
+    for its commit (the connection is held, its input not parsed meanwhile): the broker must not
+    make room for that frame (it did: found by fuzz_conn), and refuses it with 501 once parsed."""
+    def vm_peak_mib():
+        with open(f"/proc/{w.proc.pid}/status") as f:
+            return next(int(x.split()[1]) for x in f if x.startswith("VmPeak:")) / 1024
+
+    before = vm_peak_mib()
+    s = handshake(w.port, "open")
+    declare = method(1, 50, 10, struct.pack(">H", 0) + shortstr(b"limits-held") + b"\x02" +
+                     struct.pack(">I", 0))  # durable
+    s.sendall(declare + struct.pack(">BHI", 1, 1, 0xFFFFFFF0) + b"\x00" * 64)
+    got = read_methods(s, time.monotonic() + 8)
+    check([m[:2] for m in got] == [(50, 11), (10, 50)] and
+          struct.unpack(">H", got[1][2][:2])[0] == 501,
+          f"declare-ok, then the 4 GiB frame refused with 501 FRAME_ERROR: {got}")
+    grown = vm_peak_mib() - before
+    s.close()
+    check(grown < 1024, f"no room was made for the 4 GiB frame: the address space grew by "
+          f"{grown:.0f} MiB")
+
+
 def main():
     if not os.environ.get("WARREND"):
         print("SKIP: WARREND not set")
@@ -119,6 +142,7 @@ def main():
         check(m[2] == b"x" * 1000, "the 1000-byte message was queued")
         conn.close()
         oversized_header(w)
+        oversized_frame_while_held(w)
 
         # Per-user limits through the API.
         r = w.api("PUT", "/api/users/lim", json={"password": "lim", "tags": ""})
