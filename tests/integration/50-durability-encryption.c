@@ -12,7 +12,8 @@
  *  - rotation: `warrenctl rotate_key` after the key file was replaced re-encrypts 20,000 stored
  *    messages in the background while publishes (confirmed) and gets go on; then only the new key starts warrend (the old
  *    one is refused), and every message is delivered;
- *  - encryption.key_command (a command printing the key in base64) works the same;
+ *  - encryption.key_command (a command printing the key in base64) works the same, rotation
+ *    included (the command then runs on warrend's threadpool);
  *  - a SIGKILL in the middle of a rotation (held there by tests/integration/failsync.c's
  *    slow-disk mode, $FAILSYNC): the old key is then refused as the one the rotation replaced,
  *    data.mdb untouched, and the new key alone starts warrend, which finishes the rotation by
@@ -405,11 +406,23 @@ static void key_command(void)
     expect_refusal("key_command data dir, key_file with another key", s_cfg_k1,
                    "wrong encryption key");
     respawn(s_cfg_cmd);
+    /* Rotation with the key from the command (run on warrend's threadpool this time). */
+    uint8_t k4[32];
+    char b64[64], path[300], out[4096];
+    random_bytes(k4, sizeof k4);
+    base64(k4, sizeof k4, b64);
+    snprintf(path, sizeof path, "%s/k3.b64", s_dir);
+    write_bytes(path, b64, strlen(b64));
+    CHECK_EQ(warrenctl("rotate_key --wait", out, sizeof out), 0);
+    CHECKF(strstr(out, "replaces") && strstr(out, "Re-encrypted 20 of 20"),
+           "rotate_key with key_command: %s", out);
+    harness_broker_shutdown(&s_broker);
+    respawn(s_cfg_cmd);
     conn = harness_open(&s_broker);
     expect_series(conn, "enc.cmd", "cmd", 0, 20, 500);
     expect_empty(conn, "enc.cmd");
     harness_disconnect(conn);
-    harness_log("encryption.key_command: sealed on disk, read back after a restart");
+    harness_log("encryption.key_command: sealed on disk, rotated, read back after restarts");
     CHECK_EQ(harness_broker_stop(&s_broker), 0);
 }
 
