@@ -2,9 +2,11 @@
 # tools/dev.sh — one entry point for developers and CI.
 #   tools/dev.sh run [warrend flags]   install missing packages, build, run warrend on :5672 with ./data
 #   tools/dev.sh test                  install missing packages, build with ASan+UBSan, run every test,
-#                                      then storage and durability tests under TSan (build-tsan);
+#                                      then storage and durability tests under TSan (build-tsan),
+#                                      then each fuzz target for 30 s on its corpus (build-fuzz);
 #                                      print "N passed, N failed" (exit 1 on any failure)
-#   tools/dev.sh fuzz [seconds]        build the libFuzzer target with clang and run it
+#   tools/dev.sh fuzz [seconds]        build the libFuzzer targets with clang and run each of them
+#                                      for seconds (default 60); one: tests/fuzz/run.sh SECS TARGET
 #   tools/dev.sh deps                  only install the missing Debian packages
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +15,8 @@ PACKAGES=(gcc clang pkg-config meson ninja-build python3
           libuv1-dev libssl-dev liblmdb-dev librabbitmq-dev
           libcmocka-dev amqp-tools python3-pika lmdb-utils python3-matplotlib libinih-dev
           libpcre2-dev libjansson-dev libhttp-parser-dev
-          libcurl4-openssl-dev curl python3-requests libsystemd-dev python3-prometheus-client)
+          libcurl4-openssl-dev curl python3-requests libsystemd-dev python3-prometheus-client
+          libclang-rt-dev)
 
 deps() {
     local missing=()
@@ -95,6 +98,47 @@ tsan_tests() {
     count "$rc" build-tsan/meson-logs/testlog.txt
 }
 
+# The libFuzzer targets (tests/fuzz/run.sh builds them in build-fuzz with clang, ASan+UBSan).
+FUZZ_TARGETS=(fuzz_frame fuzz_defs fuzz_table fuzz_conf fuzz_http fuzz_conn)
+
+# Runs every fuzz target for $1 seconds, one after the other, one job each (fuzz_http and
+# fuzz_conn also keep a storage thread busy). With a counter, each target is one
+# test for passed/failed (a crash, a leak or a sanitizer report fails it; its input is left in
+# tests/fuzz/ as crash-*/leak-*/timeout-*). Returns 1 when any target failed.
+fuzz_all() { # fuzz_all SECONDS [count]
+    local secs=$1 counted=${2:-} rc=0 t log
+    if [ ! -f build-fuzz/build.ninja ]; then
+        CC=clang meson setup build-fuzz -Dfuzz=enabled -Dtests=disabled >/dev/null
+    fi
+    if ! ninja -C build-fuzz "${FUZZ_TARGETS[@]/#/tests/fuzz/}" >/dev/null; then
+        ninja -C build-fuzz "${FUZZ_TARGETS[@]/#/tests/fuzz/}" | tail -20 >&2 || true
+        echo "dev.sh: the fuzz targets do not build (build-fuzz)" >&2
+        if [ -n "$counted" ]; then failed=$(( failed + ${#FUZZ_TARGETS[@]} )); fi
+        return 1
+    fi
+    for t in "${FUZZ_TARGETS[@]}"; do
+        log=build-fuzz/$t.log
+        if tests/fuzz/run.sh "$secs" "$t" >"$log" 2>&1; then
+            echo "fuzz: $t: $(fuzz_summary "$log")"
+            if [ -n "$counted" ]; then passed=$(( passed + 1 )); fi
+        else
+            echo "fuzz: $t FAILED (log: $log):" >&2
+            grep -E 'ERROR|SUMMARY|check failed|Test unit written' "$log" | head -20 >&2 || true
+            if [ -n "$counted" ]; then failed=$(( failed + 1 )); fi
+            rc=1
+        fi
+    done
+    return $rc
+}
+
+# "N runs, cov C, ft F" from a libFuzzer log with -print_final_stats=1.
+fuzz_summary() {
+    local runs line
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$1" | tail -1)
+    line=$(grep -E '^#[0-9]+' "$1" | tail -1)
+    echo "${runs:-?} runs, $(echo "$line" | grep -oE 'cov: [0-9]+ ft: [0-9]+')"
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -120,12 +164,19 @@ test)
     if [ "${WARREN_TSAN:-$([ $# -eq 0 ] && echo 1 || echo 0)}" = 1 ]; then
         tsan_tests
     fi
+    # Then a 30 s smoke run of each fuzz target on its corpus (one test each), likewise only
+    # when asked (WARREN_FUZZ=1) with a test selection.
+    if [ "${WARREN_FUZZ:-$([ $# -eq 0 ] && echo 1 || echo 0)}" = 1 ]; then
+        set +e
+        fuzz_all "${WARREN_FUZZ_SECONDS:-30}" count
+        set -e
+    fi
     echo "${passed} passed, ${failed} failed"
     [ "$failed" -eq 0 ] ;;
 fuzz)
     deps
-    exec tests/fuzz/run.sh "$@" ;;
+    fuzz_all "${1:-60}" ;;
 *)
-    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 2 ;;
 esac
