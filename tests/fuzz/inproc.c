@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "broker/admin/http.h"
@@ -18,6 +19,8 @@
 #include "lib/list.h"
 #include "lib/log.h"
 #include "tests/fuzz/inproc.h"
+
+#define INPROC_MIN_FREE (1024ull << 20) /* free space wanted under the data directory */
 
 static struct inproc *s_at_exit; /* removed at exit */
 static FILE *s_trace;            /* the real stderr when $WARREN_FUZZ_TRACE is set, else NULL */
@@ -79,6 +82,7 @@ static void boot(struct inproc *ip)
     cfg.data_dir = ip->data;
     cfg.sync = false;
     cfg.mgmt_port = cfg.prom_port = -1;
+    cfg.disk_free_limit = 0; /* no disk alarm from a small tmpfs: publishers stay unblocked */
     if (server_start(&ip->srv, &ip->loop, &cfg) < 0)
         die("server_start", 0);
     /* libFuzzer owns SIGINT and SIGTERM (it prints its stats on them). */
@@ -118,9 +122,15 @@ void inproc_start(struct inproc *ip, bool with_admin)
         else
             log_threshold = LOG_ERROR;
     }
+    /* A tmpfs, unless it is small (a container's 64 MB /dev/shm): the broker's storage fails
+     * for good when its disk fills, and 500 runs may keep that much. */
     const char *bases[] = {getenv("WARREN_FUZZ_DIR"), "/dev/shm", getenv("TMPDIR"), "/tmp"};
     for (size_t i = 0; i < sizeof bases / sizeof bases[0] && !ip->dir[0]; i++) {
+        struct statvfs fs;
         if (!bases[i] || access(bases[i], W_OK) != 0)
+            continue;
+        if (i > 0 && (statvfs(bases[i], &fs) != 0 ||
+                      (uint64_t)fs.f_bavail * fs.f_frsize < INPROC_MIN_FREE))
             continue;
         snprintf(ip->dir, sizeof ip->dir, "%s/warren-fuzz-XXXXXX", bases[i]);
         if (!mkdtemp(ip->dir))

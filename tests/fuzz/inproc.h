@@ -27,7 +27,8 @@ struct inproc {
 };
 
 /* Starts the broker (and the management API when with_admin) with its data under $WARREN_FUZZ_DIR,
- * /dev/shm or $TMPDIR (the first that is a writable directory). Logging is quiet unless
+ * /dev/shm, $TMPDIR or /tmp (the first that is a writable directory with 1 GiB free; the
+ * first one whatever its size). Logging is quiet unless
  * $WARREN_FUZZ_LOG is set. Aborts with a message when it cannot: a fuzz target without its
  * broker has nothing to do. */
 void inproc_start(struct inproc *ip, bool with_admin);

@@ -25,12 +25,19 @@ if [ ! -f build-fuzz/build.ninja ]; then
 fi
 ninja -C build-fuzz "tests/fuzz/$target"
 work=$(mktemp -d "${TMPDIR:-/tmp}/warren-fuzz.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-cp "$corpus"/* "$work/"
+# fuzz_http and fuzz_conn keep their broker's data in WARREN_FUZZ_DIR: a tmpfs with 1 GiB free
+# if there is one, removed with the rest even when the target crashed.
+shm=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')
+if [ "${shm:-0}" -ge 1048576 ] && scratch=$(mktemp -d /dev/shm/warren-fuzz-run.XXXXXX); then :
+else scratch=$work/data; mkdir "$scratch"; fi
+export WARREN_FUZZ_DIR="${WARREN_FUZZ_DIR:-$scratch}"
+trap 'rm -rf "$work" "$scratch"' EXIT
+mkdir "$work/corpus"
+cp "$corpus"/* "$work/corpus/"
 jobs=${FUZZ_JOBS:-1}
 args="-max_total_time=$secs -max_len=140000 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1"
 if [ "$jobs" -gt 1 ]; then
     args="$args -fork=$jobs"
 fi
 # shellcheck disable=SC2086
-"build-fuzz/tests/fuzz/$target" $args -artifact_prefix=tests/fuzz/ "$work"
+"build-fuzz/tests/fuzz/$target" $args -artifact_prefix=tests/fuzz/ "$work/corpus"
