@@ -18,6 +18,7 @@ W_TCP=5995 W_TLS=5996 R_TCP=5997 R_TLS=5998
 DIR=$(mktemp -d /tmp/warren-bench-tls-XXXXXX)
 RMQ=/usr/lib/rabbitmq/bin
 export HOME=$DIR RABBITMQ_NODENAME=warrentls@localhost RABBITMQ_CTL_ERL_ARGS="-dist_listen false"
+export ERL_CRASH_DUMP=$DIR/erl_crash.dump # not in the work tree
 pid="" rmq=""
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null
