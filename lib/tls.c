@@ -336,6 +336,16 @@ void tls_written(struct tls *t)
     t->in_flight = false;
 }
 
+void tls_trim(struct tls *t)
+{
+    if (t->in_flight || tls_pending(t))
+        return;
+    for (int i = 0; i < 2; i++) {
+        free(t->out[i].p);
+        t->out[i] = (struct tls_buf){0};
+    }
+}
+
 size_t tls_pending(const struct tls *t)
 {
     return t->out[0].len + t->out[1].len;

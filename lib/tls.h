@@ -75,6 +75,9 @@ void tls_shutdown(struct tls *t);
  * is none or a buffer is already in flight. */
 bool tls_take(struct tls *t, uv_buf_t *buf);
 void tls_written(struct tls *t);
+/* Gives the ciphertext buffers back while nothing waits or is in flight (an idle session then
+ * holds only OpenSSL's state); they are made again by the next output. */
+void tls_trim(struct tls *t);
 /* Ciphertext bytes waiting or in flight. */
 size_t tls_pending(const struct tls *t);
 

@@ -831,6 +831,8 @@ static void on_timer(uv_timer_t *t)
     }
     if (now - c->last_send_ms >= hb_ms / 2)
         send_heartbeat(c);
+    else if (c->tls && !c->writing && now - c->last_send_ms >= hb_ms / 4)
+        tls_trim(c->tls); /* quiet for a while: idle TLS connections keep no buffers */
 }
 
 /* ---- frame dispatch --------------------------------------------------------------- */
