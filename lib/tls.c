@@ -150,7 +150,7 @@ static int out_write(BIO *b, const char *data, size_t len, size_t *written)
     struct tls *t = BIO_get_data(b);
     struct tls_buf *o = &t->out[t->fill];
     if (o->len + len > o->cap) {
-        size_t cap = o->cap ? o->cap : 16384;
+        size_t cap = o->cap ? o->cap : 1024; /* a heartbeat's record fits */
         while (cap < o->len + len)
             cap *= 2;
         uint8_t *p = realloc(o->p, cap);

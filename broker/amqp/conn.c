@@ -829,10 +829,12 @@ static void on_timer(uv_timer_t *t)
         close_socket(c);
         return;
     }
+    /* Every tick: TLS ciphertext buffers go back when nothing waits in them (a busy connection
+     * makes them again, one realloc per tick; an idle one only heartbeats, in a small one). */
+    if (c->tls && !c->writing)
+        tls_trim(c->tls);
     if (now - c->last_send_ms >= hb_ms / 2)
         send_heartbeat(c);
-    else if (c->tls && !c->writing && now - c->last_send_ms >= hb_ms / 4)
-        tls_trim(c->tls); /* quiet for a while: idle TLS connections keep no buffers */
 }
 
 /* ---- frame dispatch --------------------------------------------------------------- */

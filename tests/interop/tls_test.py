@@ -120,8 +120,10 @@ def client_ctx(certs, cert=None, minv=None, maxv=None):
     return ctx
 
 
-def params(w, ctx, credentials=None):
+def params(w, ctx, credentials=None, heartbeat=None):
     kw = {"credentials": credentials} if credentials else {}
+    if heartbeat is not None:
+        kw["heartbeat"] = heartbeat
     return pika.ConnectionParameters(host="localhost", port=w.tls_port, connection_attempts=1,
                                      socket_timeout=5, ssl_options=pika.SSLOptions(ctx,
                                                                                    "localhost"),
@@ -262,6 +264,12 @@ def test_main_broker(certs, d):
         check(len(cs) == 1 and cs[0]["ssl_protocol"] == "tlsv1.2",
               f"a TLS 1.2 client gets TLS 1.2: {cs and cs[0].get('ssl_protocol')}")
         conn.close()
+        # A TLS connection gives its buffers back at each heartbeat tick (heartbeat 2 s: a tick
+        # every second) and makes them again for the next output: the same in both directions.
+        conn = pika.BlockingConnection(params(w, client_ctx(certs), heartbeat=2))
+        round_trip(conn, "tls-idle", [100, 50000])
+        conn.process_data_events(3.5)
+        round_trip(conn, "tls-idle", [200, 60000, 300000])
         plain = [c for c in connections(w) if c.get("port") == w.port]
         check(not plain, "no plain connection is listed")
 
