@@ -689,9 +689,10 @@ static int on_tune_ok(struct conn *c, const struct amqp_connection_tune_ok *t, s
     if (t->frame_max > cfg->frame_max)
         return err_set(err, -WERR_NOT_ALLOWED, "frame_max=%u > %u max size", t->frame_max,
                         cfg->frame_max);
-    if (t->channel_max > cfg->channel_max)
-        return err_set(err, -WERR_NOT_ALLOWED, "channel_max=%u > %u max size", t->channel_max,
-                        cfg->channel_max);
+    /* 0 means no limit, which is over any limit but 65535 (channel_max = 0 in the file). */
+    if (t->channel_max > cfg->channel_max || (t->channel_max == 0 && cfg->channel_max < 65535))
+        return err_set(err, -WERR_NOT_ALLOWED, "channel_max=%u%s > %u max size", t->channel_max,
+                       t->channel_max ? "" : " (no limit)", cfg->channel_max);
     c->frame_max = t->frame_max ? t->frame_max : cfg->frame_max;
     c->channel_max = t->channel_max ? t->channel_max : cfg->channel_max;
     c->heartbeat = t->heartbeat;

@@ -106,19 +106,21 @@ static void check_raw_start_and_tune(const harness_broker_t *b)
 
 /* tune-ok values outside [4096, 131072] (and 0, "no limit", when the server has a limit):
  * no connection.close, the socket is closed after RabbitMQ's 3 s silent-close delay. */
-static void check_bad_tune_ok(const harness_broker_t *b, uint32_t frame_max)
+static void check_bad_tune_ok(const harness_broker_t *b, uint16_t channel_max,
+                              uint32_t frame_max)
 {
     int fd = raw_connect(b);
     raw_tune_t tune;
     raw_login(fd, &tune);
-    CHECK(raw_send_tune_ok(fd, tune.channel_max, frame_max, 0) == 0);
+    CHECK(raw_send_tune_ok(fd, channel_max, frame_max, 0) == 0);
     int64_t t0 = harness_now_ms();
     size_t extra = 0;
     int rc = raw_wait_closed(fd, 6000, &extra);
     int64_t ms = harness_now_ms() - t0;
-    harness_log("tune-ok frame_max=%u: socket closed after %lld ms, %zu bytes sent", frame_max,
-                (long long)ms, extra);
-    CHECKF(rc == 0, "socket still open 6 s after tune-ok frame_max=%u", frame_max);
+    harness_log("tune-ok channel_max=%u frame_max=%u: socket closed after %lld ms, %zu bytes "
+                "sent", channel_max, frame_max, (long long)ms, extra);
+    CHECKF(rc == 0, "socket still open 6 s after tune-ok channel_max=%u frame_max=%u",
+           channel_max, frame_max);
     CHECKF(extra == 0, "server sent %zu bytes (RabbitMQ sends nothing)", extra);
     CHECKF(ms >= 2000, "closed after %lld ms; RabbitMQ waits 3 s before closing", (long long)ms);
     close(fd);
@@ -157,9 +159,11 @@ int main(void)
     harness_disconnect(conn);
 
     check_raw_start_and_tune(&b);
-    check_bad_tune_ok(&b, 0);
-    check_bad_tune_ok(&b, 1024);
-    check_bad_tune_ok(&b, 1 << 20);
+    check_bad_tune_ok(&b, 2047, 0);
+    check_bad_tune_ok(&b, 2047, 1024);
+    check_bad_tune_ok(&b, 2047, 1 << 20);
+    /* channel_max 0 means "no limit", higher than the server's 2047: refused as RabbitMQ. */
+    check_bad_tune_ok(&b, 0, 131072);
 
     return harness_finish(&b);
 }
