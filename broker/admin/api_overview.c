@@ -129,7 +129,7 @@ void api_nodes(struct call *c)
     uint64_t uptime = uv_now(c->a->http.loop) - c->a->started_ms;
     json_t *node = json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "name",
                              "warren@localhost", "type", "disc", "running", 1, "mem_used",
-                             (json_int_t)rss, "mem_limit", (json_int_t)uv_get_total_memory(),
+                             (json_int_t)rss, "mem_limit", (json_int_t)c->a->b->mem_limit,
                              "uptime", (json_int_t)uptime, "processors",
                              (json_int_t)uv_available_parallelism(), "run_queue", (json_int_t)0);
     if (node) { /* the fields RabbitMQ's node has that mean something here */

@@ -344,6 +344,7 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     s->mem_limit = cfg->memory_high_watermark_abs
                        ? cfg->memory_high_watermark_abs
                        : (uint64_t)((double)uv_get_total_memory() * cfg->memory_high_watermark);
+    s->b.mem_limit = s->mem_limit;
     s->disk_free = UINT64_MAX;
     for (unsigned i = 0; i < cfg->nlisteners; i++) {
         const struct config_listener *l = &cfg->listeners[i];

@@ -80,6 +80,7 @@ struct broker {
     bool stopping;              /* shutting down: durable auto-delete queues are kept */
     bool recovering;            /* persist_recover() is recreating stored objects */
     bool alarm_memory, alarm_disk; /* the resource alarms in force (the server sets them) */
+    uint64_t mem_limit;            /* the memory alarm's watermark in bytes (the server's) */
 };
 
 /* Empty state on loop (no vhost yet, no storage: the caller opens it into b->store). */

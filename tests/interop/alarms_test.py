@@ -77,6 +77,8 @@ def test_memory(d):
     w = Broker(d, os.path.join(d, "data-mem"), ["vm_memory_high_watermark.absolute = 4MB"])
     try:
         check(w.alarms() == ((False, False), 200, (0.0, 0.0)), f"no alarm at start: {w.alarms()}")
+        limit = w.api("GET", "/api/nodes").json()[0].get("mem_limit")
+        check(limit == 4000000, f"/api/nodes mem_limit is the watermark (4MB): {limit}")
         pub = w.connect()
         events = watch_blocking(pub)
         ch = pub.channel()
