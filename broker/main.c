@@ -12,6 +12,8 @@
 #endif
 #include "lib/log.h"
 #include "broker/admin/api.h"
+#include "broker/admin/status.h"
+#include "broker/ha/ha.h"
 #include "broker/admin/metrics.h"
 #include "broker/amqp/conf.h"
 #include "broker/amqp/server.h"
@@ -45,6 +47,7 @@ static void usage(FILE *f)
             "  --prometheus-port N\n"
             "                    port of the Prometheus metrics (default 15692)\n"
             "  --no-prometheus   no Prometheus metrics endpoint\n"
+            "  --ha MODE         'shared': active/standby on one data directory (ha.mode)\n"
             "  --version         print the version and exit\n");
 }
 
@@ -67,6 +70,7 @@ struct on_stop {
     struct admin *admin;     /* borrowed: main()'s; NULL without the management API */
     struct metrics *metrics; /* borrowed: main()'s; NULL without the Prometheus endpoint */
     struct server *srv;      /* borrowed: main()'s */
+    struct ha_status *hstatus; /* borrowed: main()'s; NULL without ha.status_port */
     uv_signal_t sighup;
 };
 
@@ -78,6 +82,8 @@ static void on_stop(void *arg)
         admin_stop(st->admin);
     if (st->metrics)
         metrics_stop(st->metrics);
+    if (st->hstatus)
+        ha_status_stop(st->hstatus);
     uv_close((uv_handle_t *)&st->sighup, NULL);
 }
 
@@ -197,11 +203,59 @@ static const char *find_config(int argc, char **argv, const struct option *opts)
     return path;
 }
 
+static bool standby_stopped;
+
+static void on_standby_signal(uv_signal_t *h, int signum)
+{
+    (void)h;
+    log_info("received signal %d while standby; stopping", signum);
+    standby_stopped = true;
+}
+
+/* ha.mode = shared: serves the status endpoint (when configured) and waits for the lock on the
+ * data directory before anything else is opened. 0 once this process is active; 1 when a
+ * signal stopped it while standby; -1 or -CONF_EXIT after a log line. */
+static int standby(uv_loop_t *loop, const struct config *cfg, struct ha *ha,
+                   struct ha_status *hs, bool *hs_on)
+{
+    if (!cfg->sync) {
+        log_error("ha.mode = shared needs synchronous commits: drop --sync none");
+        return -CONF_EXIT;
+    }
+    if (cfg->ha_status_port > 0) {
+        if (ha_status_start(hs, loop, cfg->ha_status_ip, cfg->ha_status_port, &ha->active) < 0)
+            return -1;
+        *hs_on = true;
+    }
+    uv_signal_t sig[2];
+    int signums[2] = {SIGINT, SIGTERM};
+    for (int i = 0; i < 2; i++) {
+        uv_signal_init(loop, &sig[i]);
+        uv_signal_start(&sig[i], on_standby_signal, signums[i]);
+    }
+    int rc = ha_start(ha, loop, cfg->data_dir, cfg->ha_poll_ms, cfg->ha_fence_command);
+    if (rc == 0 && !ha->active)
+        notify("STATUS=standby: waiting for the lock on the data directory");
+    while (rc == 0 && !ha->active && !standby_stopped)
+        uv_run(loop, UV_RUN_ONCE);
+    for (int i = 0; i < 2; i++)
+        uv_close((uv_handle_t *)&sig[i], NULL);
+    if (rc == 0 && ha->active) {
+        uv_run(loop, UV_RUN_NOWAIT); /* the signal handles' close callbacks */
+        return 0;
+    }
+    ha_stop(ha);
+    if (*hs_on)
+        ha_status_stop(hs);
+    uv_run(loop, UV_RUN_DEFAULT);
+    return rc < 0 ? -1 : 1;
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
     config_defaults(&cfg);
-    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_MEM, O_SYNC_MODE, O_CTIMEOUT, O_VERSION, O_HELP, O_DEFS, O_MGMT_PORT, O_NO_MGMT, O_PROM_PORT, O_NO_PROM };
+    enum { O_PORT = 256, O_BIND, O_DATA, O_LOG, O_HB, O_FRAME, O_MEM, O_SYNC_MODE, O_CTIMEOUT, O_VERSION, O_HELP, O_DEFS, O_MGMT_PORT, O_NO_MGMT, O_PROM_PORT, O_NO_PROM, O_HA };
     static const struct option opts[] = {
         {"config", required_argument, NULL, O_CONFIG},
         {"port", required_argument, NULL, O_PORT},
@@ -218,6 +272,7 @@ int main(int argc, char **argv)
         {"no-management", no_argument, NULL, O_NO_MGMT},
         {"prometheus-port", required_argument, NULL, O_PROM_PORT},
         {"no-prometheus", no_argument, NULL, O_NO_PROM},
+        {"ha", required_argument, NULL, O_HA},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
@@ -311,6 +366,13 @@ int main(int argc, char **argv)
                 { rc = 2; goto out; }
             cfg.consumer_timeout_ms = v;
             break;
+        case O_HA:
+            if (strcmp(optarg, "shared") != 0 && strcmp(optarg, "none") != 0) {
+                fprintf(stderr, "warrend: --ha must be 'shared' or 'none', not '%s'\n", optarg);
+                { rc = 2; goto out; }
+            }
+            cfg.ha_shared = optarg[0] == 's';
+            break;
         case O_VERSION: printf("warrend %s\n", WARREN_VERSION); { rc = 0; goto out; }
         case 'h':
         case O_HELP: usage(stdout); { rc = 0; goto out; }
@@ -324,6 +386,16 @@ int main(int argc, char **argv)
     }
     uv_loop_t *loop = uv_default_loop();
     struct server srv;
+    struct ha ha = {.fd = -1};
+    struct ha_status hstatus = {0};
+    bool hstatus_on = false;
+    if (cfg.ha_shared) {
+        int hrc = standby(loop, &cfg, &ha, &hstatus, &hstatus_on);
+        if (hrc != 0) {
+            rc = hrc > 0 ? 0 : hrc == -CONF_EXIT ? CONF_EXIT : 1;
+            goto out;
+        }
+    }
     if (!cfg.sync)
         log_warn("--sync=none: commits are not flushed to disk; a crash can lose confirmed "
                  "messages");
@@ -388,6 +460,7 @@ int main(int argc, char **argv)
     if (file_log_level == CONF_LOG_NONE && !freopen("/dev/null", "w", stderr))
         log_warn("log.console.level = none: cannot redirect stderr to /dev/null");
     st.srv = &srv;
+    st.hstatus = hstatus_on ? &hstatus : NULL;
     uv_signal_init(loop, &st.sighup);
     st.sighup.data = &st;
     uv_signal_start(&st.sighup, on_sighup, SIGHUP);
@@ -409,6 +482,10 @@ int main(int argc, char **argv)
     notify(status);
     uv_run(loop, UV_RUN_DEFAULT);
     server_free(&srv);
+    if (cfg.ha_shared) { /* storage is closed: the standby may take over now */
+        ha_stop(&ha);
+        log_info("ha: released the lock");
+    }
     uv_loop_close(loop);
     log_info("warrend stopped");
 out:

@@ -340,6 +340,36 @@ static int on_key(void *user, const char *section, const char *key, const char *
             return fail(p, "%s: '%s' is not a number or infinity", key, v);
         return 1;
     }
+    if (strcmp(key, "ha.mode") == 0) {
+        if (strcmp(v, "shared") && strcmp(v, "none"))
+            return fail(p, "ha.mode: '%s' is not shared or none", v);
+        cfg->ha_shared = v[0] == 's';
+        return 1;
+    }
+    if (strcmp(key, "ha.lock_poll_interval") == 0) {
+        if (!parse_u64(v, 10, 60000, &n))
+            return fail(p, "ha.lock_poll_interval: '%s' is not a number of milliseconds "
+                           "(10..60000)", v);
+        cfg->ha_poll_ms = (uint32_t)n;
+        return 1;
+    }
+    if (strcmp(key, "ha.status_port") == 0) {
+        if (!parse_u64(v, 1, 65535, &n))
+            return fail(p, "ha.status_port: '%s' is not a port (1..65535)", v);
+        cfg->ha_status_port = (int)n;
+        return 1;
+    }
+    if (strcmp(key, "ha.status_ip") == 0) {
+        if (!valid_ip(v, sizeof cfg->ha_status_ip))
+            return fail(p, "ha.status_ip: '%s' is not an IPv4 or IPv6 address", v);
+        snprintf(cfg->ha_status_ip, sizeof cfg->ha_status_ip, "%s", v);
+        return 1;
+    }
+    if (strcmp(key, "ha.fence_command") == 0) {
+        if (!v[0])
+            return fail(p, "ha.fence_command is empty");
+        return set_str(p, &cfg->ha_fence_command, v);
+    }
     if (strcmp(key, "consumer_timeout") == 0) {
         if (!parse_u64(v, 0, 0xffffffffu, &n))
             return fail(p, "consumer_timeout: '%s' is not a number of milliseconds", v);

@@ -62,6 +62,8 @@ void config_defaults(struct config *cfg)
         .mgmt_ssl_port = -1,
         .prom_ssl_port = -1,
         .auth_mechanisms = "PLAIN AMQPLAIN",
+        .ha_poll_ms = 100,
+        .ha_status_port = -1,
     };
 }
 

@@ -86,6 +86,13 @@ struct config {
     /* SASL mechanisms offered, in order, space-separated (auth_mechanisms.N). */
     char auth_mechanisms[64];
     enum cert_login cert_login;
+    /* Active/standby (ha.mode = shared, broker/ha): lock poll interval (ms), the status port
+     * (-1: none) and its address, the fence command (NULL: none). */
+    bool ha_shared;
+    uint32_t ha_poll_ms;
+    int ha_status_port;
+    char ha_status_ip[48];
+    const char *ha_fence_command;
     /* Encryption at rest (encryption.key_file / encryption.key_command); NULL: off. */
     const char *encryption_key_file, *encryption_key_command;
 

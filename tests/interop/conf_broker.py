@@ -54,9 +54,11 @@ class ConfBroker:
     """warrend --config DIR/warren.conf: AMQP on self.port (listeners.tcp = none when tcp is
     False), the management API on self.mport, Prometheus on self.pport when prometheus is True,
     the data in DIR/data, stderr in DIR/warrend.log; then the caller's lines. Waits until the
-    listeners (and the ports in wait_for) accept connections."""
+    listeners (unless listeners_up is False: an HA standby has none) and the ports in wait_for
+    accept connections."""
 
-    def __init__(self, d, lines, tcp=True, prometheus=False, wait_for=(), log_level="info"):
+    def __init__(self, d, lines, tcp=True, prometheus=False, wait_for=(), log_level="info",
+                 listeners_up=True):
         self.d = d
         self.port, self.mport, self.pport = free_port(), free_port(), free_port()
         self.conf = os.path.join(d, "warren.conf")
@@ -73,7 +75,8 @@ class ConfBroker:
         self.proc = subprocess.Popen([os.environ["WARREND"], "--config", self.conf],
                                      stderr=self.logf)
         ports = ([self.port] if tcp else []) + [self.mport] + \
-            ([self.pport] if prometheus else []) + list(wait_for)
+            ([self.pport] if prometheus else []) if listeners_up else []
+        ports += list(wait_for)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and self.proc.poll() is None:
             if all(listening(p) for p in ports):
