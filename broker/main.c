@@ -222,6 +222,11 @@ static int standby(uv_loop_t *loop, const struct config *cfg, struct ha *ha,
         log_error("ha.mode = shared needs synchronous commits: drop --sync none");
         return -CONF_EXIT;
     }
+    if (cfg->ha_fence_deadline_ms <= cfg->ha_heartbeat_ms) {
+        log_error("ha.fence_deadline (%u ms) must be longer than ha.heartbeat_interval (%u ms)",
+                  cfg->ha_fence_deadline_ms, cfg->ha_heartbeat_ms);
+        return -CONF_EXIT;
+    }
     if (cfg->ha_status_port > 0) {
         if (ha_status_start(hs, loop, cfg->ha_status_ip, cfg->ha_status_port, &ha->active) < 0)
             return -1;
@@ -233,6 +238,7 @@ static int standby(uv_loop_t *loop, const struct config *cfg, struct ha *ha,
         uv_signal_init(loop, &sig[i]);
         uv_signal_start(&sig[i], on_standby_signal, signums[i]);
     }
+    ha_set_fencing(ha, cfg->ha_heartbeat_ms, cfg->ha_fence_deadline_ms);
     int rc = ha_start(ha, loop, cfg->data_dir, cfg->ha_poll_ms, cfg->ha_fence_command);
     if (rc == 0 && !ha->active)
         notify("STATUS=standby: waiting for the lock on the data directory");

@@ -346,6 +346,12 @@ static int on_key(void *user, const char *section, const char *key, const char *
         cfg->ha_shared = v[0] == 's';
         return 1;
     }
+    if (strcmp(key, "ha.heartbeat_interval") == 0 || strcmp(key, "ha.fence_deadline") == 0) {
+        if (!parse_u64(v, 10, 600000, &n))
+            return fail(p, "%s: '%s' is not a number of milliseconds (10..600000)", key, v);
+        *(key[3] == 'h' ? &cfg->ha_heartbeat_ms : &cfg->ha_fence_deadline_ms) = (uint32_t)n;
+        return 1;
+    }
     if (strcmp(key, "ha.lock_poll_interval") == 0) {
         if (!parse_u64(v, 10, 60000, &n))
             return fail(p, "ha.lock_poll_interval: '%s' is not a number of milliseconds "

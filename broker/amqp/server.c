@@ -63,6 +63,8 @@ void config_defaults(struct config *cfg)
         .prom_ssl_port = -1,
         .auth_mechanisms = "PLAIN AMQPLAIN",
         .ha_poll_ms = 100,
+        .ha_heartbeat_ms = 1000,
+        .ha_fence_deadline_ms = 10000,
         .ha_status_port = -1,
     };
 }

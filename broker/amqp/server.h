@@ -90,6 +90,7 @@ struct config {
      * (-1: none) and its address, the fence command (NULL: none). */
     bool ha_shared;
     uint32_t ha_poll_ms;
+    uint32_t ha_heartbeat_ms, ha_fence_deadline_ms; /* the self-fencing watchdog's */
     int ha_status_port;
     char ha_status_ip[48];
     const char *ha_fence_command;

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <pthread.h>
 #include "broker/ha/ha.h"
 #include "lib/log.h"
 
@@ -83,6 +84,120 @@ static int run_fence(struct ha *h, uint64_t epoch, const char *previous)
     return 0;
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The holder record with the current time as its heartbeat, on disk. 0 or -1 (errno set). */
+static int write_record(struct ha *h)
+{
+    char rec[640];
+    int len = snprintf(rec, sizeof rec, "%s heartbeat=%lld\n", h->record,
+                       (long long)time(NULL));
+    if (pwrite(h->fd, rec, (size_t)len, 0) != len)
+        return -1;
+    if (ftruncate(h->fd, len) < 0 || fdatasync(h->fd) < 0)
+        return -1;
+    return 0;
+}
+
+/* Stops this process at once: it may no longer hold the lock, and the standby may be serving
+ * or about to; nothing more may be confirmed or written. One write(2) for the log line (no
+ * lock, no allocation: the loop thread may be stuck anywhere). */
+static void fence_self(const char *why)
+{
+    char line[512];
+    int n = snprintf(line, sizeof line, "[error] ha: fencing myself: %s; exiting at once so that "
+                     "the standby can take over safely\n", why);
+    if (n > 0)
+        (void)!write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    _exit(HA_FENCED_EXIT);
+}
+
+/* Is the record in the file still ours (same pid and epoch)? 1 yes, 0 another holder, -1 on a
+ * read error (errno set). */
+static int record_is_ours(struct ha *h)
+{
+    char buf[640];
+    ssize_t n = pread(h->fd, buf, sizeof buf - 1, 0);
+    if (n < 0)
+        return -1;
+    buf[n] = 0;
+    size_t plen = strlen(h->record);
+    return (size_t)n > plen && !memcmp(buf, h->record, plen) && buf[plen] == ' ';
+}
+
+static void *beat_main(void *arg)
+{
+    struct ha *h = arg;
+    while (!atomic_load(&h->stopping)) {
+        atomic_store(&h->beat_idle, false);
+        int ours = record_is_ours(h);
+        int rc = ours == 1 ? write_record(h) : -1;
+        int e = errno;
+        atomic_store(&h->beat_idle, true);
+        if (atomic_load(&h->stopping))
+            break;
+        if (ours == 0)
+            fence_self("the holder record in warren.lock is no longer mine (another process "
+                       "took over)");
+        if (rc == 0) {
+            atomic_store(&h->last_beat_ms, mono_ms());
+        } else if (e == EIO || e == ESTALE || e == ENOLCK) {
+            char why[128];
+            snprintf(why, sizeof why, "the shared storage answered %s",
+                     e == EIO ? "EIO" : e == ESTALE ? "ESTALE" : "ENOLCK");
+            fence_self(why);
+        }
+        /* Sleeps in slices, so that a graceful stop does not wait for a whole interval. */
+        for (uint32_t slept = 0; slept < h->heartbeat_ms && !atomic_load(&h->stopping);
+             slept += 20) {
+            struct timespec ts = {0, 20 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+static void *watch_main(void *arg)
+{
+    struct ha *h = arg;
+    uint32_t step = h->heartbeat_ms < 100 ? h->heartbeat_ms : 100;
+    while (!atomic_load(&h->stopping)) {
+        struct timespec ts = {step / 1000, (long)(step % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        if (mono_ms() - atomic_load(&h->last_beat_ms) > h->deadline_ms &&
+            !atomic_load(&h->stopping))
+            fence_self("no heartbeat reached the shared storage within ha.fence_deadline");
+    }
+    return NULL;
+}
+
+static int start_fencing(struct ha *h)
+{
+    atomic_store(&h->last_beat_ms, mono_ms());
+    atomic_store(&h->stopping, false);
+    atomic_store(&h->beat_idle, true);
+    if (pthread_create(&h->beat_thread, NULL, beat_main, h) != 0)
+        return -1;
+    if (pthread_create(&h->watch_thread, NULL, watch_main, h) != 0) {
+        atomic_store(&h->stopping, true);
+        pthread_join(h->beat_thread, NULL);
+        return -1;
+    }
+    h->threads = true;
+    return 0;
+}
+
+void ha_set_fencing(struct ha *h, uint32_t heartbeat_ms, uint32_t deadline_ms)
+{
+    h->heartbeat_ms = heartbeat_ms;
+    h->deadline_ms = deadline_ms;
+}
+
 static void boot_id(char *buf, size_t cap)
 {
     snprintf(buf, cap, "unknown");
@@ -116,17 +231,21 @@ static int take_over(struct ha *h)
     uint64_t epoch = read_epoch(h->fd) + 1;
     if (h->fence_command && run_fence(h, epoch, previous) < 0)
         return -1;
-    char host[256] = "unknown", boot[64], rec[1024];
+    char host[256] = "unknown", boot[64];
     gethostname(host, sizeof host - 1);
     boot_id(boot, sizeof boot);
-    int len = snprintf(rec, sizeof rec, "host=%s pid=%d boot_id=%s started=%lld epoch=%" PRIu64
-                       "\n", host, (int)getpid(), boot, (long long)time(NULL), epoch);
-    if (pwrite(h->fd, rec, (size_t)len, 0) != len || ftruncate(h->fd, len) < 0 ||
-        fdatasync(h->fd) < 0) {
+    snprintf(h->record, sizeof h->record,
+             "host=%s pid=%d boot_id=%s started=%lld epoch=%" PRIu64, host, (int)getpid(), boot,
+             (long long)time(NULL), epoch);
+    if (write_record(h) < 0) {
         log_error("ha: cannot write the holder record into %s: %s", h->path, strerror(errno));
         return -1;
     }
     h->epoch = epoch;
+    if (start_fencing(h) < 0) {
+        log_error("ha: cannot start the fencing threads; not taking over");
+        return -1;
+    }
     h->active = true;
     log_info("ha: took the lock on %s, epoch %" PRIu64 " (previous holder: %s)", h->path, epoch,
              previous[0] ? previous : "none");
@@ -175,6 +294,10 @@ int ha_start(struct ha *h, uv_loop_t *loop, const char *dir, uint32_t poll_ms,
     h->loop = loop;
     h->fd = -1;
     h->poll_ms = poll_ms ? poll_ms : 100;
+    if (!h->heartbeat_ms)
+        h->heartbeat_ms = 1000;
+    if (!h->deadline_ms)
+        h->deadline_ms = 10000;
     h->fence_command = fence_command;
     snprintf(h->path, sizeof h->path, "%s/warren.lock", dir);
     (void)mkdir(dir, 0750); /* storage makes the rest of a missing path, as without HA */
@@ -206,6 +329,24 @@ int ha_start(struct ha *h, uv_loop_t *loop, const char *dir, uint32_t poll_ms,
 
 void ha_stop(struct ha *h)
 {
+    bool stuck = false;
+    if (h->threads) {
+        atomic_store(&h->stopping, true);
+        pthread_join(h->watch_thread, NULL);
+        /* The beat thread sleeps at most heartbeat_ms; one stuck in a storage call stays. */
+        for (int i = 0; i < 50 && !atomic_load(&h->beat_idle); i++)
+            usleep(20000);
+        stuck = !atomic_load(&h->beat_idle);
+        if (stuck)
+            pthread_detach(h->beat_thread);
+        else
+            pthread_join(h->beat_thread, NULL);
+        h->threads = false;
+    }
+    if (stuck) { /* it may still use the fd: the lock goes with the process */
+        h->active = false;
+        return;
+    }
     if (h->polling) {
         h->polling = false;
         uv_timer_stop(&h->poll);

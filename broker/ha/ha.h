@@ -5,9 +5,14 @@
  * Owns the lock file descriptor, held for the life of the active process. */
 #ifndef WARREN_HA_H
 #define WARREN_HA_H
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
+
+/* Exit status of a process that fenced itself (EX_TEMPFAIL: systemd restarts it, as standby). */
+#define HA_FENCED_EXIT 75
 
 struct ha {
     uv_loop_t *loop;          /* borrowed */
@@ -21,6 +26,17 @@ struct ha {
     bool polling;
     void (*on_active)(struct ha *h); /* called once the process is active */
     void *arg;
+
+    /* Self-fencing, while active: the beat thread rewrites the holder record (pwrite +
+     * fdatasync) every heartbeat_ms after checking that it is still ours; the watch thread,
+     * which does no I/O, ends the process when no beat succeeded for deadline_ms. */
+    uint32_t heartbeat_ms, deadline_ms;
+    char record[512];         /* the holder record without its heartbeat field */
+    pthread_t beat_thread, watch_thread;
+    bool threads;
+    atomic_uint_fast64_t last_beat_ms; /* CLOCK_MONOTONIC ms of the last beat on disk */
+    atomic_bool stopping;
+    atomic_bool beat_idle;    /* the beat thread is not inside a storage call */
 };
 
 /* Opens DIR/warren.lock and tries to take the lock at once, then every poll_ms on the loop until
@@ -29,7 +45,10 @@ struct ha {
  * opened, or its filesystem has no working OFD locks). */
 int ha_start(struct ha *h, uv_loop_t *loop, const char *dir, uint32_t poll_ms,
              const char *fence_command);
-/* Stops polling and releases the lock (the process then no longer serves). */
+/* ha.heartbeat_interval and ha.fence_deadline (ms), before ha_start (defaults 1000, 10000). */
+void ha_set_fencing(struct ha *h, uint32_t heartbeat_ms, uint32_t deadline_ms);
+/* Stops polling and fencing and releases the lock (the process then no longer serves). A beat
+ * stuck in a storage call is left behind (the lock goes with the process). */
 void ha_stop(struct ha *h);
 
 /* The holder record as it is in DIR/warren.lock now ("" when there is none), for logs and the

@@ -45,7 +45,8 @@ class Node:
         d = os.path.join(self.root, self.name)
         os.makedirs(d, exist_ok=True)
         lines = [f"data_dir = {self.data}", "ha.mode = shared", "ha.status_ip = 127.0.0.1",
-                 f"ha.status_port = {self.status_port}"]
+                 f"ha.status_port = {self.status_port}", "ha.heartbeat_interval = 200",
+                 "ha.fence_deadline = 5000"]
         if self.fence:
             lines.append(f"ha.fence_command = {self.fence}")
         self.w = ConfBroker(d, lines, listeners_up=not standby, wait_for=[self.status_port])
@@ -190,8 +191,32 @@ def main():
         got = drain(standby, "ha-graceful")
         check(sorted(got) == list(range(500)), f"graceful switchover: {len(got)} of 500")
         print(f"graceful switchover: {took * 1000:.0f} ms")
+        # Self-fencing: another holder's record in warren.lock (a higher epoch, another pid):
+        # the active stops at once (exit 75) and the standby takes over.
+        active.start(standby=True)
+        active, standby = standby, active
+        lock = os.path.join(data, "warren.lock")
+        with open(lock) as f:
+            rec = f.read()
+        epoch = int(rec.split("epoch=")[1].split()[0])
+        with open(lock, "r+") as f:
+            f.write(f"host=elsewhere pid=1 boot_id=x started=0 epoch={epoch + 5} heartbeat=0\n")
+            f.truncate()
+        t0 = time.monotonic()
+        try:
+            status = active.w.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            status = None
+        check(status == 75, f"the active fenced itself when another record appeared: {status}")
+        check("fencing myself: the holder record in warren.lock is no longer mine" in
+              active.w.log_text(), "the fenced active says why")
+        took = wait_serving(standby, t0)
+        check(took is not None, "the standby took over from the fenced active")
+        active.w.logf.close()
         with open(fence_log) as f:
             epochs = [int(x.split("=")[1]) for x in f.read().split()]
+        check(epochs[-1] == epoch + 6, f"the epoch after the foreign record: {epochs[-1:]}")
+        epochs = epochs[:-1]
         # The first start, each kill -9 round, the graceful switchover: epochs 1, 2, ...
         check(epochs == list(range(1, ROUNDS + 3)),
               f"ha.fence_command ran before each takeover with the new epoch: {epochs}")
