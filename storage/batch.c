@@ -595,7 +595,21 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
     }
 }
 
+static int commit_txn(struct storage *st, const struct st_batch *b);
+
+/* One write transaction; under MDB_NOLOCK no read transaction may run meanwhile (LMDB would
+ * reuse pages an old snapshot still shows), so it holds map_lock as the writer. */
 static int commit_once(struct storage *st, const struct st_batch *b)
+{
+    if (!st->nolock)
+        return commit_txn(st, b);
+    pthread_rwlock_wrlock(&st->map_lock);
+    int rc = commit_txn(st, b);
+    pthread_rwlock_unlock(&st->map_lock);
+    return rc;
+}
+
+static int commit_txn(struct storage *st, const struct st_batch *b)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(st->env, NULL, 0, &txn);

@@ -158,6 +158,7 @@ int storage_open_opts(const char *dir, struct storage_opts *o, struct storage **
     if (!st)
         return -ENOMEM;
     st->sync = sync;
+    st->nolock = o->nolock;
     st->lock_fd = -1;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cond, NULL);
@@ -174,7 +175,7 @@ int storage_open_opts(const char *dir, struct storage_opts *o, struct storage **
         rc = -errno;
         goto fail;
     }
-    if (flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+    if (!st->nolock && flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0) {
         rc = errno == EWOULDBLOCK ? STORAGE_E_LOCKED : -errno;
         goto fail;
     }
@@ -183,7 +184,9 @@ int storage_open_opts(const char *dir, struct storage_opts *o, struct storage **
     mdb_env_set_maxdbs(st->env, 32); /* 13 in use (schema.h); not stored in the file */
     /* The map starts at 1 GiB (or the file's size, if larger) and doubles when full. */
     mdb_env_set_mapsize(st->env, (size_t)1 << 30);
-    if ((rc = mdb_env_open(st->env, dir, MDB_NOTLS | (sync ? 0 : MDB_NOSYNC), 0640)) != 0)
+    if ((rc = mdb_env_open(st->env, dir,
+                           MDB_NOTLS | (sync ? 0 : MDB_NOSYNC) | (st->nolock ? MDB_NOLOCK : 0),
+                           0640)) != 0)
         goto fail;
     struct crypt_plan plan;
     if ((rc = crypt__check(st, o->key, o, &plan)) != 0 || (rc = open_dbs(st, &plan)) != 0)

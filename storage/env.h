@@ -26,6 +26,9 @@ enum storage_err {
  * read, whether or not the open succeeds, so that a refusal can say what the data dir wants. */
 struct storage_opts {
     bool sync;          /* fsync each commit (false: --sync=none, unsafe) */
+    bool nolock;        /* shared storage (ha.mode = shared): open with MDB_NOLOCK, since LMDB's
+                         * lock file cannot coordinate hosts; the HA lock keeps other processes
+                         * out, and reads and commits exclude each other here */
     const uint8_t *key; /* 32 bytes: seal message records with AES-256-GCM (crypt.h) under this
                          * key; NULL: write them in plain. Borrowed during the call only. */
     char key_id[17];    /* out: the id of key ("" without one) */

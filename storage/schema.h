@@ -81,7 +81,10 @@ struct storage {
     bool closing;                  /* mu: closing: a full disk is no longer waited out */
     pthread_mutex_t mu;
     pthread_cond_t cond;           /* with mu: inflight taken or done, stopping */
-    pthread_rwlock_t map_lock;     /* readers on the loop thread vs. map growth by the writer */
+    pthread_rwlock_t map_lock;     /* readers on the loop thread vs. map growth by the writer;
+                                    * with nolock also vs. every write transaction */
+    bool nolock;                   /* MDB_NOLOCK (ha.mode = shared): LMDB keeps no reader table,
+                                    * so no read may overlap a write transaction */
     struct st_batch *open;         /* loop: collects this turn's writes */
     struct st_batch *inflight;     /* mu: handed to the writer, being committed */
     struct st_batch *done_head;    /* mu: committed, waiting for storage_collect */

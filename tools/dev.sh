@@ -69,8 +69,9 @@ count() {
 }
 
 # ThreadSanitizer over what shares memory between the loop and the storage writer thread: the
-# storage unit tests (suite 'storage') and the durability tests (50-durability-*,
-# 60-ext-*-restart). About 30 s on two cores once build-tsan exists. A race fails the test
+# storage unit tests (suite 'storage'), the durability tests (50-durability-*,
+# 60-ext-*-restart) and the active/standby test ('ha': its fencing threads, MDB_NOLOCK's
+# exclusion of reads and commits). About 60 s on two cores once build-tsan exists. A race fails the test
 # (halt_on_error; warrend exits 66). Kernels with more mmap ASLR bits than TSan supports (e.g.
 # vm.mmap_rnd_bits=32) make TSan binaries die at start: then the tests run under
 # "setarch -R" (no ASLR, inherited by the warrend each test starts).
@@ -79,7 +80,8 @@ tsan_tests() {
     local tests probe wrapper=() rc=0
     tests=$(meson test -C build-tsan --list 2>/dev/null |
             sed -n -e 's/^warren:[^ ]*storage[^ ]* \/ //p' \
-                   -e 's/^warren:integration \/ \(50-durability-.*\|60-ext-.*-restart\)$/\1/p')
+                   -e 's/^warren:integration \/ \(50-durability-.*\|60-ext-.*-restart\)$/\1/p' \
+                   -e 's/^warren:ha \/ \(ha\)$/\1/p')
     [ -n "$tests" ] || return 0 # tests not built (no cmocka or rabbitmq-c)
     probe=build-tsan/tests/unit/test_qindex
     if ! "$probe" >/dev/null 2>&1; then

@@ -372,6 +372,7 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
             }
         }
     /* Storage, with the encryption-at-rest key when one is configured; logs why it failed. */
+    s->b.store_shared = cfg->ha_shared;
     int rc = atrest_open(&s->b, cfg->data_dir, cfg->sync, cfg->encryption_key_file,
                          cfg->encryption_key_command);
     if (rc < 0) {

@@ -299,7 +299,7 @@ int atrest_open(struct broker *b, const char *dir, bool sync, const char *key_fi
         log_error("cannot open the data directory '%s': out of memory", dir);
         return -ENOMEM;
     }
-    struct storage_opts o = {.sync = sync, .key = have ? key : NULL};
+    struct storage_opts o = {.sync = sync, .key = have ? key : NULL, .nolock = b->store_shared};
     int rc = storage_open_opts(dir, &o, &b->store);
     OPENSSL_cleanse(key, sizeof key);
     if (rc < 0) {

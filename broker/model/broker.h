@@ -81,6 +81,8 @@ struct broker {
     bool recovering;            /* persist_recover() is recreating stored objects */
     bool alarm_memory, alarm_disk; /* the resource alarms in force (the server sets them) */
     uint64_t mem_limit;            /* the memory alarm's watermark in bytes (the server's) */
+    bool store_shared;             /* the data directory is shared (ha.mode = shared): storage
+                                    * is opened with MDB_NOLOCK (set before atrest_open) */
 };
 
 /* Empty state on loop (no vhost yet, no storage: the caller opens it into b->store). */
