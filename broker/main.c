@@ -409,6 +409,10 @@ int main(int argc, char **argv)
         rc = srv.config_error ? CONF_EXIT : 1;
         goto out;
     }
+    if (cfg.ha_shared) { /* /api/ha */
+        srv.b.ha_describe = ha_describe;
+        srv.b.ha_arg = &ha;
+    }
     struct admin admin = {0};
     struct metrics metrics = {0};
     struct on_stop st = {0};

@@ -611,27 +611,26 @@ static int run_rotate_key(struct ctx *c, const struct verb *v, char **arg, int n
     return rc;
 }
 
-static int run_encryption_status(struct ctx *c, const struct verb *v, char **arg, int n)
+/* A status endpoint's object as "Label: value" lines (tsv: label TAB value), the fields and
+ * their labels from v->cols ("Label=key|Label=key|..."); --formatter json prints it whole. */
+static int run_fields(struct ctx *c, const struct verb *v, char **arg, int n)
 {
-    static const char *const fields[][2] = {
-        {"Encryption at rest", "state"}, {"Key id", "key_id"}, {"Key source", "key_source"},
-        {"Previous key id", "previous_key_id"}, {"Last error", "error"},
-        {"Records at start", "records_total"}, {"Records examined", "records_examined"},
-        {"Records re-encrypted", "records_reencrypted"},
-        {"Records damaged", "records_damaged"}, {"Rotations", "rotations"},
-    };
     json_t *o = NULL;
-    int rc = get_json(c, v->path, arg, n, "the encryption status endpoint", &o);
+    int rc = get_json(c, v->path, arg, n, v->what, &o);
     if (!rc && c->fmt == TABLE_FMT_JSON)
         print_json(o);
     if (!rc && c->fmt == TABLE_FMT_TABLE)
         say(c, v, arg, n);
-    for (size_t i = 0; !rc && c->fmt != TABLE_FMT_JSON && i < sizeof fields / sizeof *fields;
-         i++) {
-        char *s = table_cell(o, fields[i][1]);
+    for (const char *p = v->cols; !rc && c->fmt != TABLE_FMT_JSON && *p;) {
+        size_t len = strcspn(p, "|"), eq = strcspn(p, "=");
+        char label[64], key[64];
+        snprintf(label, sizeof label, "%.*s", (int)eq, p);
+        snprintf(key, sizeof key, "%.*s", (int)(len - eq - 1), p + eq + 1);
+        char *s = table_cell(o, key);
         if (s && s[0] && strcmp(s, "null"))
-            printf(c->fmt == TABLE_FMT_TSV ? "%s\t%s\n" : "%s: %s\n", fields[i][0], s);
+            printf(c->fmt == TABLE_FMT_TSV ? "%s\t%s\n" : "%s: %s\n", label, s);
         free(s);
+        p += len + (p[len] == '|');
     }
     json_decref(o);
     return rc;
@@ -759,8 +758,18 @@ static const struct verb verbs[] = {
     {.name = "rotate_key", .args = "[--wait] [--timeout SECONDS]", .opts = O(WAIT) | O(TIMEOUT),
      .run = run_rotate_key, .path = "/api/warren/rotate-key",
      .banner = "Rotating the encryption key ..."},
-    {.name = "encryption_status", .args = "", .run = run_encryption_status,
-     .path = "/api/warren/encryption", .banner = "Encryption at rest ..."},
+    {.name = "encryption_status", .args = "", .run = run_fields,
+     .path = "/api/warren/encryption", .banner = "Encryption at rest ...",
+     .what = "the encryption status endpoint",
+     .cols = "Encryption at rest=state|Key id=key_id|Key source=key_source|"
+             "Previous key id=previous_key_id|Last error=error|Records at start=records_total|"
+             "Records examined=records_examined|Records re-encrypted=records_reencrypted|"
+             "Records damaged=records_damaged|Rotations=rotations"},
+    {.name = "ha_status", .args = "", .run = run_fields, .path = "/api/ha",
+     .banner = "Active/standby ...", .what = "the HA status endpoint",
+     .cols = "Mode=mode|Role=role|Epoch=epoch|Holder=holder|"
+             "Heartbeat interval (ms)=heartbeat_interval|Fence deadline (ms)=fence_deadline|"
+             "Last heartbeat (ms ago)=last_heartbeat_ms_ago"},
     {.name = "hash_password", .args = "PASSWORD", .min = 1, .max = 1, .run = run_hash_password,
      .path = "/api/auth/hash_password/%1", .banner = "Will hash provided password ..."},
     {.name = "help", .args = "", .run = run_help},

@@ -531,7 +531,7 @@ static void route(struct call *c)
         {"parameters", api_parameters}, {"global-parameters", api_global_parameters},
         {"user-limits", api_user_limits},
         {"consumers", api_consumers},
-        {"warren", api_warren},
+        {"warren", api_warren}, {"ha", api_ha},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(what, routes[i].name))

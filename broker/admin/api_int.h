@@ -100,6 +100,7 @@ void api_user_limits(struct call *c);
 void api_health(struct call *c);
 void api_aliveness(struct call *c);
 void api_warren(struct call *c); /* api_warren.c: /api/warren/encryption, /api/warren/rotate-key */
+void api_ha(struct call *c);     /* api_warren.c: /api/ha */
 /* {"publish": N, "publish_details": {"rate": R}, ...} of a queue (message_stats). */
 json_t *api_queue_message_stats(const struct queue *q);
 /* /api/vhosts/{vhost}/connections and /api/vhosts/{vhost}/channels. */

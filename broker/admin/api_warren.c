@@ -1,6 +1,7 @@
-/* api_warren.c — Warren's own endpoints under /api/warren/, which RabbitMQ's API has no
- * counterpart for: the encryption-at-rest status (GET /api/warren/encryption) and key rotation
- * (POST /api/warren/rotate-key, which warrenctl rotate_key sends). Administrators only. Owns
+/* api_warren.c — Warren's own endpoints, which RabbitMQ's API has no counterpart for: the
+ * encryption-at-rest status (GET /api/warren/encryption), key rotation (POST
+ * /api/warren/rotate-key, which warrenctl rotate_key sends) and active/standby (GET /api/ha,
+ * warrenctl ha_status). Administrators only. Owns
  * nothing: the model (broker/model/atrest.c) does the work; this file turns it into JSON.
  * Invariant: a rotation is only ever started here by a POST, and its answer (202) does not wait
  * for it: progress is polled with GET. */
@@ -59,6 +60,27 @@ static void rotate_key(struct call *c)
     if (rc < 0)
         return api_error(c, 500, "internal_error", "cannot start the key rotation");
     api_reply(c, 202, status_json(b));
+}
+
+void api_ha(struct call *c)
+{
+    if (c->nseg != 1)
+        return api_not_found(c);
+    if (!api_admin_only(c))
+        return;
+    if (!api_is(c, "GET"))
+        return api_method_not_allowed(c, "GET, HEAD");
+    struct broker *b = c->a->b;
+    if (!b->ha_describe)
+        return api_reply(c, 200, json_pack("{s:s}", "mode", "none"));
+    struct ha_view v;
+    b->ha_describe(b->ha_arg, &v);
+    api_reply(c, 200, json_pack("{s:s, s:s, s:I, s:o, s:I, s:I, s:I}", "mode", "shared", "role",
+                                v.active ? "active" : "standby", "epoch", (json_int_t)v.epoch,
+                                "holder", str_or_null(v.holder), "heartbeat_interval",
+                                (json_int_t)v.heartbeat_ms, "fence_deadline",
+                                (json_int_t)v.fence_deadline_ms, "last_heartbeat_ms_ago",
+                                (json_int_t)v.last_heartbeat_ago_ms));
 }
 
 void api_warren(struct call *c)

@@ -17,9 +17,12 @@
 #include <unistd.h>
 #include <pthread.h>
 #include "broker/ha/ha.h"
+#include "broker/model/broker.h"
 #include "lib/log.h"
 
 extern char **environ;
+
+static uint64_t mono_ms(void);
 
 static int lock_fd(int fd)
 {
@@ -39,6 +42,20 @@ static uint64_t read_epoch(int fd)
     buf[n] = 0;
     const char *e = strstr(buf, "epoch=");
     return e ? strtoull(e + 6, NULL, 10) : 0;
+}
+
+void ha_describe(void *arg, struct ha_view *v)
+{
+    struct ha *h = arg;
+    *v = (struct ha_view){.active = h->active, .epoch = h->epoch,
+                          .heartbeat_ms = h->heartbeat_ms, .fence_deadline_ms = h->deadline_ms,
+                          .last_heartbeat_ago_ms = mono_ms() - atomic_load(&h->last_beat_ms)};
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", h->path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    ha_read_holder(dir, v->holder, sizeof v->holder);
 }
 
 void ha_read_holder(const char *dir, char *buf, size_t cap)
@@ -85,7 +102,7 @@ static int run_fence(struct ha *h, uint64_t epoch, const char *previous)
 }
 
 static uint64_t mono_ms(void)
-{
+{ /* CLOCK_MONOTONIC in ms */
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;

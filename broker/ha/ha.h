@@ -51,6 +51,10 @@ void ha_set_fencing(struct ha *h, uint32_t heartbeat_ms, uint32_t deadline_ms);
  * stuck in a storage call is left behind (the lock goes with the process). */
 void ha_stop(struct ha *h);
 
+/* Fills the model's view of h (struct ha_view, broker/model/broker.h) for /api/ha. */
+struct ha_view;
+void ha_describe(void *arg, struct ha_view *v);
+
 /* The holder record as it is in DIR/warren.lock now ("" when there is none), for logs and the
  * API: "host=... pid=... boot_id=... started=... epoch=N". */
 void ha_read_holder(const char *dir, char *buf, size_t cap);

@@ -43,6 +43,15 @@ struct broker_rates {
     double received, confirmed, delivered, redelivered, acknowledged, returned, dropped;
 };
 
+/* What /api/ha shows of active/standby (filled by the HA layer; plain data). */
+struct ha_view {
+    bool active;                 /* this process holds the lock */
+    uint64_t epoch;
+    char holder[512];            /* the holder record as it is in warren.lock now */
+    uint32_t heartbeat_ms, fence_deadline_ms;
+    uint64_t last_heartbeat_ago_ms; /* since the last heartbeat reached the storage */
+};
+
 struct broker {
     uv_loop_t *loop;            /* borrowed: the caller's */
     struct hmap vhosts;         /* name -> struct vhost (owned) */
@@ -81,6 +90,9 @@ struct broker {
     bool recovering;            /* persist_recover() is recreating stored objects */
     bool alarm_memory, alarm_disk; /* the resource alarms in force (the server sets them) */
     uint64_t mem_limit;            /* the memory alarm's watermark in bytes (the server's) */
+    /* Active/standby (broker/ha, set by main): fills *v for /api/ha; NULL without ha.mode. */
+    void (*ha_describe)(void *arg, struct ha_view *v);
+    void *ha_arg;
     bool store_shared;             /* the data directory is shared (ha.mode = shared): storage
                                     * is opened with MDB_NOLOCK (set before atrest_open) */
 };

@@ -146,6 +146,20 @@ def main():
         check(os.path.exists(os.path.join(data, "data.mdb")) and
               not os.path.exists(os.path.join(data, "lock.mdb")),
               "LMDB is opened with MDB_NOLOCK (no lock.mdb on the shared directory)")
+        # /api/ha and warrenctl ha_status on the active.
+        r = requests.get(f"http://127.0.0.1:{a.w.mport}/api/ha", auth=("guest", "guest"),
+                         timeout=10)
+        j = r.json() if r.status_code == 200 else {}
+        check(j.get("mode") == "shared" and j.get("role") == "active" and j.get("epoch") == 1 and
+              f"pid={a.pid()} " in (j.get("holder") or "") and
+              0 <= j.get("last_heartbeat_ms_ago", -1) < 3000,
+              f"/api/ha: {r.status_code} {j}")
+        ctl = os.path.join(os.path.dirname(os.environ["WARREND"]), "..", "tools", "warrenctl")
+        if os.access(ctl, os.X_OK):
+            out = subprocess.run([ctl, "--url", f"http://127.0.0.1:{a.w.mport}", "ha_status"],
+                                 capture_output=True, text=True, timeout=20)
+            check(out.returncode == 0 and "Role: active" in out.stdout and
+                  "Epoch: 1" in out.stdout, f"warrenctl ha_status: {out.stdout!r}")
         active, standby = a, b
         total = 0
         for rnd in range(ROUNDS):

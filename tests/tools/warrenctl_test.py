@@ -349,6 +349,9 @@ def test_encryption_off(ctx):
     refused(ctx, ["rotate_key"], 65, r"400: encryption at rest is off: set encryption\.key_file")
     refused(ctx, ["--user", BOB, "--password", "pw2", "rotate_key"], 77, "administrator")
     refused(ctx, ["rotate_key", "--timeout", "soon"], 64, "--timeout must be a number")
+    # ha_status on a broker without ha.mode (the shared case runs in tests/ha/ha_test.py).
+    out = ok(ctx, "ha_status")
+    check("Mode: none" in out, f"ha_status: {out!r}")
 
 
 def cleanup(ctx):
