@@ -254,7 +254,7 @@ static int standby(uv_loop_t *loop, const struct config *cfg, struct ha *ha,
     if (*hs_on)
         ha_status_stop(hs);
     uv_run(loop, UV_RUN_DEFAULT);
-    return rc < 0 ? -1 : 1;
+    return rc == -EINVAL ? -CONF_EXIT : rc < 0 ? -1 : 1; /* EINVAL: unsafe shared storage */
 }
 
 int main(int argc, char **argv)

@@ -24,6 +24,64 @@ extern char **environ;
 
 static uint64_t mono_ms(void);
 
+/* The value of option `name` in a comma-separated list ("" when absent). */
+static void opt_value(const char *opts, const char *name, char *buf, size_t cap)
+{
+    size_t n = strlen(name);
+    buf[0] = 0;
+    for (const char *p = opts; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len > n && !strncmp(p, name, n) && p[n] == '=') {
+            snprintf(buf, cap, "%.*s", (int)(len - n - 1), p + n + 1);
+            return;
+        }
+        p += len + (p[len] == ',');
+    }
+}
+
+int ha_mount_verdict(const char *mountinfo, const char *path, char *why, size_t cap)
+{
+    /* The mount whose mount point is the longest prefix of path. */
+    size_t best = 0;
+    char fstype[64] = "", opts[2100] = "", point[1024] = "";
+    for (const char *line = mountinfo; *line;) {
+        size_t len = strcspn(line, "\n");
+        char l[2048], mp[1024], mopts[1024], t[64], src[512], sopts[1024];
+        snprintf(l, sizeof l, "%.*s", (int)len, line);
+        line += len + (line[len] == '\n');
+        char *dash = strstr(l, " - ");
+        if (!dash || sscanf(l, "%*s %*s %*s %*s %1023s %1023s", mp, mopts) != 2 ||
+            sscanf(dash + 3, "%63s %511s %1023s", t, src, sopts) != 3)
+            continue;
+        size_t n = strlen(mp);
+        bool under = !strncmp(path, mp, n) && (path[n] == '/' || path[n] == 0 || n == 1);
+        if (under && n >= best) {
+            best = n;
+            snprintf(fstype, sizeof fstype, "%s", t);
+            snprintf(opts, sizeof opts, "%s,%s", mopts, sopts);
+            snprintf(point, sizeof point, "%s", mp);
+        }
+    }
+    if (strcmp(fstype, "nfs") && strcmp(fstype, "nfs4"))
+        return 0;
+    char vers[16], local_lock[32];
+    opt_value(opts, "vers", vers, sizeof vers);
+    if (!vers[0])
+        opt_value(opts, "nfsvers", vers, sizeof vers);
+    opt_value(opts, "local_lock", local_lock, sizeof local_lock);
+    if (!strcmp(fstype, "nfs") && (vers[0] == '2' || vers[0] == '3' || !vers[0])) {
+        snprintf(why, cap, "%s is NFS version %s: shared HA storage needs NFSv4 (4.1 on EFS), "
+                 "whose leases let a dead holder's lock expire", point, vers[0] ? vers : "3");
+        return -1;
+    }
+    if (local_lock[0] && strcmp(local_lock, "none")) {
+        snprintf(why, cap, "%s is mounted with local_lock=%s: locks taken there are never seen "
+                 "by the other host; mount it with local_lock=none", point, local_lock);
+        return -1;
+    }
+    return 0;
+}
+
 static int lock_fd(int fd)
 {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
@@ -318,6 +376,20 @@ int ha_start(struct ha *h, uv_loop_t *loop, const char *dir, uint32_t poll_ms,
     h->fence_command = fence_command;
     snprintf(h->path, sizeof h->path, "%s/warren.lock", dir);
     (void)mkdir(dir, 0750); /* storage makes the rest of a missing path, as without HA */
+    char real[4096], why[1200];
+    FILE *mi = fopen("/proc/self/mountinfo", "r");
+    if (mi && realpath(dir, real)) {
+        static char text[1 << 20];
+        size_t n = fread(text, 1, sizeof text - 1, mi);
+        text[n] = 0;
+        if (ha_mount_verdict(text, real, why, sizeof why) < 0) {
+            fclose(mi);
+            log_error("ha: refusing to share the data directory: %s", why);
+            return -EINVAL;
+        }
+    }
+    if (mi)
+        fclose(mi);
     h->fd = open(h->path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     if (h->fd < 0) {
         int e = errno;

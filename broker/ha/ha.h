@@ -55,6 +55,12 @@ void ha_stop(struct ha *h);
 struct ha_view;
 void ha_describe(void *arg, struct ha_view *v);
 
+/* Is the filesystem under path safe to share (mountinfo: /proc/self/mountinfo's text)? 0, or
+ * -1 with why: NFS before version 4 (no leases: a dead holder's lock may never expire, or a
+ * live one's be lost), or NFS with local_lock other than none (locks that other hosts never
+ * see). Local filesystems and everything else pass (two processes on one host). */
+int ha_mount_verdict(const char *mountinfo, const char *path, char *why, size_t cap);
+
 /* The holder record as it is in DIR/warren.lock now ("" when there is none), for logs and the
  * API: "host=... pid=... boot_id=... started=... epoch=N". */
 void ha_read_holder(const char *dir, char *buf, size_t cap);
