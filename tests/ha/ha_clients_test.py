@@ -2,12 +2,15 @@
 """A client with two endpoints through failovers (issue 13): two warrend with ha.mode = shared
 on one data directory; a pika publisher and a pika consumer, each given both endpoints as a list
 of connection parameters (pika tries them in order) and reconnecting after a lost connection
-(the settings README recommends), keep publishing persistent messages with confirms and
-consuming with manual acks while the active is killed (kill -9) and restarted as the standby,
-FAILOVERS times (default 10). At the end every confirmed message has been consumed at least once,
-with its body intact. Exit 0 pass, 1 fail, 77 skip."""
+(the settings README recommends), and amqplib (when installed; amqplib_failover.js) connecting
+to the next URL whenever its connection closes, keep publishing persistent messages with
+confirms and consuming with manual acks while the active is killed (kill -9) and restarted as
+the standby, FAILOVERS times (default 10). At the end every confirmed message has been consumed
+at least once, with its body intact. Exit 0 pass, 1 fail, 77 skip."""
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -110,6 +113,16 @@ def main():
                    threading.Thread(target=consumer, args=(nodes, got, stop, errors))]
         for t in threads:
             t.start()
+        here = os.path.dirname(os.path.abspath(__file__))
+        node = shutil.which("node")
+        amqplib = os.path.isdir(os.path.join(here, "..", "interop", "amqplib", "node_modules",
+                                             "amqplib"))
+        js = subprocess.Popen([node, os.path.join(here, "amqplib_failover.js")] +
+                              [f"amqp://guest:guest@127.0.0.1:{n.w.port}" for n in nodes],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE) \
+            if node and amqplib else None
+        if not js:
+            print("amqplib not installed: only pika goes through the failovers")
         active, standby = a, b
         for k in range(FAILOVERS):
             time.sleep(0.7)
@@ -135,6 +148,14 @@ def main():
         stop.set()
         for t in threads:
             t.join(20)
+        if js:
+            out, _ = js.communicate(b"", timeout=30)
+            res = json.loads(out.decode().strip().splitlines()[-1])
+            lost = sorted(set(res["confirmed"]) - set(res["got"]))
+            check(len(res["confirmed"]) > 100 and not lost,
+                  f"amqplib: {len(res['confirmed'])} confirmed, {len(lost)} never consumed "
+                  f"(first {lost[:5]})")
+            print(f"amqplib: {len(res['confirmed'])} confirmed, {len(res['got'])} consumed")
         missing = sorted(stop_pub - got)
         check(not missing, f"{len(missing)} of {len(stop_pub)} confirmed messages never "
               f"consumed (first {missing[:5]})")

@@ -39,6 +39,7 @@ class Node:
     def __init__(self, root, name, data, fence=None):
         self.root, self.name, self.data, self.fence = root, name, data, fence
         self.status_port = free_port()
+        self.ports = (free_port(), free_port(), free_port())  # the same after a restart
         self.w = None
 
     def start(self, standby):
@@ -49,7 +50,8 @@ class Node:
                  "ha.fence_deadline = 5000"]
         if self.fence:
             lines.append(f"ha.fence_command = {self.fence}")
-        self.w = ConfBroker(d, lines, listeners_up=not standby, wait_for=[self.status_port])
+        self.w = ConfBroker(d, lines, listeners_up=not standby, wait_for=[self.status_port],
+                            ports=self.ports)
         return self
 
     def health(self):

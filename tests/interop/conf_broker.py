@@ -55,12 +55,12 @@ class ConfBroker:
     False), the management API on self.mport, Prometheus on self.pport when prometheus is True,
     the data in DIR/data, stderr in DIR/warrend.log; then the caller's lines. Waits until the
     listeners (unless listeners_up is False: an HA standby has none) and the ports in wait_for
-    accept connections."""
+    accept connections. ports: (AMQP, API, Prometheus) to use again, e.g. after a restart."""
 
     def __init__(self, d, lines, tcp=True, prometheus=False, wait_for=(), log_level="info",
-                 listeners_up=True):
+                 listeners_up=True, ports=None):
         self.d = d
-        self.port, self.mport, self.pport = free_port(), free_port(), free_port()
+        self.port, self.mport, self.pport = ports or (free_port(), free_port(), free_port())
         self.conf = os.path.join(d, "warren.conf")
         base = [f"listeners.tcp.default = 127.0.0.1:{self.port}" if tcp
                 else "listeners.tcp = none",
