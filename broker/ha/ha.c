@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include "broker/ha/ha.h"
 #include "broker/model/broker.h"
 #include "lib/log.h"
@@ -179,16 +180,40 @@ static int write_record(struct ha *h)
     return 0;
 }
 
+static char fence_line[512];
+static size_t fence_len;
+static sem_t fence_logged;
+
+static void *fence_log(void *arg)
+{
+    (void)arg;
+    (void)!write(2, fence_line, fence_len);
+    sem_post(&fence_logged);
+    return NULL;
+}
+
 /* Stops this process at once: it may no longer hold the lock, and the standby may be serving
- * or about to; nothing more may be confirmed or written. One write(2) for the log line (no
- * lock, no allocation: the loop thread may be stuck anywhere). */
+ * or about to; nothing more may be confirmed or written. The log line is written by a thread
+ * of its own and waited for 200 ms at most: the log file may live on the storage that stopped
+ * answering, and nothing may delay the exit (no lock either: the loop thread may be stuck
+ * anywhere). */
 static void fence_self(const char *why)
 {
-    char line[512];
-    int n = snprintf(line, sizeof line, "[error] ha: fencing myself: %s; exiting at once so that "
-                     "the standby can take over safely\n", why);
-    if (n > 0)
-        (void)!write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    int n = snprintf(fence_line, sizeof fence_line, "[error] ha: fencing myself: %s; exiting at "
+                     "once so that the standby can take over safely\n", why);
+    fence_len = n < 0 ? 0 : (size_t)n < sizeof fence_line ? (size_t)n : sizeof fence_line - 1;
+    pthread_t t;
+    if (sem_init(&fence_logged, 0, 0) == 0 && pthread_create(&t, NULL, fence_log, NULL) == 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 200 * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        while (sem_timedwait(&fence_logged, &until) < 0 && errno == EINTR)
+            ;
+    }
     _exit(HA_FENCED_EXIT);
 }
 

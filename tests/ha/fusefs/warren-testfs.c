@@ -288,23 +288,28 @@ static int client_new(struct testfs *fs)
     return -ENOSPC;
 }
 
-/* Our lease lapsed (we were frozen, or could not renew): as an NFS client whose lease expired,
- * every lock of ours is gone and the handles they were taken through fail with EIO from now
- * on. Under fs->mu and the state lock. */
+static size_t all_files(struct testfs *fs, bool flush);
+
+/* Our lease lapsed (we were frozen, or could not renew): as an NFSv4 client whose lease
+ * expired, all its state on the server is gone: every lock of ours, every open (the handles
+ * fail with EIO from now on) and the unsynced writes, which the server would refuse under the
+ * expired state (so they can never land after another client took over). Under fs->mu and
+ * the state lock. */
 static void lease_lost(struct testfs *fs)
 {
     struct client *c = &fs->sh->clients[fs->me];
     for (int i = 0; i < MAX_LOCKS; i++) {
         struct lockent *e = &fs->sh->locks[i];
-        if (!e->used || e->client != fs->me || e->gen != c->gen)
-            continue;
-        for (struct handle *h = fs->handles.next; h != &fs->handles; h = h->next)
-            if (h->serial == e->fh)
-                h->lost = true;
-        e->used = 0;
+        if (e->used && e->client == fs->me && e->gen == c->gen)
+            e->used = 0;
     }
+    for (struct handle *h = fs->handles.next; h != &fs->handles; h = h->next)
+        h->lost = true;
+    size_t dropped = all_files(fs, false);
     c->gen++;
-    fprintf(stderr, "warren-testfs %s: lease expired; locks lost\n", fs->name);
+    log_op(fs, "leaselost", "/", 0, (int64_t)dropped, NULL);
+    fprintf(stderr, "warren-testfs %s: lease expired; locks, opens and %zu unsynced bytes lost\n",
+            fs->name, dropped);
 }
 
 /* Renews our lease, or finds that it has lapsed. Under fs->mu; takes the state lock. */
