@@ -162,7 +162,13 @@ int storage_open_opts(const char *dir, struct storage_opts *o, struct storage **
     st->lock_fd = -1;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cond, NULL);
-    pthread_rwlock_init(&st->map_lock, NULL);
+    /* Writer first: the loop thread's page-in scans come one after another, and a lock that
+     * lets a new reader in while a commit waits would starve the writer (confirms stall). */
+    pthread_rwlockattr_t rwa;
+    pthread_rwlockattr_init(&rwa);
+    pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&st->map_lock, &rwa);
+    pthread_rwlockattr_destroy(&rwa);
     st->done_tail = &st->done_head;
     if (!(st->dir = strdup(dir))) {
         rc = -ENOMEM;
