@@ -204,6 +204,7 @@ static void fence_self(const char *why)
     fence_len = n < 0 ? 0 : (size_t)n < sizeof fence_line ? (size_t)n : sizeof fence_line - 1;
     pthread_t t;
     if (sem_init(&fence_logged, 0, 0) == 0 && pthread_create(&t, NULL, fence_log, NULL) == 0) {
+        pthread_detach(t); /* never joined: the process ends below */
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += 200 * 1000000;
