@@ -319,10 +319,11 @@ static int take_over(struct ha *h)
     if (probe >= 0)
         close(probe);
     if (prc != -EAGAIN) {
-        log_error("ha: the filesystem of %s does not enforce locks (a second open file "
-                  "description could take the lock: %s); ha.mode = shared needs working locks "
-                  "(NFSv4 with local_lock=none, or a local filesystem)",
-                  h->path, prc == 0 ? "it could" : strerror(-prc));
+        log_error("ha: the filesystem of %s does not enforce locks (%s%s); ha.mode = shared "
+                  "needs working locks (NFSv4 with local_lock=none, or a local filesystem)",
+                  h->path, prc == 0 ? "a second open file description got the lock too"
+                                    : "probing with a second open file description: ",
+                  prc == 0 ? "" : strerror(-prc));
         return -2;
     }
     char previous[512];
@@ -371,7 +372,7 @@ static int try_once(struct ha *h)
         h->fd = open(h->path, O_RDWR | O_CLOEXEC);
         return h->fd < 0 ? -errno : 0;
     }
-    return rc < 0 ? -ENOLCK : 1;
+    return rc == -2 ? -EINVAL : rc < 0 ? -ENOLCK : 1; /* EINVAL: unsafe shared storage */
 }
 
 static void on_poll(uv_timer_t *t)
@@ -386,7 +387,7 @@ static void on_poll(uv_timer_t *t)
     if (rc > 0 && h->on_active)
         h->on_active(h);
     if (rc < 0)
-        exit(1);
+        exit(rc == -EINVAL ? HA_REFUSED_EXIT : 1);
 }
 
 int ha_start(struct ha *h, uv_loop_t *loop, const char *dir, uint32_t poll_ms,

@@ -13,6 +13,8 @@
 
 /* Exit status of a process that fenced itself (EX_TEMPFAIL: systemd restarts it, as standby). */
 #define HA_FENCED_EXIT 75
+/* Exit status when the shared storage is unsafe (sysexits' EX_CONFIG, as a bad config file). */
+#define HA_REFUSED_EXIT 78
 
 struct ha {
     uv_loop_t *loop;          /* borrowed */

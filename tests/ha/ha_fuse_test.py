@@ -8,6 +8,7 @@ both brokers, and unmounts them whatever happens.
   the standby takes the lock only after it, nothing the old active confirmed is lost, and the
   write log shows no write through the old mount after the new active's first write.
 - EIO on the active's mount: it stops within a heartbeat interval; the other takes over.
+- Locks that exclude nothing (the mount grants every lock): start-up refuses with one line.
 - Power cuts: kill -9 of the active and, at once, its mount drops every write not yet
   fsync'ed/fdatasync'ed; the other takes over; every confirmed message is present each time
   (HA_POWERCUTS rounds, default 20).
@@ -17,6 +18,7 @@ import random
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -171,6 +173,27 @@ def test_powercuts(logdir, mounts, active, standby):
               f"max {max(times) * 1000:.0f} ms")
 
 
+def test_no_locks(root, mounts):
+    """A filesystem whose locks exclude nothing: the probe (a second open file description must
+    not get the lock) refuses to start."""
+    m = mounts["a"]
+    m.ctl("locks off")
+    try:
+        node = Node(root, "nolocks", m.p("data-nolocks"))
+        d = os.path.join(root, "nolocks")
+        os.makedirs(d, exist_ok=True)
+        out = subprocess.run([os.environ["WARREND"], "--ha", "shared", "--data-dir",
+                              m.p("data-nolocks"), "--port", str(node.ports[0]),
+                              "--no-management", "--no-prometheus"],
+                             capture_output=True, text=True, timeout=30)
+        check(out.returncode == 78 and "does not enforce locks" in out.stderr and
+              not os.path.exists(os.path.join(m.p("data-nolocks"), "data.mdb")),
+              f"locks that exclude nothing: exit {out.returncode}, {out.stderr[-300:]!r}")
+        print(f"no locks: refused with exit {out.returncode}")
+    finally:
+        m.ctl("locks on")
+
+
 def main():
     testfs = os.environ.get("WARREN_TESTFS", "")
     if not os.environ.get("WARREND"):
@@ -193,6 +216,7 @@ def main():
             mounts[name] = Mount(mroot, back, name, logdir, lease=str(LEASE))
         a, b = (Node(root, n, mounts[n].p("data"), heartbeat=HEARTBEAT, deadline=DEADLINE)
                 for n in ("a", "b"))
+        test_no_locks(root, mounts)
         nodes = [a, b]
         a.start(standby=False)
         b.start(standby=True)

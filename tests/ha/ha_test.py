@@ -225,10 +225,20 @@ def main():
                              pika.BasicProperties(delivery_mode=2))
         conn.close()
         pubs = Publishers(active, "ha-graceful", 10000)  # and under load
+        watcher = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", active.w.port))
         time.sleep(0.5)
         t0 = time.monotonic()
         active.w.proc.send_signal(signal.SIGTERM)
         took = wait_serving(standby, t0)
+        try:
+            watcher.process_data_events(time_limit=5)
+            closed = None
+        except pika.exceptions.ConnectionClosedByBroker as e:
+            closed = (e.reply_code, e.reply_text)
+        except pika.exceptions.AMQPError as e:
+            closed = repr(e)
+        check(closed and closed[0] == 320,
+              f"graceful switchover: clients are closed with 320 CONNECTION_FORCED: {closed}")
         confirmed = pubs.join()
         check(active.w.proc.wait(10) == 0, "the active exits 0 on SIGTERM")
         check(took is not None and took < 5, f"graceful switchover: serving after {took}")

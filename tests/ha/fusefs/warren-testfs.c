@@ -1,7 +1,8 @@
 /* warren-testfs.c — owns one FUSE mount (one "host") of a passthrough filesystem over a backing
  * directory that other mounts may share, for the HA tests (issue 13): the mount's unsynced
  * writes, its part of the shared lock table (BACKING/.warren-testfs-state) and its lease, and the
- * control file MOUNT/.warren-testfs-ctl (freeze/thaw, eio/ok, lease S, powercut, sync).
+ * control file MOUNT/.warren-testfs-ctl (freeze/thaw, eio/ok, lease S, powercut, sync, locks
+ * off/on).
  * Does not own the backing files' contents beyond passing them through.
  * Invariants: a backing file only ever holds data that was fsync'ed/fdatasync'ed through some
  * mount (directory operations, truncate and fallocate are synchronous, as on NFS); a lock is
@@ -110,6 +111,8 @@ struct testfs {
     pthread_mutex_t mu;          /* guards everything below and the state file with flock */
     pthread_cond_t changed;      /* thaw, stop */
     bool frozen, eio, stopping;
+    bool nolocks;                /* 'locks off': every lock granted, none kept (locks that
+                                    exclude nothing, as local_lock=all seen from another host) */
     int64_t lease_ns;
     uint32_t me;                 /* our client slot */
     uint32_t boot;
@@ -1078,6 +1081,11 @@ static int t_lock(const char *path, struct fuse_file_info *fi, int cmd, struct f
         return 0;
     int64_t start = fl->l_start, end = fl->l_len ? fl->l_start + fl->l_len - 1 : OFF_MAX;
     pid_t pid = fl->l_pid ? fl->l_pid : fuse_get_context()->pid;
+    if (fs->nolocks) {
+        if (cmd == F_GETLK)
+            fl->l_type = F_UNLCK;
+        return 0;
+    }
     if (cmd != F_GETLK)
         return setlk_wait(fs, h, KIND_POSIX, fi->lock_owner, fl->l_type, start, end, pid,
                           cmd == F_SETLKW);
@@ -1109,6 +1117,8 @@ static int t_flock(const char *path, struct fuse_file_info *fi, int op)
     if (h->ctl)
         return 0;
     int type = (op & LOCK_UN) ? F_UNLCK : (op & LOCK_EX) ? F_WRLCK : F_RDLCK;
+    if (tfs()->nolocks)
+        return 0;
     return setlk_wait(tfs(), h, KIND_FLOCK, fi->lock_owner, type, 0, OFF_MAX,
                       fuse_get_context()->pid, !(op & LOCK_NB));
 }
@@ -1243,6 +1253,8 @@ static int ctl_command(struct testfs *fs, const char *cmd)
         rc = client_new(fs);
         state_unlock(fs);
         log_op(fs, "powercut", "/", 0, (int64_t)lost, NULL);
+    } else if (strcmp(cmd, "locks off") == 0 || strcmp(cmd, "locks on") == 0) {
+        fs->nolocks = strcmp(cmd, "locks off") == 0;
     } else if (strcmp(cmd, "sync") == 0) {
         log_op(fs, "sync", "/", 0, (int64_t)all_files(fs, true), NULL);
     } else {
@@ -1257,7 +1269,7 @@ static int ctl_command(struct testfs *fs, const char *cmd)
     return rc;
 }
 
-/* One command per line: freeze, thaw, eio, ok, lease SECONDS, powercut, sync. */
+/* One command per line: freeze, thaw, eio, ok, lease SECONDS, powercut, sync, locks off|on. */
 static int ctl_write(struct testfs *fs, const char *buf, size_t size)
 {
     char line[128];
@@ -1334,7 +1346,8 @@ static void usage(const char *argv0)
     fprintf(stderr,
             "usage: %s BACKING_DIR MOUNTPOINT -o name=NAME[,log=DIR][,lease=SECONDS] [-f] [-d]\n"
             "  control: echo CMD > MOUNTPOINT/.warren-testfs-ctl; CMD is freeze, thaw, eio, ok,\n"
-            "  lease SECONDS, powercut or sync; cat it for the mount's state.\n", argv0);
+            "  lease SECONDS, powercut, sync or locks off|on; cat it for the mount's state.\n",
+            argv0);
 }
 
 /* Opens and maps BACKING/.warren-testfs-state, creating it when needed. */
