@@ -555,6 +555,8 @@ int filter_compile(const char *json, size_t len, enum filter_scope scope,
         err[0] = 0;
     if ((unsigned)scope >= FILTER_SCOPE_MAX)
         return fail(&c, -EINVAL, "unknown scope %d", (int)scope);
+    if (len > FILTER_MAX_SIZE)
+        return fail(&c, -EINVAL, "larger than 256 KiB (%zu bytes)", len);
     json_error_t je;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!root)
@@ -906,7 +908,9 @@ bool filter_match_body(const struct filter *f, const void *body, size_t len)
         return true;
     if (f->scope != FILTER_SCOPE_BODY)
         return false;
-    json_t *o = json_loadb(body, len, 0, NULL);
+    /* Integers as reals: numbers compare as doubles anyway, and an integer beyond 64 bits
+     * must not make the whole body unreadable. */
+    json_t *o = json_loadb(body, len, JSON_DECODE_INT_AS_REAL, NULL);
     if (!o)
         return false;
     bool ok = filter_match_json(f, o);

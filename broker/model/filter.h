@@ -10,6 +10,7 @@
 #define FILTER_MAX_COMBINATIONS 150 /* SNS: product of the value counts, $or branches summed */
 #define FILTER_MAX_DEPTH 5          /* nested objects in a MessageBody policy, the top one is 1 */
 #define FILTER_NUM_LIMIT 1e9        /* SNS: numbers in a policy lie in [-1e9, 1e9] */
+#define FILTER_MAX_SIZE (256 * 1024) /* SNS: the policy's JSON text, in bytes */
 
 /* What a policy is matched against (x-filter-policy-scope). */
 enum filter_scope {

@@ -195,6 +195,9 @@ static const struct mcase cases[] = {
     {"{\"a\":[\"x\"]}", B, "{\"a\":\"x\"", false},
     {"{\"a\":[\"x\"]}", B, "[\"x\"]", false},
     {"{\"a\":[\"x\"]}", B, "", false},
+    /* an integer beyond 64 bits elsewhere in the body does not spoil it */
+    {"{\"a\":[{\"numeric\":[\">\",1]}]}", B, "{\"a\":2,\"big\":123456789012345678901234567890}",
+     true},
     /* the empty policy matches everything */
     {"{}", A, "{}", true},
     {"{}", B, "not json", true},
@@ -289,6 +292,12 @@ static const struct rcase refusals[] = {
     {"{\"x\":[{\"cidr\":\"::/129\"}]}", A, "exceeds 128"},
     {"{\"x\":[{\"cidr\":1}]}", A, "'cidr' needs a string"},
     {"{\"x\":[{\"prefix\":\"a\",\"suffix\":\"b\"}]}", A, "exactly one operator"},
+    /* refused after earlier parts were compiled: everything built so far is freed (ASan) */
+    {"{\"x\":[{\"anything-but\":[\"a\",1,true]}]}", A, "not a boolean"},
+    {"{\"x\":[\"a\",{\"prefix\":\"b\"},{\"gt\":1}]}", A, "key 'x': unknown operator 'gt'"},
+    {"{\"w\":[\"a\"],\"x\":{\"y\":[\"b\"],\"z\":[[]]}}", B, "key 'x.z': a list cannot"},
+    {"{\"w\":[\"a\"],\"$or\":[{\"y\":[\"b\"]},{\"z\":{\"q\":[]}}]}", B,
+     "key 'z.q': empty list"},
     {"{\"x\":{\"y\":[\"a\"]}}", A, "key 'x': nested policies need scope MessageBody"},
     {"{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":[1]}}}}}}", B, "key 'a.b.c.d.e': nested deeper"},
     {"{\"a\":{}}", B, "key 'a': empty object"},
@@ -328,6 +337,17 @@ static void test_refusals(void **state)
     assert_int_equal(strlen(small), 7);
     assert_int_equal(filter_compile("{\"x\":[]}", 8, A, &f, NULL, 0), -EINVAL);
     assert_null(f);
+    /* SNS's size limit: 256 KiB of policy text (spaces count) */
+    size_t big = FILTER_MAX_SIZE + 1;
+    char *p = malloc(big);
+    assert_non_null(p);
+    memset(p, ' ', big);
+    memcpy(p, "{\"x\":[\"a\"]}", 11);
+    assert_int_equal(filter_compile(p, big, A, &f, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "larger than 256 KiB (262145 bytes)"));
+    assert_int_equal(filter_compile(p, big - 1, A, &f, err, sizeof err), 0);
+    f = filter_free(f);
+    free(p);
 }
 
 static void test_combinations(void **state)
