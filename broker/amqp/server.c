@@ -408,10 +408,19 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
         uv_close((uv_handle_t *)&s->store_async, NULL);
         goto fail;
     }
+    /* SIGTERM handled before anything listens: a client (or a supervisor) that sees the port
+     * open may stop us at once, and must get a clean stop. */
+    uv_signal_init(loop, &s->sig_int);
+    uv_signal_init(loop, &s->sig_term);
+    s->sig_int.data = s->sig_term.data = s;
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     for (unsigned i = 0; i < cfg->nlisteners; i++) {
         if ((rc = listen_one(s, &cfg->listeners[i])) < 0) {
             while (s->nlisteners)
                 uv_close((uv_handle_t *)&s->listeners[--s->nlisteners], NULL);
+            uv_close((uv_handle_t *)&s->sig_int, NULL);
+            uv_close((uv_handle_t *)&s->sig_term, NULL);
             uv_close((uv_handle_t *)&s->store_async, NULL);
             goto fail;
         }
@@ -432,11 +441,6 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
     uv_prepare_init(loop, &s->before_sleep);
     s->before_sleep.data = s;
     uv_prepare_start(&s->before_sleep, on_before_sleep);
-    uv_signal_init(loop, &s->sig_int);
-    uv_signal_init(loop, &s->sig_term);
-    s->sig_int.data = s->sig_term.data = s;
-    uv_signal_start(&s->sig_int, on_signal, SIGINT);
-    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     signal(SIGPIPE, SIG_IGN);
     log_info("warrend started, data in %s", cfg->data_dir);
     return 0;
