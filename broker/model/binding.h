@@ -1,6 +1,7 @@
 /* binding.h — a binding from a source exchange to a destination queue or exchange, with its
  * routing key and arguments. Bindings are indexed by their source exchange's type (see
- * exchange.c) and listed on both ends so that deleting either end removes them. */
+ * exchange.c) and listed on both ends so that deleting either end removes them. A binding
+ * whose arguments hold x-filter-policy keeps that policy compiled (filter.h) for its life. */
 #ifndef WARREN_BINDING_H
 #define WARREN_BINDING_H
 #include <stdbool.h>
@@ -8,7 +9,9 @@
 #include "lib/list.h"
 #include "protocol/wire.h"
 
+struct err;
 struct exchange;
+struct filter;
 struct queue;
 
 enum headers_match { HM_ALL, HM_ANY, HM_ALL_WITH_X, HM_ANY_WITH_X };
@@ -17,6 +20,7 @@ struct binding {
     struct exchange *src; /* borrowed: bindings are removed before their source is freed */
     struct queue *dq;     /* borrowed: destination queue, or NULL; same lifetime rule */
     struct exchange *dx;  /* borrowed: destination exchange, or NULL */
+    struct filter *filter; /* owned: the compiled x-filter-policy, or NULL (matches all) */
     struct list src_link; /* in src->bindings */
     struct list dst_link; /* in dq->bindings_in or dx->bindings_in */
     struct list key_link; /* direct exchanges: in the routing key's bucket */
@@ -43,11 +47,18 @@ static inline size_t binding_id_len(const struct binding *b)
     return BINDING_ID_HEAD + b->key_len + b->args_len;
 }
 
+/* Compiles the x-filter-policy in binding arguments args, scoped by x-filter-policy-scope
+ * (MessageAttributes, the default, or MessageBody). 0 with *ret_filter set (NULL when args hold
+ * no policy); -WERR_PRECONDITION_FAILED with err (may be NULL) naming the problem (a policy
+ * that is not a longstr, a scope that is neither value, the compiler's text); -ENOMEM. */
+int binding_filter_compile(amqp_bytes_t args, struct filter **ret_filter, struct err *err);
+
 /* Binds src to exactly one of dq / dx (stored when both ends are durable). Binding the same
  * (source, destination, key, args) again is a no-op. *ret (may be NULL) gets the binding,
- * NULL when it existed. 0 or -ENOMEM. */
+ * NULL when it existed. 0, -ENOMEM, or -WERR_PRECONDITION_FAILED when args hold an invalid
+ * filter policy, with err (may be NULL) saying "invalid x-filter-policy for binding ...: why". */
 int binding_add(struct exchange *src, struct queue *dq, struct exchange *dx, amqp_bytes_t key,
-                amqp_bytes_t args, struct binding **ret);
+                amqp_bytes_t args, struct binding **ret, struct err *err);
 /* Removes the matching binding; 0, or -ENOENT when there is none. The source exchange may
  * auto-delete as a result. */
 int binding_remove(struct exchange *src, struct queue *dq, struct exchange *dx, amqp_bytes_t key,

@@ -21,6 +21,7 @@
 #include "broker/model/jsontable.h"
 #include "broker/model/params.h"
 #include "broker/model/exchange.h"
+#include "broker/model/filter.h"
 #include "broker/model/persist.h"
 #include "broker/model/queue.h"
 #include "broker/model/users.h"
@@ -513,6 +514,15 @@ static int binding_def(struct import *im, size_t i, json_t *o, bool apply)
         rc = bad(im, "%s", im->err->text);
         goto out;
     }
+    struct filter *f = NULL;
+    rc = binding_filter_compile(args, &f, im->err);
+    filter_free(f);
+    if (rc == -WERR_PRECONDITION_FAILED) {
+        rc = bad(im, "invalid x-filter-policy: %s", im->err->text);
+        goto out;
+    }
+    if (rc < 0)
+        goto out;
     if (apply) {
         struct queue *dq = to_queue ? vhost_queue(vh, amqp_cstr(dst)) : NULL;
         struct exchange *dx = to_queue ? NULL : vhost_exchange(vh, amqp_cstr(dst));

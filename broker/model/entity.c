@@ -216,5 +216,5 @@ int entity_bind(struct exchange *src, struct queue *dq, struct exchange *dx, amq
     int rc;
     if (src->type == EX_HEADERS && (rc = args_check_x_match(err, args)) < 0)
         return rc;
-    return binding_add(src, dq, dx, key, args, NULL);
+    return binding_add(src, dq, dx, key, args, NULL, err);
 }

@@ -55,8 +55,8 @@ int entity_queue_create(struct vhost *vh, amqp_bytes_t name, bool durable, bool 
 int entity_queue_delete(struct queue *q, bool if_unused, bool if_empty, uint32_t *ret_count,
                         struct err *err);
 
-/* Binds src to dq or dx with key and args (a headers source checks x-match first; binding
- * what is bound is no error). 0, 406 or -ENOMEM. */
+/* Binds src to dq or dx with key and args (a headers source checks x-match first; an
+ * x-filter-policy is compiled; binding what is bound is no error). 0, 406 or -ENOMEM. */
 int entity_bind(struct exchange *src, struct queue *dq, struct exchange *dx, amqp_bytes_t key,
                 amqp_bytes_t args, struct err *err);
 

@@ -4,8 +4,13 @@
  *   topic:   a word trie (topic.c), cost independent of the number of bindings
  *   headers: the binding list, each checked with headers_match()
  * The default exchange ("") has no bindings: it routes to the queue named by the key.
+ * A binding with a filter policy (binding.h) matches only when the policy also matches (a
+ * message every filter refuses is unroutable there: alternate exchange, mandatory return); the
+ * headers table is decoded and the body parsed at most once per publish, only when a filter
+ * needs them.
  * Invariant: every binding in x->bindings is in x's index exactly once. */
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lib/array.h"
@@ -13,6 +18,7 @@
 #include "broker/model/broker.h"
 #include "broker/model/params.h"
 #include "broker/model/exchange.h"
+#include "broker/model/filter.h"
 #include "broker/model/headers.h"
 #include "broker/model/msg.h"
 #include "broker/model/persist.h"
@@ -271,30 +277,63 @@ static void push_exchange(struct route *r, struct exchange *x, uint64_t pass)
     r->stack[r->ns++] = x;
 }
 
+/* One publish's view of its message for filter policies, filled on first need. */
+struct route_msg {
+    const struct msg *m; /* borrowed: the message being routed */
+    amqp_bytes_t headers;
+    json_t *body; /* owned: the body parsed as JSON (NULL if it is not JSON) */
+    bool have_headers, have_body;
+};
+
+/* Does b's filter policy (b->filter is not NULL) accept the message? */
+static bool filter_ok(struct route_msg *rm, const struct binding *b)
+{
+    if (filter_scope(b->filter) == FILTER_SCOPE_BODY) {
+        if (!rm->have_body) {
+            rm->have_body = true;
+            /* Integers as reals, as filter_match_body reads them. */
+            rm->body = json_loadb((const char *)rm->m->body, rm->m->body_size,
+                                  JSON_DECODE_INT_AS_REAL, NULL);
+        }
+        return filter_match_json(b->filter, rm->body);
+    }
+    if (!rm->have_headers) {
+        rm->have_headers = true;
+        rm->headers = msg_headers(rm->m);
+    }
+    return filter_match_table(b->filter, rm->headers);
+}
+
 struct topic_ctx {
     struct route *r;
+    struct route_msg *rm;
     uint64_t pass;
     bool matched;
 };
 
-static void add_binding(struct route *r, struct binding *b, uint64_t pass)
+/* Routes to b's destination when its filter (if any) accepts the message; true if so. */
+static bool add_binding(struct route *r, struct route_msg *rm, struct binding *b, uint64_t pass)
 {
+    if (b->filter && !filter_ok(rm, b))
+        return false;
     if (b->dq)
         add_queue(r, b->dq, pass);
     else
         push_exchange(r, b->dx, pass);
+    return true;
 }
 
 static void on_topic_match(void *value, void *arg)
 {
     struct topic_ctx *t = arg;
-    t->matched = true;
-    add_binding(t->r, value, t->pass);
+    if (add_binding(t->r, t->rm, value, t->pass))
+        t->matched = true;
 }
 
 /* Routes through one exchange's own bindings; true when any binding matched. */
-static bool route_one(struct exchange *x, const struct msg *m, struct route *r, uint64_t pass)
+static bool route_one(struct exchange *x, struct route_msg *rm, struct route *r, uint64_t pass)
 {
+    const struct msg *m = rm->m;
     bool matched = false;
     struct list *pos, *tmp;
     if (x->name_len == 0) {
@@ -313,32 +352,33 @@ static bool route_one(struct exchange *x, const struct msg *m, struct route *r, 
             struct dbucket *bk = hmap_get(&x->direct, r->keys[k].ptr, r->keys[k].len);
             if (!bk)
                 continue;
-            matched = true;
             list_foreach_safe(pos, tmp, &bk->bindings)
-                add_binding(r, list_entry(pos, struct binding, key_link), pass);
+                if (add_binding(r, rm, list_entry(pos, struct binding, key_link), pass))
+                    matched = true;
         }
         break;
     case EX_FANOUT:
-        list_foreach_safe(pos, tmp, &x->bindings) {
-            matched = true;
-            add_binding(r, list_entry(pos, struct binding, src_link), pass);
-        }
+        list_foreach_safe(pos, tmp, &x->bindings)
+            if (add_binding(r, rm, list_entry(pos, struct binding, src_link), pass))
+                matched = true;
         break;
     case EX_TOPIC: {
-        struct topic_ctx t = {r, pass, false};
+        struct topic_ctx t = {r, rm, pass, false};
         for (uint32_t k = 0; k < r->nkeys; k++)
             topic_match(x->topic, r->keys[k], on_topic_match, &t);
         matched = t.matched;
         break;
     }
     case EX_HEADERS: {
-        amqp_bytes_t headers = msg_headers(m);
+        if (!rm->have_headers) {
+            rm->have_headers = true;
+            rm->headers = msg_headers(m);
+        }
         list_foreach_safe(pos, tmp, &x->bindings) {
             struct binding *b = list_entry(pos, struct binding, src_link);
-            if (headers_match(b->hm, binding_args(b), headers)) {
+            if (headers_match(b->hm, binding_args(b), rm->headers) &&
+                add_binding(r, rm, b, pass))
                 matched = true;
-                add_binding(r, b, pass);
-            }
         }
         break;
     }
@@ -355,15 +395,17 @@ int exchange_route(struct exchange *x, const struct msg *m, struct route *r)
     r->n = 0;
     r->ns = 0;
     r->oom = 0;
+    struct route_msg rm = {.m = m};
     set_keys(r, m);
     push_exchange(r, x, pass);
     while (r->ns) {
         struct exchange *e = r->stack[--r->ns];
-        if (!route_one(e, m, r, pass) && e->alternate.len) {
+        if (!route_one(e, &rm, r, pass) && e->alternate.len) {
             struct exchange *ae = vhost_exchange(vh, e->alternate);
             if (ae)
                 push_exchange(r, ae, pass);
         }
     }
+    json_decref(rm.body);
     return r->oom ? -ENOMEM : 0;
 }

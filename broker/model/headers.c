@@ -1,7 +1,8 @@
 /* headers.c — owns the headers-exchange matching rule. A pattern value of type void means
  * "key present"; otherwise values match when equal as RabbitMQ's Erlang terms compare with
  * ==: numbers by value whatever their width, strings and byte arrays by bytes. Keys starting
- * with "x-" are ignored except by the *-with-x kinds; x-match itself is always ignored. */
+ * with "x-" are ignored except by the *-with-x kinds; x-match and the filter policy arguments
+ * (x-filter-policy, x-filter-policy-scope: see binding.h) are always ignored. */
 #include <string.h>
 #include "broker/model/headers.h"
 #include "protocol/table.h"
@@ -80,7 +81,8 @@ bool headers_match(enum headers_match hm, amqp_bytes_t args, amqp_bytes_t msg_he
     struct amqp_field pv, dv;
     amqp_table_iter_init(&it, args);
     while (amqp_table_next(&it, &key, &pv) > 0) {
-        if (amqp_bytes_eq_str(key, "x-match"))
+        if (amqp_bytes_eq_str(key, "x-match") || amqp_bytes_eq_str(key, "x-filter-policy") ||
+            amqp_bytes_eq_str(key, "x-filter-policy-scope"))
             continue;
         if (!with_x && key.len >= 2 && memcmp(key.ptr, "x-", 2) == 0)
             continue;

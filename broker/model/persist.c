@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <string.h>
 #include "broker/model/binding.h"
+#include "broker/model/errors.h"
 #include "broker/model/exchange.h"
 #include "lib/log.h"
 #include "broker/model/msg.h"
@@ -241,7 +242,13 @@ static int on_binding(void *arg, const struct st_binding *r)
         return 0;
     }
     struct binding *b;
-    int rc = binding_add(src, dq, dx, ab(r->key), ab(r->args), &b);
+    struct err err = {{0}};
+    int rc = binding_add(src, dq, dx, ab(r->key), ab(r->args), &b, &err);
+    if (rc == -WERR_PRECONDITION_FAILED) {
+        log_warn("stored binding %llu is refused (%s); skipping it, bind it again with a valid "
+                 "policy", (unsigned long long)r->id, err.text);
+        return 0;
+    }
     if (rc == 0 && b)
         b->store_id = r->id;
     return rc;

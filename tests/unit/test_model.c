@@ -218,7 +218,7 @@ static void test_declare_bind_route_consume_ack(void **state)
     struct fixture *f = *state;
     struct queue *q = declare_queue(f, "q", amqp_cstr(""));
     assert_ptr_equal(vhost_queue(f->vh, amqp_cstr("q")), q);
-    assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
+    assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL, NULL), 0);
 
     assert_int_equal(publish(f, "k", "m1"), 1);
     assert_int_equal(publish(f, "other", "lost"), 0); /* unroutable: no queue */
@@ -271,8 +271,8 @@ static void test_round_robin_and_fanout(void **state)
     struct fixture *f = *state;
     struct queue *q1 = declare_queue(f, "q1", amqp_cstr(""));
     struct queue *q2 = declare_queue(f, "q2", amqp_cstr(""));
-    assert_int_equal(binding_add(f->x, q1, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
-    assert_int_equal(binding_add(f->x, q2, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
+    assert_int_equal(binding_add(f->x, q1, NULL, amqp_cstr("k"), amqp_cstr(""), NULL, NULL), 0);
+    assert_int_equal(binding_add(f->x, q2, NULL, amqp_cstr("k"), amqp_cstr(""), NULL, NULL), 0);
     struct test_consumer a, b, c;
     tc_attach(&a, q1, 10);
     tc_attach(&b, q1, 10);
@@ -309,7 +309,7 @@ static void test_full_consumers_are_parked(void **state)
     struct fixture *f = *state;
     enum { N = 2000 };
     struct queue *q = declare_queue(f, "pq", amqp_cstr(""));
-    assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
+    assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL, NULL), 0);
     struct test_consumer *t = calloc(N, sizeof *t);
     assert_non_null(t);
     for (int i = 0; i < N; i++)
@@ -356,9 +356,9 @@ static void test_publish_fails_whole(void **state)
     struct fixture *f = *state;
     struct queue *q1 = declare_queue(f, "w1", amqp_cstr(""));
     struct queue *q2 = declare_queue(f, "w2", amqp_cstr(""));
-    assert_int_equal(binding_add(f->x, q1, NULL, amqp_cstr("both"), amqp_cstr(""), NULL), 0);
-    assert_int_equal(binding_add(f->x, q2, NULL, amqp_cstr("both"), amqp_cstr(""), NULL), 0);
-    assert_int_equal(binding_add(f->x, q2, NULL, amqp_cstr("two"), amqp_cstr(""), NULL), 0);
+    assert_int_equal(binding_add(f->x, q1, NULL, amqp_cstr("both"), amqp_cstr(""), NULL, NULL), 0);
+    assert_int_equal(binding_add(f->x, q2, NULL, amqp_cstr("both"), amqp_cstr(""), NULL, NULL), 0);
+    assert_int_equal(binding_add(f->x, q2, NULL, amqp_cstr("two"), amqp_cstr(""), NULL, NULL), 0);
     assert_int_equal(publish(f, "both", "warm"), 2); /* rings and route arrays exist now */
     while (q2->rings[0].count < q2->rings[0].cap) /* q2's ring is full, q1's is not */
         assert_int_equal(publish(f, "two", "fill"), 1);
@@ -388,7 +388,7 @@ static void test_requeue_needs_no_memory(void **state)
 {
     struct fixture *f = *state;
     struct queue *q = declare_queue(f, "rq", amqp_cstr(""));
-    assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
+    assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL, NULL), 0);
     struct test_consumer t;
     tc_attach(&t, q, 1);
     assert_int_equal(publish(f, "k", "out"), 1);
@@ -427,7 +427,7 @@ static void test_ttl_armed_without_memory(void **state)
     amqp_tw_end(&w, top);
     struct queue *q = declare_queue(f, "ttl", amqp_tw_body(&w, top));
     amqp_wbuf_free(&w);
-    assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
+    assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL, NULL), 0);
     struct msg *m = routed_msg(f, "k", "t", false);
     assert_int_equal(queue_reserve(q, m), 0); /* the ring exists: the push itself allocates not */
     uint64_t batch;
@@ -485,7 +485,7 @@ static void test_page_in_out_of_memory(void **state)
     q->durable = true;
     persist_queue(&f->b, q);
     assert_true(q->store_id != 0);
-    assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
+    assert_int_equal(binding_add(f->x, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL, NULL), 0);
 
     enum { N = 3000 }; /* past the 2048-message window */
     for (int i = 0; i < N; i++) {
@@ -686,7 +686,7 @@ static void test_delete_vhost(void **state)
     assert_int_equal(vhost_add_queue(v2, q), 0);
     q->durable = true;
     persist_queue(&f->b, q);
-    assert_int_equal(binding_add(x2, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL), 0);
+    assert_int_equal(binding_add(x2, q, NULL, amqp_cstr("k"), amqp_cstr(""), NULL, NULL), 0);
     f->x = x2; /* routed_msg() publishes through f->x */
     for (int i = 0; i < 5; i++) {
         struct msg *m = routed_msg(f, "k", "persistent", true);
