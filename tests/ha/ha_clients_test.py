@@ -43,7 +43,9 @@ def connect(nodes, stop):
     while not stop.is_set():
         try:
             return pika.BlockingConnection(endpoints(nodes))
-        except pika.exceptions.AMQPConnectionError:
+        except (pika.exceptions.AMQPConnectionError, OSError, ValueError):
+            # ValueError: pika's "Expected connected socket" when the broker it reached died
+            # between the TCP handshake and getpeername() (a failover under way)
             time.sleep(0.05)
     return None
 
@@ -130,7 +132,11 @@ def main():
             t0 = time.monotonic()
             active.kill9()
             took = wait_serving(standby, t0)
-            check(took is not None, f"failover {k}: the standby took over")
+            if not check(took is not None, f"failover {k}: the standby took over"):
+                for n in (standby, active):
+                    with open(n.w.logf.name) as f:  # (closed for a killed node)
+                        print(f"--- {n.name}'s log:\n{f.read()[-3000:]}", file=sys.stderr)
+                break
             active.start(standby=True)
             active, standby = standby, active
             deadline = time.monotonic() + 10
