@@ -199,6 +199,10 @@ static void *fence_log(void *arg)
  * anywhere). */
 static void fence_self(const char *why)
 {
+    static atomic_flag fencing = ATOMIC_FLAG_INIT;
+    if (atomic_flag_test_and_set(&fencing)) /* the other thread is at it: it will _exit */
+        for (;;)
+            pause();
     int n = snprintf(fence_line, sizeof fence_line, "[error] ha: fencing myself: %s; exiting at "
                      "once so that the standby can take over safely\n", why);
     fence_len = n < 0 ? 0 : (size_t)n < sizeof fence_line ? (size_t)n : sizeof fence_line - 1;

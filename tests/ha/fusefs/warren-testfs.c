@@ -1237,6 +1237,11 @@ static int ctl_command(struct testfs *fs, const char *cmd)
             lease_renew(fs); /* finds a lapsed lease before anything else runs */
         }
     } else if (strcmp(cmd, "eio") == 0) {
+        /* The storage fails: what was not synced cannot be written back and is lost (as the
+         * kernel drops pages whose writeback failed); a process started later on this mount
+         * must not read a dead one's unsynced writes. */
+        if (!fs->eio)
+            log_op(fs, "eiolost", "/", 0, (int64_t)all_files(fs, false), NULL);
         fs->eio = true;
     } else if (strcmp(cmd, "ok") == 0) {
         fs->eio = false;
