@@ -48,6 +48,9 @@ static void usage(FILE *f)
         "  -r, --rate N            per-producer limit in msg/s, 0 = unlimited (0)\n"
         "  -f, --persistent        delivery-mode 2, durable exchange and queues\n"
         "  --expiration MS         per-message TTL (the expiration property) on every publish\n"
+        "  --header-values N       each publish carries the header KEY = \"t<i>\", i cycling over\n"
+        "                          0..N-1 (filter-policy benchmarks)\n"
+        "  --header-key KEY        that header's name (tenant)\n"
         "  -c, --confirm N         publisher confirms with at most N unconfirmed per producer\n"
         "  -a, --autoack           consume with no-ack (default: manual acks)\n"
         "  -q, --prefetch N        basic.qos prefetch-count for manual acks, 0 = none (0)\n"
@@ -82,7 +85,7 @@ static unsigned long parse_num(const char *s, const char *flag, unsigned long mi
 }
 
 enum {
-    OPT_URI = 256, OPT_CACERT, OPT_EXPIRATION, OPT_HOST, OPT_PORT, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_QUEUES,
+    OPT_URI = 256, OPT_CACERT, OPT_EXPIRATION, OPT_HEADER_VALUES, OPT_HEADER_KEY, OPT_HOST, OPT_PORT, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_QUEUES,
     OPT_QUEUE_PREFIX, OPT_NO_DECLARE, OPT_KEEP, OPT_JSON, OPT_LABEL, OPT_QUIET, OPT_EXTRA_BINDINGS,
 };
 
@@ -103,6 +106,8 @@ void opts_parse(struct opts *o, int argc, char **argv)
         {"rate", required_argument, NULL, 'r'},
         {"persistent", no_argument, NULL, 'f'},
         {"expiration", required_argument, NULL, OPT_EXPIRATION},
+        {"header-values", required_argument, NULL, OPT_HEADER_VALUES},
+        {"header-key", required_argument, NULL, OPT_HEADER_KEY},
         {"confirm", required_argument, NULL, 'c'},
         {"autoack", no_argument, NULL, 'a'},
         {"prefetch", required_argument, NULL, 'q'},
@@ -142,6 +147,10 @@ void opts_parse(struct opts *o, int argc, char **argv)
         case 'r': o->rate = (unsigned)parse_num(optarg, "-r", 0, 100000000); break;
         case 'f': o->persistent = true; break;
         case OPT_EXPIRATION: o->expiration = optarg; break;
+        case OPT_HEADER_VALUES:
+            o->header_values = (unsigned)parse_num(optarg, "--header-values", 1, 10000000);
+            break;
+        case OPT_HEADER_KEY: o->header_key = optarg; break;
         case 'c': o->confirm = (unsigned)parse_num(optarg, "-c", 1, 1000000); break;
         case 'a': o->autoack = true; break;
         case 'q': o->prefetch = (unsigned)parse_num(optarg, "-q", 0, 65535); break;
@@ -244,6 +253,10 @@ void opts_parse(struct opts *o, int argc, char **argv)
         opts_die("--exchange is longer than 255 bytes.");
     if (strlen(o->queue_prefix) > 240)
         opts_die("--queue-prefix is longer than 240 bytes.");
+    if (!o->header_key)
+        o->header_key = "tenant";
+    if (strlen(o->header_key) > 255)
+        opts_die("--header-key is longer than 255 bytes.");
     if (o->expiration && strlen(o->expiration) > 255)
         opts_die("--expiration is longer than 255 bytes.");
 }

@@ -30,6 +30,8 @@ struct opts {
     unsigned rate;            /* per producer, msg/s; 0 = unlimited */
     bool persistent;          /* delivery-mode 2, durable exchange and queues */
     const char *expiration;   /* per-message TTL property (ms), NULL for none */
+    unsigned header_values;   /* publishes carry header_key = "t<i>", i cycling 0..N-1; 0: none */
+    const char *header_key;   /* borrowed: argv or "tenant" */
     unsigned confirm;         /* outstanding-confirm window; 0 = no confirms */
     bool autoack;
     unsigned prefetch;        /* basic.qos prefetch-count; 0 = none */

@@ -13,6 +13,7 @@
 #include "perf_wire.h"
 #include "protocol/codec.h"
 #include "protocol/frame.h"
+#include "protocol/table.h"
 
 int wbuf_init(struct wbuf *w, int fd, void *ssl, uint32_t frame_max, const atomic_bool *stop)
 {
@@ -126,7 +127,8 @@ static int put_method(struct wbuf *w, uint16_t ch, const struct amqp_method *m)
 }
 
 int wire_pub_init(struct wire_pub *p, uint16_t ch, const char *exchange, const char *rkey,
-                  uint8_t delivery_mode, const char *expiration, size_t body_len)
+                  uint8_t delivery_mode, const char *expiration, const char *hkey,
+                  const char *hval, size_t body_len)
 {
     const struct amqp_method m = {
         .id = AMQP_BASIC_PUBLISH,
@@ -138,17 +140,31 @@ int wire_pub_init(struct wire_pub *p, uint16_t ch, const char *exchange, const c
         props.flags |= AMQP_P_EXPIRATION;
         props.expiration = amqp_cstr(expiration);
     }
+    struct amqp_wbuf hw = {0};
+    if (hkey) {
+        amqp_tw_key(&hw, hkey);
+        amqp_tw_str(&hw, hval);
+        if (hw.failed)
+            return -ENOMEM;
+        props.flags |= AMQP_P_HEADERS;
+        props.headers = (amqp_bytes_t){hw.data, (uint32_t)hw.len};
+    }
     long msize = amqp_method_size(&m), hsize = amqp_content_header_size(&props);
-    if (msize < 0 || hsize < 0)
+    if (msize < 0 || hsize < 0) {
+        amqp_wbuf_free(&hw);
         return codec_errno(msize < 0 ? msize : hsize);
+    }
     size_t len = 2 * AMQP_FRAME_OVERHEAD + (size_t)msize + (size_t)hsize;
     uint8_t *head = malloc(len);
-    if (!head)
+    if (!head) {
+        amqp_wbuf_free(&hw);
         return -ENOMEM;
+    }
     amqp_method_encode(&m, frame_write(head, AMQP_FRAME_METHOD, ch, (size_t)msize));
     uint8_t *hdr = head + AMQP_FRAME_OVERHEAD + msize;
     amqp_content_header_encode(&props, body_len,
                                frame_write(hdr, AMQP_FRAME_HEADER, ch, (size_t)hsize));
+    amqp_wbuf_free(&hw);
     *p = (struct wire_pub){.head = head, .head_len = len, .body_len = body_len, .channel = ch};
     return 0;
 }

@@ -47,10 +47,12 @@ typedef struct wire_pub {
 } wire_pub_t;
 
 /* Build p for publishes on channel ch to exchange with routing key rkey; expiration is the
- * per-message TTL property (milliseconds as text) or NULL. Returns 0, -ENAMETOOLONG when
- * exchange, rkey or expiration is over 255 bytes, or -ENOMEM; p is untouched on failure. */
+ * per-message TTL property (milliseconds as text) or NULL; hkey/hval one string header (NULL:
+ * no headers property). Returns 0, -ENAMETOOLONG when exchange, rkey or expiration is over 255
+ * bytes, or -ENOMEM; p is untouched on failure. */
 int wire_pub_init(struct wire_pub *p, uint16_t ch, const char *exchange, const char *rkey,
-                  uint8_t delivery_mode, const char *expiration, size_t body_len);
+                  uint8_t delivery_mode, const char *expiration, const char *hkey,
+                  const char *hval, size_t body_len);
 
 /* Release p's frames; accepts an already-freed template. */
 void wire_pub_free(struct wire_pub *p);

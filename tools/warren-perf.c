@@ -59,7 +59,9 @@ struct run {
     char (*qname)[256];       /* owned: queue i's name */
     char (*pubkey)[256];      /* owned: routing key that reaches queue i */
     char (*bindkey)[256];     /* owned: binding key of queue i */
-    struct wire_pub *pub;     /* owned: the publish frames that reach queue i (o->queues) */
+    struct wire_pub *pub;     /* owned: the publish frames that reach queue i (o->queues),
+                                 or with --header-values one per header value (queue i % queues) */
+    unsigned npub;
     unsigned queues_declared; /* how many of qname[] exist because of us (main only) */
     bool exchange_declared;   /* main only */
     char xqname[256];         /* the queue holding --extra-bindings */
@@ -437,12 +439,16 @@ static int make_names(struct run *r)
         }
     }
     snprintf(r->xqname, sizeof r->xqname, "%sextra", o->queue_prefix);
-    r->pub = calloc(o->queues, sizeof *r->pub);
+    r->npub = o->header_values ? o->header_values : o->queues;
+    r->pub = calloc(r->npub, sizeof *r->pub);
     if (!r->pub)
         return -ENOMEM;
-    for (unsigned i = 0; i < o->queues; i++) {
-        int rc = wire_pub_init(&r->pub[i], CHANNEL, o->exchange, r->pubkey[i], r->delivery_mode,
-                               o->expiration, o->size);
+    for (unsigned i = 0; i < r->npub; i++) {
+        char v[16];
+        snprintf(v, sizeof v, "t%u", i);
+        int rc = wire_pub_init(&r->pub[i], CHANNEL, o->exchange, r->pubkey[i % o->queues],
+                               r->delivery_mode, o->expiration,
+                               o->header_values ? o->header_key : NULL, v, o->size);
         if (rc < 0)
             return rc;
     }
@@ -768,7 +774,7 @@ static void publish_loop(struct worker *w, uint8_t *body)
 {
     struct run *r = w->run;
     const struct opts *o = r->o;
-    unsigned q = w->id % o->queues;
+    unsigned q = w->id % r->npub;
     uint64_t base = r->t0, n = 0; /* rate schedule: message n is due at base + n / rate */
 
     if (o->rate) /* sleep to the microsecond, not the default 50 us slack */
@@ -805,7 +811,7 @@ static void publish_loop(struct worker *w, uint8_t *body)
             w->pending[w->next_tag++ % o->confirm] = ts;
         w->unflushed++;
         n++;
-        if (++q == o->queues)
+        if (++q == r->npub)
             q = 0;
         if (w->wb.len >= FLUSH_AT && producer_write_and_maybe_read(w, ts) < 0)
             return;
@@ -1413,7 +1419,7 @@ int main(int argc, char **argv)
     free(r.qname);
     free(r.pubkey);
     free(r.bindkey);
-    for (unsigned i = 0; r.pub && i < o.queues; i++)
+    for (unsigned i = 0; r.pub && i < r.npub; i++)
         wire_pub_free(&r.pub[i]);
     free(r.pub);
     free(o.uri_copy);
