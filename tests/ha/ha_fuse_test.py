@@ -27,7 +27,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(HERE, "fusefs"), os.path.join(HERE, "..", "interop")]
 try:
-    from conf_broker import check, finish, listening
+    from conf_broker import check, finish, free_port, listening
     from ha_test import Node, Publishers, drain, wait_serving
     from testfs_test import Mount
 except ImportError as e:
@@ -173,17 +173,14 @@ def test_powercuts(logdir, mounts, active, standby):
               f"max {max(times) * 1000:.0f} ms")
 
 
-def test_no_locks(root, mounts):
+def test_no_locks(mounts):
     """A filesystem whose locks exclude nothing: the probe (a second open file description must
     not get the lock) refuses to start."""
     m = mounts["a"]
     m.ctl("locks off")
     try:
-        node = Node(root, "nolocks", m.p("data-nolocks"))
-        d = os.path.join(root, "nolocks")
-        os.makedirs(d, exist_ok=True)
         out = subprocess.run([os.environ["WARREND"], "--ha", "shared", "--data-dir",
-                              m.p("data-nolocks"), "--port", str(node.ports[0]),
+                              m.p("data-nolocks"), "--port", str(free_port()),
                               "--no-management", "--no-prometheus"],
                              capture_output=True, text=True, timeout=30)
         check(out.returncode == 78 and "does not enforce locks" in out.stderr and
@@ -216,7 +213,7 @@ def main():
             mounts[name] = Mount(mroot, back, name, logdir, lease=str(LEASE))
         a, b = (Node(root, n, mounts[n].p("data"), heartbeat=HEARTBEAT, deadline=DEADLINE)
                 for n in ("a", "b"))
-        test_no_locks(root, mounts)
+        test_no_locks(mounts)
         nodes = [a, b]
         a.start(standby=False)
         b.start(standby=True)
