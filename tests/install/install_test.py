@@ -33,10 +33,17 @@ def check(cond, msg):
         fail(msg)
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """n distinct free ports: the sockets are held open together, so the kernel cannot hand
+    the same port out twice (one at a time it may, and warrend then finds it taken)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def in_dest(dest, path):
@@ -47,7 +54,7 @@ def run_warrend(exe, conf, tmp, what):
     """Start exe on conf; it must listen, then exit 0 on SIGTERM, logging no error or warning.
     Returns its stderr."""
     data = tempfile.mkdtemp(prefix="data-", dir=tmp)
-    port, mport, pport = free_port(), free_port(), free_port()
+    port, mport, pport = free_ports(3)
     argv = [exe, "--config", conf, "--data-dir", data, "--port", str(port), "--bind",
             "127.0.0.1", "--management-port", str(mport), "--prometheus-port", str(pport)]
     errf = tempfile.TemporaryFile(dir=tmp)
