@@ -26,7 +26,7 @@ try:
     import pika
     import pika.exceptions
     import requests
-    from conf_broker import ConfBroker, check, finish, free_port, listening
+    from conf_broker import ConfBroker, check, finish, free_port, free_ports, listening
 except ImportError as e:
     print(f"SKIP: {e.name} is not installed (apt-get install python3-pika python3-requests)")
     sys.exit(77)
@@ -42,7 +42,7 @@ class Node:
         self.root, self.name, self.data, self.fence = root, name, data, fence
         self.heartbeat, self.deadline = heartbeat, deadline
         self.status_port = free_port()
-        self.ports = (free_port(), free_port(), free_port())  # the same after a restart
+        self.ports = tuple(free_ports(3))  # the same after a restart
         self.w = None
 
     def start(self, standby):

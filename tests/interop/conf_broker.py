@@ -34,12 +34,21 @@ def finish(name):
     return 0
 
 
+def free_ports(n):
+    """n distinct free ports: the sockets are held open together, so the kernel cannot hand
+    the same port out twice (one at a time it may)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return free_ports(1)[0]
 
 
 def listening(port):
@@ -60,7 +69,7 @@ class ConfBroker:
     def __init__(self, d, lines, tcp=True, prometheus=False, wait_for=(), log_level="info",
                  listeners_up=True, ports=None):
         self.d = d
-        self.port, self.mport, self.pport = ports or (free_port(), free_port(), free_port())
+        self.port, self.mport, self.pport = ports or tuple(free_ports(3))
         self.conf = os.path.join(d, "warren.conf")
         base = [f"listeners.tcp.default = 127.0.0.1:{self.port}" if tcp
                 else "listeners.tcp = none",
