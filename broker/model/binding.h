@@ -12,6 +12,7 @@
 struct err;
 struct exchange;
 struct filter;
+struct findex_entry;
 struct queue;
 
 enum headers_match { HM_ALL, HM_ANY, HM_ALL_WITH_X, HM_ANY_WITH_X };
@@ -23,7 +24,10 @@ struct binding {
     struct filter *filter; /* owned: the compiled x-filter-policy, or NULL (matches all) */
     struct list src_link; /* in src->bindings */
     struct list dst_link; /* in dq->bindings_in or dx->bindings_in */
-    struct list key_link; /* direct exchanges: in the routing key's bucket */
+    struct list key_link; /* direct exchanges: in the routing key's bucket; fanout and headers:
+                           * in the source's plain list unless the filter index holds it */
+    struct findex_entry *fent; /* owned: its filter-index entries (findex.h), or NULL */
+    uint32_t nfent;            /* their count: > 0 exactly while indexed */
     enum headers_match hm;
     uint64_t store_id; /* id of the stored record when both ends are durable, else 0 */
     uint8_t key_len;

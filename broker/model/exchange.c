@@ -3,12 +3,16 @@
  *   fanout:  the binding list
  *   topic:   a word trie (topic.c), cost independent of the number of bindings
  *   headers: the binding list, each checked with headers_match()
+ * Fanout and headers exchanges keep the bindings whose filter policy names exact strings for a
+ * key in a filter index (findex.h) instead of the list: a message checks only those whose
+ * strings it carries, so 100,000 per-tenant policies cost about what 10 do.
  * The default exchange ("") has no bindings: it routes to the queue named by the key.
  * A binding with a filter policy (binding.h) matches only when the policy also matches (a
  * message every filter refuses is unroutable there: alternate exchange, mandatory return); the
  * headers table is decoded and the body parsed at most once per publish, only when a filter
  * needs them.
- * Invariant: every binding in x->bindings is in x's index exactly once. */
+ * Invariant: every binding in x->bindings is in x's index exactly once (for fanout and
+ * headers: in x->plain or in x->findex). */
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -19,6 +23,7 @@
 #include "broker/model/params.h"
 #include "broker/model/exchange.h"
 #include "broker/model/filter.h"
+#include "broker/model/findex.h"
 #include "broker/model/headers.h"
 #include "broker/model/msg.h"
 #include "broker/model/persist.h"
@@ -82,6 +87,7 @@ struct exchange *exchange_new(struct vhost *vh, amqp_bytes_t name, enum exchange
     x->internal = internal;
     list_init(&x->bindings);
     list_init(&x->bindings_in);
+    list_init(&x->plain);
     return x;
 }
 
@@ -125,6 +131,7 @@ void exchange_free(struct exchange *x)
     hmap_free(&x->direct);
     hmap_free(&x->by_id);
     topic_free(x->topic);
+    findex_free(x->findex);
     free(x->args);
     free(x->eff_args);
     free(x->name);
@@ -177,6 +184,13 @@ int exchange__index(struct exchange *x, struct binding *b)
     }
     case EX_TOPIC:
         return topic_add(x->topic, binding_key(b), b);
+    case EX_FANOUT:
+    case EX_HEADERS: {
+        int rc = b->filter ? findex_add(&x->findex, b) : 0;
+        if (rc == 0)
+            list_insert_tail(&x->plain, &b->key_link);
+        return rc < 0 ? rc : 0;
+    }
     default:
         return 0;
     }
@@ -194,6 +208,10 @@ void exchange__unindex(struct exchange *x, struct binding *b)
         }
     } else if (x->type == EX_TOPIC) {
         topic_remove(x->topic, binding_key(b), b);
+    } else if (b->nfent) {
+        findex_remove(x->findex, b);
+    } else {
+        list_remove(&b->key_link);
     }
 }
 
@@ -285,30 +303,42 @@ struct route_msg {
     bool have_headers, have_body;
 };
 
-/* Does b's filter policy (b->filter is not NULL) accept the message? */
-static bool filter_ok(struct route_msg *rm, const struct binding *b)
+static amqp_bytes_t rm_headers(struct route_msg *rm)
 {
-    if (filter_scope(b->filter) == FILTER_SCOPE_BODY) {
-        if (!rm->have_body) {
-            rm->have_body = true;
-            /* Integers as reals, as filter_match_body reads them. */
-            rm->body = json_loadb((const char *)rm->m->body, rm->m->body_size,
-                                  JSON_DECODE_INT_AS_REAL, NULL);
-        }
-        return filter_match_json(b->filter, rm->body);
-    }
     if (!rm->have_headers) {
         rm->have_headers = true;
         rm->headers = msg_headers(rm->m);
     }
-    return filter_match_table(b->filter, rm->headers);
+    return rm->headers;
 }
 
+static const void *rm_body(void *arg)
+{
+    struct route_msg *rm = arg;
+    if (!rm->have_body) {
+        rm->have_body = true;
+        /* Integers as reals, as filter_match_body reads them. */
+        rm->body = json_loadb((const char *)rm->m->body, rm->m->body_size,
+                              JSON_DECODE_INT_AS_REAL, NULL);
+    }
+    return rm->body;
+}
+
+/* Does b's filter policy (b->filter is not NULL) accept the message? */
+static bool filter_ok(struct route_msg *rm, const struct binding *b)
+{
+    if (filter_scope(b->filter) == FILTER_SCOPE_BODY)
+        return filter_match_json(b->filter, rm_body(rm));
+    return filter_match_table(b->filter, rm_headers(rm));
+}
+
+/* Walks with topic matches and filter-index candidates. */
 struct topic_ctx {
     struct route *r;
     struct route_msg *rm;
     uint64_t pass;
     bool matched;
+    enum exchange_type type;
 };
 
 /* Routes to b's destination when its filter (if any) accepts the message; true if so. */
@@ -330,10 +360,32 @@ static void on_topic_match(void *value, void *arg)
         t->matched = true;
 }
 
+/* A binding the filter index picked: the exchange's own rule, then the whole policy. */
+static void on_candidate(struct binding *b, void *arg)
+{
+    struct topic_ctx *t = arg;
+    if ((t->type != EX_HEADERS || headers_match(b->hm, binding_args(b), rm_headers(t->rm))) &&
+        add_binding(t->r, t->rm, b, t->pass))
+        t->matched = true;
+}
+
+/* Fanout and headers: the bindings outside the filter index, then the index's candidates. */
+static bool route_plain(struct exchange *x, struct route_msg *rm, struct route *r, uint64_t pass)
+{
+    struct topic_ctx t = {r, rm, pass, false, x->type};
+    struct list *pos, *tmp;
+    list_foreach_safe(pos, tmp, &x->plain)
+        on_candidate(list_entry(pos, struct binding, key_link), &t);
+    if (x->findex) {
+        struct findex_msg fm = {rm_headers(rm), rm_body, rm};
+        findex_candidates(x->findex, &fm, on_candidate, &t);
+    }
+    return t.matched;
+}
+
 /* Routes through one exchange's own bindings; true when any binding matched. */
 static bool route_one(struct exchange *x, struct route_msg *rm, struct route *r, uint64_t pass)
 {
-    const struct msg *m = rm->m;
     bool matched = false;
     struct list *pos, *tmp;
     if (x->name_len == 0) {
@@ -358,28 +410,14 @@ static bool route_one(struct exchange *x, struct route_msg *rm, struct route *r,
         }
         break;
     case EX_FANOUT:
-        list_foreach_safe(pos, tmp, &x->bindings)
-            if (add_binding(r, rm, list_entry(pos, struct binding, src_link), pass))
-                matched = true;
+    case EX_HEADERS:
+        matched = route_plain(x, rm, r, pass);
         break;
     case EX_TOPIC: {
-        struct topic_ctx t = {r, rm, pass, false};
+        struct topic_ctx t = {r, rm, pass, false, x->type};
         for (uint32_t k = 0; k < r->nkeys; k++)
             topic_match(x->topic, r->keys[k], on_topic_match, &t);
         matched = t.matched;
-        break;
-    }
-    case EX_HEADERS: {
-        if (!rm->have_headers) {
-            rm->have_headers = true;
-            rm->headers = msg_headers(m);
-        }
-        list_foreach_safe(pos, tmp, &x->bindings) {
-            struct binding *b = list_entry(pos, struct binding, src_link);
-            if (headers_match(b->hm, binding_args(b), rm->headers) &&
-                add_binding(r, rm, b, pass))
-                matched = true;
-        }
         break;
     }
     default:

@@ -14,6 +14,7 @@ struct queue;
 struct msg;
 struct binding;
 struct topic_trie;
+struct findex;
 
 enum exchange_type { EX_DIRECT, EX_FANOUT, EX_TOPIC, EX_HEADERS, EX_TYPE_MAX };
 
@@ -33,6 +34,9 @@ struct exchange {
     struct hmap by_id;          /* binding identity -> binding (see binding.h) */
     struct hmap direct;         /* direct: routing key -> struct dbucket (owned) */
     struct topic_trie *topic;   /* owned: topic exchanges */
+    struct list plain;          /* fanout, headers: of binding.key_link, those not in findex */
+    struct findex *findex;      /* owned: fanout, headers: bindings indexed by their filter
+                                 * policy's exact strings (findex.h), NULL until one is */
     uint64_t visit;             /* route pass that last visited us */
     uint8_t *eff_args;          /* owned: args with the policies applied, NULL while none does */
     uint32_t eff_args_len;

@@ -6,7 +6,9 @@ headers or JSON bodies are published under confirms and every queue is drained t
 which messages it got: exact strings (OR within a key, AND across keys), numeric ranges, prefix,
 anything-but, exists false, $or, a headers array value, nested MessageBody keys, topic + policy,
 headers x-match + policy, a direct queue bound twice with one key and two policies (two
-bindings; unbinding one leaves the other). Invalid policies (unknown operator, bad JSON, not a
+bindings; unbinding one leaves the other); the filter index (300 per-tenant bindings on a fanout
+exchange, attribute and body scope, arrays, a second key, unbinding, headers x-match on indexed
+candidates). Invalid policies (unknown operator, bad JSON, not a
 string, a bad scope) are refused with 406 naming the problem, closing only their channel; a
 definitions import refuses one (400) and compiles a valid one. A durable binding with a policy survives a restart of warrend and still filters.
 Starts its own warrend (conf_broker.py). Exit 0 pass, 1 fail, 77 skip."""
@@ -116,6 +118,45 @@ def body_scope(ch):
     for k in ("a", "b", "c"):
         publish(ch, "dx", "e" + k, "d", headers={"kind": k})
     expect(ch, {"qd": ["eb"]})
+
+
+def indexed(ch):
+    """Policies with an exact-string key live in the exchange's filter index: 300 per-tenant
+    bindings on a fanout exchange (two strings each), attribute and body scope on one key name,
+    an array value, a second key that must also match, unbinding an indexed binding, and a headers
+    exchange whose x-match still applies to indexed candidates."""
+    ch.exchange_declare("ix", "fanout")
+    for i in range(300):
+        ch.queue_declare(f"iq{i}")
+        ch.queue_bind(f"iq{i}", "ix", arguments=policy_args({"tenant": [f"t{i}", f"alias{i}"]}))
+    ch.queue_declare("iq_and")
+    ch.queue_bind("iq_and", "ix", arguments=policy_args({"tenant": ["t7"], "tier": ["gold"]}))
+    ch.queue_declare("iq_body")
+    ch.queue_bind("iq_body", "ix", arguments=policy_args({"tenant": ["t7"]}, "MessageBody"))
+    publish(ch, "ix", "i1", headers={"tenant": "t7"}, body=b'{"tenant": "t8"}')
+    publish(ch, "ix", "i2", headers={"tenant": "alias299", "tier": "gold"})
+    publish(ch, "ix", "i3", headers={"tenant": ["t1", "t2", "nobody"]})
+    publish(ch, "ix", "i4", headers={"tenant": "t7", "tier": "gold"}, body=b'{"tenant": ["t7"]}')
+    publish(ch, "ix", "i5", headers={"tenant": 7, "other": "t7"})
+    publish(ch, "ix", "i6", headers={"tenant": "T7"})
+    want = {f"iq{i}": [] for i in range(300)}
+    want.update({"iq7": ["i1", "i4"], "iq299": ["i2"], "iq1": ["i3"], "iq2": ["i3"],
+                 "iq_and": ["i4"], "iq_body": ["i4"]})
+    expect(ch, want)
+    ch.queue_unbind("iq7", "ix", arguments=policy_args({"tenant": ["t7", "alias7"]}))
+    ch.queue_bind("iq8", "ix", arguments=policy_args({"tenant": ["t7"]}))
+    publish(ch, "ix", "i7", headers={"tenant": "t7"})
+    expect(ch, {"iq7": [], "iq8": ["i7"], "iq_and": [], "iq_body": []})
+
+    ch.exchange_declare("ihx", "headers")
+    ch.queue_declare("ihq")
+    a = policy_args({"tenant": ["t1"]})
+    a.update({"x-match": "all", "kind": "order"})
+    ch.queue_bind("ihq", "ihx", arguments=a)
+    publish(ch, "ihx", "h1", headers={"tenant": "t1", "kind": "order"})
+    publish(ch, "ihx", "h2", headers={"tenant": "t1", "kind": "refund"})
+    publish(ch, "ihx", "h3", headers={"tenant": "t2", "kind": "order"})
+    expect(ch, {"ihq": ["h1"]})
 
 
 def topic_headers_e2e(ch):
@@ -229,6 +270,7 @@ def main():
         ch.confirm_delivery()
         attributes(ch)
         body_scope(ch)
+        indexed(ch)
         topic_headers_e2e(ch)
         refusals(conn, ch)
         definitions(w, ch)
