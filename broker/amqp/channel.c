@@ -624,7 +624,8 @@ static int publish_route(struct channel *ch, struct msg *m, uint64_t *ret_batch,
     } else {
         if (x && (rc = exchange_route(x, m, &ch->route)) < 0)
             return rc;
-        routed = ch->route.n > 0;
+        /* A duplicate a dedup exchange dropped was handled: not returned as unroutable. */
+        routed = ch->route.n > 0 || ch->route.deduplicated;
     }
     if ((rc = publish_enqueue(&ch->conn->srv->b, m, &ch->route, ret_batch, ret_rejected)) < 0)
         return rc;

@@ -3,6 +3,8 @@
  *   fanout:  the binding list
  *   topic:   a word trie (topic.c), cost independent of the number of bindings
  *   headers: the binding list, each checked with headers_match()
+ *   x-message-deduplication: the binding list, once dedup.c admits the message (a duplicate
+ *            routes nowhere, and counts as handled: no alternate exchange, no return)
  * The default exchange ("") has no bindings: it routes to the queue named by the key.
  * A binding with a filter policy (binding.h) matches only when the policy also matches (a
  * message every filter refuses is unroutable there: alternate exchange, mandatory return); the
@@ -15,6 +17,7 @@
 #include <string.h>
 #include "lib/array.h"
 #include "broker/model/binding.h"
+#include "broker/model/dedup.h"
 #include "broker/model/broker.h"
 #include "broker/model/params.h"
 #include "broker/model/exchange.h"
@@ -28,7 +31,8 @@
 #include "protocol/codec.h"
 #include "protocol/table.h"
 
-static const char *const type_names[EX_TYPE_MAX] = {"direct", "fanout", "topic", "headers"};
+static const char *const type_names[EX_TYPE_MAX] = {"direct", "fanout", "topic", "headers",
+                                                     "x-message-deduplication"};
 
 /* Direct exchanges: the bindings sharing one routing key. */
 struct dbucket {
@@ -60,7 +64,8 @@ struct exchange *exchange_new(struct vhost *vh, amqp_bytes_t name, enum exchange
     x->args = args.len ? malloc(args.len) : NULL;
     if (type == EX_TOPIC)
         x->topic = topic_new();
-    if (!x->name || (args.len && !x->args) || (type == EX_TOPIC && !x->topic)) {
+    int drc = type == EX_DEDUP ? dedup_new(args, false, &x->dedup) : 0;
+    if (!x->name || (args.len && !x->args) || (type == EX_TOPIC && !x->topic) || drc < 0) {
         exchange_free(x);
         return NULL;
     }
@@ -125,6 +130,7 @@ void exchange_free(struct exchange *x)
     hmap_free(&x->direct);
     hmap_free(&x->by_id);
     topic_free(x->topic);
+    dedup_free(x->dedup);
     free(x->args);
     free(x->eff_args);
     free(x->name);
@@ -357,6 +363,13 @@ static bool route_one(struct exchange *x, struct route_msg *rm, struct route *r,
                     matched = true;
         }
         break;
+    case EX_DEDUP:
+        if (x->dedup && !dedup_exchange_admit(x, m)) {
+            r->deduplicated++;
+            return true;
+        }
+        /* routed as a fanout */
+        __attribute__((fallthrough));
     case EX_FANOUT:
         list_foreach_safe(pos, tmp, &x->bindings)
             if (add_binding(r, rm, list_entry(pos, struct binding, src_link), pass))
@@ -395,6 +408,7 @@ int exchange_route(struct exchange *x, const struct msg *m, struct route *r)
     r->n = 0;
     r->ns = 0;
     r->oom = 0;
+    r->deduplicated = 0;
     struct route_msg rm = {.m = m};
     set_keys(r, m);
     push_exchange(r, x, pass);
