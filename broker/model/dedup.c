@@ -315,14 +315,14 @@ void dedup_queue_left(struct queue *q, const struct msg *m)
     int64_t ttl;
     if (!msg_key(d, m, &k, &ttl) || !dcache_del(&d->cache, &k))
         return;
-    if (kept(q, m))
+    if (kept(q, m) && !q->deleted) /* a deleted queue's entries go with its record */
         store_del(store_of(d, q->vhost->broker, q->store_id), q->store_id, &k);
 }
 
 void dedup_queue_purged(struct queue *q)
 {
     struct dedup *d = q->dedup;
-    struct storage *st = store_of(d, q->vhost->broker, q->store_id);
+    struct storage *st = q->deleted ? NULL : store_of(d, q->vhost->broker, q->store_id);
     while (d->cache.count) {
         struct dcache_key k = d->cache.e[d->cache.oldest].key;
         dcache_del(&d->cache, &k);
