@@ -616,6 +616,7 @@ static int publish_route(struct channel *ch, struct msg *m, uint64_t *ret_batch,
     struct exchange *x = vhost_exchange(ch->conn->vhost, msg_exchange(m));
     int rc = 0;
     ch->route.n = 0;
+    ch->route.deduplicated = 0;
     *ret_batch = 0;
     *ret_rejected = false;
     bool routed;
@@ -637,8 +638,8 @@ static int publish_route(struct channel *ch, struct msg *m, uint64_t *ret_batch,
     struct broker_stats *st = &ch->conn->srv->b.stats;
     st->received++;
     st->received_confirm += ch->confirm;
-    if (routed)
-        st->routed++;
+    if (routed) /* a duplicate a dedup exchange dropped is counted by dedup.c only */
+        st->routed += ch->route.n || !ch->route.deduplicated;
     else if (m->flags & MSG_MANDATORY)
         st->unroutable_returned++;
     else
