@@ -41,9 +41,10 @@ void dcache_free(struct dcache *c);
 const struct dcache_entry *dcache_find(const struct dcache *c, const struct dcache_key *k,
                                        uint64_t now);
 /* Adds key with its expiry (0: never) as the newest entry; an entry already there for key
- * (expired or not) is replaced. When the cache is full the oldest entry goes first: its key is
- * copied to *ret_evicted (may be NULL) and 1 returned. seq: its insertion number, 0 for the
- * next one. 0, 1, or -ENOMEM with the cache unchanged. */
+ * (expired or not) is replaced. When the cache is full (or its array cannot grow for want of
+ * memory) the oldest entry goes first: its key is copied to *ret_evicted (may be NULL) and 1
+ * returned. seq: its insertion number, 0 for the next one. 0, 1, or -ENOMEM (an empty cache
+ * that cannot allocate; unchanged). */
 int dcache_add(struct dcache *c, const struct dcache_key *k, uint64_t expires, uint64_t seq,
                struct dcache_key *ret_evicted);
 /* Removes key; true if it was there. */

@@ -248,8 +248,8 @@ static void store_del(struct storage *st, uint64_t owner, const struct dcache_ke
         storage_del_dedup(st, owner, k, sizeof *k);
 }
 
-/* Remembers k; false when out of memory (then the message passes: better a duplicate than a
- * loss). */
+/* Remembers k (persist: in storage too, for a durable owner). Out of memory it is not
+ * remembered and the message passes: better a duplicate than a loss. */
 static void remember(struct dedup *d, struct storage *st, uint64_t owner,
                      const struct dcache_key *k, uint64_t expires, bool persist)
 {
