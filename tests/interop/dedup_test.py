@@ -86,23 +86,25 @@ def exchange_level(ch):
 
 def windows(ch):
     """The exchange's x-cache-ttl and the message's x-cache-ttl header end the window."""
-    ch.exchange_declare("dttl", DX, arguments={"x-cache-size": 10, "x-cache-ttl": 300})
+    # windows of a second or more, so that a slow machine (sanitizers, shared cores) still
+    # publishes the duplicate inside them
+    ch.exchange_declare("dttl", DX, arguments={"x-cache-size": 10, "x-cache-ttl": 1000})
     ch.queue_declare("qttl")
     ch.queue_bind("qttl", "dttl")
     publish(ch, "dttl", "t1", "x")
     publish(ch, "dttl", "t2", "x")
-    publish(ch, "dttl", "h1", "y", ttl=1500)  # the header overrides the exchange's 300 ms
-    time.sleep(0.5)
+    publish(ch, "dttl", "h1", "y", ttl=6000)  # the header overrides the exchange's 1 s
+    time.sleep(1.3)
     publish(ch, "dttl", "t3", "x")
     publish(ch, "dttl", "h2", "y")
     expect(ch, "qttl", ["t1", "h1", "t3"])
     ch.exchange_declare("dnottl", DX, arguments={"x-cache-size": 10})
     ch.queue_declare("qnottl")
     ch.queue_bind("qnottl", "dnottl")
-    publish(ch, "dnottl", "n1", "z", ttl=200)
+    publish(ch, "dnottl", "n1", "z", ttl=1000)
     publish(ch, "dnottl", "n2", "z")
     publish(ch, "dnottl", "n3", "w")  # no ttl anywhere: never expires
-    time.sleep(0.35)
+    time.sleep(1.3)
     publish(ch, "dnottl", "n4", "z")
     publish(ch, "dnottl", "n5", "w")
     expect(ch, "qnottl", ["n1", "n3", "n4"])
@@ -138,10 +140,10 @@ def queue_level(ch):
     publish(ch, "", "q8", "a", key="qd")  # q7 was acked by the drain
     expect(ch, "qd", ["q8"])
     # a message that expires (x-message-ttl) or is purged leaves the set too
-    ch.queue_declare("qdttl", arguments={"x-message-deduplication": True, "x-message-ttl": 100})
+    ch.queue_declare("qdttl", arguments={"x-message-deduplication": True, "x-message-ttl": 1000})
     publish(ch, "", "e1", "e", key="qdttl")
     publish(ch, "", "e2", "e", key="qdttl")
-    time.sleep(0.3)
+    time.sleep(1.3)
     ch.basic_get("qdttl")  # expires the head
     publish(ch, "", "e3", "e", key="qdttl")
     expect(ch, "qdttl", ["e3"])
