@@ -1,7 +1,7 @@
 /* publish.c — owns the step from a routing result to enqueued messages: overflow refusals,
  * deduplicating queues' refusals (dedup.h), the single storage write for all durable queues,
- * and the dispatch kicks. Invariant: a stored
- * message's reference count equals the number of queues that got an index entry for it. */
+ * and the dispatch kicks. Invariant: a stored message's reference count equals the number of
+ * queues that got an index entry for it. */
 #include "broker/model/deadletter.h"
 #include "broker/model/dedup.h"
 #include "broker/model/exchange.h"
