@@ -26,6 +26,8 @@ enum op_kind {
     OP_SEEDED,                  /* meta "seeded" */
     OP_ROTATE,                  /* a new key (crypt.h): body, an owned copy wiped when freed */
     OP_REENCRYPT,               /* a re-encryption step of at most a records */
+    OP_PUT_DEDUP, OP_DEL_DEDUP, /* deduplication entries: a = owner, b = expiry, c = seq; the
+                                 * key in the arena */
 };
 
 struct op {
@@ -300,6 +302,44 @@ int storage_del_param(struct storage *st, struct st_bytes component, struct st_b
     return del_keyed(st, 'r', names, 3);
 }
 
+/* A deduplication entry's op: owner in a, its key copied into the arena. */
+static struct op *dedup_op(struct storage *st, enum op_kind kind, uint64_t owner,
+                           const void *key, size_t klen)
+{
+    int rc = batch_room(st, 1, klen);
+    if (rc < 0) {
+        write_lost(st, rc);
+        return NULL;
+    }
+    size_t off;
+    memcpy(arena(st, klen, &off), key, klen);
+    struct op *o = add_op(st, kind);
+    o->a = owner;
+    o->off = off;
+    o->len = klen;
+    return o;
+}
+
+int storage_put_dedup(struct storage *st, uint64_t owner, const void *key, size_t klen,
+                      uint64_t expires, uint64_t seq)
+{
+    if (klen == 0 || klen > STORAGE_DEDUP_KEY_MAX)
+        return -ENAMETOOLONG;
+    struct op *o = dedup_op(st, OP_PUT_DEDUP, owner, key, klen);
+    if (!o)
+        return -ENOMEM;
+    o->b = expires;
+    o->c = seq;
+    return 0;
+}
+
+int storage_del_dedup(struct storage *st, uint64_t owner, const void *key, size_t klen)
+{
+    if (klen == 0 || klen > STORAGE_DEDUP_KEY_MAX)
+        return -ENAMETOOLONG;
+    return dedup_op(st, OP_DEL_DEDUP, owner, key, klen) ? 0 : -ENOMEM;
+}
+
 int storage_del_entity(struct storage *st, char kind, uint64_t id)
 {
     struct op *o = new_op(st, OP_DEL_ENTITY);
@@ -505,6 +545,26 @@ static int del_index_from(struct storage *st, MDB_txn *txn, uint64_t qid, uint64
     return rc == MDB_NOTFOUND || rc == EINVAL ? 0 : rc;
 }
 
+/* Deletes every deduplication entry of owner (its exchange or queue is deleted). */
+static int del_dedup_all(struct storage *st, MDB_txn *txn, uint64_t owner)
+{
+    MDB_cursor *cur;
+    uint8_t k[8];
+    store_be64(k, owner);
+    MDB_val key = {sizeof k, k}, val;
+    int rc = mdb_cursor_open(txn, st->dedup, &cur);
+    if (rc)
+        return rc;
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    while (rc == 0 && key.mv_size > 8 && memcmp(key.mv_data, k, 8) == 0) {
+        if ((rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &key, &val, MDB_GET_CURRENT);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND || rc == EINVAL ? 0 : rc;
+}
+
 static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, const struct op *o)
 {
     uint8_t k[QINDEX_KEY_SIZE], v[QINDEX_VAL_SIZE];
@@ -518,6 +578,8 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
     case OP_DEL_ENTITY:
         rc = mdb_del(txn, entity_dbi(st, o->ent), &key, NULL);
         if (rc && rc != MDB_NOTFOUND)
+            return rc;
+        if (o->ent != 'b' && (rc = del_dedup_all(st, txn, o->a)) != 0)
             return rc;
         if (o->ent != 'q')
             return 0;
@@ -586,6 +648,21 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
         key = (MDB_val){6, "seeded"};
         val = (MDB_val){0, ""};
         return mdb_put(txn, st->meta, &key, &val, 0);
+    case OP_PUT_DEDUP:
+    case OP_DEL_DEDUP: {
+        uint8_t dk[8 + STORAGE_DEDUP_KEY_MAX];
+        memcpy(dk, k, 8);
+        memcpy(dk + 8, b->arena + o->off, o->len);
+        key = (MDB_val){8 + o->len, dk};
+        if (o->kind == OP_DEL_DEDUP) {
+            rc = mdb_del(txn, st->dedup, &key, NULL);
+            return rc == MDB_NOTFOUND ? 0 : rc;
+        }
+        store_be64(v, o->b);
+        store_be64(v + 8, o->c);
+        val = (MDB_val){16, v};
+        return mdb_put(txn, st->dedup, &key, &val, 0);
+    }
     case OP_QMETA:
         qindex_meta_encode(v, &(struct qindex_meta){.count = o->b, .delivered_seq = o->c});
         val = (MDB_val){QINDEX_META_SIZE, v};

@@ -98,6 +98,15 @@ int storage_del_idx_from(struct storage *st, uint64_t qid, uint64_t from);
 int storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
                            uint64_t delivered_seq);
 
+/* Deduplication entries (schema.h's dedup) of exchange or queue `owner` (its storage id):
+ * key[0..klen) with its expiry (wall-clock ms, 0: never) and insertion number. Deleting an
+ * exchange or queue (storage_del_entity) deletes its entries too. -ENAMETOOLONG when klen is 0
+ * or over STORAGE_DEDUP_KEY_MAX (nothing added); else as the writes above (klen bytes each). */
+#define STORAGE_DEDUP_KEY_MAX 64
+int storage_put_dedup(struct storage *st, uint64_t owner, const void *key, size_t klen,
+                      uint64_t expires, uint64_t seq);
+int storage_del_dedup(struct storage *st, uint64_t owner, const void *key, size_t klen);
+
 /* Hands the open batch to the writer unless one is being committed. Returns 1 when it did,
  * 0 when there was nothing to do or the writer is busy (submit again after collecting). */
 int storage_submit(struct storage *st);

@@ -265,3 +265,36 @@ int storage_read_queue(struct storage *st, uint64_t qid, uint64_t from, size_t m
     *ret_n = c.n;
     return rc;
 }
+
+int storage_scan_dedup(struct storage *st, st_dedup_cb cb, void *arg)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    pthread_rwlock_rdlock(&st->map_lock);
+    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc) {
+        pthread_rwlock_unlock(&st->map_lock);
+        return rc;
+    }
+    if ((rc = mdb_cursor_open(txn, st->dedup, &cur)) != 0)
+        goto out;
+    MDB_val key, val;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size <= 8 || val.mv_size != 16) {
+            rc = STORAGE_E_CORRUPT;
+            goto out;
+        }
+        const uint8_t *k = key.mv_data, *v = val.mv_data;
+        if ((rc = cb(arg, load_be64(k), k + 8, key.mv_size - 8, load_be64(v), load_be64(v + 8))))
+            goto out;
+    }
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&st->map_lock);
+    return rc;
+}

@@ -74,4 +74,13 @@ int storage_scan_queue(struct storage *st, uint64_t qid, uint64_t from, size_t m
 int storage_read_queue(struct storage *st, uint64_t qid, uint64_t from, size_t max,
                        struct st_entry *out, size_t *ret_n);
 
+/* Called by storage_scan_dedup for one deduplication entry (schema.h's dedup); key is borrowed
+ * until it returns. Non-zero stops the walk and is returned. */
+typedef int (*st_dedup_cb)(void *arg, uint64_t owner, const void *key, size_t klen,
+                           uint64_t expires, uint64_t seq);
+/* Walks every deduplication entry in key order (owner, then key), in one read transaction.
+ * 0, the callback's return, STORAGE_E_CORRUPT or an LMDB code. Loop thread, before or between
+ * other reads (not from inside another scan's callback). */
+int storage_scan_dedup(struct storage *st, st_dedup_cb cb, void *arg);
+
 #endif

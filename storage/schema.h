@@ -45,6 +45,12 @@
  * These databases were added within format version 1: an older data dir gets them, empty,
  * at its next open (and has no "seeded" record, so the broker seeds it).
  *
+ * Deduplication (broker/model/dedup.c), added within format version 1 as the tenancy
+ * databases were (an older data dir gets it, empty, at its next open):
+ *   dedup              u64 owner (the exchange's or queue's id), key (1..64 bytes, the
+ *                             broker's: see dedup.c) -> u64 expires (wall-clock ms, 0: never),
+ *                             u64 insertion number. Deleting the owner deletes its entries.
+ *
  * Invariant: a message is in `messages` exactly while at least one qindex entry names it;
  * msg_refs holds the number of those entries whenever it is more than one. */
 #ifndef WARREN_STORAGE_SCHEMA_H
@@ -61,7 +67,7 @@ struct st_batch;
 struct storage {
     MDB_env *env; /* owned */
     MDB_dbi meta, exchanges, queues, queue_meta, bindings, messages, msg_refs, qindex;
-    MDB_dbi users, vhosts, permissions, topic_permissions, params;
+    MDB_dbi users, vhosts, permissions, topic_permissions, params, dedup;
     int lock_fd;      /* owned: flock on <dir>/warrend.lock keeps a second process out */
     char *dir;        /* owned: the data directory, for free-space checks */
     uint64_t next_id; /* loop thread only */

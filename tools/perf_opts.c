@@ -15,7 +15,8 @@
 
 #include "perf_opts.h"
 
-const char *const opts_ex_type_names[EX_TYPE_MAX] = {"direct", "fanout", "topic"};
+const char *const opts_ex_type_names[EX_TYPE_MAX] = {"direct", "fanout", "topic",
+                                                     "x-message-deduplication"};
 
 void opts_die(const char *fmt, ...)
 {
@@ -51,13 +52,17 @@ static void usage(FILE *f)
         "  --header-values N       each publish carries the header KEY = \"t<i>\", i cycling over\n"
         "                          0..N-1 (filter-policy benchmarks)\n"
         "  --header-key KEY        that header's name (tenant)\n"
+        "  --dedup-ids             each publish carries a unique x-deduplication-header (a\n"
+        "                          16-digit counter patched into the precomputed frame)\n"
+        "  --dedup-cache N         x-cache-size when declaring -t x-message-deduplication\n"
+        "                          (100000)\n"
         "  -c, --confirm N         publisher confirms with at most N unconfirmed per producer\n"
         "  -a, --autoack           consume with no-ack (default: manual acks)\n"
         "  -q, --prefetch N        basic.qos prefetch-count for manual acks, 0 = none (0)\n"
         "  -A, --multi-ack-every N ack with multiple=true every N deliveries (1 = each)\n"
         "topology:\n"
         "  --queues N              queues; producers round-robin over them (1)\n"
-        "  -t, --exchange-type T   direct, fanout or topic (direct)\n"
+        "  -t, --exchange-type T   direct, fanout, topic or x-message-deduplication (direct)\n"
         "  -e, --exchange NAME     exchange name (perf-TYPE, perf-TYPE-durable with -f)\n"
         "  --queue-prefix P        queue names are P0, P1, ... (perf-q-, perf-dq- with -f)\n"
         "  --extra-bindings N      before the run, bind N keys that no producer uses (direct) or\n"
@@ -85,7 +90,7 @@ static unsigned long parse_num(const char *s, const char *flag, unsigned long mi
 }
 
 enum {
-    OPT_URI = 256, OPT_CACERT, OPT_EXPIRATION, OPT_HEADER_VALUES, OPT_HEADER_KEY, OPT_HOST, OPT_PORT, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_QUEUES,
+    OPT_URI = 256, OPT_CACERT, OPT_EXPIRATION, OPT_HEADER_VALUES, OPT_HEADER_KEY, OPT_DEDUP_IDS, OPT_DEDUP_CACHE, OPT_HOST, OPT_PORT, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_QUEUES,
     OPT_QUEUE_PREFIX, OPT_NO_DECLARE, OPT_KEEP, OPT_JSON, OPT_LABEL, OPT_QUIET, OPT_EXTRA_BINDINGS,
 };
 
@@ -108,6 +113,8 @@ void opts_parse(struct opts *o, int argc, char **argv)
         {"expiration", required_argument, NULL, OPT_EXPIRATION},
         {"header-values", required_argument, NULL, OPT_HEADER_VALUES},
         {"header-key", required_argument, NULL, OPT_HEADER_KEY},
+        {"dedup-ids", no_argument, NULL, OPT_DEDUP_IDS},
+        {"dedup-cache", required_argument, NULL, OPT_DEDUP_CACHE},
         {"confirm", required_argument, NULL, 'c'},
         {"autoack", no_argument, NULL, 'a'},
         {"prefetch", required_argument, NULL, 'q'},
@@ -130,7 +137,8 @@ void opts_parse(struct opts *o, int argc, char **argv)
     bool multi_ack_set = false;
 
     *o = (struct opts){.producers = 1, .consumers = 1, .size = HEADER_LEN, .seconds = 10,
-                       .queues = 1, .ex_type = EX_DIRECT, .declare_exchange = true};
+                       .queues = 1, .ex_type = EX_DIRECT, .declare_exchange = true,
+                       .dedup_cache = 100000};
     while ((c = getopt_long(argc, argv, "x:y:s:z:r:fc:aq:A:t:e:h", longopts, NULL)) != -1) {
         switch (c) {
         case OPT_URI: o->uri = optarg; break;
@@ -151,6 +159,10 @@ void opts_parse(struct opts *o, int argc, char **argv)
             o->header_values = (unsigned)parse_num(optarg, "--header-values", 1, 10000000);
             break;
         case OPT_HEADER_KEY: o->header_key = optarg; break;
+        case OPT_DEDUP_IDS: o->dedup_ids = true; break;
+        case OPT_DEDUP_CACHE:
+            o->dedup_cache = (unsigned)parse_num(optarg, "--dedup-cache", 1, INT32_MAX);
+            break;
         case 'c': o->confirm = (unsigned)parse_num(optarg, "-c", 1, 1000000); break;
         case 'a': o->autoack = true; break;
         case 'q': o->prefetch = (unsigned)parse_num(optarg, "-q", 0, 65535); break;
@@ -230,7 +242,9 @@ void opts_parse(struct opts *o, int argc, char **argv)
     if (o->extra_bindings && !o->declare_exchange)
         opts_die("--extra-bindings binds to the benchmark exchange, and the default exchange "
             "cannot be bound, so it cannot be combined with --no-declare-exchange.");
-    if (o->extra_bindings && o->ex_type == EX_FANOUT)
+    if (o->dedup_ids && o->header_values)
+        opts_die("--dedup-ids and --header-values both set the headers property; use one.");
+    if (o->extra_bindings && (o->ex_type == EX_FANOUT || o->ex_type == EX_DEDUP))
         opts_die("--extra-bindings needs keys that do not match, but fanout ignores keys; use "
             "-t direct or -t topic.");
     if (multi_ack_set && o->autoack)

@@ -14,7 +14,8 @@
 #define MAX_CLIENTS 4000
 #define MAX_EXTRA_BINDINGS 10000000
 
-enum ex_type { EX_DIRECT, EX_FANOUT, EX_TOPIC, EX_TYPE_MAX };
+/* EX_DEDUP: x-message-deduplication (routes as fanout; declared with x-cache-size). */
+enum ex_type { EX_DIRECT, EX_FANOUT, EX_TOPIC, EX_DEDUP, EX_TYPE_MAX };
 extern const char *const opts_ex_type_names[EX_TYPE_MAX];
 
 struct opts {
@@ -32,6 +33,8 @@ struct opts {
     const char *expiration;   /* per-message TTL property (ms), NULL for none */
     unsigned header_values;   /* publishes carry header_key = "t<i>", i cycling 0..N-1; 0: none */
     const char *header_key;   /* borrowed: argv or "tenant" */
+    bool dedup_ids;           /* each publish carries a unique x-deduplication-header */
+    unsigned dedup_cache;     /* x-cache-size of a declared x-message-deduplication exchange */
     unsigned confirm;         /* outstanding-confirm window; 0 = no confirms */
     bool autoack;
     unsigned prefetch;        /* basic.qos prefetch-count; 0 = none */

@@ -44,11 +44,14 @@ typedef struct wire_pub {
     size_t head_len;
     size_t body_len; /* every body sent with this template is this long */
     uint16_t channel;
+    size_t id_off;   /* WIRE_ID_DIGITS digits in head patched with each publish's id; 0: none */
 } wire_pub_t;
+
+#define WIRE_ID_DIGITS 16
 
 /* Build p for publishes on channel ch to exchange with routing key rkey; expiration is the
  * per-message TTL property (milliseconds as text) or NULL; hkey/hval one string header (NULL:
- * no headers property). Returns 0, -ENAMETOOLONG when exchange, rkey or expiration is over 255
+ * no headers property; hval NULL: a WIRE_ID_DIGITS-digit id that wire_publish fills in). Returns 0, -ENAMETOOLONG when exchange, rkey or expiration is over 255
  * bytes, or -ENOMEM; p is untouched on failure. */
 int wire_pub_init(struct wire_pub *p, uint16_t ch, const char *exchange, const char *rkey,
                   uint8_t delivery_mode, const char *expiration, const char *hkey,
@@ -57,9 +60,10 @@ int wire_pub_init(struct wire_pub *p, uint16_t ch, const char *exchange, const c
 /* Release p's frames; accepts an already-freed template. */
 void wire_pub_free(struct wire_pub *p);
 
-/* Append one basic.publish: p's frames, then p->body_len bytes of body split into body frames.
- * Flushes first when the buffer cannot take a frame. Returns 0 or a wbuf_flush error. */
-int wire_publish(struct wbuf *w, const struct wire_pub *p, const void *body);
+/* Append one basic.publish: p's frames (with id as the header value when p has an id field),
+ * then p->body_len bytes of body split into body frames. Flushes first when the buffer cannot
+ * take a frame. Returns 0 or a wbuf_flush error. */
+int wire_publish(struct wbuf *w, const struct wire_pub *p, const void *body, uint64_t id);
 
 /* Append one basic.ack on channel ch. Returns 0 or a wbuf_flush error. */
 int wire_ack(struct wbuf *w, uint16_t ch, uint64_t tag, bool multiple);

@@ -435,6 +435,7 @@ static int make_names(struct run *r)
             snprintf(r->bindkey[i], sizeof r->bindkey[i], "perf.%u.*", i);
             break;
         case EX_FANOUT:
+        case EX_DEDUP:
         case EX_TYPE_MAX: break;
         }
     }
@@ -448,7 +449,9 @@ static int make_names(struct run *r)
         snprintf(v, sizeof v, "t%u", i);
         int rc = wire_pub_init(&r->pub[i], CHANNEL, o->exchange, r->pubkey[i % o->queues],
                                r->delivery_mode, o->expiration,
-                               o->header_values ? o->header_key : NULL, v, o->size);
+                               o->header_values ? o->header_key
+                               : o->dedup_ids   ? "x-deduplication-header" : NULL,
+                               o->dedup_ids ? NULL : v, o->size);
         if (rc < 0)
             return rc;
     }
@@ -511,9 +514,13 @@ static int declare_topology(struct run *r, char *err, size_t n)
     if (!c)
         return -1;
     if (o->declare_exchange) {
+        amqp_table_entry_t size = {.key = amqp_cstring_bytes("x-cache-size"),
+                                   .value = {.kind = AMQP_FIELD_KIND_I64,
+                                             .value.i64 = o->dedup_cache}};
+        amqp_table_t xargs = {o->ex_type == EX_DEDUP, &size};
         amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(o->exchange),
                               amqp_cstring_bytes(opts_ex_type_names[o->ex_type]), 0, o->persistent,
-                              0, 0, amqp_empty_table);
+                              0, 0, xargs);
         snprintf(what, sizeof what, "exchange.declare '%s' (%s)", o->exchange,
                  opts_ex_type_names[o->ex_type]);
         if (!rpc_ok(c, err, n, what)) {
@@ -776,6 +783,7 @@ static void publish_loop(struct worker *w, uint8_t *body)
     const struct opts *o = r->o;
     unsigned q = w->id % r->npub;
     uint64_t base = r->t0, n = 0; /* rate schedule: message n is due at base + n / rate */
+    uint64_t sent = 0;             /* this producer's publishes: the --dedup-ids sequence */
 
     if (o->rate) /* sleep to the microsecond, not the default 50 us slack */
         (void)prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
@@ -801,7 +809,8 @@ static void publish_loop(struct worker *w, uint8_t *body)
         }
         uint64_t ts = now_ns();
         memcpy(body, &ts, sizeof ts);
-        int rc = wire_publish(&w->wb, &r->pub[q], body);
+        /* --dedup-ids: unique across producers (id in the top digits) and messages */
+        int rc = wire_publish(&w->wb, &r->pub[q], body, (uint64_t)w->id * 1000000000000ull + sent++);
         if (rc < 0) {
             if (!stopping(r))
                 run_fail(r, "producer %u: cannot write to the broker: %s", w->id, strerror(-rc));

@@ -22,12 +22,23 @@
 #include "broker/model/jsontable.h"
 #include "broker/model/msg.h"
 #include "broker/model/params.h"
+#include "broker/model/dedup.h"
 #include "broker/model/publish.h"
 #include "broker/model/queue.h"
 #include "broker/model/users.h"
 #include "broker/model/vhost.h"
 
 /* ---- JSON ------------------------------------------------------------------------------------ */
+
+/* A deduplicating exchange's or queue's counter and cache (dedup.h); `stored`: it is durable. */
+static void api_dedup_json(json_t *o, const struct dedup *d, bool stored)
+{
+    json_object_set_new(o, "messages_deduplicated", json_integer((json_int_t)d->deduplicated));
+    json_object_set_new(o, "deduplication_cache",
+                        json_pack("{s:I, s:I, s:s}", "entries", (json_int_t)d->cache.count,
+                                  "size", (json_int_t)d->cache.max, "persistence",
+                                  d->disk && stored ? "disk" : "memory"));
+}
 
 static json_t *exchange_json(const void *v)
 {
@@ -40,6 +51,8 @@ static json_t *exchange_json(const void *v)
                           "user_who_performed_action", "rmq-internal");
     if (o && x->policy[0])
         json_object_set_new(o, "policy", json_string(x->policy));
+    if (o && x->dedup)
+        api_dedup_json(o, x->dedup, x->store_id != 0);
     return o;
 }
 
@@ -105,6 +118,8 @@ static json_t *queue_json(const void *v)
                             json_integer((json_int_t)(sizeof *q + q->ready_bytes +
                                                       (uint64_t)q->count *
                                                           sizeof(struct qentry))));
+    if (o && q->dedup)
+        api_dedup_json(o, q->dedup, q->store_id != 0);
     /* As RabbitMQ, message_stats only for a queue that has seen traffic. */
     if (o && (q->stat[QSTAT_PUBLISH] || q->stat[QSTAT_DELIVER_GET]))
         json_object_set_new(o, "message_stats", api_queue_message_stats(q));
@@ -310,7 +325,7 @@ static void exchange_put(struct call *c, struct vhost *vh, const char *name)
         goto out;
     struct exchange *x = vhost_exchange(vh, amqp_cstr(name));
     rc = x ? entity_exchange_equivalent(x, (enum exchange_type)t, durable, ad, internal, a, &err)
-           : entity_exchange_check_new(vh->name, amqp_cstr(name), a, &err);
+           : entity_exchange_check_new(vh->name, amqp_cstr(name), (enum exchange_type)t, a, &err);
     if (rc == 0 && !x)
         rc = entity_exchange_create(vh, amqp_cstr(name), (enum exchange_type)t, durable, ad,
                                     internal, a, NULL);

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "broker/admin/metrics.h"
 #include "broker/model/broker.h"
+#include "broker/model/dedup.h"
 #include "broker/model/queue.h"
 #include "broker/model/sessions.h"
 #include "broker/model/vhost.h"
@@ -127,6 +128,7 @@ static uint64_t q_ready(const struct queue *q) { return queue_ready((struct queu
 static uint64_t q_unacked(const struct queue *q) { return queue_unacked(q); }
 static uint64_t q_bytes(const struct queue *q) { return q->bytes_all; }
 static uint64_t q_consumers(const struct queue *q) { return q->consumer_count; }
+static uint64_t q_dedup(const struct queue *q) { return q->dedup ? q->dedup->deduplicated : 0; }
 
 static void render(struct metrics *m, struct text *t, bool per_object)
 {
@@ -189,6 +191,9 @@ static void render(struct metrics *m, struct text *t, bool per_object)
         total(t, name, "{queue_type=\"rabbit_classic_queue\",dead_letter_strategy=\"at_most_once\"}",
               "Total number of messages dead-lettered", s->dead_lettered[i]);
     }
+    total(t, "rabbitmq_global_messages_deduplicated_total", proto,
+          "Total number of duplicate messages dropped by deduplicating exchanges and queues "
+          "(x-message-deduplication)", s->deduplicated);
     total(t, "rabbitmq_connections_opened_total", "", "Total number of connections opened",
           s->connections_opened);
     total(t, "rabbitmq_connections_closed_total", "", "Total number of connections closed",
@@ -230,6 +235,8 @@ static void render(struct metrics *m, struct text *t, bool per_object)
     per_queue(t, b, "rabbitmq_queue_messages_bytes", "Size in bytes of ready messages",
               q_bytes);
     per_queue(t, b, "rabbitmq_queue_consumers", "Consumers on a queue", q_consumers);
+    per_queue(t, b, "rabbitmq_queue_messages_deduplicated", "Duplicate messages the queue "
+              "refused (x-message-deduplication)", q_dedup);
 }
 
 static void handle(const struct http_req *req, struct http_resp *resp, void *arg)

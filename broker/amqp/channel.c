@@ -616,6 +616,7 @@ static int publish_route(struct channel *ch, struct msg *m, uint64_t *ret_batch,
     struct exchange *x = vhost_exchange(ch->conn->vhost, msg_exchange(m));
     int rc = 0;
     ch->route.n = 0;
+    ch->route.deduplicated = 0;
     *ret_batch = 0;
     *ret_rejected = false;
     bool routed;
@@ -624,7 +625,8 @@ static int publish_route(struct channel *ch, struct msg *m, uint64_t *ret_batch,
     } else {
         if (x && (rc = exchange_route(x, m, &ch->route)) < 0)
             return rc;
-        routed = ch->route.n > 0;
+        /* A duplicate a dedup exchange dropped was handled: not returned as unroutable. */
+        routed = ch->route.n > 0 || ch->route.deduplicated;
     }
     if ((rc = publish_enqueue(&ch->conn->srv->b, m, &ch->route, ret_batch, ret_rejected)) < 0)
         return rc;
@@ -636,8 +638,8 @@ static int publish_route(struct channel *ch, struct msg *m, uint64_t *ret_batch,
     struct broker_stats *st = &ch->conn->srv->b.stats;
     st->received++;
     st->received_confirm += ch->confirm;
-    if (routed)
-        st->routed++;
+    if (routed) /* a duplicate a dedup exchange dropped is counted by dedup.c only */
+        st->routed += ch->route.n || !ch->route.deduplicated;
     else if (m->flags & MSG_MANDATORY)
         st->unroutable_returned++;
     else

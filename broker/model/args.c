@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "broker/model/args.h"
+#include "broker/model/dedup.h"
 #include "broker/model/errors.h"
 #include "broker/model/queue.h"
 #include "protocol/table.h"
@@ -231,7 +232,7 @@ int args_check_queue(struct err *err, const char *queue, const char *vhost, amqp
                             "invalid arg '%s' for queue '%s' in vhost '%s': %s", key, queue, vhost,
                             why);
     }
-    return 0;
+    return dedup_check_queue_args(err, args); /* x-message-deduplication and its options */
 }
 
 static bool get_int(amqp_bytes_t args, const char *key, int64_t *ret)

@@ -34,6 +34,7 @@ struct broker_stats {
     uint64_t confirmed, delivered, redelivered, acknowledged;
     uint64_t dead_lettered[4]; /* by enum dl_reason: rejected, expired, maxlen, delivery limit */
     uint64_t connections_opened, connections_closed, channels_opened, channels_closed;
+    uint64_t deduplicated;     /* duplicates dropped by dedup exchanges and queues (dedup.h) */
 };
 
 /* Rates per second of some of broker_stats over the last sample (stats.c). */

@@ -414,7 +414,8 @@ static int exchange_def(struct import *im, size_t i, json_t *o, bool apply)
                                        im->err) < 0)
             rc = bad(im, "%s", im->err->text);
     } else if (rc == 0) {
-        if (entity_exchange_check_new(e.vhost, amqp_cstr(e.name), e.args, im->err) < 0)
+        if (entity_exchange_check_new(e.vhost, amqp_cstr(e.name), (enum exchange_type)t, e.args,
+                                      im->err) < 0)
             rc = bad(im, "%s", im->err->text);
         else if (apply)
             rc = entity_exchange_create(vh, amqp_cstr(e.name), (enum exchange_type)t, durable,

@@ -6,6 +6,7 @@
 #include "broker/model/args.h"
 #include "broker/model/binding.h"
 #include "broker/model/broker.h"
+#include "broker/model/dedup.h"
 #include "broker/model/entity.h"
 #include "broker/model/errors.h"
 #include "broker/model/persist.h"
@@ -57,11 +58,13 @@ int entity_exchange_equivalent(const struct exchange *x, enum exchange_type type
                            args_exchange_keys);
 }
 
-int entity_exchange_check_new(const char *vhost, amqp_bytes_t name, amqp_bytes_t args,
-                              struct err *err)
+int entity_exchange_check_new(const char *vhost, amqp_bytes_t name, enum exchange_type type,
+                              amqp_bytes_t args, struct err *err)
 {
     int rc = entity_reserved_name("exchange", name, err);
     if (rc < 0)
+        return rc;
+    if (type == EX_DEDUP && (rc = dedup_check_exchange_args(err, args)) < 0)
         return rc;
     struct amqp_field ae;
     if (amqp_table_get(args, "alternate-exchange", &ae) == 1 && ae.type != 'S')

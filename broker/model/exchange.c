@@ -3,22 +3,25 @@
  *   fanout:  the binding list
  *   topic:   a word trie (topic.c), cost independent of the number of bindings
  *   headers: the binding list, each checked with headers_match()
- * Fanout and headers exchanges keep the bindings whose filter policy names exact strings for a
- * key in a filter index (findex.h) instead of the list: a message checks only those whose
- * strings it carries, so 100,000 per-tenant policies cost about what 10 do.
+ *   x-message-deduplication: the binding list, once dedup.c admits the message (a duplicate
+ *            routes nowhere, and counts as handled: no alternate exchange, no return)
+ * Fanout, headers and deduplication exchanges keep the bindings whose filter policy names exact
+ * strings for a key in a filter index (findex.h) instead of the list: a message checks only
+ * those whose strings it carries, so 100,000 per-tenant policies cost about what 10 do.
  * The default exchange ("") has no bindings: it routes to the queue named by the key.
  * A binding with a filter policy (binding.h) matches only when the policy also matches (a
  * message every filter refuses is unroutable there: alternate exchange, mandatory return); the
  * headers table is decoded and the body parsed at most once per publish, only when a filter
  * needs them.
- * Invariant: every binding in x->bindings is in x's index exactly once (for fanout and
- * headers: in x->plain or in x->findex). */
+ * Invariant: every binding in x->bindings is in x's index exactly once (for fanout, headers
+ * and deduplication: in x->plain or in x->findex). */
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include "lib/array.h"
 #include "broker/model/binding.h"
+#include "broker/model/dedup.h"
 #include "broker/model/broker.h"
 #include "broker/model/params.h"
 #include "broker/model/exchange.h"
@@ -33,7 +36,8 @@
 #include "protocol/codec.h"
 #include "protocol/table.h"
 
-static const char *const type_names[EX_TYPE_MAX] = {"direct", "fanout", "topic", "headers"};
+static const char *const type_names[EX_TYPE_MAX] = {"direct", "fanout", "topic", "headers",
+                                                     "x-message-deduplication"};
 
 /* Direct exchanges: the bindings sharing one routing key. */
 struct dbucket {
@@ -65,7 +69,8 @@ struct exchange *exchange_new(struct vhost *vh, amqp_bytes_t name, enum exchange
     x->args = args.len ? malloc(args.len) : NULL;
     if (type == EX_TOPIC)
         x->topic = topic_new();
-    if (!x->name || (args.len && !x->args) || (type == EX_TOPIC && !x->topic)) {
+    int drc = type == EX_DEDUP ? dedup_new(args, false, &x->dedup) : 0;
+    if (!x->name || (args.len && !x->args) || (type == EX_TOPIC && !x->topic) || drc < 0) {
         exchange_free(x);
         return NULL;
     }
@@ -132,6 +137,7 @@ void exchange_free(struct exchange *x)
     hmap_free(&x->by_id);
     topic_free(x->topic);
     findex_free(x->findex);
+    dedup_free(x->dedup);
     free(x->args);
     free(x->eff_args);
     free(x->name);
@@ -185,6 +191,7 @@ int exchange__index(struct exchange *x, struct binding *b)
     case EX_TOPIC:
         return topic_add(x->topic, binding_key(b), b);
     case EX_FANOUT:
+    case EX_DEDUP:
     case EX_HEADERS: {
         int rc = b->filter ? findex_add(&x->findex, b) : 0;
         if (rc == 0)
@@ -409,6 +416,13 @@ static bool route_one(struct exchange *x, struct route_msg *rm, struct route *r,
                     matched = true;
         }
         break;
+    case EX_DEDUP:
+        if (x->dedup && !dedup_exchange_admit(x, rm->m)) {
+            r->deduplicated++;
+            return true;
+        }
+        /* routed as a fanout */
+        __attribute__((fallthrough));
     case EX_FANOUT:
     case EX_HEADERS:
         matched = route_plain(x, rm, r, pass);
@@ -433,6 +447,7 @@ int exchange_route(struct exchange *x, const struct msg *m, struct route *r)
     r->n = 0;
     r->ns = 0;
     r->oom = 0;
+    r->deduplicated = 0;
     struct route_msg rm = {.m = m};
     set_keys(r, m);
     push_exchange(r, x, pass);

@@ -15,8 +15,10 @@ struct msg;
 struct binding;
 struct topic_trie;
 struct findex;
+struct dedup;
 
-enum exchange_type { EX_DIRECT, EX_FANOUT, EX_TOPIC, EX_HEADERS, EX_TYPE_MAX };
+/* EX_DEDUP: x-message-deduplication (dedup.h), routed as a fanout. Stored by number. */
+enum exchange_type { EX_DIRECT, EX_FANOUT, EX_TOPIC, EX_HEADERS, EX_DEDUP, EX_TYPE_MAX };
 
 struct exchange {
     struct vhost *vhost; /* borrowed: owns us */
@@ -41,6 +43,7 @@ struct exchange {
     uint8_t *eff_args;          /* owned: args with the policies applied, NULL while none does */
     uint32_t eff_args_len;
     char policy[256];           /* the policy that applies ("" for none) */
+    struct dedup *dedup;        /* owned: EX_DEDUP's cache (dedup.h), else NULL */
 };
 
 /* The routing result. Queues are borrowed: valid until the next loop turn. */
@@ -52,6 +55,7 @@ struct route {
     amqp_bytes_t *keys;      /* owned array: routing key + CC + BCC (borrowed bytes) */
     uint32_t nkeys, keys_cap;
     int oom;
+    uint32_t deduplicated; /* duplicates a dedup exchange dropped (not routed, not returned) */
 };
 void route_free(struct route *r);
 

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <string.h>
 #include "broker/model/binding.h"
+#include "broker/model/dedup.h"
 #include "broker/model/errors.h"
 #include "broker/model/exchange.h"
 #include "lib/log.h"
@@ -288,6 +289,8 @@ int persist_recover(struct broker *s)
     s->recovering = true;
     int rc = storage_recover(s->store, &ops, s);
     s->recovering = false;
+    if (rc == 0)
+        rc = dedup_recover(s); /* the deduplication caches of durable owners */
     if (rc)
         log_error("cannot recover the data directory: %s; restore it from a backup or move it "
                   "aside to start empty",

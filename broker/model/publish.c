@@ -1,7 +1,9 @@
 /* publish.c — owns the step from a routing result to enqueued messages: overflow refusals,
- * the single storage write for all durable queues, and the dispatch kicks. Invariant: a stored
- * message's reference count equals the number of queues that got an index entry for it. */
+ * deduplicating queues' refusals (dedup.h), the single storage write for all durable queues,
+ * and the dispatch kicks. Invariant: a stored message's reference count equals the number of
+ * queues that got an index entry for it. */
 #include "broker/model/deadletter.h"
+#include "broker/model/dedup.h"
 #include "broker/model/exchange.h"
 #include "broker/model/msg.h"
 #include "broker/model/persist.h"
@@ -36,11 +38,21 @@ int publish_enqueue(struct broker *s, struct msg *m, struct route *r, uint64_t *
         }
     }
     r->n = k;
+    /* Queues that hold a message with its id already (x-message-deduplication) skip it. */
+    k = 0;
+    for (uint32_t i = 0; i < r->n; i++)
+        if (!r->q[i]->dedup || dedup_queue_admit(r->q[i], m))
+            r->q[k++] = r->q[i];
+    r->n = k;
     /* Room in every queue before anything is written: a publish that fails now fails whole,
      * and a stored message's count stays equal to its index entries. */
     for (uint32_t i = 0; i < r->n; i++)
-        if ((rc = queue_reserve(r->q[i], m)) < 0)
+        if ((rc = queue_reserve(r->q[i], m)) < 0) {
+            for (uint32_t j = 0; j < r->n; j++) /* it is in none of them: ids forgotten */
+                if (r->q[j]->dedup)
+                    dedup_queue_left(r->q[j], m);
             return rc;
+        }
     if (s->store) {
         uint32_t durable = 0;
         for (uint32_t i = 0; i < r->n; i++) /* quorum queues persist every message */

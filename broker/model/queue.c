@@ -15,6 +15,7 @@
 #include "lib/array.h"
 #include "broker/model/binding.h"
 #include "broker/model/deadletter.h"
+#include "broker/model/dedup.h"
 #include "lib/log.h"
 #include "broker/model/msg.h"
 #include "broker/model/persist.h"
@@ -55,8 +56,10 @@ struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args)
     q->args_len = args.len;
     args_queue_opts((amqp_bytes_t){q->args, q->args_len}, &q->opt);
     q->rings = calloc((size_t)q->opt.max_priority + 1, sizeof *q->rings);
+    int drc = dedup_new((amqp_bytes_t){q->args, q->args_len}, true, &q->dedup);
     /* Heap room for the TTL, x-expires and flow timers, so that arming them cannot fail. */
-    if (!q->rings || timers_reserve(&vh->broker->timers, 3) < 0) {
+    if (!q->rings || drc < 0 || timers_reserve(&vh->broker->timers, 3) < 0) {
+        dedup_free(q->dedup);
         free(q->rings);
         free(q->name);
         free(q->args);
@@ -102,6 +105,7 @@ void queue_unref(struct queue *q)
         free(q->rings[i].e);
     free(q->rings);
     free(q->buckets);
+    dedup_free(q->dedup);
     free(q->pend);
     free(q->args);
     free(q->eff_args);
@@ -713,6 +717,8 @@ void queue_delivered(struct queue *q, const struct qentry *e)
 
 void queue_settled(struct queue *q, const struct qentry *e)
 {
+    if (q->dedup)
+        dedup_queue_left(q, e->m);
     if (!(e->flags & QE_STORED) || q->deleted || !store(q))
         return;
     storage_del_idx(store(q), q->store_id, e->seq);
@@ -772,6 +778,8 @@ uint32_t queue_purge(struct queue *q)
     }
     q->disk_count = q->disk_persistent = 0;
     q->bytes_all = 0;
+    if (q->dedup)
+        dedup_queue_purged(q);
     arm_ttl(q);
     flow_release(q, false);
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;

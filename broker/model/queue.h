@@ -13,6 +13,7 @@
 
 struct msg;
 struct vhost;
+struct dedup;
 
 enum qentry_flag {
     QE_REDELIVERED = 1 << 0,
@@ -180,6 +181,7 @@ struct queue {
     uint8_t *eff_args;
     uint32_t eff_args_len;
     char policy[256], op_policy[256];
+    struct dedup *dedup;      /* owned: x-message-deduplication's ids (dedup.h), or NULL */
 };
 
 /* Creates a queue (refs = 1, held by the caller who adds it to the vhost) with its x- arguments

@@ -6,7 +6,8 @@
  * lost write makes storage fail (sticky) instead of aborting. Tenancy records (users, vhosts,
  * permissions, topic permissions): recovered after a reopen in the documented order with every
  * field, replaced, deleted, composite keys that a plain concatenation would confuse, key limits,
- * storage_is_new() and a data dir written before these tables existed.
+ * storage_is_new() and a data dir written before these tables existed. Deduplication entries:
+ * put, replaced, deleted, recovered, and deleted with their exchange or queue.
  *
  * Allocation failures are injected with the linker's --wrap for malloc, calloc and realloc
  * (tests/unit/meson.build): only calls from this file and the static storage library go
@@ -1026,6 +1027,64 @@ static void params_recovered(void **state)
     env_free(e);
 }
 
+/* ---- deduplication entries (schema.h's dedup) ---------------------------------------------- */
+
+struct dedup_seen {
+    char buf[256];
+    size_t len;
+};
+
+static int trec_dedup(void *arg, uint64_t owner, const void *key, size_t klen, uint64_t expires,
+                      uint64_t seq)
+{
+    struct dedup_seen *t = arg;
+    t->len += (size_t)snprintf(t->buf + t->len, sizeof t->buf - t->len, "[%llu:%.*s:%llu:%llu]",
+                               (unsigned long long)owner, (int)klen, (const char *)key,
+                               (unsigned long long)expires, (unsigned long long)seq);
+    return 0;
+}
+
+/* Put, replace, delete, and deletion with the owner: entries of exchange 7 and queue 9 survive a
+ * reopen; deleting queue 9 (storage_del_entity) takes its entries and leaves exchange 7's and
+ * binding 8's namesake owner alone; keys over STORAGE_DEDUP_KEY_MAX are refused. */
+static void dedup_entries(void **state)
+{
+    (void)state;
+    struct env *e = env_new();
+    assert_st(storage_put_dedup(e->st, 7, "a", 1, 0, 1), 0);
+    assert_st(storage_put_dedup(e->st, 7, "b", 1, 500, 2), 0);
+    assert_st(storage_put_dedup(e->st, 9, "a", 1, 0, 1), 0);
+    assert_st(storage_put_dedup(e->st, 9, "c", 1, 0, 2), 0);
+    assert_st(storage_put_dedup(e->st, 8, "x", 1, 0, 1), 0);
+    commit(e);
+    assert_st(storage_put_dedup(e->st, 7, "b", 1, 900, 3), 0); /* replaced */
+    assert_st(storage_del_dedup(e->st, 9, "c", 1), 0);
+    assert_st(storage_del_dedup(e->st, 9, "zz", 2), 0); /* not there: nothing */
+    commit(e);
+    env_close(e);
+    env_open(e);
+    struct dedup_seen t = {.len = 0};
+    assert_st(storage_scan_dedup(e->st, trec_dedup, &t), 0);
+    assert_string_equal(t.buf, "[7:a:0:1][7:b:900:3][8:x:0:1][9:a:0:1]");
+    assert_st(storage_del_entity(e->st, 'q', 9), 0);
+    assert_st(storage_del_entity(e->st, 'b', 8), 0); /* bindings own no entries */
+    commit(e);
+    t.len = 0;
+    t.buf[0] = 0;
+    assert_st(storage_scan_dedup(e->st, trec_dedup, &t), 0);
+    assert_string_equal(t.buf, "[7:a:0:1][7:b:900:3][8:x:0:1]");
+    assert_st(storage_del_entity(e->st, 'x', 7), 0);
+    commit(e);
+    t.len = 0;
+    t.buf[0] = 0;
+    assert_st(storage_scan_dedup(e->st, trec_dedup, &t), 0);
+    assert_string_equal(t.buf, "[8:x:0:1]");
+    uint8_t big[STORAGE_DEDUP_KEY_MAX + 1] = {0};
+    assert_st(storage_put_dedup(e->st, 7, big, sizeof big, 0, 1), -ENAMETOOLONG);
+    assert_st(storage_del_dedup(e->st, 7, big, 0), -ENAMETOOLONG);
+    env_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1044,6 +1103,7 @@ int main(void)
         cmocka_unit_test(tenancy_damaged),
         cmocka_unit_test(tenancy_old_data_dir),
         cmocka_unit_test(params_recovered),
+        cmocka_unit_test(dedup_entries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
