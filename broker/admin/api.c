@@ -15,6 +15,7 @@
 #include "lib/log.h"
 #include "lib/strlist.h"
 #include "broker/admin/api_int.h"
+#include "broker/admin/console.h"
 #include "broker/model/broker.h"
 #include "broker/model/users.h"
 #include "broker/model/vhost.h"
@@ -76,11 +77,14 @@ bool api_is(const struct call *c, const char *method)
 /* ---- authentication ---------------------------------------------------------------------------- */
 
 /* 401 with WWW-Authenticate. RabbitMQ spells the error "not_authorized" for a failed login
- * and "not_authorised" for a user whose tags do not allow the request. */
+ * and "not_authorised" for a user whose tags do not allow the request. A script's request
+ * (X-Requested-With: XMLHttpRequest, as the console sends) gets no challenge: a browser would
+ * answer one with its own log-in dialog instead of the page's message. */
 static void unauthorized(struct call *c, const char *error, const char *reason)
 {
-    snprintf(c->resp->extra_headers, sizeof c->resp->extra_headers,
-             "WWW-Authenticate: Basic realm=\"RabbitMQ Management\"\r\n");
+    if (!c->req->xhr)
+        snprintf(c->resp->extra_headers, sizeof c->resp->extra_headers,
+                 "WWW-Authenticate: Basic realm=\"RabbitMQ Management\"\r\n");
     api_error(c, 401, error, reason);
 }
 
@@ -495,6 +499,8 @@ static void handle(const struct http_req *req, struct http_resp *resp, void *arg
     struct admin *a = arg;
     struct storage *st = a->b->store;
     uint64_t writes = st ? storage_writes(st) : 0;
+    if (strncmp(req->path, "/api/", 5) != 0 && strcmp(req->path, "/api") != 0)
+        return console_serve(req, resp); /* the web console's files */
     struct call c = {.a = a, .req = req, .resp = resp};
     route(&c);
     if (!st || storage_writes(st) == writes)
