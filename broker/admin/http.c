@@ -223,8 +223,8 @@ static void on_tls_written(uv_write_t *req, int status)
         conn_close(c);
 }
 
-/* Writes status line, headers and body as one buffer; cache NULL is "no-cache". A 304 has
- * no Content-Length (it would describe the body not sent). */
+/* Writes status line, headers and body as one buffer; cache NULL is "no-cache". body NULL
+ * (HEAD) sends body_len as the Content-Length and no body; a 304 has no Content-Length. */
 static void send_raw(struct http_conn *c, int status, const char *ctype, const char *extra,
                      const char *cache, const char *body, size_t body_len, bool keep_alive)
 {
@@ -246,8 +246,8 @@ static void send_raw(struct http_conn *c, int status, const char *ctype, const c
         c->responded = true;
     if (c->tls) {
         uv_buf_t parts[2] = {uv_buf_init(head, (unsigned)n),
-                             uv_buf_init((char *)body, (unsigned)body_len)};
-        if (tls_write(c->tls, parts, body_len ? 2 : 1) < 0) {
+                             uv_buf_init((char *)body, body ? (unsigned)body_len : 0)};
+        if (tls_write(c->tls, parts, body && body_len ? 2 : 1) < 0) {
             log_error("%s: cannot encrypt a response to %s; closing the connection",
                       c->srv->what, c->peer);
             conn_close(c);
@@ -257,7 +257,8 @@ static void send_raw(struct http_conn *c, int status, const char *ctype, const c
         return;
     }
     struct http_write *w = malloc(sizeof *w);
-    char *buf = w ? malloc((size_t)n + body_len) : NULL;
+    size_t blen = body ? body_len : 0; /* a HEAD answer: the length, not the body */
+    char *buf = w ? malloc((size_t)n + blen) : NULL;
     if (!buf) {
         free(w);
         log_error("%s: out of memory for a response to %s; closing the connection",
@@ -266,11 +267,11 @@ static void send_raw(struct http_conn *c, int status, const char *ctype, const c
         return;
     }
     memcpy(buf, head, (size_t)n);
-    if (body_len)
-        memcpy(buf + n, body, body_len);
+    if (blen)
+        memcpy(buf + n, body, blen);
     w->c = c;
     w->buf = buf;
-    uv_buf_t b = uv_buf_init(buf, (unsigned)((size_t)n + body_len));
+    uv_buf_t b = uv_buf_init(buf, (unsigned)((size_t)n + blen));
     if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
         free(buf);
         free(w);
@@ -284,7 +285,7 @@ static void send_resp(struct http_conn *c, struct http_resp *resp, bool head, bo
 {
     bool typed = resp->body_len || (resp->status != 204 && resp->status != 304);
     send_raw(c, resp->status, typed ? resp->content_type : NULL, resp->extra_headers,
-             resp->cache_control, head ? NULL : resp->body, head ? 0 : resp->body_len,
+             resp->cache_control, head ? NULL : resp->body, resp->body_len,
              keep_alive);
     free(resp->body);
     resp->body = NULL;

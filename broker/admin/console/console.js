@@ -794,13 +794,13 @@
             attempt('get messages', async () => {
               const list = await api('POST', `/queues/${enc(vhost)}/${enc(name)}/get`,
                 { count: Number(count.value), ackmode: mode.value, encoding: encoding.value, truncate: 50000 });
-              out.replaceChildren(list.length ? list.map((m, i) => h('div', { class: 'message' },
+              out.replaceChildren(...(list.length ? list.map((m, i) => h('div', { class: 'message' },
                 h('h3', {}, `Message ${i + 1}`),
                 kvTable([['Exchange', m.exchange || '(AMQP default)'], ['Routing key', m.routing_key],
                   ['Redelivered', m.redelivered ? 'yes' : 'no'], ['Remaining in queue', fmtInt(m.message_count)],
                   ['Properties', Array.isArray(m.properties) && !m.properties.length ? h('span', { class: 'muted' }, 'none') : argsView(m.properties)],
                   ['Payload', h('span', {}, `${fmtInt(m.payload_bytes)} bytes, encoding ${m.payload_encoding}`)]]),
-                h('pre', { class: 'payload' }, m.payload))) : h('p', { class: 'muted', id: 'get-empty' }, 'The queue is empty.'));
+                h('pre', { class: 'payload' }, m.payload))) : [h('p', { class: 'muted', id: 'get-empty' }, 'The queue is empty.')]));
               await refresh();
             });
           },
