@@ -56,8 +56,11 @@ static void text(struct http_resp *resp, int status, const char *body)
 void console_serve(const struct http_req *req, struct http_resp *resp)
 {
     const struct console_asset *a = console_find(req->path);
-    if (!a)
-        return text(resp, 404, "Not Found\n");
+    if (!a) { /* as the API answers an unknown path */
+        resp->content_type = "application/json";
+        http_resp_set(resp, 404, "{\"error\":\"Object Not Found\",\"reason\":\"Not Found\"}");
+        return;
+    }
     if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
         snprintf(resp->extra_headers, sizeof resp->extra_headers, "Allow: GET, HEAD\r\n");
         return text(resp, 405, "Method Not Allowed\n");

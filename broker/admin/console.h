@@ -22,7 +22,7 @@ extern const size_t console_assets_count;
 const struct console_asset *console_find(const char *path);
 
 /* Answers a request outside /api/: GET or HEAD of an asset (304 when If-None-Match names its
- * ETag), 404 for an unknown path, 405 for another method. Needs no credentials: the files hold
+ * ETag), 404 for an unknown path (the API's JSON error), 405 for another method. Needs no credentials: the files hold
  * no data; the page asks the API, which does. */
 void console_serve(const struct http_req *req, struct http_resp *resp);
 
