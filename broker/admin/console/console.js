@@ -242,7 +242,7 @@
     const svg = h('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': label });
     const legend = h('ul', { class: 'legend' });
     const el = h('div', { class: 'chart' }, svg, legend);
-    let windowMs = 5 * 60 * 1000;
+    let windowMs = 60 * 1000; /* as RabbitMQ's charts: the last minute unless asked */
     function draw() {
       const now = Date.now(), from = now - windowMs;
       const pts = samples.filter((s) => s.t >= from);
