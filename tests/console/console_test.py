@@ -218,6 +218,7 @@ def main():
         p.has_text("#login-error", "wrong user name or password")
         check(p.no_dialog(), "a wrong password raised a browser dialog")
         check(p.el("#login-user").is_displayed(), "the log-in form is still there")
+        check(not p.el("#top").is_displayed(), "no navigation before the log-in")
         p.shot("login-refused")
         login(p, "guest", "guest")
         p.wait(lambda: p.text("#who").startswith("guest"), 10, "logged in as guest")
