@@ -75,7 +75,18 @@ class Page:
         self.n = 0
 
     def go(self, hash_):
-        self.d.get(self.base + "#" + hash_)
+        """Opens a page and waits until its first load is in (the view sets data-ready), so
+        that nothing moves under a click that follows."""
+        url = self.base + "#" + hash_
+        if self.d.current_url == url:  # no hashchange: the page shown is the one asked for
+            self.d.refresh()
+        else:
+            self.d.execute_script("for (const e of document.querySelectorAll('main > div')) "
+                                  "e.setAttribute('data-old', '')")
+            self.d.get(url)
+        self.wait(lambda: self.d.find_elements(By.CSS_SELECTOR,
+                                               "main > div[data-ready]:not([data-old])"),
+                  10, "the page " + hash_)
 
     def el(self, css, timeout=10):
         w = WebDriverWait(self.d, timeout)
@@ -86,7 +97,7 @@ class Page:
             WebDriverWait(self.d, timeout, poll_frequency=0.2).until(lambda d: cond())
             return True
         except TimeoutException:
-            return check(False, "timed out waiting for " + what)
+            return check(False, f"timed out waiting for {what} (the page says {self.flash()!r})")
         except Exception as e:  # a stale element while the page refreshes: try again
             return check(False, f"waiting for {what}: {e}")
 

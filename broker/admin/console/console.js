@@ -359,6 +359,7 @@
         add(v.el, h('h1', {}, 'Admin'),
           h('p', { class: 'msg error', id: 'not-admin' },
             'These pages are for administrators: the user ' + me.name + ' is not tagged administrator.'));
+        v.el.setAttribute('data-ready', '');
         return;
       }
       try {
@@ -366,6 +367,7 @@
       } catch (e) {
         if (v.alive) add(v.el, h('p', { class: 'msg error' }, describe(e, 'show this page')));
       }
+      v.el.setAttribute('data-ready', ''); /* the first load is in (tests wait for it) */
       if (v.alive && section) main.focus({ preventScroll: true });
       return;
     }
