@@ -40,7 +40,8 @@ struct http_conn {
     char inm[128];           /* If-None-Match, first 127 bytes */
     size_t inm_len;
     bool has_inm;
-    bool xhr;                /* X-Requested-With: XMLHttpRequest */
+    char xrw[16];            /* X-Requested-With, first 15 bytes */
+    size_t xrw_len;
     char field[32];          /* the header field being read (enough for the ones we want) */
     size_t field_len;
     bool field_too_long;
@@ -327,8 +328,8 @@ static int on_message_begin(http_parser *p)
     arm_timer(c);
     c->url_len = c->body_len = c->auth_len = c->field_len = 0;
     c->has_auth = c->has_reason = c->in_value = c->field_too_long = false;
-    c->has_inm = c->xhr = false;
-    c->reason_len = c->inm_len = 0;
+    c->has_inm = false;
+    c->reason_len = c->inm_len = c->xrw_len = 0;
     c->hdr = H_OTHER;
     return 0;
 }
@@ -388,7 +389,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
             c->inm_len = 0;
         } else if (!c->field_too_long && !strcasecmp(c->field, "x-requested-with")) {
             c->hdr = H_XRW;
-            c->xhr = false;
+            c->xrw_len = 0;
         }
     }
     if (c->hdr == H_AUTH) {
@@ -410,8 +411,11 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         memcpy(c->inm + c->inm_len, at, n);
         c->inm_len += n;
         c->inm[c->inm_len] = 0;
-    } else if (c->hdr == H_XRW) { /* one piece is enough: the value is short */
-        c->xhr = len >= 14 && !strncasecmp(at, "XMLHttpRequest", 14);
+    } else if (c->hdr == H_XRW) { /* kept up to its first 15 bytes, maybe in pieces */
+        size_t n = len < sizeof c->xrw - 1 - c->xrw_len ? len : sizeof c->xrw - 1 - c->xrw_len;
+        memcpy(c->xrw + c->xrw_len, at, n);
+        c->xrw_len += n;
+        c->xrw[c->xrw_len] = 0;
     } else if (c->hdr == H_EXPECT && len >= 3 && !strncmp(at, "100", 3)) {
         send_raw(c, 100, NULL, NULL, NULL, NULL, 0, true);
     }
@@ -467,7 +471,8 @@ static int on_message_complete(http_parser *p)
     struct http_req req = {
         .method = http_method_str((enum http_method)p->method), .path = path, .query = query,
         .auth = c->has_auth ? c->auth : NULL, .reason = c->has_reason ? c->reason : NULL,
-        .if_none_match = c->has_inm ? c->inm : NULL, .xhr = c->xhr,
+        .if_none_match = c->has_inm ? c->inm : NULL,
+        .xhr = c->xrw_len == 14 && !strncasecmp(c->xrw, "XMLHttpRequest", 14),
         .body = c->body, .body_len = c->body_len,
         .loopback = c->loopback, .peer = c->peer, .conn = c};
     struct http_resp resp = {.status = 200, .content_type = "application/json"};

@@ -70,6 +70,23 @@ def http_checks(b):
     r = requests.get(base + "/api/overview", headers={"X-Requested-With": "XMLHttpRequest"},
                      timeout=10)
     check(r.status_code == 401 and "WWW-Authenticate" not in r.headers, "XHR without creds")
+    # The header's value split over two reads is still recognised.
+    import socket
+    import time
+    sock = socket.create_connection(("127.0.0.1", b.mport), timeout=5)
+    sock.sendall(b"GET /api/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Basic Z3Vlc3Q6eA==\r\n"
+                 b"X-Requested-With: XMLHttp")
+    time.sleep(0.3)
+    sock.sendall(b"Request\r\n\r\n")
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    sock.close()
+    check(got.startswith(b"HTTP/1.1 401") and b"WWW-Authenticate" not in got,
+          f"X-Requested-With in two pieces: {got[:200]!r}")
     node = b.api("GET", "/api/nodes").json()[0]
     check(node.get("disk_free", 0) > 0 and node.get("disk_free_limit") == 50000000,
           f"/api/nodes disk_free {node.get('disk_free')} limit {node.get('disk_free_limit')}")
