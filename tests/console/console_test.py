@@ -401,6 +401,35 @@ def main():
                 break
         check(closed, "pika saw the close with the reason")
 
+        # ---- paging and sorting on the broker: 120 queues, 50 a page ----
+        bulk = {"queues": [{"name": f"bulk-{i:03d}", "vhost": "/", "durable": True,
+                            "auto_delete": False, "arguments": {}} for i in range(120)]}
+        check(b.api("POST", "/api/definitions", json=bulk).status_code in (200, 201, 204),
+              "120 queues imported")
+        p.go("/queues")
+        p.el("#queues-filter").clear()
+        p.type("#queues-filter", "bulk-")
+        p.click("#queues-regex")  # off: a substring
+        p.wait(lambda: "120 of" in p.text("#queues-count"), 10, "120 queues match")
+        Select(p.el('select[aria-label="Rows per page"]')).select_by_value("50")
+        p.has_text("#queues-page", "Page 1 of 3")
+        p.click('#queues th[data-key="name"] button')
+        p.wait(lambda: p.d.find_elements(By.CSS_SELECTOR, "#queues tbody tr td:nth-child(2)")[0]
+               .text == "bulk-000", 10, "sorted by name")
+        p.click('#queues th[data-key="name"] button')  # again: reversed
+        p.wait(lambda: p.d.find_elements(By.CSS_SELECTOR, "#queues tbody tr td:nth-child(2)")[0]
+               .text == "bulk-119", 10, "sorted by name, reversed")
+        p.click(".pager button:last-of-type")
+        p.has_text("#queues-page", "Page 2 of 3")
+        rows = p.d.find_elements(By.CSS_SELECTOR, "#queues tbody tr td:nth-child(2)")
+        check(len(rows) == 50 and rows[0].text == "bulk-069", f"page 2 begins with bulk-069: "
+              f"{rows[0].text if rows else None}")
+        p.shot("queues-paged")
+        p.el("#queues-filter").clear()
+        p.el("#queues-filter").send_keys(" ", Keys.BACKSPACE)
+        for i in range(120):
+            b.api("DELETE", f"/api/queues/%2F/bulk-{i:03d}")
+
         # ---- narrow window and dark scheme ----
         for n in ("orders", "invoices", "audit-log"):
             b.api("PUT", f"/api/queues/%2F/{n}", json={"durable": True})
