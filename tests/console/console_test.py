@@ -46,6 +46,9 @@ import requests  # noqa: E402  (conf_broker needs it too)
 
 SHOTS = os.environ.get("CONSOLE_SHOTS") or tempfile.mkdtemp(prefix="console-shots-")
 os.makedirs(SHOTS, exist_ok=True)
+for old in os.listdir(SHOTS):  # this run's screenshots only
+    if old.endswith(".png"):
+        os.remove(os.path.join(SHOTS, old))
 
 
 def perf_binary():
