@@ -3,7 +3,8 @@
 at / (ETag = the hash, If-None-Match -> 304, index.html no-cache, a file asked for with its
 ?v=<hash> immutable, CSP, HEAD with the GET's length, 404 as the API's, 405), the 401 that the
 console's requests (X-Requested-With: XMLHttpRequest) get without WWW-Authenticate while curl's
-keep the challenge, and /api/nodes' disk_free and disk_free_limit. Starts its own warrend
+keep the challenge, /api/nodes' disk_free and disk_free_limit, and a channel's message_stats
+counts (publish, deliver_get). Starts its own warrend
 (tests/interop/conf_broker.py). Exit 0 pass, 1 fail, 77 skip (no WARREND or python3-requests)."""
 import os
 import re
@@ -87,6 +88,20 @@ def http_checks(b):
     sock.close()
     check(got.startswith(b"HTTP/1.1 401") and b"WWW-Authenticate" not in got,
           f"X-Requested-With in two pieces: {got[:200]!r}")
+    # A channel's message counts (the console's channel rates come from two readings).
+    conn = b.connect()
+    ch = conn.channel()
+    ch.queue_declare("counted")
+    for _ in range(3):
+        ch.basic_publish("", "counted", b"x")
+    ch.basic_get("counted", auto_ack=True)
+    chans = b.api("GET", "/api/channels").json()
+    stats = [c.get("message_stats") for c in chans]
+    check(stats == [{"publish": 3, "deliver_get": 1}], f"channel message_stats: {stats}")
+    one = b.api("GET", "/api/connections/" + requests.utils.quote(chans[0]["connection_details"]["name"], safe="") + "/channels").json() if chans else []
+    check(one and one[0].get("message_stats", {}).get("publish") == 3,
+          f"the connection's channels carry them too: {one}")
+    conn.close()
     node = b.api("GET", "/api/nodes").json()[0]
     check(node.get("disk_free", 0) > 0 and node.get("disk_free_limit") == 50000000,
           f"/api/nodes disk_free {node.get('disk_free')} limit {node.get('disk_free_limit')}")

@@ -22,7 +22,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import NoAlertPresentException, TimeoutException
+    from selenium.common.exceptions import (NoAlertPresentException, NoSuchElementException,
+                                            StaleElementReferenceException, TimeoutException)
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -97,7 +98,9 @@ class Page:
 
     def wait(self, cond, timeout=10, what=""):
         try:
-            WebDriverWait(self.d, timeout, poll_frequency=0.2).until(lambda d: cond())
+            WebDriverWait(self.d, timeout, poll_frequency=0.2, ignored_exceptions=(
+                StaleElementReferenceException, NoSuchElementException, IndexError)).until(
+                    lambda d: cond())  # a table refreshed under the check: look again
             return True
         except TimeoutException:
             return check(False, f"timed out waiting for {what} (the page says {self.flash()!r})")
@@ -231,6 +234,17 @@ def main():
         p.go("/channels")
         p.wait(lambda: len(p.d.find_elements(By.CSS_SELECTOR, "#channels tbody tr a")) >= 2, 10,
                "warren-perf's channels listed")
+
+        def channel_publish_rates():
+            out = []
+            for e in p.d.find_elements(By.CSS_SELECTOR, "#channels tbody tr td:nth-child(10)"):
+                try:
+                    out.append(float(e.text.rstrip("/s").replace(",", "")))
+                except ValueError:
+                    pass
+            return out
+        p.wait(lambda: any(r > 50 for r in channel_publish_rates()), 15,
+               "a channel's publish rate (from two readings)")
         p.shot("channels")
         perf.wait(60)
         perf = None

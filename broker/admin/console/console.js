@@ -951,6 +951,18 @@
 
   /* ---- connections and channels ---------------------------------------------------------- */
 
+  /* Client-side rates from two readings of a channel's message counts (the API has counts
+   * only for channels). */
+  const chanCounts = new Map();
+  function channelRates(c) {
+    const now = Date.now(), prev = chanCounts.get(c.name), ms = c.message_stats || {};
+    chanCounts.set(c.name, { t: now, publish: ms.publish || 0, deliver: ms.deliver_get || 0 });
+    if (chanCounts.size > 5000) chanCounts.delete(chanCounts.keys().next().value);
+    if (!prev || now - prev.t < 500) return null;
+    const dt = (now - prev.t) / 1000;
+    return { publish: Math.max(0, ((ms.publish || 0) - prev.publish) / dt), deliver: Math.max(0, ((ms.deliver_get || 0) - prev.deliver) / dt) };
+  }
+
   /* Client-side rates from the octet counters between two refreshes. */
   const octets = new Map();
   function octetRates(c) {
@@ -1037,13 +1049,15 @@
   function channelTable(list) {
     if (!list.length) return h('p', { class: 'muted' }, 'No channels.');
     return h('div', { class: 'scroll' }, h('table', {},
-      h('thead', {}, h('tr', {}, ['Channel', 'User', 'Mode', 'State', 'Prefetch', 'Unacked', 'Unconfirmed', 'Consumers'].map((x, i) => h('th', { scope: 'col', class: i > 3 ? 'num' : null }, x)))),
+      h('thead', {}, h('tr', {}, ['Channel', 'User', 'Mode', 'State', 'Prefetch', 'Unacked', 'Unconfirmed', 'Consumers', 'Published', 'Delivered'].map((x, i) => h('th', { scope: 'col', class: i > 3 ? 'num' : null }, x)))),
       h('tbody', {}, list.map((c) => h('tr', {},
         h('td', {}, h('a', { href: '#/connections/' + enc(c.connection_details.name) }, c.name)),
         h('td', {}, c.user), h('td', {}, [c.confirm && 'confirm', c.transactional && 'transactional'].filter(Boolean).join(', ') || '–'),
         h('td', {}, c.state), h('td', { class: 'num' }, fmtInt(c.prefetch_count)),
         h('td', { class: 'num' }, fmtInt(c.messages_unacknowledged)), h('td', { class: 'num' }, fmtInt(c.messages_unconfirmed)),
-        h('td', { class: 'num' }, fmtInt(c.consumer_count)))))));
+        h('td', { class: 'num' }, fmtInt(c.consumer_count)),
+        h('td', { class: 'num' }, fmtInt((c.message_stats || {}).publish)),
+        h('td', { class: 'num' }, fmtInt((c.message_stats || {}).deliver_get)))))));
   }
 
   async function channelsView(v) {
@@ -1059,9 +1073,11 @@
         ['Unacked', 'messages_unacknowledged', (c) => fmtInt(c.messages_unacknowledged), true],
         ['Unconfirmed', 'messages_unconfirmed', (c) => fmtInt(c.messages_unconfirmed), true],
         ['Consumers', 'consumer_count', (c) => fmtInt(c.consumer_count), true],
+        ['Publish', null, (c) => { c._r = channelRates(c); return c._r ? fmtRate(c._r.publish) : '–'; }, true],
+        ['Deliver / get', null, (c) => c._r ? fmtRate(c._r.deliver) : '–', true],
       ],
     });
-    add(v.el, h('h1', {}, 'Channels'), h('section', {}, t.el));
+    add(v.el, h('h1', {}, 'Channels'), h('p', { class: 'muted' }, 'Rates appear from the second refresh (every 5 s) on.'), h('section', {}, t.el));
     await t.load();
     v.every(POLL_MS, t.load);
   }
