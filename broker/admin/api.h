@@ -1,6 +1,7 @@
 /* api.h — the RabbitMQ-compatible management HTTP API (/api/...) over the broker model: basic
  * auth against the stored users, tags deciding access as in RabbitMQ, JSON in RabbitMQ's shapes
- * (jansson). So far: whoami, overview, vhosts, users and permissions. Owns its HTTP server;
+ * (jansson). So far: whoami, overview, vhosts, users and permissions; every other path is the
+ * web console's files (console.h). Owns its HTTP server;
  * borrows the broker (which must outlive it). */
 #ifndef WARREN_API_H
 #define WARREN_API_H
