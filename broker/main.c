@@ -417,6 +417,8 @@ int main(int argc, char **argv)
     struct metrics metrics = {0};
     struct on_stop st = {0};
     fill_listeners(&admin, &cfg);
+    admin.data_dir = cfg.data_dir; /* /api/nodes: disk_free, disk_free_limit */
+    admin.disk_free_limit = srv.cfg.disk_free_limit;
     struct http_ports mports = {.ip = cfg.mgmt_ip, .port = cfg.mgmt_port,
                                 .ssl_ip = cfg.mgmt_ssl_ip, .ssl_port = cfg.mgmt_ssl_port,
                                 .idle_timeout_ms = cfg.mgmt_idle_timeout_ms,

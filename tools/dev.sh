@@ -16,7 +16,8 @@ PACKAGES=(gcc clang pkg-config meson ninja-build python3
           libcmocka-dev amqp-tools python3-pika lmdb-utils python3-matplotlib libinih-dev
           libpcre2-dev libjansson-dev libhttp-parser-dev
           libcurl4-openssl-dev curl python3-requests libsystemd-dev python3-prometheus-client
-          libclang-rt-dev libfuse3-dev fuse3)
+          libclang-rt-dev libfuse3-dev fuse3
+          chromium chromium-driver python3-selenium)
 
 deps() {
     local missing=()

@@ -1,10 +1,12 @@
 /* api.h — the RabbitMQ-compatible management HTTP API (/api/...) over the broker model: basic
  * auth against the stored users, tags deciding access as in RabbitMQ, JSON in RabbitMQ's shapes
- * (jansson). So far: whoami, overview, vhosts, users and permissions. Owns its HTTP server;
+ * (jansson). So far: whoami, overview, vhosts, users and permissions; every other path is the
+ * web console's files (console.h). Owns its HTTP server;
  * borrows the broker (which must outlive it). */
 #ifndef WARREN_API_H
 #define WARREN_API_H
 #include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 #include "broker/admin/http.h"
 #include "lib/list.h"
@@ -28,11 +30,14 @@ struct admin {
     uv_timer_t sampler;         /* stats_sample() every STATS_INTERVAL_MS */
     struct admin_listener listeners[ADMIN_LISTENERS_MAX];
     unsigned nlisteners;
+    const char *data_dir;       /* borrowed (the configuration's), may be NULL: /api/nodes'
+                                 * disk_free is its filesystem's free space */
+    uint64_t disk_free_limit;   /* bytes, as configured (/api/nodes) */
 };
 
 /* Serves the API over HTTP and/or HTTPS as ports say. 0 or a libuv error (logged; nothing is
  * left listening). The caller may fill a->listeners (with a->nlisteners) beforehand, for
- * /api/overview. */
+ * /api/overview, and data_dir and disk_free_limit for /api/nodes. */
 int admin_start(struct admin *a, uv_loop_t *loop, struct broker *b, const struct http_ports *ports,
                 const char *loopback_users);
 void admin_stop(struct admin *a);

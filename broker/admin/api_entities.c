@@ -251,7 +251,7 @@ static void send_entities(struct call *c, struct vhost *only, bool queues)
         for (uint32_t jt = 0; k < n && hmap_next(m, &jt, &ov);)
             items[k++] = (struct api_item){
                 queues ? ((struct queue *)ov)->name : ((struct exchange *)ov)->name, vh->name,
-                NULL, ov};
+                NULL, ov, false};
     }
     api_send_objects(c, items, k, queues ? queue_json : exchange_json);
     free(items);

@@ -62,6 +62,7 @@ struct api_item {
     const char *name, *vhost;
     json_t *json;
     const void *obj;
+    bool json_is_key; /* set while sorting: json holds only the member sorted on */
 };
 /* api_send_list() over v[0..n) (the caller's array; the items' JSON references are taken). */
 void api_send_objects(struct call *c, struct api_item *v, size_t n,

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <uv.h>
 #include "config.h"
 #include "broker/admin/api_int.h"
@@ -145,6 +146,12 @@ void api_nodes(struct call *c)
         json_object_set_new(node, "sockets_used", json_integer((json_int_t)nconn));
         json_object_set_new(node, "mem_alarm", json_boolean(c->a->b->alarm_memory));
         json_object_set_new(node, "disk_free_alarm", json_boolean(c->a->b->alarm_disk));
+        struct statvfs fs; /* as RabbitMQ's node: the data directory's free space and limit */
+        if (c->a->data_dir && statvfs(c->a->data_dir, &fs) == 0)
+            json_object_set_new(node, "disk_free",
+                                json_integer((json_int_t)((uint64_t)fs.f_bavail * fs.f_frsize)));
+        json_object_set_new(node, "disk_free_limit",
+                            json_integer((json_int_t)c->a->disk_free_limit));
         json_object_set_new(node, "partitions", json_array());
         json_object_set_new(node, "rates_mode", json_string("basic"));
     }

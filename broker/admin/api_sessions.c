@@ -82,6 +82,11 @@ static json_t *channel_json(const struct channel_view *v)
     if (o) {
         json_object_set_new(o, "acks_uncommitted", json_integer(v->acks_uncommitted));
         json_object_set_new(o, "messages_unconfirmed", json_integer((json_int_t)v->unconfirmed));
+        /* Counts only (no _details rates: nothing samples channels); the console derives
+         * rates from two readings. */
+        json_object_set_new(o, "message_stats",
+                            json_pack("{s:I, s:I}", "publish", (json_int_t)v->published,
+                                      "deliver_get", (json_int_t)v->delivered));
         json_object_set_new(o, "user_who_performed_action", json_string(v->conn->user));
     }
     return o;

@@ -37,11 +37,16 @@ struct http_conn {
     char reason[256];        /* X-Reason */
     size_t reason_len;
     bool has_reason;
+    char inm[128];           /* If-None-Match, first 127 bytes */
+    size_t inm_len;
+    bool has_inm;
+    char xrw[16];            /* X-Requested-With, first 15 bytes */
+    size_t xrw_len;
     char field[32];          /* the header field being read (enough for the ones we want) */
     size_t field_len;
     bool field_too_long;
     bool in_value;           /* the last header callback was a value */
-    enum { H_OTHER, H_AUTH, H_EXPECT, H_REASON } hdr;
+    enum { H_OTHER, H_AUTH, H_EXPECT, H_REASON, H_INM, H_XRW } hdr;
     char *body;              /* owned */
     size_t body_len, body_cap;
     int pending_writes;
@@ -73,6 +78,7 @@ static const char *reason(int status)
     case 200: return "OK";
     case 201: return "Created";
     case 204: return "No Content";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -218,18 +224,22 @@ static void on_tls_written(uv_write_t *req, int status)
         conn_close(c);
 }
 
-/* Writes status line, headers and body as one buffer. */
+/* Writes status line, headers and body as one buffer; cache NULL is "no-cache". body NULL
+ * (HEAD) sends body_len as the Content-Length and no body; a 304 has no Content-Length. */
 static void send_raw(struct http_conn *c, int status, const char *ctype, const char *extra,
-                     const char *body, size_t body_len, bool keep_alive)
+                     const char *cache, const char *body, size_t body_len, bool keep_alive)
 {
-    char head[3072];
+    char head[3072], clen[48] = "";
+    if (status != 304)
+        snprintf(clen, sizeof clen, "Content-Length: %zu\r\n", body_len);
     int n = status == 100
                 ? snprintf(head, sizeof head, "HTTP/1.1 100 Continue\r\n\r\n")
                 : snprintf(head, sizeof head,
-                           "HTTP/1.1 %d %s\r\nServer: Warren\r\n%s%s%sContent-Length: %zu\r\n"
-                           "Cache-Control: no-cache\r\n%s%s\r\n",
+                           "HTTP/1.1 %d %s\r\nServer: Warren\r\n%s%s%s%s"
+                           "Cache-Control: %s\r\n%s%s\r\n",
                            status, reason(status), ctype ? "Content-Type: " : "",
-                           ctype ? ctype : "", ctype ? "\r\n" : "", body_len, extra ? extra : "",
+                           ctype ? ctype : "", ctype ? "\r\n" : "", clen,
+                           cache ? cache : "no-cache", extra ? extra : "",
                            keep_alive ? "" : "Connection: close\r\n");
     if (n < 0 || (size_t)n >= sizeof head)
         n = 0;
@@ -237,8 +247,8 @@ static void send_raw(struct http_conn *c, int status, const char *ctype, const c
         c->responded = true;
     if (c->tls) {
         uv_buf_t parts[2] = {uv_buf_init(head, (unsigned)n),
-                             uv_buf_init((char *)body, (unsigned)body_len)};
-        if (tls_write(c->tls, parts, body_len ? 2 : 1) < 0) {
+                             uv_buf_init((char *)body, body ? (unsigned)body_len : 0)};
+        if (tls_write(c->tls, parts, body && body_len ? 2 : 1) < 0) {
             log_error("%s: cannot encrypt a response to %s; closing the connection",
                       c->srv->what, c->peer);
             conn_close(c);
@@ -248,7 +258,8 @@ static void send_raw(struct http_conn *c, int status, const char *ctype, const c
         return;
     }
     struct http_write *w = malloc(sizeof *w);
-    char *buf = w ? malloc((size_t)n + body_len) : NULL;
+    size_t blen = body ? body_len : 0; /* a HEAD answer: the length, not the body */
+    char *buf = w ? malloc((size_t)n + blen) : NULL;
     if (!buf) {
         free(w);
         log_error("%s: out of memory for a response to %s; closing the connection",
@@ -257,11 +268,11 @@ static void send_raw(struct http_conn *c, int status, const char *ctype, const c
         return;
     }
     memcpy(buf, head, (size_t)n);
-    if (body_len)
-        memcpy(buf + n, body, body_len);
+    if (blen)
+        memcpy(buf + n, body, blen);
     w->c = c;
     w->buf = buf;
-    uv_buf_t b = uv_buf_init(buf, (unsigned)((size_t)n + body_len));
+    uv_buf_t b = uv_buf_init(buf, (unsigned)((size_t)n + blen));
     if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) < 0) {
         free(buf);
         free(w);
@@ -273,8 +284,9 @@ static void send_raw(struct http_conn *c, int status, const char *ctype, const c
 
 static void send_resp(struct http_conn *c, struct http_resp *resp, bool head, bool keep_alive)
 {
-    send_raw(c, resp->status, resp->body_len || resp->status != 204 ? resp->content_type : NULL,
-             resp->extra_headers, head ? NULL : resp->body, head ? 0 : resp->body_len,
+    bool typed = resp->body_len || (resp->status != 204 && resp->status != 304);
+    send_raw(c, resp->status, typed ? resp->content_type : NULL, resp->extra_headers,
+             resp->cache_control, head ? NULL : resp->body, resp->body_len,
              keep_alive);
     free(resp->body);
     resp->body = NULL;
@@ -289,7 +301,7 @@ static void refuse(struct http_conn *c, int status, const char *why)
     char body[256];
     int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"reason\":\"%s\"}",
                      status == 413 ? "payload_too_large" : "bad_request", why);
-    send_raw(c, status, "application/json", NULL, body, (size_t)n, false);
+    send_raw(c, status, "application/json", NULL, NULL, body, (size_t)n, false);
 }
 
 /* ---- parser callbacks ------------------------------------------------------------------- */
@@ -316,7 +328,8 @@ static int on_message_begin(http_parser *p)
     arm_timer(c);
     c->url_len = c->body_len = c->auth_len = c->field_len = 0;
     c->has_auth = c->has_reason = c->in_value = c->field_too_long = false;
-    c->reason_len = 0;
+    c->has_inm = false;
+    c->reason_len = c->inm_len = c->xrw_len = 0;
     c->hdr = H_OTHER;
     return 0;
 }
@@ -370,6 +383,13 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
             c->hdr = H_REASON;
             c->has_reason = true;
             c->reason_len = 0;
+        } else if (!c->field_too_long && !strcasecmp(c->field, "if-none-match")) {
+            c->hdr = H_INM;
+            c->has_inm = true;
+            c->inm_len = 0;
+        } else if (!c->field_too_long && !strcasecmp(c->field, "x-requested-with")) {
+            c->hdr = H_XRW;
+            c->xrw_len = 0;
         }
     }
     if (c->hdr == H_AUTH) {
@@ -386,8 +406,18 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         memcpy(c->reason + c->reason_len, at, n);
         c->reason_len += n;
         c->reason[c->reason_len] = 0;
+    } else if (c->hdr == H_INM) { /* kept up to its first 127 bytes */
+        size_t n = len < sizeof c->inm - 1 - c->inm_len ? len : sizeof c->inm - 1 - c->inm_len;
+        memcpy(c->inm + c->inm_len, at, n);
+        c->inm_len += n;
+        c->inm[c->inm_len] = 0;
+    } else if (c->hdr == H_XRW) { /* kept up to its first 15 bytes, maybe in pieces */
+        size_t n = len < sizeof c->xrw - 1 - c->xrw_len ? len : sizeof c->xrw - 1 - c->xrw_len;
+        memcpy(c->xrw + c->xrw_len, at, n);
+        c->xrw_len += n;
+        c->xrw[c->xrw_len] = 0;
     } else if (c->hdr == H_EXPECT && len >= 3 && !strncmp(at, "100", 3)) {
-        send_raw(c, 100, NULL, NULL, NULL, 0, true);
+        send_raw(c, 100, NULL, NULL, NULL, NULL, 0, true);
     }
     return 0;
 }
@@ -441,6 +471,8 @@ static int on_message_complete(http_parser *p)
     struct http_req req = {
         .method = http_method_str((enum http_method)p->method), .path = path, .query = query,
         .auth = c->has_auth ? c->auth : NULL, .reason = c->has_reason ? c->reason : NULL,
+        .if_none_match = c->has_inm ? c->inm : NULL,
+        .xhr = c->xrw_len == 14 && !strncasecmp(c->xrw, "XMLHttpRequest", 14),
         .body = c->body, .body_len = c->body_len,
         .loopback = c->loopback, .peer = c->peer, .conn = c};
     struct http_resp resp = {.status = 200, .content_type = "application/json"};

@@ -20,6 +20,8 @@ struct http_req {
     const char *query;    /* the raw query after '?', "" when none */
     const char *auth;     /* the Authorization header, NULL when absent */
     const char *reason;   /* the X-Reason header (connection closes), NULL when absent */
+    const char *if_none_match; /* the If-None-Match header (up to 127 bytes), NULL when absent */
+    bool xhr;             /* X-Requested-With: XMLHttpRequest (the console's requests) */
     const char *body;     /* NUL-terminated (the NUL is not counted) */
     size_t body_len;
     bool loopback;        /* the client connected from a loopback address */
@@ -33,6 +35,7 @@ struct http_resp {
     char *body;                 /* owned (malloc), may be NULL */
     size_t body_len;
     char extra_headers[2048];   /* "Name: value\r\n" lines (Location, WWW-Authenticate) */
+    const char *cache_control;  /* static; NULL: "no-cache" */
     bool hold;                  /* set by the handler: keep the response until http_release */
 };
 

@@ -756,6 +756,7 @@ static int publish_complete(struct channel *ch, struct err *err)
         msg_unref(m);
         return rc;
     }
+    ch->published++;
     if (ch->tx) {
         if (array_reserve((void **)&ch->tx_msgs, &ch->tx_msgs_cap, ch->tx_nmsgs,
                           sizeof *ch->tx_msgs, 16) < 0) {

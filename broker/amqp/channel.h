@@ -61,6 +61,7 @@ struct channel {
      * it, so that confirm_upto only passes a publish once every earlier one is durable. */
     bool confirm, tx;
     uint64_t publish_seq, confirm_upto, acked_upto;
+    uint64_t published; /* basic.publish messages received whole (the API's channel stats) */
     struct pconfirm { uint64_t seq, batch; bool nack; } *pending; /* owned ring */
     uint32_t pending_cap, pending_head, pending_count;
     uint64_t tx_commit_batch; /* tx.commit-ok waits for this batch (0: nothing waits) */

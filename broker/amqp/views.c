@@ -59,6 +59,7 @@ static void channel_view(struct channel *ch, const struct session_view *cv, stru
         .prefetch = ch->prefetch, .global_prefetch = ch->global_prefetch, .unacked = ch->live,
         .consumers = consumers, .uncommitted = ch->tx_nmsgs, .acks_uncommitted = ch->tx_nacks,
         .unconfirmed = ch->confirm ? ch->publish_seq - ch->acked_upto : 0,
+        .published = ch->published, .delivered = ch->next_tag - 1,
         .confirm = ch->confirm, .transactional = ch->tx,
     };
 }

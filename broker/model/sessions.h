@@ -34,6 +34,7 @@ struct channel_view {
     const char *state;          /* "running", "closing" */
     uint32_t prefetch, global_prefetch, unacked, consumers, uncommitted, acks_uncommitted;
     uint64_t unconfirmed;       /* publishes not yet confirmed (confirm mode) */
+    uint64_t published, delivered; /* messages received whole / delivery tags given out */
     bool confirm, transactional;
 };
 
