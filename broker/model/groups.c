@@ -4,7 +4,9 @@
  * holds and that has ready entries waits in the free FIFO; one held by an attached consumer
  * waits in that consumer's list (consumer._ghead), so a take is O(1) and never looks at a
  * blocked group. Does not own the queue's counts (queue.c keeps them) nor the consumers.
- * Invariants: a group exists while it has ready entries or entries out; holder != NULL iff
+ * Invariants: a group exists while it has ready entries or entries out, or while it is one
+ * of the IDLE_MAX most recently idle ones (so recurring ids are not interned anew each time,
+ * and memory stays bounded by the ready entries plus IDLE_MAX groups); holder != NULL iff
  * out > 0; a group is in the free FIFO iff it has ready entries and no holder, and in its
  * holder's list iff it has ready entries and the holder is a consumer still attached. */
 #include <errno.h>
@@ -20,6 +22,7 @@
 
 #define CHUNK 256     /* slots per pool chunk: slots never move, so keys may point into them */
 #define INLINE_ID 48  /* group ids up to this long are kept in the group itself */
+#define IDLE_MAX 16384 /* empty, unheld groups kept interned (about 2 MiB), oldest out first */
 
 /* basic.get's holder: not a consumer, never attached, never dereferenced. */
 static const char get_holder_tag;
@@ -31,7 +34,7 @@ struct gentry {
     uint32_t gprev, gnext;   /* its group's ready entries, by seq */
 };
 
-enum where { W_NONE, W_FREE, W_HOLDER };
+enum where { W_NONE, W_FREE, W_HOLDER, W_IDLE };
 
 struct group {
     uint32_t self;           /* its slot */
@@ -39,7 +42,8 @@ struct group {
     uint32_t out;            /* entries taken and not done with */
     struct consumer *holder; /* borrowed: while out > 0 (each delivery out holds a reference
                               * on its consumer), GET_HOLDER for basic.get, else NULL */
-    uint32_t prev, next;     /* in the free FIFO or the holder's list (next: free list too) */
+    uint32_t prev, next;     /* in the free FIFO, the holder's list or the idle list (next:
+                              * the pool's free list too) */
     uint8_t where;           /* enum where */
     uint32_t idlen;
     uint8_t *id;             /* inl, or owned when longer */
@@ -59,6 +63,8 @@ struct groups {
     struct pool ents, grps;
     uint32_t qhead, qtail;   /* every ready entry, by seq */
     uint32_t fhead, ftail;   /* free groups with ready entries, in the order they became so */
+    uint32_t ihead, itail, nidle; /* idle groups (no entries, no holder), least recent first:
+                                   * a group that comes back is not interned again */
 };
 
 static void *slot(const struct pool *p, uint32_t i)
@@ -200,6 +206,10 @@ static void unplace(struct groups *gs, struct group *g)
         gl_remove(gs, &gs->fhead, &gs->ftail, g->self);
     else if (g->where == W_HOLDER)
         gl_remove(gs, &g->holder->_ghead, &g->holder->_gtail, g->self);
+    else if (g->where == W_IDLE) {
+        gl_remove(gs, &gs->ihead, &gs->itail, g->self);
+        gs->nidle--;
+    }
     g->where = W_NONE;
 }
 
@@ -252,14 +262,30 @@ static void group_free(struct groups *gs, struct group *g)
     pool_put(&gs->grps, g->self);
 }
 
+/* g has no ready entry and no holder: it waits on the idle list (the oldest idle one goes
+ * when there are too many). */
+static void group_idle(struct groups *gs, struct group *g)
+{
+    gl_push(gs, &gs->ihead, &gs->itail, g->self);
+    g->where = W_IDLE;
+    if (++gs->nidle > IDLE_MAX) {
+        struct group *old = G(gs, gs->ihead);
+        unplace(gs, old);
+        group_free(gs, old);
+    }
+}
+
 /* m's group, made when missing. 0 on OOM. */
 static uint32_t group_of(struct groups *gs, const struct msg *m)
 {
     char buf[32];
     amqp_bytes_t k = group_key(m, buf, sizeof buf);
     struct group *g = hmap_get(&gs->ids, k.ptr, k.len);
-    if (g)
+    if (g) {
+        if (g->where == W_IDLE)
+            unplace(gs, g);
         return g->self;
+    }
     uint32_t gi = pool_get(&gs->grps);
     if (!gi)
         return 0;
@@ -275,10 +301,13 @@ static uint32_t group_of(struct groups *gs, const struct msg *m)
     return gi;
 }
 
-int groups_reserve(struct groups *gs, const struct msg *m, uint32_t extra)
+int groups_reserve(struct groups *gs, const struct msg *m, uint32_t extra, uint32_t *ret_group)
 {
-    if (pool_room(&gs->ents, extra) < 0 || (m && !group_of(gs, m)))
+    uint32_t gi = 0;
+    if (pool_room(&gs->ents, extra) < 0 || (m && !(gi = group_of(gs, m))))
         return -ENOMEM;
+    if (ret_group)
+        *ret_group = gi;
     return 0;
 }
 
@@ -286,14 +315,14 @@ int groups_reserve(struct groups *gs, const struct msg *m, uint32_t extra)
 
 int groups_insert(struct groups *gs, const struct qentry *e, bool at_tail)
 {
-    uint32_t gi = e->flags & QE_GROUP_OUT ? e->group : group_of(gs, e->m);
+    uint32_t gi = e->group ? e->group : group_of(gs, e->m);
     if (!gi)
         return -ENOMEM;
     struct group *g = G(gs, gi);
     uint32_t ei = pool_get(&gs->ents);
     if (!ei) {
-        if (!g->count && !g->out)
-            group_free(gs, g);
+        if (!g->count && !g->out && g->where == W_NONE)
+            group_idle(gs, g);
         return -ENOMEM;
     }
     struct gentry *n = E(gs, ei);
@@ -374,7 +403,7 @@ bool groups_pop_front(struct groups *gs, struct qentry *ret)
         return false;
     struct group *g = remove_entry(gs, gs->qhead, ret);
     if (!g->count && !g->out)
-        group_free(gs, g);
+        group_idle(gs, g);
     ret->group = 0; /* not taken: its group may be gone */
     return true;
 }
@@ -410,7 +439,7 @@ bool groups_done(struct groups *gs, const struct qentry *e)
     unplace(gs, g);
     g->holder = NULL;
     if (!g->count) {
-        group_free(gs, g);
+        group_idle(gs, g);
         return false;
     }
     place(gs, g);
@@ -428,7 +457,7 @@ void groups_consumer_gone(struct groups *gs, struct consumer *c)
 
 uint32_t groups_count(const struct groups *gs)
 {
-    return gs->grps.used;
+    return gs->grps.used - gs->nidle;
 }
 
 int groups_check(const struct groups *gs)
@@ -452,6 +481,8 @@ int groups_check(const struct groups *gs)
             if (E(gs, i)->e.group != g->self)
                 return -EINVAL;
         if (k != g->count || (!g->holder) != (!g->out))
+            return -EINVAL;
+        if ((g->where == W_IDLE) && (g->count || g->out))
             return -EINVAL;
         if ((g->where == W_FREE) != (g->count && !g->holder))
             return -EINVAL;

@@ -18,13 +18,15 @@ struct groups *groups_new(void);
  * queue pops every entry first). Accepts NULL, returns NULL. */
 struct groups *groups_free(struct groups *gs);
 /* Room for `extra` more entries than those ready now, and m's group interned (m NULL: room
- * only), so that a groups_insert of m that follows cannot fail. 0 or -ENOMEM. */
-int groups_reserve(struct groups *gs, const struct msg *m, uint32_t extra)
+ * only), so that a groups_insert of m that follows cannot fail. *ret_group (may be NULL) gets
+ * the group's slot, valid until the next groups_* call that settles or removes an entry.
+ * 0 or -ENOMEM. */
+int groups_reserve(struct groups *gs, const struct msg *m, uint32_t extra, uint32_t *ret_group)
     __attribute__((warn_unused_result));
 /* Adds e (the entry's message reference moves in) to the queue's order and to its group's,
- * at the tail or by seq (a requeue). An entry taken by groups_take keeps its group; any other
- * is put in the group its message's x-group-id names. 0 or -ENOMEM (only for a new group or
- * an entry with no room reserved). */
+ * at the tail or by seq (a requeue). e->group names the group: the one groups_take gave it, or
+ * the one groups_reserve just returned; 0: the group its message's x-group-id names (looked
+ * up). 0 or -ENOMEM (only for a new group or an entry with no room reserved). */
 int groups_insert(struct groups *gs, const struct qentry *e, bool at_tail);
 /* The oldest ready entry of any group (TTL, length limits), or NULL. */
 struct qentry *groups_front(const struct groups *gs);

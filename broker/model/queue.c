@@ -303,10 +303,17 @@ static uint64_t expiry_of(const struct queue *q, const struct msg *m, uint64_t n
 }
 
 static void drop_head_over_limit(struct queue *q);
+static int reserve(struct queue *q, const struct msg *m, uint32_t *ret_group);
 
 int queue_reserve(struct queue *q, const struct msg *m)
 {
-    if (q->groups ? groups_reserve(q->groups, m, q->rings[0].held + 1) < 0
+    return reserve(q, m, NULL);
+}
+
+/* queue_reserve, and for x-message-groups m's group into *ret_group (may be NULL). */
+static int reserve(struct queue *q, const struct msg *m, uint32_t *ret_group)
+{
+    if (q->groups ? groups_reserve(q->groups, m, q->rings[0].held + 1, ret_group) < 0
                   : qring_room(ring_for(q, m), 1) < 0)
         return -ENOMEM;
     if (q->store_id && ring_reserve((void **)&q->pend, &q->pend_cap, &q->pend_head,
@@ -318,7 +325,8 @@ int queue_reserve(struct queue *q, const struct msg *m)
 int queue_push(struct queue *q, struct msg *m)
 {
     /* Room first, so that nothing below fails halfway (a stored count, an index entry). */
-    int rc = queue_reserve(q, m);
+    uint32_t group = 0; /* x-message-groups: m's group, looked up once */
+    int rc = reserve(q, m, &group);
     if (rc < 0)
         return rc;
     struct storage *st = store(q);
@@ -348,6 +356,8 @@ int queue_push(struct queue *q, struct msg *m)
                             e.flags & QE_PERSISTENT ? 0 : STORAGE_IDX_TRANSIENT, e.expires, 0);
     }
     msg_ref(m);
+    if (!paged)
+        e.group = group; /* (a paged entry's group may be gone by the time it is read back) */
     rc = paged ? pend_push(q, (struct pentry){e, storage_batch_no(st)}) : win_insert(q, e, true);
     assert(rc == 0); /* queue_reserve made room */
     q->bytes_all += m->body_size;
@@ -361,7 +371,8 @@ int queue_hold(struct queue *q, const struct qentry *e)
 {
     struct qring *r = ring_for(q, e->m);
     /* With groups the entry's place is a slot of the group pool (rings[0] counts the held). */
-    if (q->groups ? groups_reserve(q->groups, NULL, r->held + 1) < 0 : qring_room(r, 1) < 0)
+    if (q->groups ? groups_reserve(q->groups, NULL, r->held + 1, NULL) < 0
+                  : qring_room(r, 1) < 0)
         return -ENOMEM;
     r->held++;
     q->unacked_bytes += e->m->body_size;

@@ -48,7 +48,7 @@ static struct msg *mk(const char *gid)
 static uint64_t push(struct groups *gs, const char *gid)
 {
     struct msg *m = mk(gid);
-    assert_int_equal(groups_reserve(gs, m, 1), 0);
+    assert_int_equal(groups_reserve(gs, m, 1, NULL), 0);
     struct qentry e = {m, ++s_seq, 0, 0, 0, 0};
     assert_int_equal(groups_insert(gs, &e, true), 0); /* the reference moves in */
     assert_int_equal(groups_check(gs), 0);
@@ -81,7 +81,7 @@ static void ack(struct groups *gs, struct qentry *e)
 
 static void requeue(struct groups *gs, struct qentry *e)
 {
-    assert_int_equal(groups_reserve(gs, NULL, 1), 0);
+    assert_int_equal(groups_reserve(gs, NULL, 1, NULL), 0);
     assert_int_equal(groups_insert(gs, e, false), 0);
     groups_done(gs, e);
     assert_int_equal(groups_check(gs), 0);
