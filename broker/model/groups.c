@@ -16,6 +16,7 @@
 #include "broker/model/groups.h"
 #include "broker/model/msg.h"
 #include "broker/model/queue.h"
+#include "lib/byteorder.h"
 #include "lib/hmap.h"
 #include "protocol/codec.h"
 #include "protocol/table.h"
@@ -65,6 +66,10 @@ struct groups {
     uint32_t fhead, ftail;   /* free groups with ready entries, in the order they became so */
     uint32_t ihead, itail, nidle; /* idle groups (no entries, no holder), least recent first:
                                    * a group that comes back is not interned again */
+    const struct msg *last_m;     /* borrowed, never dereferenced: the message groups_reserve
+                                   * last looked up, its group, and `frees` then */
+    uint32_t last_gi;
+    uint64_t frees, last_frees;   /* groups freed so far: a slot named before may be reused */
 };
 
 static void *slot(const struct pool *p, uint32_t i)
@@ -229,6 +234,29 @@ static void place(struct groups *gs, struct group *g)
 
 /* ---- group ids ------------------------------------------------------------------------- */
 
+/* The headers table of m's content header (checked when it was received or stored), found
+ * without decoding the other properties: it follows content-type and content-encoding. */
+static amqp_bytes_t headers_of(const struct msg *m)
+{
+    amqp_bytes_t h = msg_header(m);
+    const uint8_t *p = h.ptr, *end = h.ptr + h.len;
+    if (h.len < 14)
+        return (amqp_bytes_t){NULL, 0};
+    uint16_t flags = load_be16(p + 12);
+    p += 14;
+    if (!(flags & AMQP_P_HEADERS))
+        return (amqp_bytes_t){NULL, 0};
+    for (uint16_t bit = AMQP_P_CONTENT_TYPE; bit > AMQP_P_HEADERS; bit >>= 1)
+        if (flags & bit) { /* a shortstr */
+            if (p >= end || end - p < 1 + p[0])
+                return (amqp_bytes_t){NULL, 0};
+            p += 1 + p[0];
+        }
+    if (end - p < 4 || load_be32(p) > (size_t)(end - p - 4))
+        return (amqp_bytes_t){NULL, 0};
+    return (amqp_bytes_t){p + 4, load_be32(p)};
+}
+
 /* The group id of m: its x-group-id header as bytes (longstr, byte array) or as decimal text
  * (integers, so 7 and "7" are one group); absent, empty or any other type: the default
  * group (""). */
@@ -236,11 +264,8 @@ static amqp_bytes_t group_key(const struct msg *m, char *buf, size_t size)
 {
     static const uint8_t none[1];
     amqp_bytes_t k = {none, 0};
-    struct amqp_content_header h;
-    amqp_bytes_t hdr = msg_header(m);
     struct amqp_field v;
-    if (amqp_content_header_decode(hdr.ptr, hdr.len, &h) < 0 || !(h.props.flags & AMQP_P_HEADERS) ||
-        amqp_table_get(h.props.headers, "x-group-id", &v) != 1)
+    if (amqp_table_get(headers_of(m), "x-group-id", &v) != 1)
         return k;
     if (v.type == 'S' || v.type == 'x')
         return v.v.bytes.len ? v.v.bytes : k;
@@ -256,6 +281,7 @@ static amqp_bytes_t group_key(const struct msg *m, char *buf, size_t size)
 
 static void group_free(struct groups *gs, struct group *g)
 {
+    gs->frees++;
     hmap_del(&gs->ids, g->id, g->idlen);
     if (g->id != g->inl)
         free(g->id);
@@ -303,9 +329,22 @@ static uint32_t group_of(struct groups *gs, const struct msg *m)
 
 int groups_reserve(struct groups *gs, const struct msg *m, uint32_t extra, uint32_t *ret_group)
 {
-    uint32_t gi = 0;
-    if (pool_room(&gs->ents, extra) < 0 || (m && !(gi = group_of(gs, m))))
+    if (pool_room(&gs->ents, extra) < 0)
         return -ENOMEM;
+    if (!m)
+        return 0;
+    uint32_t gi;
+    if (ret_group && m == gs->last_m && gs->frees == gs->last_frees) {
+        gi = gs->last_gi; /* the publish's reserve looked it up: still there */
+        struct group *g = G(gs, gi);
+        if (g->where == W_IDLE)
+            unplace(gs, g);
+    } else if (!(gi = group_of(gs, m))) {
+        return -ENOMEM;
+    }
+    gs->last_m = ret_group ? NULL : m;
+    gs->last_gi = gi;
+    gs->last_frees = gs->frees;
     if (ret_group)
         *ret_group = gi;
     return 0;
@@ -319,6 +358,8 @@ int groups_insert(struct groups *gs, const struct qentry *e, bool at_tail)
     if (!gi)
         return -ENOMEM;
     struct group *g = G(gs, gi);
+    if (g->where == W_IDLE) /* (went idle since it was reserved) */
+        unplace(gs, g);
     uint32_t ei = pool_get(&gs->ents);
     if (!ei) {
         if (!g->count && !g->out && g->where == W_NONE)

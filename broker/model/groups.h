@@ -18,9 +18,10 @@ struct groups *groups_new(void);
  * queue pops every entry first). Accepts NULL, returns NULL. */
 struct groups *groups_free(struct groups *gs);
 /* Room for `extra` more entries than those ready now, and m's group interned (m NULL: room
- * only), so that a groups_insert of m that follows cannot fail. *ret_group (may be NULL) gets
- * the group's slot, valid until the next groups_* call that settles or removes an entry.
- * 0 or -ENOMEM. */
+ * only), so that a groups_insert of m that follows cannot fail. With ret_group it gets the
+ * group's slot (for the groups_insert that follows at once); without, m's group is remembered
+ * for the next call with ret_group for the same m (a publish reserves in every queue, then
+ * pushes: one lookup, not two). 0 or -ENOMEM. */
 int groups_reserve(struct groups *gs, const struct msg *m, uint32_t extra, uint32_t *ret_group)
     __attribute__((warn_unused_result));
 /* Adds e (the entry's message reference moves in) to the queue's order and to its group's,

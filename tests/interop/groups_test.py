@@ -257,8 +257,9 @@ def basic_get(conn, q):
     ch.queue_declare(q, arguments=GROUPS)
     ch.confirm_delivery()
     for g, i in (("a", 0), ("a", 1), ("b", 0), (7, 0), ("7", 1)):
-        ch.basic_publish("", q, f"{g}{i}".encode(),
-                         pika.BasicProperties(headers={"x-group-id": g, "i": i}))
+        ch.basic_publish("", q, f"{g}{i}".encode(),  # (the header after other properties)
+                         pika.BasicProperties(content_type="text/plain", content_encoding="utf-8",
+                                              headers={"x-group-id": g, "i": i}))
     m1, _, b1 = ch.basic_get(q)
     m2, _, b2 = ch.basic_get(q)
     m3, _, b3 = ch.basic_get(q)
