@@ -16,6 +16,7 @@
 #include "broker/model/access.h"
 #include "broker/model/binding.h"
 #include "broker/model/broker.h"
+#include "broker/model/groups.h"
 #include "broker/model/entity.h"
 #include "broker/model/errors.h"
 #include "broker/model/exchange.h"
@@ -105,6 +106,8 @@ static json_t *queue_json(const void *v)
                             json_integer((json_int_t)(sizeof *q + q->ready_bytes +
                                                       (uint64_t)q->count *
                                                           sizeof(struct qentry))));
+    if (o && q->groups) /* x-message-groups: the groups with messages ready or out */
+        json_object_set_new(o, "message_groups", json_integer(groups_count(q->groups)));
     /* As RabbitMQ, message_stats only for a queue that has seen traffic. */
     if (o && (q->stat[QSTAT_PUBLISH] || q->stat[QSTAT_DELIVER_GET]))
         json_object_set_new(o, "message_stats", api_queue_message_stats(q));

@@ -1,17 +1,17 @@
 #!/usr/bin/python3
-"""Interop with python3-pika: ordered message groups (x-message-groups, issue 14). Four
-competing consumers (own connections, prefetch 10) over 50 groups x 40 messages: with acks only
-(some delayed) every group arrives in publish order across consumers; with random
-basic.reject/basic.nack requeues every group is acked in publish order, each message once; in
-both, no two consumers ever hold unacked messages of one group at the same time (checked at each
-arrival) and the groups spread over all consumers. A consumer holding groups whose connection
-closes, or that cancels and recovers, gives its groups back with their messages redelivered in
-order to the others, which never got those groups while it held them. Messages without
-x-group-id (the default group) and integer ids; basic.get takes the head of a group nobody holds
-and holds it until the ack; drop-head keeps group order; a durable queue of persistent messages
-past the memory window keeps each group's order across a restart; the management API shows the
-argument; x-message-groups that is not a boolean, or with x-max-priority, is refused with 406
-naming it. Starts its own warrend (conf_broker.py). Exit 0 pass, 1 fail, 77 skip."""
+"""Interop with python3-pika: ordered message groups (x-message-groups, issue 14). Four competing
+consumers (own connections, prefetch 10) over 50 groups x 40 messages: with acks only (some
+delayed) every group arrives in publish order across consumers; with random basic.reject/basic.nack
+requeues every group is acked in publish order, each message once; in both, no two consumers ever
+hold unacked messages of one group at the same time (checked at each arrival) and the groups spread
+over all consumers. A consumer holding groups whose connection closes, or that cancels and
+recovers, gives its groups back with their messages redelivered in order to the others, which never
+got those groups while it held them. Messages without x-group-id (the default group) and integer
+ids; basic.get takes the head of a group nobody holds and holds it until the ack; drop-head keeps
+group order; a durable queue of persistent messages past the memory window keeps each group's order
+across a restart; the management API shows the argument and the number of groups (message_groups);
+x-message-groups that is not a boolean, or with x-max-priority, is refused with 406 naming it.
+Starts its own warrend (conf_broker.py). Exit 0 pass, 1 fail, 77 skip."""
 import os
 import random
 import shutil
@@ -326,9 +326,12 @@ def main():
         basic_get(conn, "get")
         drop_head(conn, "dh")
         default_group(w, conn, "dflt")
-        r = w.api("GET", "/api/queues/%2F/get")
-        check(r.status_code == 200 and r.json()["arguments"].get("x-message-groups") is True,
-              f"the API shows the argument: {r.status_code} {r.text[:200]}")
+        conn.channel().queue_declare("count", arguments=GROUPS)
+        publish_groups(conn, "count", 3, 2)
+        r = w.api("GET", "/api/queues/%2F/count")
+        check(r.status_code == 200 and r.json()["arguments"].get("x-message-groups") is True
+              and r.json().get("message_groups") == 3,
+              f"the API shows the argument and 3 groups: {r.status_code} {r.text[:300]}")
         competing(w, conn, "acks", "ack", True, 1)
         competing(w, conn, "rejects", "reject", False, 100)
         goes_away(w, conn, "close", "close")
