@@ -8,7 +8,8 @@ over all consumers. A consumer holding groups whose connection closes, or that c
 recovers, gives its groups back with their messages redelivered in order to the others, which never
 got those groups while it held them. Messages without x-group-id (the default group) and integer
 ids; basic.get takes the head of a group nobody holds and holds it until the ack; drop-head keeps
-group order; a durable queue of persistent messages past the memory window keeps each group's order
+group order; x-message-ttl expires a held group's messages at the head; x-consumer-timeout closes
+a holder's channel and its group goes, in order, to another consumer; a durable queue of persistent messages past the memory window keeps each group's order
 across a restart; the management API shows the argument and the number of groups (message_groups);
 x-message-groups that is not a boolean, or with x-max-priority, is refused with 406 naming it.
 Starts its own warrend (conf_broker.py). Exit 0 pass, 1 fail, 77 skip."""
@@ -112,6 +113,7 @@ class Consumer(threading.Thread):
         self.ready = threading.Event()
         self.action = None  # 'close', or 'cancel' (cancel then basic.recover)
         self.failed = None
+        self.ch = None
 
     def on_msg(self, ch, method, props, body):
         g, i = props.headers["x-group-id"], props.headers["i"]
@@ -137,7 +139,7 @@ class Consumer(threading.Thread):
     def run(self):
         try:
             conn = self.w.connect()
-            ch = conn.channel()
+            ch = self.ch = conn.channel()
             ch.basic_qos(prefetch_count=self.prefetch)
             ch.basic_consume(self.q, self.on_msg, consumer_tag=self.name)
             self.ready.set()
@@ -297,6 +299,49 @@ def drop_head(conn, q):
     ch.close()
 
 
+def ttl_and_timeout(w, conn):
+    """x-message-ttl: messages of a held group still expire at the queue's head. A consumer
+    that never acks loses its channel to x-consumer-timeout and its group goes, in order, to
+    another consumer that did not get it before."""
+    ch = conn.channel()
+    ch.queue_declare("ttl", arguments={"x-message-groups": True, "x-message-ttl": 200})
+    ch.confirm_delivery()
+    for i in range(3):
+        ch.basic_publish("", "ttl", b"t", pika.BasicProperties(headers={"x-group-id": "a",
+                                                                         "i": i}))
+    m, props, _ = ch.basic_get("ttl")
+    check(m is not None and props.headers["i"] == 0, "ttl: the get holds group a")
+    time.sleep(0.5)
+    check(ch.basic_get("ttl")[0] is None, "ttl: the rest of the held group expired")
+    ch.basic_ack(m.delivery_tag)
+    check(ch.queue_declare("ttl", passive=True).method.message_count == 0, "ttl: queue empty")
+    ch.queue_declare("cto", arguments={"x-message-groups": True, "x-consumer-timeout": 300})
+    for i in range(3):
+        ch.basic_publish("", "cto", b"c", pika.BasicProperties(headers={"x-group-id": "a",
+                                                                         "i": i}))
+    st = State(3, False)
+    a = Consumer(w, "cto-A", "cto", st, prefetch=1, mode="hold")
+    a.start()
+    a.ready.wait(10)
+    deadline = time.monotonic() + 5
+    while not a.got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    b = Consumer(w, "cto-B", "cto", st, prefetch=10, mode="ack")
+    b.start()
+    b.ready.wait(10)
+    time.sleep(0.1)
+    check(not b.got, f"timeout: B gets nothing while A holds the group ({b.got})")
+    st.forget("cto-A")  # the broker closes A's channel after 300 ms
+    check(st.done.wait(10), f"timeout: B got the group after A's timeout ({b.got})")
+    check([(i, r) for _, i, r in b.got] == [(0, True), (1, False), (2, False)],
+          f"timeout: in order, the first redelivered: {b.got}")
+    check(a.ch is not None and a.ch.is_closed, "timeout: the broker closed A's channel")
+    a.stop.set()
+    b.stop.set()
+    a.join(10)
+    b.join(10)
+
+
 def refusals(conn):
     for args, text in (({"x-message-groups": "yes"},
                         "PRECONDITION_FAILED - invalid arg 'x-message-groups' for queue 'bad' in "
@@ -326,6 +371,7 @@ def main():
         basic_get(conn, "get")
         drop_head(conn, "dh")
         default_group(w, conn, "dflt")
+        ttl_and_timeout(w, conn)
         conn.channel().queue_declare("count", arguments=GROUPS)
         publish_groups(conn, "count", 3, 2)
         r = w.api("GET", "/api/queues/%2F/count")
