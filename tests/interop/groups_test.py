@@ -8,11 +8,12 @@ over all consumers. A consumer holding groups whose connection closes, or that c
 recovers, gives its groups back with their messages redelivered in order to the others, which never
 got those groups while it held them. Messages without x-group-id (the default group) and integer
 ids; basic.get takes the head of a group nobody holds and holds it until the ack; drop-head keeps
-group order; x-message-ttl expires a held group's messages at the head; x-consumer-timeout closes
-a holder's channel and its group goes, in order, to another consumer; a durable queue of persistent messages past the memory window keeps each group's order
-across a restart; the management API shows the argument and the number of groups (message_groups);
-x-message-groups that is not a boolean, or with x-max-priority, is refused with 406 naming it.
-Starts its own warrend (conf_broker.py). Exit 0 pass, 1 fail, 77 skip."""
+group order; x-message-ttl expires a held group's messages at the head; x-consumer-timeout closes a
+holder's channel and its group goes, in order, to another consumer; a durable queue of persistent
+messages past the memory window keeps each group's order across a restart; the management API shows
+the argument and the number of groups (message_groups); x-message-groups that is not a boolean, or
+with x-max-priority, is refused with 406 naming it. Starts its own warrend (conf_broker.py). Exit 0
+pass, 1 fail, 77 skip."""
 import os
 import random
 import shutil
