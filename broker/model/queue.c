@@ -181,8 +181,13 @@ static struct qring *ring_for(struct queue *q, const struct msg *m)
 
 static int win_insert(struct queue *q, struct qentry e, bool at_tail)
 {
-    int rc = q->groups ? groups_insert(q->groups, &e, at_tail)
-                       : qring_insert(ring_for(q, e.m), e, at_tail);
+    int rc;
+    if (!q->groups)
+        rc = qring_insert(ring_for(q, e.m), e, at_tail);
+    else if (at_tail && groups_reserve(q->groups, NULL, q->rings[0].held + 1, NULL) < 0)
+        rc = -ENOMEM; /* (a new entry leaves the room kept for the held ones, as qring_room) */
+    else
+        rc = groups_insert(q->groups, &e, at_tail);
     if (rc < 0)
         return rc;
     q->count++;
