@@ -2,15 +2,23 @@
  * own: entries by group, one holder per group, requeue to the group's head, a consumer that goes
  * away, basic.get's hold, the oldest-first pop that TTL and length limits use, and the group id
  * rules (strings, byte arrays and integers; 7 and "7" are one group; no header or "" is the
- * default group). groups_check() after every step. */
+ * default group). groups_check() after every step. Then through queue.c with test consumers
+ * (no session): dispatch skips held groups, and the argument's refusals as error values. */
 #include <errno.h>
 #include <string.h>
+#include <uv.h>
 
 #include "unit.h"
 
+#include "broker/model/args.h"
+#include "broker/model/broker.h"
+#include "broker/model/errors.h"
+#include "broker/model/exchange.h"
 #include "broker/model/groups.h"
 #include "broker/model/msg.h"
+#include "broker/model/publish.h"
 #include "broker/model/queue.h"
+#include "broker/model/vhost.h"
 #include "protocol/codec.h"
 #include "protocol/table.h"
 
@@ -214,6 +222,153 @@ static void test_many(void **state)
     drain(gs);
 }
 
+/* ---- through queue.c: consumers that are neither channels nor connections ---------------- */
+
+struct tc {
+    struct consumer c;
+    uint32_t n;
+    struct qentry got[8];
+};
+
+static bool tc_can_take(struct consumer *c)
+{
+    return ((struct tc *)c->owner)->n < 8;
+}
+
+static void tc_deliver(struct consumer *c, struct queue *q, const struct qentry *e)
+{
+    struct tc *t = c->owner;
+    t->got[t->n++] = *e;
+    msg_ref(e->m);
+    assert_int_equal(queue_hold(q, e), 0);
+}
+
+static void tc_cancelled(struct consumer *c)
+{
+    (void)c;
+}
+
+static const struct consumer_ops tc_ops = {tc_can_take, tc_deliver, tc_cancelled};
+
+static int tc_i(const struct tc *t, uint32_t k) /* the "i" the test put in the body */
+{
+    return t->got[k].m->body[0];
+}
+
+static void test_queue_dispatch(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    struct broker b;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    broker_init(&b, &loop);
+    timers_init(&b.timers, &loop);
+    struct vhost *vh = broker_add_vhost(&b, "/");
+    assert_non_null(vh);
+
+    struct amqp_wbuf w = {0};
+    size_t top = amqp_tw_begin(&w);
+    amqp_tw_key(&w, "x-message-groups");
+    amqp_tw_bool(&w, true);
+    amqp_tw_end(&w, top);
+    struct err err = {.text = ""};
+    assert_int_equal(args_check_queue(&err, "g", "/", amqp_tw_body(&w, top)), 0);
+    struct queue *q = queue_new(vh, amqp_cstr("g"), amqp_tw_body(&w, top));
+    assert_non_null(q);
+    assert_non_null(q->groups);
+    assert_int_equal(vhost_add_queue(vh, q), 0);
+
+    struct tc a = {0}, c = {0};
+    struct tc *ts[2] = {&a, &c};
+    for (int k = 0; k < 2; k++) {
+        ts[k]->c = (struct consumer){.ops = &tc_ops, .owner = ts[k], .refs = 1};
+        assert_int_equal(queue_add_consumer(q, &ts[k]->c), 0);
+    }
+    const char *gid[] = {"A", "B", "A", "B", "A"};
+    for (int i = 0; i < 5; i++) {
+        struct msg *m = mk(gid[i]);
+        m->body[0] = (uint8_t)i;
+        struct route r = {0};
+        r.q = malloc(sizeof *r.q);
+        assert_non_null(r.q);
+        r.q[0] = q;
+        r.n = r.cap = 1;
+        uint64_t batch;
+        bool rejected;
+        assert_int_equal(publish_enqueue(&b, m, &r, &batch, &rejected), 0);
+        route_free(&r);
+        msg_unref(m);
+    }
+    broker_dispatch(&b);
+    /* a holds A and gets all of it in order; c gets B; nobody gets the other's group. */
+    assert_int_equal(a.n, 3);
+    assert_int_equal(c.n, 2);
+    assert_int_equal(tc_i(&a, 0), 0);
+    assert_int_equal(tc_i(&a, 1), 2);
+    assert_int_equal(tc_i(&a, 2), 4);
+    assert_int_equal(tc_i(&c, 0), 1);
+    assert_int_equal(tc_i(&c, 1), 3);
+    assert_int_equal(queue_unacked(q), 5);
+    /* c gives B back (newest first) and leaves: a gets B after it, in order. */
+    for (int k = 1; k >= 0; k--) {
+        queue_unhold(q, &c.got[k]);
+        assert_int_equal(queue_requeue(q, &c.got[k]), 0);
+        msg_unref(c.got[k].m);
+    }
+    queue_kick(q); /* as a channel does after a requeue */
+    queue_remove_consumer(q, &c.c);
+    for (uint32_t k = 0; k < 3; k++) {
+        queue_unhold(q, &a.got[k]);
+        queue_settled(q, &a.got[k]);
+        msg_unref(a.got[k].m);
+    }
+    broker_dispatch(&b);
+    assert_int_equal(a.n, 5);
+    assert_int_equal(tc_i(&a, 3), 1);
+    assert_int_equal(tc_i(&a, 4), 3);
+    assert_true(a.got[3].flags & QE_REDELIVERED);
+    for (uint32_t k = 3; k < 5; k++) {
+        queue_unhold(q, &a.got[k]);
+        queue_settled(q, &a.got[k]);
+        msg_unref(a.got[k].m);
+    }
+    assert_int_equal(groups_count(q->groups), 0);
+    assert_int_equal(groups_check(q->groups), 0);
+    queue_remove_consumer(q, &a.c);
+    queue_delete(q);
+    assert_int_equal(b.queued_mem, 0);
+
+    /* Refusals, as values: not a boolean; with x-max-priority. */
+    amqp_wbuf_free(&w);
+    w = (struct amqp_wbuf){0};
+    top = amqp_tw_begin(&w);
+    amqp_tw_key(&w, "x-message-groups");
+    amqp_tw_str(&w, "yes");
+    amqp_tw_end(&w, top);
+    assert_int_equal(args_check_queue(&err, "g", "/", amqp_tw_body(&w, top)),
+                     -WERR_PRECONDITION_FAILED);
+    assert_string_equal(err.text, "invalid arg 'x-message-groups' for queue 'g' in vhost '/': "
+                                  "{unacceptable_type,longstr}");
+    amqp_wbuf_free(&w);
+    w = (struct amqp_wbuf){0};
+    top = amqp_tw_begin(&w);
+    amqp_tw_key(&w, "x-message-groups");
+    amqp_tw_bool(&w, true);
+    amqp_tw_key(&w, "x-max-priority");
+    amqp_tw_int(&w, 'I', 5);
+    amqp_tw_end(&w, top);
+    assert_int_equal(args_check_queue(&err, "g", "/", amqp_tw_body(&w, top)),
+                     -WERR_PRECONDITION_FAILED);
+    assert_string_equal(err.text, "invalid arg 'x-message-groups' for queue 'g' in vhost '/': "
+                                  "{not_supported_with,'x-max-priority'}");
+    amqp_wbuf_free(&w);
+
+    broker_free(&b);
+    timers_close(&b.timers);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -221,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_consumer_gone),
         cmocka_unit_test(test_get_and_front),
         cmocka_unit_test(test_many),
+        cmocka_unit_test(test_queue_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
