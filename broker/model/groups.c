@@ -64,6 +64,7 @@ struct groups {
     struct pool ents, grps;
     uint32_t qhead, qtail;   /* every ready entry, by seq */
     uint32_t fhead, ftail;   /* free groups with ready entries, in the order they became so */
+    uint32_t nwaiting;       /* groups in their holder's list */
     uint32_t ihead, itail, nidle; /* idle groups (no entries, no holder), least recent first:
                                    * a group that comes back is not interned again */
     const struct msg *last_m;     /* borrowed, never dereferenced: the message groups_reserve
@@ -209,9 +210,10 @@ static void unplace(struct groups *gs, struct group *g)
 {
     if (g->where == W_FREE)
         gl_remove(gs, &gs->fhead, &gs->ftail, g->self);
-    else if (g->where == W_HOLDER)
+    else if (g->where == W_HOLDER) {
         gl_remove(gs, &g->holder->_ghead, &g->holder->_gtail, g->self);
-    else if (g->where == W_IDLE) {
+        gs->nwaiting--;
+    } else if (g->where == W_IDLE) {
         gl_remove(gs, &gs->ihead, &gs->itail, g->self);
         gs->nidle--;
     }
@@ -229,6 +231,7 @@ static void place(struct groups *gs, struct group *g)
     } else if (attached(g->holder)) {
         gl_push(gs, &g->holder->_ghead, &g->holder->_gtail, g->self);
         g->where = W_HOLDER;
+        gs->nwaiting++;
     }
 }
 
@@ -493,7 +496,13 @@ void groups_consumer_gone(struct groups *gs, struct consumer *c)
         uint32_t gi = c->_ghead;
         gl_remove(gs, &c->_ghead, &c->_gtail, gi);
         G(gs, gi)->where = W_NONE;
+        gs->nwaiting--;
     }
+}
+
+bool groups_takable(const struct groups *gs)
+{
+    return gs->fhead || gs->nwaiting;
 }
 
 uint32_t groups_count(const struct groups *gs)
@@ -513,7 +522,7 @@ int groups_check(const struct groups *gs)
     }
     if (n != gs->ents.used)
         return -EINVAL;
-    uint32_t total = 0;
+    uint32_t total = 0, nw = 0;
     void *v;
     for (uint32_t it = 0; hmap_next(&gs->ids, &it, &v);) {
         const struct group *g = v;
@@ -529,7 +538,8 @@ int groups_check(const struct groups *gs)
             return -EINVAL;
         if ((g->where == W_HOLDER) != (g->count && attached(g->holder)))
             return -EINVAL;
+        nw += g->where == W_HOLDER;
         total += g->count;
     }
-    return total == n ? 0 : -EINVAL;
+    return total == n && nw == gs->nwaiting ? 0 : -EINVAL;
 }

@@ -45,6 +45,9 @@ bool groups_done(struct groups *gs, const struct qentry *e);
 /* c leaves the queue: its groups stay held until their entries out are done, but no longer
  * wait for c. */
 void groups_consumer_gone(struct groups *gs, struct consumer *c);
+/* May some consumer take something now: a free group, or a held one with ready entries whose
+ * holder is attached? (False: dispatch can stop without asking each consumer.) */
+bool groups_takable(const struct groups *gs);
 /* Groups that exist now (with ready entries or entries out). */
 uint32_t groups_count(const struct groups *gs);
 /* Checks the invariants (tests): every count matches its lists. 0 or -EINVAL. */

@@ -1026,7 +1026,8 @@ void queue_dispatch(struct queue *q)
         struct qentry e;
         if (!pop_for(q, chosen, &e)) {
             /* With groups another consumer may still have something: its held groups. */
-            if (!q->groups || q->opt.single_active || ++misses >= q->consumer_count)
+            if (!q->groups || q->opt.single_active || ++misses >= q->consumer_count ||
+                !groups_takable(q->groups))
                 return;
             continue;
         }
