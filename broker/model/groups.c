@@ -4,9 +4,9 @@
  * holds and that has ready entries waits in the free FIFO; one held by an attached consumer
  * waits in that consumer's list (consumer._ghead), so a take is O(1) and never looks at a
  * blocked group. Does not own the queue's counts (queue.c keeps them) nor the consumers.
- * Invariants: a group exists while it has ready entries or entries out, or while it is one
- * of the IDLE_MAX most recently idle ones (so recurring ids are not interned anew each time,
- * and memory stays bounded by the ready entries plus IDLE_MAX groups); holder != NULL iff
+ * Invariants: a group exists while it has ready entries or entries out, or idle (neither) as
+ * one of at most IDLE_MAX kept so that recurring ids are not interned anew each time (memory
+ * stays bounded by the ready entries plus IDLE_MAX groups); holder != NULL iff
  * out > 0; a group is in the free FIFO iff it has ready entries and no holder, and in its
  * holder's list iff it has ready entries and the holder is a consumer still attached. */
 #include <errno.h>
@@ -23,7 +23,7 @@
 
 #define CHUNK 256     /* slots per pool chunk: slots never move, so keys may point into them */
 #define INLINE_ID 48  /* group ids up to this long are kept in the group itself */
-#define IDLE_MAX 16384 /* empty, unheld groups kept interned (about 2 MiB), oldest out first */
+#define IDLE_MAX 16384 /* empty, unheld groups kept interned (about 2 MiB) */
 
 /* basic.get's holder: not a consumer, never attached, never dereferenced. */
 static const char get_holder_tag;
@@ -65,8 +65,9 @@ struct groups {
     uint32_t qhead, qtail;   /* every ready entry, by seq */
     uint32_t fhead, ftail;   /* free groups with ready entries, in the order they became so */
     uint32_t nwaiting;       /* groups in their holder's list */
-    uint32_t ihead, itail, nidle; /* idle groups (no entries, no holder), least recent first:
-                                   * a group that comes back is not interned again */
+    uint32_t nidle, hand;    /* idle groups (no entries, no holder), kept so that a group that
+                              * comes back is not interned again; past IDLE_MAX the clock
+                              * hand (a slot number) finds one to free */
     const struct msg *last_m;     /* borrowed, never dereferenced: the message groups_reserve
                                    * last looked up, its group, and `frees` then */
     uint32_t last_gi;
@@ -95,7 +96,7 @@ static int pool_room(struct pool *p, uint32_t n)
             p->chunks = c;
             p->chunks_cap = nc;
         }
-        void *c = malloc(CHUNK * p->size);
+        void *c = calloc(CHUNK, p->size); /* (never-used group slots read as free: self 0) */
         if (!c)
             return -ENOMEM;
         p->chunks[p->nchunks++] = c;
@@ -214,7 +215,6 @@ static void unplace(struct groups *gs, struct group *g)
         gl_remove(gs, &g->holder->_ghead, &g->holder->_gtail, g->self);
         gs->nwaiting--;
     } else if (g->where == W_IDLE) {
-        gl_remove(gs, &gs->ihead, &gs->itail, g->self);
         gs->nidle--;
     }
     g->where = W_NONE;
@@ -288,19 +288,27 @@ static void group_free(struct groups *gs, struct group *g)
     hmap_del(&gs->ids, g->id, g->idlen);
     if (g->id != g->inl)
         free(g->id);
-    pool_put(&gs->grps, g->self);
+    uint32_t gi = g->self;
+    g->self = 0; /* a free slot: the clock hand skips it */
+    pool_put(&gs->grps, gi);
 }
 
-/* g has no ready entry and no holder: it waits on the idle list (the oldest idle one goes
- * when there are too many). */
+/* g has no ready entry and no holder: it stays interned, idle. Past IDLE_MAX idle groups the
+ * clock hand frees the next idle one it meets: no list to keep in order, so going idle and
+ * coming back touch no other group (the hand moves cap / idle slots per free on average). */
 static void group_idle(struct groups *gs, struct group *g)
 {
-    gl_push(gs, &gs->ihead, &gs->itail, g->self);
     g->where = W_IDLE;
-    if (++gs->nidle > IDLE_MAX) {
-        struct group *old = G(gs, gs->ihead);
-        unplace(gs, old);
-        group_free(gs, old);
+    if (++gs->nidle <= IDLE_MAX)
+        return;
+    for (;;) {
+        gs->hand = gs->hand % gs->grps.cap + 1;
+        struct group *old = G(gs, gs->hand);
+        if (old->self && old->where == W_IDLE && old != g) {
+            unplace(gs, old);
+            group_free(gs, old);
+            return;
+        }
     }
 }
 
@@ -522,7 +530,7 @@ int groups_check(const struct groups *gs)
     }
     if (n != gs->ents.used)
         return -EINVAL;
-    uint32_t total = 0, nw = 0;
+    uint32_t total = 0, nw = 0, ni = 0;
     void *v;
     for (uint32_t it = 0; hmap_next(&gs->ids, &it, &v);) {
         const struct group *g = v;
@@ -539,7 +547,8 @@ int groups_check(const struct groups *gs)
         if ((g->where == W_HOLDER) != (g->count && attached(g->holder)))
             return -EINVAL;
         nw += g->where == W_HOLDER;
+        ni += g->where == W_IDLE;
         total += g->count;
     }
-    return total == n && nw == gs->nwaiting ? 0 : -EINVAL;
+    return total == n && nw == gs->nwaiting && ni == gs->nidle && ni <= IDLE_MAX ? 0 : -EINVAL;
 }

@@ -222,6 +222,33 @@ static void test_many(void **state)
     drain(gs);
 }
 
+/* More distinct ids than the idle groups kept: the extra idle ones are freed, and every id
+ * still finds its group (a freed one is interned again). */
+static void test_idle_bound(void **state)
+{
+    (void)state;
+    struct groups *gs = groups_new();
+    struct consumer c;
+    attach(&c);
+    char id[16];
+    struct qentry e;
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 20000; i++) {
+            snprintf(id, sizeof id, "id%d", i);
+            struct msg *m = mk(id);
+            assert_int_equal(groups_reserve(gs, m, 1, NULL), 0);
+            struct qentry n = {m, ++s_seq, 0, 0, 0, 0};
+            assert_int_equal(groups_insert(gs, &n, true), 0);
+            assert_true(groups_take(gs, &c, &e));
+            assert_ptr_equal(e.m, m);
+            groups_done(gs, &e);
+            msg_unref(m);
+        }
+    assert_int_equal(groups_count(gs), 0);
+    assert_int_equal(groups_check(gs), 0);
+    drain(gs);
+}
+
 /* ---- through queue.c: consumers that are neither channels nor connections ---------------- */
 
 struct tc {
@@ -376,6 +403,7 @@ int main(void)
         cmocka_unit_test(test_consumer_gone),
         cmocka_unit_test(test_get_and_front),
         cmocka_unit_test(test_many),
+        cmocka_unit_test(test_idle_bound),
         cmocka_unit_test(test_queue_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
