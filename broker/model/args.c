@@ -232,9 +232,11 @@ int args_check_queue(struct err *err, const char *queue, const char *vhost, amqp
                             "invalid arg '%s' for queue '%s' in vhost '%s': %s", key, queue, vhost,
                             why);
     }
+    /* Priorities would reorder a group: refused together (the types are checked above). */
     struct amqp_field g, p;
     if (amqp_table_get(args, "x-message-groups", &g) == 1 && g.v.b &&
-        amqp_table_get(args, "x-max-priority", &p) == 1 && (is_unsigned_int(p.type) ? p.v.u : (uint64_t)p.v.i))
+        amqp_table_get(args, "x-max-priority", &p) == 1 &&
+        (is_unsigned_int(p.type) ? p.v.u : (uint64_t)p.v.i))
         return err_set(err, -WERR_PRECONDITION_FAILED,
                        "invalid arg 'x-message-groups' for queue '%s' in vhost '%s': "
                        "{not_supported_with,'x-max-priority'}",
