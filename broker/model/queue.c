@@ -1,4 +1,5 @@
-/* queue.c — owns queue state: the ready rings (one per priority), paging to and from storage,
+/* queue.c — owns queue state: the ready rings (one per priority; with x-message-groups the
+ * group structure of groups.c instead, behind the same win_* calls), paging to and from storage,
  * TTL and length limits, the consumers (by priority, ready or parked) and dispatch, and the
  * publishers waiting for it to drain (flow control). Does not own message bodies (refcounted
  * in msg.c) nor unacked deliveries (the session's). Invariants: each ring holds `count` entries
