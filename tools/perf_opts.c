@@ -65,6 +65,8 @@ static void usage(FILE *f)
         "  -t, --exchange-type T   direct, fanout, topic or x-message-deduplication (direct)\n"
         "  -e, --exchange NAME     exchange name (perf-TYPE, perf-TYPE-durable with -f)\n"
         "  --queue-prefix P        queue names are P0, P1, ... (perf-q-, perf-dq- with -f)\n"
+        "  --queue-arg KEY=VALUE   a queue.declare argument (repeatable, up to 8): true/false are\n"
+        "                          booleans, whole numbers longs, anything else a string\n"
         "  --extra-bindings N      before the run, bind N keys that no producer uses (direct) or\n"
         "                          N patterns that cannot match (topic) from the exchange to an\n"
         "                          extra queue Pextra, pipelined with no-wait; reports the time (0)\n"
@@ -92,6 +94,7 @@ static unsigned long parse_num(const char *s, const char *flag, unsigned long mi
 enum {
     OPT_URI = 256, OPT_CACERT, OPT_EXPIRATION, OPT_HEADER_VALUES, OPT_HEADER_KEY, OPT_DEDUP_IDS, OPT_DEDUP_CACHE, OPT_HOST, OPT_PORT, OPT_USER, OPT_PASSWORD, OPT_VHOST, OPT_QUEUES,
     OPT_QUEUE_PREFIX, OPT_NO_DECLARE, OPT_KEEP, OPT_JSON, OPT_LABEL, OPT_QUIET, OPT_EXTRA_BINDINGS,
+    OPT_QUEUE_ARG,
 };
 
 void opts_parse(struct opts *o, int argc, char **argv)
@@ -115,6 +118,7 @@ void opts_parse(struct opts *o, int argc, char **argv)
         {"header-key", required_argument, NULL, OPT_HEADER_KEY},
         {"dedup-ids", no_argument, NULL, OPT_DEDUP_IDS},
         {"dedup-cache", required_argument, NULL, OPT_DEDUP_CACHE},
+        {"queue-arg", required_argument, NULL, OPT_QUEUE_ARG},
         {"confirm", required_argument, NULL, 'c'},
         {"autoack", no_argument, NULL, 'a'},
         {"prefetch", required_argument, NULL, 'q'},
@@ -163,6 +167,15 @@ void opts_parse(struct opts *o, int argc, char **argv)
         case OPT_DEDUP_CACHE:
             o->dedup_cache = (unsigned)parse_num(optarg, "--dedup-cache", 1, INT32_MAX);
             break;
+        case OPT_QUEUE_ARG: {
+            const char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg || o->nqargs == MAX_QUEUE_ARGS)
+                opts_die("--queue-arg expects KEY=VALUE (at most %d), not '%s'.", MAX_QUEUE_ARGS,
+                         optarg);
+            o->qarg_key[o->nqargs] = strndup(optarg, (size_t)(eq - optarg));
+            o->qarg_val[o->nqargs++] = eq + 1;
+            break;
+        }
         case 'c': o->confirm = (unsigned)parse_num(optarg, "-c", 1, 1000000); break;
         case 'a': o->autoack = true; break;
         case 'q': o->prefetch = (unsigned)parse_num(optarg, "-q", 0, 65535); break;

@@ -13,6 +13,7 @@
 #define MAX_QUEUES 10000
 #define MAX_CLIENTS 4000
 #define MAX_EXTRA_BINDINGS 10000000
+#define MAX_QUEUE_ARGS 8
 
 /* EX_DEDUP: x-message-deduplication (routes as fanout; declared with x-cache-size). */
 enum ex_type { EX_DIRECT, EX_FANOUT, EX_TOPIC, EX_DEDUP, EX_TYPE_MAX };
@@ -44,6 +45,9 @@ struct opts {
     enum ex_type ex_type;
     const char *exchange;     /* borrowed: argv or literal; "" with --no-declare-exchange */
     const char *queue_prefix; /* borrowed: argv or literal */
+    unsigned nqargs;          /* --queue-arg KEY=VALUE: queue.declare arguments */
+    const char *qarg_key[MAX_QUEUE_ARGS]; /* owned: strndup'd from argv (never freed) */
+    const char *qarg_val[MAX_QUEUE_ARGS]; /* borrowed: argv, after the '=' */
     bool declare_exchange, keep, json, quiet;
     const char *label;        /* borrowed: argv; echoed in the JSON line */
 };

@@ -533,9 +533,27 @@ static int declare_topology(struct run *r, char *err, size_t n)
         }
         r->exchange_declared = true;
     }
+    amqp_table_entry_t qargs[MAX_QUEUE_ARGS];
+    for (unsigned k = 0; k < o->nqargs; k++) { /* --queue-arg: bool, long or string */
+        const char *v = o->qarg_val[k];
+        char *end;
+        long long num = strtoll(v, &end, 10);
+        qargs[k].key = amqp_cstring_bytes(o->qarg_key[k]);
+        if (!strcmp(v, "true") || !strcmp(v, "false")) {
+            qargs[k].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+            qargs[k].value.value.boolean = v[0] == 't';
+        } else if (*v && !*end) {
+            qargs[k].value.kind = AMQP_FIELD_KIND_I64;
+            qargs[k].value.value.i64 = num;
+        } else {
+            qargs[k].value.kind = AMQP_FIELD_KIND_UTF8;
+            qargs[k].value.value.bytes = amqp_cstring_bytes(v);
+        }
+    }
+    amqp_table_t qtable = {(int)o->nqargs, qargs};
     for (unsigned i = 0; i < o->queues; i++) {
         amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(r->qname[i]), 0, o->persistent, 0, 0,
-                           amqp_empty_table);
+                           qtable);
         snprintf(what, sizeof what, "queue.declare '%s'", r->qname[i]);
         if (!rpc_ok(c, err, n, what))
             goto fail;

@@ -16,6 +16,7 @@
 #include "broker/model/access.h"
 #include "broker/model/binding.h"
 #include "broker/model/broker.h"
+#include "broker/model/groups.h"
 #include "broker/model/entity.h"
 #include "broker/model/errors.h"
 #include "broker/model/exchange.h"
@@ -120,6 +121,8 @@ static json_t *queue_json(const void *v)
                                                           sizeof(struct qentry))));
     if (o && q->dedup)
         api_dedup_json(o, q->dedup, q->store_id != 0);
+    if (o && q->groups) /* x-message-groups: the groups with messages ready or out */
+        json_object_set_new(o, "message_groups", json_integer(groups_count(q->groups)));
     /* As RabbitMQ, message_stats only for a queue that has seen traffic. */
     if (o && (q->stat[QSTAT_PUBLISH] || q->stat[QSTAT_DELIVER_GET]))
         json_object_set_new(o, "message_stats", api_queue_message_stats(q));

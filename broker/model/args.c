@@ -15,7 +15,8 @@ const char *const args_queue_keys[] = {
     "x-max-length", "x-max-length-bytes", "x-max-in-memory-length", "x-max-in-memory-bytes",
     "x-max-priority", "x-overflow", "x-queue-mode", "x-single-active-consumer", "x-queue-type",
     "x-quorum-initial-group-size", "x-delivery-limit", "x-dead-letter-strategy",
-    "x-queue-leader-locator", "x-queue-master-locator", "x-max-age", "x-queue-version", NULL};
+    "x-queue-leader-locator", "x-queue-master-locator", "x-max-age", "x-queue-version",
+    "x-message-groups", NULL};
 const char *const args_exchange_keys[] = {"alternate-exchange", NULL};
 
 const char *args_type_name(char t)
@@ -158,7 +159,7 @@ static const struct {
     {"x-delivery-limit", R_NONNEG_INT}, {"x-dead-letter-exchange", R_STR},
     {"x-dead-letter-routing-key", R_STR}, {"x-overflow", R_OVERFLOW}, {"x-queue-type", R_QTYPE},
     {"x-queue-mode", R_QMODE}, {"x-single-active-consumer", R_BOOL},
-    {"x-consumer-timeout", R_NONNEG_INT},
+    {"x-consumer-timeout", R_NONNEG_INT}, {"x-message-groups", R_BOOL},
 };
 
 static bool is_int(char t)
@@ -232,6 +233,15 @@ int args_check_queue(struct err *err, const char *queue, const char *vhost, amqp
                             "invalid arg '%s' for queue '%s' in vhost '%s': %s", key, queue, vhost,
                             why);
     }
+    /* Priorities would reorder a group: refused together (the types are checked above). */
+    struct amqp_field g, p;
+    if (amqp_table_get(args, "x-message-groups", &g) == 1 && g.v.b &&
+        amqp_table_get(args, "x-max-priority", &p) == 1 &&
+        (is_unsigned_int(p.type) ? p.v.u : (uint64_t)p.v.i))
+        return err_set(err, -WERR_PRECONDITION_FAILED,
+                       "invalid arg 'x-message-groups' for queue '%s' in vhost '%s': "
+                       "{not_supported_with,'x-max-priority'}",
+                       queue, vhost);
     return dedup_check_queue_args(err, args); /* x-message-deduplication and its options */
 }
 
@@ -275,6 +285,8 @@ void args_queue_opts(amqp_bytes_t args, struct queue_opts *o)
     }
     if (amqp_table_get(args, "x-single-active-consumer", &v) == 1 && v.type == 't')
         o->single_active = v.v.b;
+    if (amqp_table_get(args, "x-message-groups", &v) == 1 && v.type == 't')
+        o->message_groups = v.v.b;
     if (amqp_table_get(args, "x-queue-type", &v) == 1 && v.type == 'S' &&
         amqp_bytes_eq_str(v.v.bytes, "quorum")) {
         o->quorum = true;

@@ -33,7 +33,7 @@ int publish_enqueue(struct broker *s, struct msg *m, struct route *r, uint64_t *
         }
         *ret_rejected = true;
         if (q->opt.overflow == OVERFLOW_REJECT_PUBLISH_DLX) {
-            struct qentry e = {m, 0, 0, 0, 0};
+            struct qentry e = {m, 0, 0, 0, 0, 0};
             deadletter(q, &e, DL_MAXLEN);
         }
     }

@@ -1,4 +1,5 @@
-/* queue.c — owns queue state: the ready rings (one per priority), paging to and from storage,
+/* queue.c — owns queue state: the ready rings (one per priority; with x-message-groups the
+ * group structure of groups.c instead, behind the same win_* calls), paging to and from storage,
  * TTL and length limits, the consumers (by priority, ready or parked) and dispatch, and the
  * publishers waiting for it to drain (flow control). Does not own message bodies (refcounted
  * in msg.c) nor unacked deliveries (the session's). Invariants: each ring holds `count` entries
@@ -16,6 +17,7 @@
 #include "broker/model/binding.h"
 #include "broker/model/deadletter.h"
 #include "broker/model/dedup.h"
+#include "broker/model/groups.h"
 #include "lib/log.h"
 #include "broker/model/msg.h"
 #include "broker/model/persist.h"
@@ -57,9 +59,13 @@ struct queue *queue_new(struct vhost *vh, amqp_bytes_t name, amqp_bytes_t args)
     args_queue_opts((amqp_bytes_t){q->args, q->args_len}, &q->opt);
     q->rings = calloc((size_t)q->opt.max_priority + 1, sizeof *q->rings);
     int drc = dedup_new((amqp_bytes_t){q->args, q->args_len}, true, &q->dedup);
+    if (q->opt.message_groups)
+        q->groups = groups_new();
     /* Heap room for the TTL, x-expires and flow timers, so that arming them cannot fail. */
-    if (!q->rings || drc < 0 || timers_reserve(&vh->broker->timers, 3) < 0) {
+    if (!q->rings || drc < 0 || (q->opt.message_groups && !q->groups) ||
+        timers_reserve(&vh->broker->timers, 3) < 0) {
         dedup_free(q->dedup);
+        groups_free(q->groups);
         free(q->rings);
         free(q->name);
         free(q->args);
@@ -104,6 +110,7 @@ void queue_unref(struct queue *q)
     for (uint32_t i = 0; i <= q->opt.max_priority; i++)
         free(q->rings[i].e);
     free(q->rings);
+    groups_free(q->groups);
     free(q->buckets);
     dedup_free(q->dedup);
     free(q->pend);
@@ -179,7 +186,13 @@ static struct qring *ring_for(struct queue *q, const struct msg *m)
 
 static int win_insert(struct queue *q, struct qentry e, bool at_tail)
 {
-    int rc = qring_insert(ring_for(q, e.m), e, at_tail);
+    int rc;
+    if (!q->groups)
+        rc = qring_insert(ring_for(q, e.m), e, at_tail);
+    else if (at_tail && groups_reserve(q->groups, NULL, q->rings[0].held + 1, NULL) < 0)
+        rc = -ENOMEM; /* (a new entry leaves the room kept for the held ones, as qring_room) */
+    else
+        rc = groups_insert(q->groups, &e, at_tail);
     if (rc < 0)
         return rc;
     q->count++;
@@ -191,14 +204,30 @@ static int win_insert(struct queue *q, struct qentry e, bool at_tail)
 /* The entry the next pop returns (highest priority first), or NULL. */
 static struct qentry *win_front(const struct queue *q)
 {
+    if (q->groups)
+        return groups_front(q->groups);
     for (int p = q->opt.max_priority; p >= 0; p--)
         if (q->rings[p].count)
             return qring_at(&q->rings[p], 0);
     return NULL;
 }
 
+/* ret left the window: the counts follow. */
+static void win_took(struct queue *q, const struct qentry *ret)
+{
+    q->count--;
+    q->ready_bytes -= ret->m->body_size;
+    q->vhost->broker->queued_mem -= msg_mem(ret->m);
+}
+
 static bool win_pop(struct queue *q, struct qentry *ret)
 {
+    if (q->groups) {
+        if (!groups_pop_front(q->groups, ret))
+            return false;
+        win_took(q, ret);
+        return true;
+    }
     for (int p = q->opt.max_priority; p >= 0; p--) {
         struct qring *r = &q->rings[p];
         if (!r->count)
@@ -206,9 +235,7 @@ static bool win_pop(struct queue *q, struct qentry *ret)
         *ret = *qring_at(r, 0);
         r->head = (r->head + 1) & (r->cap - 1);
         r->count--;
-        q->count--;
-        q->ready_bytes -= ret->m->body_size;
-        q->vhost->broker->queued_mem -= msg_mem(ret->m);
+        win_took(q, ret);
         return true;
     }
     return false;
@@ -286,10 +313,18 @@ static uint64_t expiry_of(const struct queue *q, const struct msg *m, uint64_t n
 }
 
 static void drop_head_over_limit(struct queue *q);
+static int reserve(struct queue *q, const struct msg *m, uint32_t *ret_group);
 
 int queue_reserve(struct queue *q, const struct msg *m)
 {
-    if (qring_room(ring_for(q, m), 1) < 0)
+    return reserve(q, m, NULL);
+}
+
+/* queue_reserve, and for x-message-groups m's group into *ret_group (may be NULL). */
+static int reserve(struct queue *q, const struct msg *m, uint32_t *ret_group)
+{
+    if (q->groups ? groups_reserve(q->groups, m, q->rings[0].held + 1, ret_group) < 0
+                  : qring_room(ring_for(q, m), 1) < 0)
         return -ENOMEM;
     if (q->store_id && ring_reserve((void **)&q->pend, &q->pend_cap, &q->pend_head,
                                     q->pend_count, sizeof *q->pend, 64) < 0)
@@ -300,13 +335,14 @@ int queue_reserve(struct queue *q, const struct msg *m)
 int queue_push(struct queue *q, struct msg *m)
 {
     /* Room first, so that nothing below fails halfway (a stored count, an index entry). */
-    int rc = queue_reserve(q, m);
+    uint32_t group = 0; /* x-message-groups: m's group, looked up once */
+    int rc = reserve(q, m, &group);
     if (rc < 0)
         return rc;
     struct storage *st = store(q);
     uint64_t now = timers_now();
     q->last_active = now;
-    struct qentry e = {m, q->next_seq++, expiry_of(q, m, now), 0, 0};
+    struct qentry e = {m, q->next_seq++, expiry_of(q, m, now), 0, 0, 0};
     if (e.expires == now && (q->opt.message_ttl == 0 || m->ttl == 0)) {
         /* TTL 0: delivered at once if a consumer can take it, else expired (server_dispatch). */
         e.flags |= QE_TTL0;
@@ -330,10 +366,12 @@ int queue_push(struct queue *q, struct msg *m)
                             e.flags & QE_PERSISTENT ? 0 : STORAGE_IDX_TRANSIENT, e.expires, 0);
     }
     msg_ref(m);
+    if (!paged)
+        e.group = group; /* (a paged entry's group may be gone by the time it is read back) */
     rc = paged ? pend_push(q, (struct pentry){e, storage_batch_no(st)}) : win_insert(q, e, true);
     assert(rc == 0); /* queue_reserve made room */
     q->bytes_all += m->body_size;
-    if (!paged && win_front(q) == qring_at(ring_for(q, m), ring_for(q, m)->count - 1))
+    if (!paged && win_front(q)->seq == e.seq)
         arm_ttl(q); /* it is the next one out */
     drop_head_over_limit(q);
     return 0;
@@ -342,7 +380,9 @@ int queue_push(struct queue *q, struct msg *m)
 int queue_hold(struct queue *q, const struct qentry *e)
 {
     struct qring *r = ring_for(q, e->m);
-    if (qring_room(r, 1) < 0)
+    /* With groups the entry's place is a slot of the group pool (rings[0] counts the held). */
+    if (q->groups ? groups_reserve(q->groups, NULL, r->held + 1, NULL) < 0
+                  : qring_room(r, 1) < 0)
         return -ENOMEM;
     r->held++;
     q->unacked_bytes += e->m->body_size;
@@ -368,6 +408,8 @@ int queue_requeue(struct queue *q, const struct qentry *re)
         msg_unref(e.m);
         return rc;
     }
+    if (q->groups)
+        groups_done(q->groups, re); /* back at its group's head: the holder may let it go */
     q->bytes_all += e.m->body_size;
     /* A quorum queue's delivery count survives a restart: its index entry is updated. */
     if (q->opt.quorum && (e.flags & QE_STORED) && e.m->store_id && store(q))
@@ -418,7 +460,7 @@ static int page_in_entry(void *arg, const struct st_entry *se, const void *data,
     uint8_t flags = QE_STORED | (persistent ? QE_PERSISTENT : 0) |
                     (se->seq <= q->delivered_seq ? QE_REDELIVERED : 0);
     m->store_id = se->msg_id; /* for updates of its index entry (quorum returns) */
-    struct qentry e = {m, se->seq, se->expires, se->returns, flags};
+    struct qentry e = {m, se->seq, se->expires, se->returns, flags, 0};
     if (win_insert(q, e, true) < 0) { /* undo: the entry stays on disk */
         msg_unref(m);
         q->disk_head = se->seq;
@@ -436,7 +478,9 @@ static int page_in_entry(void *arg, const struct st_entry *se, const void *data,
 static void page_in(struct queue *q)
 {
     /* A priority queue reads everything: order across priorities needs every message. */
-    while (q->disk_count && !window_full(q) && (q->opt.max_priority || q->count < PAGE_IN)) {
+    /* A group queue reads up to the window: the groups at its head may all be held. */
+    while (q->disk_count && !window_full(q) &&
+           (q->opt.max_priority || q->groups || q->count < PAGE_IN)) {
         size_t n = 0, want = q->disk_count < 64 ? (size_t)q->disk_count : 64;
         int rc = storage_scan_queue(store(q), q->store_id, q->disk_head, want, page_in_entry, q,
                                     &n);
@@ -678,6 +722,7 @@ void queue_apply_policies(struct queue *q)
     o.max_priority = q->opt.max_priority;
     o.quorum = q->opt.quorum;
     o.single_active = q->opt.single_active;
+    o.message_groups = q->opt.message_groups;
     q->opt = o;
     snprintf(q->policy, sizeof q->policy, "%s", pol ? pol->name : "");
     snprintf(q->op_policy, sizeof q->op_policy, "%s", op ? op->name : "");
@@ -695,16 +740,44 @@ void queue_start_timers(struct queue *q)
         timers_set(&q->vhost->broker->timers, &q->ttl_timer, timers_now(), on_ttl_timer);
 }
 
-bool queue_pop(struct queue *q, struct qentry *ret)
+/* x-message-groups: the next entry consumer c (NULL: basic.get) may have, reading more of the
+ * disk run into the window while every group in memory is held by others. */
+static bool take_group(struct queue *q, struct consumer *c, struct qentry *ret)
+{
+    while (!groups_take(q->groups, c, ret)) {
+        uint32_t before = q->count;
+        if (window_full(q) || !(q->disk_count || q->pend_count))
+            return false;
+        refill(q);
+        if (q->count == before)
+            return false;
+    }
+    win_took(q, ret);
+    q->bytes_all -= ret->m->body_size;
+    flow_release(q, false);
+    return true;
+}
+
+static bool pop_for(struct queue *q, struct consumer *c, struct qentry *ret)
 {
     expire_front(q, timers_now(), true, UINT32_MAX);
     if (!q->count)
         refill(q);
-    if (!q->count)
+    if (q->groups) {
+        if (!take_group(q, c, ret))
+            return false;
+    } else if (!q->count) {
         return false;
-    *ret = take_front(q);
+    } else {
+        *ret = take_front(q);
+    }
     arm_ttl(q);
     return true;
+}
+
+bool queue_pop(struct queue *q, struct qentry *ret)
+{
+    return pop_for(q, NULL, ret);
 }
 
 void queue_delivered(struct queue *q, const struct qentry *e)
@@ -719,6 +792,8 @@ void queue_settled(struct queue *q, const struct qentry *e)
 {
     if (q->dedup)
         dedup_queue_left(q, e->m);
+    if (q->groups && groups_done(q->groups, e))
+        queue_kick(q); /* its group is free for any consumer */
     if (!(e->flags & QE_STORED) || q->deleted || !store(q))
         return;
     storage_del_idx(store(q), q->store_id, e->seq);
@@ -833,6 +908,8 @@ int queue_add_consumer(struct queue *q, struct consumer *c)
 /* Unlinks c from q without the auto-delete check. */
 static void detach(struct queue *q, struct consumer *c)
 {
+    if (q->groups)
+        groups_consumer_gone(q->groups, c);
     if (q->active == c) {
         q->active = NULL;
         queue_kick(q); /* the next one takes over */
@@ -935,6 +1012,7 @@ static struct consumer *next_consumer(struct queue *q)
 
 void queue_dispatch(struct queue *q)
 {
+    uint32_t misses = 0; /* consumers in a row that had nothing (x-message-groups: held) */
     while (queue_ready(q) && q->consumer_count) {
         struct consumer *chosen;
         if (q->opt.single_active) {
@@ -955,8 +1033,14 @@ void queue_dispatch(struct queue *q)
             return;
         }
         struct qentry e;
-        if (!queue_pop(q, &e))
-            return;
+        if (!pop_for(q, chosen, &e)) {
+            /* With groups another consumer may still have something: its held groups. */
+            if (!q->groups || q->opt.single_active || ++misses >= q->consumer_count ||
+                !groups_takable(q->groups))
+                return;
+            continue;
+        }
+        misses = 0;
         chosen->ops->deliver(chosen, q, &e);
         msg_unref(e.m);
         q->last_delivery = loop_now(q);

@@ -20,6 +20,8 @@ enum qentry_flag {
     QE_STORED = 1 << 1,     /* has a qindex entry in storage (removed when settled) */
     QE_PERSISTENT = 1 << 2, /* a persistent message: counted in stored_count */
     QE_TTL0 = 1 << 3,       /* TTL 0: delivered at once if a consumer can take it, else expired */
+    QE_GROUP_OUT = 1 << 4,  /* x-message-groups: taken from its group, which stays held until
+                             * the entry is settled or requeued (groups.c) */
 };
 
 struct qentry {
@@ -28,6 +30,7 @@ struct qentry {
     uint64_t expires; /* wall-clock ms after which it is dead (TTL), 0: never */
     uint16_t returns; /* times it came back unacked (quorum queues: x-delivery-count) */
     uint8_t flags;    /* enum qentry_flag */
+    uint32_t group;   /* x-message-groups: its group's slot while QE_GROUP_OUT (groups.c) */
 };
 
 /* A FIFO of entries (the in-memory window has one per priority level). */
@@ -82,6 +85,7 @@ struct consumer {
     uint32_t prefetch;     /* 0 = unlimited */
     uint32_t unacked;
     bool no_ack, exclusive, cancelled;
+    uint32_t _ghead, _gtail; /* groups.c: the groups it holds that have ready messages */
     int32_t priority;      /* x-priority: higher-priority consumers are served first */
     uint8_t tag_len;
     char tag[256];
@@ -119,6 +123,7 @@ struct queue_opts {
     uint8_t max_priority;     /* 0: not a priority queue */
     bool single_active;       /* x-single-active-consumer */
     bool quorum;              /* x-queue-type quorum */
+    bool message_groups;      /* x-message-groups: per-group order and holders (groups.c) */
     int64_t delivery_limit;   /* returns before a message is dead-lettered; -1: none */
     int64_t consumer_timeout; /* ms an unacked delivery may stay out (x-consumer-timeout, the
                                * consumer-timeout policy key); 0: none; -1: the broker's */
@@ -135,6 +140,8 @@ struct queue {
     uint32_t refs;       /* the vhost's + unacked deliveries + kick list */
 
     struct qring *rings; /* owned: [opt.max_priority + 1], highest priority served first */
+    struct groups *groups; /* owned: with x-message-groups, the ready entries by group (in
+                            * place of rings[0], which then only counts the held ones) */
     uint32_t count;      /* entries in all rings */
     uint64_t ready_bytes; /* their body bytes */
     uint64_t next_seq;
