@@ -9,7 +9,11 @@
 # warrend spent per delivered message (utime + stime from /proc, less sensitive to other load).
 # Owns its temporary directory and the warrend it starts.
 #
-# Usage: tools/bench-groups.sh [SECONDS] [GROUPS] [ROUNDS]   (default 10 s, 10000 groups, 3)
+# With FIFO=1 two more scenarios run: SQS FIFO, a queue with x-message-groups and
+# x-message-deduplication, each publish also carrying a unique x-deduplication-header
+# (--dedup-ids), transient and persistent.
+#
+# Usage: [FIFO=1] tools/bench-groups.sh [SECONDS] [GROUPS] [ROUNDS]   (default 10 s, 10000 groups, 3)
 #   WARREND, WARREN_PERF   binaries (default build/broker/warrend, build/tools/warren-perf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,10 +55,16 @@ for r in $(seq "$ROUNDS"); do
     run groups --queue-arg x-message-groups=true
     run plain-persistent -f
     run groups-persistent -f --queue-arg x-message-groups=true
+    [ -n "${FIFO:-}" ] || continue
+    run fifo --dedup-ids --queue-arg x-message-groups=true --queue-arg x-message-deduplication=true
+    run fifo-persistent -f --dedup-ids --queue-arg x-message-groups=true \
+        --queue-arg x-message-deduplication=true
 done
 printf '%-20s %12s %12s %16s   (median of %s runs of %s s, %s groups)\n' queue published/s \
     delivered/s "warrend CPU us/msg" "$ROUNDS" "$SECS" "$GROUPS_N"
-for label in plain groups plain-persistent groups-persistent; do
+labels=(plain groups plain-persistent groups-persistent)
+[ -z "${FIFO:-}" ] || labels+=(fifo fifo-persistent)
+for label in "${labels[@]}"; do
     python3 - "$DIR/$label.txt" "$label" <<'PY'
 import statistics, sys
 rows = [list(map(float, l.split())) for l in open(sys.argv[1])]

@@ -255,8 +255,6 @@ void opts_parse(struct opts *o, int argc, char **argv)
     if (o->extra_bindings && !o->declare_exchange)
         opts_die("--extra-bindings binds to the benchmark exchange, and the default exchange "
             "cannot be bound, so it cannot be combined with --no-declare-exchange.");
-    if (o->dedup_ids && o->header_values)
-        opts_die("--dedup-ids and --header-values both set the headers property; use one.");
     if (o->extra_bindings && (o->ex_type == EX_FANOUT || o->ex_type == EX_DEDUP))
         opts_die("--extra-bindings needs keys that do not match, but fanout ignores keys; use "
             "-t direct or -t topic.");

@@ -128,7 +128,7 @@ static int put_method(struct wbuf *w, uint16_t ch, const struct amqp_method *m)
 
 int wire_pub_init(struct wire_pub *p, uint16_t ch, const char *exchange, const char *rkey,
                   uint8_t delivery_mode, const char *expiration, const char *hkey,
-                  const char *hval, size_t body_len)
+                  const char *hval, const char *idkey, size_t body_len)
 {
     const struct amqp_method m = {
         .id = AMQP_BASIC_PUBLISH,
@@ -142,9 +142,15 @@ int wire_pub_init(struct wire_pub *p, uint16_t ch, const char *exchange, const c
     }
     struct amqp_wbuf hw = {0};
     static const char zeros[WIRE_ID_DIGITS + 1] = "0000000000000000";
-    if (hkey) {
-        amqp_tw_key(&hw, hkey);
-        amqp_tw_str(&hw, hval ? hval : zeros);
+    if (hkey || idkey) {
+        if (hkey) {
+            amqp_tw_key(&hw, hkey);
+            amqp_tw_str(&hw, hval);
+        }
+        if (idkey) {
+            amqp_tw_key(&hw, idkey);
+            amqp_tw_str(&hw, zeros);
+        }
         if (hw.failed)
             return -ENOMEM;
         props.flags |= AMQP_P_HEADERS;
@@ -167,7 +173,7 @@ int wire_pub_init(struct wire_pub *p, uint16_t ch, const char *exchange, const c
                                frame_write(hdr, AMQP_FRAME_HEADER, ch, (size_t)hsize));
     amqp_wbuf_free(&hw);
     size_t id_off = 0;
-    if (hkey && !hval) { /* the id's digits: the last run of them in the content header */
+    if (idkey) { /* the id's digits: the first run of them in the content header */
         uint8_t *at = memmem(hdr, len - (size_t)(hdr - head), zeros, WIRE_ID_DIGITS);
         id_off = at ? (size_t)(at - head) : 0;
     }

@@ -50,12 +50,13 @@ typedef struct wire_pub {
 #define WIRE_ID_DIGITS 16
 
 /* Build p for publishes on channel ch to exchange with routing key rkey; expiration is the
- * per-message TTL property (milliseconds as text) or NULL; hkey/hval one string header (NULL:
- * no headers property; hval NULL: a WIRE_ID_DIGITS-digit id that wire_publish fills in). Returns 0, -ENAMETOOLONG when exchange, rkey or expiration is over 255
- * bytes, or -ENOMEM; p is untouched on failure. */
+ * per-message TTL property (milliseconds as text) or NULL; hkey/hval one string header (hkey
+ * NULL: none); idkey (NULL: none) a header holding a WIRE_ID_DIGITS-digit id that wire_publish
+ * fills in. Without either there is no headers property. Returns 0, -ENAMETOOLONG when
+ * exchange, rkey or expiration is over 255 bytes, or -ENOMEM; p is untouched on failure. */
 int wire_pub_init(struct wire_pub *p, uint16_t ch, const char *exchange, const char *rkey,
                   uint8_t delivery_mode, const char *expiration, const char *hkey,
-                  const char *hval, size_t body_len);
+                  const char *hval, const char *idkey, size_t body_len);
 
 /* Release p's frames; accepts an already-freed template. */
 void wire_pub_free(struct wire_pub *p);

@@ -449,9 +449,8 @@ static int make_names(struct run *r)
         snprintf(v, sizeof v, "t%u", i);
         int rc = wire_pub_init(&r->pub[i], CHANNEL, o->exchange, r->pubkey[i % o->queues],
                                r->delivery_mode, o->expiration,
-                               o->header_values ? o->header_key
-                               : o->dedup_ids   ? "x-deduplication-header" : NULL,
-                               o->dedup_ids ? NULL : v, o->size);
+                               o->header_values ? o->header_key : NULL, v,
+                               o->dedup_ids ? "x-deduplication-header" : NULL, o->size);
         if (rc < 0)
             return rc;
     }

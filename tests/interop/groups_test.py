@@ -11,7 +11,9 @@ ids; basic.get takes the head of a group nobody holds and holds it until the ack
 group order; x-message-ttl expires a held group's messages at the head; x-consumer-timeout closes a
 holder's channel and its group goes, in order, to another consumer; a durable queue of persistent
 messages past the memory window keeps each group's order across a restart; the management API shows
-the argument and the number of groups (message_groups); x-message-groups that is not a boolean, or
+the argument and the number of groups (message_groups); SQS FIFO (a deduplication exchange into a
+group queue, producer retries, 4 consumers with requeues): each id acked once, in group order, the
+retries confirmed and counted; x-message-groups that is not a boolean, or
 with x-max-priority, is refused with 406 naming it. Starts its own warrend (conf_broker.py). Exit 0
 pass, 1 fail, 77 skip."""
 import os
@@ -185,6 +187,58 @@ def competing(w, conn, q, mode, strict, seed):
         check(redelivered > 0, "reject: some messages were redelivered")
     print(f"{mode}: {sum(len(c.got) for c in cs)} deliveries, {redelivered} redelivered, "
           f"groups per consumer {spread}")
+
+
+def fifo(w, conn):
+    """SQS FIFO: a deduplication exchange (5-minute window) into a group queue. Every message is
+    published under confirms, and about 30 % are published again later (a producer's retries,
+    same id); 4 competing consumers with random requeues. Each id is acked exactly once, in
+    order within its group; the retries were confirmed (acked, never nacked) and counted."""
+    ngroups, per = 20, 30
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.exchange_declare("fifo-x", "x-message-deduplication",
+                        arguments={"x-cache-size": 100000, "x-cache-ttl": 300000})
+    ch.queue_declare("fifo", arguments=GROUPS)
+    ch.queue_bind("fifo", "fifo-x")
+    rnd = random.Random(7)
+    sent, retries, nacked = [], 0, 0
+
+    def pub(g, i):
+        nonlocal nacked
+        try:
+            ch.basic_publish("fifo-x", "", f"f{g}:{i}".encode(), pika.BasicProperties(
+                headers={"x-group-id": f"f{g}", "i": i, "x-deduplication-header": f"f{g}:{i}"}))
+        except pika.exceptions.NackError:
+            nacked += 1
+
+    for i in range(per):
+        for g in range(ngroups):
+            pub(g, i)
+            sent.append((g, i))
+            if rnd.random() < 0.3:
+                pub(*rnd.choice(sent))
+                retries += 1
+    check(nacked == 0, f"fifo: no publish nacked ({nacked})")
+    st = State(ngroups * per, False)
+    cs = [Consumer(w, f"fifo-{k}", "fifo", st, 10, "reject", 0.005, 500 + k) for k in range(4)]
+    for c in cs:
+        c.start()
+    check(st.done.wait(90), f"fifo: all {ngroups * per} ids acked (got {st.acked})")
+    for c in cs:
+        c.stop.set()
+        c.join(10)
+        check(c.failed is None, f"fifo: consumer {c.name}: {c.failed}")
+    check(not st.errors, f"fifo: {len(st.errors)} violations, first: {st.errors[:3]}")
+    check(all(st.next_ack.get(f"f{g}") == per for g in range(ngroups)),
+          "fifo: every group acked to its end, in order")
+    left = conn.channel().queue_declare("fifo", passive=True).method.message_count
+    check(left == 0, f"fifo: no duplicate left in the queue ({left})")
+    x = w.api("GET", "/api/exchanges/%2F/fifo-x").json()
+    check(x.get("messages_deduplicated") == retries,
+          f"fifo: {retries} retries counted as deduplicated ({x.get('messages_deduplicated')})")
+    print(f"fifo: {ngroups * per} ids, {retries} retries dropped, "
+          f"{sum(len(c.got) for c in cs)} deliveries")
 
 
 def goes_away(w, conn, q, action):
@@ -381,6 +435,7 @@ def main():
               f"the API shows the argument and 3 groups: {r.status_code} {r.text[:300]}")
         competing(w, conn, "acks", "ack", True, 1)
         competing(w, conn, "rejects", "reject", False, 100)
+        fifo(w, conn)
         goes_away(w, conn, "close", "close")
         goes_away(w, conn, "cancel", "cancel")
         # Durable, past the memory window (2,048 messages): on disk after the restart.
