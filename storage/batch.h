@@ -98,6 +98,15 @@ int storage_del_idx_from(struct storage *st, uint64_t qid, uint64_t from);
 int storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
                            uint64_t delivered_seq);
 
+/* Delayed messages (delayed.h). An entry holds message msg_id (written with storage_put_msg in
+ * this batch, the entry counted in its refs) until `due` (wall-clock ms) for a target (kind
+ * 'x': a delayed exchange, 'q': a queue; target: its entity id). Deleting an entry drops the
+ * message when nothing else names it; deleting a target's entries walks the whole database. */
+int storage_put_delayed(struct storage *st, uint64_t due, uint64_t msg_id, char kind,
+                        uint64_t target);
+int storage_del_delayed(struct storage *st, uint64_t due, uint64_t msg_id);
+int storage_del_delayed_target(struct storage *st, char kind, uint64_t target);
+
 /* Hands the open batch to the writer unless one is being committed. Returns 1 when it did,
  * 0 when there was nothing to do or the writer is busy (submit again after collecting). */
 int storage_submit(struct storage *st);

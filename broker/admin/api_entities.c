@@ -33,7 +33,7 @@ static json_t *exchange_json(const void *v)
 {
     const struct exchange *x = v;
     json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:o, s:s}", "name", x->name,
-                          "vhost", x->vhost->name, "type", exchange_type_name(x->type),
+                          "vhost", x->vhost->name, "type", exchange_type_shown(x),
                           "durable", x->durable, "auto_delete", x->auto_delete, "internal",
                           x->internal, "arguments",
                           jt_table((amqp_bytes_t){x->args, x->args_len}),
@@ -310,7 +310,7 @@ static void exchange_put(struct call *c, struct vhost *vh, const char *name)
         goto out;
     struct exchange *x = vhost_exchange(vh, amqp_cstr(name));
     rc = x ? entity_exchange_equivalent(x, (enum exchange_type)t, durable, ad, internal, a, &err)
-           : entity_exchange_check_new(vh->name, amqp_cstr(name), a, &err);
+           : entity_exchange_check_new(vh->name, amqp_cstr(name), (enum exchange_type)t, a, &err);
     if (rc == 0 && !x)
         rc = entity_exchange_create(vh, amqp_cstr(name), (enum exchange_type)t, durable, ad,
                                     internal, a, NULL);

@@ -44,8 +44,8 @@ int entity_exchange_equivalent(const struct exchange *x, enum exchange_type type
 {
     char what[400];
     snprintf(what, sizeof what, "exchange '%s' in vhost '%s'", x->name, x->vhost->name);
-    if (x->type != type)
-        return inequivalent("type", what, exchange_type_name(type), exchange_type_name(x->type),
+    if (type == EX_DELAYED ? !x->delayed : (x->delayed || x->type != type))
+        return inequivalent("type", what, exchange_type_name(type), exchange_type_shown(x),
                             err);
     if (x->durable != durable)
         return inequivalent("durable", what, tf(durable), tf(x->durable), err);
@@ -57,12 +57,15 @@ int entity_exchange_equivalent(const struct exchange *x, enum exchange_type type
                            args_exchange_keys);
 }
 
-int entity_exchange_check_new(const char *vhost, amqp_bytes_t name, amqp_bytes_t args,
-                              struct err *err)
+int entity_exchange_check_new(const char *vhost, amqp_bytes_t name, enum exchange_type type,
+                              amqp_bytes_t args, struct err *err)
 {
     int rc = entity_reserved_name("exchange", name, err);
     if (rc < 0)
         return rc;
+    if (type == EX_DELAYED && exchange_delayed_type(args) < 0) /* the plugin's text */
+        return err_set(err, -WERR_PRECONDITION_FAILED,
+                       "Invalid argument, 'x-delayed-type' must be an existing exchange type");
     struct amqp_field ae;
     if (amqp_table_get(args, "alternate-exchange", &ae) == 1 && ae.type != 'S')
         return err_set(err, -WERR_PRECONDITION_FAILED,
