@@ -125,8 +125,17 @@ static void target_free(struct delay *d, struct dtarget *t)
 
 /* ---- the pending FIFO ---------------------------------------------------------------- */
 
+static void pend_drop_durable(struct delay *d)
+{
+    while (d->pend_n && d->pend[d->pend_head].batch <= d->b->durable_batch) {
+        d->pend_head = (d->pend_head + 1) % d->pend_cap;
+        d->pend_n--;
+    }
+}
+
 static int pend_reserve(struct delay *d, uint32_t more)
 {
+    pend_drop_durable(d); /* (so it holds about a batch or two, not every spilled entry) */
     if (d->pend_cap - d->pend_n >= more)
         return 0;
     uint32_t cap = d->pend_cap ? d->pend_cap : 256;
@@ -155,10 +164,7 @@ static void pend_push(struct delay *d, uint64_t due, uint64_t id)
  * horizon (HZ_ALL when none) in *ret_due, *ret_id. */
 static void pend_prune(struct delay *d, uint64_t *ret_due, uint64_t *ret_id)
 {
-    while (d->pend_n && d->pend[d->pend_head].batch <= d->b->durable_batch) {
-        d->pend_head = (d->pend_head + 1) % d->pend_cap;
-        d->pend_n--;
-    }
+    pend_drop_durable(d);
     uint64_t due = HZ_ALL, id = 0;
     for (uint32_t i = 0; i < d->pend_n; i++) {
         const struct pend *p = &d->pend[(d->pend_head + i) % d->pend_cap];
