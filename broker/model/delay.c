@@ -532,6 +532,8 @@ void delay_free(struct broker *b)
     struct delay *d = b->delay;
     if (!d)
         return;
+    timers_cancel(&b->timers, &d->timer);
+    timers_unreserve(&b->timers, 1);
     struct dentry e;
     while (d->win.n) {
         dwin_pop_min(&d->win, &e);
