@@ -23,7 +23,8 @@
  *                         envelope (crypt.h; its first byte 0xEC is one no plain message may
  *                         begin with). Only this database is encrypted: names, arguments, index
  *                         entries and tenancy records are not.
- *   msg_refs    u64 id -> u32 queue-index entries that name it, present only when above one
+ *   msg_refs    u64 id -> u32 queue-index and delayed entries that name it, present only when
+ *                         above one
  *   qindex      u64 queue id, u64 seq -> the message it names, with flags, epoch, expiry and
  *                         returns: layout in qindex.h (the one place that encodes it)
  *   delayed     u64 due (wall-clock ms), u64 message id -> u8 target kind ('x' a delayed

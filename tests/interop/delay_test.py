@@ -233,6 +233,15 @@ def api_and_definitions(w, conn, ch):
          "auto_delete": False, "internal": False, "arguments": {}}]})
     check(r.status_code == 400 and "x-delayed-type" in r.text,
           f"import without x-delayed-type: {r.status_code} {r.text!r}")
+    r = w.api("PUT", "/api/exchanges/%2F/dx_api", json={"type": "x-delayed-message"})
+    check(r.status_code == 400 and "'x-delayed-type' must be an existing exchange type" in r.text,
+          f"API declare without x-delayed-type: {r.status_code} {r.text!r}")
+    r = w.api("PUT", "/api/exchanges/%2F/dx_api", json={
+        "type": "x-delayed-message", "arguments": {"x-delayed-type": "fanout"}})
+    check(r.status_code in (201, 204), f"API declare: {r.status_code} {r.text!r}")
+    r = w.api("GET", "/api/exchanges/%2F/dx_api")
+    check(r.status_code == 200 and r.json().get("type") == "x-delayed-message",
+          f"API-declared exchange: {r.status_code} {r.text[:300]!r}")
     r = w.api("GET", "/api/exchanges/%2F/dx_imp")
     check(r.status_code == 200 and r.json().get("type") == "x-delayed-message",
           f"imported exchange: {r.status_code} {r.text[:300]!r}")
