@@ -6,7 +6,9 @@
 # median, p99, max). Owns its temporary directory and the warrend it starts.
 #
 # Usage: tools/bench-delay.sh [N] [RATE] [LEAD_S]   (default 1000000 10000 60)
-#   WARREND   binary (default build/broker/warrend)
+#   WARREND           binary (default build/broker/warrend)
+#   WLOG              where warrend's log goes (default: the temporary directory, removed)
+#   BENCH_DELAY_SLOW  set: also print in which seconds messages were over 50 ms late
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
@@ -21,7 +23,7 @@ trap cleanup EXIT
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 "$WARREND" --data-dir "$DIR/data" --port "$PORT" --bind 127.0.0.1 --no-management \
-    --no-prometheus 2>>"$DIR/warrend.log" &
+    --no-prometheus 2>>"${WLOG:-$DIR/warrend.log}" &
 pid=$!
 for _ in $(seq 500); do listening "$PORT" && break; sleep 0.02; done
 kill -0 "$pid" || { cat "$DIR/warrend.log" >&2; exit 1; }
