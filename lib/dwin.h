@@ -15,6 +15,7 @@ struct dentry {
     void *target;     /* opaque (the delay module: the exchange or queue it goes to) */
     uint64_t sid;     /* opaque (the delay module: the target's stored id, 0: none) */
     char kind;        /* opaque (the delay module: 'x' or 'q') */
+    uint8_t flags;    /* opaque (the delay module: enum dentry_flag) */
 };
 
 static inline bool dentry_before(const struct dentry *a, uint64_t due, uint64_t id)

@@ -386,11 +386,12 @@ int storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
 }
 
 int storage_put_delayed(struct storage *st, uint64_t due, uint64_t msg_id, char kind,
-                        uint64_t target)
+                        uint64_t target, bool transient)
 {
     struct op *o = new_op(st, OP_PUT_DELAYED);
     if (!o)
         return -ENOMEM;
+    o->flags = transient;
     o->a = due;
     o->b = msg_id;
     o->ent = kind;
@@ -552,7 +553,7 @@ static int del_delayed_target(struct storage *st, MDB_txn *txn, char kind, uint6
     rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
     while (rc == 0) {
         const uint8_t *v = val.mv_data;
-        if (key.mv_size == DELAYED_KEY_SIZE && val.mv_size == DELAYED_VAL_SIZE &&
+        if (key.mv_size == DELAYED_KEY_SIZE && val.mv_size >= DELAYED_VAL_SIZE &&
             (char)v[0] == kind && load_be64(v + 1) == target) {
             uint64_t id = load_be64((const uint8_t *)key.mv_data + 8);
             if ((rc = mdb_cursor_del(cur, 0)) != 0 || (rc = msg_deref(st, txn, id)) != 0)
@@ -648,12 +649,13 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
         val = (MDB_val){0, ""};
         return mdb_put(txn, st->meta, &key, &val, 0);
     case OP_PUT_DELAYED: {
-        uint8_t dk[DELAYED_KEY_SIZE], dv[DELAYED_VAL_SIZE];
+        uint8_t dk[DELAYED_KEY_SIZE], dv[DELAYED_VAL_SIZE_T];
         delayed_key_encode(dk, o->a, o->b);
         dv[0] = (uint8_t)o->ent;
         store_be64(dv + 1, o->c);
+        store_be32(dv + DELAYED_VAL_SIZE, st->epoch);
         key = (MDB_val){sizeof dk, dk};
-        val = (MDB_val){sizeof dv, dv};
+        val = (MDB_val){o->flags ? DELAYED_VAL_SIZE_T : DELAYED_VAL_SIZE, dv};
         return mdb_put(txn, st->delayed, &key, &val, 0);
     }
     case OP_DEL_DELAYED: {

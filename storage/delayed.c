@@ -33,12 +33,25 @@ int storage_scan_delayed(struct storage *st, uint64_t due, uint64_t msg_id, size
     MDB_val key = {sizeof k, k}, val;
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0 && n < max;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        if (key.mv_size != DELAYED_KEY_SIZE || val.mv_size != DELAYED_VAL_SIZE) {
+        if (key.mv_size != DELAYED_KEY_SIZE ||
+            (val.mv_size != DELAYED_VAL_SIZE && val.mv_size != DELAYED_VAL_SIZE_T)) {
             rc = STORAGE_E_CORRUPT;
             goto out;
         }
         const uint8_t *kp = key.mv_data, *vp = val.mv_data;
-        struct st_delayed e = {load_be64(kp), load_be64(kp + 8), (char)vp[0], load_be64(vp + 1)};
+        struct st_delayed e = {load_be64(kp), load_be64(kp + 8), (char)vp[0], load_be64(vp + 1),
+                               val.mv_size == DELAYED_VAL_SIZE_T &&
+                                   load_be32(vp + DELAYED_VAL_SIZE) != st->epoch};
+        if (e.stale) {
+            if ((rc = cb(arg, &e, NULL, 0)) < 0)
+                goto out;
+            n++;
+            if (rc > 0) {
+                rc = 0;
+                break;
+            }
+            continue;
+        }
         uint8_t mk[8];
         store_be64(mk, e.msg_id);
         MDB_val mkey = {sizeof mk, mk}, mval;

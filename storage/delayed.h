@@ -5,6 +5,7 @@
  * references (msg_refs), as a qindex entry does. */
 #ifndef WARREN_STORAGE_DELAYED_H
 #define WARREN_STORAGE_DELAYED_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,6 +13,7 @@ struct storage;
 
 #define DELAYED_KEY_SIZE 16 /* u64 due, u64 msg id */
 #define DELAYED_VAL_SIZE 9  /* u8 kind, u64 target id */
+#define DELAYED_VAL_SIZE_T 13 /* the same, then u32 epoch: a transient message's entry */
 
 void delayed_key_encode(uint8_t k[DELAYED_KEY_SIZE], uint64_t due, uint64_t msg_id);
 
@@ -20,6 +22,8 @@ struct st_delayed {
     uint64_t due, msg_id; /* the key */
     char kind;            /* 'x' or 'q' */
     uint64_t target;      /* the target's entity id */
+    bool stale;           /* a transient message's entry from an earlier open: drop it (the
+                           * callback gets no bytes) */
 };
 
 /* Called for each entry; data[0..len) are the message's bytes, valid only during the call.

@@ -29,9 +29,10 @@
  *                         returns: layout in qindex.h (the one place that encodes it)
  *   delayed     u64 due (wall-clock ms), u64 message id -> u8 target kind ('x' a delayed
  *                         exchange, 'q' a queue with x-delivery-delay), u64 the target's entity
- *                         id: a persistent message held until it is due (storage/delayed.h
- *                         encodes it). Added within format version 1: an older data dir gets
- *                         it, empty, at its next open.
+ *                         id, and for a transient message u32 epoch: a message held until it is
+ *                         due (storage/delayed.h encodes it); a transient one from an earlier
+ *                         epoch is dropped. Added within format version 1: an older data dir
+ *                         gets it, empty, at its next open.
  *
  * Tenancy (users, vhosts and what users may do in them). Keys are names, each as a u8 length
  * and its bytes (so no name is mistaken for a prefix of another, and an empty name is a

@@ -1,10 +1,12 @@
 /* delay.c — owns the messages that wait before routing (x-delayed-message exchanges) or before
  * enqueueing (x-delivery-delay queues), and the one timer that releases them. Does not own the
  * stored entries' layout (storage/delayed.c) nor routing (exchange.c, publish.c).
- *   stored:    persistent messages for durable targets: in storage, plus in memory a window
- *              (lib/dwin.h) of at most DELAY_WINDOW of the soonest, refilled from a read
- *              transaction when it runs low;
- *   transient: the rest, in a min-heap in memory, counted in broker.queued_mem.
+ * With storage, every waiting message is either in the window (lib/dwin.h: at most
+ * DELAY_WINDOW of the soonest, in memory) or in storage only: a persistent message for a
+ * durable target is written when it is published (it survives restarts); any other is written
+ * only if it leaves the window, marked transient (dropped at the next start). The window is
+ * refilled from a read transaction when it runs low. Without storage (tests of the model)
+ * they wait in a heap in memory, counted in broker.queued_mem (the memory alarm bounds them).
  * Invariant: every stored entry with key (due, id) below the horizon is in the window or was
  * released (its deletion is in a batch); the horizon never passes an entry whose batch may not
  * be committed yet (the `pend` FIFO), so a refill never misses one. */
@@ -37,9 +39,16 @@
 struct dtarget {
     void *ptr;        /* borrowed: the exchange or queue; the by_ptr key points here. It
                        * outlives us: its deletion calls delay_target_gone, which frees us */
-    uint8_t skey[9];  /* kind, big-endian store id: the by_sid key */
-    uint64_t sid;     /* its store id, 0: not stored */
+    uint8_t skey[9];  /* kind, big-endian sid: the by_sid key */
+    uint64_t sid;     /* its store id; for a target not stored, an id of this open (transient
+                       * entries name it); 0: no storage */
     char kind;        /* 'x' or 'q' */
+    bool stored;      /* storage may hold entries for it */
+};
+
+enum dentry_flag {
+    DE_STORED = 1 << 0,    /* its entry is in storage (delete it when released) */
+    DE_TRANSIENT = 1 << 1, /* not to survive a restart */
 };
 
 /* A stored entry not in the window whose batch may not be committed yet. */
@@ -50,14 +59,15 @@ struct pend {
 struct delay {
     struct broker *b;           /* borrowed: owns us */
     struct timer_item timer;
-    struct dwin win;            /* stored entries, soonest first (each holds a message ref) */
+    struct dwin win;            /* the soonest entries (each holds a message ref) */
+    uint64_t win_bytes;         /* msg_mem() of their messages */
     uint64_t hz_due, hz_id;     /* the horizon: stored keys below it are all in win */
     struct pend *pend;          /* owned FIFO ring: spilled or evicted, batch not yet known
                                  * durable; batch numbers never decrease along it */
     uint32_t pend_head, pend_n, pend_cap;
     bool refill_stuck;          /* the last refill could not move the horizon */
-    struct dheap mem;           /* transient entries (each holds a message ref) */
-    uint64_t seq;               /* ids of transient entries */
+    struct dheap mem;           /* without storage: every entry (each holds a message ref) */
+    uint64_t seq;               /* ids of entries in mem */
     struct hmap by_ptr, by_sid; /* -> struct dtarget (owned) */
     struct route route;         /* reused for each release */
 };
@@ -91,6 +101,8 @@ static uint64_t due_after(int64_t delay)
 
 /* ---- targets --------------------------------------------------------------------------- */
 
+/* The target record of an exchange or queue, made at its first delayed message: sid is its
+ * store id, or (0, with storage) one of this open is drawn for its transient entries. */
 static struct dtarget *target_get(struct delay *d, char kind, void *ptr, uint64_t sid)
 {
     struct dtarget *t = hmap_get(&d->by_ptr, &ptr, sizeof ptr);
@@ -98,6 +110,8 @@ static struct dtarget *target_get(struct delay *d, char kind, void *ptr, uint64_
         return t;
     if (!(t = calloc(1, sizeof *t)))
         return NULL;
+    if (!sid && d->b->store)
+        sid = storage_new_id(d->b->store);
     t->ptr = ptr;
     t->kind = kind;
     t->sid = sid;
@@ -208,46 +222,78 @@ static void arm(struct delay *d)
 
 /* ---- holding ----------------------------------------------------------------------------- */
 
-/* A stored entry (its writes are in the open batch; room in pend reserved): into the window
- * when below the horizon, else left to storage. */
-static void hold_stored(struct delay *d, struct msg *m, uint64_t due, uint64_t id,
-                        struct dtarget *t)
+/* Writes m for t (one reference: the entry), due at `due`; returns its id. Room reserved. */
+static uint64_t store_entry(struct delay *d, struct msg *m, uint64_t due, struct dtarget *t,
+                            bool transient)
 {
-    if (!dentry_before(&(struct dentry){.due = due, .id = id}, d->hz_due, d->hz_id)) {
-        pend_push(d, due, id); /* storage only */
+    uint64_t id = persist_msg(d->b, m, 1, false);
+    storage_put_delayed(d->b->store, due, id, t->kind, t->sid, transient);
+    t->stored = true;
+    return id;
+}
+
+/* The latest window entry goes to storage only (written now if it was not). */
+static void evict_latest(struct delay *d)
+{
+    struct dentry ev;
+    dwin_pop_max(&d->win, &ev);
+    d->win_bytes -= msg_mem(ev.m);
+    uint64_t id = ev.id;
+    if (!(ev.flags & DE_STORED)) { /* under a new id: above the horizon set here, as it must */
+        struct dtarget *t = hmap_get(&d->by_ptr, &ev.target, sizeof ev.target);
+        id = store_entry(d, ev.m, ev.due, t, true);
+    }
+    d->hz_due = ev.due;
+    d->hz_id = ev.id;
+    pend_push(d, ev.due, id);
+    msg_unref(ev.m);
+}
+
+/* Holds m for t until due: with storage in the window when below the horizon (else in storage
+ * only), without it in the heap. Room reserved: hold_room(). */
+static void hold(struct delay *d, struct msg *m, uint64_t due, struct dtarget *t,
+                 bool persistent)
+{
+    if (!d->b->store) {
+        struct dentry e = {due, ++d->seq, msg_ref(m), t->ptr, 0, t->kind, DE_TRANSIENT};
+        dheap_push(&d->mem, &e); /* cannot fail: reserved */
+        d->b->queued_mem += msg_mem(m);
         return;
     }
-    struct dentry e = {due, id, msg_ref(m), t->ptr, t->sid, t->kind};
+    struct dentry e = {due, 0, m, t->ptr, t->sid, t->kind, persistent ? DE_STORED : DE_TRANSIENT};
+    e.id = persistent ? store_entry(d, m, due, t, false) : storage_new_id(d->b->store);
+    if (!dentry_before(&e, d->hz_due, d->hz_id)) { /* storage only */
+        uint64_t id = persistent ? e.id : store_entry(d, m, due, t, true);
+        pend_push(d, due, id);
+        return;
+    }
+    msg_ref(m);
     dwin_insert(&d->win, &e);
-    if (d->win.n > DELAY_WINDOW) { /* the latest goes back to storage only */
-        struct dentry ev;
-        dwin_pop_max(&d->win, &ev);
-        d->hz_due = ev.due;
-        d->hz_id = ev.id;
-        pend_push(d, ev.due, ev.id);
-        msg_unref(ev.m);
-    }
+    d->win_bytes += msg_mem(m);
+    /* At most two evictions a hold (so that the room reserved covers them): the byte bound
+     * is reached again over the next holds. */
+    for (int i = 0; i < 2 && (d->win.n > DELAY_WINDOW ||
+                              (d->win_bytes > DELAY_WINDOW_BYTES && d->win.n > 1)); i++)
+        evict_latest(d);
 }
 
-/* A transient entry (room in the heap reserved). */
-static void hold_mem(struct delay *d, struct msg *m, uint64_t due, struct dtarget *t)
+/* Room for n holds: each may write its entry and evict two. 0 or -ENOMEM. */
+static int hold_room(struct delay *d, uint32_t n)
 {
-    struct dentry e = {due, ++d->seq, msg_ref(m), t->ptr, 0, t->kind};
-    dheap_push(&d->mem, &e); /* cannot fail: reserved */
-    d->b->queued_mem += msg_mem(m);
-}
-
-static int heap_reserve(struct dheap *h, uint32_t more)
-{
-    while (h->cap - h->n < more) {
-        uint32_t cap = h->cap ? h->cap * 2 : 64;
-        struct dentry *ne = realloc(h->e, (size_t)cap * sizeof *ne);
-        if (!ne)
-            return -ENOMEM;
-        h->e = ne;
-        h->cap = cap;
+    if (!d->b->store) {
+        struct dheap *h = &d->mem;
+        while (h->cap - h->n < n) {
+            uint32_t cap = h->cap ? h->cap * 2 : 64;
+            struct dentry *ne = realloc(h->e, (size_t)cap * sizeof *ne);
+            if (!ne)
+                return -ENOMEM;
+            h->e = ne;
+            h->cap = cap;
+        }
+        return 0;
     }
-    return 0;
+    int rc = pend_reserve(d, 3 * n);
+    return rc < 0 ? rc : persist_reserve(d->b, 3 * n);
 }
 
 int delay_hold_exchange(struct broker *b, struct exchange *x, struct msg *m,
@@ -260,22 +306,15 @@ int delay_hold_exchange(struct broker *b, struct exchange *x, struct msg *m,
         return 0;
     uint64_t due = due_after(delay);
     struct dtarget *t = target_get(d, 'x', x, x->store_id);
+    int rc;
     if (!t)
         return -ENOMEM;
-    bool stored = b->store && m->delivery_mode == 2 && x->store_id;
-    if (stored) {
-        int rc;
-        if ((rc = pend_reserve(d, 2)) < 0 || (rc = persist_reserve(b, 1)) < 0)
-            return rc;
-        uint64_t id = persist_msg(b, m, 1, false);
-        storage_put_delayed(b->store, due, id, 'x', x->store_id);
-        hold_stored(d, m, due, id, t);
+    if ((rc = hold_room(d, 1)) < 0)
+        return rc;
+    bool persistent = b->store && m->delivery_mode == 2 && x->store_id;
+    hold(d, m, due, t, persistent);
+    if (persistent)
         *ret_batch = storage_batch_no(b->store);
-    } else {
-        if (heap_reserve(&d->mem, 1) < 0)
-            return -ENOMEM;
-        hold_mem(d, m, due, t);
-    }
     arm(d);
     return 1;
 }
@@ -295,44 +334,28 @@ int delay_take_queues(struct broker *b, struct msg *m, struct route *r, uint64_t
     bool has_own = msg_delay(m, &own);
     if (has_own && own <= 0)
         return 0; /* x-delay 0 (or less): at once, whatever the queues say */
-    uint32_t nstored = 0, nmem = 0;
-    for (uint32_t i = 0; i < r->n; i++) {
-        struct queue *q = r->q[i];
-        if (q->opt.delivery_delay <= 0)
-            continue;
-        if (!target_get(d, 'q', q, q->store_id))
-            return -ENOMEM;
-        if (b->store && m->delivery_mode == 2 && q->store_id)
-            nstored++;
-        else
-            nmem++;
-    }
     int rc;
-    if (nstored && ((rc = pend_reserve(d, 2 * nstored)) < 0 ||
-                    (rc = persist_reserve(b, nstored)) < 0))
-        return rc;
-    if (nmem && (rc = heap_reserve(&d->mem, nmem)) < 0)
+    for (uint32_t i = 0; i < r->n; i++)
+        if (r->q[i]->opt.delivery_delay > 0 && !target_get(d, 'q', r->q[i], r->q[i]->store_id))
+            return -ENOMEM;
+    if ((rc = hold_room(d, nq)) < 0)
         return rc;
     uint32_t k = 0;
+    bool stored = false;
     for (uint32_t i = 0; i < r->n; i++) {
         struct queue *q = r->q[i];
         if (q->opt.delivery_delay <= 0) {
             r->q[k++] = q;
             continue;
         }
-        uint64_t due = due_after(has_own ? own : q->opt.delivery_delay);
-        struct dtarget *t = target_get(d, 'q', q, q->store_id);
-        if (b->store && m->delivery_mode == 2 && q->store_id) {
-            /* A record per queue: the key (due, message id) stays unique. */
-            uint64_t id = persist_msg(b, m, 1, false);
-            storage_put_delayed(b->store, due, id, 'q', q->store_id);
-            hold_stored(d, m, due, id, t);
-        } else {
-            hold_mem(d, m, due, t);
-        }
+        /* A record per queue: the key (due, message id) stays unique. */
+        bool persistent = b->store && m->delivery_mode == 2 && q->store_id;
+        hold(d, m, due_after(has_own ? own : q->opt.delivery_delay),
+             target_get(d, 'q', q, q->store_id) /* (made above) */, persistent);
+        stored |= persistent;
     }
     r->n = k;
-    if (nstored)
+    if (stored)
         *ret_batch = storage_batch_no(b->store);
     arm(d);
     return 0;
@@ -365,12 +388,14 @@ static void release(struct delay *d, struct dentry *e)
                  : ((struct queue *)e->target)->name);
     if (r->n)
         b->stats.routed++;
-    if (e->sid) {
+    if (e->flags & DE_STORED) {
         if (storage_reserve(b->store, 1, 0) == 0)
             storage_del_delayed(b->store, e->due, e->id);
-    } else {
-        b->queued_mem -= msg_mem(m);
     }
+    if (b->store)
+        d->win_bytes -= msg_mem(m);
+    else
+        b->queued_mem -= msg_mem(m);
     msg_unref(m);
 }
 
@@ -396,15 +421,16 @@ static int refill_entry(void *arg, const struct st_delayed *e, const void *data,
     uint8_t skey[9];
     skey[0] = (uint8_t)e->kind;
     store_be64(skey + 1, e->target);
-    struct dtarget *t = hmap_get(&d->by_sid, skey, sizeof skey);
+    struct dtarget *t = e->stale ? NULL : hmap_get(&d->by_sid, skey, sizeof skey);
     struct msg *m = NULL;
-    if (!t || persist_msg_load(data, len, &m) < 0) { /* its target is gone (or it is unreadable) */
+    if (!t || persist_msg_load(data, len, &m) < 0) { /* stale, target gone, or unreadable */
         if (storage_reserve(d->b->store, 1, 0) == 0)
             storage_del_delayed(d->b->store, e->due, e->msg_id);
         return 0;
     }
-    struct dentry de = {e->due, e->msg_id, m, t->ptr, t->sid, t->kind};
+    struct dentry de = {e->due, e->msg_id, m, t->ptr, t->sid, t->kind, DE_STORED};
     dwin_insert(&d->win, &de); /* appends: keys only grow, and the window has room */
+    d->win_bytes += msg_mem(m);
     f->taken++;
     return 0;
 }
@@ -485,13 +511,21 @@ int delay_start(struct broker *b)
         struct vhost *vh = vv;
         for (uint32_t j = 0; hmap_next(&vh->exchanges, &j, &v);) {
             struct exchange *x = v;
-            if (x->delayed && x->store_id && !target_get(d, 'x', x, x->store_id))
+            struct dtarget *t = x->delayed && x->store_id ? target_get(d, 'x', x, x->store_id)
+                                                          : NULL;
+            if (x->delayed && x->store_id && !t)
                 return -ENOMEM;
+            if (t)
+                t->stored = true;
         }
         for (uint32_t j = 0; hmap_next(&vh->queues, &j, &v);) {
             struct queue *q = v;
-            if (q->opt.delivery_delay > 0 && q->store_id && !target_get(d, 'q', q, q->store_id))
+            struct dtarget *t = q->opt.delivery_delay > 0 && q->store_id
+                                    ? target_get(d, 'q', q, q->store_id) : NULL;
+            if (q->opt.delivery_delay > 0 && q->store_id && !t)
                 return -ENOMEM;
+            if (t)
+                t->stored = true;
         }
     }
     if (b->store)
@@ -502,7 +536,8 @@ int delay_start(struct broker *b)
 
 static void drop_stored(void *arg, struct dentry *e)
 {
-    (void)arg;
+    struct delay *d = arg;
+    d->win_bytes -= msg_mem(e->m);
     msg_unref(e->m);
 }
 
@@ -521,8 +556,9 @@ void delay_target_gone(struct broker *b, char kind, void *target, uint64_t store
         return;
     dwin_remove_target(&d->win, target, drop_stored, d);
     dheap_remove_target(&d->mem, target, drop_mem, d);
-    if (store_id && b->store && !b->stopping)
-        storage_del_delayed_target(b->store, kind, store_id);
+    (void)store_id; /* (t->sid: the same, or the id its transient entries carry) */
+    if (t->stored && b->store && !b->stopping)
+        storage_del_delayed_target(b->store, kind, t->sid);
     target_free(d, t);
     arm(d);
 }

@@ -1,9 +1,9 @@
 /* delay.h — delayed delivery: the x-delayed-message exchange (a message with a positive x-delay
  * header is routed when its delay is over) and the x-delivery-delay queue argument (each
  * message waits that long, or its own x-delay, before it is enqueued). Persistent messages
- * for durable targets wait in storage (storage/delayed.h) and survive restarts; only a bounded
- * window of the soonest is in memory. Transient ones wait in memory, counted in
- * broker.queued_mem, so the memory alarm bounds them. */
+ * for durable targets are stored (storage/delayed.h) and survive restarts; others are stored
+ * only when they leave the in-memory window, and dropped at the next start. Only a bounded
+ * window of the soonest is in memory. */
 #ifndef WARREN_DELAY_H
 #define WARREN_DELAY_H
 #include <stdbool.h>
@@ -14,8 +14,10 @@ struct exchange;
 struct msg;
 struct route;
 
-/* Stored delayed entries kept in memory at most (the soonest). */
+/* Delayed messages kept in memory at most (the soonest), and about how many bytes they may
+ * take (msg_mem; a larger message still fits, alone). */
 #define DELAY_WINDOW 4096
+#define DELAY_WINDOW_BYTES (8u << 20)
 
 /* Starts delayed delivery on b (after recovery, with b->timers running): reads the soonest
  * stored entries. Until it runs (b->delay NULL) nothing is delayed. 0 or -ENOMEM. */
