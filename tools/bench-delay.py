@@ -10,7 +10,9 @@ that the client is not what is measured:
     lateness = arrival - due (an upper bound: it includes the time from encoding to the
     broker's receipt, kept short by the confirm window);
   - warrend's RssAnon (/proc/PID/status) is sampled every 0.5 s.
-Prints one JSON object. Usage: bench-delay.py PORT PID N RATE LEAD_S"""
+With a sixth argument "transient": non-durable exchange and queue, delivery_mode 1 (they wait
+in memory only while among the soonest, and in storage, marked transient, past that).
+Prints one JSON object. Usage: bench-delay.py PORT PID N RATE LEAD_S [transient]"""
 import json
 import os
 import socket
@@ -95,11 +97,14 @@ def rss_anon(pid):
 def main():
     port, pid, n, rate, lead = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]),
                                 int(sys.argv[4]), float(sys.argv[5]))
+    transient = sys.argv[6:7] == ["transient"]
+    durable = b"\x00" if transient else b"\x02"
+    mode = b"\x01" if transient else b"\x02"
     p = Conn(port)
     p.s.sendall(method(1, 40, 10, struct.pack(">H", 0) + ss("bdx") + ss("x-delayed-message") +
-                       b"\x02" + table({"x-delayed-type": ("S", b"direct")})))
+                       durable + table({"x-delayed-type": ("S", b"direct")})))
     p.wait(40, 11)
-    p.s.sendall(method(1, 50, 10, struct.pack(">H", 0) + ss("bdq") + b"\x02" + table({})))
+    p.s.sendall(method(1, 50, 10, struct.pack(">H", 0) + ss("bdq") + durable + table({})))
     p.wait(50, 11)
     p.s.sendall(method(1, 50, 20, struct.pack(">H", 0) + ss("bdq") + ss("bdx") + ss("k") +
                        b"\x00" + table({})))
@@ -156,7 +161,7 @@ def main():
         for j in range(i, min(n, i + 100)):
             due = int(t0 + j * 1000 / rate)
             hdr = struct.pack(">HHQH", 60, 0, 8, 0x3000) + \
-                table({"x-delay": ("l", due - int(now))}) + b"\x02"
+                table({"x-delay": ("l", due - int(now))}) + mode
             out.append(pub + frame(2, 1, hdr) + frame(3, 1, struct.pack(">Q", due)))
         p.s.sendall(b"".join(out))
         i = min(n, i + 100)
@@ -171,7 +176,7 @@ def main():
     late.sort()
     waiting = [r for t, r in rss if published <= t < first_due]
     print(json.dumps({
-        "n": n, "rate": rate, "publish_s": round(published - start, 1),
+        "n": n, "rate": rate, "transient": transient, "publish_s": round(published - start, 1),
         "publish_rate": round(n / (published - start)),
         "received": len(late),
         "rss_anon_mib_waiting_max": round(max(waiting), 1) if waiting else None,

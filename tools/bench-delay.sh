@@ -5,7 +5,8 @@
 # consumes them, printing warrend's RssAnon while they wait and the lateness (delivery - due:
 # median, p99, max). Owns its temporary directory and the warrend it starts.
 #
-# Usage: tools/bench-delay.sh [N] [RATE] [LEAD_S]   (default 1000000 10000 60)
+# Usage: tools/bench-delay.sh [N] [RATE] [LEAD_S] [transient]   (default 1000000 10000 60)
+#   transient: a non-durable exchange and queue, delivery_mode 1
 #   WARREND           binary (default build/broker/warrend)
 #   WLOG              where warrend's log goes (default: the temporary directory, removed)
 #   BENCH_DELAY_SLOW  set: also print in which seconds messages were over 50 ms late
@@ -27,4 +28,4 @@ listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 pid=$!
 for _ in $(seq 500); do listening "$PORT" && break; sleep 0.02; done
 kill -0 "$pid" || { cat "$DIR/warrend.log" >&2; exit 1; }
-python3 tools/bench-delay.py "$PORT" "$pid" "$N" "$RATE" "$LEAD"
+python3 tools/bench-delay.py "$PORT" "$pid" "$N" "$RATE" "$LEAD" ${4:-}
