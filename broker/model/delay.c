@@ -591,10 +591,3 @@ void delay_free(struct broker *b)
     free(d);
     b->delay = NULL;
 }
-
-void delay_counts(const struct broker *b, uint64_t *ret_mem, uint64_t *ret_window)
-{
-    const struct delay *d = b->delay;
-    *ret_mem = d ? d->mem.n : 0;
-    *ret_window = d ? d->win.n : 0;
-}

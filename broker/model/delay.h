@@ -37,7 +37,5 @@ int delay_take_queues(struct broker *b, struct msg *m, struct route *r, uint64_t
 /* The exchange ('x') or queue ('q') target is being deleted: its waiting messages are dropped,
  * in memory and (store_id != 0) in storage. Cheap when it never had any. */
 void delay_target_gone(struct broker *b, char kind, void *target, uint64_t store_id);
-/* Messages waiting in memory and in storage-only, for the management API and tests. */
-void delay_counts(const struct broker *b, uint64_t *ret_mem, uint64_t *ret_window);
 
 #endif
