@@ -112,7 +112,8 @@ void api_overview(struct call *c)
     json_object_set_new(ov, "disable_stats", json_false());
     json_object_set_new(ov, "enable_queue_totals", json_true());
     json_t *types = json_array();
-    static const char *const names[] = {"direct", "fanout", "headers", "topic"};
+    static const char *const names[] = {"direct", "fanout", "headers", "topic",
+                                        "x-delayed-message"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         json_array_append_new(types, json_pack("{s:s, s:s, s:b}", "name", names[i],
                                                "description", "", "enabled", 1));

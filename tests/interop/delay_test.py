@@ -246,6 +246,9 @@ def mandatory(conn, ch):
 
 
 def api_and_definitions(w, conn, ch):
+    r = w.api("GET", "/api/overview")
+    check("x-delayed-message" in [t["name"] for t in r.json().get("exchange_types", [])],
+          "the overview lists the exchange type x-delayed-message")
     r = w.api("GET", "/api/exchanges/%2F/dx_topic")
     check(r.status_code == 200 and r.json().get("type") == "x-delayed-message" and
           r.json().get("arguments") == {"x-delayed-type": "topic"},
