@@ -386,8 +386,6 @@ static void release(struct delay *d, struct dentry *e)
         log_warn("a delayed message for %s '%s' is dropped: out of memory", e->kind == 'x' ?
                  "exchange" : "queue", e->kind == 'x' ? ((struct exchange *)e->target)->name
                  : ((struct queue *)e->target)->name);
-    if (r->n)
-        b->stats.routed++;
     if (e->flags & DE_STORED) {
         if (storage_reserve(b->store, 1, 0) == 0)
             storage_del_delayed(b->store, e->due, e->id);
