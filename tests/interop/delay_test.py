@@ -310,6 +310,20 @@ def durable_setup(conn, ch):
         due[f"x{i}"] = publish(ch, "ddx", "k", f"x{i}", d, persistent=True) + d / 1000
     for i in range(10):
         due[f"q{i}"] = publish(ch, "", "dqd", f"q{i}", persistent=True) + 3.0
+    # Stored, then dropped with their durable exchange and queue (declared again, empty).
+    ch.exchange_declare("ddx_del", "x-delayed-message", durable=True,
+                        arguments={"x-delayed-type": "fanout"})
+    ch.queue_declare("ddq_del", durable=True)
+    ch.queue_bind("ddq_del", "ddx_del")
+    ch.queue_declare("dqd_del", durable=True, arguments={"x-delivery-delay": 2000})
+    publish(ch, "ddx_del", "", "gone-x", 2000, persistent=True)
+    publish(ch, "", "dqd_del", "gone-q", persistent=True)
+    ch.exchange_delete("ddx_del")
+    ch.queue_delete("dqd_del")
+    ch.exchange_declare("ddx_del", "x-delayed-message", durable=True,
+                        arguments={"x-delayed-type": "fanout"})
+    ch.queue_bind("ddq_del", "ddx_del")
+    ch.queue_declare("dqd_del", durable=True, arguments={"x-delivery-delay": 2000})
     return due
 
 
@@ -329,6 +343,8 @@ def durable_check(conn, ch, due):
     time.sleep(1.0)  # past the transient ones' due time
     check(drain(ch, "ddq") == [] and drain(ch, "dqd") == [],
           "each delivered once, and no transient message after the restart")
+    check(drain(ch, "ddq_del") == [] and drain(ch, "dqd_del") == [],
+          "stored delayed messages of a deleted exchange or queue are gone after the restart")
 
 
 def main():
