@@ -364,11 +364,40 @@ int delay_take_queues(struct broker *b, struct msg *m, struct route *r, uint64_t
 /* ---- releasing ---------------------------------------------------------------------------- */
 
 /* e is due: route it (exchange) or enqueue it (queue) now; drops the entry's reference. */
+/* A private copy of m (NULL on OOM). */
+static struct msg *msg_copy(const struct msg *m)
+{
+    struct msg *c = msg_new(msg_exchange(m), msg_routing_key(m), msg_header(m), msg_bcc(m),
+                            m->body_size);
+    if (!c)
+        return NULL;
+    c->delivery_mode = m->delivery_mode;
+    c->priority = m->priority;
+    c->flags = m->flags;
+    c->ttl = m->ttl;
+    if (m->body_size)
+        memcpy(c->body, m->body, m->body_size);
+    c->body_have = m->body_have;
+    return c;
+}
+
 static void release(struct delay *d, struct dentry *e)
 {
     struct broker *b = d->b;
     struct msg *m = e->m;
     struct route *r = &d->route;
+    if (b->store)
+        d->win_bytes -= msg_mem(m);
+    else
+        b->queued_mem -= msg_mem(m);
+    if (m->refs > 1) { /* others hold it (queues it went to at once): enqueueing sets its
+                        * store_id, which must stay theirs */
+        struct msg *c = msg_copy(m);
+        if (c) {
+            msg_unref(m);
+            m = c;
+        }
+    }
     m->flags |= MSG_DELAYED;
     r->n = 0;
     r->oom = 0;
@@ -390,10 +419,6 @@ static void release(struct delay *d, struct dentry *e)
         if (storage_reserve(b->store, 1, 0) == 0)
             storage_del_delayed(b->store, e->due, e->id);
     }
-    if (b->store)
-        d->win_bytes -= msg_mem(m);
-    else
-        b->queued_mem -= msg_mem(m);
     msg_unref(m);
 }
 

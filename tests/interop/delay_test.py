@@ -310,6 +310,20 @@ def durable_setup(conn, ch):
         due[f"x{i}"] = publish(ch, "ddx", "k", f"x{i}", d, persistent=True) + d / 1000
     for i in range(10):
         due[f"q{i}"] = publish(ch, "", "dqd", f"q{i}", persistent=True) + 3.0
+    # One message to a quorum queue at once and to a delayed queue later: after the delayed
+    # copy is taken and acked, a requeue in the quorum queue still names its own stored copy.
+    ch.exchange_declare("fq", "fanout", durable=True)
+    ch.queue_declare("qa", durable=True, arguments={"x-queue-type": "quorum"})
+    ch.queue_declare("qb", durable=True, arguments={"x-delivery-delay": 300})
+    ch.queue_bind("qa", "fq")
+    ch.queue_bind("qb", "fq")
+    publish(ch, "fq", "", "shared", persistent=True)
+    m, _, _ = ch.basic_get("qa")
+    check(m is not None, "the quorum queue got the shared message at once")
+    got = collect(conn, ch, ["qb"], 1, 3)
+    check([g[1] for g in got] == ["shared"], f"the delayed queue got it later: {got}")
+    if m:
+        ch.basic_nack(m.delivery_tag, requeue=True)
     # Stored, then dropped with their durable exchange and queue (declared again, empty).
     ch.exchange_declare("ddx_del", "x-delayed-message", durable=True,
                         arguments={"x-delayed-type": "fanout"})
@@ -343,6 +357,7 @@ def durable_check(conn, ch, due):
     time.sleep(1.0)  # past the transient ones' due time
     check(drain(ch, "ddq") == [] and drain(ch, "dqd") == [],
           "each delivered once, and no transient message after the restart")
+    check(drain(ch, "qa") == ["shared"], "the quorum queue's requeued message after the restart")
     check(drain(ch, "ddq_del") == [] and drain(ch, "dqd_del") == [],
           "stored delayed messages of a deleted exchange or queue are gone after the restart")
 
