@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "storage/batch.h"
 #include "storage/crypt.h"
+#include "storage/delayed.h"
 #include "storage/env.h"
 #include "storage/qindex.h"
 #include "storage/records.h"
@@ -28,6 +29,7 @@ enum op_kind {
     OP_REENCRYPT,               /* a re-encryption step of at most a records */
     OP_PUT_DEDUP, OP_DEL_DEDUP, /* deduplication entries: a = owner, b = expiry, c = seq; the
                                  * key in the arena */
+    OP_PUT_DELAYED, OP_DEL_DELAYED, OP_DEL_DELAYED_TARGET, /* delayed.h: a = due, b = id */
 };
 
 struct op {
@@ -423,6 +425,40 @@ int storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
     return 0;
 }
 
+int storage_put_delayed(struct storage *st, uint64_t due, uint64_t msg_id, char kind,
+                        uint64_t target, bool transient)
+{
+    struct op *o = new_op(st, OP_PUT_DELAYED);
+    if (!o)
+        return -ENOMEM;
+    o->flags = transient;
+    o->a = due;
+    o->b = msg_id;
+    o->ent = kind;
+    o->c = target;
+    return 0;
+}
+
+int storage_del_delayed(struct storage *st, uint64_t due, uint64_t msg_id)
+{
+    struct op *o = new_op(st, OP_DEL_DELAYED);
+    if (!o)
+        return -ENOMEM;
+    o->a = due;
+    o->b = msg_id;
+    return 0;
+}
+
+int storage_del_delayed_target(struct storage *st, char kind, uint64_t target)
+{
+    struct op *o = new_op(st, OP_DEL_DELAYED_TARGET);
+    if (!o)
+        return -ENOMEM;
+    o->ent = kind;
+    o->c = target;
+    return 0;
+}
+
 static void key_free(void *key)
 {
     crypt__wipe(key, CRYPT_KEY_SIZE);
@@ -565,6 +601,32 @@ static int del_dedup_all(struct storage *st, MDB_txn *txn, uint64_t owner)
     return rc == MDB_NOTFOUND || rc == EINVAL ? 0 : rc;
 }
 
+/* Deletes the delayed entries of one target (a whole-database walk: targets are deleted
+ * rarely, and the database is keyed by due time), dereferencing their messages. */
+static int del_delayed_target(struct storage *st, MDB_txn *txn, char kind, uint64_t target)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    int rc = mdb_cursor_open(txn, st->delayed, &cur);
+    if (rc)
+        return rc;
+    rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+    while (rc == 0) {
+        const uint8_t *v = val.mv_data;
+        if (key.mv_size == DELAYED_KEY_SIZE && val.mv_size >= DELAYED_VAL_SIZE &&
+            (char)v[0] == kind && load_be64(v + 1) == target) {
+            uint64_t id = load_be64((const uint8_t *)key.mv_data + 8);
+            if ((rc = mdb_cursor_del(cur, 0)) != 0 || (rc = msg_deref(st, txn, id)) != 0)
+                break;
+            rc = mdb_cursor_get(cur, &key, &val, MDB_GET_CURRENT);
+        } else {
+            rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND || rc == EINVAL ? 0 : rc;
+}
+
 static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, const struct op *o)
 {
     uint8_t k[QINDEX_KEY_SIZE], v[QINDEX_VAL_SIZE];
@@ -663,6 +725,27 @@ static int apply_op(struct storage *st, MDB_txn *txn, const struct st_batch *b, 
         val = (MDB_val){16, v};
         return mdb_put(txn, st->dedup, &key, &val, 0);
     }
+    case OP_PUT_DELAYED: {
+        uint8_t dk[DELAYED_KEY_SIZE], dv[DELAYED_VAL_SIZE_T];
+        delayed_key_encode(dk, o->a, o->b);
+        dv[0] = (uint8_t)o->ent;
+        store_be64(dv + 1, o->c);
+        store_be32(dv + DELAYED_VAL_SIZE, st->epoch);
+        key = (MDB_val){sizeof dk, dk};
+        val = (MDB_val){o->flags ? DELAYED_VAL_SIZE_T : DELAYED_VAL_SIZE, dv};
+        return mdb_put(txn, st->delayed, &key, &val, 0);
+    }
+    case OP_DEL_DELAYED: {
+        uint8_t dk[DELAYED_KEY_SIZE];
+        delayed_key_encode(dk, o->a, o->b);
+        key = (MDB_val){sizeof dk, dk};
+        rc = mdb_del(txn, st->delayed, &key, NULL);
+        if (rc == MDB_NOTFOUND) /* gone with its target meanwhile */
+            return 0;
+        return rc ? rc : msg_deref(st, txn, o->b);
+    }
+    case OP_DEL_DELAYED_TARGET:
+        return del_delayed_target(st, txn, o->ent, o->c);
     case OP_QMETA:
         qindex_meta_encode(v, &(struct qindex_meta){.count = o->b, .delivered_seq = o->c});
         val = (MDB_val){QINDEX_META_SIZE, v};

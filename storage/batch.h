@@ -6,6 +6,7 @@
  * which is what makes commits larger as load rises. */
 #ifndef WARREN_STORAGE_BATCH_H
 #define WARREN_STORAGE_BATCH_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -106,6 +107,17 @@ int storage_put_queue_meta(struct storage *st, uint64_t qid, uint64_t count,
 int storage_put_dedup(struct storage *st, uint64_t owner, const void *key, size_t klen,
                       uint64_t expires, uint64_t seq);
 int storage_del_dedup(struct storage *st, uint64_t owner, const void *key, size_t klen);
+
+/* Delayed messages (delayed.h). An entry holds message msg_id (written with storage_put_msg in
+ * this batch, the entry counted in its refs) until `due` (wall-clock ms) for a target (kind
+ * 'x': a delayed exchange, 'q': a queue; target: its entity id, or for a transient entry any
+ * id unique in this open). A transient entry carries this open's epoch and is stale in later
+ * ones. Deleting an entry drops the message when nothing else names it; deleting a target's
+ * entries walks the whole database. */
+int storage_put_delayed(struct storage *st, uint64_t due, uint64_t msg_id, char kind,
+                        uint64_t target, bool transient);
+int storage_del_delayed(struct storage *st, uint64_t due, uint64_t msg_id);
+int storage_del_delayed_target(struct storage *st, char kind, uint64_t target);
 
 /* Hands the open batch to the writer unless one is being committed. Returns 1 when it did,
  * 0 when there was nothing to do or the writer is busy (submit again after collecting). */

@@ -87,6 +87,7 @@ static int open_dbs(struct storage *st, const struct crypt_plan *plan)
         {"users", &st->users}, {"vhosts", &st->vhosts}, {"permissions", &st->permissions},
         {"topic_permissions", &st->topic_permissions}, {"params", &st->params},
         {"dedup", &st->dedup},
+        {"delayed", &st->delayed},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++)
         if ((rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi)) != 0)
@@ -188,7 +189,7 @@ int storage_open_opts(const char *dir, struct storage_opts *o, struct storage **
     }
     if ((rc = mdb_env_create(&st->env)) != 0)
         goto fail;
-    mdb_env_set_maxdbs(st->env, 32); /* 14 in use (schema.h); not stored in the file */
+    mdb_env_set_maxdbs(st->env, 32); /* 15 in use (schema.h); not stored in the file */
     /* The map starts at 1 GiB (or the file's size, if larger) and doubles when full. */
     mdb_env_set_mapsize(st->env, (size_t)1 << 30);
     if ((rc = mdb_env_open(st->env, dir,

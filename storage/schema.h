@@ -23,9 +23,16 @@
  *                         envelope (crypt.h; its first byte 0xEC is one no plain message may
  *                         begin with). Only this database is encrypted: names, arguments, index
  *                         entries and tenancy records are not.
- *   msg_refs    u64 id -> u32 queue-index entries that name it, present only when above one
+ *   msg_refs    u64 id -> u32 queue-index and delayed entries that name it, present only when
+ *                         above one
  *   qindex      u64 queue id, u64 seq -> the message it names, with flags, epoch, expiry and
  *                         returns: layout in qindex.h (the one place that encodes it)
+ *   delayed     u64 due (wall-clock ms), u64 message id -> u8 target kind ('x' a delayed
+ *                         exchange, 'q' a queue with x-delivery-delay), u64 the target's entity
+ *                         id, and for a transient message u32 epoch: a message held until it is
+ *                         due (storage/delayed.h encodes it); a transient one from an earlier
+ *                         epoch is dropped. Added within format version 1: an older data dir
+ *                         gets it, empty, at its next open.
  *
  * Tenancy (users, vhosts and what users may do in them). Keys are names, each as a u8 length
  * and its bytes (so no name is mistaken for a prefix of another, and an empty name is a
@@ -51,8 +58,8 @@
  *                             broker's: see dedup.c) -> u64 expires (wall-clock ms, 0: never),
  *                             u64 insertion number. Deleting the owner deletes its entries.
  *
- * Invariant: a message is in `messages` exactly while at least one qindex entry names it;
- * msg_refs holds the number of those entries whenever it is more than one. */
+ * Invariant: a message is in `messages` exactly while at least one qindex or delayed entry
+ * names it; msg_refs holds the number of those entries whenever it is more than one. */
 #ifndef WARREN_STORAGE_SCHEMA_H
 #define WARREN_STORAGE_SCHEMA_H
 #include <lmdb.h>
@@ -67,6 +74,7 @@ struct st_batch;
 struct storage {
     MDB_env *env; /* owned */
     MDB_dbi meta, exchanges, queues, queue_meta, bindings, messages, msg_refs, qindex;
+    MDB_dbi delayed;
     MDB_dbi users, vhosts, permissions, topic_permissions, params, dedup;
     int lock_fd;      /* owned: flock on <dir>/warrend.lock keeps a second process out */
     char *dir;        /* owned: the data directory, for free-space checks */

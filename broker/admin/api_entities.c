@@ -45,7 +45,7 @@ static json_t *exchange_json(const void *v)
 {
     const struct exchange *x = v;
     json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:o, s:s}", "name", x->name,
-                          "vhost", x->vhost->name, "type", exchange_type_name(x->type),
+                          "vhost", x->vhost->name, "type", exchange_type_shown(x),
                           "durable", x->durable, "auto_delete", x->auto_delete, "internal",
                           x->internal, "arguments",
                           jt_table((amqp_bytes_t){x->args, x->args_len}),

@@ -114,8 +114,9 @@ void api_overview(struct call *c)
     json_object_set_new(ov, "enable_queue_totals", json_true());
     json_t *types = json_array();
     static const char *const names[] = {"direct", "fanout", "headers", "topic",
-                                        "x-message-deduplication"};
-    static const char *const descr[] = {"", "", "", "", "Message Deduplication Exchange."};
+                                        "x-message-deduplication", "x-delayed-message"};
+    static const char *const descr[] = {"", "", "", "", "Message Deduplication Exchange.",
+                                        "Delayed Message Exchange."};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         json_array_append_new(types, json_pack("{s:s, s:s, s:b}", "name", names[i],
                                                "description", descr[i], "enabled", 1));

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "broker/model/delay.h"
 #include "broker/model/args.h"
 #include "lib/array.h"
 #include "broker/amqp/channel.h"
@@ -622,13 +623,19 @@ static int publish_route(struct channel *ch, struct msg *m, uint64_t *ret_batch,
     bool routed;
     if (replyto_route(ch, m, &routed)) {
         /* a reply: delivered straight to its requester, or returned when it is gone */
+    } else if (x && x->delayed &&
+               (rc = delay_hold_exchange(&ch->conn->srv->b, x, m, ret_batch)) != 0) {
+        if (rc < 0)
+            return rc;
+        routed = true; /* held, routed when due: no mandatory return (docs/sns-sqs.md) */
     } else {
         if (x && (rc = exchange_route(x, m, &ch->route)) < 0)
             return rc;
         /* A duplicate a dedup exchange dropped was handled: not returned as unroutable. */
         routed = ch->route.n > 0 || ch->route.deduplicated;
     }
-    if ((rc = publish_enqueue(&ch->conn->srv->b, m, &ch->route, ret_batch, ret_rejected)) < 0)
+    if (ch->route.n && /* (a held message has none, and its batch in *ret_batch) */
+        (rc = publish_enqueue(&ch->conn->srv->b, m, &ch->route, ret_batch, ret_rejected)) < 0)
         return rc;
     for (uint32_t i = 0; i < ch->route.n; i++)
         if (queue_flow_high(ch->route.q[i])) {

@@ -158,7 +158,8 @@ static int exchange_declare(struct channel *ch, const struct amqp_exchange_decla
             return rc;
         goto ok;
     }
-    if ((rc = entity_exchange_check_new(vh->name, name, (enum exchange_type)type, d->arguments, err)) < 0 ||
+    if ((rc = entity_exchange_check_new(vh->name, name, (enum exchange_type)type,
+                                       d->arguments, err)) < 0 ||
         (rc = target_allowed(ch, d->arguments, "alternate-exchange", ACCESS_EXCHANGE, name,
                              err)) < 0 ||
         (rc = entity_exchange_create(vh, name, (enum exchange_type)type, d->durable,

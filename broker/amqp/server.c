@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 #include "broker/amqp/channel.h"
 #include "broker/amqp/conn.h"
+#include "broker/model/delay.h"
 #include "broker/model/atrest.h"
 #include "broker/model/errors.h"
 #include "lib/log.h"
@@ -437,6 +438,10 @@ int server_start(struct server *s, uv_loop_t *loop, const struct config *cfg)
             queue_start_timers(qv);
         if (s->b.params.count) /* the stored policies, on the recovered queues and exchanges */
             policy_apply_vhost(&s->b, vv);
+    }
+    if ((rc = delay_start(&s->b)) < 0) { /* delayed messages: the timer, the soonest stored */
+        log_error("cannot start delayed delivery: out of memory");
+        goto fail;
     }
     uv_prepare_init(loop, &s->before_sleep);
     s->before_sleep.data = s;

@@ -16,7 +16,7 @@ const char *const args_queue_keys[] = {
     "x-max-priority", "x-overflow", "x-queue-mode", "x-single-active-consumer", "x-queue-type",
     "x-quorum-initial-group-size", "x-delivery-limit", "x-dead-letter-strategy",
     "x-queue-leader-locator", "x-queue-master-locator", "x-max-age", "x-queue-version",
-    "x-message-groups", NULL};
+    "x-message-groups", "x-delivery-delay", NULL};
 const char *const args_exchange_keys[] = {"alternate-exchange", NULL};
 
 const char *args_type_name(char t)
@@ -160,6 +160,7 @@ static const struct {
     {"x-dead-letter-routing-key", R_STR}, {"x-overflow", R_OVERFLOW}, {"x-queue-type", R_QTYPE},
     {"x-queue-mode", R_QMODE}, {"x-single-active-consumer", R_BOOL},
     {"x-consumer-timeout", R_NONNEG_INT}, {"x-message-groups", R_BOOL},
+    {"x-delivery-delay", R_NONNEG_INT},
 };
 
 static bool is_int(char t)
@@ -267,6 +268,7 @@ void args_queue_opts(amqp_bytes_t args, struct queue_opts *o)
     get_int(args, "x-max-length", &o->max_length);
     get_int(args, "x-max-length-bytes", &o->max_length_bytes);
     get_int(args, "x-delivery-limit", &o->delivery_limit);
+    get_int(args, "x-delivery-delay", &o->delivery_delay);
     if (get_int(args, "x-max-priority", &n) && n > 0)
         o->max_priority = (uint8_t)(n > 255 ? 255 : n);
     if (amqp_table_get(args, "x-overflow", &v) == 1 && v.type == 'S') {

@@ -2,6 +2,7 @@
  * TTL-0 list. Does not own connections, listeners or output (the AMQP server does). */
 #include <stdlib.h>
 #include <string.h>
+#include "broker/model/delay.h"
 #include "broker/model/atrest.h"
 #include "broker/model/broker.h"
 #include "broker/model/msg.h"
@@ -52,6 +53,7 @@ void broker_free(struct broker *b)
         b->kick_head = q->kick_next;
         queue_unref(q);
     }
+    delay_free(b); /* (its messages and target pointers first) */
     void *v;
     for (uint32_t it = 0; hmap_next(&b->vhosts, &it, &v);)
         vhost_free(v);

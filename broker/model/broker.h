@@ -18,6 +18,7 @@ struct storage;
 struct msg;
 struct session_ops;
 struct atrest;
+struct delay;
 
 /* Something waiting for a storage batch to be durable (a reply that must not leave before the
  * change it reports is on disk): done() runs, unlinked, once b->durable_batch >= batch. */
@@ -74,6 +75,7 @@ struct broker {
     struct storage *store;      /* owned; NULL: nothing is durable */
     struct atrest *atrest;      /* owned (atrest.c): encryption at rest; NULL: off */
     struct timers timers;       /* TTL, x-expires and consumer-timeout deadlines */
+    struct delay *delay;        /* owned (delay.c): delayed messages; NULL until delay_start */
     struct queue *kick_head;    /* ref: queues to dispatch, linked by queue.kick_next */
     uint64_t queued_mem;        /* memory of ready messages in all queues */
     uint64_t durable_batch;     /* newest storage batch known to be on disk */

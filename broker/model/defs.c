@@ -414,8 +414,8 @@ static int exchange_def(struct import *im, size_t i, json_t *o, bool apply)
                                        im->err) < 0)
             rc = bad(im, "%s", im->err->text);
     } else if (rc == 0) {
-        if (entity_exchange_check_new(e.vhost, amqp_cstr(e.name), (enum exchange_type)t, e.args,
-                                      im->err) < 0)
+        if (entity_exchange_check_new(e.vhost, amqp_cstr(e.name), (enum exchange_type)t,
+                                      e.args, im->err) < 0)
             rc = bad(im, "%s", im->err->text);
         else if (apply)
             rc = entity_exchange_create(vh, amqp_cstr(e.name), (enum exchange_type)t, durable,
@@ -813,7 +813,7 @@ static void export_entities(json_t *d, const struct vhost *vh, bool with_vhost)
         if (!x->name_len || !strncmp(x->name, "amq.", 4))
             continue;
         json_t *o = json_pack("{s:s, s:s, s:b, s:b, s:b, s:o}", "name", x->name, "type",
-                              exchange_type_name(x->type), "durable", x->durable, "auto_delete",
+                              exchange_type_shown(x), "durable", x->durable, "auto_delete",
                               x->auto_delete, "internal", x->internal, "arguments",
                               jt_table((amqp_bytes_t){x->args, x->args_len}));
         if (o && with_vhost)

@@ -45,8 +45,8 @@ int entity_exchange_equivalent(const struct exchange *x, enum exchange_type type
 {
     char what[400];
     snprintf(what, sizeof what, "exchange '%s' in vhost '%s'", x->name, x->vhost->name);
-    if (x->type != type)
-        return inequivalent("type", what, exchange_type_name(type), exchange_type_name(x->type),
+    if (type == EX_DELAYED ? !x->delayed : (x->delayed || x->type != type))
+        return inequivalent("type", what, exchange_type_name(type), exchange_type_shown(x),
                             err);
     if (x->durable != durable)
         return inequivalent("durable", what, tf(durable), tf(x->durable), err);
@@ -66,6 +66,9 @@ int entity_exchange_check_new(const char *vhost, amqp_bytes_t name, enum exchang
         return rc;
     if (type == EX_DEDUP && (rc = dedup_check_exchange_args(err, args)) < 0)
         return rc;
+    if (type == EX_DELAYED && exchange_delayed_type(args) < 0) /* the plugin's text */
+        return err_set(err, -WERR_PRECONDITION_FAILED,
+                       "Invalid argument, 'x-delayed-type' must be an existing exchange type");
     struct amqp_field ae;
     if (amqp_table_get(args, "alternate-exchange", &ae) == 1 && ae.type != 'S')
         return err_set(err, -WERR_PRECONDITION_FAILED,

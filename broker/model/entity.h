@@ -25,7 +25,7 @@ int entity_exchange_equivalent(const struct exchange *x, enum exchange_type type
                                struct err *err);
 /* May a new exchange called name of that type be declared in vhost (a name: it may not exist
  * yet, for an import) with args? (reserved prefix; the type of alternate-exchange; the
- * arguments of x-message-deduplication.) 0 or the error. */
+ * arguments of x-message-deduplication; a delayed exchange's x-delayed-type.) 0 or the error. */
 int entity_exchange_check_new(const char *vhost, amqp_bytes_t name, enum exchange_type type,
                               amqp_bytes_t args, struct err *err);
 /* Creates the exchange, adds it to vh and stores it when durable. 0 or -ENOMEM. */

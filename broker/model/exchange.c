@@ -25,6 +25,7 @@
 #include "broker/model/broker.h"
 #include "broker/model/params.h"
 #include "broker/model/exchange.h"
+#include "broker/model/delay.h"
 #include "broker/model/filter.h"
 #include "broker/model/findex.h"
 #include "broker/model/headers.h"
@@ -37,7 +38,7 @@
 #include "protocol/table.h"
 
 static const char *const type_names[EX_TYPE_MAX] = {"direct", "fanout", "topic", "headers",
-                                                     "x-message-deduplication"};
+                                                     "x-message-deduplication", "x-delayed-message"};
 
 /* Direct exchanges: the bindings sharing one routing key. */
 struct dbucket {
@@ -59,12 +60,31 @@ const char *exchange_type_name(enum exchange_type t)
     return t < EX_TYPE_MAX ? type_names[t] : "unknown";
 }
 
+const char *exchange_type_shown(const struct exchange *x)
+{
+    return x->delayed ? type_names[EX_DELAYED] : exchange_type_name(x->type);
+}
+
+int exchange_delayed_type(amqp_bytes_t args)
+{
+    struct amqp_field f;
+    if (amqp_table_get(args, "x-delayed-type", &f) != 1 || f.type != 'S')
+        return -1;
+    int t = exchange_type_parse(f.v.bytes);
+    return t > EX_HEADERS ? -1 : t; /* the four built-in types (not dedup nor delayed) */
+}
+
 struct exchange *exchange_new(struct vhost *vh, amqp_bytes_t name, enum exchange_type type,
                               bool durable, bool auto_delete, bool internal, amqp_bytes_t args)
 {
     struct exchange *x = calloc(1, sizeof *x);
     if (!x)
         return NULL;
+    if (type == EX_DELAYED) {
+        int t = exchange_delayed_type(args);
+        x->delayed = true;
+        type = t < 0 ? EX_DIRECT : (enum exchange_type)t;
+    }
     x->name = malloc(name.len + 1);
     x->args = args.len ? malloc(args.len) : NULL;
     if (type == EX_TOPIC)
@@ -155,6 +175,8 @@ void exchange_delete(struct exchange *x)
         binding_free(list_entry(pos, struct binding, src_link));
     list_foreach_safe(pos, tmp, &x->bindings_in)
         binding_free(list_entry(pos, struct binding, dst_link));
+    if (x->delayed)
+        delay_target_gone(x->vhost->broker, 'x', x, x->store_id);
     persist_exchange_deleted(x->vhost->broker, x);
     vhost_remove_exchange(x->vhost, x);
     exchange_free(x);

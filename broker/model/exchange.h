@@ -17,8 +17,11 @@ struct topic_trie;
 struct findex;
 struct dedup;
 
-/* EX_DEDUP: x-message-deduplication (dedup.h), routed as a fanout. Stored by number. */
-enum exchange_type { EX_DIRECT, EX_FANOUT, EX_TOPIC, EX_HEADERS, EX_DEDUP, EX_TYPE_MAX };
+/* EX_DEDUP: x-message-deduplication (dedup.h), routed as a fanout. EX_DELAYED
+ * ("x-delayed-message") is only ever asked for: the exchange it makes routes as its
+ * x-delayed-type says (type holds that) and has `delayed` set (delay.h). Stored by number. */
+enum exchange_type { EX_DIRECT, EX_FANOUT, EX_TOPIC, EX_HEADERS, EX_DEDUP, EX_DELAYED,
+                     EX_TYPE_MAX };
 
 struct exchange {
     struct vhost *vhost; /* borrowed: owns us */
@@ -26,6 +29,7 @@ struct exchange {
     uint8_t name_len;
     enum exchange_type type;
     bool durable, auto_delete, internal, deleted;
+    bool delayed;        /* x-delayed-message: messages with x-delay wait first (delay.h) */
     uint64_t store_id;   /* id of the stored record (durable, declared by a client), else 0 */
     uint8_t *args;       /* owned copy of the declare arguments */
     uint32_t args_len;
@@ -64,7 +68,12 @@ int exchange_type_parse(amqp_bytes_t name);
 /* Applies the policies of x's vhost to x again (alternate-exchange). */
 void exchange_apply_policies(struct exchange *x);
 const char *exchange_type_name(enum exchange_type t);
-/* Creates an exchange (not yet in any vhost map). args is copied. NULL on OOM. */
+/* The type as clients see it: "x-delayed-message" for a delayed exchange, else its type's. */
+const char *exchange_type_shown(const struct exchange *x);
+/* The routing type x-delayed-type names in args (EX_DELAYED excluded), or -1. */
+int exchange_delayed_type(amqp_bytes_t args);
+/* Creates an exchange (not yet in any vhost map). args is copied. NULL on OOM. EX_DELAYED
+ * makes a delayed exchange routing as its x-delayed-type (validated before). */
 struct exchange *exchange_new(struct vhost *vh, amqp_bytes_t name, enum exchange_type type,
                               bool durable, bool auto_delete, bool internal, amqp_bytes_t args);
 /* Frees an exchange that has no bindings left. Accepts NULL. */

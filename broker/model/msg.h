@@ -11,6 +11,7 @@ enum msg_flag {
     MSG_MANDATORY = 1 << 0, /* basic.publish mandatory: return it when unroutable */
     MSG_HAS_CC = 1 << 1,    /* headers carry CC: extra routing keys */
     MSG_REPLY_PSEUDO = 1 << 2, /* reply_to is amq.rabbitmq.reply-to: rewrite before routing */
+    MSG_DELAYED = 1 << 3,   /* it has waited its delay (delay.h): no queue delays it again */
 };
 
 struct msg {

@@ -113,7 +113,8 @@ void persist_exchange(struct broker *s, struct exchange *x)
     uint8_t flags = ST_DURABLE | (x->auto_delete ? ST_AUTO_DELETE : 0) |
                     (x->internal ? ST_INTERNAL : 0);
     struct st_exchange r = {x->store_id, sbs(x->vhost->name), sb(x->name, x->name_len),
-                            sb(x->args, x->args_len), (uint8_t)x->type, flags};
+                            sb(x->args, x->args_len),
+                            (uint8_t)(x->delayed ? EX_DELAYED : x->type), flags};
     storage_put_exchange(s->store, &r);
 }
 

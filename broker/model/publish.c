@@ -4,6 +4,7 @@
  * queues that got an index entry for it. */
 #include "broker/model/deadletter.h"
 #include "broker/model/dedup.h"
+#include "broker/model/delay.h"
 #include "broker/model/exchange.h"
 #include "broker/model/msg.h"
 #include "broker/model/persist.h"
@@ -18,6 +19,10 @@ int publish_enqueue(struct broker *s, struct msg *m, struct route *r, uint64_t *
     *ret_batch = 0;
     *ret_rejected = false;
     int rc;
+    /* Queues with x-delivery-delay get it later (delay.c), checked (overflow) then. First:
+     * the reservation below is for this publish's own writes. */
+    if (s->delay && (rc = delay_take_queues(s, m, r, ret_batch)) < 0)
+        return rc;
     uint32_t stored = 0; /* queues kept in storage: each may add writes */
     for (uint32_t i = 0; s->store && i < r->n; i++)
         stored += r->q[i]->store_id != 0;

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include "broker/model/delay.h"
 #include "broker/model/args.h"
 #include "lib/array.h"
 #include "broker/model/binding.h"
@@ -976,6 +977,7 @@ uint32_t queue_delete(struct queue *q)
     list_foreach_safe(pos, tmp, &q->bindings_in)
         binding_free(list_entry(pos, struct binding, dst_link));
     uint32_t n = queue_purge(q); /* (releases the publishers waiting for q) */
+    delay_target_gone(q->vhost->broker, 'q', q, q->store_id); /* its delayed messages */
     persist_queue_deleted(q->vhost->broker, q);
     vhost_remove_queue(q->vhost, q);
     queue_unref(q);

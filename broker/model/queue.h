@@ -127,6 +127,8 @@ struct queue_opts {
     int64_t delivery_limit;   /* returns before a message is dead-lettered; -1: none */
     int64_t consumer_timeout; /* ms an unacked delivery may stay out (x-consumer-timeout, the
                                * consumer-timeout policy key); 0: none; -1: the broker's */
+    int64_t delivery_delay;   /* ms each message waits before it is enqueued
+                               * (x-delivery-delay, delay.h); 0: none */
 };
 
 struct queue {
