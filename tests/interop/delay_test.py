@@ -199,6 +199,10 @@ def refusals(conn):
             lambda c: c.exchange_declare("bad3", "x-delayed-message",
                                          arguments={"x-delayed-type": "x-delayed-message"}),
             406, "'x-delayed-type' must be an existing exchange type")
+    refused(conn, "x-delayed-type x-message-deduplication (only the four built-in types)",
+            lambda c: c.exchange_declare("bad4", "x-delayed-message", arguments={
+                "x-delayed-type": "x-message-deduplication", "x-cache-size": 10}),
+            406, "'x-delayed-type' must be an existing exchange type")
     refused(conn, "negative x-delivery-delay",
             lambda c: c.queue_declare("badq1", arguments={"x-delivery-delay": -5}), 406,
             "invalid arg 'x-delivery-delay' for queue 'badq1' in vhost '/': {value_negative,-5}")
