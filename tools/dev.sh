@@ -102,7 +102,7 @@ tsan_tests() {
 }
 
 # The libFuzzer targets (tests/fuzz/run.sh builds them in build-fuzz with clang, ASan+UBSan).
-FUZZ_TARGETS=(fuzz_frame fuzz_defs fuzz_table fuzz_conf fuzz_http fuzz_conn)
+FUZZ_TARGETS=(fuzz_frame fuzz_defs fuzz_table fuzz_conf fuzz_http fuzz_conn fuzz_filter)
 
 # Runs every fuzz target for $1 seconds, one after the other, one job each (fuzz_http and
 # fuzz_conn also keep a storage thread busy). With a counter, each target is one

@@ -68,7 +68,8 @@ int binding_filter_compile(amqp_bytes_t args, struct filter **ret_filter, struct
         return err_set(err, -WERR_PRECONDITION_FAILED,
                        "x-filter-policy must be a longstr holding a JSON object");
     char why[sizeof err->text];
-    int rc = filter_compile(pol.v.bytes.ptr, pol.v.bytes.len, scope, ret_filter, why, sizeof why);
+    int rc = filter_compile((const char *)pol.v.bytes.ptr, pol.v.bytes.len, scope, ret_filter, why,
+                            sizeof why);
     if (rc == -ENOMEM)
         return rc;
     if (rc < 0) {

@@ -3,7 +3,7 @@
 # runs it for `seconds` (default 60) on a scratch copy of its corpus, so the checked-in seeds
 # stay small. Targets and corpora (tests/fuzz/...): fuzz_frame (the default) corpus/,
 # fuzz_defs corpus-defs/, fuzz_table corpus-table/, fuzz_conf corpus-conf/,
-# fuzz_http corpus-http/, fuzz_conn corpus-conn/.
+# fuzz_http corpus-http/, fuzz_conn corpus-conn/, fuzz_filter corpus-filter/.
 # Crashes land in tests/fuzz/ as crash-* / leak-* / timeout-* (git-ignored); reproduce one with
 # build-fuzz/tests/fuzz/<target> <file>, then add a unit test for the fix and the file to the
 # corpus. FUZZ_JOBS=N runs N workers (-fork); the default is one. Exit status: the fuzzer's
@@ -14,10 +14,10 @@ secs=${1:-60}
 target=${2:-fuzz_frame}
 case $target in
 fuzz_frame) corpus=tests/fuzz/corpus ;;
-fuzz_defs | fuzz_table | fuzz_conf | fuzz_http | fuzz_conn) corpus=tests/fuzz/corpus-${target#fuzz_} ;;
+fuzz_defs | fuzz_table | fuzz_conf | fuzz_http | fuzz_conn | fuzz_filter) corpus=tests/fuzz/corpus-${target#fuzz_} ;;
 *)
     echo "run.sh: unknown target '$target' (fuzz_frame, fuzz_defs, fuzz_table, fuzz_conf," \
-         "fuzz_http, fuzz_conn)" >&2
+         "fuzz_http, fuzz_conn, fuzz_filter)" >&2
     exit 2 ;;
 esac
 if [ ! -f build-fuzz/build.ninja ]; then
