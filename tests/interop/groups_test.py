@@ -390,6 +390,9 @@ def ttl_and_timeout(w, conn):
     check(st.done.wait(10), f"timeout: B got the group after A's timeout ({b.got})")
     check([(i, r) for _, i, r in b.got] == [(0, True), (1, False), (2, False)],
           f"timeout: in order, the first redelivered: {b.got}")
+    deadline = time.monotonic() + 5  # A's client reads the close in its own time
+    while not (a.ch is not None and a.ch.is_closed) and time.monotonic() < deadline:
+        time.sleep(0.01)
     check(a.ch is not None and a.ch.is_closed, "timeout: the broker closed A's channel")
     a.stop.set()
     b.stop.set()
