@@ -168,13 +168,13 @@ static void settle(struct channel *ch, struct delivery *d, enum settle how, uint
     }
     queue_unhold(q, &d->e); /* its place comes back: a requeue below cannot fail */
     if (how == SETTLE_REQUEUE && expired(&d->e, now)) {
-        deadletter(q, &d->e, DL_EXPIRED);
         queue_settled(q, &d->e);
+        deadletter(q, &d->e, DL_EXPIRED);
     } else if (how == SETTLE_REQUEUE && q->opt.delivery_limit >= 0 &&
                d->e.returns + 1 > q->opt.delivery_limit) {
         /* x-delivery-limit: a message returned more often than allowed is dead-lettered. */
-        deadletter(q, &d->e, DL_DELIVERY_LIMIT);
         queue_settled(q, &d->e);
+        deadletter(q, &d->e, DL_DELIVERY_LIMIT);
     } else if (how == SETTLE_REQUEUE && !q->deleted && queue_requeue(q, &d->e) == 0) {
         queue_kick(q);
     } else if (how == SETTLE_DROP) {

@@ -361,6 +361,13 @@ int groups_reserve(struct groups *gs, const struct msg *m, uint32_t extra, uint3
     return 0;
 }
 
+void groups_unused(struct groups *gs, uint32_t gi)
+{
+    struct group *g = gi ? G(gs, gi) : NULL;
+    if (g && g->self == gi && !g->count && !g->out && g->where == W_NONE)
+        group_idle(gs, g);
+}
+
 /* ---- entries --------------------------------------------------------------------------- */
 
 int groups_insert(struct groups *gs, const struct qentry *e, bool at_tail)

@@ -24,6 +24,9 @@ struct groups *groups_free(struct groups *gs);
  * pushes: one lookup, not two). 0 or -ENOMEM. */
 int groups_reserve(struct groups *gs, const struct msg *m, uint32_t extra, uint32_t *ret_group)
     __attribute__((warn_unused_result));
+/* The group groups_reserve returned got no entry after all (the entry was paged out): a group
+ * with nothing ready and nothing out becomes idle, so the idle bound covers it. */
+void groups_unused(struct groups *gs, uint32_t gi);
 /* Adds e (the entry's message reference moves in) to the queue's order and to its group's,
  * at the tail or by seq (a requeue). e->group names the group: the one groups_take gave it, or
  * the one groups_reserve just returned; 0: the group its message's x-group-id names (looked

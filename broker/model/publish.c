@@ -28,26 +28,29 @@ int publish_enqueue(struct broker *s, struct msg *m, struct route *r, uint64_t *
         stored += r->q[i]->store_id != 0;
     if (stored && (rc = persist_reserve(s, stored)) < 0)
         return rc; /* refused before anything changed; storage stays healthy */
-    /* Queues that refuse it (x-overflow reject-publish*) are taken out first. */
+    /* Queues that hold a message with its id already (x-message-deduplication) skip it: a
+     * duplicate is accepted (confirmed), even by a full queue. The others remember the id. */
     uint32_t k = 0;
+    for (uint32_t i = 0; i < r->n; i++)
+        if (!r->q[i]->dedup || dedup_queue_admit(r->q[i], m))
+            r->q[k++] = r->q[i];
+    r->n = k;
+    /* Queues that refuse it (x-overflow reject-publish*) are taken out, forgetting its id. */
+    k = 0;
     for (uint32_t i = 0; i < r->n; i++) {
         struct queue *q = r->q[i];
         if (!queue_rejects(q, m)) {
             r->q[k++] = q;
             continue;
         }
+        if (q->dedup)
+            dedup_queue_left(q, m);
         *ret_rejected = true;
         if (q->opt.overflow == OVERFLOW_REJECT_PUBLISH_DLX) {
             struct qentry e = {m, 0, 0, 0, 0, 0};
             deadletter(q, &e, DL_MAXLEN);
         }
     }
-    r->n = k;
-    /* Queues that hold a message with its id already (x-message-deduplication) skip it. */
-    k = 0;
-    for (uint32_t i = 0; i < r->n; i++)
-        if (!r->q[i]->dedup || dedup_queue_admit(r->q[i], m))
-            r->q[k++] = r->q[i];
     r->n = k;
     /* Room in every queue before anything is written: a publish that fails now fails whole,
      * and a stored message's count stays equal to its index entries. */

@@ -369,6 +369,8 @@ int queue_push(struct queue *q, struct msg *m)
     msg_ref(m);
     if (!paged)
         e.group = group; /* (a paged entry's group may be gone by the time it is read back) */
+    else if (q->groups)
+        groups_unused(q->groups, group); /* looked up again when paged in */
     rc = paged ? pend_push(q, (struct pentry){e, storage_batch_no(st)}) : win_insert(q, e, true);
     assert(rc == 0); /* queue_reserve made room */
     q->bytes_all += m->body_size;
@@ -615,8 +617,8 @@ static uint32_t expire_front(struct queue *q, uint64_t now, bool strict, uint32_
                                          : f->expires > now))
             break;
         struct qentry e = take_front(q);
-        deadletter(q, &e, DL_EXPIRED);
         queue_settled(q, &e);
+        deadletter(q, &e, DL_EXPIRED);
         msg_unref(e.m);
         n++;
     }
@@ -806,8 +808,8 @@ void queue_settled(struct queue *q, const struct qentry *e)
 
 void queue_reject(struct queue *q, const struct qentry *e)
 {
-    deadletter(q, e, DL_REJECTED);
     queue_settled(q, e);
+    deadletter(q, e, DL_REJECTED);
 }
 
 uint64_t queue_ready(const struct queue *q)
@@ -827,8 +829,8 @@ static void drop_head_over_limit(struct queue *q)
         if (!q->count)
             break;
         struct qentry e = take_front(q);
-        deadletter(q, &e, DL_MAXLEN);
         queue_settled(q, &e);
+        deadletter(q, &e, DL_MAXLEN);
         msg_unref(e.m);
     }
     arm_ttl(q);
@@ -847,6 +849,11 @@ uint32_t queue_purge(struct queue *q)
         queue_settled(q, &p.e);
         msg_unref(p.e.m);
     }
+    /* The entries above left the deduplication set one by one (queue_settled); those of a run
+     * on disk are not read back, so then the whole set goes, the ids of delivered messages not
+     * yet acked too (docs/sns-sqs.md). */
+    if (q->dedup && q->disk_count)
+        dedup_queue_purged(q);
     if (q->disk_count && !q->deleted && store(q)) {
         storage_del_idx_from(store(q), q->store_id, q->disk_head);
         q->stored_count -= q->disk_persistent;
@@ -854,8 +861,6 @@ uint32_t queue_purge(struct queue *q)
     }
     q->disk_count = q->disk_persistent = 0;
     q->bytes_all = 0;
-    if (q->dedup)
-        dedup_queue_purged(q);
     arm_ttl(q);
     flow_release(q, false);
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;

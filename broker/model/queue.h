@@ -228,7 +228,8 @@ bool queue_pop(struct queue *q, struct qentry *ret);
 void queue_delivered(struct queue *q, const struct qentry *e);
 /* e (popped from q) is done with (acked, or dropped): its storage entry goes. */
 void queue_settled(struct queue *q, const struct qentry *e);
-/* e (popped from q) was rejected without requeue: dead-lettered if q has a DLX, then settled. */
+/* e (popped from q) was rejected without requeue: settled, then dead-lettered if q has a DLX (so
+ * that a deduplicating queue that dead-letters to itself has forgotten the id first). */
 void queue_reject(struct queue *q, const struct qentry *e);
 /* After recovery: starts the TTL and x-expires clocks of a queue that came back. */
 void queue_start_timers(struct queue *q);

@@ -151,6 +151,44 @@ def queue_level(ch):
     ch.queue_purge("qd")
     publish(ch, "", "p2", "p", key="qd")
     expect(ch, "qd", ["p2"])
+    # a purge leaves the ids of delivered, unacked messages: their duplicates are still refused
+    publish(ch, "", "u1", "u", key="qd")
+    m, props, _ = ch.basic_get("qd")
+    ch.queue_purge("qd")
+    publish(ch, "", "u2", "u", key="qd")
+    check(ch.queue_declare("qd", passive=True).method.message_count == 0,
+          "a duplicate of an unacked message is refused after a purge")
+    ch.basic_ack(m.delivery_tag)
+    # a queue that dead-letters to itself takes back its rejected message (the id was forgotten
+    # before the dead letter came in)
+    ch.queue_declare("qself", arguments={"x-message-deduplication": True,
+                                         "x-dead-letter-exchange": "",
+                                         "x-dead-letter-routing-key": "qself"})
+    publish(ch, "", "r1", "r", key="qself")
+    m, props, _ = ch.basic_get("qself")
+    ch.basic_reject(m.delivery_tag, requeue=False)
+    m, props, _ = ch.basic_get("qself", auto_ack=True)
+    check(m is not None and props.message_id == "r1" and props.headers.get("x-death"),
+          "a rejected message dead-lettered to its own deduplicating queue is back, with x-death")
+    # a full queue (reject-publish) confirms a duplicate (ack) and refuses a new id (nack)
+    ch.queue_declare("qfull", arguments={"x-message-deduplication": True, "x-max-length": 1,
+                                         "x-overflow": "reject-publish"})
+    publish(ch, "", "f1", "f", key="qfull")
+    try:
+        publish(ch, "", "f2", "f", key="qfull")
+        dup_acked = True
+    except pika.exceptions.NackError:
+        dup_acked = False
+    check(dup_acked, "a duplicate sent to a full queue is acked, not nacked")
+    try:
+        publish(ch, "", "f3", "g", key="qfull")
+        new_nacked = False
+    except pika.exceptions.NackError:
+        new_nacked = True
+    check(new_nacked, "a new id sent to a full reject-publish queue is nacked")
+    expect(ch, "qfull", ["f1"])
+    publish(ch, "", "f4", "g", key="qfull")  # the refused id was not remembered
+    expect(ch, "qfull", ["f4"])
 
 
 def content_based(ch):
@@ -180,7 +218,7 @@ def statistics(w):
           f"dx messages_deduplicated: {j.get('messages_deduplicated')}")
     r = w.api("GET", "/api/queues/%2F/qd")
     j = r.json() if r.status_code == 200 else {}
-    check(j.get("messages_deduplicated") == 3,
+    check(j.get("messages_deduplicated") == 4,  # q2, q5, q6, u2
           f"qd messages_deduplicated: {j.get('messages_deduplicated')}")
     import requests
     text = requests.get(f"http://127.0.0.1:{w.pport}/metrics", timeout=10).text
