@@ -388,28 +388,33 @@ int groups_insert(struct groups *gs, const struct qentry *e, bool at_tail)
     n->e = *e;
     n->e.group = gi;
     n->e.flags &= (uint8_t)~QE_GROUP_OUT;
-    /* The queue's order: before the first entry with a higher seq. */
+    /* The group's order: before its first entry with a higher seq (a requeue is usually of the
+     * group's oldest, so this stops at once). */
     uint32_t at = 0;
-    if (!at_tail && gs->qtail && E(gs, gs->qtail)->e.seq > e->seq)
-        for (at = gs->qhead; E(gs, at)->e.seq < e->seq; at = E(gs, at)->next)
-            ;
-    n->next = at;
-    n->prev = at ? E(gs, at)->prev : gs->qtail;
-    if (n->prev)
-        E(gs, n->prev)->next = ei;
-    else
-        gs->qhead = ei;
-    if (at)
-        E(gs, at)->prev = ei;
-    else
-        gs->qtail = ei;
-    /* The group's order, the same way. */
-    at = 0;
     if (!at_tail && g->tail && E(gs, g->tail)->e.seq > e->seq)
         for (at = g->head; E(gs, at)->e.seq < e->seq; at = E(gs, at)->gnext)
             ;
     n->gnext = at;
     n->gprev = at ? E(gs, at)->gprev : g->tail;
+    /* The queue's order: before the first entry with a higher seq, found walking back from
+     * that group successor (or from the tail), so a requeue passes only the entries published
+     * between it and its group's next, not every older ready entry (a held group's backlog). */
+    uint32_t qat = 0;
+    if (!at_tail && gs->qtail && E(gs, gs->qtail)->e.seq > e->seq) {
+        qat = at ? at : gs->qtail;
+        while (E(gs, qat)->prev && E(gs, E(gs, qat)->prev)->e.seq > e->seq)
+            qat = E(gs, qat)->prev;
+    }
+    n->next = qat;
+    n->prev = qat ? E(gs, qat)->prev : gs->qtail;
+    if (n->prev)
+        E(gs, n->prev)->next = ei;
+    else
+        gs->qhead = ei;
+    if (qat)
+        E(gs, qat)->prev = ei;
+    else
+        gs->qtail = ei;
     if (n->gprev)
         E(gs, n->gprev)->gnext = ei;
     else
