@@ -61,6 +61,8 @@ struct delay {
     struct timer_item timer;
     struct dwin win;            /* the soonest entries (each holds a message ref) */
     uint64_t win_bytes;         /* msg_mem() of their messages */
+    bool bytes_full;            /* the last refill stopped at the byte bound: no other until a
+                                 * release makes room */
     uint64_t hz_due, hz_id;     /* the horizon: stored keys below it are all in win */
     struct pend *pend;          /* owned FIFO ring: spilled or evicted, batch not yet known
                                  * durable; batch numbers never decrease along it */
@@ -198,7 +200,7 @@ static void on_timer(struct timer_item *item, uint64_t now);
 
 static bool wants_refill(const struct delay *d)
 {
-    return d->hz_due != HZ_ALL && d->win.n < DELAY_WINDOW / 2;
+    return d->hz_due != HZ_ALL && d->win.n < DELAY_WINDOW / 2 && !d->bytes_full;
 }
 
 static void arm(struct delay *d)
@@ -386,10 +388,12 @@ static void release(struct delay *d, struct dentry *e)
     struct broker *b = d->b;
     struct msg *m = e->m;
     struct route *r = &d->route;
-    if (b->store)
+    if (b->store) {
         d->win_bytes -= msg_mem(m);
-    else
+        d->bytes_full = false;
+    } else {
         b->queued_mem -= msg_mem(m);
+    }
     if (m->refs > 1) { /* others hold it (queues it went to at once): enqueueing sets its
                         * store_id, which must stay theirs */
         struct msg *c = msg_copy(m);
@@ -412,10 +416,11 @@ static void release(struct delay *d, struct dentry *e)
     if (rc == 0)
         rc = publish_enqueue(b, m, r, &batch, &rejected);
     if (rc < 0)
-        log_warn("a delayed message for %s '%s' is dropped: out of memory", e->kind == 'x' ?
+        log_warn("a delayed message for %s '%s' is %s: out of memory", e->kind == 'x' ?
                  "exchange" : "queue", e->kind == 'x' ? ((struct exchange *)e->target)->name
-                 : ((struct queue *)e->target)->name);
-    if (e->flags & DE_STORED) {
+                 : ((struct queue *)e->target)->name, e->flags & DE_STORED ?
+                 "kept in storage for the next start" : "dropped");
+    if ((e->flags & DE_STORED) && rc == 0) {
         if (storage_reserve(b->store, 1, 0) == 0)
             storage_del_delayed(b->store, e->due, e->id);
     }
@@ -427,7 +432,8 @@ struct refill {
     struct delay *d;
     uint64_t lim_due, lim_id; /* stop before this key */
     uint64_t last_due, last_id;
-    bool hit_limit;
+    uint64_t stop_due, stop_id; /* hit_bytes: the first entry left unread */
+    bool hit_limit, hit_bytes;
     uint32_t taken;
 };
 
@@ -439,6 +445,12 @@ static int refill_entry(void *arg, const struct st_delayed *e, const void *data,
         f->hit_limit = true;
         return 1;
     }
+    if (d->win.n > 0 && d->win_bytes + len > DELAY_WINDOW_BYTES) { /* the byte bound */
+        f->hit_bytes = true;
+        f->stop_due = e->due;
+        f->stop_id = e->msg_id;
+        return 1;
+    }
     f->last_due = e->due;
     f->last_id = e->msg_id;
     uint8_t skey[9];
@@ -446,7 +458,10 @@ static int refill_entry(void *arg, const struct st_delayed *e, const void *data,
     store_be64(skey + 1, e->target);
     struct dtarget *t = e->stale ? NULL : hmap_get(&d->by_sid, skey, sizeof skey);
     struct msg *m = NULL;
-    if (!t || persist_msg_load(data, len, &m) < 0) { /* stale, target gone, or unreadable */
+    int rc = t ? persist_msg_load(data, len, &m) : -EINVAL;
+    if (rc == -ENOMEM) /* kept for a later refill */
+        return rc;
+    if (rc < 0) { /* stale, target gone, or unreadable */
         if (storage_reserve(d->b->store, 1, 0) == 0)
             storage_del_delayed(d->b->store, e->due, e->msg_id);
         return 0;
@@ -465,17 +480,31 @@ static void refill(struct delay *d)
     uint64_t lim_due, lim_id;
     pend_prune(d, &lim_due, &lim_id);
     uint32_t room = DELAY_WINDOW - d->win.n;
-    struct refill f = {d, lim_due, lim_id, 0, 0, false, 0};
+    struct refill f = {.d = d, .lim_due = lim_due, .lim_id = lim_id};
     size_t n = 0;
     int rc = storage_scan_delayed(d->b->store, d->hz_due, d->hz_id, room, refill_entry, &f, &n);
+    if (rc != 0 && rc != STORAGE_E_CORRUPT) { /* memory short, readers full...: retried soon */
+        log_warn("cannot read delayed messages now (%s); retrying", rc == -ENOMEM ?
+                 "out of memory" : storage_strerror(rc));
+        if (f.taken) { /* those are in the window: read on after them */
+            d->hz_due = f.last_due;
+            d->hz_id = f.last_id + 1;
+        }
+        d->refill_stuck = true;
+        return;
+    }
     if (rc != 0) {
         log_error("cannot read delayed messages: %s; they wait until the next start",
                   storage_strerror(rc));
-        d->hz_due = HZ_ALL; /* no retry loop; what is stored stays for the next start */
+        d->hz_due = HZ_ALL; /* corrupt: what is stored stays for the next start */
         return;
     }
     uint64_t old_due = d->hz_due, old_id = d->hz_id;
-    if (f.hit_limit || n < room) { /* everything below the limit is read */
+    d->bytes_full = f.hit_bytes;
+    if (f.hit_bytes) { /* the window is full by bytes: read on from the entry left */
+        d->hz_due = f.stop_due;
+        d->hz_id = f.stop_id;
+    } else if (f.hit_limit || n < room) { /* everything below the limit is read */
         d->hz_due = lim_due;
         d->hz_id = lim_id;
     } else {
@@ -489,6 +518,7 @@ static void on_timer(struct timer_item *item, uint64_t now)
 {
     struct delay *d = (struct delay *)((char *)item - offsetof(struct delay, timer));
     uint32_t budget = RELEASE_BUDGET, refills = 4;
+    bool more = false;
     if (d->b->store && wants_refill(d))
         refill(d), refills--;
     for (;;) {
@@ -499,8 +529,13 @@ static void on_timer(struct timer_item *item, uint64_t now)
         const struct dentry *a = dwin_min(&d->win), *h = dheap_min(&d->mem);
         bool from_win = a && (!h || dentry_before(a, h->due, h->id));
         const struct dentry *e = from_win ? a : h;
-        if (!e || e->due > now || !budget--)
+        if (!e || e->due > now)
             break;
+        if (budget == 0) {
+            more = true;
+            break;
+        }
+        budget--;
         struct dentry got;
         if (from_win)
             dwin_pop_min(&d->win, &got);
@@ -508,8 +543,8 @@ static void on_timer(struct timer_item *item, uint64_t now)
             dheap_pop(&d->mem, &got);
         release(d, &got);
     }
-    if (!budget) {
-        timers_set(&d->b->timers, &d->timer, now, on_timer); /* more are due: next turn */
+    if (more) { /* more are due: a later loop turn (a timer due now would run in this one) */
+        timers_set(&d->b->timers, &d->timer, now + 1, on_timer);
         return;
     }
     arm(d);
