@@ -42,26 +42,9 @@ int storage_scan_delayed(struct storage *st, uint64_t due, uint64_t msg_id, size
         struct st_delayed e = {load_be64(kp), load_be64(kp + 8), (char)vp[0], load_be64(vp + 1),
                                val.mv_size == DELAYED_VAL_SIZE_T &&
                                    load_be32(vp + DELAYED_VAL_SIZE) != st->epoch};
-        if (e.stale) {
-            if ((rc = cb(arg, &e, NULL, 0)) < 0)
-                goto out;
-            n++;
-            if (rc > 0) {
-                rc = 0;
-                break;
-            }
-            continue;
-        }
-        uint8_t mk[8];
-        store_be64(mk, e.msg_id);
-        MDB_val mkey = {sizeof mk, mk}, mval;
-        if ((rc = mdb_get(txn, st->messages, &mkey, &mval)) != 0) {
-            rc = rc == MDB_NOTFOUND ? STORAGE_E_CORRUPT : rc;
-            goto out;
-        }
-        const void *data = NULL;
+        const void *data = NULL; /* a stale entry's message is not read: it is to be dropped */
         size_t len = 0;
-        if ((rc = crypt__open_msg(st, e.msg_id, mval.mv_data, mval.mv_size, &data, &len)) != 0)
+        if (!e.stale && (rc = storage__read_msg(st, txn, e.msg_id, &data, &len)) != 0)
             goto out;
         if ((rc = cb(arg, &e, data, len)) < 0)
             goto out;

@@ -158,6 +158,18 @@ int storage_recover(struct storage *st, const struct st_recover_ops *ops, void *
     return rc;
 }
 
+int storage__read_msg(struct storage *st, MDB_txn *txn, uint64_t msg_id, const void **ret,
+                      size_t *ret_len)
+{
+    uint8_t mk[8];
+    store_be64(mk, msg_id);
+    MDB_val mkey = {sizeof mk, mk}, mval;
+    int rc = mdb_get(txn, st->messages, &mkey, &mval);
+    if (rc)
+        return rc == MDB_NOTFOUND ? STORAGE_E_CORRUPT : rc;
+    return crypt__open_msg(st, msg_id, mval.mv_data, mval.mv_size, ret, ret_len);
+}
+
 int storage_scan_queue(struct storage *st, uint64_t qid, uint64_t from, size_t max,
                        st_entry_cb cb, void *arg, size_t *ret_n)
 {
@@ -194,21 +206,13 @@ int storage_scan_queue(struct storage *st, uint64_t qid, uint64_t from, size_t m
             .expires = v.expires,
             .returns = v.returns,
         };
-        MDB_val mval = {0, NULL};
         const void *data = NULL;
         size_t len = 0;
         if (!e.stale) { /* a stale entry's message is not read: it is to be dropped */
-            uint8_t mk[8];
-            store_be64(mk, e.msg_id);
-            MDB_val mkey = {sizeof mk, mk};
-            if ((rc = mdb_get(txn, st->messages, &mkey, &mval)) != 0) {
-                rc = rc == MDB_NOTFOUND ? STORAGE_E_CORRUPT : rc;
+            rc = storage__read_msg(st, txn, e.msg_id, &data, &len);
+            if (rc != 0 && rc != STORAGE_E_DECRYPT)
                 goto out;
-            }
-            rc = crypt__open_msg(st, e.msg_id, mval.mv_data, mval.mv_size, &data, &len);
-            if (rc == -ENOMEM || rc == STORAGE_E_CRYPTO)
-                goto out;
-            e.err = rc;
+            e.err = rc; /* this one cannot be opened: the caller skips it */
         }
         e.len = len;
         if ((rc = cb(arg, &e, data, len)) < 0)

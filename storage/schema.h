@@ -113,5 +113,11 @@ struct storage {
 
 /* For env.c / batch.c: frees batches still queued at close. */
 void storage__batches_free(struct storage *st);
+/* For the scans (recover.c, delayed.c; loop thread, in read transaction txn): message msg_id's
+ * bytes as the broker wrote them, opened when sealed (crypt__open_msg: valid until its next
+ * call). 0; STORAGE_E_CORRUPT when it is missing; STORAGE_E_DECRYPT for a message that cannot
+ * be opened (the caller may skip it); -ENOMEM or another LMDB error. */
+int storage__read_msg(struct storage *st, MDB_txn *txn, uint64_t msg_id, const void **ret,
+                      size_t *ret_len);
 
 #endif
