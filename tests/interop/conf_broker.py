@@ -34,14 +34,23 @@ def finish(name):
     return 0
 
 
+_given = set()  # ports this process handed out already (a broker may not have bound them yet)
+
+
 def free_ports(n):
-    """n distinct free ports: the sockets are held open together, so the kernel cannot hand
-    the same port out twice (one at a time it may)."""
-    socks = [socket.socket() for _ in range(n)]
+    """n distinct free ports, none handed out before by this process: the sockets are held open
+    together, so the kernel cannot hand the same port out twice (one at a time it may), and a
+    port given to a broker not started yet (an HA pair's second node) is not given again."""
+    socks, ports = [], []
     try:
-        for s in socks:
+        while len(ports) < n:
+            s = socket.socket()
+            socks.append(s)  # held until the end, given or not, so the kernel moves on
             s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
+            if s.getsockname()[1] not in _given:
+                ports.append(s.getsockname()[1])
+        _given.update(ports)
+        return ports
     finally:
         for s in socks:
             s.close()
